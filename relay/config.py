@@ -1,0 +1,456 @@
+"""Configuration: the one place that reads files and the environment.
+
+A TOML file (``--config`` or ``RELAY_CONFIG``) is loaded first; environment variables
+``RELAY_<SECTION>__<KEY>`` override it (``RELAY_AMQP__URL``, ``RELAY_HTTP__PORT``; list
+sections such as ``RELAY_TENANTS`` take JSON). Every secret may instead come from a file
+(``client_secret_file``, ``url_file``, ``secret_file``, ...), which is how Kubernetes
+Secrets are mounted.
+
+Everything below this module receives explicit keyword arguments built from these
+models; no other module reads the environment. Secrets are :class:`~pydantic.SecretStr`
+so they never show in a repr, a log line or an error message.
+
+An invalid configuration raises :class:`ConfigError`, whose message has one line per
+problem, each naming the key (``tenants[0].client_secret: ...``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import socket
+import tomllib
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = [
+    "AmqpSettings",
+    "ConfigError",
+    "ConsoleSettings",
+    "HttpSettings",
+    "JournalSettings",
+    "LogSettings",
+    "Settings",
+    "ShardingSettings",
+    "StatusSettings",
+    "TenantSettings",
+    "WebhookSettings",
+    "load_settings",
+    "parse_duration",
+]
+
+CONFIG_ENV = "RELAY_CONFIG"
+
+DEFAULT_API_URL = "http://openapi.exmail.qq.com:12211/openapi/"
+DEFAULT_TOKEN_URL = "https://exmail.qq.com/cgi-bin/token"  # noqa: S105 -- a URL, not a password
+DEFAULT_LOGIN_URL = "https://exmail.qq.com/cgi-bin/login"
+
+# Standard Webhooks' recommended schedule after the first attempt.
+DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid. The message names every bad key and why."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string such as ``"500ms"``, ``"30s"``, ``"5m"``, ``"24h"``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 30, '30s', '5m', '24h')")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError(f"expected a duration, got {type(value).__name__}")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _read_secret_file(path: Path, key: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    value = text.strip()
+    if not value:
+        raise ValueError(f"{key}: {path} is empty")
+    return value
+
+
+def _check_http_url(value: str, key: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{key} must be an http(s) URL with a host")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JournalSettings(_Section):
+    """``[journal]``: the embedded SQLite journal."""
+
+    path: Path = Path("exmail-relay.sqlite3")
+    max_events: int = Field(default=1_000_000, gt=0)
+    max_bytes: int = Field(default=1 << 30, gt=0)
+    retention: Duration = 86400.0
+    synchronous: Literal["full", "normal"] = "full"
+    prune_interval: Duration = 60.0
+
+
+class TenantSettings(_Section):
+    """One ``[[tenants]]`` entry: an Exmail company, served by one long-poll listener."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    client_id: str = Field(min_length=3)
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    api_url: str = DEFAULT_API_URL
+    token_url: str = DEFAULT_TOKEN_URL
+    login_url: str = DEFAULT_LOGIN_URL
+    auth_method: Literal["form", "basic"] = "form"
+    action_codes: Literal["authority", "v1.4"] = "authority"
+    directory_bootstrap: Literal["skip", "snapshot"] = "skip"
+    hold: Duration = Field(default=30.0, gt=0)
+    request_timeout: Duration = Field(default=10.0, gt=0)
+    enrich_concurrency: int = Field(default=8, ge=1, le=64)
+    enabled: bool = True
+
+    @field_validator("api_url", "token_url", "login_url")
+    @classmethod
+    def _url(cls, value: str, info: Any) -> str:
+        return _check_http_url(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _secret(self) -> TenantSettings:
+        if self.client_secret_file is not None:
+            if self.client_secret is not None:
+                raise ValueError("give client_secret or client_secret_file, not both")
+            secret = _read_secret_file(self.client_secret_file, "client_secret_file")
+            object.__setattr__(self, "client_secret", SecretStr(secret))
+        if self.client_secret is None or not self.client_secret.get_secret_value():
+            raise ValueError("client_secret (or client_secret_file) is required")
+        return self
+
+    @property
+    def listen_timeout(self) -> float:
+        """Client read timeout for ``listen``: a margin above the server's hold."""
+        return self.hold + max(5.0, self.hold * 0.5)
+
+    def secret(self) -> SecretStr:
+        assert self.client_secret is not None  # guaranteed by _secret
+        return self.client_secret
+
+
+class AmqpSettings(_Section):
+    """``[amqp]``: the RabbitMQ sink."""
+
+    enabled: bool = False
+    url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    url_file: Path | None = None
+    exchange: str = Field(default="exmail.events", min_length=1)
+    exchange_passive: bool = False
+    declare_queue: bool = True
+    queue: str = Field(default="exmail.events", min_length=1)
+    queue_type: Literal["quorum", "classic"] = "quorum"
+    binding_key: str = "#"
+    max_in_flight: int = Field(default=256, ge=1, le=10_000)
+    retry_max: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _url(self) -> AmqpSettings:
+        if self.url_file is not None:
+            url = _read_secret_file(self.url_file, "url_file")
+            object.__setattr__(self, "url", SecretStr(url))
+        scheme = urlsplit(self.url.get_secret_value()).scheme
+        if scheme not in ("amqp", "amqps"):
+            raise ValueError("url must start with amqp:// or amqps://")
+        return self
+
+
+def _secret_list(value: object) -> object:
+    if isinstance(value, str | SecretStr):
+        return [value]
+    return value
+
+
+class WebhookSettings(_Section):
+    """One ``[[webhooks]]`` endpoint."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    url: str
+    secret: Annotated[list[SecretStr], BeforeValidator(_secret_list)] = Field(default_factory=list)
+    secret_file: Path | None = None
+    types: list[str] = Field(default_factory=lambda: ["*"])
+    tenants: list[str] = Field(default_factory=list)
+    timeout: Duration = Field(default=15.0, gt=0)
+    max_in_flight: int = Field(default=4, ge=1, le=1000)
+    rate_limit: float = Field(default=0.0, ge=0)
+    retry_schedule: list[Duration] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
+    jitter: float = Field(default=0.2, ge=0, lt=1)
+    ordered: bool = False
+    ca_bundle: Path | None = None
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_http_url(value, "url")
+
+    @model_validator(mode="after")
+    def _secrets(self) -> WebhookSettings:
+        secrets = list(self.secret)
+        if self.secret_file is not None:
+            text = _read_secret_file(self.secret_file, "secret_file")
+            secrets.extend(SecretStr(line.strip()) for line in text.splitlines() if line.strip())
+        if not secrets:
+            raise ValueError("secret (or secret_file) is required")
+        for index, secret in enumerate(secrets):
+            _check_webhook_secret(secret.get_secret_value(), index)
+        object.__setattr__(self, "secret", secrets)
+        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+            raise ValueError(f"ca_bundle: {self.ca_bundle} is not a file")
+        return self
+
+
+def _check_webhook_secret(value: str, index: int) -> None:
+    where = f"secret #{index + 1}"
+    if not value.startswith("whsec_"):
+        raise ValueError(f"{where} must start with 'whsec_' followed by base64")
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{where} is not valid base64 after 'whsec_'") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"{where} must decode to 24..64 bytes, got {len(key)}")
+
+
+class HttpSettings(_Section):
+    """``[http]``: health, metrics and the status page."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    auth_token: SecretStr | None = None
+    auth_token_file: Path | None = None
+    basic_user: str | None = None
+    basic_password: SecretStr | None = None
+    protect_probes: bool = False
+
+    @model_validator(mode="after")
+    def _auth(self) -> HttpSettings:
+        if self.auth_token_file is not None:
+            token = _read_secret_file(self.auth_token_file, "auth_token_file")
+            object.__setattr__(self, "auth_token", SecretStr(token))
+        if (self.basic_user is None) != (self.basic_password is None):
+            raise ValueError("basic_user and basic_password go together")
+        return self
+
+
+class LogSettings(_Section):
+    """``[log]``: JSON lines off a TTY, readable text on one."""
+
+    format: Literal["auto", "json", "text"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StatusSettings(_Section):
+    """``[status]``: what the status page may show."""
+
+    show_content: bool = False
+    recent_events: int = Field(default=50, ge=0, le=1000)
+
+
+class ConsoleSettings(_Section):
+    """``[console]``: one JSON line per event on stdout."""
+
+    enabled: bool = False
+
+
+class ShardingSettings(_Section):
+    """``[sharding]``: split tenants between replicas (a StatefulSet's pods).
+
+    ``index`` defaults to the ordinal at the end of the host name (``exmail-relay-2``
+    -> 2) when ``count`` > 1, which is what a StatefulSet pod gets.
+    """
+
+    count: int = Field(default=1, ge=1, le=1024)
+    index: int | None = Field(default=None, ge=0)
+
+    def resolved_index(self, hostname: str | None = None) -> int:
+        if self.count == 1:
+            return 0
+        if self.index is not None:
+            index = self.index
+        else:
+            host = hostname if hostname is not None else socket.gethostname()
+            match = re.search(r"-(\d+)$", host)
+            if match is None:
+                raise ConfigError(
+                    f"sharding.index: not set and host name {host!r} ends in no ordinal"
+                )
+            index = int(match.group(1))
+        if index >= self.count:
+            raise ConfigError(f"sharding.index: {index} is not below sharding.count {self.count}")
+        return index
+
+
+def shard_of(tenant: str, count: int) -> int:
+    """Stable shard of a tenant: adding a tenant never moves another one."""
+    return zlib.crc32(tenant.encode("utf-8")) % count
+
+
+class ShutdownSettings(_Section):
+    """``[shutdown]``: how long in-flight deliveries may drain on SIGTERM."""
+
+    timeout: Duration = Field(default=10.0, gt=0, le=600)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RELAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    journal: JournalSettings = JournalSettings()
+    tenants: list[TenantSettings] = Field(default_factory=list)
+    amqp: AmqpSettings = AmqpSettings()
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    http: HttpSettings = HttpSettings()
+    log: LogSettings = LogSettings()
+    status: StatusSettings = StatusSettings()
+    console: ConsoleSettings = ConsoleSettings()
+    sharding: ShardingSettings = ShardingSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment overrides them.
+        return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        _unique([t.name for t in self.tenants], "tenants", "name")
+        _unique([w.name for w in self.webhooks], "webhooks", "name")
+        _unique([t.client_id for t in self.tenants], "tenants", "client_id")
+        known = {t.name for t in self.tenants}
+        for index, hook in enumerate(self.webhooks):
+            unknown = sorted(set(hook.tenants) - known)
+            if unknown:
+                raise ValueError(f"webhooks[{index}].tenants: unknown tenant(s) {unknown}")
+        return self
+
+    def tenant(self, name: str | None = None) -> TenantSettings:
+        """The named tenant, or the only/first one when ``name`` is None."""
+        if not self.tenants:
+            raise ConfigError("tenants: no [[tenants]] entry is configured")
+        if name is None:
+            return self.tenants[0]
+        for tenant in self.tenants:
+            if tenant.name == name:
+                return tenant
+        names = ", ".join(t.name for t in self.tenants)
+        raise ConfigError(f"tenants: no tenant named {name!r} (configured: {names})")
+
+    def shard_tenants(self, hostname: str | None = None) -> list[TenantSettings]:
+        """The enabled tenants this replica serves."""
+        count = self.sharding.count
+        index = self.sharding.resolved_index(hostname)
+        mine = [t for t in self.tenants if t.enabled]
+        if count == 1:
+            return mine
+        return [t for t in mine if shard_of(t.name, count) == index]
+
+
+def _unique(values: list[str], section: str, key: str) -> None:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            raise ValueError(f"{section}[{index}].{key}: duplicate {value!r}")
+        seen.add(value)
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        location = ""
+        for part in item["loc"]:
+            if isinstance(part, int):
+                location += f"[{part}]"
+            else:
+                location += ("." if location else "") + str(part)
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{location or 'config'}: {message}")
+    return "\n".join(lines)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load the TOML file (``path`` or ``$RELAY_CONFIG``; none is fine) plus the environment.
+
+    ``environ`` replaces ``os.environ`` for the ``RELAY_CONFIG`` lookup (tests).
+    """
+    env = os.environ if environ is None else environ
+    chosen = path if path is not None else env.get(CONFIG_ENV) or None
+    data = _read_toml(Path(chosen)) if chosen is not None else {}
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
