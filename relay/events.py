@@ -1,0 +1,198 @@
+"""Relay events: what the source builds from Exmail pushes and every sink delivers.
+
+Pure code, no I/O. An :class:`Event` becomes a CloudEvents 1.0 document in structured
+mode (:meth:`Event.encode`); the AMQP routing key is ``<tenant>.<type minus "exmail.">``.
+
+Ids are derived from the input wherever the input identifies the happening, so the
+same happening reported twice gets the same id and the journal stores it once:
+
+- ``exmail.mail.new``: tenant, account and MailId;
+- ``exmail.directory.changed``: tenant, old and new Ver;
+- ``exmail.user.*``: tenant, account, action and the Ver that reported it.
+
+An unread-count update carries nothing unique (the same count can recur), so its id is
+random, assigned once at ingest and stored with the event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+__all__ = [
+    "ALL_TYPES",
+    "DIRECTORY_CHANGED",
+    "MAIL_NEW",
+    "MAIL_UNREAD",
+    "USER_ADDED",
+    "USER_DELETED",
+    "USER_UPDATED",
+    "Event",
+    "directory_changed",
+    "mail_new",
+    "mail_unread",
+    "type_matches",
+    "user_changed",
+]
+
+MAIL_NEW: Final = "exmail.mail.new"
+MAIL_UNREAD: Final = "exmail.mail.unread"
+DIRECTORY_CHANGED: Final = "exmail.directory.changed"
+USER_ADDED: Final = "exmail.user.added"
+USER_UPDATED: Final = "exmail.user.updated"
+USER_DELETED: Final = "exmail.user.deleted"
+ALL_TYPES: Final = (
+    MAIL_NEW,
+    MAIL_UNREAD,
+    DIRECTORY_CHANGED,
+    USER_ADDED,
+    USER_UPDATED,
+    USER_DELETED,
+)
+
+UserChange = Literal["added", "updated", "deleted"]
+_USER_TYPES: Final[dict[str, str]] = {
+    "added": USER_ADDED,
+    "updated": USER_UPDATED,
+    "deleted": USER_DELETED,
+}
+
+SPEC_VERSION: Final = "1.0"
+CONTENT_TYPE: Final = "application/cloudevents+json"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One relay event. ``data`` holds JSON-ready values only."""
+
+    id: str
+    tenant: str
+    type: str
+    subject: str
+    time: datetime
+    data: Mapping[str, Any]
+
+    @property
+    def source(self) -> str:
+        return f"exmail-relay/{self.tenant}"
+
+    @property
+    def routing_key(self) -> str:
+        return f"{self.tenant}.{self.type.removeprefix('exmail.')}"
+
+    def to_cloudevent(self) -> dict[str, Any]:
+        return {
+            "specversion": SPEC_VERSION,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "subject": self.subject,
+            "time": format_time(self.time),
+            "datacontenttype": "application/json",
+            "data": dict(self.data),
+        }
+
+    def encode(self) -> bytes:
+        """The CloudEvent as compact UTF-8 JSON: the body every sink sends."""
+        return json.dumps(self.to_cloudevent(), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with millisecond precision and a ``Z``."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def derive_id(*parts: str) -> str:
+    """A stable 32-hex-digit id from the parts that identify a happening."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
+    return digest[:16].hex()
+
+
+def type_matches(event_type: str, pattern: str) -> bool:
+    """Filter match: ``*`` matches all, ``exmail.mail.*`` a prefix, otherwise equality."""
+    if pattern in ("*", "#"):
+        return True
+    if pattern.endswith(".*"):
+        return event_type.startswith(pattern[:-1])
+    return event_type == pattern
+
+
+def mail_new(
+    *,
+    tenant: str,
+    user: str,
+    mail_id: str,
+    sender: str,
+    receiver: str,
+    subject: str,
+    summary: str,
+    unread: int | None,
+    now: datetime,
+) -> Event:
+    return Event(
+        id=derive_id(MAIL_NEW, tenant, user.lower(), mail_id),
+        tenant=tenant,
+        type=MAIL_NEW,
+        subject=user,
+        time=now,
+        data={
+            "user": user,
+            "mail_id": mail_id,
+            "sender": sender,
+            "receiver": receiver,
+            "subject": subject,
+            "summary": summary,
+            "unread": unread,
+        },
+    )
+
+
+def mail_unread(*, tenant: str, user: str, unread: int, now: datetime) -> Event:
+    return Event(
+        id=uuid.uuid4().hex,
+        tenant=tenant,
+        type=MAIL_UNREAD,
+        subject=user,
+        time=now,
+        data={"user": user, "unread": unread},
+    )
+
+
+def directory_changed(
+    *, tenant: str, old_ver: int, new_ver: int, count: int, now: datetime
+) -> Event:
+    return Event(
+        id=derive_id(DIRECTORY_CHANGED, tenant, str(old_ver), str(new_ver)),
+        tenant=tenant,
+        type=DIRECTORY_CHANGED,
+        subject=tenant,
+        time=now,
+        data={"old_ver": old_ver, "new_ver": new_ver, "count": count},
+    )
+
+
+def user_changed(
+    *,
+    tenant: str,
+    alias: str,
+    change: UserChange,
+    ver: int,
+    profile: Mapping[str, Any] | None,
+    now: datetime,
+) -> Event:
+    """A directory entry. ``profile`` is ``None`` for a deleted account."""
+    event_type = _USER_TYPES[change]
+    return Event(
+        id=derive_id(event_type, tenant, alias.lower(), str(ver)),
+        tenant=tenant,
+        type=event_type,
+        subject=alias,
+        time=now,
+        data={"alias": alias, "change": change, "ver": ver, "profile": profile},
+    )
