@@ -1,0 +1,287 @@
+"""The drainer: moves one sink's pending deliveries out of the journal.
+
+Where it sits: between :class:`relay.journal.Journal` and one :class:`relay.sinks.Sink`.
+Each sink (and each webhook endpoint) gets its own drainer, so a slow or dead
+destination never holds up another one.
+
+What it does, in order: claim due rows oldest first, keep up to ``max_in_flight``
+attempts running (a sliding window, not batches: one slow attempt does not idle the
+other slots), respect a rate limit, then turn each :data:`~relay.sinks.Outcome` into a
+journal :class:`~relay.journal.Update` with :func:`decide` (pure). A sink that reports
+:class:`~relay.sinks.Unavailable` pauses the whole drainer with capped, jittered
+backoff instead of burning through the backlog's retry budget.
+
+With ``ordered`` the drainer keeps strict FIFO: one attempt at a time, and a failed
+head waits for its retry before anything behind it moves (head-of-line blocking, by
+choice).
+
+Shutdown (:meth:`Drainer.stop`): stop claiming, let in-flight attempts finish until the
+deadline, then cancel them. A cancelled attempt stays pending in the journal and is
+delivered after the restart: at-least-once, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from relay import metrics
+from relay.journal import Delivery, Journal, JournalClosed, Update
+from relay.retry import Backoff, schedule_delay
+from relay.sinks import Dead, Delivered, Disable, Outcome, Retry, Sink, Unavailable
+
+__all__ = ["DrainPolicy", "Drainer", "decide"]
+
+log = logging.getLogger("relay.drain")
+
+DISABLED_POLL = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrainPolicy:
+    """How one sink is drained. ``schedule=None`` retries forever with ``backoff``."""
+
+    max_in_flight: int = 64
+    schedule: Sequence[float] | None = None
+    jitter: float = 0.2
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=30.0))
+    ordered: bool = False
+    rate_limit: float = 0.0
+
+
+def decide(
+    policy: DrainPolicy,
+    delivery: Delivery,
+    outcome: Outcome,
+    *,
+    now: float,
+    rand: Callable[[], float] = random.random,
+) -> Update | None:
+    """The journal update for one outcome (``None``: leave the row as it is)."""
+    attempts = delivery.attempts + 1
+    match outcome:
+        case Delivered():
+            return Update(delivery.seq, "delivered")
+        case Dead(error=error):
+            return Update(delivery.seq, "dead", error=error)
+        case Unavailable():
+            return None
+        case Disable(error=error):
+            return Update(delivery.seq, "pending", next_at=0.0, error=error)
+        case Retry(error=error, retry_after=retry_after):
+            if policy.schedule is None:
+                delay: float | None = policy.backoff.delay(attempts - 1, rand)
+            else:
+                delay = schedule_delay(policy.schedule, attempts, jitter=policy.jitter, rand=rand)
+                if delay is None:
+                    return Update(delivery.seq, "dead", error=error)
+            assert delay is not None
+            if retry_after is not None:
+                ceiling = max(policy.schedule) if policy.schedule else policy.backoff.cap
+                delay = max(delay, min(retry_after, ceiling))
+            return Update(delivery.seq, "pending", next_at=now + delay, error=error)
+
+
+class _RateLimiter:
+    """A token bucket allowing ``rate`` starts per second, bursts of up to ``rate``."""
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._tokens = max(1.0, rate)
+        self._stamp = clock()
+
+    async def acquire(self) -> None:
+        while True:
+            now = self._clock()
+            self._tokens = min(
+                max(1.0, self._rate), self._tokens + (now - self._stamp) * self._rate
+            )
+            self._stamp = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return
+            await asyncio.sleep((1.0 - self._tokens) / self._rate)
+
+
+class Drainer:
+    """Drains ``sink``'s rows from ``journal`` until :meth:`stop`."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        sink: Sink,
+        policy: DrainPolicy,
+        *,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.journal = journal
+        self.sink = sink
+        self.policy = policy
+        self._clock = clock
+        self._rand = rand
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._unavailable_streak = 0
+        self._limiter = _RateLimiter(policy.rate_limit, clock) if policy.rate_limit > 0 else None
+        self.disabled_reason: str | None = None
+        self.last_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.sink.name
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def run(self) -> None:
+        wake = self.journal.wakeup(self.name)
+        self.disabled_reason = await self.journal.disabled(self.name)
+        metrics.SINK_CONNECTED.labels(self.name).set(0)
+        try:
+            while not self._stopping.is_set():
+                if self.disabled_reason is not None:
+                    await self._wait(wake, DISABLED_POLL)
+                    self.disabled_reason = await self.journal.disabled(self.name)
+                    continue
+                free = (1 if self.policy.ordered else self.policy.max_in_flight) - self.in_flight
+                if free <= 0:
+                    await self._wait(self._slot_freed, None)
+                    continue
+                wake.clear()
+                rows = await self.journal.pending(
+                    self.name,
+                    limit=free,
+                    skip=tuple(self._inflight),
+                    due_only=not self.policy.ordered,
+                )
+                if self.policy.ordered and rows and rows[0].next_at > self._clock():
+                    await self._wait(wake, rows[0].next_at - self._clock())
+                    continue
+                if not rows:
+                    await self._wait(wake, await self._idle_timeout())
+                    continue
+                for row in rows:
+                    if self._stopping.is_set():
+                        break
+                    if self._limiter is not None:
+                        await self._limiter.acquire()
+                    self._start(row)
+                    if self._unavailable_streak:
+                        break  # probing a sink that was down: one attempt at a time
+                if self._unavailable_streak:
+                    await self._pause()
+        except JournalClosed:
+            return
+        finally:
+            metrics.SINK_CONNECTED.labels(self.name).set(0)
+
+    async def _idle_timeout(self) -> float | None:
+        due = await self.journal.next_due(self.name)
+        if due is None:
+            return None
+        return max(0.0, due - self._clock())
+
+    async def _wait(self, event: asyncio.Event, seconds: float | None) -> None:
+        """Wait for ``event``, a freed slot, stop, or ``seconds``."""
+        waiters = [
+            asyncio.ensure_future(event.wait()),
+            asyncio.ensure_future(self._stopping.wait()),
+            asyncio.ensure_future(self._slot_freed.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            self._slot_freed.clear()
+
+    async def _pause(self) -> None:
+        delay = self.policy.backoff.delay(self._unavailable_streak - 1, self._rand)
+        # Wait for the probe to finish first, then back off before the next one.
+        while self._inflight and not self._stopping.is_set():
+            await self._wait(asyncio.Event(), None)
+        if self._unavailable_streak:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=max(delay, 0.05))
+
+    def _start(self, row: Delivery) -> None:
+        task = asyncio.create_task(self._attempt(row), name=f"deliver-{self.name}-{row.seq}")
+        self._inflight[row.seq] = task
+        task.add_done_callback(lambda _: self._finished(row.seq))
+
+    def _finished(self, seq: int) -> None:
+        self._inflight.pop(seq, None)
+        self._slot_freed.set()
+
+    async def _attempt(self, row: Delivery) -> None:
+        try:
+            outcome = await self.sink.send(row)
+        except Exception:
+            # A bug in a sink must not lose the event or kill the drainer: the row stays
+            # pending, the traceback goes to the log, and the sink is treated as down.
+            log.exception("sink raised instead of returning an outcome", extra={"sink": self.name})
+            outcome = Unavailable("internal error in sink (see log)")
+        now = self._clock()
+        update = decide(self.policy, row, outcome, now=now, rand=self._rand)
+        self._observe(row, outcome, update, now)
+        if isinstance(outcome, Disable):
+            self.disabled_reason = outcome.error
+            await self.journal.set_disabled(self.name, True, outcome.error)
+        if update is not None:
+            with contextlib.suppress(JournalClosed):
+                await self.journal.record(self.name, [update])
+
+    def _observe(self, row: Delivery, outcome: Outcome, update: Update | None, now: float) -> None:
+        name = self.name
+        if isinstance(outcome, Delivered):
+            self._unavailable_streak = 0
+            metrics.SINK_CONNECTED.labels(name).set(1)
+            metrics.DELIVERIES.labels(name).inc()
+            metrics.DELIVERY_LATENCY.labels(name).observe(max(0.0, now - row.created))
+            return
+        if isinstance(outcome, Unavailable):
+            self._unavailable_streak += 1
+            metrics.SINK_CONNECTED.labels(name).set(0)
+            metrics.DELIVERY_FAILURES.labels(name, "unavailable").inc()
+            self.last_error = outcome.error
+            return
+        self._unavailable_streak = 0
+        self.last_error = outcome.error
+        if update is not None and update.state == "dead":
+            metrics.DELIVERY_FAILURES.labels(name, "dead").inc()
+            metrics.DEAD_LETTERS.labels(name).inc()
+            log.warning(
+                "delivery became a dead letter",
+                extra={
+                    "sink": name,
+                    "event_id": row.event_id,
+                    "tenant": row.tenant,
+                    "error": outcome.error,
+                },
+            )
+        elif isinstance(outcome, Disable):
+            metrics.DELIVERY_FAILURES.labels(name, "disabled").inc()
+            metrics.SINK_CONNECTED.labels(name).set(0)
+            log.error("endpoint disabled", extra={"sink": name, "error": outcome.error})
+        else:
+            metrics.DELIVERY_FAILURES.labels(name, "retry").inc()
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; give in-flight attempts ``grace`` seconds, then cancel them."""
+        self._stopping.set()
+        pending = list(self._inflight.values())
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still)
