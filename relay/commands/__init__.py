@@ -1,0 +1,1 @@
+"""Sub-commands of the exmail-relay command line, one module each."""

@@ -1,0 +1,106 @@
+"""``relay.exmail``: a typed async client for every endpoint of the BizMail OpenApi.
+
+The public surface is re-exported here; the private modules behind it are:
+
+- ``_client``: :class:`ExmailClient` (token, HTTP, retries, one method per endpoint);
+- ``_listen``: :func:`parse_listen`, the pure listen-payload parser, and its messages;
+- ``_models`` / ``_requests``: tolerant response models and validated request models;
+- ``_exceptions``: the error tree (drawn in its docstring) and :func:`is_transient`;
+- ``_json``, ``_decode``, ``_validation``, ``_retry``, ``_token``: the pure pieces.
+
+See ``docs/protocol.md`` for the endpoint ↔ method table and the parsing decisions.
+"""
+
+from relay.exmail._client import (
+    DEFAULT_API_URL,
+    DEFAULT_LOGIN_URL,
+    DEFAULT_TOKEN_URL,
+    READ_ENDPOINTS,
+    ExmailClient,
+)
+from relay.exmail._exceptions import (
+    ApiError,
+    ExmailError,
+    ExmailTimeout,
+    HTTPStatusError,
+    InvalidCredentials,
+    InvalidRequest,
+    InvalidToken,
+    MalformedResponse,
+    NetworkError,
+    NotFound,
+    ResponseTooLarge,
+    TemporarilyUnavailable,
+    TransportError,
+    is_transient,
+)
+from relay.exmail._listen import (
+    KeepAlive,
+    ListenError,
+    ListenMessage,
+    Malformed,
+    NewMail,
+    Unknown,
+    UnreadCount,
+    VersionUpdate,
+    parse_listen,
+)
+from relay.exmail._models import (
+    AccountType,
+    ActionCodes,
+    CheckResult,
+    Gender,
+    GroupStatus,
+    NewCount,
+    OpenType,
+    SyncAction,
+    User,
+    UserAction,
+    UserList,
+    UserListEntry,
+)
+from relay.exmail._retry import Backoff
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "DEFAULT_LOGIN_URL",
+    "DEFAULT_TOKEN_URL",
+    "READ_ENDPOINTS",
+    "AccountType",
+    "ActionCodes",
+    "ApiError",
+    "Backoff",
+    "CheckResult",
+    "ExmailClient",
+    "ExmailError",
+    "ExmailTimeout",
+    "Gender",
+    "GroupStatus",
+    "HTTPStatusError",
+    "InvalidCredentials",
+    "InvalidRequest",
+    "InvalidToken",
+    "KeepAlive",
+    "ListenError",
+    "ListenMessage",
+    "Malformed",
+    "MalformedResponse",
+    "NetworkError",
+    "NewCount",
+    "NewMail",
+    "NotFound",
+    "OpenType",
+    "ResponseTooLarge",
+    "SyncAction",
+    "TemporarilyUnavailable",
+    "TransportError",
+    "Unknown",
+    "UnreadCount",
+    "User",
+    "UserAction",
+    "UserList",
+    "UserListEntry",
+    "VersionUpdate",
+    "is_transient",
+    "parse_listen",
+]

@@ -1,0 +1,145 @@
+"""Response decoding: raw body bytes to typed results, or the matching exception.
+
+Pure functions, no I/O: the client hands each a ``(endpoint, body)`` pair after the
+HTTP exchange. Any body that is an error object ``{"errcode", "error"}`` raises the most
+specific :class:`~relay.exmail._exceptions.ApiError`; a body that cannot be read, or
+has the wrong shape, raises :class:`~relay.exmail._exceptions.MalformedResponse`.
+Messages name the endpoint and the failure, never the body itself (a token response
+body holds a secret).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from relay.exmail._exceptions import (
+    HTTPStatusError,
+    InvalidCredentials,
+    MalformedResponse,
+    TemporarilyUnavailable,
+    api_error,
+)
+from relay.exmail._json import JSONSyntaxError, loads, normalize_keys
+from relay.exmail._listen import ListenError, ListenMessage, parse_listen
+from relay.exmail._models import ErrorBody, TokenResponse
+
+__all__ = [
+    "decode_empty",
+    "decode_listen",
+    "decode_object",
+    "decode_token",
+    "decode_value",
+    "model_decoder",
+    "raise_error_body",
+    "shape_error",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def decode_token(status: int, body: bytes) -> tuple[SecretStr, float]:
+    """The token endpoint's answer: (token, lifetime in seconds), or why not.
+
+    Any refusal of the credentials (an error object other than 1002, HTTP 400/401/403,
+    an answer without ``access_token``) is :class:`InvalidCredentials`.
+    """
+    value: Any = None
+    if body.strip():
+        try:
+            value = loads(body)
+        except JSONSyntaxError as exc:
+            if 200 <= status < 300:
+                raise MalformedResponse(f"token: body is not JSON ({exc})") from None
+    if isinstance(value, dict) and "errcode" in normalize_keys(value):
+        err = _error_body(value)
+        if err.errcode == "1002" or status >= 500:
+            raise TemporarilyUnavailable(err.errcode, err.error, endpoint="token")
+        raise InvalidCredentials(err.errcode, err.error or "invalid_client", endpoint="token")
+    if status in (400, 401, 403):
+        raise InvalidCredentials("", "invalid_client", endpoint="token", detail=f"HTTP {status}")
+    if not 200 <= status < 300:
+        raise HTTPStatusError(f"token: HTTP {status}", status=status)
+    try:
+        token = TokenResponse.model_validate(value)
+    except ValidationError:
+        raise InvalidCredentials(
+            "", "invalid_client", endpoint="token", detail="no access_token in the answer"
+        ) from None
+    if not token.access_token.get_secret_value():
+        raise InvalidCredentials("", "invalid_client", endpoint="token", detail="empty token")
+    return token.access_token, float(token.expires_in)
+
+
+def _error_body(value: dict[str, Any]) -> ErrorBody:
+    try:
+        return ErrorBody.model_validate(value)
+    except ValidationError:
+        return ErrorBody(errcode="", error="unreadable error object")
+
+
+def raise_error_body(endpoint: str, body: bytes) -> None:
+    try:
+        value = loads(body)
+    except JSONSyntaxError:
+        return
+    if isinstance(value, dict) and "errcode" in normalize_keys(value):
+        err = _error_body(value)
+        raise api_error(err.errcode, err.error, endpoint=endpoint, detail=err.detail)
+
+
+def decode_value(endpoint: str, body: bytes) -> Any:
+    if not body.strip():
+        raise MalformedResponse(f"{endpoint}: empty body where data was expected")
+    try:
+        value = loads(body)
+    except JSONSyntaxError as exc:
+        raise MalformedResponse(f"{endpoint}: body is not JSON ({exc})") from None
+    if isinstance(value, dict) and "errcode" in normalize_keys(value):
+        err = _error_body(value)
+        raise api_error(err.errcode, err.error, endpoint=endpoint, detail=err.detail)
+    return value
+
+
+def decode_object(endpoint: str, body: bytes) -> dict[str, Any] | None:
+    if not body.strip():
+        return None
+    value = decode_value(endpoint, body)
+    if not isinstance(value, dict):
+        raise MalformedResponse(f"{endpoint}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def decode_empty(endpoint: str, body: bytes) -> None:
+    if body.strip():
+        raise_error_body(endpoint, body)
+
+
+def decode_listen(endpoint: str, body: bytes) -> list[ListenMessage]:
+    messages = parse_listen(body)
+    if messages and all(isinstance(m, ListenError) for m in messages):
+        first = messages[0]
+        assert isinstance(first, ListenError)
+        raise api_error(first.errcode, first.error, endpoint=endpoint)
+    return messages
+
+
+def model_decoder(model: type[M]) -> Callable[[str, bytes], M]:
+    """A decoder that validates the body into ``model``; a wrong shape is malformed."""
+
+    def decode(endpoint: str, body: bytes) -> M:
+        value = decode_value(endpoint, body)
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            raise MalformedResponse(shape_error(endpoint, exc)) from None
+
+    return decode
+
+
+def shape_error(endpoint: str, exc: ValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid"}
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{endpoint}: unexpected response shape at {where}: {first['msg']}"

@@ -1,0 +1,227 @@
+"""Request models of the write endpoints: validated on construction, rendered to form params.
+
+Each model checks the protocol's documented limits (:mod:`relay.exmail._validation`)
+when it is built, so an invalid request raises
+:class:`~relay.exmail._exceptions.InvalidRequest` before anything is sent. ``params()``
+renders the documented parameter spellings, lists as repeated parameters
+(``Slave=a&Slave=b``), in the order the documents list them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+
+from relay.exmail import _validation as v
+from relay.exmail._exceptions import InvalidRequest
+from relay.exmail._models import Gender, GroupStatus, OpenType, SyncAction
+
+__all__ = [
+    "GroupAddRequest",
+    "GroupAllowListRequest",
+    "GroupMembersRequest",
+    "Params",
+    "PartySyncRequest",
+    "UserSyncRequest",
+]
+
+Params = list[tuple[str, str]]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    def params(self) -> Params:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+
+class UserSyncRequest(_Request):
+    """``user/sync``: add (2), modify (3) or delete (1) an account."""
+
+    action: SyncAction
+    alias: str
+    name: str | None = None
+    gender: Gender | None = None
+    position: str | None = None
+    tel: str | None = None
+    mobile: str | None = None
+    ext_id: str | None = None
+    password: SecretStr | None = None
+    md5: bool | None = None
+    party_paths: tuple[str, ...] | None = None
+    slaves: tuple[str, ...] | None = None
+    open_type: OpenType | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        data["action"] = v.check_action(data.get("action"))
+        data["alias"] = v.check_email("Alias", str(data.get("alias", "")))
+        if data.get("slaves") is not None:
+            data["slaves"] = v.check_slaves(_as_list(data["slaves"], "Slave"))
+        if data.get("party_paths") is not None:
+            paths = _as_list(data["party_paths"], "PartyPath")
+            data["party_paths"] = tuple(v.check_party_path("PartyPath", p) for p in paths)
+        if data.get("gender") is not None:
+            data["gender"] = Gender(_code(data["gender"], "Gender", {1, 2}))
+        if data.get("open_type") is not None:
+            data["open_type"] = OpenType(_code(data["open_type"], "OpenType", {0, 1, 2}))
+        return data
+
+    def params(self) -> Params:
+        out: Params = [("Action", str(int(self.action))), ("Alias", self.alias)]
+        for key, value in (
+            ("Name", self.name),
+            ("Gender", None if self.gender is None else str(int(self.gender))),
+            ("Position", self.position),
+            ("Tel", self.tel),
+            ("Mobile", self.mobile),
+            ("ExtId", self.ext_id),
+            ("Password", None if self.password is None else self.password.get_secret_value()),
+            ("Md5", None if self.md5 is None else str(int(self.md5))),
+        ):
+            if value is not None:
+                out.append((key, value))
+        out += [("PartyPath", path) for path in self.party_paths or ()]
+        out += [("Slave", slave) for slave in self.slaves or ()]
+        if self.open_type is not None:
+            out.append(("OpenType", str(int(self.open_type))))
+        return out
+
+
+class PartySyncRequest(_Request):
+    """``party/sync``: DEL/ADD take ``DstPath`` only; MOD moves ``SrcPath`` to ``DstPath``."""
+
+    action: SyncAction
+    src_path: str | None = None
+    dst_path: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        action = data["action"] = v.check_action(data.get("action"))
+        if data.get("dst_path") is None:
+            raise InvalidRequest("party/sync needs DstPath")
+        data["dst_path"] = v.check_party_path("DstPath", str(data["dst_path"]), allow_root=False)
+        if action is SyncAction.MODIFY:
+            if data.get("src_path") is None:
+                raise InvalidRequest("party/sync MOD needs both SrcPath and DstPath")
+            data["src_path"] = v.check_party_path(
+                "SrcPath", str(data["src_path"]), allow_root=False
+            )
+        else:
+            data["src_path"] = None
+        return data
+
+    def params(self) -> Params:
+        out: Params = [("Action", str(int(self.action)))]
+        if self.src_path is not None:
+            out.append(("SrcPath", self.src_path))
+        out.append(("DstPath", self.dst_path))
+        return out
+
+
+class GroupAddRequest(_Request):
+    """``group/add``: ``group_admin`` is the group's own (not yet existing) address."""
+
+    name: str
+    admin: str
+    status: GroupStatus
+    members: tuple[str, ...]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if not str(data.get("name", "")).strip():
+            raise InvalidRequest("group_name must not be empty")
+        data["admin"] = v.check_email("group_admin", str(data.get("admin", "")))
+        data["status"] = v.check_group_status(str(data.get("status", "")))
+        data["members"] = v.check_emails("members", _as_list(data.get("members", ()), "members"))
+        return data
+
+    def params(self) -> Params:
+        return [
+            ("group_name", self.name),
+            ("group_admin", self.admin),
+            ("status", self.status.value),
+            *(("members", member) for member in self.members),
+        ]
+
+
+class GroupMembersRequest(_Request):
+    """``group/addmember`` and ``group/deletemember``."""
+
+    alias: str
+    members: tuple[str, ...]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        data["alias"] = v.check_email("group_alias", str(data.get("alias", "")))
+        members = v.check_emails("members", _as_list(data.get("members", ()), "members"))
+        if not members:
+            raise InvalidRequest("members must name at least one address")
+        data["members"] = members
+        return data
+
+    def params(self) -> Params:
+        return [("group_alias", self.alias), *(("members", m) for m in self.members)]
+
+
+class GroupAllowListRequest(_Request):
+    """``group/addallowlist`` and ``group/delallowlist`` (v1.4): a comma-separated list."""
+
+    alias: str
+    allow_list: tuple[str, ...]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        data["alias"] = v.check_email("group_alias", str(data.get("alias", "")))
+        raw = data.get("allow_list", ())
+        items = raw.split(",") if isinstance(raw, str) else _as_list(raw, "allow_list")
+        allow = v.check_emails("allow_list", [i for i in items if i.strip()])
+        if not allow:
+            raise InvalidRequest("allow_list must name at least one address")
+        data["allow_list"] = allow
+        return data
+
+    def params(self) -> Params:
+        return [("group_alias", self.alias), ("allow_list", ",".join(self.allow_list))]
+
+
+def _as_list(value: Any, param: str) -> list[str]:
+    if isinstance(value, str):
+        # A lone string is almost always a mistake for a one-element list.
+        return [value]
+    if not isinstance(value, Sequence | set | frozenset | tuple):
+        raise InvalidRequest(f"{param} must be a list of strings")
+    return [str(item) for item in value]
+
+
+def _code(value: Any, param: str, allowed: set[int]) -> int:
+    try:
+        code = int(str(value).strip())
+    except ValueError:
+        code = -1
+    if code not in allowed:
+        choices = ", ".join(str(c) for c in sorted(allowed))
+        raise InvalidRequest(f"{param} must be one of {choices}, got {value!r}")
+    return code

@@ -1,0 +1,95 @@
+"""The access-token cache: one token per client, fetched by one caller at a time.
+
+Only one access token is valid per administrator account: every fetch invalidates the
+previous token. So the cache must never fetch more often than needed:
+
+- concurrent callers that find no valid token share one fetch (single flight);
+- after a 1200 the caller passes the token that failed (``refresh(stale)``): if another
+  caller already replaced it, the new one is returned without a second fetch;
+- a token is renewed shortly before ``expires_in`` runs out (10 % of the lifetime, at
+  most 60 s early), so calls do not race the expiry.
+
+The fetch itself is injected (the client's HTTP code), so this module has no I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from pydantic import SecretStr
+
+__all__ = ["TokenCache"]
+
+Fetch = Callable[[], Awaitable[tuple[SecretStr, float]]]
+"""Returns the new token and its lifetime in seconds."""
+
+
+class TokenCache:
+    def __init__(
+        self,
+        fetch: Fetch,
+        *,
+        on_token: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._on_token = on_token
+        self._clock = clock
+        self._token: SecretStr | None = None
+        self._expires_at = 0.0
+        self._generation = 0
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        state = "empty" if self._token is None else f"generation {self._generation}"
+        return f"<TokenCache {state}>"
+
+    @property
+    def fetches(self) -> int:
+        """How many tokens this cache has fetched."""
+        return self._generation
+
+    def _valid(self) -> bool:
+        return self._token is not None and self._clock() < self._expires_at
+
+    async def get(self, *, force: bool = False) -> SecretStr:
+        """A valid token; fetched when there is none, it expired, or ``force``."""
+        if not force and self._valid():
+            assert self._token is not None
+            return self._token
+        seen = self._generation
+        async with self._lock:
+            if self._token is not None and self._generation != seen:
+                return self._token  # someone fetched while we waited
+            if not force and self._valid():
+                assert self._token is not None
+                return self._token
+            reason = "forced" if force else ("initial" if self._token is None else "expired")
+            return await self._renew(reason)
+
+    async def refresh(self, stale: SecretStr) -> SecretStr:
+        """A token other than ``stale`` (which the server refused with 1200)."""
+        async with self._lock:
+            if (
+                self._token is not None
+                and self._token.get_secret_value() != stale.get_secret_value()
+            ):
+                return self._token
+            return await self._renew("invalid_token")
+
+    def invalidate(self) -> None:
+        """Forget the token (the next call fetches a new one)."""
+        self._token = None
+        self._expires_at = 0.0
+
+    async def _renew(self, reason: str) -> SecretStr:
+        if self._on_token is not None:
+            self._on_token(reason)
+        token, lifetime = await self._fetch()
+        margin = min(60.0, max(lifetime, 0.0) * 0.1)
+        self._token = token
+        self._expires_at = self._clock() + max(lifetime - margin, 0.0)
+        self._generation += 1
+        return token
