@@ -1,0 +1,155 @@
+"""An emulator of the Tencent Exmail BizMail OpenApi server, for tests, benchmarks and the demo.
+
+It serves ``/cgi-bin/token``, ``/cgi-bin/login`` and ``/openapi/...`` on one loopback
+port, from an in-memory ``EmulatorState``, plus a control API under ``/_emulator/`` (see
+``docs/emulator.md``)::
+
+    async with Emulator(port=0) as emu:
+        emu.api_url, emu.token_url, emu.login_url, emu.state
+
+The modules: ``_state`` and ``_directory`` hold the protocol's rules with no I/O;
+``_seed`` reads seeds; ``_listen`` holds long polls; ``_faults`` arms injected faults;
+``_server`` and ``_control`` are the aiohttp handlers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+from ._errors import ApiError, ControlError, EmulatorError, EmulatorSeedError
+from ._seed import CompanySeed, GroupSeed, Seed, UserSeed, demo_seed, load_seed, parse_seed
+from ._server import ListenFormat, build_app
+from ._state import ActionCodes, EmulatorState
+
+__all__ = [
+    "ApiError",
+    "CompanySeed",
+    "ControlError",
+    "Emulator",
+    "EmulatorError",
+    "EmulatorSeedError",
+    "EmulatorState",
+    "GroupSeed",
+    "Seed",
+    "UserSeed",
+    "build_app",
+    "demo_seed",
+    "load_seed",
+    "parse_seed",
+]
+
+SeedSource = Seed | Mapping[str, Any] | str | os.PathLike[str] | None
+
+
+def _resolve_seed(seed: SeedSource) -> Seed:
+    if seed is None:
+        return demo_seed()
+    if isinstance(seed, Seed):
+        return seed
+    if isinstance(seed, Mapping):
+        return parse_seed(seed)
+    return load_seed(seed)
+
+
+class Emulator:
+    """The emulator served on ``host:port`` (``port=0``: any free port) while in ``async with``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: SeedSource = None,
+        hold: float = 30.0,
+        token_ttl: int = 7200,
+        action_codes: ActionCodes = "authority",
+        authkey_ttl: float = 300.0,
+        max_pending: int = 10000,
+        max_batch: int = 100,
+        listen_format: ListenFormat = "array",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.state = EmulatorState(
+            _resolve_seed(seed),
+            token_ttl=token_ttl,
+            action_codes=action_codes,
+            authkey_ttl=authkey_ttl,
+            max_pending=max_pending,
+        )
+        self.app = build_app(
+            self.state, hold=hold, max_batch=max_batch, listen_format=listen_format
+        )
+        self._runner: web.AppRunner | None = None
+        self._bound_port: int | None = None
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._bound_port is not None else "not started"
+        return f"<Emulator {where} {self.state!r}>"
+
+    @property
+    def base_url(self) -> str:
+        if self._bound_port is None:
+            raise RuntimeError("the emulator is not started")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._bound_port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + "/openapi/"
+
+    @property
+    def token_url(self) -> str:
+        return self.base_url + "/cgi-bin/token"
+
+    @property
+    def login_url(self) -> str:
+        return self.base_url + "/cgi-bin/login"
+
+    @property
+    def control_url(self) -> str:
+        return self.base_url + "/_emulator/"
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, backlog=4096, reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self.app[_hub_key()].wake_all()
+            await self._runner.cleanup()
+            self._runner = None
+            self._bound_port = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def _hub_key() -> Any:
+    from ._server import HUB
+
+    return HUB
