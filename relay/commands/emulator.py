@@ -1,0 +1,89 @@
+"""``exmail-relay emulator``: serve the Exmail emulator alone until Ctrl-C or SIGTERM.
+
+On start it prints one line with the bound URLs (token, API, login, control), so
+``--port 0`` can be used and the actual port read from the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "emulator",
+        help="serve the Exmail BizMail OpenApi emulator",
+        description="Serve an emulator of the Exmail BizMail OpenApi server (token, API, "
+        "SSO login and the /_emulator/ control API) on one port.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=12211, help="port to bind, 0 for any (default %(default)s)"
+    )
+    parser.add_argument("--data", metavar="FILE", help="JSON seed file (default: demo company)")
+    parser.add_argument(
+        "--hold", type=float, default=30.0, help="listen hold time in seconds (default %(default)s)"
+    )
+    parser.add_argument(
+        "--token-ttl",
+        type=int,
+        default=7200,
+        help="token lifetime in seconds (default %(default)s)",
+    )
+    parser.add_argument(
+        "--action-codes",
+        choices=("authority", "v1.4"),
+        default="authority",
+        help="user/list Action codes: authority 1 Add 2 Edit 3 Del; v1.4 1 DEL 2 ADD 3 MOD",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from relay.cli import CommandError
+    from relay.emulator import Emulator, EmulatorSeedError, load_seed
+
+    seed = None
+    if args.data:
+        try:
+            seed = load_seed(args.data)
+        except EmulatorSeedError as exc:
+            raise CommandError(str(exc)) from None
+    if args.hold < 0 or args.token_ttl < 1:
+        raise CommandError("--hold must be >= 0 and --token-ttl >= 1")
+    emulator = Emulator(
+        host=args.host,
+        port=args.port,
+        seed=seed,
+        hold=args.hold,
+        token_ttl=args.token_ttl,
+        action_codes=args.action_codes,
+    )
+    try:
+        asyncio.run(_serve(emulator))
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    return 0
+
+
+async def _serve(emulator: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            loop.add_signal_handler(sig, stop.set)
+    async with emulator:
+        print(
+            f"exmail emulator: token {emulator.token_url} api {emulator.api_url} "
+            f"login {emulator.login_url} control {emulator.control_url}",
+            flush=True,
+        )
+        await stop.wait()
+    print("exmail emulator: stopped", file=sys.stderr, flush=True)
