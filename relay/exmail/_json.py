@@ -37,6 +37,7 @@ MAX_DEPTH = 64
 _OPEN_QUOTES = {'"': '"', "“": "”", "”": "”", "„": "”"}
 _CLOSE_CURLY = {"”", "“", '"'}
 _NUMBER = re.compile(r"-?(?:\d+)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 _LITERALS = {"true": True, "false": False, "null": None}
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
@@ -155,11 +156,20 @@ class _Reader:
             if ch == "\\":
                 self.pos += 1
                 esc = text[self.pos] if self.pos < n else ""
-                if esc == "u" and re.fullmatch(
-                    r"[0-9a-fA-F]{4}", text[self.pos + 1 : self.pos + 5]
-                ):
-                    parts.append(chr(int(text[self.pos + 1 : self.pos + 5], 16)))
+                if esc == "u" and _HEX4.fullmatch(text, self.pos + 1, self.pos + 5):
+                    code = int(text[self.pos + 1 : self.pos + 5], 16)
                     self.pos += 5
+                    low = self.pos + 2
+                    # A UTF-16 surrogate pair spelled as two escapes is one character.
+                    if (
+                        0xD800 <= code < 0xDC00
+                        and text.startswith("\\u", self.pos)
+                        and _HEX4.fullmatch(text, low, low + 4)
+                        and 0xDC00 <= (second := int(text[low : low + 4], 16)) < 0xE000
+                    ):
+                        code = 0x10000 + ((code - 0xD800) << 10) + (second - 0xDC00)
+                        self.pos = low + 4
+                    parts.append(chr(code))
                     continue
                 parts.append(_ESCAPES.get(esc, esc))  # unknown escape: keep the character
                 self.pos += 1
@@ -207,16 +217,26 @@ def iter_values(text: str | bytes) -> Iterator[Any | Fault]:
         try:
             yield reader.value(0)
         except JSONSyntaxError as exc:
-            resume = _next_start(reader.text, max(start + 1, min(exc.pos, n)))
-            # A fault inside an object: resume at the next opener after where it went wrong,
-            # but never re-read the object that failed from its own start.
+            failed_at = max(start + 1, min(exc.pos, n))
+            resume = _resume_at(reader.text, start, failed_at)
             yield Fault(str(exc), reader.text[start:resume])
             reader.pos = resume
 
 
-def _next_start(text: str, pos: int) -> int:
-    """Offset of the next ``{`` or ``[`` at or after ``pos``, or the end of the text."""
-    hits = [i for i in (text.find("{", pos), text.find("[", pos)) if i != -1]
+_LINE_START = re.compile(r"\n[ \t\r]*[{\[]")
+
+
+def _resume_at(text: str, start: int, failed_at: int) -> int:
+    """Where to resume after the value at ``start`` failed at ``failed_at``.
+
+    A line that opens a new value inside the failed stretch wins (a truncated object
+    followed by a complete one, newline-separated); otherwise the next ``{`` or ``[``
+    after the failure. Always past ``start``, so reading makes progress.
+    """
+    line = _LINE_START.search(text, start + 1, failed_at)
+    if line is not None:
+        return line.end() - 1
+    hits = [i for i in (text.find("{", failed_at), text.find("[", failed_at)) if i != -1]
     return min(hits) if hits else len(text)
 
 
