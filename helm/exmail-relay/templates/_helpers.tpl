@@ -1,0 +1,126 @@
+{{/* Names and labels. */}}
+{{- define "exmail-relay.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "exmail-relay.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "exmail-relay.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "exmail-relay.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "exmail-relay.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "exmail-relay.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "exmail-relay.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "exmail-relay.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "exmail-relay.secretName" -}}
+{{- default (include "exmail-relay.fullname" .) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/* Where the Secret's keys appear as files in the pod. */}}
+{{- define "exmail-relay.secretDir" -}}/var/run/secrets/exmail-relay{{- end }}
+
+{{/* Render one scalar or list value as TOML (JSON strings and arrays are valid TOML). */}}
+{{- define "exmail-relay.tomlValue" -}}
+{{- $kind := kindOf . -}}
+{{- if eq $kind "bool" -}}
+{{ ternary "true" "false" . }}
+{{- else if has $kind (list "string" "float64" "int" "int64" "slice") -}}
+{{ toJson . }}
+{{- else -}}
+{{ fail (printf "exmail-relay: cannot render a %s as a relay.toml value" $kind) }}
+{{- end -}}
+{{- end }}
+
+{{/* relay.toml: the non-secret configuration; secrets are referenced as *_file paths. */}}
+{{- define "exmail-relay.relayToml" -}}
+# Rendered by the exmail-relay Helm chart; edit the chart's values, not this file.
+# The pod's environment sets journal.path (RELAY_JOURNAL__PATH) and http.host.
+{{- range $section, $keys := .Values.config }}
+
+[{{ $section }}]
+{{- range $key, $value := $keys }}
+{{ $key }} = {{ include "exmail-relay.tomlValue" $value }}
+{{- end }}
+{{- end }}
+
+[sharding]
+count = {{ int .Values.sharding.count }}
+
+[amqp]
+enabled = {{ ternary "true" "false" .Values.amqp.enabled }}
+{{- range $key, $value := .Values.amqp.settings }}
+{{ $key }} = {{ include "exmail-relay.tomlValue" $value }}
+{{- end }}
+{{- if .Values.amqp.enabled }}
+url_file = {{ printf "%s/amqp-url" (include "exmail-relay.secretDir" .) | toJson }}
+{{- end }}
+{{- $dir := include "exmail-relay.secretDir" . }}
+{{- range .Values.tenants }}
+
+[[tenants]]
+{{- range $key, $value := omit . "client_secret" }}
+{{ $key }} = {{ include "exmail-relay.tomlValue" $value }}
+{{- end }}
+client_secret_file = {{ printf "%s/tenant-%s-client-secret" $dir .name | toJson }}
+{{- end }}
+{{- range .Values.webhooks }}
+
+[[webhooks]]
+{{- range $key, $value := omit . "secret" }}
+{{ $key }} = {{ include "exmail-relay.tomlValue" $value }}
+{{- end }}
+secret_file = {{ printf "%s/webhook-%s-secret" $dir .name | toJson }}
+{{- end }}
+{{ end }}
+
+{{/* The Secret's data; rendered only when the chart owns the Secret. */}}
+{{- define "exmail-relay.secretData" -}}
+{{- range .Values.tenants }}
+{{- $value := required (printf "tenants: %s needs client_secret (or set secrets.existingSecret)" .name) .client_secret }}
+{{ printf "tenant-%s-client-secret" .name }}: {{ $value | b64enc | quote }}
+{{- end }}
+{{- range .Values.webhooks }}
+{{- $value := required (printf "webhooks: %s needs secret (or set secrets.existingSecret)" .name) .secret }}
+{{- if kindIs "slice" $value }}
+{{ printf "webhook-%s-secret" .name }}: {{ join "\n" $value | b64enc | quote }}
+{{- else }}
+{{ printf "webhook-%s-secret" .name }}: {{ $value | b64enc | quote }}
+{{- end }}
+{{- end }}
+{{- if .Values.amqp.enabled }}
+amqp-url: {{ required "amqp.url is required when amqp.enabled (or set secrets.existingSecret)" .Values.amqp.url | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "exmail-relay.httpPort" -}}
+{{- int (default 8080 (.Values.config.http).port) }}
+{{- end }}
+
+{{/* Render when the cluster serves the API group, or when forced. */}}
+{{- define "exmail-relay.hasMonitoringApi" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
+{{- end }}
