@@ -1,0 +1,156 @@
+"""``exmail-relay api ENDPOINT [key=value ...]``: call any BizMail OpenApi endpoint, print JSON.
+
+Also home of the connection options shared with ``sso-url``. Configuration is read
+here, at the edge, and nowhere below: precedence is flag > environment
+(``RELAY_CLIENT_ID``, ``RELAY_CLIENT_SECRET``, ``RELAY_API_URL``, ``RELAY_TOKEN_URL``,
+``RELAY_LOGIN_URL``) > tenant of ``--config FILE`` (or ``RELAY_CONFIG``) > the
+production defaults.
+
+Exit codes: 0 success; 1 the server refused (one line on stderr, printed by
+:mod:`relay.cli`); 2 a usage error (bad ``key=value``, no credentials).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from relay.cli import EXIT_USAGE, CommandError
+from relay.exmail import DEFAULT_API_URL, DEFAULT_LOGIN_URL, DEFAULT_TOKEN_URL, ExmailClient
+
+__all__ = ["add_connection_arguments", "client_from_args", "parse_params", "register", "run"]
+
+_ENV = {
+    "client_id": "RELAY_CLIENT_ID",
+    "client_secret": "RELAY_CLIENT_SECRET",
+    "api_url": "RELAY_API_URL",
+    "token_url": "RELAY_TOKEN_URL",
+    "login_url": "RELAY_LOGIN_URL",
+}
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that say which Exmail tenant to talk to, and how."""
+    group = parser.add_argument_group("connection")
+    group.add_argument("--config", metavar="FILE", help="TOML configuration (or RELAY_CONFIG)")
+    group.add_argument("--tenant", metavar="NAME", help="tenant of the configuration file")
+    group.add_argument("--client-id", help="administrator account (or RELAY_CLIENT_ID)")
+    group.add_argument("--client-secret", help="interface key (or RELAY_CLIENT_SECRET)")
+    group.add_argument("--client-secret-file", metavar="FILE", help="file holding the key")
+    group.add_argument("--api-url", help=f"API base (or RELAY_API_URL; {DEFAULT_API_URL})")
+    group.add_argument("--token-url", help=f"token URL (or RELAY_TOKEN_URL; {DEFAULT_TOKEN_URL})")
+    group.add_argument(
+        "--login-url", help=f"SSO login page (or RELAY_LOGIN_URL; {DEFAULT_LOGIN_URL})"
+    )
+    group.add_argument("--auth-method", choices=("form", "basic"), help="token request style")
+    group.add_argument("--timeout", type=float, default=10.0, help="seconds per call (10)")
+
+
+def client_from_args(args: argparse.Namespace) -> ExmailClient:
+    """An :class:`ExmailClient` from flags, environment and the configuration file."""
+    values: dict[str, Any] = {
+        "api_url": DEFAULT_API_URL,
+        "token_url": DEFAULT_TOKEN_URL,
+        "login_url": DEFAULT_LOGIN_URL,
+        "auth_method": "form",
+        "action_codes": "authority",
+    }
+    config_path = args.config or os.environ.get("RELAY_CONFIG") or None
+    if config_path is not None:
+        from relay.config import load_settings  # configuration is optional for this command
+
+        tenant = load_settings(config_path).tenant(args.tenant)
+        values.update(
+            client_id=tenant.client_id,
+            client_secret=tenant.client_secret,
+            api_url=tenant.api_url,
+            token_url=tenant.token_url,
+            login_url=tenant.login_url,
+            auth_method=tenant.auth_method,
+            action_codes=tenant.action_codes,
+        )
+    elif args.tenant is not None:
+        raise CommandError("--tenant needs --config (or RELAY_CONFIG)", exit_code=EXIT_USAGE)
+    for key, env in _ENV.items():
+        if os.environ.get(env):
+            values[key] = os.environ[env]
+    for key in ("client_id", "client_secret", "api_url", "token_url", "login_url", "auth_method"):
+        if getattr(args, key, None):
+            values[key] = getattr(args, key)
+    if args.client_secret_file:
+        try:
+            values["client_secret"] = Path(args.client_secret_file).read_text().strip()
+        except OSError as exc:
+            raise CommandError(
+                f"cannot read --client-secret-file: {exc.strerror}", exit_code=EXIT_USAGE
+            ) from None
+    secret = values.get("client_secret")
+    if not values.get("client_id") or not secret:
+        raise CommandError(
+            "no credentials: give --client-id and --client-secret (or RELAY_CLIENT_ID and "
+            "RELAY_CLIENT_SECRET), or --config FILE",
+            exit_code=EXIT_USAGE,
+        )
+    return ExmailClient(
+        client_id=str(values["client_id"]),
+        client_secret=secret if isinstance(secret, SecretStr) else SecretStr(str(secret)),
+        api_url=values["api_url"],
+        token_url=values["token_url"],
+        login_url=values["login_url"],
+        auth_method=values["auth_method"],
+        action_codes=values["action_codes"],
+        timeout=args.timeout,
+    )
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str | list[str]]:
+    """``key=value`` arguments to parameters; a repeated key becomes a list."""
+    params: dict[str, str | list[str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"expected key=value, got {pair!r}", exit_code=EXIT_USAGE)
+        key = key.strip()
+        previous = params.get(key)
+        if previous is None:
+            params[key] = value
+        elif isinstance(previous, list):
+            previous.append(value)
+        else:
+            params[key] = [previous, value]
+    return params
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "api",
+        help="call any BizMail OpenApi endpoint and print the JSON",
+        description=(
+            "Call ENDPOINT (e.g. user/get) with key=value parameters; repeat a key for a "
+            "list (email=a@x.com email=b@x.com). Prints the JSON answer, {} for an empty one."
+        ),
+    )
+    add_connection_arguments(parser)
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. user/get, party/list")
+    parser.add_argument("params", nargs="*", metavar="key=value")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    params = parse_params(args.params)
+    client = client_from_args(args)
+
+    async def call() -> dict[str, Any] | None:
+        async with client:
+            return await client.call(args.endpoint, params)
+
+    result = asyncio.run(call())
+    print(json.dumps(result if result is not None else {}, ensure_ascii=False, indent=2))
+    return 0

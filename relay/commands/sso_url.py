@@ -1,0 +1,38 @@
+"""``exmail-relay sso-url EMAIL``: print a one-click login URL into EMAIL's mailbox.
+
+Fetches a fresh authkey (``mail/authkey``) and builds the SSO login URL; the
+connection options are those of ``api`` (see :mod:`relay.commands.api`). The URL
+holds a one-time ticket: it is printed to stdout only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from relay.commands.api import add_connection_arguments, client_from_args
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "sso-url",
+        help="print a one-click login URL into a mailbox",
+        description="Fetch an authkey for EMAIL and print the SSO login URL.",
+    )
+    add_connection_arguments(parser)
+    parser.add_argument("email", metavar="EMAIL", help="the account to log into")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    client = client_from_args(args)
+
+    async def build() -> str:
+        async with client:
+            return await client.sso_login_url(args.email)
+
+    print(asyncio.run(build()))
+    return 0
