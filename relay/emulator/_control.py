@@ -206,7 +206,8 @@ def _route(handler: ControlHandler) -> Callable[[web.Request], Awaitable[web.Res
         except ControlError as exc:
             return json_response({"error": str(exc)}, status=exc.status)
         except ApiError as exc:
-            return json_response({"error": str(exc), **exc.body()}, status=api_error_status(exc))
+            body = {**exc.body(), "error": str(exc)}
+            return json_response(body, status=api_error_status(exc))
 
     return handle
 
