@@ -244,6 +244,7 @@ class Drainer:
         name = self.name
         if isinstance(outcome, Delivered):
             self._unavailable_streak = 0
+            self.last_error = None
             metrics.SINK_CONNECTED.labels(name).set(1)
             metrics.DELIVERIES.labels(name).inc()
             metrics.DELIVERY_LATENCY.labels(name).observe(max(0.0, now - row.created))

@@ -1,0 +1,64 @@
+"""``exmail-relay run [--config FILE]``: the relay service.
+
+Loads the configuration (the edge), configures logging with every configured secret
+registered for redaction, opens the components and runs until SIGTERM or SIGINT, then
+shuts down in order and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import Iterator
+
+from relay.config import Settings, load_settings
+from relay.logs import configure
+
+log = logging.getLogger("relay.run")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("run", help="run the relay service")
+    parser.add_argument("--config", metavar="FILE", help="TOML file (default: $RELAY_CONFIG)")
+    parser.set_defaults(handler=run)
+
+
+def secrets_of(settings: Settings) -> Iterator[str]:
+    """Every secret value in the settings, for the log redaction filter."""
+    for tenant in settings.tenants:
+        yield tenant.secret().get_secret_value()
+    yield settings.amqp.url.get_secret_value()
+    for hook in settings.webhooks:
+        for secret in hook.secret:
+            yield secret.get_secret_value()
+    for maybe in (settings.http.auth_token, settings.http.basic_password):
+        if maybe is not None:
+            yield maybe.get_secret_value()
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    configure(
+        format=settings.log.format, level=settings.log.level, secrets=list(secrets_of(settings))
+    )
+    asyncio.run(serve(settings))
+    return 0
+
+
+async def serve(settings: Settings) -> None:
+    from relay.wiring import build_service  # heavy imports only when serving
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with build_service(settings) as running:
+            if running.server is not None:
+                log.info("serving health and status", extra={"url": running.server.url})
+            await running.service.run(stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

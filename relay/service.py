@@ -1,0 +1,290 @@
+"""The relay service: owns the listeners, the drainers and housekeeping, and stops them
+in order.
+
+Where it sits: built by :func:`relay.wiring.build_service` from the settings, run by the
+``run`` and ``demo`` commands, observed by :mod:`relay.web` (health, metrics, status).
+
+Every task it starts is owned here and awaited on shutdown. Shutdown is ordered:
+readiness goes false, listeners stop (an open long poll is dropped; nothing it had
+answered is lost, because answers are committed before the next poll), sinks drain
+in-flight deliveries up to ``shutdown_timeout``, housekeeping stops, and the caller's
+exit stack then closes the sinks and the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from relay import metrics
+from relay.drain import Drainer
+from relay.journal import Journal, JournalError, JournalStats
+from relay.source import Listener
+
+__all__ = ["Health", "RelayService"]
+
+log = logging.getLogger("relay.service")
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Readiness in the svcs style: which parts are fine, which fail and why."""
+
+    ok: tuple[str, ...]
+    failing: dict[str, str]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.failing
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": list(self.ok), "failing": dict(self.failing)}
+
+
+class RelayService:
+    """Runs until the ``stop`` event given to :meth:`run` is set."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        listeners: Sequence[Listener],
+        drainers: Sequence[Drainer],
+        shutdown_timeout: float = 10.0,
+        prune_interval: float = 60.0,
+        stats_interval: float = 2.0,
+        describe_sinks: Callable[[], dict[str, dict[str, Any]]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.journal = journal
+        self.listeners = list(listeners)
+        self.drainers = list(drainers)
+        self.shutdown_timeout = shutdown_timeout
+        self.prune_interval = prune_interval
+        self.stats_interval = stats_interval
+        self._describe_sinks = describe_sinks
+        self._clock = clock
+        self.started_at = clock()
+        self.stopping = False
+        self.running = False
+        self.last_stats: JournalStats | None = None
+        self.last_prune: tuple[float, int] | None = None
+        self._journal_ok = True
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def __repr__(self) -> str:
+        return f"RelayService(tenants={len(self.listeners)}, sinks={len(self.drainers)})"
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.running = True
+        for drainer in self.drainers:
+            self._spawn(f"drain:{drainer.name}", drainer.run())
+        for listener in self.listeners:
+            self._spawn(f"listen:{listener.tenant}", listener.run())
+        self._spawn("housekeeping", self._housekeeping())
+        log.info(
+            "relay started",
+            extra={"tenants": len(self.listeners), "sinks": [d.name for d in self.drainers]},
+        )
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            # A task that dies is a bug: surface it instead of running half a relay.
+            while not stop.is_set():
+                done, _ = await asyncio.wait(
+                    [stopper, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED
+                )
+                for name, task in list(self._tasks.items()):
+                    if task in done and not task.cancelled() and task.exception() is not None:
+                        raise RuntimeError(f"task {name} crashed") from task.exception()
+                    if task in done:
+                        del self._tasks[name]
+        finally:
+            stopper.cancel()
+            await self.shutdown()
+
+    def _spawn(self, name: str, coro: Any) -> None:
+        self._tasks[name] = asyncio.create_task(coro, name=name)
+
+    async def shutdown(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        started = self._clock()
+        log.info("shutting down", extra={"grace_seconds": self.shutdown_timeout})
+        for listener in self.listeners:
+            listener.stop()
+        listener_tasks = [t for n, t in self._tasks.items() if n.startswith("listen:")]
+        await self._bounded(listener_tasks, self.shutdown_timeout)
+        remaining = max(0.5, self.shutdown_timeout - (self._clock() - started))
+        await asyncio.gather(*(drainer.stop(remaining) for drainer in self.drainers))
+        drain_tasks = [t for n, t in self._tasks.items() if n.startswith("drain:")]
+        await self._bounded(drain_tasks, 1.0)
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        self.running = False
+        log.info("relay stopped", extra={"seconds": round(self._clock() - started, 3)})
+
+    @staticmethod
+    async def _bounded(tasks: Sequence[asyncio.Task[None]], seconds: float) -> None:
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _housekeeping(self) -> None:
+        next_prune = self._clock() + self.prune_interval
+        while True:
+            await self.refresh_stats()
+            if self._clock() >= next_prune:
+                next_prune = self._clock() + self.prune_interval
+                try:
+                    pruned = await self.journal.prune()
+                except JournalError as exc:
+                    log.error("journal prune failed", extra={"error": str(exc)})
+                else:
+                    self.last_prune = (self._clock(), pruned)
+                    if pruned:
+                        log.info("journal pruned", extra={"events": pruned})
+            await asyncio.sleep(self.stats_interval)
+
+    async def refresh_stats(self) -> JournalStats | None:
+        try:
+            stats = await self.journal.stats()
+        except JournalError as exc:
+            self._journal_ok = False
+            log.error("journal unreadable", extra={"error": str(exc)})
+            return None
+        self._journal_ok = True
+        self.last_stats = stats
+        now = self._clock()
+        metrics.JOURNAL_EVENTS.set(stats.events)
+        metrics.JOURNAL_BACKLOG_EVENTS.set(stats.backlog_events)
+        metrics.JOURNAL_BACKLOG_BYTES.set(stats.backlog_bytes)
+        metrics.JOURNAL_FILE_BYTES.set(stats.file_bytes)
+        metrics.JOURNAL_COMMITS.set(self.journal.commits)
+        metrics.BACKPRESSURE.set(1 if self.journal.full else 0)
+        for drainer in self.drainers:
+            sink = stats.sinks.get(drainer.name)
+            pending = sink.pending if sink else 0
+            oldest = sink.oldest_pending_created if sink else None
+            metrics.SINK_BACKLOG.labels(drainer.name).set(pending)
+            metrics.SINK_OLDEST_PENDING.labels(drainer.name).set(
+                0 if oldest is None else max(0.0, now - oldest)
+            )
+        return stats
+
+    # -- health and status -------------------------------------------------------------
+
+    async def health(self) -> Health:
+        ok: list[str] = []
+        failing: dict[str, str] = {}
+        if self.stopping:
+            failing["service"] = "shutting down"
+        if await self.journal.writable():
+            ok.append("journal")
+        else:
+            failing["journal"] = "not writable"
+        reason = self.journal.backpressure_reason()
+        if reason:
+            failing["backpressure"] = reason
+        for drainer in self.drainers:
+            part = f"sink:{drainer.name}"
+            if drainer.disabled_reason is not None:
+                failing[part] = f"disabled: {drainer.disabled_reason}"
+            elif not drainer.sink.connected:
+                failing[part] = f"not connected: {drainer.last_error or 'connecting'}"
+            else:
+                ok.append(part)
+        for listener in self.listeners:
+            part = f"tenant:{listener.tenant}"
+            if listener.status.state == "failed":
+                failing[part] = f"failed: {listener.status.last_error}"
+            else:
+                ok.append(part)
+        return Health(tuple(ok), failing)
+
+    def alive(self) -> dict[str, Any]:
+        """Liveness: the supervisor's tasks are alive (never depends on upstream)."""
+        dead = [name for name, task in self._tasks.items() if task.done()]
+        return {"alive": not dead and (self.running or not self.stopping), "dead_tasks": dead}
+
+    async def status(self, *, show_content: bool = False, recent: int = 50) -> dict[str, Any]:
+        stats = self.last_stats or await self.refresh_stats()
+        now = self._clock()
+        tenants = []
+        latest: list[tuple[float, str, str, str, str]] = []
+        for listener in self.listeners:
+            st = listener.status
+            tenants.append(
+                {
+                    "name": st.tenant,
+                    "state": st.state,
+                    "ver": st.ver,
+                    "last_event_at": st.last_event_at,
+                    "last_error": st.last_error,
+                    "last_error_at": st.last_error_at,
+                    "failures": st.failures,
+                    "events_by_type": dict(st.events_by_type),
+                }
+            )
+            latest.extend(
+                (stamp, st.tenant, etype, eid, subj) for stamp, etype, eid, subj in st.recent
+            )
+        latest.sort(reverse=True)
+        extra = self._describe_sinks() if self._describe_sinks else {}
+        sinks = []
+        for drainer in self.drainers:
+            sink_stats = stats.sinks.get(drainer.name) if stats else None
+            oldest = sink_stats.oldest_pending_created if sink_stats else None
+            sinks.append(
+                {
+                    "name": drainer.name,
+                    "connected": drainer.sink.connected,
+                    "disabled": drainer.disabled_reason,
+                    "in_flight": drainer.in_flight,
+                    "backlog": sink_stats.pending if sink_stats else 0,
+                    "oldest_pending_age": None if oldest is None else round(now - oldest, 3),
+                    "delivered": sink_stats.delivered if sink_stats else 0,
+                    "dead": sink_stats.dead if sink_stats else 0,
+                    "last_error": drainer.last_error,
+                    **extra.get(drainer.name, {}),
+                }
+            )
+        events = []
+        for stamp, tenant, etype, eid, subj in latest[:recent]:
+            item: dict[str, Any] = {"time": stamp, "tenant": tenant, "type": etype, "id": eid}
+            if show_content:
+                item["subject"] = subj
+            events.append(item)
+        return {
+            "now": now,
+            "started_at": self.started_at,
+            "stopping": self.stopping,
+            "tenants": tenants,
+            "sinks": sinks,
+            "journal": {
+                "path": str(self.journal.path),
+                "events": stats.events if stats else None,
+                "backlog_events": self.journal.backlog_events,
+                "backlog_bytes": self.journal.backlog_bytes,
+                "max_events": self.journal.max_events,
+                "max_bytes": self.journal.max_bytes,
+                "file_bytes": stats.file_bytes if stats else None,
+                "backpressure": self.journal.backpressure_reason(),
+                "retention_seconds": self.journal.retention,
+                "last_prune": None
+                if self.last_prune is None
+                else {"at": self.last_prune[0], "events": self.last_prune[1]},
+            },
+            "recent_events": events,
+        }

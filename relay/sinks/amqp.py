@@ -1,0 +1,210 @@
+"""The AMQP sink: publishes journaled events to RabbitMQ with aio-pika.
+
+Every event is a persistent message in CloudEvents structured mode on a durable topic
+exchange, routing key ``<tenant>.<type minus "exmail.">``. A row counts as delivered
+only after the broker's publisher confirm. Publishing is mandatory, so a message no
+queue would take comes back and counts as a failure (retried), not as a success.
+
+Many publishes are in flight at once (the drainer's window), each awaiting its own
+confirm: throughput is bounded by the broker, not by round trips.
+
+The connection is ``connect_robust``; the first connect is retried here with capped,
+jittered backoff, because ``connect_robust`` only reconnects after a first success.
+While disconnected, :meth:`AmqpSink.send` answers :class:`~relay.sinks.Unavailable`
+and the drainer pauses: events wait in the journal and go out in order when the broker
+returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Literal
+from urllib.parse import urlsplit
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from pydantic import SecretStr
+
+from relay.events import CONTENT_TYPE
+from relay.journal import Delivery
+from relay.retry import Backoff
+from relay.sinks import Delivered, Outcome, Retry, Unavailable
+
+__all__ = ["AmqpSink", "redact_amqp_url"]
+
+log = logging.getLogger("relay.sinks.amqp")
+
+APP_ID = "exmail-relay"
+
+
+def redact_amqp_url(url: str) -> str:
+    """``amqp://user:***@host:port/vhost``: safe for logs and the status page."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{parts.path or '/'}"
+
+
+class AmqpSink:
+    """Publishes to RabbitMQ. Use as an async context manager; it owns its connector."""
+
+    def __init__(
+        self,
+        *,
+        url: SecretStr,
+        exchange: str = "exmail.events",
+        exchange_passive: bool = False,
+        declare_queue: bool = True,
+        queue: str = "exmail.events",
+        queue_type: Literal["quorum", "classic"] = "quorum",
+        binding_key: str = "#",
+        publish_timeout: float = 30.0,
+        connect_backoff: Backoff | None = None,
+        name: str = "amqp",
+    ) -> None:
+        self._url = url
+        self._exchange_name = exchange
+        self._exchange_passive = exchange_passive
+        self._declare_queue = declare_queue
+        self._queue_name = queue
+        self._queue_type = queue_type
+        self._binding_key = binding_key
+        self._publish_timeout = publish_timeout
+        self._backoff = connect_backoff or Backoff(base=0.5, cap=30.0)
+        self._name = name
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._connector: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+        self.target = redact_amqp_url(url.get_secret_value())
+
+    def __repr__(self) -> str:
+        return f"AmqpSink({self.target!r}, exchange={self._exchange_name!r})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def connected(self) -> bool:
+        connection, channel = self._connection, self._channel
+        return (
+            connection is not None
+            and connection.connected.is_set()
+            and channel is not None
+            and not channel.is_closed
+            and self._exchange is not None
+        )
+
+    async def __aenter__(self) -> AmqpSink:
+        self._connector = asyncio.create_task(self._connect_loop(), name="amqp-connect")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._connection.close(), timeout=5)
+        self._connection = self._channel = None
+        self._exchange = None
+
+    async def wait_connected(self, seconds: float) -> bool:
+        """Wait until connected (tests, start-up logs); False after ``seconds``."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self.connected:
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def _connect_loop(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._connect()
+            except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
+                self.last_error = f"cannot connect to {self.target}: {_describe(exc)}"
+                delay = self._backoff.delay(attempt)
+                if attempt % 10 == 0:
+                    log.warning(self.last_error, extra={"sink": self.name, "retry_in": delay})
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            self.last_error = None
+            log.info("connected to RabbitMQ", extra={"sink": self.name, "target": self.target})
+            return
+
+    async def _connect(self) -> None:
+        connection = await aio_pika.connect_robust(
+            self._url.get_secret_value(), timeout=10, client_properties={"app_id": APP_ID}
+        )
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            if self._exchange_passive:
+                exchange = await channel.get_exchange(self._exchange_name, ensure=True)
+            else:
+                exchange = await channel.declare_exchange(
+                    self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+                )
+            if self._declare_queue:
+                arguments = {"x-queue-type": self._queue_type}
+                queue = await channel.declare_queue(
+                    self._queue_name, durable=True, arguments=arguments
+                )
+                await queue.bind(exchange, routing_key=self._binding_key)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        self._connection, self._channel, self._exchange = connection, channel, exchange
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        exchange = self._exchange
+        if exchange is None or not self.connected:
+            return Unavailable(self.last_error or "not connected to RabbitMQ")
+        message = aio_pika.Message(
+            delivery.body,
+            content_type=CONTENT_TYPE,
+            message_id=delivery.event_id,
+            type=delivery.type,
+            timestamp=datetime.fromtimestamp(delivery.created, UTC),
+            app_id=APP_ID,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={"tenant": delivery.tenant},
+        )
+        try:
+            await exchange.publish(
+                message,
+                routing_key=delivery.routing_key,
+                mandatory=True,
+                timeout=self._publish_timeout,
+            )
+        except aiormq.exceptions.PublishError:
+            return Retry(f"unroutable: no queue bound for {delivery.routing_key!r}")
+        except aiormq.exceptions.DeliveryError:
+            return Retry("the broker refused the message (nack)")
+        except (
+            aiormq.exceptions.AMQPError,
+            aio_pika.exceptions.AMQPException,
+            ConnectionError,
+            TimeoutError,
+            RuntimeError,
+        ) as exc:
+            self.last_error = f"publish failed: {_describe(exc)}"
+            return Unavailable(self.last_error)
+        return Delivered()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:200]

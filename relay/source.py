@@ -1,0 +1,411 @@
+"""The source: one long-poll listener per tenant, turning Exmail pushes into journal events.
+
+Where it sits: Exmail ``listen``/``user/list``/``user/get`` -> :class:`Listener` ->
+:class:`relay.journal.Journal`. The listener resumes from the tenant's checkpointed
+``Ver`` and sends the next ``listen`` only after the events of the previous answer are
+committed, so a crash can duplicate an event but never lose one it accepted.
+
+Within one answer, mail reminders and unread counts are committed first (one
+transaction), then a version update is expanded through ``user/list`` and ``user/get``
+and committed together with the new ``Ver``. If the expansion fails, the mail events are
+already safe and the old ``Ver`` stays, so the next ``listen`` reports the change again.
+
+Faults are classified (see :meth:`Listener._classify`):
+
+- invalid token: the client already renewed it once and retried; if it fails again the
+  fault counts as transient;
+- transient (network, timeouts, 5xx, 1002, malformed bodies): capped exponential backoff
+  with full jitter, reset by the next success;
+- bad credentials: the tenant is *failed* (readiness and the status page say so) and is
+  retried slowly.
+
+A listener never raises out of :meth:`Listener.run` for an upstream fault, so one
+tenant's trouble never touches another tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from relay import events as ev
+from relay import metrics
+from relay.events import Event
+from relay.exmail import (
+    ExmailClient,
+    ExmailError,
+    InvalidCredentials,
+    InvalidToken,
+    KeepAlive,
+    ListenError,
+    ListenMessage,
+    Malformed,
+    NewMail,
+    NotFound,
+    Unknown,
+    UnreadCount,
+    User,
+    UserAction,
+    UserListEntry,
+    VersionUpdate,
+    is_transient,
+)
+from relay.journal import Journal, JournalClosed, Router
+from relay.retry import Backoff
+
+__all__ = ["Listener", "ListenerStatus", "profile_of"]
+
+log = logging.getLogger("relay.source")
+
+T = TypeVar("T")
+State = Literal["starting", "connected", "backoff", "paused", "failed", "stopped"]
+Bootstrap = Literal["skip", "snapshot"]
+
+# How often an ongoing outage is logged again (the first failure is always logged).
+LOG_EVERY = 60.0
+
+
+@dataclass
+class ListenerStatus:
+    """What the status page and readiness know about one tenant (mutable, loop-owned)."""
+
+    tenant: str
+    state: State = "starting"
+    ver: int | None = None
+    last_event_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failures: int = 0
+    events_by_type: collections.Counter[str] = field(default_factory=collections.Counter)
+    recent: collections.deque[tuple[float, str, str, str]] = field(
+        default_factory=lambda: collections.deque(maxlen=50)
+    )
+
+
+def profile_of(user: User) -> dict[str, Any]:
+    """The JSON-ready profile carried by ``exmail.user.*`` events."""
+    return {
+        "alias": user.alias,
+        "name": user.name,
+        "gender": int(user.gender),
+        "position": user.position,
+        "tel": user.tel,
+        "mobile": user.mobile,
+        "ext_id": user.ext_id,
+        "slaves": list(user.slave_list),
+        "parties": list(user.parties),
+        "open_type": None if user.open_type is None else int(user.open_type),
+    }
+
+
+class Listener:
+    """Holds one tenant's ``listen`` connection. Run with :meth:`run`, end with :meth:`stop`."""
+
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        client: ExmailClient,
+        journal: Journal,
+        route: Router,
+        bootstrap: Bootstrap = "skip",
+        enrich_concurrency: int = 8,
+        backoff: Backoff | None = None,
+        failed_backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tenant = tenant
+        self.client = client
+        self.journal = journal
+        self.route = route
+        self.bootstrap = bootstrap
+        self.status = ListenerStatus(tenant)
+        self._enrich = asyncio.Semaphore(enrich_concurrency)
+        self._backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self._failed_backoff = failed_backoff or Backoff(base=30.0, cap=300.0)
+        self._clock = clock
+        self._stop = asyncio.Event()
+        self._streak = 0
+        self._last_log = 0.0
+        self._set_state("starting")
+
+    def __repr__(self) -> str:
+        return f"Listener({self.tenant!r}, state={self.status.state!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the listener to stop: an open ``listen`` or backoff wait ends at once; a
+        commit in progress finishes first."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        try:
+            ver = await self._until_ready()
+            while ver is not None and not self._stop.is_set():
+                ver = await self._cycle(ver)
+        except JournalClosed:
+            pass
+        finally:
+            self._set_state("stopped")
+
+    async def _interruptible(self, awaitable: Awaitable[T]) -> T | None:
+        """Await ``awaitable`` unless :meth:`stop` comes first (then ``None``)."""
+        task = asyncio.ensure_future(awaitable)
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+
+    async def _sleep(self, seconds: float) -> None:
+        await self._interruptible(asyncio.sleep(seconds))
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def _until_ready(self) -> int | None:
+        """The Ver to listen from: the checkpoint, or a fresh bootstrap."""
+        while not self._stop.is_set():
+            ver = await self.journal.checkpoint(self.tenant)
+            if ver is not None:
+                self.status.ver = ver
+                metrics.CHECKPOINT_VER.labels(self.tenant).set(ver)
+                return ver
+            try:
+                result = await self._interruptible(self._bootstrap())
+            except ExmailError as exc:
+                await self._fault(exc, "bootstrap")
+                continue
+            if result is not None:
+                return result
+        return None
+
+    async def _bootstrap(self) -> int:
+        listing = await self.client.user_list(0)
+        new_ver = int(listing.ver)
+        now = self._now()
+        built = [
+            ev.directory_changed(
+                tenant=self.tenant, old_ver=0, new_ver=new_ver, count=len(listing.entries), now=now
+            )
+        ]
+        if self.bootstrap == "snapshot":
+            built += await self._user_events(listing.entries, new_ver, now, snapshot=True)
+        await self._commit(built, checkpoint=new_ver)
+        log.info(
+            "directory bootstrapped",
+            extra={"tenant": self.tenant, "ver": new_ver, "mode": self.bootstrap},
+        )
+        return new_ver
+
+    async def _cycle(self, ver: int) -> int:
+        if self.journal.full:
+            self._set_state("paused")
+            await self._interruptible(self.journal.wait_capacity())
+            if self._stop.is_set():
+                return ver
+        try:
+            messages = await self._interruptible(self.client.listen(ver))
+        except ExmailError as exc:
+            await self._fault(exc, "listen")
+            return ver
+        if messages is None:  # stopped while waiting
+            return ver
+        self._recovered()
+        metrics.LISTEN_REQUESTS.labels(self.tenant, "data" if messages else "keepalive").inc()
+        try:
+            return await self._handle(ver, messages)
+        except ExmailError as exc:
+            await self._fault(exc, "directory")
+            return ver
+
+    async def _handle(self, ver: int, messages: Sequence[ListenMessage]) -> int:
+        now = self._now()
+        built: list[Event] = []
+        update: VersionUpdate | None = None
+        for message in messages:
+            match message:
+                case NewMail():
+                    built.append(
+                        ev.mail_new(
+                            tenant=self.tenant,
+                            user=message.user,
+                            mail_id=message.mail_id,
+                            sender=message.sender,
+                            receiver=message.receiver,
+                            subject=message.subject,
+                            summary=message.summary,
+                            unread=message.new_count,
+                            now=now,
+                        )
+                    )
+                case UnreadCount():
+                    built.append(
+                        ev.mail_unread(
+                            tenant=self.tenant, user=message.user, unread=message.new_count, now=now
+                        )
+                    )
+                case VersionUpdate():
+                    if message.ver != ver and (update is None or message.ver > update.ver):
+                        update = message
+                case KeepAlive():
+                    pass
+                case ListenError():
+                    self._skip("error", f"errcode {message.errcode}: {message.error}")
+                case Unknown():
+                    self._skip("unknown", f"keys {sorted(message.raw)[:10]}")
+                case Malformed():
+                    self._skip("malformed", f"{message.reason}: {message.excerpt[:120]!r}")
+        if built:
+            await self._commit(built)
+        if update is not None:
+            return await self._directory(ver, update)
+        return ver
+
+    async def _directory(self, ver: int, update: VersionUpdate) -> int:
+        listing = await self.client.user_list(ver)
+        new_ver = int(listing.ver) if int(listing.ver) > 0 else update.ver
+        now = self._now()
+        built = [
+            ev.directory_changed(
+                tenant=self.tenant,
+                old_ver=ver,
+                new_ver=new_ver,
+                count=len(listing.entries),
+                now=now,
+            )
+        ]
+        built += await self._user_events(listing.entries, new_ver, now, snapshot=False)
+        await self._commit(built, checkpoint=new_ver)
+        return new_ver
+
+    async def _user_events(
+        self, entries: Sequence[UserListEntry], ver: int, now: datetime, *, snapshot: bool
+    ) -> list[Event]:
+        async def one(entry: UserListEntry) -> Event:
+            profile: dict[str, Any] | None = None
+            if entry.action is not UserAction.DELETED:
+                async with self._enrich:
+                    try:
+                        profile = profile_of(await self.client.user_get(entry.alias))
+                    except NotFound:
+                        profile = None
+            change: ev.UserChange
+            if profile is None:
+                change = "deleted"
+            elif snapshot or entry.action is UserAction.ADDED:
+                change = "added"
+            else:
+                change = "updated"
+            return ev.user_changed(
+                tenant=self.tenant,
+                alias=entry.alias,
+                change=change,
+                ver=ver,
+                profile=profile,
+                now=now,
+            )
+
+        tasks = [asyncio.ensure_future(one(entry)) for entry in entries]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _commit(self, built: Sequence[Event], *, checkpoint: int | None = None) -> None:
+        inserted = await self.journal.append(
+            self.tenant, built, route=self.route, checkpoint=checkpoint
+        )
+        if checkpoint is not None:
+            self.status.ver = checkpoint
+            metrics.CHECKPOINT_VER.labels(self.tenant).set(checkpoint)
+        stamp = self._clock()
+        for event in built:
+            self.status.events_by_type[event.type] += 1
+            metrics.EVENTS_INGESTED.labels(self.tenant, event.type).inc()
+            self.status.recent.append((stamp, event.type, event.id, event.subject))
+        if built:
+            self.status.last_event_at = stamp
+        if inserted < len(built):
+            log.debug(
+                "duplicate events skipped",
+                extra={"tenant": self.tenant, "duplicates": len(built) - inserted},
+            )
+
+    # -- faults ------------------------------------------------------------------------
+
+    def _classify(self, exc: ExmailError) -> Literal["config", "token", "transient"]:
+        if isinstance(exc, InvalidCredentials):
+            return "config"
+        if isinstance(exc, InvalidToken):
+            return "token"
+        if is_transient(exc):
+            return "transient"
+        # Any other API refusal of listen/user/list is not going to heal by hammering:
+        # treat it like a transient fault (backoff), and say what it was.
+        return "transient"
+
+    async def _fault(self, exc: ExmailError, during: str) -> None:
+        kind = self._classify(exc)
+        metrics.LISTEN_REQUESTS.labels(self.tenant, kind).inc()
+        self.status.failures += 1
+        self.status.last_error = f"{during}: {exc}"
+        self.status.last_error_at = self._clock()
+        if kind == "config":
+            self._set_state("failed")
+            delay = self._failed_backoff.delay(self._streak)
+        else:
+            self._set_state("backoff")
+            delay = self._backoff.delay(self._streak)
+        self._streak += 1
+        now = self._clock()
+        if self._streak == 1 or now - self._last_log >= LOG_EVERY:
+            self._last_log = now
+            log.warning(
+                "upstream fault, backing off",
+                extra={
+                    "tenant": self.tenant,
+                    "fault": kind,
+                    "during": during,
+                    "error": str(exc),
+                    "retry_in": round(delay, 3),
+                    "failures": self._streak,
+                },
+            )
+        await self._sleep(delay)
+
+    def _recovered(self) -> None:
+        if self._streak:
+            log.info(
+                "upstream recovered", extra={"tenant": self.tenant, "after_failures": self._streak}
+            )
+        self._streak = 0
+        self._set_state("connected")
+
+    def _skip(self, kind: str, detail: str) -> None:
+        metrics.MESSAGES_SKIPPED.labels(self.tenant, kind).inc()
+        log.warning(
+            "listen message skipped", extra={"tenant": self.tenant, "kind": kind, "detail": detail}
+        )
+
+    def _set_state(self, state: State) -> None:
+        self.status.state = state
+        for name in metrics.LISTENER_STATES:
+            metrics.LISTENER_STATE.labels(self.tenant, name).set(1 if name == state else 0)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)

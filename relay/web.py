@@ -1,0 +1,170 @@
+"""The operations HTTP server: health probes, Prometheus metrics, and the status page.
+
+Where it sits: beside the pipeline, reading :class:`relay.service.RelayService`; it
+never touches Exmail or RabbitMQ itself, so an upstream outage can't turn ``/livez``
+red and cause a restart storm.
+
+| path | answers |
+|---|---|
+| ``/livez`` | 200 while the event loop answers and the supervisor's tasks live |
+| ``/readyz`` | 200 or 503, JSON ``{ok, failing}`` naming each failing part and why |
+| ``/metrics`` | Prometheus text format |
+| ``/status.json`` | the status data |
+| ``/`` | the status page (HTML, server-rendered, refreshes from ``/status.json``) |
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from base64 import b64decode
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import SecretStr
+
+from relay.service import RelayService
+from relay.status_page import render_status_page
+
+__all__ = ["OpsServer", "build_app"]
+
+SERVICE: web.AppKey[RelayService] = web.AppKey("service", RelayService)
+
+
+@dataclass(frozen=True, slots=True)
+class PageOptions:
+    show_content: bool = False
+    recent: int = 50
+
+
+OPTIONS: web.AppKey[PageOptions] = web.AppKey("options", PageOptions)
+
+PROBES = frozenset({"/livez", "/readyz", "/metrics"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, ensure_ascii=False, default=str),
+        status=status,
+        content_type="application/json",
+    )
+
+
+async def livez(request: web.Request) -> web.Response:
+    state = request.app[SERVICE].alive()
+    return _json(state, 200 if state["alive"] else 503)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    health = await request.app[SERVICE].health()
+    return _json(health.to_json(), 200 if health.healthy else 503)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    await request.app[SERVICE].refresh_stats()
+    body = generate_latest(REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def status_json(request: web.Request) -> web.Response:
+    options = request.app[OPTIONS]
+    data = await request.app[SERVICE].status(
+        show_content=options.show_content, recent=options.recent
+    )
+    return _json(data)
+
+
+async def status_page(request: web.Request) -> web.Response:
+    options = request.app[OPTIONS]
+    data = await request.app[SERVICE].status(
+        show_content=options.show_content, recent=options.recent
+    )
+    return web.Response(text=render_status_page(data), content_type="text/html", charset="utf-8")
+
+
+def _auth_middleware(
+    token: SecretStr | None, basic: tuple[str, SecretStr] | None, protect_probes: bool
+) -> Middleware:
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PROBES and not protect_probes:
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        if (
+            token is not None
+            and header.startswith("Bearer ")
+            and hmac.compare_digest(header[7:].encode(), token.get_secret_value().encode())
+        ):
+            return await handler(request)
+        if basic is not None and header.startswith("Basic "):
+            try:
+                user, _, password = b64decode(header[6:]).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user, password = "", ""
+            expected = basic[1].get_secret_value().encode()
+            if user == basic[0] and hmac.compare_digest(password.encode(), expected):
+                return await handler(request)
+        challenge = 'Basic realm="exmail-relay"' if basic is not None else "Bearer"
+        return web.Response(
+            status=401, text="authentication required\n", headers={"WWW-Authenticate": challenge}
+        )
+
+    return check
+
+
+def build_app(
+    service: RelayService,
+    *,
+    auth_token: SecretStr | None = None,
+    basic_auth: tuple[str, SecretStr] | None = None,
+    protect_probes: bool = False,
+    show_content: bool = False,
+    recent: int = 50,
+) -> web.Application:
+    middlewares: list[Middleware] = []
+    if auth_token is not None or basic_auth is not None:
+        middlewares.append(_auth_middleware(auth_token, basic_auth, protect_probes))
+    app = web.Application(middlewares=middlewares)
+    app[SERVICE] = service
+    app[OPTIONS] = PageOptions(show_content=show_content, recent=recent)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/status.json", status_json)
+    app.router.add_get("/", status_page)
+    return app
+
+
+class OpsServer:
+    """Serves :func:`build_app` on ``host:port`` (port 0 picks a free one)."""
+
+    def __init__(self, app: web.Application, *, host: str, port: int) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self._host in ("0.0.0.0", "") else self._host  # noqa: S104
+        return f"http://{host}:{self.port}/"
+
+    async def __aenter__(self) -> OpsServer:
+        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound sockets only here
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self._port
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
