@@ -1,0 +1,427 @@
+"""The Helm chart, linted and rendered by Helm's own Go engine (helm-python-sdk, no binary).
+
+Every rendered manifest is validated against the Kubernetes OpenAPI schemas
+(kubernetes-validate); the two CRD kinds (ServiceMonitor, PrometheusRule) are checked
+structurally. The rendered ``relay.toml`` is loaded with the real configuration model.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from relay.config import load_settings, parse_duration
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "exmail-relay"
+KUBE_VERSION = "1.30.0"
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+WHSEC = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+TENANTS = [
+    {"name": "acme", "client_id": "admin@acme.example", "client_secret": "acme-key"},
+    {"name": "globex", "client_id": "admin@globex.example", "client_secret": "globex-key"},
+    {"name": "initech", "client_id": "admin@initech.example", "client_secret": "initech-key",
+     "directory_bootstrap": "snapshot", "hold": "25s"},
+]  # fmt: skip
+
+FULL: dict[str, Any] = {
+    "sharding": {"count": 3},
+    "tenants": TENANTS,
+    "webhooks": [
+        {
+            "name": "oa",
+            "url": "https://oa.example.com/hook",
+            "secret": WHSEC,
+            "types": ["exmail.mail.*"],
+            "tenants": ["acme"],
+        },
+    ],
+    "amqp": {"enabled": True, "url": "amqp://relay:pw@rabbitmq.mq:5672/"},
+    "serviceMonitor": {"enabled": True, "force": True},
+    "prometheusRule": {"enabled": True, "force": True},
+    "dashboard": {"enabled": True},
+    "networkPolicy": {
+        "enabled": True,
+        "exmail": {"cidrs": ["203.0.113.0/24"], "ports": [443, 12211]},
+        "rabbitmq": {"to": [{"namespaceSelector": {"matchLabels": {"name": "mq"}}}]},
+        "webhooks": {"cidrs": ["198.51.100.7/32"], "ports": [443]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def chart() -> Any:
+    with helm.Chart.load(CHART) as loaded:
+        yield loaded
+
+
+def render(chart: Any, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    manifests = chart.render(values or {}, name="relay", namespace="mail", is_install=True)
+    objects: list[dict[str, Any]] = []
+    for path, text in sorted(manifests.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        objects += [doc for doc in yaml.safe_load_all(text) if doc]
+    return objects
+
+
+def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind]
+    assert len(found) == 1, f"{kind}: {len(found)} objects"
+    return found[0]
+
+
+def relay_toml(objects: list[dict[str, Any]]) -> str:
+    maps = [o for o in objects if o["kind"] == "ConfigMap" and "relay.toml" in o["data"]]
+    assert len(maps) == 1
+    return str(maps[0]["data"]["relay.toml"])
+
+
+def kinds(objects: list[dict[str, Any]]) -> set[str]:
+    return {o["kind"] for o in objects}
+
+
+def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = one(objects, "StatefulSet")["spec"]["template"]["spec"]
+    assert len(pod["containers"]) == 1
+    return pod["containers"][0]
+
+
+def env_of(objects: list[dict[str, Any]]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container(objects)["env"]}
+
+
+# -- lint and schema validation ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [{}, FULL], ids=["default", "sharded-monitored"])
+def test_helm_lint_finds_no_warnings_or_errors(values: dict[str, Any]) -> None:
+    report = helm.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == []
+    serious = [m for m in report["messages"] if m["severity"] >= 2]
+    assert serious == []
+
+
+@pytest.mark.parametrize("values", [{}, FULL], ids=["default", "sharded-monitored"])
+def test_every_manifest_is_valid_kubernetes(chart: Any, values: dict[str, Any]) -> None:
+    objects = render(chart, values)
+    assert objects
+    for obj in objects:
+        if obj["kind"] in CRD_KINDS:
+            continue
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
+def test_the_validator_rejects_a_broken_manifest(chart: Any) -> None:
+    statefulset = copy.deepcopy(one(render(chart), "StatefulSet"))
+    statefulset["spec"]["replicas"] = "three"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(statefulset, KUBE_VERSION, strict=True)
+
+
+def test_crd_kinds_are_structurally_sound(chart: Any) -> None:
+    objects = render(chart, FULL)
+    monitor = one(objects, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    services = [o for o in objects if o["kind"] == "Service"]
+    component = "app.kubernetes.io/component"
+    service = next(o for o in services if o["metadata"]["labels"].get(component) == "http")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+    ]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["mail"]}
+
+    rule = one(objects, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    rules = rule["spec"]["groups"][0]["rules"]
+    names = {r["alert"] for r in rules}
+    assert names == {
+        "ExmailRelayDown", "ExmailRelayTenantFailed", "ExmailRelayListenerDown",
+        "ExmailRelayNotReady", "ExmailRelayBacklogGrowing", "ExmailRelayOldestPendingHigh",
+        "ExmailRelayDeadLetters",
+    }  # fmt: skip
+    for item in rules:
+        assert set(item) <= {"alert", "expr", "for", "labels", "annotations"}
+        assert item["labels"]["severity"] in {"warning", "critical"}
+        assert item["expr"].count("(") == item["expr"].count(")")
+        assert "summary" in item["annotations"]
+        assert "{{ $labels" in item["annotations"]["summary"]
+
+
+def test_alerts_use_metric_names_the_relay_exports(chart: Any) -> None:
+    metrics = Path(__file__).resolve().parents[2] / "relay" / "metrics.py"
+    source = metrics.read_text()
+    declared = set(re.findall(r'(?:Gauge|Counter|Histogram)\(\s*"(exmail_relay_\w+)"', source))
+    counters = set(re.findall(r'Counter\(\s*"(exmail_relay_\w+)"', source))
+    exported = declared | {f"{name}_total" for name in counters}
+    exported |= {f"{name}_bucket" for name in declared}
+    rule = one(render(chart, FULL), "PrometheusRule")
+    used = set()
+    for item in rule["spec"]["groups"][0]["rules"]:
+        used |= set(re.findall(r"\bexmail_relay_\w+", item["expr"]))
+    assert used
+    assert used <= exported, used - exported
+    dashboard = one([o for o in render(chart, FULL) if o["kind"] == "ConfigMap"
+                     and "grafana_dashboard" in o["metadata"]["labels"]], "ConfigMap")  # fmt: skip
+    panels = dashboard["data"]["exmail-relay.json"]
+    in_dashboard = set(re.findall(r"\bexmail_relay_\w+", panels)) - {"exmail_relay_build_info"}
+    assert in_dashboard <= exported, in_dashboard - exported
+
+
+# -- the workload -----------------------------------------------------------------------
+
+
+def test_default_render_is_one_replica_with_the_expected_objects(chart: Any) -> None:
+    objects = render(chart)
+    assert kinds(objects) == {
+        "ConfigMap", "Secret", "Service", "ServiceAccount", "StatefulSet", "PodDisruptionBudget",
+    }  # fmt: skip
+    statefulset = one(objects, "StatefulSet")
+    assert statefulset["spec"]["replicas"] == 1
+    assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
+
+
+@pytest.mark.parametrize("count", [1, 3, 5])
+def test_replicas_equal_the_shard_count(chart: Any, count: int) -> None:
+    objects = render(chart, {"sharding": {"count": count}})
+    assert one(objects, "StatefulSet")["spec"]["replicas"] == count
+    env = env_of(objects)
+    assert env["RELAY_SHARDING__COUNT"] == str(count)
+    assert "RELAY_SHARDING__INDEX" not in env  # the ordinal in the host name gives it
+
+
+def test_services_headless_and_http(chart: Any) -> None:
+    objects = render(chart)
+    statefulset = one(objects, "StatefulSet")
+    services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
+    headless = services[statefulset["spec"]["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert len(services) == 2
+    assert statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"] == {
+        "requests": {"storage": "2Gi"}
+    }
+
+
+def test_probes(chart: Any) -> None:
+    main = container(render(chart))
+    assert main["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert main["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    startup = main["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 30
+    assert main["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_security_context_and_writable_paths(chart: Any) -> None:
+    objects = render(chart)
+    pod = one(objects, "StatefulSet")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["fsGroup"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    main = pod["containers"][0]
+    assert main["securityContext"] == {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+    writable = {path for path, m in mounts.items() if not m.get("readOnly")}
+    tmp = "/tmp"  # noqa: S108 -- the pod's own emptyDir, not a host temp file
+    assert writable == {"/var/lib/exmail-relay", tmp}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts[tmp]["name"]]
+    assert mounts["/var/lib/exmail-relay"]["name"] == "journal"
+
+
+def test_shutdown_timeout_is_below_the_grace_period(chart: Any) -> None:
+    objects = render(chart)
+    pod = one(objects, "StatefulSet")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 30
+    toml = relay_toml(objects)
+    match = re.search(r'^timeout = "([^"]+)"$', toml, re.MULTILINE)
+    assert match is not None
+    assert parse_duration(match.group(1)) < pod["terminationGracePeriodSeconds"]
+
+
+def test_environment_matches_the_image(chart: Any) -> None:
+    env = env_of(render(chart))
+    assert env["RELAY_CONFIG"] == "/etc/exmail-relay/relay.toml"
+    assert env["RELAY_JOURNAL__PATH"] == "/var/lib/exmail-relay/journal.sqlite3"
+    assert env["RELAY_HTTP__HOST"] == "0.0.0.0"  # noqa: S104 -- pods listen on their IP
+
+
+# -- configuration and secrets ----------------------------------------------------------
+
+
+def _annotations(objects: list[dict[str, Any]]) -> dict[str, str]:
+    annotations: dict[str, str] = one(objects, "StatefulSet")["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    return annotations
+
+
+def test_checksums_roll_the_pods_on_config_and_secret_changes(chart: Any) -> None:
+    base = _annotations(render(chart, FULL))
+    same = _annotations(render(chart, copy.deepcopy(FULL)))
+    assert base == same
+
+    logged = copy.deepcopy(FULL)
+    logged["config"] = {"log": {"level": "debug"}}
+    changed = _annotations(render(chart, logged))
+    assert changed["checksum/config"] != base["checksum/config"]
+    assert changed["checksum/secret"] == base["checksum/secret"]
+
+    rotated = copy.deepcopy(FULL)
+    rotated["tenants"][0]["client_secret"] = "new-acme-key"
+    changed = _annotations(render(chart, rotated))
+    assert changed["checksum/secret"] != base["checksum/secret"]
+    assert changed["checksum/config"] == base["checksum/config"]
+
+
+def _write_pod_files(
+    objects: list[dict[str, Any]], tmp_path: Path, secret_data: dict[str, str]
+) -> Path:
+    """Lay out the ConfigMap and the Secret as the pod sees them, under tmp_path."""
+    secret_dir = tmp_path / "secrets"
+    secret_dir.mkdir()
+    for key, value in secret_data.items():
+        (secret_dir / key).write_text(value)
+    toml = relay_toml(objects)
+    toml = toml.replace("/var/run/secrets/exmail-relay", str(secret_dir))
+    config = tmp_path / "relay.toml"
+    config.write_text(toml)
+    return config
+
+
+def test_rendered_relay_toml_loads_with_the_config_model(chart: Any, tmp_path: Path) -> None:
+    objects = render(chart, FULL)
+    secret = one(objects, "Secret")
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert set(data) == {
+        "tenant-acme-client-secret", "tenant-globex-client-secret",
+        "tenant-initech-client-secret", "webhook-oa-secret", "amqp-url",
+    }  # fmt: skip
+    toml = relay_toml(objects)
+    for value in data.values():
+        assert value not in toml  # secrets never reach the ConfigMap
+    settings = load_settings(_write_pod_files(objects, tmp_path, data), environ={})
+    assert [t.name for t in settings.tenants] == ["acme", "globex", "initech"]
+    assert settings.tenants[0].secret().get_secret_value() == "acme-key"
+    assert settings.tenants[2].directory_bootstrap == "snapshot"
+    assert settings.tenants[2].hold == 25.0
+    assert settings.amqp.enabled is True
+    assert settings.amqp.url.get_secret_value() == "amqp://relay:pw@rabbitmq.mq:5672/"
+    assert settings.webhooks[0].secret[0].get_secret_value() == WHSEC
+    assert settings.webhooks[0].types == ["exmail.mail.*"]
+    assert settings.sharding.count == 3
+    assert settings.shutdown.timeout == 20.0
+    assert settings.log.format == "json"
+    owners = {t.name for i in range(3) for t in settings.shard_tenants(f"relay-exmail-relay-{i}")}
+    assert owners == {"acme", "globex", "initech"}
+
+
+def test_default_relay_toml_loads(chart: Any, tmp_path: Path) -> None:
+    objects = render(chart)
+    settings = load_settings(_write_pod_files(objects, tmp_path, {}), environ={})
+    assert settings.tenants == []
+    assert settings.amqp.enabled is False
+    assert settings.http.port == 8080
+
+
+def test_existing_secret_replaces_the_charts_secret(chart: Any) -> None:
+    values = copy.deepcopy(FULL)
+    values["secrets"] = {"existingSecret": "relay-credentials"}
+    for tenant in values["tenants"]:
+        del tenant["client_secret"]
+    del values["webhooks"][0]["secret"]
+    values["amqp"]["url"] = ""
+    objects = render(chart, values)
+    assert "Secret" not in kinds(objects)
+    pod = one(objects, "StatefulSet")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["secrets"]["secret"]["secretName"] == "relay-credentials"
+
+
+def test_a_missing_secret_without_existing_secret_fails_clearly(chart: Any) -> None:
+    values = {"tenants": [{"name": "acme", "client_id": "admin@acme.example"}]}
+    with pytest.raises(helm.HelmError, match="acme needs client_secret"):
+        render(chart, values)
+
+
+# -- conditional objects ----------------------------------------------------------------
+
+
+def test_service_monitor_needs_the_api_or_force(chart: Any) -> None:
+    # An offline render advertises no monitoring.coreos.com/v1, so enabled alone renders none.
+    assert "ServiceMonitor" not in kinds(render(chart, {"serviceMonitor": {"enabled": True}}))
+    assert "PrometheusRule" not in kinds(render(chart, {"prometheusRule": {"enabled": True}}))
+    forced = {"serviceMonitor": {"enabled": True, "force": True}}
+    assert "ServiceMonitor" in kinds(render(chart, forced))
+    off = {"serviceMonitor": {"enabled": False, "force": True}}
+    assert "ServiceMonitor" not in kinds(render(chart, off))
+
+
+def test_dashboard_configmap_is_labelled_for_the_grafana_sidecar(chart: Any) -> None:
+    objects = render(chart, FULL)
+    maps = [o for o in objects if o["kind"] == "ConfigMap"]
+    dashboards = [m for m in maps if m["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert len(dashboards) == 1
+    dashboard = yaml.safe_load(dashboards[0]["data"]["exmail-relay.json"])
+    assert dashboard["uid"] == "exmail-relay"
+    assert len(dashboard["panels"]) >= 8
+
+
+def test_network_policy(chart: Any) -> None:
+    objects = render(chart, FULL)
+    policy = one(objects, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert policy["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    egress = policy["egress"]
+    assert {p["port"] for p in egress[0]["ports"]} == {53}
+    assert egress[1]["to"] == [{"ipBlock": {"cidr": "203.0.113.0/24"}}]
+    assert {p["port"] for p in egress[1]["ports"]} == {443, 12211}
+    assert egress[2]["to"] == [{"namespaceSelector": {"matchLabels": {"name": "mq"}}}]
+    assert egress[3]["to"] == [{"ipBlock": {"cidr": "198.51.100.7/32"}}]
+    assert len(egress) == 4
+    assert "NetworkPolicy" not in kinds(render(chart))
+
+
+# -- the values schema ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"sharding": {"count": "three"}}, "/sharding/count"),
+        ({"sharding": {"count": 0}}, "/sharding/count"),
+        ({"tenants": [{"name": "Acme Corp", "client_id": "admin@x.example"}]}, "/tenants/0/name"),
+        ({"tenants": [{"name": "acme"}]}, "client_id"),
+        ({"config": {"journal": {"path": "/elsewhere"}}}, "/config/journal"),
+        ({"config": {"sharding": {"count": 2}}}, "sharding"),
+        ({"config": {"log": {"level": "loud"}}}, "/config/log/level"),
+        ({"serviceMonitor": {"enabled": "yes"}}, "/serviceMonitor/enabled"),
+        ({"persistence": {"size": 10}}, "/persistence/size"),
+        ({"replicaCount": 3}, "replicaCount"),
+    ],
+)
+def test_schema_rejects_invalid_values(chart: Any, values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmValuesError) as caught:
+        render(chart, values)
+    assert "schema" in str(caught.value)
+    assert message in str(caught.value)
