@@ -188,3 +188,19 @@ def _hub() -> Any:
     from relay.emulator._server import HUB
 
     return HUB
+
+
+async def test_vanished_listener_does_not_swallow_pushes(raw: Any) -> None:
+    ver = current_ver(raw.emu)
+    timeout = aiohttp.ClientTimeout(total=0.1)
+    headers = {"Authorization": f"Bearer {raw.token}"}
+    async with aiohttp.ClientSession(timeout=timeout) as impatient:
+        with pytest.raises(asyncio.TimeoutError):
+            await impatient.post(raw.emu.api_url + "listen", data={"Ver": ver}, headers=headers)
+    for _ in range(50):
+        if raw.emu.app[_hub()].open_count() == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert raw.emu.app[_hub()].open_count() == 0
+    _, answer = await raw.control("mail", {"to": "bob@example.com"})
+    assert (await raw.call("listen", {"Ver": ver}))["MailId"] == answer["mail_id"]
