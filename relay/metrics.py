@@ -34,9 +34,13 @@ __all__ = [
     "MESSAGES_SKIPPED",
     "SINK_BACKLOG",
     "SINK_CONNECTED",
+    "SINK_DISABLED",
     "SINK_OLDEST_PENDING",
     "TOKEN_FETCHES",
     "UPSTREAM_DURATION",
+    "WEBHOOK_ATTEMPTS",
+    "WEBHOOK_ATTEMPT_SECONDS",
+    "WEBHOOK_OUTCOMES",
 ]
 
 BUILD_INFO = Info("exmail_relay_build", "Version of the relay and of Python.")
@@ -123,4 +127,25 @@ DELIVERY_LATENCY = Histogram(
     "From journal commit to confirmed delivery, per sink.",
     ["sink"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 300),
+)
+
+# -- webhooks (labelled by sink name ``webhook:<name>``, never by URL) --------------------
+
+WEBHOOK_OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "timeout", "connection")
+WEBHOOK_ATTEMPTS = Counter(
+    "exmail_relay_webhook_attempts",
+    "Webhook delivery attempts per endpoint, by outcome class "
+    "(2xx, 3xx, 4xx, 5xx, timeout, connection).",
+    ["sink", "outcome"],
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "exmail_relay_webhook_attempt_seconds",
+    "Duration of one webhook attempt (request sent to response read), per endpoint.",
+    ["sink"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SINK_DISABLED = Gauge(
+    "exmail_relay_sink_disabled",
+    "1 while a sink is disabled (a webhook endpoint that answered 410), else 0.",
+    ["sink"],
 )
