@@ -113,8 +113,15 @@ def decode_object(endpoint: str, body: bytes) -> dict[str, Any] | None:
 
 
 def decode_empty(endpoint: str, body: bytes) -> None:
+    """Writes answer an empty body; an error object raises, an unreadable body is malformed."""
     if body.strip():
-        raise_error_body(endpoint, body)
+        try:
+            value = loads(body)
+        except JSONSyntaxError as exc:
+            raise MalformedResponse(f"{endpoint}: body is not JSON ({exc})") from None
+        if isinstance(value, dict) and "errcode" in normalize_keys(value):
+            err = _error_body(value)
+            raise api_error(err.errcode, err.error, endpoint=endpoint, detail=err.detail)
 
 
 def decode_listen(endpoint: str, body: bytes) -> list[ListenMessage]:
