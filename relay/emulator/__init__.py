@@ -116,7 +116,9 @@ class Emulator:
         return self.base_url + "/_emulator/"
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
+        runner = web.AppRunner(
+            self.app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, backlog=4096, reuse_address=True)
         try:
@@ -125,13 +127,10 @@ class Emulator:
             await runner.cleanup()
             raise
         self._runner = runner
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self._bound_port = sockets[0].getsockname()[1] if sockets else self.port
+        self._bound_port = int(runner.addresses[0][1])
 
     async def stop(self) -> None:
         if self._runner is not None:
-            self.app[_hub_key()].wake_all()
             await self._runner.cleanup()
             self._runner = None
             self._bound_port = None
@@ -147,9 +146,3 @@ class Emulator:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-
-def _hub_key() -> Any:
-    from ._server import HUB
-
-    return HUB

@@ -34,6 +34,7 @@ class ListenHub:
 
     def __init__(self, state: EmulatorState) -> None:
         self._waiters: dict[str, list[_Waiter]] = {}
+        self.closing = False
         state.on_change = self.notify
 
     def open_count(self, admin: str | None = None) -> int:
@@ -59,8 +60,15 @@ class ListenHub:
                 if not w.future.done():
                     w.future.set_result(None)
 
+    def close(self) -> None:
+        """The server is stopping: answer every held listen now, hold no new ones."""
+        self.closing = True
+        self.wake_all()
+
     async def wait(self, admin: str, ver: int, seconds: float) -> bool:
-        """Hold until woken (True) or ``seconds`` pass (False)."""
+        """Hold until woken (True) or ``seconds`` pass or the hub closes (False)."""
+        if self.closing:
+            return False
         waiter = _Waiter(asyncio.get_running_loop().create_future(), ver)
         waiters = self._waiters.setdefault(admin, [])
         waiters.append(waiter)
@@ -79,4 +87,4 @@ class ListenHub:
                     current.remove(waiter)
                 if not current:
                     del self._waiters[admin]
-        return True
+        return not self.closing

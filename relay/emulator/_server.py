@@ -455,4 +455,9 @@ def build_app(
         app.router.add_route(method, "/cgi-bin/login", login)
         app.router.add_route(method, "/openapi/{endpoint:.+}", openapi)
     add_control_routes(app)
+    app.on_shutdown.append(_close_hub)
     return app
+
+
+async def _close_hub(app: web.Application) -> None:
+    app[HUB].close()

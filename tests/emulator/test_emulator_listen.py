@@ -204,3 +204,16 @@ async def test_vanished_listener_does_not_swallow_pushes(raw: Any) -> None:
     assert raw.emu.app[_hub()].open_count() == 0
     _, answer = await raw.control("mail", {"to": "bob@example.com"})
     assert (await raw.call("listen", {"Ver": ver}))["MailId"] == answer["mail_id"]
+
+
+async def test_stop_answers_held_listens_at_once(make_raw: Any) -> None:
+    emu = Emulator(port=0, hold=30.0)
+    await emu.start()
+    raw = make_raw(emu)
+    await raw.fetch_token()
+    task = asyncio.create_task(raw.call("listen", {"Ver": current_ver(emu)}))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await emu.stop()
+    assert time.monotonic() - started < 1.0
+    assert await task == {"Ret": 0}
