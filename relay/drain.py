@@ -40,6 +40,10 @@ __all__ = ["DrainPolicy", "Drainer", "decide"]
 log = logging.getLogger("relay.drain")
 
 DISABLED_POLL = 5.0
+# The longest an idle drainer sleeps before looking at the journal again. Another
+# process (``exmail-relay deadletters replay``, ``endpoint enable``) cannot set this
+# process's wakeup event, so rows it revives are found by this poll.
+IDLE_POLL = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,12 +149,14 @@ class Drainer:
     async def run(self) -> None:
         wake = self.journal.wakeup(self.name)
         self.disabled_reason = await self.journal.disabled(self.name)
+        self._note_disabled()
         metrics.SINK_CONNECTED.labels(self.name).set(0)
         try:
             while not self._stopping.is_set():
                 if self.disabled_reason is not None:
                     await self._wait(wake, DISABLED_POLL)
                     self.disabled_reason = await self.journal.disabled(self.name)
+                    self._note_disabled()
                     continue
                 free = (1 if self.policy.ordered else self.policy.max_in_flight) - self.in_flight
                 if free <= 0:
@@ -164,7 +170,7 @@ class Drainer:
                     due_only=not self.policy.ordered,
                 )
                 if self.policy.ordered and rows and rows[0].next_at > self._clock():
-                    await self._wait(wake, rows[0].next_at - self._clock())
+                    await self._wait(wake, min(IDLE_POLL, rows[0].next_at - self._clock()))
                     continue
                 if not rows:
                     await self._wait(wake, await self._idle_timeout())
@@ -184,11 +190,14 @@ class Drainer:
         finally:
             metrics.SINK_CONNECTED.labels(self.name).set(0)
 
-    async def _idle_timeout(self) -> float | None:
+    async def _idle_timeout(self) -> float:
         due = await self.journal.next_due(self.name)
         if due is None:
-            return None
-        return max(0.0, due - self._clock())
+            return IDLE_POLL
+        return min(IDLE_POLL, max(0.0, due - self._clock()))
+
+    def _note_disabled(self) -> None:
+        metrics.SINK_DISABLED.labels(self.name).set(0 if self.disabled_reason is None else 1)
 
     async def _wait(self, event: asyncio.Event, seconds: float | None) -> None:
         """Wait for ``event``, a freed slot, stop, or ``seconds``."""
@@ -235,6 +244,7 @@ class Drainer:
         self._observe(row, outcome, update, now)
         if isinstance(outcome, Disable):
             self.disabled_reason = outcome.error
+            self._note_disabled()
             await self.journal.set_disabled(self.name, True, outcome.error)
         if update is not None:
             with contextlib.suppress(JournalClosed):
