@@ -275,7 +275,7 @@ async def _listen(request: web.Request, company: Company, params: Params) -> web
                 return json_response({"Ret": 0})
         if request.transport is None or request.transport.is_closing():
             state.requeue(company, items)  # the client is gone: keep its pushes
-            raise ConnectionResetError("listen client went away")
+            return web.Response(body=_EMPTY)  # written nowhere
         if company.pending:
             hub.notify(company, False)  # hand the rest to the next waiter
         return web.Response(
