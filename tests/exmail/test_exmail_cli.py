@@ -1,0 +1,143 @@
+"""The ``api`` and ``sso-url`` commands as subprocesses against a running emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from relay.emulator import Emulator
+from tests.exmail.conftest import ADMIN, KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(emulator: Emulator, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env.update(
+        RELAY_CLIENT_ID=ADMIN,
+        RELAY_CLIENT_SECRET=KEY,
+        RELAY_API_URL=emulator.api_url,
+        RELAY_TOKEN_URL=emulator.token_url,
+        RELAY_LOGIN_URL=emulator.login_url,
+    )
+    env.update(extra)
+    return env
+
+
+async def _run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relay",
+        *args,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_api_read_prints_json(emulator: Emulator) -> None:
+    code, out, err = await _run(_env(emulator), "api", "user/get", "Alias=bob@example.com")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["Alias"] == "bob@example.com"
+
+
+async def test_api_repeated_keys_become_lists(emulator: Emulator) -> None:
+    code, out, _ = await _run(
+        _env(emulator), "api", "user/check", "email=bob@example.com", "email=free@example.com"
+    )
+    assert code == 0
+    assert [e["Email"] for e in json.loads(out)["List"]] == ["bob@example.com", "free@example.com"]
+
+
+async def test_api_write_with_empty_body(emulator: Emulator) -> None:
+    code, out, _ = await _run(_env(emulator), "api", "party/sync", "Action=2", "DstPath=CliMade")
+    assert (code, json.loads(out)) == (0, {})
+    code, out, _ = await _run(_env(emulator), "api", "party/list", "PartyPath=")
+    assert "CliMade" in [v["Value"] for v in json.loads(out)["List"]]
+
+
+async def test_api_error_is_one_line_exit_1(emulator: Emulator) -> None:
+    code, out, err = await _run(_env(emulator), "api", "user/get", "Alias=ghost@example.com")
+    assert code == 1
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "user/get: errcode" in err
+
+
+async def test_api_usage_errors_exit_2(emulator: Emulator) -> None:
+    code, _, err = await _run(_env(emulator), "api", "user/get", "no-equals-sign")
+    assert code == 2
+    assert "key=value" in err
+    env = _env(emulator)
+    del env["RELAY_CLIENT_SECRET"]
+    code, _, err = await _run(env, "api", "user/get", "Alias=bob@example.com")
+    assert code == 2
+    assert "no credentials" in err
+
+
+async def test_bad_secret_never_printed(emulator: Emulator) -> None:
+    env = _env(emulator, RELAY_CLIENT_SECRET="env-secret-xyz")
+    code, out, err = await _run(env, "api", "user/get", "Alias=bob@example.com")
+    assert code == 1
+    assert "invalid_client" in err
+    assert "env-secret-xyz" not in out + err
+
+
+async def test_flags_override_environment(emulator: Emulator, tmp_path: Path) -> None:
+    secret_file = tmp_path / "key"
+    secret_file.write_text(KEY + "\n")
+    env = _env(emulator, RELAY_CLIENT_SECRET="wrong")
+    code, out, _ = await _run(
+        env,
+        "api",
+        "--client-secret-file",
+        str(secret_file),
+        "--auth-method",
+        "basic",
+        "mail/newcount",
+        "Alias=bob@example.com",
+    )
+    assert code == 0
+    assert json.loads(out)["Alias"] == "bob@example.com"
+
+
+async def test_config_file_tenant(emulator: Emulator, tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        "[[tenants]]\n"
+        'name = "acme"\n'
+        f'client_id = "{ADMIN}"\n'
+        f'client_secret = "{KEY}"\n'
+        f'api_url = "{emulator.api_url}"\n'
+        f'token_url = "{emulator.token_url}"\n'
+        f'login_url = "{emulator.login_url}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    code, out, err = await _run(
+        env, "api", "--config", str(config), "--tenant", "acme", "party/list", "PartyPath="
+    )
+    assert code == 0, err
+    assert json.loads(out)["Count"] == 3
+    code, _, err = await _run(env, "api", "--config", str(config), "--tenant", "nope", "party/list")
+    assert code != 0
+    assert "nope" in err
+
+
+async def test_sso_url_logs_in(emulator: Emulator) -> None:
+    code, out, err = await _run(_env(emulator), "sso-url", "bob@example.com")
+    assert (code, err) == (0, "")
+    url = out.strip()
+    assert url.startswith(emulator.login_url + "?")
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.status == 200
+        assert "bob@example.com" in await resp.text()
