@@ -48,6 +48,16 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+def _scrub_value(value: object, secrets: Iterable[str]) -> object:
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub_value(v, secrets) for v in value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v, secrets) for k, v in value.items()}
+    return value
+
+
 class RedactFilter(logging.Filter):
     """Removes known secret values and secret-shaped substrings from every record."""
 
@@ -59,8 +69,8 @@ class RedactFilter(logging.Filter):
         record.msg = scrub(record.getMessage(), self.secrets)
         record.args = None
         for key, value in list(vars(record).items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, scrub(value, self.secrets))
+            if key not in _STANDARD and isinstance(value, str | list | tuple | dict):
+                setattr(record, key, _scrub_value(value, self.secrets))
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = scrub(
                 logging.Formatter().formatException(record.exc_info), self.secrets

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from relay import metrics
 from relay.drain import Drainer
 from relay.journal import Journal, JournalError, JournalStats
@@ -43,6 +45,17 @@ class Health:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": list(self.ok), "failing": dict(self.failing)}
+
+
+def _failed_attempts(sink: str) -> int:
+    """Failed delivery attempts of ``sink`` since start, all reasons (from the metric)."""
+    total = 0.0
+    for reason in ("retry", "unavailable", "dead", "disabled"):
+        value = REGISTRY.get_sample_value(
+            "exmail_relay_delivery_failures_total", {"sink": sink, "reason": reason}
+        )
+        total += value or 0.0
+    return int(total)
 
 
 class RelayService:
@@ -255,6 +268,7 @@ class RelayService:
                     "backlog": sink_stats.pending if sink_stats else 0,
                     "oldest_pending_age": None if oldest is None else round(now - oldest, 3),
                     "delivered": sink_stats.delivered if sink_stats else 0,
+                    "failed": _failed_attempts(drainer.name),
                     "dead": sink_stats.dead if sink_stats else 0,
                     "last_error": drainer.last_error,
                     **extra.get(drainer.name, {}),
@@ -270,6 +284,7 @@ class RelayService:
             "now": now,
             "started_at": self.started_at,
             "stopping": self.stopping,
+            "show_content": show_content,
             "tenants": tenants,
             "sinks": sinks,
             "journal": {

@@ -1,8 +1,14 @@
 """The status page: one self-contained HTML document, rendered on the server.
 
-Pure: ``render_status_page(status) -> str``. No external assets, no build step. The
-first paint is complete without JavaScript; a small inline script refreshes the page's
-figures from ``/status.json`` every few seconds.
+Pure: ``render_status_page(status) -> str`` turns the dict of
+:meth:`relay.service.RelayService.status` into HTML. No external assets, no build step.
+The first paint is complete without JavaScript; a small inline script then fetches
+``status.json`` every few seconds and rewrites the figures in place (text nodes only,
+never ``innerHTML``, so nothing from the data can become markup). The script and the
+Python below format each cell the same way, so a refresh changes only what changed.
+
+The page shows only what ``status()`` hands it: no secrets are in that dict, and event
+subjects are present only when ``[status] show_content`` is on.
 """
 
 from __future__ import annotations
@@ -11,72 +17,299 @@ import html
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["render_status_page"]
+__all__ = ["REFRESH_SECONDS", "render_status_page"]
+
+REFRESH_SECONDS = 5
+
+DASH = "–"
 
 
 def _time(stamp: object) -> str:
-    if not isinstance(stamp, int | float):
-        return "–"
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+        return DASH
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _e(value: object) -> str:
-    return html.escape("–" if value is None else str(value))
+    return html.escape(DASH if value is None or value == "" else str(value))
 
 
-def render_status_page(status: dict[str, Any]) -> str:
-    tenant_rows = "".join(
-        f'<tr data-tenant="{_e(t["name"])}"><td>{_e(t["name"])}</td>'
-        f'<td class="state {_e(t["state"])}">{_e(t["state"])}</td><td>{_e(t["ver"])}</td>'
-        f"<td>{_time(t['last_event_at'])}</td>"
-        f"<td>{_e(sum(t['events_by_type'].values()))}</td><td>{_e(t['last_error'])}</td></tr>"
-        for t in status["tenants"]
+def _age(seconds: object) -> str:
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return DASH
+    return f"{seconds:.1f} s"
+
+
+def _by_type(counts: dict[str, int]) -> str:
+    if not counts:
+        return DASH
+    return ", ".join(f"{k.removeprefix('exmail.')} {v}" for k, v in sorted(counts.items()))
+
+
+_TENANT_LABEL = {
+    "connected": "connected",
+    "backoff": "backing off",
+    "failed": "failed",
+    "paused": "paused (backpressure)",
+    "starting": "starting",
+    "stopped": "stopped",
+}
+
+
+def tenant_state(tenant: dict[str, Any]) -> tuple[str, str]:
+    """(css class, label) of a tenant, with the reason when it is not connected."""
+    state = str(tenant["state"])
+    label = _TENANT_LABEL.get(state, state)
+    if state in ("backoff", "failed") and tenant.get("last_error"):
+        label += f": {tenant['last_error']}"
+    return state, label
+
+
+def sink_state(sink: dict[str, Any]) -> tuple[str, str]:
+    """(css class, label) of a sink: connected, disabled (why) or down (why)."""
+    if sink.get("disabled"):
+        return "disabled", f"disabled: {sink['disabled']}"
+    if sink.get("connected"):
+        return "connected", "connected"
+    return "down", f"not connected: {sink.get('last_error') or 'connecting'}"
+
+
+def _cell(key: str, text: str, css: str = "") -> str:
+    klass = f' class="{html.escape(css)}"' if css else ""
+    return f'<td data-k="{key}"{klass}>{html.escape(text)}</td>'
+
+
+def _tenant_row(t: dict[str, Any]) -> str:
+    css, label = tenant_state(t)
+    return (
+        f'<tr data-tenant="{_e(t["name"])}">'
+        + _cell("name", str(t["name"]))
+        + _cell("state", label, f"state {css}")
+        + _cell("ver", DASH if t.get("ver") is None else str(t["ver"]))
+        + _cell("last_event_at", _time(t.get("last_event_at")))
+        + _cell("events_by_type", _by_type(t.get("events_by_type") or {}))
+        + _cell("last_error", t.get("last_error") or DASH)
+        + _cell("last_error_at", _time(t.get("last_error_at")))
+        + "</tr>"
     )
-    sink_rows = "".join(
-        f'<tr data-sink="{_e(s["name"])}"><td>{_e(s["name"])}</td>'
-        f"<td>{'disabled' if s['disabled'] else ('connected' if s['connected'] else 'down')}</td>"
-        f'<td class="backlog">{_e(s["backlog"])}</td><td>{_e(s["oldest_pending_age"])}</td>'
-        f"<td>{_e(s['delivered'])}</td><td>{_e(s['dead'])}</td><td>{_e(s['last_error'])}</td></tr>"
-        for s in status["sinks"]
+
+
+def _sink_row(s: dict[str, Any]) -> str:
+    css, label = sink_state(s)
+    return (
+        f'<tr data-sink="{_e(s["name"])}">'
+        + _cell("name", str(s["name"]))
+        + _cell("state", label, f"state {css}")
+        + _cell("backlog", str(s.get("backlog", 0)), "num")
+        + _cell("oldest_pending_age", _age(s.get("oldest_pending_age")), "num")
+        + _cell("delivered", str(s.get("delivered", 0)), "num")
+        + _cell("failed", str(s.get("failed", 0)), "num")
+        + _cell("dead", str(s.get("dead", 0)), "num")
+        + "</tr>"
     )
-    journal = status["journal"]
-    event_rows = "".join(
-        f"<tr><td>{_time(e['time'])}</td><td>{_e(e['tenant'])}</td><td>{_e(e['type'])}</td></tr>"
-        for e in status["recent_events"]
+
+
+def _event_row(e: dict[str, Any], show_subject: bool) -> str:
+    cells = _cell("time", _time(e.get("time"))) + _cell("tenant", str(e.get("tenant", "")))
+    cells += _cell("type", str(e.get("type", "")))
+    if show_subject:
+        cells += _cell("subject", str(e.get("subject") or DASH))
+    return f"<tr>{cells}</tr>"
+
+
+def _journal_text(j: dict[str, Any]) -> dict[str, str]:
+    prune = j.get("last_prune")
+    retention = j.get("retention_seconds")
+    return {
+        "events": _e(j.get("events")),
+        "backlog": f"{_e(j.get('backlog_events'))} / {_e(j.get('max_events'))} events, "
+        f"{_e(j.get('backlog_bytes'))} / {_e(j.get('max_bytes'))} bytes",
+        "file_bytes": _e(j.get("file_bytes")),
+        "backpressure": _e(j.get("backpressure") or "none"),
+        "pruning": (
+            f"keeps delivered events {_e(retention)} s; "
+            + (
+                "not pruned yet"
+                if not prune
+                else f"last pruned {_time(prune.get('at'))}, {_e(prune.get('events'))} events"
+            )
+        ),
+    }
+
+
+_STYLE = """
+:root{color-scheme:light dark}
+body{font-family:system-ui,-apple-system,sans-serif;margin:0 auto;padding:.8rem;max-width:70rem;
+line-height:1.35}
+h1{font-size:1.3rem;margin:.2rem 0} h2{font-size:1.05rem;margin:1.2rem 0 .4rem}
+.wrap{overflow-x:auto;-webkit-overflow-scrolling:touch}
+table{border-collapse:collapse;width:100%;font-size:.88rem}
+th,td{border-bottom:1px solid #8884;padding:.3rem .4rem;text-align:left;vertical-align:top}
+th{font-weight:600;white-space:nowrap} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.state{font-weight:600} .connected{color:#0a7a2f} .failed,.down{color:#c0262d}
+.backoff,.paused,.starting,.disabled{color:#b36b00} .stopped{color:#777}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:0;font-size:.9rem}
+dt{font-weight:600} dd{margin:0} #stale{color:#c0262d}
+#banner{padding:.4rem .6rem;border-radius:.3rem;margin:.4rem 0}
+#banner.ok{background:#0a7a2f22} #banner.bad{background:#c0262d22}
+"""
+
+# Kept in step with the Python formatters above; textContent only, never innerHTML.
+_SCRIPT = """
+(function () {
+  var DASH = "\\u2013";
+  var LABEL = {connected: "connected", backoff: "backing off", failed: "failed",
+    paused: "paused (backpressure)", starting: "starting", stopped: "stopped"};
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function time(s) {
+    if (typeof s !== "number") return DASH;
+    var d = new Date(s * 1000);
+    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) +
+      " " + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" +
+      pad(d.getUTCSeconds()) + " UTC";
+  }
+  function txt(v) { return v === null || v === undefined || v === "" ? DASH : String(v); }
+  function age(v) { return typeof v === "number" ? v.toFixed(1) + " s" : DASH; }
+  function byType(c) {
+    var k = Object.keys(c || {}).sort();
+    if (!k.length) return DASH;
+    return k.map(function (t) { return t.replace(/^exmail\\./, "") + " " + c[t]; }).join(", ");
+  }
+  function tenantState(t) {
+    var l = LABEL[t.state] || t.state;
+    if ((t.state === "backoff" || t.state === "failed") && t.last_error) l += ": " + t.last_error;
+    return [t.state, l];
+  }
+  function sinkState(s) {
+    if (s.disabled) return ["disabled", "disabled: " + s.disabled];
+    if (s.connected) return ["connected", "connected"];
+    return ["down", "not connected: " + (s.last_error || "connecting")];
+  }
+  function cell(tr, key, text, css) {
+    var td = document.createElement("td");
+    td.setAttribute("data-k", key);
+    if (css) td.className = css;
+    td.textContent = text;
+    tr.appendChild(td);
+  }
+  function fill(id, items, build) {
+    var body = document.getElementById(id);
+    var rows = items.map(build);
+    while (body.firstChild) body.removeChild(body.firstChild);
+    rows.forEach(function (r) { body.appendChild(r); });
+  }
+  function set(id, text) { var n = document.getElementById(id); if (n) n.textContent = text; }
+  function render(s) {
+    fill("tenants-body", s.tenants, function (t) {
+      var tr = document.createElement("tr"); tr.setAttribute("data-tenant", t.name);
+      var st = tenantState(t);
+      cell(tr, "name", t.name); cell(tr, "state", st[1], "state " + st[0]);
+      cell(tr, "ver", txt(t.ver)); cell(tr, "last_event_at", time(t.last_event_at));
+      cell(tr, "events_by_type", byType(t.events_by_type));
+      cell(tr, "last_error", txt(t.last_error)); cell(tr, "last_error_at", time(t.last_error_at));
+      return tr;
+    });
+    fill("sinks-body", s.sinks, function (k) {
+      var tr = document.createElement("tr"); tr.setAttribute("data-sink", k.name);
+      var st = sinkState(k);
+      cell(tr, "name", k.name); cell(tr, "state", st[1], "state " + st[0]);
+      cell(tr, "backlog", String(k.backlog || 0), "num");
+      cell(tr, "oldest_pending_age", age(k.oldest_pending_age), "num");
+      cell(tr, "delivered", String(k.delivered || 0), "num");
+      cell(tr, "failed", String(k.failed || 0), "num");
+      cell(tr, "dead", String(k.dead || 0), "num");
+      return tr;
+    });
+    var showSubject = !!document.getElementById("events-subject");
+    fill("events-body", s.recent_events, function (e) {
+      var tr = document.createElement("tr");
+      cell(tr, "time", time(e.time)); cell(tr, "tenant", txt(e.tenant));
+      cell(tr, "type", txt(e.type));
+      if (showSubject) cell(tr, "subject", txt(e.subject));
+      return tr;
+    });
+    var j = s.journal, p = j.last_prune;
+    set("j-events", txt(j.events));
+    set("j-backlog", txt(j.backlog_events) + " / " + txt(j.max_events) + " events, " +
+      txt(j.backlog_bytes) + " / " + txt(j.max_bytes) + " bytes");
+    set("j-file_bytes", txt(j.file_bytes));
+    set("j-backpressure", j.backpressure || "none");
+    set("j-pruning", "keeps delivered events " + txt(j.retention_seconds) + " s; " +
+      (p ? "last pruned " + time(p.at) + ", " + txt(p.events) + " events" : "not pruned yet"));
+    set("generated", "Updated " + time(s.now));
+    var bad = s.stopping || s.tenants.some(function (t) { return t.state === "failed"; }) ||
+      s.sinks.some(function (k) { return !k.connected || k.disabled; }) || !!j.backpressure;
+    var b = document.getElementById("banner");
+    b.className = bad ? "bad" : "ok";
+    b.textContent = s.stopping ? "Shutting down" : (bad ? "Degraded" : "All parts healthy");
+    set("stale", "");
+    document.body.setAttribute("data-refreshed", String(s.now));
+  }
+  function tick() {
+    fetch("status.json", {cache: "no-store", credentials: "same-origin"})
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(render)
+      .catch(function (e) {
+        set("stale", "refresh failed (" + e.message + "); figures may be old");
+      });
+  }
+  tick();
+  setInterval(tick, REFRESH_MS);
+})();
+"""
+
+
+def _banner(status: dict[str, Any]) -> tuple[str, str]:
+    bad = (
+        status.get("stopping")
+        or any(t["state"] == "failed" for t in status["tenants"])
+        or any(not s.get("connected") or s.get("disabled") for s in status["sinks"])
+        or bool(status["journal"].get("backpressure"))
     )
+    if status.get("stopping"):
+        return "bad", "Shutting down"
+    return ("bad", "Degraded") if bad else ("ok", "All parts healthy")
+
+
+def render_status_page(status: dict[str, Any], *, refresh_seconds: int = REFRESH_SECONDS) -> str:
+    """The whole page for one ``status`` dict; same input, same output."""
+    show_subject = bool(status.get("show_content")) or any(
+        "subject" in e for e in status["recent_events"]
+    )
+    tenant_rows = "".join(_tenant_row(t) for t in status["tenants"])
+    sink_rows = "".join(_sink_row(s) for s in status["sinks"])
+    event_rows = "".join(_event_row(e, show_subject) for e in status["recent_events"])
+    journal = _journal_text(status["journal"])
+    banner_css, banner_text = _banner(status)
+    subject_head = '<th id="events-subject">Subject</th>' if show_subject else ""
+    script = _SCRIPT.replace("REFRESH_MS", str(int(refresh_seconds * 1000)))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>exmail-relay status</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:1rem;color:#222}}
-table{{border-collapse:collapse;width:100%;margin-bottom:1.5rem;font-size:.9rem}}
-th,td{{border-bottom:1px solid #ddd;padding:.3rem;text-align:left;vertical-align:top}}
-.failed,.down{{color:#b00}} .backoff,.paused{{color:#a60}} .connected{{color:#070}}
-.wrap{{overflow-x:auto}}
-</style></head><body>
+<style>{_STYLE}</style></head><body data-refreshed="{_e(status["now"])}">
 <h1>exmail-relay</h1>
-<p id="generated">Updated {_time(status["now"])}</p>
-<h2>Tenants</h2><div class="wrap"><table id="tenants">
-<tr><th>Tenant</th><th>State</th><th>Ver</th><th>Last event</th><th>Events</th>
-<th>Last error</th></tr>
-{tenant_rows}</table></div>
-<h2>Sinks</h2><div class="wrap"><table id="sinks">
-<tr><th>Sink</th><th>State</th><th>Backlog</th><th>Oldest pending (s)</th><th>Delivered</th>
-<th>Dead letters</th><th>Last error</th></tr>
-{sink_rows}</table></div>
-<h2>Journal</h2><p id="journal">Backlog {_e(journal["backlog_events"])} of
-{_e(journal["max_events"])} events, {_e(journal["file_bytes"])} bytes on disk;
-backpressure: {_e(journal["backpressure"] or "none")}.</p>
-<h2>Latest events</h2><div class="wrap"><table id="events">
-<tr><th>Time</th><th>Tenant</th><th>Type</th></tr>{event_rows}</table></div>
-<script>
-setInterval(async () => {{
-  try {{
-    const r = await fetch("status.json", {{cache: "no-store"}});
-    if (r.ok) {{ location.reload(); }}
-  }} catch (e) {{}}
-}}, 5000);
-</script>
+<div id="banner" class="{banner_css}">{banner_text}</div>
+<p><small id="generated">Updated {_time(status["now"])}</small>
+<small>&middot; up since {_time(status.get("started_at"))}</small> <small id="stale"></small></p>
+<h2>Tenants</h2><div class="wrap"><table id="tenants"><thead>
+<tr><th>Tenant</th><th>State</th><th>Ver</th><th>Last event</th><th>Events by type</th>
+<th>Last error</th><th>Error at</th></tr></thead>
+<tbody id="tenants-body">{tenant_rows}</tbody></table></div>
+<h2>Sinks</h2><div class="wrap"><table id="sinks"><thead>
+<tr><th>Sink</th><th>State</th><th>Backlog</th><th>Oldest pending</th><th>Delivered</th>
+<th>Failed</th><th>Dead letters</th></tr></thead>
+<tbody id="sinks-body">{sink_rows}</tbody></table></div>
+<h2>Journal</h2><dl id="journal">
+<dt>Stored events</dt><dd id="j-events">{journal["events"]}</dd>
+<dt>Backlog / bound</dt><dd id="j-backlog">{journal["backlog"]}</dd>
+<dt>File size (bytes)</dt><dd id="j-file_bytes">{journal["file_bytes"]}</dd>
+<dt>Backpressure</dt><dd id="j-backpressure">{journal["backpressure"]}</dd>
+<dt>Pruning</dt><dd id="j-pruning">{journal["pruning"]}</dd>
+</dl>
+<h2>Latest events</h2><div class="wrap"><table id="events"><thead>
+<tr><th>Time</th><th>Tenant</th><th>Type</th>{subject_head}</tr></thead>
+<tbody id="events-body">{event_rows}</tbody></table></div>
+<script>{script}</script>
 </body></html>
 """

@@ -47,11 +47,26 @@ PROBES = frozenset({"/livez", "/readyz", "/metrics"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Figures change every second: never serve them from a cache.
+NO_STORE = {"Cache-Control": "no-store"}
+# The page is self-contained: nothing but its own inline style and script, and fetches
+# to this origin (status.json).
+PAGE_HEADERS = {
+    **NO_STORE,
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 def _json(data: object, status: int = 200) -> web.Response:
     return web.Response(
         text=json.dumps(data, ensure_ascii=False, default=str),
         status=status,
         content_type="application/json",
+        headers=NO_STORE,
     )
 
 
@@ -84,7 +99,12 @@ async def status_page(request: web.Request) -> web.Response:
     data = await request.app[SERVICE].status(
         show_content=options.show_content, recent=options.recent
     )
-    return web.Response(text=render_status_page(data), content_type="text/html", charset="utf-8")
+    return web.Response(
+        text=render_status_page(data),
+        content_type="text/html",
+        charset="utf-8",
+        headers=PAGE_HEADERS,
+    )
 
 
 def _auth_middleware(
