@@ -1,0 +1,259 @@
+"""The webhook sink: signed HTTP POSTs of journaled events, one sink per endpoint.
+
+Where it sits: each ``[[webhooks]]`` entry becomes one :class:`WebhookSink` with its
+own :class:`relay.drain.Drainer`, so every endpoint has its own queue, concurrency
+limit, rate limit and retry clock, and a slow or dead endpoint never holds up another
+one (nor the AMQP sink). :func:`open_webhooks` builds them all for
+:mod:`relay.wiring`.
+
+One attempt (:meth:`WebhookSink.send`) posts the CloudEvent JSON exactly as it was
+journaled, signed the Standard Webhooks way (:mod:`relay.signing`): ``webhook-id`` is
+the event id (the receiver's dedup key, the same on every retry), ``webhook-timestamp``
+is this attempt's time. The answer becomes an :data:`~relay.sinks.Outcome`:
+
+- 2xx: delivered;
+- 410 Gone: :class:`~relay.sinks.Disable` -- the drainer disables the endpoint until
+  ``exmail-relay endpoint enable NAME``;
+- 429 and 503: retry, honouring ``Retry-After`` (the drainer caps it by the schedule);
+- redirects are *not* followed (a receiver cannot bounce us to another host), and
+  they, every other status, timeouts and connection errors are retried on the schedule.
+
+Security: the URL appears in logs and on the status page without credentials or query
+string (:func:`redact_url`); secrets and signatures never appear in logs, errors or
+metrics. TLS is verified, against ``ca_bundle`` when one is configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import SecretStr
+
+from relay import __version__, metrics
+from relay.config import WebhookSettings
+from relay.drain import DrainPolicy
+from relay.journal import Delivery
+from relay.retry import parse_retry_after
+from relay.routing import Route
+from relay.signing import SigningKey, decode_secret, sign_headers
+from relay.sinks import Delivered, Disable, Outcome, Retry
+
+__all__ = ["USER_AGENT", "WebhookSink", "open_webhooks", "redact_url", "sink_name"]
+
+log = logging.getLogger("relay.sinks.webhook")
+
+USER_AGENT: Final = f"exmail-relay/{__version__}"
+RESPONSE_LIMIT: Final = 4096
+ERROR_BODY_LIMIT: Final = 512
+_RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+
+WebhookHandle = tuple["WebhookSink", Route, DrainPolicy, dict[str, Any]]
+
+
+def sink_name(endpoint: str) -> str:
+    """The sink (and metrics label) name of the endpoint called ``endpoint``."""
+    return f"webhook:{endpoint}"
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/path``: no credentials, query or fragment (logs, status)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None:
+        host = f"{host}:{port}"
+    return f"{parts.scheme}://{host}{parts.path or '/'}"
+
+
+def outcome_class(status: int) -> str:
+    """The ``outcome`` label for an HTTP status: ``2xx`` .. ``5xx``."""
+    return f"{min(max(status // 100, 2), 5)}xx"
+
+
+def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext | bool:
+    if ca_bundle is None:
+        return True  # aiohttp's default: verify against the system trust store
+    return ssl.create_default_context(cafile=str(ca_bundle))
+
+
+class WebhookSink:
+    """Posts to one endpoint. Use as an async context manager; it owns its session."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        url: str,
+        secrets: Sequence[SecretStr],
+        timeout: float = 15.0,
+        max_in_flight: int = 4,
+        ca_bundle: Path | None = None,
+        response_limit: int = RESPONSE_LIMIT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not secrets:
+            raise ValueError(f"{name}: at least one secret is required")
+        self._name = name
+        self._url = url
+        self._keys: tuple[SigningKey, ...] = tuple(
+            decode_secret(secret.get_secret_value()) for secret in secrets
+        )
+        self._timeout = timeout
+        self._max_in_flight = max_in_flight
+        self._ca_bundle = ca_bundle
+        self._response_limit = response_limit
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self.target = redact_url(url)
+
+    def __repr__(self) -> str:
+        return f"WebhookSink({self._name!r}, {self.target!r})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def connected(self) -> bool:
+        """Ready to post (HTTP has no standing connection to lose)."""
+        return self._session is not None and not self._session.closed
+
+    async def __aenter__(self) -> WebhookSink:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_in_flight, ssl=_ssl_context(self._ca_bundle)
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            headers={"User-Agent": USER_AGENT},
+        )
+        for outcome in metrics.WEBHOOK_OUTCOMES:
+            metrics.WEBHOOK_ATTEMPTS.labels(self._name, outcome)  # export zeros from the start
+        log.info("webhook endpoint ready", extra={"sink": self._name, "target": self.target})
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        session = self._session
+        if session is None or session.closed:
+            raise RuntimeError(f"{self._name}: send() outside 'async with'")
+        headers = sign_headers(self._keys, delivery.event_id, int(self._clock()), delivery.body)
+        headers["Content-Type"] = "application/json"
+        started = time.monotonic()
+        try:
+            async with session.post(
+                self._url, data=delivery.body, headers=headers, allow_redirects=False
+            ) as response:
+                body = await self._read_capped(response)
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except TimeoutError:
+            return self._failed("timeout", f"no answer within {self._timeout:g} s", started)
+        except aiohttp.ClientError as exc:
+            return self._failed("connection", f"connection failed: {_describe(exc)}", started)
+        metrics.WEBHOOK_ATTEMPTS.labels(self._name, outcome_class(status)).inc()
+        metrics.WEBHOOK_ATTEMPT_SECONDS.labels(self._name).observe(time.monotonic() - started)
+        if 200 <= status < 300:
+            return Delivered()
+        error = f"HTTP {status}"
+        if 300 <= status < 400:
+            error += " (redirects are not followed)"
+        text = self._scrub(body, headers["webhook-signature"])
+        if text:
+            error += f": {text}"
+        if status == 410:
+            return Disable(error)
+        if status in _RETRY_AFTER_STATUSES:
+            return Retry(error, retry_after=parse_retry_after(retry_after))
+        return Retry(error)
+
+    def _failed(self, outcome: str, error: str, started: float) -> Retry:
+        metrics.WEBHOOK_ATTEMPTS.labels(self._name, outcome).inc()
+        metrics.WEBHOOK_ATTEMPT_SECONDS.labels(self._name).observe(time.monotonic() - started)
+        return Retry(error)
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        """At most ``response_limit`` bytes of the body: a receiver cannot flood us."""
+        chunks: list[bytes] = []
+        size = 0
+        while size < self._response_limit:
+            chunk = await response.content.read(self._response_limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _scrub(body: bytes, signatures: str) -> str:
+        """The response body as error text: one line, truncated, our signatures removed."""
+        text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
+        for signature in signatures.split(" "):
+            text = text.replace(signature.removeprefix("v1,"), "***")
+        text = " ".join(text.split())
+        if len(body) > ERROR_BODY_LIMIT:
+            text += " ..."
+        return text
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    # Never str(exc) in general: some aiohttp errors carry the full URL (query included).
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"{type(exc).__name__}: {exc.os_error.strerror or type(exc.os_error).__name__}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    return type(exc).__name__
+
+
+@contextlib.asynccontextmanager
+async def open_webhooks(
+    settings: Sequence[WebhookSettings],
+) -> AsyncIterator[list[WebhookHandle]]:
+    """Open a sink per enabled endpoint; yield ``(sink, route, policy, description)``."""
+    async with contextlib.AsyncExitStack() as stack:
+        handles: list[WebhookHandle] = []
+        for hook in settings:
+            if not hook.enabled:
+                log.info("webhook endpoint not enabled", extra={"sink": sink_name(hook.name)})
+                continue
+            sink = await stack.enter_async_context(
+                WebhookSink(
+                    name=sink_name(hook.name),
+                    url=hook.url,
+                    secrets=hook.secret,
+                    timeout=hook.timeout,
+                    max_in_flight=hook.max_in_flight,
+                    ca_bundle=hook.ca_bundle,
+                )
+            )
+            route = Route(sink.name, types=tuple(hook.types), tenants=frozenset(hook.tenants))
+            policy = DrainPolicy(
+                max_in_flight=hook.max_in_flight,
+                schedule=tuple(hook.retry_schedule),
+                jitter=hook.jitter,
+                ordered=hook.ordered,
+                rate_limit=hook.rate_limit,
+            )
+            description: dict[str, Any] = {
+                "target": sink.target,
+                "types": list(hook.types),
+                "tenants": list(hook.tenants),
+            }
+            handles.append((sink, route, policy, description))
+        yield handles
