@@ -1,0 +1,251 @@
+"""docs/configuration.md is generated from the settings model and must not drift.
+
+Regenerate after changing ``relay/config.py``::
+
+    .venv/bin/python tests/ship/test_ship_config_reference.py --write
+
+Types, defaults and constraints come from the pydantic fields of
+:class:`relay.config.Settings`; a field's ``description`` wins when it has one, else
+the text below (so every key must be described in one of the two places).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+
+from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen  # noqa: E402
+from pydantic import BaseModel, SecretStr  # noqa: E402
+from pydantic.fields import FieldInfo  # noqa: E402
+
+from relay.config import Settings, parse_duration  # noqa: E402
+
+REFERENCE = ROOT / "docs" / "configuration.md"
+REGENERATE = "python tests/ship/test_ship_config_reference.py --write"
+
+DESCRIPTIONS: dict[str, str] = {
+    "journal.path": "SQLite journal file (WAL mode; `-wal`/`-shm` files sit beside it). "
+    "The image and the chart set it to `/var/lib/exmail-relay/journal.sqlite3`.",
+    "journal.max_events": "Bound on stored events; past it listeners pause (backpressure).",
+    "journal.max_bytes": "Bound on the journal's event bytes; past it listeners pause.",
+    "journal.retention": "How long fully delivered events are kept for replay before pruning.",
+    "journal.synchronous": "SQLite `synchronous`: `full` survives power loss, `normal` "
+    "survives process crashes only.",
+    "journal.prune_interval": "How often delivered events past the retention are pruned.",
+    "tenants.name": "Tenant name: routing-key prefix, CloudEvent source, shard hash input.",
+    "tenants.client_id": "The Exmail administrator account (OAuth2 client id).",
+    "tenants.client_secret": "The interface key from the admin console.",
+    "tenants.client_secret_file": "File holding `client_secret` (a mounted Secret).",
+    "tenants.api_url": "BizMail OpenApi base URL.",
+    "tenants.token_url": "OAuth2 token endpoint.",
+    "tenants.login_url": "SSO login page (for `sso-url`).",
+    "tenants.auth_method": "How the token request sends credentials: form body or HTTP Basic.",
+    "tenants.action_codes": "Which reading of user/list action codes to use: the authority "
+    "document or the v1.4 revision (see spec/PROTOCOL-NOTES.md).",
+    "tenants.directory_bootstrap": "With no checkpoint: `skip` starts from the current Ver "
+    "silently, `snapshot` emits the whole directory as `exmail.user.added`.",
+    "tenants.hold": "How long the server holds `listen` open.",
+    "tenants.request_timeout": "Timeout of every other API request.",
+    "tenants.enrich_concurrency": "Parallel `user/get` calls when enriching a directory update.",
+    "tenants.enabled": "Serve this tenant.",
+    "amqp.enabled": "Deliver to RabbitMQ.",
+    "amqp.url": "Broker URL, `amqp://` or `amqps://` (secret).",
+    "amqp.url_file": "File holding `url`.",
+    "amqp.exchange": "Durable topic exchange the events are published to.",
+    "amqp.exchange_passive": "Only check that the exchange exists; do not declare it.",
+    "amqp.declare_queue": "Also declare a durable queue bound to the exchange, so nothing "
+    "published is unroutable.",
+    "amqp.queue": "Name of that queue.",
+    "amqp.queue_type": "Type of that queue.",
+    "amqp.binding_key": "Binding key of that queue.",
+    "amqp.max_in_flight": "Unconfirmed publishes allowed at once.",
+    "amqp.retry_max": "Cap of the reconnect backoff.",
+    "webhooks.name": "Endpoint name: the sink label `webhook:<name>`.",
+    "webhooks.url": "Receiver URL (http or https).",
+    "webhooks.secret": "Standard Webhooks signing secret(s), `whsec_` + base64 of 24-64 "
+    "bytes; several while rotating.",
+    "webhooks.secret_file": "File holding the secret(s), one per line.",
+    "webhooks.types": "Event type filters: `*`, a prefix such as `exmail.mail.*`, or a type.",
+    "webhooks.tenants": "Only these tenants' events (empty: all).",
+    "webhooks.timeout": "Per-request timeout.",
+    "webhooks.max_in_flight": "Concurrent requests to this endpoint.",
+    "webhooks.rate_limit": "Requests per second at most (0: unlimited).",
+    "webhooks.retry_schedule": "Delays between attempts; after the last one the event "
+    "becomes a dead letter.",
+    "webhooks.jitter": "Relative random spread applied to each retry delay.",
+    "webhooks.ordered": "Deliver one at a time in journal order (implies no parallelism).",
+    "webhooks.ca_bundle": "PEM bundle to verify the receiver's certificate.",
+    "webhooks.enabled": "Deliver to this endpoint.",
+    "http.enabled": "Serve health, metrics and the status page.",
+    "http.host": "Listen address. The image and the chart set `0.0.0.0`.",
+    "http.port": "Listen port (0: any free port).",
+    "http.auth_token": "Bearer token required for the status page and metrics (secret).",
+    "http.auth_token_file": "File holding `auth_token`.",
+    "http.basic_user": "HTTP Basic user for the status page and metrics.",
+    "http.basic_password": "HTTP Basic password (secret).",
+    "http.protect_probes": "Also require authentication on `/livez` and `/readyz`.",
+    "log.format": "`auto`: JSON lines when stderr is not a TTY, text when it is.",
+    "log.level": "Minimum level logged.",
+    "status.show_content": "Show mail subjects and summaries on the status page.",
+    "status.recent_events": "How many recent events the status page lists.",
+    "console.enabled": "Print one JSON line per event on stdout.",
+    "sharding.count": "Number of shards (replicas). A tenant belongs to shard "
+    "`crc32(name) % count`.",
+    "sharding.index": "This replica's shard; unset: the ordinal at the end of the host name.",
+    "shutdown.timeout": "How long in-flight deliveries may drain on SIGTERM; keep it below "
+    "the pod's termination grace period.",
+}
+
+HEADER = """\
+# Configuration reference
+
+<!-- Generated from relay/config.py by {regenerate}; do not edit by hand. -->
+
+The relay reads a TOML file (`--config FILE`, or `$RELAY_CONFIG`), then environment
+variables `RELAY_<SECTION>__<KEY>` override it (`RELAY_HTTP__PORT=9090`; list sections
+such as `RELAY_TENANTS` take JSON). Every secret can come from a file instead
+(`client_secret_file`, `url_file`, `secret_file`, `auth_token_file`), which is how
+Kubernetes Secrets are mounted. Unknown keys are errors. An invalid configuration stops
+startup with one line per problem, naming the key.
+
+Durations accept a number of seconds or a string with a unit: `500ms`, `30s`, `5m`,
+`24h`, `1d`.
+"""
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        if any(getattr(m, "func", None) is parse_duration for m in args[1:]):
+            return "duration"
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in args if a is not type(None)]
+        optional = " (optional)" if type(None) in args else ""
+        return " or ".join(names) + optional
+    if origin is typing.Literal:
+        return " \\| ".join(f'`"{a}"`' for a in args)
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
+    if annotation is SecretStr:
+        return "secret string"
+    if annotation is Path:
+        return "path"
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(
+        annotation, str(annotation)
+    )
+
+
+def _field_type(info: FieldInfo) -> str:
+    # pydantic moves a field's top-level Annotated metadata into info.metadata.
+    if any(getattr(m, "func", None) is parse_duration for m in info.metadata):
+        return "duration"
+    return _type_name(info.annotation)
+
+
+def _constraints(info: FieldInfo) -> str:
+    parts = []
+    symbols = ((Gt, "gt", "> "), (Ge, "ge", "≥ "), (Lt, "lt", "< "), (Le, "le", "≤ "))
+    for meta in info.metadata:
+        for kind, attr, symbol in symbols:
+            if isinstance(meta, kind):
+                parts.append(f"{symbol}{getattr(meta, attr)}")
+        if isinstance(meta, MinLen):
+            parts.append(f"length ≥ {meta.min_length}")
+        if isinstance(meta, MaxLen):
+            parts.append(f"length ≤ {meta.max_length}")
+        pattern = getattr(meta, "pattern", None)
+        if isinstance(pattern, str):
+            parts.append(f"matches `{pattern}`")
+    return ", ".join(parts)
+
+
+def _default(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
+    value = info.get_default(call_default_factory=True)
+    if value is None:
+        return "unset"
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, Path | str):
+        return f'`"{value}"`'
+    if isinstance(value, list):
+        return "`[" + ", ".join(f'"{v}"' if isinstance(v, str) else f"{v:g}" for v in value) + "]`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    return f"`{value}`"
+
+
+def _section_model(info: FieldInfo) -> tuple[type[BaseModel], bool]:
+    annotation = info.annotation
+    if typing.get_origin(annotation) is list:
+        return typing.get_args(annotation)[0], True
+    assert isinstance(annotation, type)
+    assert issubclass(annotation, BaseModel)
+    return annotation, False
+
+
+def render_reference() -> str:
+    lines = [HEADER.format(regenerate=f"`{REGENERATE}`")]
+    for section, section_info in Settings.model_fields.items():
+        model, is_list = _section_model(section_info)
+        title = f"[[{section}]]" if is_list else f"[{section}]"
+        doc = inspect.cleandoc(model.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+        doc = doc.replace("``", "`")
+        env = (
+            f"`RELAY_{section.upper()}` (a JSON list)"
+            if is_list
+            else (f"`RELAY_{section.upper()}__<KEY>`")
+        )
+        lines += [f"## `{title}`", "", doc, "", f"Environment: {env}.", ""]
+        lines += ["| key | type | default | constraints | description |", "|---|---|---|---|---|"]
+        for key, info in model.model_fields.items():
+            description = info.description or DESCRIPTIONS.get(f"{section}.{key}")
+            assert description, f"{section}.{key}: describe it (Field description or DESCRIPTIONS)"
+            row = [f"`{key}`", _field_type(info), _default(info), _constraints(info)]
+            lines.append("| " + " | ".join([*row, description]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def test_every_key_is_described() -> None:
+    described = set()
+    for section, info in Settings.model_fields.items():
+        for key, field in _section_model(info)[0].model_fields.items():
+            assert field.description or f"{section}.{key}" in DESCRIPTIONS, f"{section}.{key}"
+            described.add(f"{section}.{key}")
+    assert set(DESCRIPTIONS) - described == set(), "DESCRIPTIONS names keys that no longer exist"
+
+
+def test_reference_covers_every_section() -> None:
+    text = render_reference()
+    for section in Settings.model_fields:
+        assert f"[{section}]" in text
+    assert "| `retention` | duration | `86400` |" in text
+    assert '| `queue_type` | `"quorum"` \\| `"classic"` | `"quorum"` |' in text
+
+
+def test_configuration_md_matches_the_settings_model() -> None:
+    expected = render_reference()
+    actual = REFERENCE.read_text() if REFERENCE.exists() else ""
+    assert actual == expected, f"docs/configuration.md is stale; regenerate it with: {REGENERATE}"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write"]:
+        REFERENCE.write_text(render_reference())
+        print(f"wrote {REFERENCE.relative_to(ROOT)}")
+    else:
+        print(render_reference(), end="")
