@@ -1,0 +1,144 @@
+"""Events, ids and routing: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relay import events as ev
+from relay.routing import Route, Router
+
+NOW = datetime(2026, 11, 28, 8, 0, 0, 123456, tzinfo=UTC)
+
+
+def _mail(**overrides: object) -> ev.Event:
+    args: dict[str, object] = {
+        "tenant": "acme",
+        "user": "bob@gzdev.com",
+        "mail_id": "ZC1234",
+        "sender": "alice@x.com",
+        "receiver": "bob@gzdev.com",
+        "subject": "测试",
+        "summary": "hello",
+        "unread": 3,
+        "now": NOW,
+    }
+    args.update(overrides)
+    return ev.mail_new(**args)  # type: ignore[arg-type]
+
+
+def test_mail_new_is_a_structured_cloudevent() -> None:
+    event = _mail()
+    doc = json.loads(event.encode())
+    assert doc == {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": "exmail-relay/acme",
+        "type": "exmail.mail.new",
+        "subject": "bob@gzdev.com",
+        "time": "2026-11-28T08:00:00.123Z",
+        "datacontenttype": "application/json",
+        "data": {
+            "user": "bob@gzdev.com",
+            "mail_id": "ZC1234",
+            "sender": "alice@x.com",
+            "receiver": "bob@gzdev.com",
+            "subject": "测试",
+            "summary": "hello",
+            "unread": 3,
+        },
+    }
+    assert "测试".encode() in event.encode(), "non-ASCII is kept as UTF-8, not escaped"
+    assert event.routing_key == "acme.mail.new"
+
+
+def test_same_reminder_twice_gets_one_id_and_different_mail_another() -> None:
+    first = _mail()
+    again = _mail(now=NOW + timedelta(seconds=30), unread=4)
+    other = _mail(mail_id="ZC9999")
+    other_tenant = _mail(tenant="globex")
+    assert first.id == again.id
+    assert len({first.id, other.id, other_tenant.id}) == 3
+    assert len(first.id) == 32 and int(first.id, 16) >= 0
+
+
+def test_account_case_does_not_change_the_mail_id() -> None:
+    assert _mail(user="Bob@GZDEV.com").id == _mail().id
+
+
+def test_unread_ids_are_unique_per_ingest() -> None:
+    a = ev.mail_unread(tenant="acme", user="bob@gzdev.com", unread=2, now=NOW)
+    b = ev.mail_unread(tenant="acme", user="bob@gzdev.com", unread=2, now=NOW)
+    assert a.id != b.id
+    assert a.routing_key == "acme.mail.unread"
+    assert a.data == {"user": "bob@gzdev.com", "unread": 2}
+
+
+def test_directory_and_user_events() -> None:
+    changed = ev.directory_changed(tenant="acme", old_ver=5, new_ver=9, count=2, now=NOW)
+    assert changed.subject == "acme"
+    assert changed.routing_key == "acme.directory.changed"
+    assert (
+        changed.id
+        == ev.directory_changed(
+            tenant="acme", old_ver=5, new_ver=9, count=2, now=NOW + timedelta(hours=1)
+        ).id
+    )
+    added = ev.user_changed(
+        tenant="acme", alias="a@x.com", change="added", ver=9, profile={"name": "A"}, now=NOW
+    )
+    deleted = ev.user_changed(
+        tenant="acme", alias="a@x.com", change="deleted", ver=9, profile=None, now=NOW
+    )
+    assert added.type == "exmail.user.added" and deleted.type == "exmail.user.deleted"
+    assert added.id != deleted.id
+    assert deleted.data["profile"] is None
+    assert added.routing_key == "acme.user.added"
+
+
+def test_time_is_utc_with_z_whatever_the_input_zone() -> None:
+    shanghai = timezone(timedelta(hours=8))
+    event = _mail(now=datetime(2026, 11, 28, 16, 0, 0, tzinfo=shanghai))
+    assert event.to_cloudevent()["time"] == "2026-11-28T08:00:00.000Z"
+
+
+parts = st.lists(st.text(alphabet=st.characters(exclude_characters="\x1f")), min_size=1, max_size=4)
+
+
+@given(parts, parts)
+def test_derived_ids_differ_whenever_the_parts_differ(a: list[str], b: list[str]) -> None:
+    if a != b:
+        assert ev.derive_id(*a) != ev.derive_id(*b)
+    else:
+        assert ev.derive_id(*a) == ev.derive_id(*b)
+
+
+def test_type_patterns() -> None:
+    assert ev.type_matches("exmail.mail.new", "*")
+    assert ev.type_matches("exmail.mail.new", "exmail.mail.*")
+    assert not ev.type_matches("exmail.user.added", "exmail.mail.*")
+    assert ev.type_matches("exmail.user.added", "exmail.user.added")
+    assert not ev.type_matches("exmail.user.added", "exmail.user.add")
+
+
+def test_router_applies_type_and_tenant_filters() -> None:
+    router = Router(
+        (
+            Route("amqp"),
+            Route("webhook:mail", types=("exmail.mail.*",)),
+            Route("webhook:acme-users", types=("exmail.user.*",), tenants=frozenset({"acme"})),
+        )
+    )
+    user = ev.user_changed(
+        tenant="acme", alias="a@x.com", change="added", ver=1, profile={}, now=NOW
+    )
+    other = ev.user_changed(
+        tenant="globex", alias="a@x.com", change="added", ver=1, profile={}, now=NOW
+    )
+    assert list(router(_mail())) == ["amqp", "webhook:mail"]
+    assert list(router(user)) == ["amqp", "webhook:acme-users"]
+    assert list(router(other)) == ["amqp"]
+    assert router.sinks == ["amqp", "webhook:mail", "webhook:acme-users"]
