@@ -1,0 +1,193 @@
+"""Fixtures of the operations tests: the emulator, a running relay built from settings in
+code, a loopback TCP proxy in front of RabbitMQ (stop it and the broker "goes away"),
+unique exchange/queue names that are deleted afterwards. No mocks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import pytest
+
+from relay.config import Settings
+from relay.emulator import Emulator
+from relay.wiring import Running, build_service
+
+ADMIN = "admin@example.com"
+KEY = "exmail-demo-key"
+BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, seconds: float = 20.0, what: str = "condition"
+) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+class TcpProxy:
+    """Forwards loopback connections to ``target``; :meth:`stop` drops every connection and
+    closes the port, :meth:`start` opens the same port again."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            dst.transport.abort()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[TcpProxy]:
+    p = TcpProxy("127.0.0.1", 5672)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    async with Emulator(port=0, hold=0.5) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+class Control:
+    def __init__(self, session: aiohttp.ClientSession, emu: Emulator) -> None:
+        self.session = session
+        self.url = emu.base_url + "/_emulator/"
+
+    async def state(self) -> dict[str, Any]:
+        async with self.session.get(self.url + "state") as resp:
+            assert resp.status == 200
+            data: dict[str, Any] = await resp.json()
+            return data
+
+    async def aliases(self) -> list[str]:
+        return [a["alias"] for a in (await self.state())["companies"][0]["accounts"]]
+
+    async def mail(self, to: str, **extra: Any) -> None:
+        async with self.session.post(self.url + "mail", json={"to": to, **extra}) as resp:
+            assert resp.status == 200, await resp.text()
+
+    async def fault(self, kind: str, count: int = 1) -> None:
+        async with self.session.post(
+            self.url + "faults", json={"kind": kind, "count": count}
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+
+
+@pytest.fixture
+def control(http: aiohttp.ClientSession, emulator: Emulator) -> Control:
+    return Control(http, emulator)
+
+
+@pytest.fixture
+async def amqp_names() -> AsyncIterator[tuple[str, str]]:
+    suffix = uuid.uuid4().hex[:10]
+    names = (f"test.ops.{suffix}", f"test.ops.{suffix}.q")
+    yield names
+    connection = await aio_pika.connect(BROKER, timeout=5)
+    async with connection:
+        channel = await connection.channel()
+        with contextlib.suppress(Exception):
+            await channel.queue_delete(names[1])
+        channel = await connection.channel()
+        with contextlib.suppress(Exception):
+            await channel.exchange_delete(names[0])
+
+
+def tenant(
+    emu: Emulator, *, name: str = "acme", secret: str = KEY, client_id: str = ADMIN
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "client_id": client_id,
+        "client_secret": secret,
+        "api_url": emu.api_url,
+        "token_url": emu.token_url,
+        "login_url": emu.login_url,
+        "hold": 0.5,
+        "request_timeout": 5,
+    }
+
+
+def settings(tmp_path: Path, **sections: Any) -> Settings:
+    base: dict[str, Any] = {
+        "journal": {"path": str(tmp_path / "journal.sqlite3"), "synchronous": "normal"},
+        "http": {"port": 0},
+        "shutdown": {"timeout": 3},
+    }
+    base.update(sections)
+    return Settings(**base)
+
+
+@contextlib.asynccontextmanager
+async def running_relay(s: Settings) -> AsyncIterator[Running]:
+    """The relay built from ``s``, running until the block ends."""
+    async with build_service(s) as running:
+        stop = asyncio.Event()
+        task = asyncio.create_task(running.service.run(stop))
+        try:
+            yield running
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
+
+
+async def get_json(session: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, Any]:
+    async with session.get(url, **kw) as resp:
+        return resp.status, await resp.json()
