@@ -43,6 +43,12 @@ def register(subparsers: Any) -> None:
         default="authority",
         help="user/list Action codes: authority 1 Add 2 Edit 3 Del; v1.4 1 DEL 2 ADD 3 MOD",
     )
+    parser.add_argument(
+        "--redeliver",
+        action="store_true",
+        help="hand a listen answer's pushes out again to a new token (a restarted client) "
+        "until the same token listens again; off by default, as the real server replays nothing",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         hold=args.hold,
         token_ttl=args.token_ttl,
         action_codes=args.action_codes,
+        redeliver=args.redeliver,
     )
     try:
         asyncio.run(_serve(emulator))

@@ -72,6 +72,7 @@ class Emulator:
         max_pending: int = 10000,
         max_batch: int = 100,
         listen_format: ListenFormat = "array",
+        redeliver: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -81,6 +82,7 @@ class Emulator:
             action_codes=action_codes,
             authkey_ttl=authkey_ttl,
             max_pending=max_pending,
+            redeliver=redeliver,
         )
         self.app = build_app(
             self.state, hold=hold, max_batch=max_batch, listen_format=listen_format

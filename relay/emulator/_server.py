@@ -263,6 +263,7 @@ async def _listen(request: web.Request, company: Company, params: Params) -> web
     ver = params.integer("ver", default=0) or 0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + config.hold
+    state.listen_opened(company, token)
     while True:
         items = state.take_listen(company, ver, config.max_batch)
         if not items:
@@ -278,6 +279,7 @@ async def _listen(request: web.Request, company: Company, params: Params) -> web
             return web.Response(body=_EMPTY)  # written nowhere
         if company.pending:
             hub.notify(company, False)  # hand the rest to the next waiter
+        state.handed_out(company, items, token)
         return web.Response(
             body=render_listen(items, config.listen_format),
             content_type="application/json",

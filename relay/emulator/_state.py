@@ -95,6 +95,8 @@ class Company:
     dropped: int = 0
     token: str | None = field(default=None, repr=False)
     token_expires: float = 0.0
+    unacked: list[Push] = field(default_factory=list, repr=False)
+    unacked_token: str | None = field(default=None, repr=False)
 
     def owns(self, address: str) -> bool:
         return address.rpartition("@")[2] in self.domains
@@ -144,6 +146,7 @@ class EmulatorState:
         action_codes: ActionCodes = "authority",
         authkey_ttl: float = 300.0,
         max_pending: int = 10000,
+        redeliver: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if action_codes not in ACTION_CODES:
@@ -155,6 +158,7 @@ class EmulatorState:
         self.action_codes: ActionCodes = action_codes
         self.authkey_ttl = authkey_ttl
         self.max_pending = max_pending
+        self.redeliver = redeliver
         self.clock = clock
         self.on_change: Callable[[Company, bool], None] = lambda company, directory: None
         self.companies: dict[str, Company] = {}
@@ -338,6 +342,22 @@ class EmulatorState:
         for _ in range(min(max_batch, len(pending))):
             items.append(pending.popleft())
         return items
+
+    def listen_opened(self, company: Company, token: str | None) -> None:
+        """Redelivery mode: a listen under the same token acknowledges what the previous
+        answer handed out; a listen under another token (a new client session, e.g. a
+        restarted relay) gets those pushes again, in front of the queue."""
+        if not self.redeliver or not company.unacked:
+            return
+        if token != company.unacked_token:
+            self.requeue(company, company.unacked)
+        company.unacked = []
+
+    def handed_out(self, company: Company, items: list[Push], token: str | None) -> None:
+        """Redelivery mode: remember what this answer carries until it is acknowledged."""
+        if self.redeliver:
+            company.unacked = [i for i in items if "Ver" not in i]
+            company.unacked_token = token
 
     def requeue(self, company: Company, items: list[Push]) -> None:
         """Put pushes a vanished listener took back at the front, in order."""

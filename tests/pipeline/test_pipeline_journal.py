@@ -1,0 +1,170 @@
+"""The SQLite journal on a real file: idempotence, checkpoints, bounds, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from relay import events as ev
+from relay.journal import Journal, JournalClosed, Update
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def mail(n: int, tenant: str = "acme") -> ev.Event:
+    return ev.mail_new(
+        tenant=tenant,
+        user=f"u{n}@x.com",
+        mail_id=f"M{n}",
+        sender="s@x.com",
+        receiver=f"u{n}@x.com",
+        subject=f"subject {n}",
+        summary="",
+        unread=n,
+        now=NOW,
+    )
+
+
+def to(*sinks: str):  # type: ignore[no-untyped-def]
+    return lambda _event: sinks
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_append_is_idempotent_and_checkpoint_is_atomic(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        assert await journal.checkpoint("acme") is None
+        assert await journal.append("acme", [mail(1), mail(2)], route=to("amqp"), checkpoint=7) == 2
+        assert await journal.append("acme", [mail(2), mail(3)], route=to("amqp")) == 1
+        assert await journal.checkpoint("acme") == 7
+        assert journal.backlog_events == 3
+        rows = await journal.pending("amqp", limit=10)
+        assert [r.event_id for r in rows] == [mail(1).id, mail(2).id, mail(3).id]
+        assert rows[0].body == mail(1).encode()
+        assert rows[0].routing_key == "acme.mail.new"
+    # Everything committed survives a close and reopen.
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        assert await journal.checkpoint("acme") == 7
+        assert journal.backlog_events == 3
+        assert len(await journal.pending("amqp", limit=10)) == 3
+
+
+async def test_each_sink_drains_on_its_own(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        await journal.append("acme", [mail(1), mail(2)], route=to("amqp", "webhook:a"))
+        first = await journal.pending("amqp", limit=10)
+        await journal.record("amqp", [Update(r.seq, "delivered") for r in first])
+        assert await journal.pending("amqp", limit=10) == []
+        assert len(await journal.pending("webhook:a", limit=10)) == 2
+        assert journal.backlog_events == 2, "an event is backlog until every sink is done"
+        hook = await journal.pending("webhook:a", limit=10)
+        await journal.record("webhook:a", [Update(r.seq, "delivered") for r in hook])
+        assert journal.backlog_events == 0
+        assert journal.backlog_bytes == 0
+        stats = await journal.stats()
+        assert stats.sinks["amqp"].delivered == 2
+        assert stats.sinks["webhook:a"].pending == 0
+
+
+async def test_pending_respects_retry_time_and_in_flight_rows(tmp_path: Path) -> None:
+    clock = Clock()
+    async with Journal(tmp_path / "j.sqlite3", clock=clock) as journal:
+        await journal.append("acme", [mail(1), mail(2), mail(3)], route=to("s"))
+        rows = await journal.pending("s", limit=10)
+        await journal.record(
+            "s", [Update(rows[0].seq, "pending", next_at=clock.now + 60, error="x")]
+        )
+        due = await journal.pending("s", limit=10, skip=[rows[1].seq])
+        assert [r.seq for r in due] == [rows[2].seq]
+        assert await journal.next_due("s") == 0.0
+        head = await journal.pending("s", limit=1, due_only=False)
+        assert head[0].seq == rows[0].seq
+        assert head[0].attempts == 1
+        assert head[0].next_at == clock.now + 60
+        clock.now += 61
+        assert [r.seq for r in await journal.pending("s", limit=1)] == [rows[0].seq]
+
+
+async def test_dead_letters_replay_and_disable(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        await journal.append("acme", [mail(1), mail(2)], route=to("webhook:a"))
+        rows = await journal.pending("webhook:a", limit=10)
+        await journal.record("webhook:a", [Update(rows[0].seq, "dead", error="HTTP 500")])
+        assert journal.backlog_events == 1
+        dead = await journal.dead_letters("webhook:a")
+        assert [(d.event_id, d.last_error, d.attempts) for d in dead] == [
+            (mail(1).id, "HTTP 500", 1)
+        ]
+        assert await journal.replay(sink="webhook:a", event_id=mail(1).id) == 1
+        assert await journal.dead_letters() == []
+        assert journal.backlog_events == 2
+        again = await journal.pending("webhook:a", limit=10)
+        assert [r.event_id for r in again] == [mail(1).id, mail(2).id]
+        assert again[0].attempts == 0
+        await journal.set_disabled("webhook:a", True, "HTTP 410")
+        assert await journal.disabled("webhook:a") == "HTTP 410"
+        await journal.set_disabled("webhook:a", False)
+        assert await journal.disabled("webhook:a") is None
+
+
+async def test_bound_blocks_the_source_until_sinks_drain(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.sqlite3", max_events=2) as journal:
+        await journal.append("acme", [mail(1), mail(2)], route=to("s"))
+        assert journal.full
+        assert "max_events" in (journal.backpressure_reason() or "")
+        waiter = asyncio.create_task(journal.wait_capacity())
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        rows = await journal.pending("s", limit=1)
+        await journal.record("s", [Update(rows[0].seq, "delivered")])
+        await asyncio.wait_for(waiter, 2)
+        assert not journal.full
+
+
+async def test_unrouted_events_are_not_backlog(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.sqlite3", max_events=1) as journal:
+        await journal.append("acme", [mail(1), mail(2)], route=to())
+        assert journal.backlog_events == 0
+        assert not journal.full
+
+
+async def test_prune_keeps_undelivered_and_recent_events(tmp_path: Path) -> None:
+    clock = Clock()
+    async with Journal(tmp_path / "j.sqlite3", retention=100, clock=clock) as journal:
+        await journal.append("acme", [mail(1), mail(2)], route=to("s"))
+        rows = await journal.pending("s", limit=10)
+        await journal.record("s", [Update(rows[0].seq, "delivered")])
+        assert await journal.prune() == 0, "inside retention nothing goes"
+        clock.now += 101
+        assert await journal.prune() == 1
+        assert (await journal.stats()).events == 1
+        assert [r.seq for r in await journal.pending("s", limit=10)] == [rows[1].seq]
+
+
+async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        await asyncio.gather(
+            *(journal.append("acme", [mail(n)], route=to("s")) for n in range(200))
+        )
+        assert journal.backlog_events == 200
+        assert journal.commits < 200, "group commit batches queued writes"
+
+
+async def test_closed_journal_refuses_work(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    await journal.open()
+    await journal.close()
+    await journal.close()
+    with pytest.raises(JournalClosed):
+        await journal.append("acme", [mail(1)], route=to("s"))
+    with pytest.raises(JournalClosed):
+        await journal.checkpoint("acme")
