@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -425,3 +428,21 @@ def test_schema_rejects_invalid_values(chart: Any, values: dict[str, Any], messa
         render(chart, values)
     assert "schema" in str(caught.value)
     assert message in str(caught.value)
+
+
+def test_config_check_accepts_the_rendered_config_and_masks_secrets(
+    chart: Any, tmp_path: Path
+) -> None:
+    objects = render(chart, FULL)
+    data = {k: base64.b64decode(v).decode() for k, v in one(objects, "Secret")["data"].items()}
+    config = _write_pod_files(objects, tmp_path, data)
+    result = subprocess.run(
+        [sys.executable, "-m", "relay", "config", "check", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+        # In the pod the host name (relay-exmail-relay-<n>) gives the index; here, the env.
+        env={"PATH": os.environ.get("PATH", ""), "RELAY_SHARDING__INDEX": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout + result.stderr
+    for secret in data.values():
+        assert secret.strip() not in result.stdout + result.stderr
