@@ -1,0 +1,136 @@
+"""``python -m bench [--smoke | --full] [--scenario NAME ...] [--out FILE]``.
+
+Runs each scenario against the relay and its baselines, prints one table per scenario
+with absolute figures and ratios, and appends one JSON line per run plus one summary
+line per scenario to ``--out``. Exits 1 if any run failed or lost an event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.procs import BenchError
+
+# The figure each scenario's ratios are taken on, and whether higher is better.
+HEADLINE: dict[str, list[tuple[str, bool]]] = {
+    "burst": [("events_per_s", True), ("cpu_us_per_event", False)],
+    "latency": [("p99_ms", False), ("cpu_us_per_event", False)],
+    "idle": [("rss_kb_per_tenant", False), ("idle_cpu_ms_per_s", False)],
+    "webhook": [],
+}
+
+
+def rabbitmq_version() -> str:
+    try:
+        out = subprocess.run(
+            ["rabbitmqctl", "version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = out.stdout.strip().splitlines()
+    return lines[-1] if lines else "unknown"
+
+
+def table(name: str, runs: dict[str, dict[str, Any]]) -> str:
+    keys: list[str] = []
+    for row in runs.values():
+        keys += [k for k in row if k not in keys]
+    width = max(len(k) for k in keys) if keys else 10
+    targets = list(runs)
+    lines = [f"== {name} ==", f"{'':{width}}  " + "  ".join(f"{t:>12}" for t in targets)]
+    for key in keys:
+        cells = [str(runs[t].get(key, "")) for t in targets]
+        lines.append(f"{key:{width}}  " + "  ".join(f"{c:>12}" for c in cells))
+    return "\n".join(lines)
+
+
+def ratios(name: str, runs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    relay = runs.get("relay", {})
+    for key, _higher in HEADLINE[name]:
+        for base in ("floor", "naive"):
+            if key in relay and key in runs.get(base, {}) and runs[base][key]:
+                out[f"{key} relay/{base}"] = round(relay[key] / runs[base][key], 3)
+    if name == "latency" and "p99_ms" in relay and "p99_ms" in runs.get("floor", {}):
+        out["p99_ms relay-floor"] = round(relay["p99_ms"] - runs["floor"]["p99_ms"], 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--smoke", action="store_true", help="tiny run: completion and no loss")
+    size.add_argument("--full", action="store_true", help="larger sizes (10000 idle tenants)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=list(scenarios.SCENARIOS),
+        help="run only this scenario (repeatable; default: all)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results/results.jsonl"))
+    parser.add_argument("--note", default="", help="free text stored with every result line")
+    args = parser.parse_args(argv)
+    sizes = scenarios.SMOKE if args.smoke else scenarios.FULL if args.full else scenarios.DEFAULT
+    chosen = args.scenario or list(scenarios.SCENARIOS)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "sizes": sizes.label,
+        "python": platform.python_version(),
+        "nproc": __import__("os").cpu_count(),
+        "rabbitmq": rabbitmq_version(),
+        "note": args.note,
+    }
+    print(f"exmail-relay benchmarks ({sizes.label}): {json.dumps(meta)}")
+    failed = False
+    with args.out.open("a") as out:
+        for name in chosen:
+            func, targets = scenarios.SCENARIOS[name]
+            runs: dict[str, dict[str, Any]] = {}
+            for target in targets:
+                print(f"-- {name}: {target} ...", flush=True)
+                started = time.monotonic()
+                try:
+                    row = func(target, sizes)
+                except BenchError as exc:
+                    failed = True
+                    row = {"status": "failed", "error": str(exc)[:2000]}
+                    print(f"   FAILED: {exc}", file=sys.stderr)
+                row.setdefault("status", "ok")
+                row["wall_s"] = round(time.monotonic() - started, 1)
+                runs[target] = row
+                out.write(json.dumps({**meta, "scenario": name, "target": target, **row}) + "\n")
+                out.flush()
+                if row["status"] == "unavailable":
+                    print(f"   NOT RUN: {row['reason']}")
+            print(table(name, runs))
+            summary = ratios(name, runs)
+            for key, value in summary.items():
+                print(f"   {key}: {value}")
+            lost = sum(int(r.get("lost", 0)) for r in runs.values())
+            status = (
+                "failed"
+                if any(r["status"] == "failed" for r in runs.values())
+                else (
+                    "unavailable"
+                    if all(r["status"] == "unavailable" for r in runs.values())
+                    else "ok"
+                )
+            )
+            line = {**meta, "scenario": name, "target": "summary", "status": status, "lost": lost}
+            out.write(json.dumps({**line, **summary}) + "\n")
+            print()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""Processes of one benchmark run: the emulator, the target (relay, floor or naive), the
+RabbitMQ consumer and the webhook receivers, plus the /proc readings (CPU, RSS) taken
+from the target's own process. No third-party process library: /proc is enough on Linux.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pika
+import requests
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+PYTHON = sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    """A run could not complete: a process died, a wait timed out, an event was lost."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + sys CPU of one process, from /proc/<pid>/stat (fields 14 and 15)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def names(run_id: str) -> tuple[str, str]:
+    """(exchange, queue) unique to one run."""
+    return f"bench.{run_id}.x", f"bench.{run_id}.q"
+
+
+def delete_amqp(exchange: str, queue: str) -> None:
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = conn.channel()
+        channel.queue_delete(queue)
+        channel.exchange_delete(exchange)
+    finally:
+        conn.close()
+
+
+@dataclass
+class Proc:
+    """A started program whose stderr goes to a log file in the run's directory."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def check(self) -> None:
+        if self.popen.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise BenchError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
+
+    def wait_line(self, expected: str, timeout: float) -> None:
+        """Wait for a line on stdout (the programs print ``ready``)."""
+        assert self.popen.stdout is not None
+        fd = self.popen.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        buffer = b""
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([fd], [], [], 0.1)
+            if readable:
+                chunk = os.read(fd, 4096)
+                buffer += chunk
+                if expected.encode() in buffer.splitlines():
+                    return
+                if not chunk:
+                    time.sleep(0.1)
+            self.check()
+        raise BenchError(f"{self.name}: no {expected!r} within {timeout}s")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+        return self.popen.returncode
+
+
+def start(name: str, argv: list[str], workdir: Path, *, env: dict[str, str] | None = None) -> Proc:
+    log = workdir / f"{name}.log"
+    with log.open("w") as err:
+        popen = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+    return Proc(name, popen, log)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    admin: str
+    key: str
+    domain: str
+
+    def user(self, index: int = 0) -> str:
+        return f"u{index}@{self.domain}"
+
+
+def make_tenants(count: int, run_id: str) -> list[Tenant]:
+    return [
+        Tenant(
+            name=f"t{i}",
+            admin=f"admin@t{i}.{run_id}.bench.test",
+            key=f"key-{i}-{secrets.token_hex(6)}",
+            domain=f"t{i}.{run_id}.bench.test",
+        )
+        for i in range(count)
+    ]
+
+
+@dataclass
+class Emulator:
+    proc: Proc
+    url: str
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def post(self, path: str, body: Any) -> Any:
+        resp = self.session.post(f"{self.url}/_emulator/{path}", json=body, timeout=60)
+        if resp.status_code != 200:
+            raise BenchError(f"emulator {path}: HTTP {resp.status_code} {resp.text[:300]}")
+        return resp.json()
+
+    def open_listens(self) -> int:
+        resp = self.session.get(f"{self.url}/_emulator/state", timeout=30)
+        return int(resp.json()["open_listens"])
+
+    def wait_listens(self, count: int, timeout: float, target: Proc) -> float:
+        """Seconds until ``count`` listens are held, polling the emulator's state."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.open_listens() >= count:
+                return time.monotonic() - started
+            target.check()
+            time.sleep(0.1)
+        raise BenchError(f"{target.name}: fewer than {count} listens open after {timeout}s")
+
+
+def start_emulator(workdir: Path, tenants: list[Tenant], hold: float) -> Emulator:
+    seed = {
+        "companies": [
+            {"admin": t.admin, "key": t.key, "domains": [t.domain], "users": [{"alias": t.user()}]}
+            for t in tenants
+        ]
+    }
+    seed_path = workdir / "seed.json"
+    seed_path.write_text(json.dumps(seed))
+    port = free_port()
+    argv = [PYTHON, "-m", "relay", "emulator", "--port", str(port), "--hold", str(hold)]
+    proc = start("emulator", [*argv, "--data", str(seed_path)], workdir)
+    emulator = Emulator(proc, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        proc.check()
+        try:
+            emulator.open_listens()
+        except requests.ConnectionError:
+            time.sleep(0.1)
+            continue
+        return emulator
+    raise BenchError("the emulator did not start within 30s")
+
+
+def start_consumer(workdir: Path, exchange: str, queue: str, expect: int, timeout: float) -> Proc:
+    argv = [PYTHON, "-m", "bench.consumer", "--url", AMQP_URL, "--exchange", exchange]
+    argv += ["--queue", queue, "--expect", str(expect), "--timeout", str(timeout)]
+    proc = start("consumer", [*argv, "--out", str(workdir / "consumer.json")], workdir)
+    proc.wait_line("ready", 30)
+    return proc
+
+
+def consumer_result(proc: Proc, workdir: Path, timeout: float) -> dict[str, Any]:
+    try:
+        proc.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.stop()
+    out = workdir / "consumer.json"
+    if not out.exists():
+        proc.check()
+        raise BenchError("the consumer wrote no result")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def _toml(value: Any) -> str:
+    return json.dumps(value)  # a JSON string or number is a valid TOML value
+
+
+def relay_config(
+    workdir: Path,
+    emulator: Emulator,
+    tenants: list[Tenant],
+    *,
+    hold: float,
+    exchange: str | None,
+    webhooks: Sequence[dict[str, Any]] = (),
+) -> Path:
+    lines = [
+        "[journal]",
+        f"path = {_toml(str(workdir / 'journal.sqlite3'))}",
+        "[http]",
+        "enabled = false",
+        "[log]",
+        'level = "warning"',
+        'format = "json"',
+        "[amqp]",
+    ]
+    if exchange is not None:
+        lines += ["enabled = true", f"url = {_toml(AMQP_URL)}", f"exchange = {_toml(exchange)}"]
+        lines += ["declare_queue = false"]  # the consumer declares and binds its queue
+    else:
+        lines += ["enabled = false"]
+    for t in tenants:
+        lines += [
+            "[[tenants]]",
+            f"name = {_toml(t.name)}",
+            f"client_id = {_toml(t.admin)}",
+            f"client_secret = {_toml(t.key)}",
+            f"api_url = {_toml(emulator.url + '/openapi/')}",
+            f"token_url = {_toml(emulator.url + '/cgi-bin/token')}",
+            f"login_url = {_toml(emulator.url + '/cgi-bin/login')}",
+            f"hold = {_toml(hold)}",
+        ]
+    for hook in webhooks:
+        lines += ["[[webhooks]]"] + [f"{k} = {_toml(v)}" for k, v in hook.items()]
+    path = workdir / "relay.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def baseline_spec(
+    workdir: Path, emulator: Emulator, tenants: list[Tenant], *, hold: float, exchange: str
+) -> Path:
+    spec = {
+        "amqp_url": AMQP_URL,
+        "exchange": exchange,
+        "hold": hold,
+        "tenants": [
+            {
+                "name": t.name,
+                "client_id": t.admin,
+                "client_secret": t.key,
+                "api_url": emulator.url + "/openapi/",
+                "token_url": emulator.url + "/cgi-bin/token",
+            }
+            for t in tenants
+        ],
+    }
+    path = workdir / "baseline.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def start_target(
+    target: str,
+    workdir: Path,
+    emulator: Emulator,
+    tenants: list[Tenant],
+    *,
+    hold: float,
+    exchange: str | None,
+    webhooks: Sequence[dict[str, Any]] = (),
+) -> Proc:
+    if target == "relay":
+        config = relay_config(
+            workdir, emulator, tenants, hold=hold, exchange=exchange, webhooks=webhooks
+        )
+        return start("relay", [PYTHON, "-m", "relay", "run", "--config", str(config)], workdir)
+    assert exchange is not None
+    spec = baseline_spec(workdir, emulator, tenants, hold=hold, exchange=exchange)
+    return start(target, [PYTHON, "-m", f"bench.{target}", str(spec)], workdir)
+
+
+def workdir(root: Path | None = None) -> Path:
+    return Path(tempfile.mkdtemp(prefix="exmail-bench-", dir=root))

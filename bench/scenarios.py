@@ -1,0 +1,360 @@
+"""The four workloads. Each run gets fresh processes: its own emulator (so exactly one
+consumer ever holds a tenant's token), its own exchange and queue (deleted afterwards),
+its own consumer, and one target: ``relay``, ``floor`` or ``naive``.
+
+A run returns one flat dict (a JSON line of the results file). A lost event is not a
+figure but a failure: :class:`~bench.procs.BenchError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib.util
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import procs
+from bench.procs import BenchError, Emulator, Proc, Tenant
+
+INJECT_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    label: str
+    tenants: int = 20  # burst
+    mails: int = 500  # burst, per tenant
+    rate: float = 200.0  # latency, events/s across tenants
+    duration: float = 30.0  # latency, seconds
+    latency_tenants: int = 20
+    idle_tenants: int = 2000
+    idle_window: float = 10.0  # seconds of CPU sampling at idle
+    hook_tenants: int = 5
+    hook_mails: int = 100  # per tenant
+    hold: float = 5.0
+    idle_hold: float = 30.0
+
+
+SMOKE = Sizes(
+    "smoke", tenants=2, mails=10, rate=20, duration=2, latency_tenants=2, idle_tenants=10,
+    idle_window=1, hook_tenants=2, hook_mails=5, hold=2, idle_hold=5,
+)  # fmt: skip
+DEFAULT = Sizes("default")
+FULL = Sizes(
+    "full", tenants=50, mails=1000, rate=500, duration=60, latency_tenants=50,
+    idle_tenants=10000, idle_window=20, hook_tenants=20, hook_mails=200,
+)  # fmt: skip
+
+
+def subject(seq: int) -> str:
+    return f"bench|{seq}|{time.time():.6f}"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def inject(emulator: Emulator, mails: list[dict[str, str]]) -> None:
+    for start in range(0, len(mails), INJECT_CHUNK):
+        emulator.post("mail", {"mails": mails[start : start + INJECT_CHUNK]})
+
+
+@dataclass
+class Harness:
+    """The processes of one run, stopped and cleaned up on exit."""
+
+    target: str
+    workdir: Path
+    tenants: list[Tenant]
+    emulator: Emulator
+    consumer: Proc | None
+    proc: Proc
+    started: float
+
+    def sample_cpu_until_consumer_exits(self, timeout: float) -> list[tuple[float, float]]:
+        """(wall time, target CPU seconds) every 50 ms while the consumer runs."""
+        assert self.consumer is not None
+        samples = []
+        deadline = time.monotonic() + timeout
+        while self.consumer.popen.poll() is None and time.monotonic() < deadline:
+            samples.append((time.time(), procs.cpu_seconds(self.proc.pid)))
+            time.sleep(0.05)
+        samples.append((time.time(), procs.cpu_seconds(self.proc.pid)))
+        return samples
+
+    def received(self, expect: int, timeout: float) -> dict[str, Any]:
+        assert self.consumer is not None
+        result = procs.consumer_result(self.consumer, self.workdir, timeout)
+        self.proc.check()
+        lost = expect - int(result["received"])
+        result["lost"] = lost
+        if lost:
+            raise BenchError(
+                f"{self.target}: {lost} of {expect} events lost (logs in {self.workdir})"
+            )
+        return result
+
+
+@contextlib.contextmanager
+def harness(
+    target: str,
+    n_tenants: int,
+    *,
+    hold: float,
+    expect: int,
+    consumer_timeout: float,
+    listen_timeout: float = 120.0,
+    webhooks: list[dict[str, Any]] | None = None,
+) -> Iterator[Harness]:
+    run_id = secrets.token_hex(4)
+    workdir = procs.workdir()
+    tenants = procs.make_tenants(n_tenants, run_id)
+    exchange, queue = procs.names(run_id)
+    started: list[Proc] = []
+    ok = False
+    try:
+        emulator = procs.start_emulator(workdir, tenants, hold)
+        started.append(emulator.proc)
+        consumer = None
+        if webhooks is None:
+            consumer = procs.start_consumer(workdir, exchange, queue, expect, consumer_timeout)
+            started.append(consumer)
+        began = time.monotonic()
+        proc = procs.start_target(
+            target,
+            workdir,
+            emulator,
+            tenants,
+            hold=hold,
+            exchange=None if webhooks is not None else exchange,
+            webhooks=webhooks or [],
+        )
+        started.append(proc)
+        emulator.wait_listens(n_tenants, listen_timeout, proc)
+        yield Harness(target, workdir, tenants, emulator, consumer, proc, began)
+        ok = True
+    finally:
+        for p in reversed(started):
+            p.stop()
+        if webhooks is None:
+            with contextlib.suppress(Exception):
+                procs.delete_amqp(exchange, queue)
+        if ok:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"  (logs of the failed run kept in {workdir})")
+
+
+def cpu_at(samples: list[tuple[float, float]], when: float) -> float:
+    for wall, cpu in samples:
+        if wall >= when:
+            return cpu
+    return samples[-1][1]
+
+
+def burst(target: str, sizes: Sizes) -> dict[str, Any]:
+    """T tenants x N mails injected at once; events/s from first injection to last receipt."""
+    expect = sizes.tenants * sizes.mails
+    with harness(target, sizes.tenants, hold=sizes.hold, expect=expect, consumer_timeout=300) as h:
+        mails = [
+            {"to": h.tenants[i % sizes.tenants].user(), "subject": subject(i)}
+            for i in range(expect)
+        ]
+        rss_before = procs.rss_kb(h.proc.pid)
+        cpu0 = procs.cpu_seconds(h.proc.pid)
+        t0 = time.time()
+        inject(h.emulator, mails)
+        samples = h.sample_cpu_until_consumer_exits(330)
+        rss_after = procs.rss_kb(h.proc.pid)
+        result = h.received(expect, 30)
+    last = max(r for _, _, r in result["records"])
+    seconds = last - t0
+    cpu = cpu_at(samples, last) - cpu0
+    return {
+        "events": expect,
+        "tenants": sizes.tenants,
+        "received": result["received"],
+        "lost": result["lost"],
+        "duplicates": result["duplicates"],
+        "seconds": round(seconds, 3),
+        "events_per_s": round(expect / seconds, 1),
+        "cpu_s": round(cpu, 3),
+        "cpu_us_per_event": round(cpu / expect * 1e6, 1),
+        "rss_kb_before": rss_before,
+        "rss_kb_after": rss_after,
+    }
+
+
+def latency(target: str, sizes: Sizes) -> dict[str, Any]:
+    """A fixed offered rate for a fixed time; added latency = receipt - emission."""
+    expect = int(sizes.rate * sizes.duration)
+    n = sizes.latency_tenants
+    with harness(
+        target, n, hold=sizes.hold, expect=expect, consumer_timeout=sizes.duration + 120
+    ) as h:
+        cpu0 = procs.cpu_seconds(h.proc.pid)
+        start = time.monotonic()
+        sent = 0
+        while sent < expect:
+            due = min(expect, int((time.monotonic() - start) * sizes.rate) + 1)
+            if due > sent:
+                h.emulator.post(
+                    "mail",
+                    {
+                        "mails": [
+                            {"to": h.tenants[i % n].user(), "subject": subject(i)}
+                            for i in range(sent, due)
+                        ]
+                    },
+                )
+                sent = due
+            time.sleep(0.005)
+        offered_s = time.monotonic() - start
+        samples = h.sample_cpu_until_consumer_exits(sizes.duration + 150)
+        result = h.received(expect, 30)
+    lat = [(r - e) * 1000 for _, e, r in result["records"]]
+    last = max(r for _, _, r in result["records"])
+    return {
+        "events": expect,
+        "tenants": n,
+        "offered_rate": round(expect / offered_s, 1),
+        "received": result["received"],
+        "lost": result["lost"],
+        "duplicates": result["duplicates"],
+        "p50_ms": round(percentile(lat, 0.50), 2),
+        "p95_ms": round(percentile(lat, 0.95), 2),
+        "p99_ms": round(percentile(lat, 0.99), 2),
+        "max_ms": round(max(lat), 2),
+        "cpu_us_per_event": round((cpu_at(samples, last) - cpu0) / expect * 1e6, 1),
+    }
+
+
+def idle(target: str, sizes: Sizes) -> dict[str, Any]:
+    """K tenants each holding a listen: memory, idle CPU, start-up, then one mail each."""
+    k = sizes.idle_tenants
+    with harness(
+        target,
+        k,
+        hold=sizes.idle_hold,
+        expect=k,
+        consumer_timeout=600,
+        listen_timeout=max(120.0, k / 10),
+    ) as h:
+        all_open = time.monotonic() - h.started
+        time.sleep(1.0)  # let the last handshakes settle
+        cpu0, w0 = procs.cpu_seconds(h.proc.pid), time.monotonic()
+        time.sleep(sizes.idle_window)
+        cpu1, w1 = procs.cpu_seconds(h.proc.pid), time.monotonic()
+        rss = procs.rss_kb(h.proc.pid)
+        t0 = time.time()
+        inject(
+            h.emulator, [{"to": t.user(), "subject": subject(i)} for i, t in enumerate(h.tenants)]
+        )
+        h.sample_cpu_until_consumer_exits(630)
+        result = h.received(k, 30)
+    last = max(r for _, _, r in result["records"])
+    slowest = max(r - e for _, e, r in result["records"])
+    return {
+        "tenants": k,
+        "hold_s": sizes.idle_hold,
+        "received": result["received"],
+        "lost": result["lost"],
+        "duplicates": result["duplicates"],
+        "all_listens_open_s": round(all_open, 2),
+        "rss_kb": rss,
+        "rss_kb_per_tenant": round(rss / k, 1),
+        "idle_cpu_ms_per_s": round((cpu1 - cpu0) / (w1 - w0) * 1000, 2),
+        "deliver_all_s": round(last - t0, 3),
+        "slowest_tenant_ms": round(slowest * 1000, 1),
+    }
+
+
+def webhook_available() -> bool:
+    return importlib.util.find_spec("relay.sinks.webhook") is not None
+
+
+def webhook(target: str, sizes: Sizes) -> dict[str, Any]:
+    """Fan-out to three local receivers, one of them slow (1 s per request)."""
+    if not webhook_available():
+        return {
+            "status": "unavailable",
+            "reason": "webhook sink not available (relay.sinks.webhook)",
+        }
+    expect = sizes.hook_tenants * sizes.hook_mails
+    port = procs.free_port()
+    base = f"http://127.0.0.1:{port}"
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    hooks = [
+        {"name": name, "url": f"{base}/hook/{name}", "secret": secret, "retry_schedule": ["1s"] * 3}
+        for name in ("fast1", "fast2", "slow")
+    ]
+    receiver_dir = procs.workdir()
+    receiver = procs.start(
+        "receiver", [procs.PYTHON, "-m", "bench.receiver", "--port", str(port)], receiver_dir
+    )
+    try:
+        receiver.wait_line("ready", 30)
+        with harness(
+            target,
+            sizes.hook_tenants,
+            hold=sizes.hold,
+            expect=expect,
+            consumer_timeout=0,
+            webhooks=hooks,
+        ) as h:
+            mails = [
+                {"to": h.tenants[i % sizes.hook_tenants].user(), "subject": subject(i)}
+                for i in range(expect)
+            ]
+            t0 = time.time()
+            inject(h.emulator, mails)
+            stats = _wait_healthy(base, expect, timeout=120, target=h.proc)
+    finally:
+        receiver.stop()
+        shutil.rmtree(receiver_dir, ignore_errors=True)
+    out: dict[str, Any] = {"events": expect, "tenants": sizes.hook_tenants, "status": "ok"}
+    lost = 0
+    for name in ("fast1", "fast2"):
+        records = stats[name]["records"]
+        lost += expect - len(records)
+        last = max((r for _, _, r in records), default=t0)
+        lat = [(r - e) * 1000 for _, e, r in records]
+        out[f"{name}_deliveries_per_s"] = round(len(records) / max(last - t0, 1e-9), 1)
+        out[f"{name}_p99_ms"] = round(percentile(lat, 0.99), 2)
+    out["slow_delivered"] = len(stats["slow"]["records"])
+    out["duplicates"] = sum(stats[n]["duplicates"] for n in ("fast1", "fast2"))
+    out["lost"] = lost
+    if lost:
+        raise BenchError(f"webhook: {lost} deliveries to the healthy endpoints missing")
+    return out
+
+
+def _wait_healthy(base: str, expect: int, *, timeout: float, target: Proc) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats: dict[str, Any] = requests.get(f"{base}/_stats", timeout=10).json()
+        if all(len(stats[n]["records"]) >= expect for n in ("fast1", "fast2")):
+            return stats
+        if time.monotonic() > deadline:
+            return stats
+        target.check()
+        time.sleep(0.2)
+
+
+SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ...]]] = {
+    "burst": (burst, ("relay", "floor", "naive")),
+    "latency": (latency, ("relay", "floor")),
+    "idle": (idle, ("relay", "floor")),
+    "webhook": (webhook, ("relay",)),
+}
