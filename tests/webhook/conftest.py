@@ -181,3 +181,12 @@ class Harness:
 @pytest.fixture
 def journal_path(tmp_path: Path) -> Path:
     return tmp_path / "journal.sqlite3"
+
+
+async def settled(journal: Journal, sink: str, *, within: float = 5.0) -> None:
+    """Wait until ``sink`` has no pending rows (outcomes recorded after the receiver saw them)."""
+    deadline = time.monotonic() + within
+    while await journal.pending(sink, limit=1, due_only=False):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{sink} still has pending deliveries")
+        await asyncio.sleep(0.02)
