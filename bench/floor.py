@@ -17,8 +17,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import aio_pika
+import aiohttp
 
 
 async def fetch_token(session: aiohttp.ClientSession, tenant: dict[str, Any]) -> dict[str, str]:

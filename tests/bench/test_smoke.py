@@ -1,0 +1,53 @@
+"""``python -m bench --smoke`` completes and loses nothing.
+
+It runs the whole harness (emulator, relay, baselines, RabbitMQ consumer, webhook
+receivers) at tiny sizes. No figure is asserted: timings on a shared machine are noise;
+what must hold is that every scenario ran and every injected event arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.timeout(150)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = {"burst", "latency", "idle", "webhook"}
+
+
+def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    summaries = {line["scenario"]: line for line in lines if line["target"] == "summary"}
+    assert set(summaries) == SCENARIOS
+    for name, summary in summaries.items():
+        assert summary["status"] == "ok", (name, summary)
+        assert summary["lost"] == 0, (name, summary)
+    runs = [line for line in lines if line["target"] != "summary"]
+    assert {(r["scenario"], r["target"]) for r in runs} >= {
+        ("burst", "relay"),
+        ("burst", "floor"),
+        ("burst", "naive"),
+        ("latency", "relay"),
+        ("latency", "floor"),
+        ("idle", "relay"),
+        ("webhook", "relay"),
+    }
+    for run in runs:
+        assert run["status"] == "ok", run
+        assert run["lost"] == 0, run
+        assert run["sizes"] == "smoke"
