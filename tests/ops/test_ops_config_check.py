@@ -1,0 +1,170 @@
+"""``exmail-relay config check``: precise problems, masked output, connection checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from relay.emulator import Emulator
+from tests.ops.conftest import ADMIN, KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def check(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relay",
+        "config",
+        "check",
+        "--config",
+        str(config),
+        *args,
+        cwd=ROOT,
+        env={**clean, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 40)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+GOOD = f"""
+[[tenants]]
+name = "acme"
+client_id = "{ADMIN}"
+client_secret = "tenant-secret-771"
+
+[amqp]
+enabled = true
+url = "amqp://guest:amqp-secret-882@127.0.0.1:5672/"
+
+[http]
+auth_token = "http-token-993"
+"""
+
+BAD_CASES = {
+    "bad-name": (
+        '[[tenants]]\nname = "Bad Name"\nclient_id = "abc"\nclient_secret = "x"\n',
+        ["error: tenants[0].name: String should match pattern"],
+    ),
+    "no-secret": (
+        '[[tenants]]\nname = "acme"\nclient_id = "abc"\n',
+        ["error: tenants[0]: client_secret (or client_secret_file) is required"],
+    ),
+    "amqp-scheme": (
+        '[amqp]\nurl = "http://x/"\n',
+        ["error: amqp: url must start with amqp:// or amqps://"],
+    ),
+    "port-and-key": (
+        "[http]\nport = 70000\nbogus = 1\n",
+        [
+            "error: http.port: Input should be less than or equal to 65535",
+            "error: http.bogus: Extra inputs are not permitted",
+        ],
+    ),
+    "toml": ("[http\n", ["invalid TOML"]),
+    "secret-file": (
+        '[[tenants]]\nname = "acme"\nclient_id = "abc"\nclient_secret_file = "/nonexistent/s"\n',
+        ["error: tenants[0]: client_secret_file: cannot read /nonexistent/s"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+async def test_each_invalid_case_has_a_precise_message(tmp_path: Path, case: str) -> None:
+    text, expected = BAD_CASES[case]
+    config = tmp_path / "relay.toml"
+    config.write_text(text)
+    code, out, err = await check(config)
+    assert code == 1
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == len(expected), err
+    for line, want in zip(lines, expected, strict=True):
+        assert want in line, (line, want)
+    assert "Traceback" not in err
+
+
+async def test_missing_file(tmp_path: Path) -> None:
+    code, _, err = await check(tmp_path / "nope.toml")
+    assert code == 1 and "does not exist" in err
+
+
+async def test_environment_overrides_and_secrets_are_masked(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(GOOD)
+    code, out, err = await check(config, "--json", env={"RELAY_HTTP__PORT": "9191"})
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["http"]["port"] == 9191
+    assert data["amqp"]["url"] == "amqp://guest:***@127.0.0.1:5672/"
+    assert data["tenants"][0]["client_secret"] == "***"
+    for secret in ("tenant-secret-771", "amqp-secret-882", "http-token-993"):
+        assert secret not in out + err
+    code, toml_out, _ = await check(config)
+    assert code == 0 and "[[tenants]]" in toml_out and 'name = "acme"' in toml_out
+    assert "tenant-secret-771" not in toml_out
+
+
+async def test_environment_problem_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(GOOD)
+    code, _, err = await check(config, env={"RELAY_LOG__LEVEL": "loud"})
+    assert code == 1
+    assert err.strip().startswith("error: log.level:")
+
+
+async def test_connect_reports_each_result(tmp_path: Path) -> None:
+    async with Emulator(port=0, hold=0.5) as emu:
+        config = tmp_path / "relay.toml"
+        config.write_text(
+            f"""
+[[tenants]]
+name = "acme"
+client_id = "{ADMIN}"
+client_secret = "{KEY}"
+token_url = "{emu.token_url}"
+api_url = "{emu.api_url}"
+
+[[tenants]]
+name = "wrong"
+client_id = "other@example.com"
+client_secret = "not-the-key-55"
+token_url = "{emu.token_url}"
+api_url = "{emu.api_url}"
+
+[amqp]
+enabled = true
+url = "amqp://guest:guest@127.0.0.1:5672/"
+"""
+        )
+        code, _, err = await check(config, "--connect")
+        assert code == 1, err
+        assert "ok: tenant acme: token from" in err
+        assert "FAILED: tenant wrong: token from" in err
+        assert "ok: amqp: connect to amqp://guest:***@127.0.0.1:5672/" in err
+        assert "not-the-key-55" not in err and KEY not in err
+
+        config.write_text(config.read_text().replace("127.0.0.1:5672", "127.0.0.1:1"))
+        good_only = config.read_text().split('[[tenants]]\nname = "wrong"')[0]
+        good_only += '\n[amqp]\nenabled = true\nurl = "amqp://guest:guest@127.0.0.1:1/"\n'
+        config.write_text(good_only)
+        code, _, err = await check(config, "--connect")
+        assert code == 1
+        assert "FAILED: amqp: connect to" in err and "ok: tenant acme" in err
+
+        config.write_text(good_only.replace("127.0.0.1:1/", "127.0.0.1:5672/"))
+        code, _, err = await check(config, "--connect")
+        assert code == 0, err
+        assert "all connection checks passed" in err
