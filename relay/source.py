@@ -46,6 +46,7 @@ from relay.exmail import (
     ListenError,
     ListenMessage,
     Malformed,
+    MalformedResponse,
     NewMail,
     NotFound,
     Unknown,
@@ -221,6 +222,13 @@ class Listener:
             await self._fault(exc, "listen")
             return ver
         if messages is None:  # stopped while waiting
+            return ver
+        if messages and all(isinstance(m, Malformed) for m in messages):
+            # Nothing usable came back: a broken answer must not become a hot loop.
+            for message in messages:
+                assert isinstance(message, Malformed)
+                self._skip("malformed", f"{message.reason}: {message.excerpt[:120]!r}")
+            await self._fault(MalformedResponse("listen answered no readable JSON"), "listen")
             return ver
         self._recovered()
         metrics.LISTEN_REQUESTS.labels(self.tenant, "data" if messages else "keepalive").inc()

@@ -1,0 +1,202 @@
+"""Support for pipeline tests: the real emulator on loopback, the real RabbitMQ on
+127.0.0.1:5672 (fresh exchange and queue names per test), a TCP proxy that can be
+stopped to simulate a broker outage, and helpers to run a relay service in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import pytest
+
+from relay.config import Settings
+from relay.emulator import Emulator
+from relay.wiring import Running, build_service
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+ADMIN = "admin@example.com"
+KEY = "exmail-demo-key"
+
+
+@dataclass
+class Broker:
+    exchange: str
+    queue: str
+    url: str = AMQP_URL
+
+    def amqp_settings(self, url: str | None = None) -> dict[str, Any]:
+        return {
+            "enabled": True,
+            "url": url or self.url,
+            "exchange": self.exchange,
+            "queue": self.queue,
+        }
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[Broker]:
+    name = f"test.{uuid.uuid4().hex[:12]}"
+    yield Broker(exchange=name, queue=name)
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+        await channel.exchange_delete(name)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    async with Emulator(port=0, hold=1.0) as emu:
+        yield emu
+
+
+async def control(emu: Emulator, path: str, body: Any = None, method: str = "POST") -> Any:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"{emu.base_url}/_emulator/{path}", json=body) as resp,
+    ):
+        data = await resp.json()
+        assert resp.status < 400, data
+        return data
+
+
+async def accounts(emu: Emulator) -> list[str]:
+    state = await control(emu, "state", method="GET")
+    return [a["alias"] for a in state["companies"][0]["accounts"]]
+
+
+def settings_for(
+    emu: Emulator, tmp_path: Path, broker: Broker | None = None, **sections: Any
+) -> Settings:
+    tenant = {
+        "name": "acme",
+        "client_id": ADMIN,
+        "client_secret": KEY,
+        "api_url": emu.api_url,
+        "token_url": emu.token_url,
+        "login_url": emu.login_url,
+        "hold": 1.0,
+    }
+    tenant.update(sections.pop("tenant", {}))
+    data: dict[str, Any] = {
+        "journal": {"path": tmp_path / "journal.sqlite3"},
+        "tenants": [tenant],
+        "http": {"enabled": False},
+    }
+    if broker is not None:
+        data["amqp"] = broker.amqp_settings()
+    data.update(sections)
+    return Settings(**data)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Running]:
+    async with build_service(settings) as run:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run.service.run(stop))
+        try:
+            yield run
+        finally:
+            stop.set()
+            await task
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool] | bool], seconds: float = 15.0, what: str = ""
+) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what or predicate}")
+        await asyncio.sleep(0.05)
+
+
+class Consumer:
+    """Collects every message from the test's queue (declared like the relay does)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.messages: list[aio_pika.abc.AbstractIncomingMessage] = []
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+
+    async def __aenter__(self) -> Consumer:
+        self._connection = await aio_pika.connect(self.broker.url)
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=500)
+        exchange = await channel.declare_exchange(
+            self.broker.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(
+            self.broker.queue, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await queue.bind(exchange, routing_key="#")
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            self.messages.append(message)
+            await message.ack()
+
+        await queue.consume(on_message)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def wait_for(self, count: int, seconds: float = 30.0) -> None:
+        await wait_until(lambda: len(self.messages) >= count, seconds, f"{count} messages")
+
+
+class TcpProxy:
+    """A loopback TCP forwarder that can be stopped and started on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update({writer, up_writer})
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.difference_update({writer, up_writer})
