@@ -79,7 +79,7 @@ def decide(
             return Update(delivery.seq, "pending", next_at=0.0, error=error)
         case Retry(error=error, retry_after=retry_after):
             if policy.schedule is None:
-                delay: float | None = policy.backoff.delay(attempts - 1, rand)
+                delay: float | None = policy.backoff.delay(attempts - 1, rand())
             else:
                 delay = schedule_delay(policy.schedule, attempts, jitter=policy.jitter, rand=rand)
                 if delay is None:
@@ -214,7 +214,7 @@ class Drainer:
             self._slot_freed.clear()
 
     async def _pause(self) -> None:
-        delay = self.policy.backoff.delay(self._unavailable_streak - 1, self._rand)
+        delay = self.policy.backoff.delay(self._unavailable_streak - 1, self._rand())
         # Wait for the probe to finish first, then back off before the next one.
         while self._inflight and not self._stopping.is_set():
             await self._wait(asyncio.Event(), None)

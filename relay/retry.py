@@ -6,7 +6,8 @@ so every decision here is exhaustively testable.
 - :class:`Backoff` is capped exponential backoff with full jitter (AWS architecture
   blog, "Exponential Backoff And Jitter"): the delay before attempt ``n`` is uniform in
   ``[0, min(cap, base * 2**n)]``. Full jitter spreads a fleet of reconnecting
-  listeners instead of synchronising them.
+  listeners instead of synchronising them. It is the client's own policy
+  (:mod:`relay.exmail`), re-exported here so the whole relay shares one.
 - :func:`schedule_delay` is a fixed schedule with proportional jitter, the Standard
   Webhooks way: after attempt ``n`` wait ``schedule[n-1] * (1 +- jitter)``.
 - :func:`parse_retry_after` reads an HTTP ``Retry-After`` (seconds or an HTTP date).
@@ -16,29 +17,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+
+from relay.exmail import Backoff
 
 __all__ = ["Backoff", "parse_retry_after", "schedule_delay"]
 
 Random = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Backoff:
-    """Capped exponential backoff with full jitter."""
-
-    base: float = 0.5
-    cap: float = 30.0
-
-    def ceiling(self, attempt: int) -> float:
-        """The largest delay before retry number ``attempt`` (0-based)."""
-        exponent = min(max(attempt, 0), 62)
-        return min(self.cap, self.base * (2.0**exponent))
-
-    def delay(self, attempt: int, rand: Random = random.random) -> float:
-        return rand() * self.ceiling(attempt)
 
 
 def schedule_delay(
