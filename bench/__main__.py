@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import procs, scenarios
 from bench.procs import BenchError
 
 # The figure each scenario's ratios are taken on, and whether higher is better.
@@ -77,18 +78,28 @@ def main(argv: list[str] | None = None) -> int:
         help="run only this scenario (repeatable; default: all)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/results.jsonl"))
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run the relay under cProfile, stats to DIR (figures then are not comparable)",
+    )
     parser.add_argument("--note", default="", help="free text stored with every result line")
     args = parser.parse_args(argv)
     sizes = scenarios.SMOKE if args.smoke else scenarios.FULL if args.full else scenarios.DEFAULT
     chosen = args.scenario or list(scenarios.SCENARIOS)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        procs.PROFILE_DIR = args.profile.resolve()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sizes": sizes.label,
         "python": platform.python_version(),
-        "nproc": __import__("os").cpu_count(),
+        "nproc": os.cpu_count(),
         "rabbitmq": rabbitmq_version(),
         "note": args.note,
+        "profiled": args.profile is not None,
     }
     print(f"exmail-relay benchmarks ({sizes.label}): {json.dumps(meta)}")
     failed = False

@@ -25,6 +25,8 @@ import requests
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Set by ``--profile DIR``: the relay then runs under cProfile (slower; figures not valid).
+PROFILE_DIR: Path | None = None
 
 
 class BenchError(Exception):
@@ -306,7 +308,11 @@ def start_target(
         config = relay_config(
             workdir, emulator, tenants, hold=hold, exchange=exchange, webhooks=webhooks
         )
-        return start("relay", [PYTHON, "-m", "relay", "run", "--config", str(config)], workdir)
+        argv = ["-m", "relay", "run", "--config", str(config)]
+        if PROFILE_DIR is not None:  # cProfile writes its stats when the relay exits cleanly
+            stats = PROFILE_DIR / f"relay-{workdir.name}.pstats"
+            argv = ["-m", "cProfile", "-o", str(stats), *argv]
+        return start("relay", [PYTHON, *argv], workdir)
     assert exchange is not None
     spec = baseline_spec(workdir, emulator, tenants, hold=hold, exchange=exchange)
     return start(target, [PYTHON, "-m", f"bench.{target}", str(spec)], workdir)
