@@ -66,6 +66,29 @@ def ratios(name: str, runs: dict[str, dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def verdicts(name: str, runs: dict[str, dict[str, Any]], sizes_label: str) -> dict[str, bool]:
+    """The issue's targets, where this scenario's figures allow a verdict."""
+    relay, floor, naive = runs.get("relay", {}), runs.get("floor", {}), runs.get("naive", {})
+    out: dict[str, bool] = {}
+    if name == "burst" and "events_per_s" in relay:
+        if "events_per_s" in floor:
+            out["target: events/s >= 0.7 x floor"] = (
+                relay["events_per_s"] >= 0.7 * floor["events_per_s"]
+            )
+            out["target: cpu/event <= 1.5 x floor"] = (
+                relay["cpu_us_per_event"] <= 1.5 * floor["cpu_us_per_event"]
+            )
+        if "events_per_s" in naive:
+            out["target: events/s >= 5 x naive"] = (
+                relay["events_per_s"] >= 5 * naive["events_per_s"]
+            )
+    if name == "latency" and "p99_ms" in relay and "p99_ms" in floor:
+        out["target: p99 <= floor p99 + 10 ms"] = relay["p99_ms"] <= floor["p99_ms"] + 10
+    if name == "idle" and "rss_kb_per_tenant" in relay and sizes_label != "smoke":
+        out["target: <= 60 KB RSS per tenant"] = relay["rss_kb_per_tenant"] <= 60
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     size = parser.add_mutually_exclusive_group()
@@ -127,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
             summary = ratios(name, runs)
             for key, value in summary.items():
                 print(f"   {key}: {value}")
+            checks = verdicts(name, runs, sizes.label)
+            for key, ok in checks.items():
+                print(f"   {key}: {'met' if ok else 'NOT met'}")
             lost = sum(int(r.get("lost", 0)) for r in runs.values())
             status = (
                 "failed"
@@ -138,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             line = {**meta, "scenario": name, "target": "summary", "status": status, "lost": lost}
-            out.write(json.dumps({**line, **summary}) + "\n")
+            out.write(json.dumps({**line, **summary, **checks}) + "\n")
             print()
     return 1 if failed else 0
 
