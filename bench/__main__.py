@@ -70,6 +70,8 @@ def verdicts(name: str, runs: dict[str, dict[str, Any]], sizes_label: str) -> di
     """The issue's targets, where this scenario's figures allow a verdict."""
     relay, floor, naive = runs.get("relay", {}), runs.get("floor", {}), runs.get("naive", {})
     out: dict[str, bool] = {}
+    if sizes_label == "smoke":  # a handful of events: CPU is below the clock tick
+        return out
     if name == "burst" and "events_per_s" in relay:
         if "events_per_s" in floor:
             out["target: events/s >= 0.7 x floor"] = (
@@ -84,7 +86,7 @@ def verdicts(name: str, runs: dict[str, dict[str, Any]], sizes_label: str) -> di
             )
     if name == "latency" and "p99_ms" in relay and "p99_ms" in floor:
         out["target: p99 <= floor p99 + 10 ms"] = relay["p99_ms"] <= floor["p99_ms"] + 10
-    if name == "idle" and "rss_kb_per_tenant" in relay and sizes_label != "smoke":
+    if name == "idle" and "rss_kb_per_tenant" in relay:
         out["target: <= 60 KB RSS per tenant"] = relay["rss_kb_per_tenant"] <= 60
     return out
 

@@ -116,15 +116,16 @@ class Proc:
         return self.popen.returncode
 
 
-def start(name: str, argv: list[str], workdir: Path, *, env: dict[str, str] | None = None) -> Proc:
+def start(name: str, argv: list[str], workdir: Path, *, pipe: bool = False) -> Proc:
+    """Start ``argv``; stderr (and stdout unless ``pipe``) go to ``<name>.log``, so a
+    chatty program never blocks on a full pipe nobody reads."""
     log = workdir / f"{name}.log"
     with log.open("w") as err:
         popen = subprocess.Popen(
             argv,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.PIPE if pipe else err,
             stderr=err,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
         )
     return Proc(name, popen, log)
 
@@ -207,7 +208,7 @@ def start_emulator(workdir: Path, tenants: list[Tenant], hold: float) -> Emulato
 def start_consumer(workdir: Path, exchange: str, queue: str, expect: int, timeout: float) -> Proc:
     argv = [PYTHON, "-m", "bench.consumer", "--url", AMQP_URL, "--exchange", exchange]
     argv += ["--queue", queue, "--expect", str(expect), "--timeout", str(timeout)]
-    proc = start("consumer", [*argv, "--out", str(workdir / "consumer.json")], workdir)
+    proc = start("consumer", [*argv, "--out", str(workdir / "consumer.json")], workdir, pipe=True)
     proc.wait_line("ready", 30)
     return proc
 

@@ -309,7 +309,10 @@ def webhook(target: str, sizes: Sizes) -> dict[str, Any]:
     ]
     receiver_dir = procs.workdir()
     receiver = procs.start(
-        "receiver", [procs.PYTHON, "-m", "bench.receiver", "--port", str(port)], receiver_dir
+        "receiver",
+        [procs.PYTHON, "-m", "bench.receiver", "--port", str(port)],
+        receiver_dir,
+        pipe=True,
     )
     try:
         receiver.wait_line("ready", 30)
