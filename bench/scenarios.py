@@ -252,7 +252,7 @@ def idle(target: str, sizes: Sizes) -> dict[str, Any]:
         listen_timeout=max(120.0, k / 10),
     ) as h:
         all_open = time.monotonic() - h.started
-        time.sleep(1.0)  # let the last handshakes settle
+        settle(h.proc.pid)  # start-up work (bootstrap events) must not count as idle
         cpu0, w0 = procs.cpu_seconds(h.proc.pid), time.monotonic()
         time.sleep(sizes.idle_window)
         cpu1, w1 = procs.cpu_seconds(h.proc.pid), time.monotonic()
@@ -286,6 +286,16 @@ def idle(target: str, sizes: Sizes) -> dict[str, Any]:
         "deliver_all_s": round(last - t0, 3),
         "slowest_tenant_ms": round(slowest * 1000, 1),
     }
+
+
+def settle(pid: int, *, quiet: float = 0.02, limit: float = 60.0) -> None:
+    """Wait until ``pid`` used under ``quiet`` of a core over half a second (or ``limit``)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = procs.cpu_seconds(pid)
+        time.sleep(0.5)
+        if procs.cpu_seconds(pid) - before <= quiet * 0.5:
+            return
 
 
 def webhook_available() -> bool:
