@@ -74,17 +74,16 @@ async def test_metrics_parse_and_hold_documented_families(
     assert any(s.labels["type"] == "exmail.mail.new" and s.value >= 1 for s in ingested)
     assert all(name.startswith(("exmail_relay_", "process_", "python_")) for name in families)
     promtool = shutil.which("promtool")
-    if promtool is not None:  # .ci/run installs it (Debian package "prometheus")
-        lint = await asyncio.to_thread(
-            subprocess.run,
-            [promtool, "check", "metrics"],
-            input=text,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        # promtool exits 3 for lint warnings only on some versions; errors are exit 1.
-        assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert promtool is not None, "promtool is missing: .ci/test installs Debian's 'prometheus'"
+    lint = await asyncio.to_thread(
+        subprocess.run,
+        [promtool, "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 async def test_readyz_follows_the_broker(
