@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from relay import metrics
-from relay.config import Settings
+from relay.config import Settings, TenantSettings
 from relay.drain import Drainer, DrainPolicy
 from relay.exmail import ExmailClient
 from relay.journal import Journal
@@ -29,7 +29,7 @@ from relay.sinks.console import ConsoleSink
 from relay.source import Listener
 from relay.web import OpsServer, build_app
 
-__all__ = ["Running", "build_service"]
+__all__ = ["Running", "build_service", "client_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,17 +110,9 @@ async def build_service(
         )
         listeners = []
         for tenant in tenants:
-            client = ExmailClient(
-                client_id=tenant.client_id,
-                client_secret=tenant.secret(),
-                api_url=tenant.api_url,
-                token_url=tenant.token_url,
-                login_url=tenant.login_url,
-                auth_method=tenant.auth_method,
-                action_codes=tenant.action_codes,
+            client = client_for(
+                tenant,
                 session=session,
-                timeout=tenant.request_timeout,
-                listen_timeout=tenant.listen_timeout,
                 on_request=_observe_request,
                 on_token=_token_observer(tenant.name),
             )
@@ -162,6 +154,23 @@ async def build_service(
             )
             server = await stack.enter_async_context(OpsServer(app, host=h.host, port=h.port))
         yield Running(service, server)
+
+
+def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
+    """The API client for one configured tenant; ``options`` add or override keywords."""
+    kwargs: dict[str, Any] = {
+        "client_id": tenant.client_id,
+        "client_secret": tenant.secret(),
+        "api_url": tenant.api_url,
+        "token_url": tenant.token_url,
+        "login_url": tenant.login_url,
+        "auth_method": tenant.auth_method,
+        "action_codes": tenant.action_codes,
+        "timeout": tenant.request_timeout,
+        "listen_timeout": tenant.listen_timeout,
+    }
+    kwargs.update(options)
+    return ExmailClient(**kwargs)
 
 
 def _token_observer(tenant: str) -> Callable[[str], None]:

@@ -110,18 +110,12 @@ def _warnings(settings: Settings) -> list[str]:
 
 
 async def _check_tenant(settings: Settings, index: int) -> tuple[str, str | None]:
-    from relay.exmail import ExmailClient, ExmailError
+    from relay.exmail import ExmailError
+    from relay.wiring import client_for
 
     tenant = settings.tenants[index]
-    client = ExmailClient(
-        client_id=tenant.client_id,
-        client_secret=tenant.secret(),
-        api_url=tenant.api_url,
-        token_url=tenant.token_url,
-        login_url=tenant.login_url,
-        auth_method=tenant.auth_method,
-        timeout=min(tenant.request_timeout, CONNECT_TIMEOUT),
-        read_retries=0,
+    client = client_for(
+        tenant, timeout=min(tenant.request_timeout, CONNECT_TIMEOUT), read_retries=0
     )
     label = f"tenant {tenant.name}: token from {tenant.token_url}"
     try:
