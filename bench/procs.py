@@ -209,7 +209,11 @@ def start_consumer(workdir: Path, exchange: str, queue: str, expect: int, timeou
     argv = [PYTHON, "-m", "bench.consumer", "--url", AMQP_URL, "--exchange", exchange]
     argv += ["--queue", queue, "--expect", str(expect), "--timeout", str(timeout)]
     proc = start("consumer", [*argv, "--out", str(workdir / "consumer.json")], workdir, pipe=True)
-    proc.wait_line("ready", 30)
+    try:
+        proc.wait_line("ready", 30)
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 
