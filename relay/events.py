@@ -98,8 +98,13 @@ class Event:
         }
 
     def encode(self) -> bytes:
-        """The CloudEvent as compact UTF-8 JSON: the body every sink sends."""
-        return json.dumps(self.to_cloudevent(), ensure_ascii=False, separators=(",", ":")).encode()
+        """The CloudEvent as compact UTF-8 JSON: the body every sink sends.
+
+        A lone surrogate (JSON lets a server send ``"\\ud800"``) cannot be UTF-8; it is
+        written back as its JSON escape, so the body stays valid UTF-8 and valid JSON.
+        """
+        text = json.dumps(self.to_cloudevent(), ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
 
 
 def format_time(moment: datetime) -> str:
@@ -110,7 +115,7 @@ def format_time(moment: datetime) -> str:
 
 def derive_id(*parts: str) -> str:
     """A stable 32-hex-digit id from the parts that identify a happening."""
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()
     return digest[:16].hex()
 
 

@@ -116,6 +116,14 @@ def test_derived_ids_differ_whenever_the_parts_differ(a: list[str], b: list[str]
         assert ev.derive_id(*a) == ev.derive_id(*b)
 
 
+def test_lone_surrogates_from_upstream_json_still_encode() -> None:
+    event = _mail(subject="bad \ud800 text", user="x\udfff@y.com")
+    body = event.encode()
+    body.decode("utf-8")  # valid UTF-8
+    assert json.loads(body)["data"]["subject"] == "bad \ud800 text"
+    assert len(event.id) == 32
+
+
 def test_type_patterns() -> None:
     assert ev.type_matches("exmail.mail.new", "*")
     assert ev.type_matches("exmail.mail.new", "exmail.mail.*")
