@@ -14,9 +14,10 @@ exit stack then closes the sinks and the journal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from prometheus_client import REGISTRY
 from relay import metrics
 from relay.drain import Drainer
 from relay.journal import Journal, JournalError, JournalStats
+from relay.retry import Backoff
 from relay.source import Listener
 
 __all__ = ["Health", "RelayService"]
@@ -71,6 +73,7 @@ class RelayService:
         prune_interval: float = 60.0,
         stats_interval: float = 2.0,
         describe_sinks: Callable[[], dict[str, dict[str, Any]]] | None = None,
+        restart_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.journal = journal
@@ -88,6 +91,9 @@ class RelayService:
         self.last_prune: tuple[float, int] | None = None
         self._journal_ok = True
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+        self._restart_backoff = restart_backoff or Backoff(base=1.0, cap=60.0)
+        self.crashes: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"RelayService(tenants={len(self.listeners)}, sinks={len(self.drainers)})"
@@ -96,10 +102,16 @@ class RelayService:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.running = True
+        self._stop = stop
         for drainer in self.drainers:
-            self._spawn(f"drain:{drainer.name}", drainer.run())
+            self._spawn(
+                f"drain:{drainer.name}", self._supervised(f"drain:{drainer.name}", drainer.run)
+            )
         for listener in self.listeners:
-            self._spawn(f"listen:{listener.tenant}", listener.run())
+            self._spawn(
+                f"listen:{listener.tenant}",
+                self._supervised(f"listen:{listener.tenant}", listener.run, listener.crashed),
+            )
         self._spawn("housekeeping", self._housekeeping())
         log.info(
             "relay started",
@@ -123,6 +135,31 @@ class RelayService:
 
     def _spawn(self, name: str, coro: Any) -> None:
         self._tasks[name] = asyncio.create_task(coro, name=name)
+
+    async def _supervised(
+        self,
+        name: str,
+        run: Callable[[], Awaitable[None]],
+        on_crash: Callable[[str], None] | None = None,
+    ) -> None:
+        """Run one worker; if it crashes (a bug), log the traceback and restart it with
+        backoff, so one tenant's or one sink's bug never stops the others."""
+        crashes = 0
+        while not self.stopping:
+            try:
+                await run()
+                return
+            except Exception as exc:  # logged with its traceback, then restarted
+                crashes += 1
+                self.crashes[name] = crashes
+                log.exception(
+                    "worker crashed, restarting", extra={"task": name, "crashes": crashes}
+                )
+                if on_crash is not None:
+                    on_crash(f"internal error: {type(exc).__name__}: {exc}")
+            delay = self._restart_backoff.delay(crashes - 1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
 
     async def shutdown(self) -> None:
         if self.stopping:
@@ -225,6 +262,10 @@ class RelayService:
             else:
                 ok.append(part)
         return Health(tuple(ok), failing)
+
+    def task_alive(self, name: str) -> bool:
+        task = self._tasks.get(name)
+        return task is not None and not task.done()
 
     def alive(self) -> dict[str, Any]:
         """Liveness: the supervisor's tasks are alive (never depends on upstream)."""

@@ -146,6 +146,13 @@ class Listener:
         commit in progress finishes first."""
         self._stop.set()
 
+    def crashed(self, reason: str) -> None:
+        """The supervisor saw :meth:`run` raise (a bug): show the tenant as failed."""
+        self.status.last_error = reason
+        self.status.last_error_at = self._clock()
+        self.status.failures += 1
+        self._set_state("failed")
+
     async def run(self) -> None:
         try:
             ver = await self._until_ready()
@@ -153,7 +160,7 @@ class Listener:
                 ver = await self._cycle(ver)
         except JournalClosed:
             pass
-        finally:
+        if self._stop.is_set():
             self._set_state("stopped")
 
     async def _interruptible(self, awaitable: Awaitable[T]) -> T | None:

@@ -1,0 +1,107 @@
+"""Supervision: a bug in one tenant's listener is logged, shown, and the listener is
+restarted, while the other tenant keeps flowing."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from relay.drain import Drainer, DrainPolicy
+from relay.emulator import Emulator
+from relay.events import Event
+from relay.exmail import ExmailClient
+from relay.journal import Journal
+from relay.retry import Backoff
+from relay.service import RelayService
+from relay.sinks.console import ConsoleSink
+from relay.source import Listener
+from tests.pipeline.support import ADMIN, KEY, accounts, control, wait_until
+
+
+class FlakyRoute:
+    """Routes everything to the console, but raises once for one tenant's mail."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.raised = False
+
+    def __call__(self, event: Event) -> Sequence[str]:
+        if event.tenant == self.tenant and event.type == "exmail.mail.new" and not self.raised:
+            self.raised = True
+            raise RuntimeError("boom: a bug in routing")
+        return ["console"]
+
+
+async def test_a_crashed_listener_is_restarted_and_others_are_untouched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = io.StringIO()
+    route = FlakyRoute("buggy")
+    async with (
+        Emulator(port=0, hold=0.5) as emu,
+        Journal(tmp_path / "j.sqlite3") as journal,
+        aiohttp.ClientSession() as session,
+    ):
+        second = {
+            "admin": "admin@second.test",
+            "key": "second-key",
+            "domains": ["second.test"],
+            "users": [{"alias": "zoe@second.test", "name": "Zoe"}],
+        }
+        await control(emu, "company", second)
+        listeners = []
+        for tenant, admin, key in (
+            ("buggy", ADMIN, KEY),
+            ("fine", "admin@second.test", "second-key"),
+        ):
+            client = ExmailClient(
+                client_id=admin,
+                client_secret=key,
+                api_url=emu.api_url,
+                token_url=emu.token_url,
+                login_url=emu.login_url,
+                session=session,
+                listen_timeout=5,
+            )
+            listeners.append(Listener(tenant=tenant, client=client, journal=journal, route=route))
+        service = RelayService(
+            journal=journal,
+            listeners=listeners,
+            drainers=[Drainer(journal, ConsoleSink(stream=out), DrainPolicy(max_in_flight=1))],
+            restart_backoff=Backoff(base=0.1, cap=0.1),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        caplog.set_level(logging.ERROR, logger="relay.service")
+        user = (await accounts(emu))[0]
+        await wait_until(lambda: all(lst.status.state == "connected" for lst in listeners), 10)
+        await control(emu, "mail", {"to": user, "subject": "one"})
+        await wait_until(lambda: route.raised, 10, "the bug to fire")
+        await control(emu, "mail", {"to": "zoe@second.test", "subject": "two"})
+        await control(emu, "mail", {"to": user, "subject": "three"})
+
+        def subjects() -> list[str]:
+            return [
+                json.loads(line)["data"].get("subject", "")
+                for line in out.getvalue().splitlines()
+                if '"exmail.mail.new"' in line
+            ]
+
+        await wait_until(lambda: {"two", "three"} <= set(subjects()), 15, "both tenants")
+        assert service.crashes == {"listen:buggy": 1}
+        assert listeners[0].status.failures >= 1
+        assert "boom" in (listeners[0].status.last_error or "")
+        assert listeners[0].status.state == "connected", "restarted and listening again"
+        assert service.task_alive("listen:buggy")
+        stop.set()
+        await task
+    crash_logs = [r for r in caplog.records if r.getMessage() == "worker crashed, restarting"]
+    assert len(crash_logs) == 1
+    assert crash_logs[0].exc_info is not None
