@@ -17,6 +17,7 @@ never raises. Nesting is capped (:data:`MAX_DEPTH`) so hostile input cannot exha
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -199,12 +200,39 @@ def loads(text: str | bytes) -> Any:
     return value
 
 
+_STRICT = json.JSONDecoder()
+_SEPARATORS = frozenset(" \t\r\n,")
+
+
 def iter_values(text: str | bytes) -> Iterator[Any | Fault]:
     """Yield every value in a stream of JSON values, and a :class:`Fault` per bad stretch.
 
     Values may be concatenated, newline-separated or comma-separated. Never raises.
+
+    Well-formed values go through the standard library's C decoder (the fast path a
+    busy listener needs); from the first value it refuses on, the tolerant reader takes
+    over and reads the rest of the body.
     """
-    reader = _Reader(decode_body(text))
+    body = decode_body(text)
+    n = len(body)
+    pos = 0
+    while True:
+        while pos < n and body[pos] in _SEPARATORS:
+            pos += 1
+        if pos >= n:
+            return
+        try:
+            value, end = _STRICT.raw_decode(body, pos)
+        except (ValueError, RecursionError):
+            break
+        yield value
+        pos = end
+    yield from _tolerant_values(body, pos)
+
+
+def _tolerant_values(body: str, pos: int) -> Iterator[Any | Fault]:
+    reader = _Reader(body)
+    reader.pos = pos
     n = len(reader.text)
     while True:
         reader.skip_ws()
