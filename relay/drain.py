@@ -137,6 +137,13 @@ class Drainer:
         self._limiter = _RateLimiter(policy.rate_limit, clock) if policy.rate_limit > 0 else None
         self.disabled_reason: str | None = None
         self.last_error: str | None = None
+        self._batch: tuple[list[Update], asyncio.Future[None]] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+        name = sink.name
+        self._connected_gauge = metrics.SINK_CONNECTED.labels(name)
+        self._delivered = metrics.DELIVERIES.labels(name)
+        self._latency = metrics.DELIVERY_LATENCY.labels(name)
+        self._is_connected: bool | None = None
 
     @property
     def name(self) -> str:
@@ -188,7 +195,8 @@ class Drainer:
         except JournalClosed:
             return
         finally:
-            metrics.SINK_CONNECTED.labels(self.name).set(0)
+            self._is_connected = None
+            self._connected_gauge.set(0)
 
     async def _idle_timeout(self) -> float:
         due = await self.journal.next_due(self.name)
@@ -248,17 +256,52 @@ class Drainer:
             await self.journal.set_disabled(self.name, True, outcome.error)
         if update is not None:
             with contextlib.suppress(JournalClosed):
-                await self.journal.record(self.name, [update])
+                await self._record(update)
+
+    def _record(self, update: Update) -> asyncio.Future[None]:
+        """Queue ``update`` for one journal write shared by every attempt that finishes
+        in this loop iteration; the returned future is done once it is durable. The row
+        stays in flight until then, so it cannot be claimed twice."""
+        if self._batch is None:
+            self._batch = ([], asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_soon(self._flush_batch)
+        updates, done = self._batch
+        updates.append(update)
+        return done
+
+    def _flush_batch(self) -> None:
+        if self._batch is None:
+            return
+        updates, done = self._batch
+        self._batch = None
+        task = asyncio.ensure_future(self.journal.record(self.name, updates))
+        self._flushes.add(task)
+
+        def settle(finished: asyncio.Task[None]) -> None:
+            self._flushes.discard(finished)
+            if done.cancelled():
+                return
+            if finished.cancelled():
+                done.cancel()
+            elif (error := finished.exception()) is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(None)
+
+        task.add_done_callback(settle)
 
     def _observe(self, row: Delivery, outcome: Outcome, update: Update | None, now: float) -> None:
         name = self.name
         if isinstance(outcome, Delivered):
             self._unavailable_streak = 0
             self.last_error = None
-            metrics.SINK_CONNECTED.labels(name).set(1)
-            metrics.DELIVERIES.labels(name).inc()
-            metrics.DELIVERY_LATENCY.labels(name).observe(max(0.0, now - row.created))
+            if self._is_connected is not True:
+                self._is_connected = True
+                self._connected_gauge.set(1)
+            self._delivered.inc()
+            self._latency.observe(max(0.0, now - row.created))
             return
+        self._is_connected = None
         if isinstance(outcome, Unavailable):
             self._unavailable_streak += 1
             metrics.SINK_CONNECTED.labels(name).set(0)
@@ -296,3 +339,5 @@ class Drainer:
                 task.cancel()
             if still:
                 await asyncio.wait(still)
+        if self._flushes:
+            await asyncio.wait(list(self._flushes), timeout=max(grace, 1.0))

@@ -17,6 +17,7 @@ never raises. Nesting is capped (:data:`MAX_DEPTH`) so hostile input cannot exha
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -268,6 +269,7 @@ def _resume_at(text: str, start: int, failed_at: int) -> int:
     return min(hits) if hits else len(text)
 
 
+@functools.lru_cache(maxsize=4096)
 def key_form(key: str) -> str:
     """The form keys are matched in: case-folded, without spaces or underscores.
 
