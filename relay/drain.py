@@ -165,8 +165,11 @@ class Drainer:
                     self.disabled_reason = await self.journal.disabled(self.name)
                     self._note_disabled()
                     continue
-                free = (1 if self.policy.ordered else self.policy.max_in_flight) - self.in_flight
-                if free <= 0:
+                window = 1 if self.policy.ordered else self.policy.max_in_flight
+                free = window - self.in_flight
+                # Claim in batches: with attempts in flight, wait until a quarter of the
+                # window is free rather than reading the journal once per freed slot.
+                if free <= 0 or (self.in_flight and free < max(1, window // 4)):
                     await self._wait(self._slot_freed, None)
                     continue
                 wake.clear()

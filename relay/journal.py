@@ -172,6 +172,7 @@ _STATES: Final = {"pending": PENDING, "delivered": DELIVERED, "dead": DEAD}
 Router = Callable[[Event], Sequence[str]]
 
 
+
 class Journal:
     """The SQLite journal. Use as ``async with Journal(path, ...) as journal``."""
 
@@ -462,30 +463,25 @@ class Journal:
         waiting for a retry are returned too (an ordered sink looks at its head).
         """
         moment = self._clock() if now is None else now
-        skipped = set(skip)
+        skipped = tuple(set(skip))
+        sql = (
+            "SELECT d.seq, e.id, e.tenant, e.type, e.routing_key, e.body, e.created,"
+            " d.attempts, d.next_at FROM deliveries d JOIN events e ON e.seq = d.seq"
+            " WHERE d.sink = ? AND d.state = 0"
+        )
+        params: list[object] = [sink]
+        if due_only:
+            sql += " AND d.next_at <= ?"
+            params.append(moment)
+        if skipped:
+            # Only "?" placeholders are formatted in; the values are bound parameters.
+            sql += f" AND d.seq NOT IN ({','.join('?' * len(skipped))})"
+            params.extend(skipped)
+        sql += " ORDER BY d.seq LIMIT ?"
+        params.append(limit)
 
         def read(db: sqlite3.Connection) -> list[Delivery]:
-            sql = (
-                "SELECT d.seq, d.attempts, e.id, e.tenant, e.type, e.routing_key, e.body,"
-                " e.created, d.next_at FROM deliveries d JOIN events e ON e.seq = d.seq"
-                " WHERE d.sink = ? AND d.state = 0 ORDER BY d.seq LIMIT ?"
-            )
-            out: list[Delivery] = []
-            # Read a little past the limit so rows in flight or not yet due can be passed.
-            for row in db.execute(sql, (sink, limit + len(skipped) + 64)):
-                seq, attempts, event_id, tenant, etype, rkey, body, created, next_at = row
-                if seq in skipped:
-                    continue
-                if due_only and next_at > moment:
-                    continue
-                out.append(
-                    Delivery(
-                        sink, seq, event_id, tenant, etype, rkey, body, created, attempts, next_at
-                    )
-                )
-                if len(out) >= limit:
-                    break
-            return out
+            return [Delivery(sink, *row) for row in db.execute(sql, params)]
 
         return await self._read(read)
 

@@ -168,3 +168,14 @@ async def test_closed_journal_refuses_work(tmp_path: Path) -> None:
         await journal.append("acme", [mail(1)], route=to("s"))
     with pytest.raises(JournalClosed):
         await journal.checkpoint("acme")
+
+
+async def test_rows_waiting_for_a_retry_do_not_hide_due_rows_behind_them(tmp_path: Path) -> None:
+    clock = Clock()
+    async with Journal(tmp_path / "j.sqlite3", clock=clock) as journal:
+        await journal.append("acme", [mail(n) for n in range(300)], route=to("s"))
+        rows = await journal.pending("s", limit=300)
+        waiting = [Update(r.seq, "pending", next_at=clock.now + 600, error="x") for r in rows[:250]]
+        await journal.record("s", waiting)
+        due = await journal.pending("s", limit=10, skip=[rows[250].seq])
+        assert [r.seq for r in due] == [r.seq for r in rows[251:261]]
