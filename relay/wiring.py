@@ -93,7 +93,9 @@ async def build_service(
         if settings.console.enabled:
             console = ConsoleSink(stream=console_stream)
             routes.append(Route(console.name))
-            drainers.append(Drainer(journal, console, DrainPolicy(max_in_flight=1)))
+            # send() never awaits, so attempts finish in the order they start: a wide
+            # window keeps the order and lets finished deliveries share journal writes.
+            drainers.append(Drainer(journal, console, DrainPolicy(max_in_flight=256)))
         if settings.webhooks:
             webhook_module = importlib.import_module("relay.sinks.webhook")
             hooks = await stack.enter_async_context(webhook_module.open_webhooks(settings.webhooks))

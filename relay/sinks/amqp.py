@@ -64,7 +64,6 @@ class AmqpSink:
         queue: str = "exmail.events",
         queue_type: Literal["quorum", "classic"] = "quorum",
         binding_key: str = "#",
-        publish_timeout: float = 30.0,
         connect_backoff: Backoff | None = None,
         name: str = "amqp",
     ) -> None:
@@ -75,7 +74,6 @@ class AmqpSink:
         self._queue_name = queue
         self._queue_type = queue_type
         self._binding_key = binding_key
-        self._publish_timeout = publish_timeout
         self._backoff = connect_backoff or Backoff(base=0.5, cap=30.0)
         self._name = name
         self._connection: AbstractRobustConnection | None = None
@@ -180,15 +178,13 @@ class AmqpSink:
             timestamp=datetime.fromtimestamp(delivery.created, UTC),
             app_id=APP_ID,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers={"tenant": delivery.tenant},
         )
         try:
-            await exchange.publish(
-                message,
-                routing_key=delivery.routing_key,
-                mandatory=True,
-                timeout=self._publish_timeout,
-            )
+            # No per-publish timeout: it costs a timer task per message, and a confirm
+            # that never comes (a blocked broker) only holds a slot of the window; the
+            # backlog then grows into backpressure, and shutdown cancels the attempt,
+            # which leaves the row pending.
+            await exchange.publish(message, routing_key=delivery.routing_key, mandatory=True)
         except aiormq.exceptions.PublishError:
             return Retry(f"unroutable: no queue bound for {delivery.routing_key!r}")
         except aiormq.exceptions.DeliveryError:
