@@ -13,16 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.emulator import Emulator
-from tests.ops.conftest import (
-    BROKER,
-    Control,
-    TcpProxy,
-    eventually,
-    get_json,
-    running_relay,
-    settings,
-    tenant,
-)
+from tests.ops.conftest import BROKER, Control, eventually, get_json, settings, tenant
+from tests.support import TcpProxy, running_relay
 
 DOCUMENTED = {
     "exmail_relay_build_info",

@@ -13,15 +13,8 @@ import pytest
 
 from relay.emulator import Emulator
 from relay.logs import RedactFilter, TextFormatter, configure, scrub
-from tests.ops.conftest import (
-    KEY,
-    Control,
-    eventually,
-    get_json,
-    running_relay,
-    settings,
-    tenant,
-)
+from tests.ops.conftest import KEY, Control, eventually, get_json, settings, tenant
+from tests.support import running_relay
 
 WRONG_SECRET = "wrong-secret-Qz81"
 AMQP_PASSWORD = "amqp-pw-Xy93"

@@ -13,7 +13,8 @@ import aiohttp
 
 from relay.emulator import Emulator
 from relay.status_page import render_status_page
-from tests.ops.conftest import Control, eventually, get_json, running_relay, settings, tenant
+from tests.ops.conftest import Control, eventually, get_json, settings, tenant
+from tests.support import running_relay
 
 
 def sample(**overrides: Any) -> dict[str, Any]:

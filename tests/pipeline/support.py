@@ -5,7 +5,6 @@ stopped to simulate a broker outage, and helpers to run a relay service in-proce
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +18,6 @@ import pytest
 
 from relay.config import Settings
 from relay.emulator import Emulator
-from relay.wiring import Running, build_service
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 ADMIN = "admin@example.com"
@@ -97,18 +95,6 @@ def settings_for(
     return Settings(**data)
 
 
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Running]:
-    async with build_service(settings) as run:
-        stop = asyncio.Event()
-        task = asyncio.create_task(run.service.run(stop))
-        try:
-            yield run
-        finally:
-            stop.set()
-            await task
-
-
 async def wait_until(
     predicate: Callable[[], Awaitable[bool] | bool], seconds: float = 15.0, what: str = ""
 ) -> None:
@@ -157,46 +143,3 @@ class Consumer:
 
     async def wait_for(self, count: int, seconds: float = 30.0) -> None:
         await wait_until(lambda: len(self.messages) >= count, seconds, f"{count} messages")
-
-
-class TcpProxy:
-    """A loopback TCP forwarder that can be stopped and started on the same port."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for writer in list(self._writers):
-                writer.transport.abort()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers.update({writer, up_writer})
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers.difference_update({writer, up_writer})

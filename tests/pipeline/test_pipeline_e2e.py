@@ -14,10 +14,10 @@ from tests.pipeline.support import (
     Consumer,
     accounts,
     control,
-    running,
     settings_for,
     wait_until,
 )
+from tests.support import running_relay
 
 CLOUDEVENT_KEYS = {"specversion", "id", "source", "type", "subject", "time", "data"}
 
@@ -26,7 +26,10 @@ async def test_500_mails_arrive_as_cloudevents_with_unique_ids(
     emulator: Emulator, broker: Broker, tmp_path: Path
 ) -> None:
     users = await accounts(emulator)
-    async with Consumer(broker) as consumer, running(settings_for(emulator, tmp_path, broker)):
+    async with (
+        Consumer(broker) as consumer,
+        running_relay(settings_for(emulator, tmp_path, broker)),
+    ):
         mails = [{"to": users[i % len(users)], "subject": f"mail {i}"} for i in range(500)]
         answer = await control(emulator, "mail", {"mails": mails})
         mail_ids = set(answer["mail_ids"])
@@ -65,7 +68,7 @@ async def test_directory_changes_become_user_events_and_move_the_checkpoint(
 ) -> None:
     async with (
         Consumer(broker) as consumer,
-        running(settings_for(emulator, tmp_path, broker)) as run,
+        running_relay(settings_for(emulator, tmp_path, broker)) as run,
     ):
         await consumer.wait_for(1)  # bootstrap
         await control(
@@ -111,7 +114,7 @@ async def test_snapshot_bootstrap_emits_every_account(
 ) -> None:
     users = await accounts(emulator)
     settings = settings_for(emulator, tmp_path, broker, tenant={"directory_bootstrap": "snapshot"})
-    async with Consumer(broker) as consumer, running(settings):
+    async with Consumer(broker) as consumer, running_relay(settings):
         await consumer.wait_for(len(users) + 1)
     added = {
         m.body and json.loads(m.body)["subject"]
@@ -126,12 +129,12 @@ async def test_a_restart_resumes_from_the_checkpoint_without_missing_changes(
 ) -> None:
     settings = settings_for(emulator, tmp_path, broker)
     async with Consumer(broker) as consumer:
-        async with running(settings):
+        async with running_relay(settings):
             await consumer.wait_for(1)
         # While the relay is down the directory changes twice.
         await control(emulator, "user", {"action": "add", "alias": "a1@example.com", "name": "A1"})
         await control(emulator, "user", {"action": "add", "alias": "a2@example.com", "name": "A2"})
-        async with running(settings):
+        async with running_relay(settings):
             await consumer.wait_for(4)
             await wait_until(lambda: len(consumer.messages) >= 4)
     types = [m.type for m in consumer.messages]
@@ -146,7 +149,10 @@ async def test_unread_counts_are_relayed(
     emulator: Emulator, broker: Broker, tmp_path: Path
 ) -> None:
     user = (await accounts(emulator))[0]
-    async with Consumer(broker) as consumer, running(settings_for(emulator, tmp_path, broker)):
+    async with (
+        Consumer(broker) as consumer,
+        running_relay(settings_for(emulator, tmp_path, broker)),
+    ):
         await consumer.wait_for(1)
         await control(emulator, "mail", {"to": user, "subject": "x"})
         await control(emulator, "mail", {"to": user, "subject": "y"})

@@ -12,13 +12,12 @@ from relay.emulator import Emulator
 from tests.pipeline.support import (
     Broker,
     Consumer,
-    TcpProxy,
     accounts,
     control,
-    running,
     settings_for,
     wait_until,
 )
+from tests.support import TcpProxy, running_relay
 
 LISTEN = "/openapi/listen"
 
@@ -45,7 +44,7 @@ async def test_each_upstream_fault_leaves_the_listener_running(
     user = (await accounts(emulator))[0]
     async with (
         Consumer(broker) as consumer,
-        running(settings_for(emulator, tmp_path, broker)) as run,
+        running_relay(settings_for(emulator, tmp_path, broker)) as run,
     ):
         await consumer.wait_for(1)
         await control(emulator, "faults", {"kind": kind, "count": 3, "path": LISTEN, **extra})
@@ -73,7 +72,7 @@ async def _faults_spent(emu: Emulator) -> bool:
 async def test_an_outage_costs_a_bounded_number_of_requests(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    async with running(settings_for(emulator, tmp_path)) as run:
+    async with running_relay(settings_for(emulator, tmp_path)) as run:
         await wait_until(lambda: run.service.listeners[0].status.state == "connected", 10)
         await control(emulator, "faults", {"kind": "http_500", "count": 100000, "path": LISTEN})
         user = (await accounts(emulator))[0]
@@ -96,7 +95,7 @@ async def test_wrong_credentials_mark_the_tenant_failed_and_others_keep_working(
     bad = good.model_copy(update={"name": "wrong", "client_id": "nobody@example.com"})
     settings = settings.model_copy(update={"tenants": [good, bad]})
     user = (await accounts(emulator))[0]
-    async with Consumer(broker) as consumer, running(settings) as run:
+    async with Consumer(broker) as consumer, running_relay(settings) as run:
         failed = run.service.listeners[1]
         await wait_until(lambda: failed.status.state == "failed", 10, "the bad tenant to fail")
         await control(emulator, "mail", {"to": user, "subject": "still flowing"})
@@ -111,13 +110,13 @@ async def test_wrong_credentials_mark_the_tenant_failed_and_others_keep_working(
 async def test_broker_outage_keeps_listening_and_delivers_everything_after(
     emulator: Emulator, broker: Broker, tmp_path: Path
 ) -> None:
-    proxy = TcpProxy(5672)
+    proxy = TcpProxy("127.0.0.1", 5672)
     await proxy.start()
     url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
     settings = settings_for(emulator, tmp_path, amqp=broker.amqp_settings(url))
     users = await accounts(emulator)
     try:
-        async with Consumer(broker) as consumer, running(settings) as run:
+        async with Consumer(broker) as consumer, running_relay(settings) as run:
             await consumer.wait_for(1)
             await proxy.stop()
             await wait_until(
@@ -143,7 +142,7 @@ async def test_broker_outage_keeps_listening_and_delivers_everything_after(
 async def test_backpressure_pauses_the_listener_and_loses_nothing(
     emulator: Emulator, broker: Broker, tmp_path: Path
 ) -> None:
-    proxy = TcpProxy(5672)  # never started: the sink cannot deliver
+    proxy = TcpProxy("127.0.0.1", 5672)  # never started: the sink cannot deliver
     await proxy.start()
     dead_port = proxy.port
     await proxy.stop()
@@ -154,7 +153,7 @@ async def test_backpressure_pauses_the_listener_and_loses_nothing(
         journal={"path": tmp_path / "journal.sqlite3", "max_events": 5},
     )
     users = await accounts(emulator)
-    async with running(settings) as run:
+    async with running_relay(settings) as run:
         listener = run.service.listeners[0]
         for i in range(20):
             await control(emulator, "mail", {"to": users[0], "subject": f"bp {i}"})
@@ -168,7 +167,7 @@ async def test_backpressure_pauses_the_listener_and_loses_nothing(
     working = settings_for(
         emulator, tmp_path, broker, journal={"path": tmp_path / "journal.sqlite3", "max_events": 5}
     )
-    async with Consumer(broker) as consumer, running(working):
+    async with Consumer(broker) as consumer, running_relay(working):
         await consumer.wait_for(21, 30)  # bootstrap + 20 mails
     subjects = sorted(
         json.loads(m.body)["data"].get("subject", "")
