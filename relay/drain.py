@@ -132,7 +132,11 @@ class Drainer:
         self._rand = rand
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
-        self._slot_freed = asyncio.Event()
+        # One event wakes the loop: the journal sets it on new rows for this sink;
+        # finished attempts set it once the in-flight count falls to ``_resume_at``;
+        # stop() sets it. Waiting on it creates no tasks, which matters per event.
+        self._wake = journal.wakeup(sink.name)
+        self._resume_at = 0
         self._unavailable_streak = 0
         self._limiter = _RateLimiter(policy.rate_limit, clock) if policy.rate_limit > 0 else None
         self.disabled_reason: str | None = None
@@ -154,14 +158,15 @@ class Drainer:
         return len(self._inflight)
 
     async def run(self) -> None:
-        wake = self.journal.wakeup(self.name)
+        wake = self._wake
         self.disabled_reason = await self.journal.disabled(self.name)
         self._note_disabled()
         metrics.SINK_CONNECTED.labels(self.name).set(0)
         try:
             while not self._stopping.is_set():
                 if self.disabled_reason is not None:
-                    await self._wait(wake, DISABLED_POLL)
+                    wake.clear()
+                    await self._wait(DISABLED_POLL)
                     self.disabled_reason = await self.journal.disabled(self.name)
                     self._note_disabled()
                     continue
@@ -170,7 +175,10 @@ class Drainer:
                 # Claim in batches: with attempts in flight, wait until a quarter of the
                 # window is free rather than reading the journal once per freed slot.
                 if free <= 0 or (self.in_flight and free < max(1, window // 4)):
-                    await self._wait(self._slot_freed, None)
+                    wake.clear()
+                    self._resume_at = window - max(1, window // 4)
+                    if self.in_flight > self._resume_at:
+                        await self._wait(None)
                     continue
                 wake.clear()
                 rows = await self.journal.pending(
@@ -180,10 +188,12 @@ class Drainer:
                     due_only=not self.policy.ordered,
                 )
                 if self.policy.ordered and rows and rows[0].next_at > self._clock():
-                    await self._wait(wake, min(IDLE_POLL, rows[0].next_at - self._clock()))
+                    await self._wait(min(IDLE_POLL, rows[0].next_at - self._clock()))
                     continue
                 if not rows:
-                    await self._wait(wake, await self._idle_timeout())
+                    # Woken by new rows or by any finished attempt (its slot may matter).
+                    self._resume_at = window - 1
+                    await self._wait(await self._idle_timeout())
                     continue
                 for row in rows:
                     if self._stopping.is_set():
@@ -210,26 +220,23 @@ class Drainer:
     def _note_disabled(self) -> None:
         metrics.SINK_DISABLED.labels(self.name).set(0 if self.disabled_reason is None else 1)
 
-    async def _wait(self, event: asyncio.Event, seconds: float | None) -> None:
-        """Wait for ``event``, a freed slot, stop, or ``seconds``."""
-        waiters = [
-            asyncio.ensure_future(event.wait()),
-            asyncio.ensure_future(self._stopping.wait()),
-            asyncio.ensure_future(self._slot_freed.wait()),
-        ]
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            self._slot_freed.clear()
+    async def _wait(self, seconds: float | None) -> None:
+        """Wait until woken (see ``_wake``), stopped, or ``seconds`` pass."""
+        if self._stopping.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _pause(self) -> None:
         delay = self.policy.backoff.delay(self._unavailable_streak - 1, self._rand())
         # Wait for the probe to finish first, then back off before the next one.
         while self._inflight and not self._stopping.is_set():
-            await self._wait(asyncio.Event(), None)
+            self._wake.clear()
+            self._resume_at = 0
+            await self._wait(None)
         if self._unavailable_streak:
+            # Only stop() may cut the pause short: new rows must not speed up the probes.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=max(delay, 0.05))
 
@@ -240,7 +247,8 @@ class Drainer:
 
     def _finished(self, seq: int) -> None:
         self._inflight.pop(seq, None)
-        self._slot_freed.set()
+        if len(self._inflight) <= self._resume_at:
+            self._wake.set()
 
     async def _attempt(self, row: Delivery) -> None:
         try:
@@ -335,6 +343,7 @@ class Drainer:
     async def stop(self, grace: float) -> None:
         """Stop claiming; give in-flight attempts ``grace`` seconds, then cancel them."""
         self._stopping.set()
+        self._wake.set()
         pending = list(self._inflight.values())
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)
