@@ -124,6 +124,7 @@ class JournalSettings(_Section):
     max_events: int = Field(default=1_000_000, gt=0)
     max_bytes: int = Field(default=1 << 30, gt=0)
     retention: Duration = 86400.0
+    dead_retention: Duration = 7 * 86400.0
     synchronous: Literal["full", "normal"] = "full"
     prune_interval: Duration = 60.0
 

@@ -172,7 +172,6 @@ _STATES: Final = {"pending": PENDING, "delivered": DELIVERED, "dead": DEAD}
 Router = Callable[[Event], Sequence[str]]
 
 
-
 class Journal:
     """The SQLite journal. Use as ``async with Journal(path, ...) as journal``."""
 

@@ -59,6 +59,7 @@ async def build_service(
                 max_events=js.max_events,
                 max_bytes=js.max_bytes,
                 retention=js.retention,
+                dead_retention=js.dead_retention,
                 synchronous=js.synchronous,
             )
         )

@@ -37,6 +37,8 @@ DESCRIPTIONS: dict[str, str] = {
     "journal.max_events": "Bound on stored events; past it listeners pause (backpressure).",
     "journal.max_bytes": "Bound on the journal's event bytes; past it listeners pause.",
     "journal.retention": "How long fully delivered events are kept for replay before pruning.",
+    "journal.dead_retention": "How long dead letters are kept (for `deadletters replay`) "
+    "before pruning.",
     "journal.synchronous": "SQLite `synchronous`: `full` survives power loss, `normal` "
     "survives process crashes only.",
     "journal.prune_interval": "How often delivered events past the retention are pruned.",
