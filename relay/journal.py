@@ -220,9 +220,10 @@ class Journal:
     async def open(self) -> None:
         try:
             await self._run(self._open_sync)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             self._executor.shutdown(wait=False)
-            raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise JournalError(f"cannot open journal {self.path}: {reason}") from exc
         self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
 
     def _open_sync(self) -> None:

@@ -179,7 +179,13 @@ class OpsServer:
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            reason = exc.strerror or str(exc)
+            message = f"cannot serve [http] on {self._host}:{self._port}: {reason}"
+            raise OSError(exc.errno, message) from exc
         server = site._server  # aiohttp exposes the bound sockets only here
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self._port

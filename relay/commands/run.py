@@ -13,6 +13,7 @@ import logging
 import signal
 from collections.abc import Iterator
 
+from relay.cli import CommandError
 from relay.config import Settings, load_settings
 from relay.logs import configure
 
@@ -43,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     configure(
         format=settings.log.format, level=settings.log.level, secrets=list(secrets_of(settings))
     )
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:  # a port in use, an unwritable path: say which, no traceback
+        raise CommandError(exc.strerror or str(exc)) from None
     return 0
 
 

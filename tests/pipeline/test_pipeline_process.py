@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -257,3 +258,26 @@ async def test_demo_streams_events_and_stops_cleanly_on_ctrl_c() -> None:
         code = await asyncio.wait_for(proc.wait(), 20)
     assert code == 0
     assert all(e["specversion"] == "1.0" for e in events)
+
+
+def test_unusable_journal_path_and_busy_port_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text('[journal]\npath = "/proc/no-such-dir/j.sqlite3"\n', encoding="utf-8")
+    assert main(["run", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("exmail-relay run: error: cannot open journal /proc/no-such-dir/")
+    assert "Traceback" not in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config.write_text(
+            f'[journal]\npath = "{tmp_path / "j.sqlite3"}"\n[http]\nport = {port}\n',
+            encoding="utf-8",
+        )
+        assert main(["run", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot serve [http] on 127.0.0.1:{port}" in err
+    assert "Traceback" not in err
