@@ -245,7 +245,7 @@ class ExmailClient:
             raise ExmailTimeout(f"{endpoint}: no answer within {total}s") from exc
         except aiohttp.ClientError as exc:
             outcome = "network"
-            raise NetworkError(f"{endpoint}: {type(exc).__name__}") from exc
+            raise NetworkError(f"{endpoint}: {_describe_network_error(exc)}") from exc
         finally:
             if self._on_request is not None:
                 self._on_request(endpoint, time.monotonic() - started, outcome)
@@ -506,3 +506,15 @@ class ExmailClient:
         """Remove addresses from a group's allow list; it may not become empty (v1.4)."""
         request = GroupAllowListRequest.model_validate({"alias": alias, "allow_list": allow_list})
         await self._write("group/delallowlist", request.params())
+
+
+def _describe_network_error(exc: aiohttp.ClientError) -> str:
+    """A short, secret-free reason: host and port for a refused connection, else the
+    error's own text unless it carries a URL (which could hold a token parameter)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    text = str(exc)
+    if not text or "://" in text or len(text) > 200:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}"

@@ -141,3 +141,18 @@ async def test_sso_url_logs_in(emulator: Emulator) -> None:
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
         assert resp.status == 200
         assert "bob@example.com" in await resp.text()
+
+
+async def test_unreachable_server_is_one_clear_line(emulator: Emulator) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = _env(emulator, RELAY_TOKEN_URL=f"http://127.0.0.1:{port}/cgi-bin/token")
+    code, out, err = await _run(env, "api", "user/get", "Alias=bob@example.com")
+    assert code == 1
+    assert out == ""
+    assert err.startswith(f"exmail-relay api: error: token: cannot connect to 127.0.0.1:{port}")
+    assert "Traceback" not in err
+    assert KEY not in err
