@@ -67,7 +67,8 @@ EVENTS_INGESTED = Counter(
 )
 MESSAGES_SKIPPED = Counter(
     "exmail_relay_messages_skipped",
-    "listen messages that were logged and skipped, by kind (unknown, malformed, error).",
+    "Upstream data logged and skipped, by kind (unknown, malformed, error; enrich: a "
+    "user/get refusal that left a user event without its profile).",
     ["tenant", "kind"],
 )
 UPSTREAM_DURATION = Histogram(

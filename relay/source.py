@@ -310,14 +310,22 @@ class Listener:
     ) -> list[Event]:
         async def one(entry: UserListEntry) -> Event:
             profile: dict[str, Any] | None = None
-            if entry.action is not UserAction.DELETED:
+            exists = entry.action is not UserAction.DELETED
+            if exists:
                 async with self._enrich:
                     try:
                         profile = profile_of(await self.client.user_get(entry.alias))
                     except NotFound:
-                        profile = None
+                        exists = False
+                    except ExmailError as exc:
+                        if is_transient(exc):
+                            raise  # the whole change is retried from the old Ver
+                        # A refusal that will not heal (a malformed alias, an unknown
+                        # errcode) must not block the directory forever: report the
+                        # change without a profile, and say so.
+                        self._skip("enrich", f"user/get {entry.alias!r}: {exc}")
             change: ev.UserChange
-            if profile is None:
+            if not exists:
                 change = "deleted"
             elif snapshot or entry.action is UserAction.ADDED:
                 change = "added"

@@ -9,7 +9,9 @@ middleware applies what it takes (see ``_server``). Kinds:
 - ``invalid_token``: answers ``1200 invalid_token`` and invalidates the current token;
 - ``drop``: headers and part of the body are written, then the connection is closed;
 - ``delay``: the request is handled normally after ``seconds``;
-- ``malformed``: HTTP 200 with a truncated JSON body.
+- ``malformed``: HTTP 200 with a truncated JSON body;
+- ``api_error``: HTTP 200 ``{"errcode": <errcode>, "error": <error>}`` with the codes the
+  request names (default ``1001 invalid_parameter``): any refusal the server could send.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from ._errors import ControlError
 
 __all__ = ["DEFAULT_PREFIXES", "FAULT_KINDS", "Fault", "FaultPlan"]
 
-FAULT_KINDS = ("http_500", "errcode_1002", "invalid_token", "drop", "delay", "malformed")
+FAULT_KINDS = (
+    "http_500",
+    "errcode_1002",
+    "invalid_token",
+    "drop",
+    "delay",
+    "malformed",
+    "api_error",
+)
 DEFAULT_PREFIXES = ("/openapi/", "/cgi-bin/token")
 
 
@@ -31,6 +41,8 @@ class Fault:
     count: int
     path: str | None = None
     seconds: float = 0.0
+    errcode: str = "1001"
+    error: str = "invalid_parameter"
 
     def matches(self, path: str) -> bool:
         if self.path is None:
@@ -67,7 +79,20 @@ class FaultPlan:
             raise ControlError("seconds must be a non-negative number")
         if kind == "delay" and seconds == 0:
             raise ControlError("a delay fault needs seconds > 0")
-        fault = Fault(kind=kind, count=count, path=path, seconds=float(seconds))
+        errcode = spec.get("errcode", "1001")
+        error = spec.get("error", "invalid_parameter")
+        if not isinstance(errcode, str | int) or isinstance(errcode, bool):
+            raise ControlError("errcode must be a string or an integer")
+        if not isinstance(error, str):
+            raise ControlError("error must be a string")
+        fault = Fault(
+            kind=kind,
+            count=count,
+            path=path,
+            seconds=float(seconds),
+            errcode=str(errcode),
+            error=error,
+        )
         self._faults.append(fault)
         return fault
 

@@ -402,6 +402,8 @@ async def _apply_fault(request: web.Request, fault: Fault) -> web.StreamResponse
         return _error(invalid_token())
     if fault.kind == "malformed":
         return web.Response(body=b'{"Ret": 0, "Ver', content_type="application/json")
+    if fault.kind == "api_error":
+        return json_response({"errcode": fault.errcode, "error": fault.error})
     # drop: promise a body, send part of it, then cut the connection.
     response = web.StreamResponse()
     response.content_type = "application/json"

@@ -168,3 +168,28 @@ async def test_unread_counts_are_relayed(
         if m.type == "exmail.mail.new"
     ]
     assert unread[0]["data"]["unread"] == mails[-1] - 1
+
+
+async def test_a_lasting_user_get_refusal_does_not_block_the_directory(
+    emulator: Emulator, broker: Broker, tmp_path: Path
+) -> None:
+    async with (
+        Consumer(broker) as consumer,
+        running_relay(settings_for(emulator, tmp_path, broker)) as run,
+    ):
+        await consumer.wait_for(1)
+        await control(
+            emulator,
+            "faults",
+            {"kind": "api_error", "count": 1, "path": "/openapi/user/get", "errcode": "1999"},
+        )
+        await control(emulator, "user", {"action": "add", "alias": "odd@example.com", "name": "O"})
+        await consumer.wait_for(3)
+        last = await control(emulator, "user", {"action": "add", "alias": "next@example.com"})
+        await consumer.wait_for(5)
+        assert await run.service.journal.checkpoint("acme") == last["ver"]
+    users = [json.loads(m.body) for m in consumer.messages if m.type == "exmail.user.added"]
+    assert [(u["subject"], u["data"]["profile"] is None) for u in users] == [
+        ("odd@example.com", True),
+        ("next@example.com", False),
+    ]
