@@ -167,9 +167,15 @@ class JournalStats:
     sinks: dict[str, SinkStats] = field(default_factory=dict)
 
 
+_CHUNK: Final = 500  # rows per set-wise statement, well under SQLite's variable limit
 _STATES: Final = {"pending": PENDING, "delivered": DELIVERED, "dead": DEAD}
 
 Router = Callable[[Event], Sequence[str]]
+
+
+def _with_marks(sql: str, count: int, tail: str = "") -> str:
+    """``sql (?,?,...) tail``: ``count`` placeholders for bound values, nothing else."""
+    return sql + " (" + ",".join("?" * count) + ") " + tail
 
 
 class Journal:
@@ -502,10 +508,48 @@ class Journal:
             return
         now = self._clock()
 
+        delivered = [u.seq for u in updates if u.state == "delivered" and u.attempted]
+        others = [u for u in updates if not (u.state == "delivered" and u.attempted)]
+
         def write(db: sqlite3.Connection) -> tuple[int, int]:
             freed = 0
             freed_bytes = 0
-            for update in updates:
+            # The common case, successes, in a few set-wise statements instead of two
+            # per row: the journal thread holds the GIL for less time per event.
+            for start in range(0, len(delivered), _CHUNK):
+                chunk = delivered[start : start + _CHUNK]
+                moved = [
+                    seq
+                    for (seq,) in db.execute(
+                        _with_marks(
+                            "SELECT seq FROM deliveries WHERE sink = ? AND state = 0 AND seq IN",
+                            len(chunk),
+                        ),
+                        (sink, *chunk),
+                    )
+                ]
+                if not moved:
+                    continue
+                db.execute(
+                    _with_marks(
+                        "UPDATE deliveries SET state = 1, attempts = attempts + 1, next_at = 0,"
+                        " updated = ? WHERE sink = ? AND seq IN",
+                        len(moved),
+                    ),
+                    (now, sink, *moved),
+                )
+                for remaining, size in db.execute(
+                    _with_marks(
+                        "UPDATE events SET remaining = remaining - 1 WHERE seq IN",
+                        len(moved),
+                        "RETURNING remaining, LENGTH(body)",
+                    ),
+                    moved,
+                ):
+                    if remaining == 0:
+                        freed += 1
+                        freed_bytes += int(size)
+            for update in others:
                 state = _STATES[update.state]
                 cursor = db.execute(
                     "UPDATE deliveries SET state = ?, attempts = attempts + ?, next_at = ?,"

@@ -179,3 +179,18 @@ async def test_rows_waiting_for_a_retry_do_not_hide_due_rows_behind_them(tmp_pat
         await journal.record("s", waiting)
         due = await journal.pending("s", limit=10, skip=[rows[250].seq])
         assert [r.seq for r in due] == [r.seq for r in rows[251:261]]
+
+
+async def test_recording_a_delivery_twice_counts_it_once(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        await journal.append("acme", [mail(n) for n in range(3)], route=to("a", "b"))
+        rows = await journal.pending("a", limit=10)
+        done = [Update(r.seq, "delivered") for r in rows]
+        await asyncio.gather(journal.record("a", done), journal.record("a", done[:2]))
+        assert journal.backlog_events == 3, "sink b still owes all three"
+        stats = (await journal.stats()).sinks
+        assert (stats["a"].delivered, stats["a"].pending) == (3, 0)
+        await journal.record("b", [Update(r.seq, "delivered") for r in rows])
+        await journal.record("b", [Update(rows[0].seq, "delivered")])
+        assert journal.backlog_events == 0
+        assert journal.backlog_bytes == 0
