@@ -1,0 +1,167 @@
+"""Where the relay's CPU goes, by thread: ``python -m bench.threads [--sink amqp|console]``.
+
+Runs the emulator as a subprocess and the relay in this process (one tenant, the real
+journal, the chosen sink), injects ``--events`` mails in bulk, waits until every one is
+journaled and delivered, and prints the relay's CPU per event split by thread (the
+event loop and the journal's SQLite thread) from ``/proc/self/task``. Running it with
+``--sink amqp`` and ``--sink console`` in one invocation (the default) separates the
+cost of publishing to RabbitMQ from the rest of the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import resource
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import aio_pika
+import aiohttp
+
+from relay.config import Settings
+from relay.wiring import build_service
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def _process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _thread_cpu() -> dict[str, float]:
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    base = Path(f"/proc/{os.getpid()}/task")
+    for task in base.iterdir():
+        stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        role = "event loop" if task.name == str(os.getpid()) else f"thread {task.name}"
+        out[role] = (int(stat[11]) + int(stat[12])) / ticks
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def measure(sink: str, events: int) -> dict[str, float]:
+    port = _free_port()
+    emulator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relay",
+        "emulator",
+        "--port",
+        str(port),
+        "--hold",
+        "2",
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    name = f"bench.threads.{uuid.uuid4().hex[:8]}"
+    try:
+        await asyncio.sleep(1.5)
+        with tempfile.TemporaryDirectory() as tmp:
+            sinks: dict[str, object] = (
+                {"amqp": {"enabled": True, "exchange": name, "queue": name}}
+                if sink == "amqp"
+                else {"console": {"enabled": True}}
+            )
+            settings = Settings(
+                journal={"path": Path(tmp) / "journal.sqlite3"},
+                tenants=[
+                    {
+                        "name": "t",
+                        "client_id": "admin@example.com",
+                        "client_secret": "exmail-demo-key",
+                        "api_url": base + "/openapi/",
+                        "token_url": base + "/cgi-bin/token",
+                        "login_url": base + "/cgi-bin/login",
+                        "hold": 2,
+                    }
+                ],
+                http={"enabled": False},
+                **sinks,
+            )
+            result = await _run(settings, base, events, io.StringIO())
+    finally:
+        emulator.terminate()
+        await emulator.wait()
+        if sink == "amqp":
+            connection = await aio_pika.connect(AMQP_URL)
+            async with connection:
+                channel = await connection.channel()
+                await channel.queue_delete(name)
+                await channel.exchange_delete(name)
+    return result
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    """Poll ``predicate`` every 20 ms (a harness wait, not a hot path)."""
+    while True:
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+
+
+async def _run(settings: Settings, base: str, events: int, out: io.StringIO) -> dict[str, float]:
+    async with build_service(settings, console_stream=out) as running:
+        stop = asyncio.Event()
+        task = asyncio.create_task(running.service.run(stop))
+        listener = running.service.listeners[0]
+        await _until(lambda: listener.status.state == "connected")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(base + "/_emulator/state") as resp:
+                state = await resp.json()
+            users = [a["alias"] for a in state["companies"][0]["accounts"]]
+            cpu0, threads0, wall0 = _process_cpu(), _thread_cpu(), time.perf_counter()
+            for start in range(0, events, 1000):
+                mails = [
+                    {"to": users[i % len(users)], "subject": "s" * 40, "summary": "m" * 80}
+                    for i in range(start, min(events, start + 1000))
+                ]
+                async with session.post(base + "/_emulator/mail", json={"mails": mails}):
+                    pass
+            journal = running.service.journal
+            await _until(
+                lambda: (
+                    listener.status.events_by_type.get("exmail.mail.new", 0) >= events
+                    and not journal.backlog_events
+                )
+            )
+            cpu1, threads1, wall1 = _process_cpu(), _thread_cpu(), time.perf_counter()
+        stop.set()
+        await task
+    out = {"wall_s": wall1 - wall0, "cpu_us_per_event": 1e6 * (cpu1 - cpu0) / events}
+    for key, value in threads1.items():
+        spent = value - threads0.get(key, 0.0)
+        if spent > 0.005:
+            out[f"{key} us/event"] = 1e6 * spent / events
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.threads", description=__doc__)
+    parser.add_argument("--sink", choices=("amqp", "console"), action="append")
+    parser.add_argument("--events", type=int, default=10_000)
+    args = parser.parse_args()
+    for sink in args.sink or ["amqp", "console"]:
+        result = asyncio.run(measure(sink, args.events))
+        print(f"-- sink {sink}, {args.events} events")
+        for key, value in result.items():
+            print(f"   {key:<36} {value:10.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
