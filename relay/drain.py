@@ -161,7 +161,7 @@ class Drainer:
         wake = self._wake
         self.disabled_reason = await self.journal.disabled(self.name)
         self._note_disabled()
-        metrics.SINK_CONNECTED.labels(self.name).set(0)
+        self._connected_gauge.set(0)
         try:
             while not self._stopping.is_set():
                 if self.disabled_reason is not None:
@@ -315,7 +315,7 @@ class Drainer:
         self._is_connected = None
         if isinstance(outcome, Unavailable):
             self._unavailable_streak += 1
-            metrics.SINK_CONNECTED.labels(name).set(0)
+            self._connected_gauge.set(0)
             metrics.DELIVERY_FAILURES.labels(name, "unavailable").inc()
             self.last_error = outcome.error
             return
@@ -335,7 +335,7 @@ class Drainer:
             )
         elif isinstance(outcome, Disable):
             metrics.DELIVERY_FAILURES.labels(name, "disabled").inc()
-            metrics.SINK_CONNECTED.labels(name).set(0)
+            self._connected_gauge.set(0)
             log.error("endpoint disabled", extra={"sink": name, "error": outcome.error})
         else:
             metrics.DELIVERY_FAILURES.labels(name, "retry").inc()

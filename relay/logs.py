@@ -15,8 +15,9 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
+from urllib.parse import urlsplit
 
-__all__ = ["JsonFormatter", "RedactFilter", "TextFormatter", "configure", "scrub"]
+__all__ = ["JsonFormatter", "RedactFilter", "TextFormatter", "configure", "redact_url", "scrub"]
 
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
@@ -56,6 +57,25 @@ def _scrub_value(value: object, secrets: Iterable[str]) -> object:
     if isinstance(value, dict):
         return {k: _scrub_value(v, secrets) for k, v in value.items()}
     return value
+
+
+def redact_url(url: str, *, keep_user: bool = False) -> str:
+    """``scheme://[user:***@]host[:port]/path``: no password, query or fragment.
+
+    Safe for logs, errors and the status page; ``keep_user`` shows who connects (AMQP).
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None:
+        host = f"{host}:{port}"
+    user = f"{parts.username}:***@" if keep_user and parts.username else ""
+    return f"{parts.scheme}://{user}{host}{parts.path or '/'}"
 
 
 class RedactFilter(logging.Filter):

@@ -51,10 +51,10 @@ def register(subparsers: Any) -> None:
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, every secret masked."""
-    from relay.sinks.amqp import redact_amqp_url
+    from relay.logs import redact_url
 
     data: dict[str, Any] = settings.model_dump(mode="json")
-    data["amqp"]["url"] = redact_amqp_url(settings.amqp.url.get_secret_value())
+    data["amqp"]["url"] = redact_url(settings.amqp.url.get_secret_value(), keep_user=True)
     return data
 
 
@@ -130,10 +130,10 @@ async def _check_broker(settings: Settings) -> tuple[str, str | None]:
     import aio_pika
     import aiormq
 
-    from relay.sinks.amqp import redact_amqp_url
+    from relay.logs import redact_url
 
     url = settings.amqp.url.get_secret_value()
-    label = f"amqp: connect to {redact_amqp_url(url)}"
+    label = f"amqp: connect to {redact_url(url, keep_user=True)}"
     try:
         connection = await asyncio.wait_for(
             aio_pika.connect(url, timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT * 2

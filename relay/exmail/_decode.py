@@ -10,6 +10,7 @@ body holds a secret).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -81,18 +82,13 @@ def _error_body(value: dict[str, Any]) -> ErrorBody:
 
 
 def raise_error_body(endpoint: str, body: bytes) -> None:
-    try:
-        value = loads(body)
-    except JSONSyntaxError:
-        return
-    if isinstance(value, dict) and "errcode" in normalize_keys(value):
-        err = _error_body(value)
-        raise api_error(err.errcode, err.error, endpoint=endpoint, detail=err.detail)
+    """Raise the error object a (non-2xx) body carries; say nothing about anything else."""
+    with contextlib.suppress(MalformedResponse):
+        _parse(endpoint, body)
 
 
-def decode_value(endpoint: str, body: bytes) -> Any:
-    if not body.strip():
-        raise MalformedResponse(f"{endpoint}: empty body where data was expected")
+def _parse(endpoint: str, body: bytes) -> Any:
+    """The body's JSON value; an error object raises its :class:`ApiError`."""
     try:
         value = loads(body)
     except JSONSyntaxError as exc:
@@ -101,6 +97,12 @@ def decode_value(endpoint: str, body: bytes) -> Any:
         err = _error_body(value)
         raise api_error(err.errcode, err.error, endpoint=endpoint, detail=err.detail)
     return value
+
+
+def decode_value(endpoint: str, body: bytes) -> Any:
+    if not body.strip():
+        raise MalformedResponse(f"{endpoint}: empty body where data was expected")
+    return _parse(endpoint, body)
 
 
 def decode_object(endpoint: str, body: bytes) -> dict[str, Any] | None:
@@ -115,13 +117,7 @@ def decode_object(endpoint: str, body: bytes) -> dict[str, Any] | None:
 def decode_empty(endpoint: str, body: bytes) -> None:
     """Writes answer an empty body; an error object raises, an unreadable body is malformed."""
     if body.strip():
-        try:
-            value = loads(body)
-        except JSONSyntaxError as exc:
-            raise MalformedResponse(f"{endpoint}: body is not JSON ({exc})") from None
-        if isinstance(value, dict) and "errcode" in normalize_keys(value):
-            err = _error_body(value)
-            raise api_error(err.errcode, err.error, endpoint=endpoint, detail=err.detail)
+        _parse(endpoint, body)
 
 
 def decode_listen(endpoint: str, body: bytes) -> list[ListenMessage]:

@@ -22,7 +22,6 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Literal
-from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq
@@ -31,24 +30,15 @@ from pydantic import SecretStr
 
 from relay.events import CONTENT_TYPE
 from relay.journal import Delivery
+from relay.logs import redact_url
 from relay.retry import Backoff
 from relay.sinks import Delivered, Outcome, Retry, Unavailable
 
-__all__ = ["AmqpSink", "redact_amqp_url"]
+__all__ = ["AmqpSink"]
 
 log = logging.getLogger("relay.sinks.amqp")
 
 APP_ID = "exmail-relay"
-
-
-def redact_amqp_url(url: str) -> str:
-    """``amqp://user:***@host:port/vhost``: safe for logs and the status page."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ""
-    return f"{parts.scheme}://{user}{host}{parts.path or '/'}"
 
 
 class AmqpSink:
@@ -81,7 +71,7 @@ class AmqpSink:
         self._exchange: AbstractExchange | None = None
         self._connector: asyncio.Task[None] | None = None
         self.last_error: str | None = None
-        self.target = redact_amqp_url(url.get_secret_value())
+        self.target = redact_url(url.get_secret_value(), keep_user=True)
 
     def __repr__(self) -> str:
         return f"AmqpSink({self.target!r}, exchange={self._exchange_name!r})"

@@ -32,7 +32,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import SecretStr
@@ -41,6 +40,7 @@ from relay import __version__, metrics
 from relay.config import WebhookSettings
 from relay.drain import DrainPolicy
 from relay.journal import Delivery
+from relay.logs import redact_url
 from relay.retry import parse_retry_after
 from relay.routing import Route
 from relay.signing import SigningKey, decode_secret, sign_headers
@@ -61,21 +61,6 @@ WebhookHandle = tuple["WebhookSink", Route, DrainPolicy, dict[str, Any]]
 def sink_name(endpoint: str) -> str:
     """The sink (and metrics label) name of the endpoint called ``endpoint``."""
     return f"webhook:{endpoint}"
-
-
-def redact_url(url: str) -> str:
-    """``scheme://host[:port]/path``: no credentials, query or fragment (logs, status)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is not None:
-        host = f"{host}:{port}"
-    return f"{parts.scheme}://{host}{parts.path or '/'}"
 
 
 def outcome_class(status: int) -> str:
