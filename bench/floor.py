@@ -11,14 +11,14 @@ beyond fetching a new token. It is what the relay's overhead is measured against
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 import aiohttp
+
+from bench.cloudevent import mail_event
 
 
 async def fetch_token(session: aiohttp.ClientSession, tenant: dict[str, Any]) -> dict[str, str]:
@@ -33,28 +33,9 @@ async def fetch_token(session: aiohttp.ClientSession, tenant: dict[str, Any]) ->
 
 
 def message(tenant: str, item: dict[str, Any]) -> aio_pika.Message:
-    user = item["UserName"]
-    event_id = hashlib.sha256(f"{tenant}|{user}|{item['MailId']}".encode()).hexdigest()[:32]
-    event = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": f"exmail-relay/{tenant}",
-        "type": "exmail.mail.new",
-        "subject": user,
-        "time": datetime.now(UTC).isoformat(),
-        "datacontenttype": "application/json",
-        "data": {
-            "user": user,
-            "mail_id": item["MailId"],
-            "sender": item.get("Sender"),
-            "receiver": item.get("Receiver"),
-            "subject": item.get("Subject"),
-            "summary": item.get("Summary"),
-            "unread": item.get("NewCount"),
-        },
-    }
+    event_id, body = mail_event(tenant, item)
     return aio_pika.Message(
-        json.dumps(event).encode(),
+        body,
         content_type="application/cloudevents+json",
         message_id=event_id,
         type="exmail.mail.new",

@@ -8,16 +8,16 @@ the loop sleeps, as those clients do.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pika
 import requests
+
+from bench.cloudevent import mail_event
 
 
 def token(session: requests.Session, tenant: dict[str, Any]) -> str:
@@ -31,30 +31,6 @@ def token(session: requests.Session, tenant: dict[str, Any]) -> str:
         timeout=10,
     )
     return str(resp.json()["access_token"])
-
-
-def body(tenant: str, item: dict[str, Any], event_id: str) -> bytes:
-    user = item["UserName"]
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": event_id,
-            "source": f"exmail-relay/{tenant}",
-            "type": "exmail.mail.new",
-            "subject": user,
-            "time": datetime.now(UTC).isoformat(),
-            "datacontenttype": "application/json",
-            "data": {
-                "user": user,
-                "mail_id": item["MailId"],
-                "sender": item.get("Sender"),
-                "receiver": item.get("Receiver"),
-                "subject": item.get("Subject"),
-                "summary": item.get("Summary"),
-                "unread": item.get("NewCount"),
-            },
-        }
-    ).encode()
 
 
 def serve(spec: dict[str, Any], tenant: dict[str, Any]) -> None:
@@ -79,13 +55,11 @@ def serve(spec: dict[str, Any], tenant: dict[str, Any]) -> None:
             doc = resp.json()
             for item in doc if isinstance(doc, list) else [doc]:
                 if "MailId" in item:
-                    event_id = hashlib.sha256(
-                        f"{name}|{item['UserName']}|{item['MailId']}".encode()
-                    ).hexdigest()[:32]
+                    event_id, body = mail_event(name, item)
                     channel.basic_publish(
                         spec["exchange"],
                         f"{name}.mail.new",
-                        body(name, item, event_id),
+                        body,
                         pika.BasicProperties(
                             content_type="application/cloudevents+json",
                             message_id=event_id,
