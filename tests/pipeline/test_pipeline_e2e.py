@@ -117,9 +117,7 @@ async def test_snapshot_bootstrap_emits_every_account(
     async with Consumer(broker) as consumer, running_relay(settings):
         await consumer.wait_for(len(users) + 1)
     added = {
-        m.body and json.loads(m.body)["subject"]
-        for m in consumer.messages
-        if m.type == "exmail.user.added"
+        json.loads(m.body)["subject"] for m in consumer.messages if m.type == "exmail.user.added"
     }
     assert added == set(users)
 
@@ -161,7 +159,7 @@ async def test_unread_counts_are_relayed(
     unread = [json.loads(m.body) for m in consumer.messages if m.type == "exmail.mail.unread"]
     assert len(unread) == 1
     assert unread[0]["data"]["user"] == user
-    assert unread[0]["routing_key" if False else "subject"] == user
+    assert unread[0]["subject"] == user
     mails = [
         json.loads(m.body)["data"]["unread"]
         for m in consumer.messages
