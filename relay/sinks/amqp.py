@@ -26,6 +26,7 @@ from typing import Literal
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aiormq import spec
 from pydantic import SecretStr
 
 from relay.events import CONTENT_TYPE
@@ -39,6 +40,7 @@ __all__ = ["AmqpSink"]
 log = logging.getLogger("relay.sinks.amqp")
 
 APP_ID = "exmail-relay"
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
 class AmqpSink:
@@ -157,24 +159,35 @@ class AmqpSink:
         self._connection, self._channel, self._exchange = connection, channel, exchange
 
     async def send(self, delivery: Delivery) -> Outcome:
-        exchange = self._exchange
-        if exchange is None or not self.connected:
+        exchange, channel = self._exchange, self._channel
+        if exchange is None or channel is None or not self.connected:
             return Unavailable(self.last_error or "not connected to RabbitMQ")
-        message = aio_pika.Message(
-            delivery.body,
+        properties = spec.Basic.Properties(
             content_type=CONTENT_TYPE,
             message_id=delivery.event_id,
-            type=delivery.type,
+            message_type=delivery.type,
             timestamp=datetime.fromtimestamp(delivery.created, UTC),
             app_id=APP_ID,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=PERSISTENT,
         )
         try:
-            # No per-publish timeout: it costs a timer task per message, and a confirm
-            # that never comes (a blocked broker) only holds a slot of the window; the
-            # backlog then grows into backpressure, and shutdown cancels the attempt,
-            # which leaves the row pending.
-            await exchange.publish(message, routing_key=delivery.routing_key, mandatory=True)
+            underlay = await channel.get_underlay_channel()
+            # Straight to aiormq, not through aio-pika's Exchange.publish, and without
+            # waiting for the socket write (wait=False): publishes then do not queue
+            # behind each other on the channel lock while the writer flushes, and the
+            # only suspension per message is the broker's confirm. The window bounds
+            # what can be buffered. No per-publish timeout either: it costs a timer per
+            # message, and a confirm that never comes (a blocked broker) only holds a
+            # slot of the window; the backlog then grows into backpressure, and
+            # shutdown cancels the attempt, which leaves the row pending.
+            await underlay.basic_publish(  # type: ignore[call-arg]
+                delivery.body,
+                exchange=exchange.name,
+                routing_key=delivery.routing_key,
+                properties=properties,
+                mandatory=True,
+                wait=False,
+            )
         except aiormq.exceptions.PublishError:
             return Retry(f"unroutable: no queue bound for {delivery.routing_key!r}")
         except aiormq.exceptions.DeliveryError:
