@@ -79,7 +79,16 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated REAL NOT NULL,
     PRIMARY KEY (sink, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (sink, state, seq);
+-- Partial indexes keep the drainers' queries proportional to the backlog, not to the
+-- delivered rows kept for retention: pending rows in order and by due time, dead
+-- letters; and deliveries by seq, which the cascade from events (prune) needs so that
+-- deleting an event does not scan the whole table.
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (sink, seq) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, next_at) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (seq) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS deliveries_seq ON deliveries (seq);
+-- Schema 1 had one index on (sink, state, seq) that SQLite's planner passed over.
+DROP INDEX IF EXISTS deliveries_state;
 CREATE TABLE IF NOT EXISTS checkpoints (
     tenant TEXT PRIMARY KEY,
     ver INTEGER NOT NULL,
@@ -93,7 +102,7 @@ CREATE TABLE IF NOT EXISTS sinks (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-SCHEMA_VERSION: Final = "1"
+SCHEMA_VERSION: Final = "2"
 
 
 class JournalError(Exception):
@@ -153,7 +162,6 @@ class SinkStats:
     pending: int
     oldest_pending_created: float | None
     dead: int
-    delivered: int
     disabled: bool
     disabled_reason: str | None
 
@@ -209,6 +217,7 @@ class Journal:
         self._wakeups: dict[str, asyncio.Event] = {}
         self.backlog_events = 0
         self.backlog_bytes = 0
+        self._events = 0  # rows in ``events``, counted once at open, then kept up to date
         self.commits = 0
 
     def __repr__(self) -> str:
@@ -243,15 +252,19 @@ class Journal:
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
             db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+                "INSERT INTO meta (key, value) VALUES ('schema', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (SCHEMA_VERSION,),
             )
             row = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM events WHERE remaining > 0"
             ).fetchone()
+            (events,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
         except BaseException:
             db.close()
             raise
         self.backlog_events, self.backlog_bytes = int(row[0]), int(row[1])
+        self._events = int(events)
         self._db = db
 
     async def close(self) -> None:
@@ -435,6 +448,7 @@ class Journal:
             return inserted, backlog, size, sinks_touched
 
         inserted, backlog, size, touched = await self._write(write)
+        self._events += inserted
         await self._adjust_backlog(backlog, size)
         self._wake(touched)
         return inserted
@@ -472,8 +486,8 @@ class Journal:
         skipped = tuple(set(skip))
         sql = (
             "SELECT d.seq, e.id, e.tenant, e.type, e.routing_key, e.body, e.created,"
-            " d.attempts, d.next_at FROM deliveries d JOIN events e ON e.seq = d.seq"
-            " WHERE d.sink = ? AND d.state = 0"
+            " d.attempts, d.next_at FROM deliveries d INDEXED BY deliveries_pending"
+            " JOIN events e ON e.seq = d.seq WHERE d.sink = ? AND d.state = 0"
         )
         params: list[object] = [sink]
         if due_only:
@@ -496,7 +510,9 @@ class Journal:
 
         def read(db: sqlite3.Connection) -> float | None:
             row = db.execute(
-                "SELECT MIN(next_at) FROM deliveries WHERE sink = ? AND state = 0", (sink,)
+                "SELECT MIN(next_at) FROM deliveries INDEXED BY deliveries_due"
+                " WHERE sink = ? AND state = 0",
+                (sink,),
             ).fetchone()
             return None if row[0] is None else float(row[0])
 
@@ -586,7 +602,8 @@ class Journal:
         def read(db: sqlite3.Connection) -> list[DeadLetter]:
             sql = (
                 "SELECT d.sink, d.seq, e.id, e.tenant, e.type, e.created, d.attempts,"
-                " d.last_error, d.updated FROM deliveries d JOIN events e ON e.seq = d.seq"
+                " d.last_error, d.updated FROM deliveries d INDEXED BY deliveries_dead"
+                " JOIN events e ON e.seq = d.seq"
                 " WHERE d.state = 2 AND (? IS NULL OR d.sink = ?) ORDER BY d.seq LIMIT ?"
             )
             return [DeadLetter(*row) for row in db.execute(sql, (sink, sink, limit))]
@@ -667,61 +684,83 @@ class Journal:
 
     # -- housekeeping and statistics -----------------------------------------------------
 
-    async def prune(self) -> int:
-        """Delete fully delivered events past retention (and dead ones past theirs)."""
+    async def prune(self, *, chunk: int = 5000) -> int:
+        """Delete fully delivered events past retention (and dead ones past theirs).
+
+        Deletes ``chunk`` events per transaction, so appends and delivery records queue
+        behind one short transaction at a time, not behind a day's worth of deletes.
+        """
         now = self._clock()
+        statements = (
+            (
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+                " WHERE remaining = 0 AND created < ? AND NOT EXISTS"
+                " (SELECT 1 FROM deliveries d INDEXED BY deliveries_dead"
+                " WHERE d.seq = events.seq AND d.state = 2) LIMIT ?)"
+            ),
+            (
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+                " WHERE remaining = 0 AND created < ? LIMIT ?)"
+            ),
+        )
 
-        def write(db: sqlite3.Connection) -> int:
-            cursor = db.execute(
-                "DELETE FROM events WHERE remaining = 0 AND created < ? AND NOT EXISTS"
-                " (SELECT 1 FROM deliveries d WHERE d.seq = events.seq AND d.state = 2)",
-                (now - self.retention,),
-            )
-            deleted = cursor.rowcount
-            cursor = db.execute(
-                "DELETE FROM events WHERE remaining = 0 AND created < ?",
-                (now - self.dead_retention,),
-            )
-            return deleted + cursor.rowcount
+        def delete(sql: str, params: tuple[float, int]) -> Callable[[sqlite3.Connection], int]:
+            return lambda db: int(db.execute(sql, params).rowcount)
 
-        return await self._write(write)
+        deleted = 0
+        for sql, cutoff in zip(statements, (self.retention, self.dead_retention), strict=True):
+            while True:
+                count = await self._write(delete(sql, (now - cutoff, chunk)))
+                self._events -= count
+                deleted += count
+                if count < chunk:
+                    break
+        return deleted
 
     async def stats(self) -> JournalStats:
+        """Counts for metrics and the status page. Costs grow with the backlog and the
+        dead letters, not with the delivered events kept for retention."""
+
         def read(db: sqlite3.Connection) -> JournalStats:
-            (events,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
-            per_state: dict[str, dict[int, int]] = {}
-            for sink, state, count in db.execute(
-                "SELECT sink, state, COUNT(*) FROM deliveries GROUP BY sink, state"
-            ):
-                per_state.setdefault(sink, {})[state] = count
+            pending = dict(
+                db.execute(
+                    "SELECT sink, COUNT(*) FROM deliveries INDEXED BY deliveries_pending"
+                    " WHERE state = 0 GROUP BY sink"
+                ).fetchall()
+            )
+            dead = dict(
+                db.execute(
+                    "SELECT sink, COUNT(*) FROM deliveries INDEXED BY deliveries_dead"
+                    " WHERE state = 2 GROUP BY sink"
+                ).fetchall()
+            )
             disabled = {
                 name: (bool(flag), reason)
                 for name, flag, reason in db.execute("SELECT name, disabled, reason FROM sinks")
             }
             sinks: dict[str, SinkStats] = {}
-            for sink in set(per_state) | set(disabled):
-                counts = per_state.get(sink, {})
+            for sink in set(pending) | set(dead) | set(disabled):
                 oldest = None
-                if counts.get(PENDING):
+                if pending.get(sink):
                     row = db.execute(
-                        "SELECT e.created FROM deliveries d JOIN events e ON e.seq = d.seq"
+                        "SELECT e.created FROM deliveries d INDEXED BY deliveries_pending"
+                        " JOIN events e ON e.seq = d.seq"
                         " WHERE d.sink = ? AND d.state = 0 ORDER BY d.seq LIMIT 1",
                         (sink,),
                     ).fetchone()
                     oldest = None if row is None else float(row[0])
                 flag, reason = disabled.get(sink, (False, None))
                 sinks[sink] = SinkStats(
-                    pending=counts.get(PENDING, 0),
+                    pending=int(pending.get(sink, 0)),
                     oldest_pending_created=oldest,
-                    dead=counts.get(DEAD, 0),
-                    delivered=counts.get(DELIVERED, 0),
+                    dead=int(dead.get(sink, 0)),
                     disabled=flag,
                     disabled_reason=reason if flag else None,
                 )
             (pages,) = db.execute("PRAGMA page_count").fetchone()
             (page_size,) = db.execute("PRAGMA page_size").fetchone()
             return JournalStats(
-                events=int(events),
+                events=self._events,
                 backlog_events=self.backlog_events,
                 backlog_bytes=self.backlog_bytes,
                 file_bytes=int(pages) * int(page_size),

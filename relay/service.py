@@ -49,6 +49,12 @@ class Health:
         return {"ok": list(self.ok), "failing": dict(self.failing)}
 
 
+def _delivered(sink: str) -> int:
+    """Deliveries of ``sink`` since start (from the metric)."""
+    value = REGISTRY.get_sample_value("exmail_relay_deliveries_total", {"sink": sink})
+    return int(value or 0.0)
+
+
 def _failed_attempts(sink: str) -> int:
     """Failed delivery attempts of ``sink`` since start, all reasons (from the metric)."""
     total = 0.0
@@ -308,7 +314,7 @@ class RelayService:
                     "in_flight": drainer.in_flight,
                     "backlog": sink_stats.pending if sink_stats else 0,
                     "oldest_pending_age": None if oldest is None else round(now - oldest, 3),
-                    "delivered": sink_stats.delivered if sink_stats else 0,
+                    "delivered": _delivered(drainer.name),
                     "failed": _failed_attempts(drainer.name),
                     "dead": sink_stats.dead if sink_stats else 0,
                     "last_error": drainer.last_error,

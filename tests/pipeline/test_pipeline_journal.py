@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -71,8 +73,8 @@ async def test_each_sink_drains_on_its_own(tmp_path: Path) -> None:
         assert journal.backlog_events == 0
         assert journal.backlog_bytes == 0
         stats = await journal.stats()
-        assert stats.sinks["amqp"].delivered == 2
-        assert stats.sinks["webhook:a"].pending == 0
+        assert stats.sinks == {}, "nothing pending, dead or disabled"
+        assert stats.events == 2, "delivered events stay for retention"
 
 
 async def test_pending_respects_retry_time_and_in_flight_rows(tmp_path: Path) -> None:
@@ -189,8 +191,122 @@ async def test_recording_a_delivery_twice_counts_it_once(tmp_path: Path) -> None
         await asyncio.gather(journal.record("a", done), journal.record("a", done[:2]))
         assert journal.backlog_events == 3, "sink b still owes all three"
         stats = (await journal.stats()).sinks
-        assert (stats["a"].delivered, stats["a"].pending) == (3, 0)
+        assert "a" not in stats, "sink a owes nothing"
+        assert stats["b"].pending == 3
         await journal.record("b", [Update(r.seq, "delivered") for r in rows])
         await journal.record("b", [Update(rows[0].seq, "delivered")])
         assert journal.backlog_events == 0
         assert journal.backlog_bytes == 0
+
+
+# -- cost that must not grow with history ------------------------------------------------
+#
+# Counted in SQLite virtual-machine instructions (a progress handler on the journal's own
+# connection), not timed: the figures are the same on a loaded machine.
+
+STEP = 50
+
+
+async def vm_steps(journal: Journal, work: Callable[[], Awaitable[object]]) -> int:
+    """SQLite VM instructions the journal's connection runs while ``work`` runs."""
+    ticks = 0
+
+    def tick() -> int:
+        nonlocal ticks
+        ticks += 1
+        return 0  # go on
+
+    await journal._run(lambda: journal._conn().set_progress_handler(tick, STEP))
+    try:
+        await work()
+    finally:
+        await journal._run(lambda: journal._conn().set_progress_handler(None, 0))
+    return ticks * STEP
+
+
+async def deliver_all(journal: Journal, sink: str) -> None:
+    while rows := await journal.pending(sink, limit=500):
+        await journal.record(sink, [Update(r.seq, "delivered") for r in rows])
+
+
+async def drainer_queries(journal: Journal) -> None:
+    assert len(await journal.pending("amqp", limit=10)) == 10
+    assert await journal.next_due("amqp") is not None
+    stats = await journal.stats()
+    assert stats.sinks["amqp"].pending == 10
+
+
+async def test_drainer_queries_do_not_grow_with_delivered_history(tmp_path: Path) -> None:
+    """The drainer's queries and the stats read the backlog, not the delivered events
+    kept for retention (schema 1 scanned every delivered row of the sink per claim)."""
+    async with Journal(tmp_path / "fresh.sqlite3") as fresh:
+        await fresh.append("acme", [mail(n) for n in range(10)], route=to("amqp"))
+        baseline = await vm_steps(fresh, lambda: drainer_queries(fresh))
+    async with Journal(tmp_path / "old.sqlite3") as old:
+        await old.append("acme", [mail(n) for n in range(3000)], route=to("amqp"))
+        await deliver_all(old, "amqp")
+        await old.append("acme", [mail(n) for n in range(3000, 3010)], route=to("amqp"))
+        with_history = await vm_steps(old, lambda: drainer_queries(old))
+    assert with_history < 2 * baseline + 1000, (baseline, with_history)
+
+
+async def prune_cost(tmp_path: Path, events: int) -> int:
+    clock = Clock()
+    async with Journal(tmp_path / f"p{events}.sqlite3", retention=10, clock=clock) as journal:
+        await journal.append("acme", [mail(n) for n in range(events)], route=to("a", "b"))
+        await deliver_all(journal, "a")
+        await deliver_all(journal, "b")
+        clock.now += 60
+        pruned = 0
+
+        async def prune() -> None:
+            nonlocal pruned
+            pruned = await journal.prune()
+
+        steps = await vm_steps(journal, prune)
+        assert pruned == events
+        assert (await journal.stats()).events == 0
+    return steps
+
+
+async def test_prune_cost_grows_linearly_with_the_events_pruned(tmp_path: Path) -> None:
+    """Deleting an event cascades to its deliveries through an index on seq (schema 1
+    had none: each deleted event scanned the whole deliveries table)."""
+    small, large = await prune_cost(tmp_path, 250), await prune_cost(tmp_path, 1000)
+    assert large < 6 * small, (small, large)  # 4x the events: ~4x linear, ~16x quadratic
+
+
+async def test_prune_deletes_in_chunks_and_keeps_the_event_count(tmp_path: Path) -> None:
+    clock = Clock()
+    async with Journal(tmp_path / "j.sqlite3", retention=10, clock=clock) as journal:
+        await journal.append("acme", [mail(n) for n in range(25)], route=to("a"))
+        await deliver_all(journal, "a")
+        clock.now += 60
+        await journal.append("acme", [mail(n) for n in range(25, 30)], route=to("a"))
+        commits = journal.commits
+        assert await journal.prune(chunk=10) == 25
+        assert journal.commits - commits >= 3, "one transaction per chunk"
+        assert (await journal.stats()).events == 5
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        assert (await journal.stats()).events == 5, "counted again at open"
+
+
+async def test_schema_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    async with Journal(path) as journal:
+        await journal.append("acme", [mail(1), mail(2)], route=to("amqp"))
+    with sqlite3.connect(path) as db:  # what schema 1 left behind
+        db.execute("CREATE INDEX deliveries_state ON deliveries (sink, state, seq)")
+        db.execute("DROP INDEX deliveries_pending")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    async with Journal(path) as journal:
+        assert [r.event_id for r in await journal.pending("amqp", limit=10)] == [
+            mail(1).id,
+            mail(2).id,
+        ]
+    with sqlite3.connect(path) as db:
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        (schema,) = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    assert "deliveries_pending" in indexes
+    assert "deliveries_state" not in indexes
+    assert schema == "2"
