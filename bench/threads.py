@@ -1,7 +1,8 @@
 """Where the relay's CPU goes, by thread: ``python -m bench.threads [--sink amqp|console]``.
 
 Runs the emulator as a subprocess and the relay in this process (one tenant, the real
-journal, the chosen sink), injects ``--events`` mails in bulk, waits until every one is
+journal, the chosen sink), injects ``--events`` mails in bulk (or paced at ``--rate``
+mails/s, where each listen answer carries a mail or two), waits until every one is
 journaled and delivered, and prints the relay's CPU per event split by thread (the
 event loop and the journal's SQLite thread) from ``/proc/self/task``. Running it with
 ``--sink amqp`` and ``--sink console`` in one invocation (the default) separates the
@@ -54,7 +55,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def measure(sink: str, events: int) -> dict[str, float]:
+async def measure(sink: str, events: int, rate: float = 0.0) -> dict[str, float]:
     port = _free_port()
     emulator = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -93,7 +94,7 @@ async def measure(sink: str, events: int) -> dict[str, float]:
                 http={"enabled": False},
                 **sinks,
             )
-            result = await _run(settings, base, events, io.StringIO())
+            result = await _run(settings, base, events, rate, io.StringIO())
     finally:
         emulator.terminate()
         await emulator.wait()
@@ -114,7 +115,9 @@ async def _until(predicate: Callable[[], bool]) -> None:
         await asyncio.sleep(0.02)
 
 
-async def _run(settings: Settings, base: str, events: int, out: io.StringIO) -> dict[str, float]:
+async def _run(
+    settings: Settings, base: str, events: int, rate: float, out: io.StringIO
+) -> dict[str, float]:
     async with build_service(settings, console_stream=out) as running:
         stop = asyncio.Event()
         task = asyncio.create_task(running.service.run(stop))
@@ -125,13 +128,18 @@ async def _run(settings: Settings, base: str, events: int, out: io.StringIO) -> 
                 state = await resp.json()
             users = [a["alias"] for a in state["companies"][0]["accounts"]]
             cpu0, threads0, wall0 = _process_cpu(), _thread_cpu(), time.perf_counter()
-            for start in range(0, events, 1000):
+            # In bulk (1000 per request), or paced at ``rate`` mails/s in 10 ms steps.
+            step = 1000 if rate <= 0 else max(1, round(rate / 100))
+            for start in range(0, events, step):
                 mails = [
                     {"to": users[i % len(users)], "subject": "s" * 40, "summary": "m" * 80}
-                    for i in range(start, min(events, start + 1000))
+                    for i in range(start, min(events, start + step))
                 ]
                 async with session.post(base + "/_emulator/mail", json={"mails": mails}):
                     pass
+                if rate > 0:
+                    lag = wall0 + (start + step) / rate - time.perf_counter()
+                    await asyncio.sleep(max(0.0, lag))
             journal = running.service.journal
             await _until(
                 lambda: (
@@ -154,10 +162,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.threads", description=__doc__)
     parser.add_argument("--sink", choices=("amqp", "console"), action="append")
     parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="mails/s, paced (default: all at once)"
+    )
     args = parser.parse_args()
     for sink in args.sink or ["amqp", "console"]:
-        result = asyncio.run(measure(sink, args.events))
-        print(f"-- sink {sink}, {args.events} events")
+        result = asyncio.run(measure(sink, args.events, args.rate))
+        paced = f" at {args.rate:g}/s" if args.rate > 0 else ", all at once"
+        print(f"-- sink {sink}, {args.events} events{paced}")
         for key, value in result.items():
             print(f"   {key:<36} {value:10.1f}")
     return 0

@@ -137,6 +137,10 @@ class Drainer:
         # stop() sets it. Waiting on it creates no tasks, which matters per event.
         self._wake = journal.wakeup(sink.name)
         self._resume_at = 0
+        # The earliest retry this drainer knows of (None: none), and whether that is
+        # still what the journal holds; see _idle_timeout.
+        self._retry_at: float | None = None
+        self._retry_known = False
         self._unavailable_streak = 0
         self._limiter = _RateLimiter(policy.rate_limit, clock) if policy.rate_limit > 0 else None
         self.disabled_reason: str | None = None
@@ -181,19 +185,16 @@ class Drainer:
                         await self._wait(None)
                     continue
                 wake.clear()
+                claimed_at = self._clock()
                 rows = await self.journal.pending(
                     self.name,
                     limit=free,
+                    now=claimed_at,
                     skip=tuple(self._inflight),
                     due_only=not self.policy.ordered,
                 )
                 if self.policy.ordered and rows and rows[0].next_at > self._clock():
                     await self._wait(min(IDLE_POLL, rows[0].next_at - self._clock()))
-                    continue
-                if not rows:
-                    # Woken by new rows or by any finished attempt (its slot may matter).
-                    self._resume_at = window - 1
-                    await self._wait(await self._idle_timeout())
                     continue
                 for row in rows:
                     if self._stopping.is_set():
@@ -205,17 +206,33 @@ class Drainer:
                         break  # probing a sink that was down: one attempt at a time
                 if self._unavailable_streak:
                     await self._pause()
+                elif len(rows) < free:
+                    # Every row due at claimed_at is in flight now: sleep until new rows
+                    # come, a retry falls due, or an attempt ends in anything but
+                    # success (it may schedule a retry, pause or disable the sink). A
+                    # success needs no look at the journal, which at low rates saves
+                    # two reads per event.
+                    self._resume_at = -1
+                    await self._wait(await self._idle_timeout(claimed_at))
         except JournalClosed:
             return
         finally:
             self._is_connected = None
             self._connected_gauge.set(0)
 
-    async def _idle_timeout(self) -> float:
-        due = await self.journal.next_due(self.name)
-        if due is None:
+    async def _idle_timeout(self, claimed_at: float) -> float:
+        """Seconds until the next retry falls due (at most IDLE_POLL).
+
+        Only this drainer schedules retries for its sink (another process's replay
+        makes rows due at once, which the poll finds), so the time is asked of the
+        journal once and then kept here, until it has passed.
+        """
+        if not self._retry_known or (self._retry_at is not None and self._retry_at <= claimed_at):
+            self._retry_at = await self.journal.next_due(self.name, after=claimed_at)
+            self._retry_known = True
+        if self._retry_at is None:
             return IDLE_POLL
-        return min(IDLE_POLL, max(0.0, due - self._clock()))
+        return min(IDLE_POLL, max(0.0, self._retry_at - self._clock()))
 
     def _note_disabled(self) -> None:
         metrics.SINK_DISABLED.labels(self.name).set(0 if self.disabled_reason is None else 1)
@@ -268,6 +285,10 @@ class Drainer:
         if update is not None:
             with contextlib.suppress(JournalClosed):
                 await self._record(update)
+            if update.state == "pending" and update.next_at > 0:
+                self._retry_at = min(self._retry_at or update.next_at, update.next_at)
+        if not isinstance(outcome, Delivered | Dead):
+            self._wake.set()
 
     def _record(self, update: Update) -> asyncio.Future[None]:
         """Queue ``update`` for one journal write shared by every attempt that finishes

@@ -505,15 +505,24 @@ class Journal:
 
         return await self._read(read)
 
-    async def next_due(self, sink: str) -> float | None:
-        """When the earliest pending delivery of ``sink`` is due (``None``: none pending)."""
+    async def next_due(self, sink: str, *, after: float | None = None) -> float | None:
+        """When the earliest pending delivery of ``sink`` is due (``None``: none pending).
+
+        With ``after``, only rows due later than that count: a drainer that has claimed
+        every row due at ``after`` asks when the next retry falls due, not about the
+        rows it has in flight.
+        """
+        sql = (
+            "SELECT MIN(next_at) FROM deliveries INDEXED BY deliveries_due"
+            " WHERE sink = ? AND state = 0"
+        )
+        params: tuple[object, ...] = (sink,)
+        if after is not None:
+            sql += " AND next_at > ?"
+            params = (sink, after)
 
         def read(db: sqlite3.Connection) -> float | None:
-            row = db.execute(
-                "SELECT MIN(next_at) FROM deliveries INDEXED BY deliveries_due"
-                " WHERE sink = ? AND state = 0",
-                (sink,),
-            ).fetchone()
+            row = db.execute(sql, params).fetchone()
             return None if row[0] is None else float(row[0])
 
         return await self._read(read)

@@ -88,6 +88,8 @@ async def test_pending_respects_retry_time_and_in_flight_rows(tmp_path: Path) ->
         due = await journal.pending("s", limit=10, skip=[rows[1].seq])
         assert [r.seq for r in due] == [rows[2].seq]
         assert await journal.next_due("s") == 0.0
+        assert await journal.next_due("s", after=clock.now) == clock.now + 60
+        assert await journal.next_due("s", after=clock.now + 60) is None
         head = await journal.pending("s", limit=1, due_only=False)
         assert head[0].seq == rows[0].seq
         assert head[0].attempts == 1
