@@ -87,6 +87,7 @@ __all__ = [
 DEFAULT_API_URL = "http://openapi.exmail.qq.com:12211/openapi/"
 DEFAULT_TOKEN_URL = "https://exmail.qq.com/cgi-bin/token"  # noqa: S105 - a URL, not a secret
 DEFAULT_LOGIN_URL = "https://exmail.qq.com/cgi-bin/login"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 READ_ENDPOINTS = frozenset(
     {
@@ -218,13 +219,17 @@ class ExmailClient:
         """POST a form; (status, capped body). ``read_timeout`` set: listen semantics,
         a read deadline returns ``(200, b"")`` ("nothing happened")."""
         session = self._get_session()
+        # Encoded here rather than handed to aiohttp as a form: aiohttp builds a
+        # multipart writer (and a random boundary) for every form, even a urlencoded one.
+        payload = urlencode(data).encode()
+        headers = {**headers, "Content-Type": FORM_CONTENT_TYPE}
         total = read_timeout if read_timeout is not None else self.timeout
         timeout = aiohttp.ClientTimeout(total=total, connect=self.timeout)
         started = time.monotonic()
         outcome = "ok"
         try:
             async with session.post(
-                url, data=data, headers=headers, timeout=timeout, allow_redirects=False
+                url, data=payload, headers=headers, timeout=timeout, allow_redirects=False
             ) as resp:
                 body = await self._read_capped(endpoint, resp)
                 status = resp.status
