@@ -8,6 +8,7 @@ line per scenario to ``--out``. Exits 1 if any run failed or lost an event.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -28,6 +29,13 @@ HEADLINE: dict[str, list[tuple[str, bool]]] = {
     "idle": [("rss_kb_per_tenant", False), ("idle_cpu_ms_per_s", False)],
     "webhook": [],
 }
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def rabbitmq_version() -> str:
@@ -110,8 +118,23 @@ def main(argv: list[str] | None = None) -> int:
         help="run the relay under cProfile, stats to DIR (figures then are not comparable)",
     )
     parser.add_argument("--note", default="", help="free text stored with every result line")
+    parser.add_argument(
+        "--tenants", type=_positive, help="burst and latency: tenants (overrides the size)"
+    )
+    parser.add_argument("--mails", type=_positive, help="burst: mails per tenant (overrides)")
     args = parser.parse_args(argv)
     sizes = scenarios.SMOKE if args.smoke else scenarios.FULL if args.full else scenarios.DEFAULT
+    if args.tenants is not None:
+        sizes = dataclasses.replace(
+            sizes,
+            label=f"{sizes.label}, tenants={args.tenants}",
+            tenants=args.tenants,
+            latency_tenants=args.tenants,
+        )
+    if args.mails is not None:
+        sizes = dataclasses.replace(
+            sizes, label=f"{sizes.label}, mails={args.mails}", mails=args.mails
+        )
     chosen = args.scenario or list(scenarios.SCENARIOS)
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
