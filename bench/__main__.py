@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tenants", type=_positive, help="burst and latency: tenants (overrides the size)"
     )
     parser.add_argument("--mails", type=_positive, help="burst: mails per tenant (overrides)")
+    parser.add_argument("--rate", type=_positive, help="latency: events/s offered (overrides)")
     args = parser.parse_args(argv)
     sizes = scenarios.SMOKE if args.smoke else scenarios.FULL if args.full else scenarios.DEFAULT
     if args.tenants is not None:
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             tenants=args.tenants,
             latency_tenants=args.tenants,
         )
+    if args.rate is not None:
+        sizes = dataclasses.replace(sizes, label=f"{sizes.label}, rate={args.rate}", rate=args.rate)
     if args.mails is not None:
         sizes = dataclasses.replace(
             sizes, label=f"{sizes.label}, mails={args.mails}", mails=args.mails
