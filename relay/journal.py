@@ -6,9 +6,11 @@ is never lost, so the relay is at-least-once end to end.
 
 Why it is shaped this way:
 
-- **One thread owns the connection.** SQLite calls block, so they all run on one
-  dedicated worker thread; the event loop only awaits futures. One thread also means
-  no locking questions inside the process.
+- **One thread owns the writing connection.** SQLite calls block, so every write runs
+  on one dedicated worker thread; the event loop only awaits futures. One writer also
+  means no locking questions inside the process. Reads (a drainer's claim, stats) run
+  on a second, query-only connection in a thread of their own: in WAL mode they see
+  every committed write and never wait behind a commit's fsync.
 - **Group commit.** Writes (appends, delivery outcomes, checkpoints) are queued and the
   writer runs everything queued so far in one transaction: a burst costs a few fsyncs,
   not one per event. ``synchronous=FULL`` (default) survives power loss; ``NORMAL``
@@ -209,6 +211,10 @@ class Journal:
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
+        # Reads run on a second connection in a thread of their own (WAL lets them run
+        # beside a commit): a drainer's claim never waits behind another commit's fsync.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-read")
+        self._rdb: sqlite3.Connection | None = None
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._queued = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -235,8 +241,12 @@ class Journal:
     async def open(self) -> None:
         try:
             await self._run(self._open_sync)
+            await asyncio.get_running_loop().run_in_executor(self._reader, self._open_reader)
         except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await self._run(self._close_sync)
             self._executor.shutdown(wait=False)
+            self._reader.shutdown(wait=False)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise JournalError(f"cannot open journal {self.path}: {reason}") from exc
         self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
@@ -267,6 +277,21 @@ class Journal:
         self._events = int(events)
         self._db = db
 
+    def _open_reader(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        try:
+            db.execute("PRAGMA query_only=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+        except BaseException:
+            db.close()
+            raise
+        self._rdb = db
+
+    def _close_reader(self) -> None:
+        if self._rdb is not None:
+            self._rdb.close()
+            self._rdb = None
+
     async def close(self) -> None:
         """Finish queued writes, then close. Safe to call twice."""
         if self._closed:
@@ -275,6 +300,9 @@ class Journal:
         self._queued.set()
         if self._writer is not None:
             await self._writer
+        with contextlib.suppress(sqlite3.Error):
+            await asyncio.get_running_loop().run_in_executor(self._reader, self._close_reader)
+        self._reader.shutdown(wait=True)
         with contextlib.suppress(sqlite3.Error):
             await self._run(self._close_sync)
         self._executor.shutdown(wait=True)
@@ -301,7 +329,13 @@ class Journal:
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise JournalClosed("the journal is closed")
-        return await self._run(lambda: fn(self._conn()))
+
+        def read() -> T:
+            if self._rdb is None:
+                raise JournalClosed("the journal is closed")
+            return fn(self._rdb)
+
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Queue ``fn`` for the next group commit and wait until it is durable."""

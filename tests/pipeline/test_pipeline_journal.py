@@ -218,11 +218,14 @@ async def vm_steps(journal: Journal, work: Callable[[], Awaitable[object]]) -> i
         ticks += 1
         return 0  # go on
 
+    # Both connections: the writer's (on its thread) and the reader's (through _read).
     await journal._run(lambda: journal._conn().set_progress_handler(tick, STEP))
+    await journal._read(lambda db: db.set_progress_handler(tick, STEP))
     try:
         await work()
     finally:
         await journal._run(lambda: journal._conn().set_progress_handler(None, 0))
+        await journal._read(lambda db: db.set_progress_handler(None, 0))
     return ticks * STEP
 
 
