@@ -13,7 +13,9 @@ Why it is shaped this way:
   every committed write and never wait behind a commit's fsync.
 - **Group commit.** Writes (appends, delivery outcomes, checkpoints) are queued and the
   writer runs everything queued so far in one transaction: a burst costs a few fsyncs,
-  not one per event. ``synchronous=FULL`` (default) survives power loss; ``NORMAL``
+  not one per event. A batch holding only delivery outcomes (or prune deletes) commits
+  without an fsync: a power cut may forget it, which costs a repeated delivery with the
+  same id, never a lost event; the next append's fsync makes it durable anyway. ``synchronous=FULL`` (default) survives power loss; ``NORMAL``
   survives ``kill -9`` but not a power cut.
 - **Delivery rows per sink.** Each event gets one ``deliveries`` row per sink it is
   routed to, with state (pending, delivered, dead), attempt count, next attempt time and
@@ -181,6 +183,9 @@ _CHUNK: Final = 500  # rows per set-wise statement, well under SQLite's variable
 _STATES: Final = {"pending": PENDING, "delivered": DELIVERED, "dead": DEAD}
 
 Router = Callable[[Event], Sequence[str]]
+# A queued write: what to run in the transaction, who waits for it, whether it must be
+# synced to disk before that waiter hears it is done (see Journal._write).
+_Queued = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], bool]
 
 
 def _with_marks(sql: str, count: int, tail: str = "") -> str:
@@ -215,7 +220,7 @@ class Journal:
         # beside a commit): a drainer's claim never waits behind another commit's fsync.
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-read")
         self._rdb: sqlite3.Connection | None = None
-        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._queue: list[_Queued] = []
         self._queued = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -337,12 +342,18 @@ class Journal:
 
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Queue ``fn`` for the next group commit and wait until it is durable."""
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Queue ``fn`` for the next group commit and wait until it is committed.
+
+        ``durable=False`` marks a write whose loss in a power cut costs nothing but a
+        repeat (a delivery outcome: the event is sent again with the same id). A batch
+        of only such writes commits without an fsync under ``synchronous=FULL``; the next
+        durable commit syncs the WAL, and with it them. A process crash loses neither.
+        """
         if self._closed:
             raise JournalClosed("the journal is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((fn, future))
+        self._queue.append((fn, future, durable))
         self._queued.set()
         return await future
 
@@ -356,12 +367,11 @@ class Journal:
             if self._closed and not self._queue:
                 return
 
-    async def _commit(
-        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
-    ) -> None:
-        fns = [fn for fn, _ in batch]
+    async def _commit(self, batch: list[_Queued]) -> None:
+        fns = [fn for fn, _, _ in batch]
+        durable = any(flag for _, _, flag in batch)
         try:
-            results = await self._run(lambda: self._transaction(fns))
+            results = await self._run(lambda: self._transaction(fns, durable=durable))
         except Exception as exc:  # noqa: BLE001 -- handed to the waiting caller, not swallowed
             if len(batch) > 1:
                 # Isolate the failing write: each one again in its own transaction.
@@ -378,19 +388,28 @@ class Journal:
                 future.set_exception(error)
             return
         self.commits += 1
-        for (_, future), result in zip(batch, results, strict=True):
+        for (_, future, _), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
 
-    def _transaction(self, fns: Sequence[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+    def _transaction(
+        self, fns: Sequence[Callable[[sqlite3.Connection], Any]], *, durable: bool
+    ) -> list[Any]:
         db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
+        relaxed = not durable and self._synchronous == "full"
+        if relaxed:
+            db.execute("PRAGMA synchronous=NORMAL")
         try:
-            results = [fn(db) for fn in fns]
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                results = [fn(db) for fn in fns]
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if relaxed:
+                db.execute("PRAGMA synchronous=FULL")
         return results
 
     def wakeup(self, sink: str) -> asyncio.Event:
@@ -635,7 +654,7 @@ class Journal:
                         freed_bytes += int(row[1])
             return freed, freed_bytes
 
-        freed, freed_bytes = await self._write(write)
+        freed, freed_bytes = await self._write(write, durable=False)
         if freed:
             await self._adjust_backlog(-freed, -freed_bytes)
 
@@ -753,7 +772,7 @@ class Journal:
         deleted = 0
         for sql, cutoff in zip(statements, (self.retention, self.dead_retention), strict=True):
             while True:
-                count = await self._write(delete(sql, (now - cutoff, chunk)))
+                count = await self._write(delete(sql, (now - cutoff, chunk)), durable=False)
                 self._events -= count
                 deleted += count
                 if count < chunk:

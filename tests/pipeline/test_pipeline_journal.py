@@ -315,3 +315,24 @@ async def test_schema_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     assert "deliveries_pending" in indexes
     assert "deliveries_state" not in indexes
     assert schema == "2"
+
+
+async def test_outcome_only_commits_skip_the_fsync_and_restore_full(tmp_path: Path) -> None:
+    """A batch of delivery outcomes commits under synchronous=NORMAL (no fsync); appends
+    commit under FULL; the outcome is kept across a reopen."""
+    path = tmp_path / "j.sqlite3"
+    statements: list[str] = []
+    async with Journal(path) as journal:
+        await journal._run(lambda: journal._conn().set_trace_callback(statements.append))
+        await journal.append("acme", [mail(1), mail(2)], route=to("amqp"))
+        appended = list(statements)
+        rows = await journal.pending("amqp", limit=10)
+        statements.clear()
+        await journal.record("amqp", [Update(rows[0].seq, "delivered")])
+        recorded = list(statements)
+        await journal._run(lambda: journal._conn().set_trace_callback(None))
+    assert not any("synchronous" in sql for sql in appended), appended
+    assert recorded[0] == "PRAGMA synchronous=NORMAL"
+    assert recorded[-2:] == ["COMMIT", "PRAGMA synchronous=FULL"]
+    async with Journal(path) as journal:
+        assert [r.event_id for r in await journal.pending("amqp", limit=10)] == [mail(2).id]
