@@ -15,7 +15,8 @@ Why it is shaped this way:
   writer runs everything queued so far in one transaction: a burst costs a few fsyncs,
   not one per event. A batch holding only delivery outcomes (or prune deletes) commits
   without an fsync: a power cut may forget it, which costs a repeated delivery with the
-  same id, never a lost event; the next append's fsync makes it durable anyway. ``synchronous=FULL`` (default) survives power loss; ``NORMAL``
+  same id, never a lost event; the next append's fsync makes it durable anyway.
+  ``synchronous=FULL`` (default) keeps appends through a power loss; ``NORMAL``
   survives ``kill -9`` but not a power cut.
 - **Delivery rows per sink.** Each event gets one ``deliveries`` row per sink it is
   routed to, with state (pending, delivered, dead), attempt count, next attempt time and
