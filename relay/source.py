@@ -29,7 +29,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -132,6 +132,9 @@ class Listener:
         self._failed_backoff = failed_backoff or Backoff(base=30.0, cap=300.0)
         self._clock = clock
         self._stop = asyncio.Event()
+        # The task inside _interruptible (None outside it): stop() cancels it there.
+        self._interruptible_task: asyncio.Task[Any] | None = None
+        self._state_shown = False
         self._streak = 0
         self._last_log = 0.0
         self._set_state("starting")
@@ -144,7 +147,12 @@ class Listener:
     def stop(self) -> None:
         """Ask the listener to stop: an open ``listen`` or backoff wait ends at once; a
         commit in progress finishes first."""
+        if self._stop.is_set():
+            return
         self._stop.set()
+        task = self._interruptible_task
+        if task is not None and not task.done():
+            task.cancel()
 
     def crashed(self, reason: str) -> None:
         """The supervisor saw :meth:`run` raise (a bug): show the tenant as failed."""
@@ -163,19 +171,28 @@ class Listener:
         if self._stop.is_set():
             self._set_state("stopped")
 
-    async def _interruptible(self, awaitable: Awaitable[T]) -> T | None:
-        """Await ``awaitable`` unless :meth:`stop` comes first (then ``None``)."""
-        task = asyncio.ensure_future(awaitable)
-        stopper = asyncio.ensure_future(self._stop.wait())
+    async def _interruptible(self, awaitable: Coroutine[Any, Any, T]) -> T | None:
+        """Await ``awaitable`` unless :meth:`stop` comes first (then ``None``).
+
+        Awaited in this task, not a new one: :meth:`stop` cancels this task while it
+        is in here, and the cancellation is taken back (``uncancel``) if it was the
+        stop's; anyone else's cancellation goes on up. Two tasks and an
+        ``asyncio.wait`` per ``listen`` were a visible share of an idle tenant's cost.
+        """
+        if self._stop.is_set():
+            awaitable.close()
+            return None
+        task = asyncio.current_task()
+        assert task is not None
+        outer, self._interruptible_task = self._interruptible_task, task
         try:
-            done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            return await awaitable
+        except asyncio.CancelledError:
+            if self._stop.is_set() and task.uncancel() == 0:
+                return None
+            raise
         finally:
-            stopper.cancel()
-        if task in done:
-            return task.result()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return None
+            self._interruptible_task = outer
 
     async def _sleep(self, seconds: float) -> None:
         await self._interruptible(asyncio.sleep(seconds))
@@ -426,6 +443,9 @@ class Listener:
         )
 
     def _set_state(self, state: State) -> None:
+        if state == self.status.state and self._state_shown:
+            return  # every answered listen says "connected": no metric writes for that
+        self._state_shown = True
         self.status.state = state
         for name in metrics.LISTENER_STATES:
             metrics.LISTENER_STATE.labels(self.tenant, name).set(1 if name == state else 0)

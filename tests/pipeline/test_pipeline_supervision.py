@@ -111,3 +111,55 @@ async def test_a_crashed_listener_is_restarted_and_others_are_untouched(
         record.exc_info or (None, None, None)
     )
     assert "RuntimeError: boom" in traceback
+
+
+async def held_listener(
+    emu: Emulator, journal: Journal, session: aiohttp.ClientSession
+) -> tuple[Listener, asyncio.Task[None]]:
+    client = ExmailClient(
+        client_id=ADMIN,
+        client_secret=KEY,
+        api_url=emu.api_url,
+        token_url=emu.token_url,
+        login_url=emu.login_url,
+        session=session,
+        listen_timeout=60,
+    )
+    listener = Listener(tenant="acme", client=client, journal=journal, route=lambda _: ["console"])
+    task = asyncio.create_task(listener.run())
+
+    async def held() -> bool:
+        return bool((await control(emu, "state", method="GET"))["open_listens"] >= 1)
+
+    await wait_until(held, 10, "the listen to be held")
+    return listener, task
+
+
+async def test_stop_ends_a_held_listen_at_once(tmp_path: Path) -> None:
+    """The emulator holds the listen for 60 s; stop() ends it now, and run() returns
+    (it is not cancelled: the supervisor sees a clean stop)."""
+    async with (
+        Emulator(port=0, hold=60) as emu,
+        Journal(tmp_path / "j.sqlite3") as journal,
+        aiohttp.ClientSession() as session,
+    ):
+        listener, task = await held_listener(emu, journal, session)
+        listener.stop()
+        listener.stop()  # twice is the same as once
+        await asyncio.wait_for(task, 10)
+        assert not task.cancelled()
+        assert listener.status.state == "stopped"
+
+
+async def test_a_cancel_from_outside_is_not_taken_for_a_stop(tmp_path: Path) -> None:
+    async with (
+        Emulator(port=0, hold=60) as emu,
+        Journal(tmp_path / "j.sqlite3") as journal,
+        aiohttp.ClientSession() as session,
+    ):
+        listener, task = await held_listener(emu, journal, session)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        assert task.cancelled()
+        assert listener.status.state != "stopped", "not shown as a clean stop"
