@@ -26,7 +26,11 @@ from bench.procs import BenchError
 HEADLINE: dict[str, list[tuple[str, bool]]] = {
     "burst": [("events_per_s", True), ("cpu_us_per_event", False)],
     "latency": [("p99_ms", False), ("cpu_us_per_event", False)],
-    "idle": [("rss_kb_per_tenant", False), ("idle_cpu_ms_per_s", False)],
+    "idle": [
+        ("rss_kb_per_tenant", False),
+        ("idle_cpu_ms_per_s", False),
+        ("idle_cpu_us_per_renewal", False),
+    ],
     "webhook": [],
 }
 

@@ -169,6 +169,11 @@ class Emulator:
         resp = self.session.get(f"{self.url}/_emulator/state", timeout=30)
         return int(resp.json()["open_listens"])
 
+    def listen_requests(self) -> int:
+        """``listen`` requests the emulator has received since it started."""
+        resp = self.session.get(f"{self.url}/_emulator/state", timeout=30)
+        return int(resp.json()["requests"].get("/openapi/listen", 0))
+
     def wait_listens(self, count: int, timeout: float, target: Proc) -> float:
         """Seconds until ``count`` listens are held, polling the emulator's state."""
         started = time.monotonic()

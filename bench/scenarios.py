@@ -256,9 +256,11 @@ def idle(target: str, sizes: Sizes) -> dict[str, Any]:
     ) as h:
         all_open = time.monotonic() - h.started
         settle(h.proc.pid)  # start-up work (bootstrap events) must not count as idle
+        listens0 = h.emulator.listen_requests()
         cpu0, w0 = procs.cpu_seconds(h.proc.pid), time.monotonic()
         time.sleep(sizes.idle_window)
         cpu1, w1 = procs.cpu_seconds(h.proc.pid), time.monotonic()
+        renewals = h.emulator.listen_requests() - listens0
         rss = procs.rss_kb(h.proc.pid)
         t0 = time.time()
         inject(
@@ -286,6 +288,10 @@ def idle(target: str, sizes: Sizes) -> dict[str, Any]:
         "rss_kb_per_tenant": round((rss - rss_one) / max(k - 1, 1), 1),
         "rss_kb_total_per_tenant": round(rss / k, 1),
         "idle_cpu_ms_per_s": round((cpu1 - cpu0) / (w1 - w0) * 1000, 2),
+        # The same CPU per listen renewed in the window: steadier than per second, as
+        # a window may catch one wave of renewals or, at its edges, parts of two.
+        "idle_renewals": renewals,
+        "idle_cpu_us_per_renewal": round((cpu1 - cpu0) / max(renewals, 1) * 1e6, 1),
         "deliver_all_s": round(last - t0, 3),
         "slowest_tenant_ms": round(slowest * 1000, 1),
     }
