@@ -39,7 +39,8 @@ DESCRIPTIONS: dict[str, str] = {
     "journal.retention": "How long fully delivered events are kept for replay before pruning.",
     "journal.dead_retention": "How long dead letters are kept (for `deadletters replay`) "
     "before pruning.",
-    "journal.synchronous": "SQLite `synchronous`: `full` survives power loss, `normal` "
+    "journal.synchronous": "SQLite `synchronous`: with `full`, accepted events survive "
+    "power loss (delivery outcomes may not: the event is then delivered again); `normal` "
     "survives process crashes only.",
     "journal.prune_interval": "How often delivered events past the retention are pruned.",
     "tenants.name": "Tenant name: routing-key prefix, CloudEvent source, shard hash input.",
