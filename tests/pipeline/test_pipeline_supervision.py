@@ -4,10 +4,11 @@ restarted, while the other tenant keeps flowing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -39,6 +40,20 @@ class FlakyRoute:
         return ["console"]
 
 
+def client_for(
+    emu: Emulator, session: aiohttp.ClientSession, admin: str, key: str, *, listen_timeout: float
+) -> ExmailClient:
+    return ExmailClient(
+        client_id=admin,
+        client_secret=key,
+        api_url=emu.api_url,
+        token_url=emu.token_url,
+        login_url=emu.login_url,
+        session=session,
+        listen_timeout=listen_timeout,
+    )
+
+
 async def test_a_crashed_listener_is_restarted_and_others_are_untouched(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -61,15 +76,7 @@ async def test_a_crashed_listener_is_restarted_and_others_are_untouched(
             ("buggy", ADMIN, KEY),
             ("fine", "admin@second.test", "second-key"),
         ):
-            client = ExmailClient(
-                client_id=admin,
-                client_secret=key,
-                api_url=emu.api_url,
-                token_url=emu.token_url,
-                login_url=emu.login_url,
-                session=session,
-                listen_timeout=5,
-            )
+            client = client_for(emu, session, admin, key, listen_timeout=5)
             listeners.append(Listener(tenant=tenant, client=client, journal=journal, route=route))
         service = RelayService(
             journal=journal,
@@ -113,37 +120,35 @@ async def test_a_crashed_listener_is_restarted_and_others_are_untouched(
     assert "RuntimeError: boom" in traceback
 
 
-async def held_listener(
-    emu: Emulator, journal: Journal, session: aiohttp.ClientSession
-) -> tuple[Listener, asyncio.Task[None]]:
-    client = ExmailClient(
-        client_id=ADMIN,
-        client_secret=KEY,
-        api_url=emu.api_url,
-        token_url=emu.token_url,
-        login_url=emu.login_url,
-        session=session,
-        listen_timeout=60,
-    )
-    listener = Listener(tenant="acme", client=client, journal=journal, route=lambda _: ["console"])
-    task = asyncio.create_task(listener.run())
-
-    async def held() -> bool:
-        return bool((await control(emu, "state", method="GET"))["open_listens"] >= 1)
-
-    await wait_until(held, 10, "the listen to be held")
-    return listener, task
-
-
-async def test_stop_ends_a_held_listen_at_once(tmp_path: Path) -> None:
-    """The emulator holds the listen for 60 s; stop() ends it now, and run() returns
-    (it is not cancelled: the supervisor sees a clean stop)."""
+@contextlib.asynccontextmanager
+async def held_listener(tmp_path: Path) -> AsyncIterator[tuple[Listener, asyncio.Task[None]]]:
+    """A listener whose listen the emulator holds for 60 s, running in its own task."""
     async with (
         Emulator(port=0, hold=60) as emu,
         Journal(tmp_path / "j.sqlite3") as journal,
         aiohttp.ClientSession() as session,
     ):
-        listener, task = await held_listener(emu, journal, session)
+        client = client_for(emu, session, ADMIN, KEY, listen_timeout=60)
+        listener = Listener(
+            tenant="acme", client=client, journal=journal, route=lambda _: ["console"]
+        )
+        task = asyncio.create_task(listener.run())
+
+        async def held() -> bool:
+            return bool((await control(emu, "state", method="GET"))["open_listens"] >= 1)
+
+        await wait_until(held, 10, "the listen to be held")
+        try:
+            yield listener, task
+        finally:
+            listener.stop()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_stop_ends_a_held_listen_at_once(tmp_path: Path) -> None:
+    """The emulator holds the listen for 60 s; stop() ends it now, and run() returns
+    (it is not cancelled: the supervisor sees a clean stop)."""
+    async with held_listener(tmp_path) as (listener, task):
         listener.stop()
         listener.stop()  # twice is the same as once
         await asyncio.wait_for(task, 10)
@@ -152,12 +157,7 @@ async def test_stop_ends_a_held_listen_at_once(tmp_path: Path) -> None:
 
 
 async def test_a_cancel_from_outside_is_not_taken_for_a_stop(tmp_path: Path) -> None:
-    async with (
-        Emulator(port=0, hold=60) as emu,
-        Journal(tmp_path / "j.sqlite3") as journal,
-        aiohttp.ClientSession() as session,
-    ):
-        listener, task = await held_listener(emu, journal, session)
+    async with held_listener(tmp_path) as (listener, task):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)
