@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings) -> None:
+    from relay.heap import freeze_after_start
     from relay.wiring import build_service  # heavy imports only when serving
 
     stop = asyncio.Event()
@@ -62,7 +63,14 @@ async def serve(settings: Settings) -> None:
         async with build_service(settings) as running:
             if running.server is not None:
                 log.info("serving health and status", extra={"url": running.server.url})
-            await running.service.run(stop)
+            freezer = asyncio.create_task(
+                freeze_after_start(running.service.listeners), name="heap-freeze"
+            )
+            try:
+                await running.service.run(stop)
+            finally:
+                freezer.cancel()
+                await asyncio.gather(freezer, return_exceptions=True)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -146,3 +146,45 @@ timeout = 3
         await stderr_task
     assert len(seen) == MAILS
     assert code == 0
+
+
+async def test_run_freezes_the_heap_once_listeners_have_started(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """``run`` moves the start-up heap out of the garbage collector's way (relay.heap)
+    once the tenant's first listen is answered, says so, and still stops cleanly."""
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        f"""
+[journal]
+path = "{tmp_path / "journal.sqlite3"}"
+[[tenants]]
+name = "acme"
+client_id = "{ADMIN}"
+client_secret = "{KEY}"
+api_url = "{emulator.api_url}"
+token_url = "{emulator.token_url}"
+login_url = "{emulator.login_url}"
+hold = 0.5
+[console]
+enabled = true
+[http]
+port = 0
+[log]
+format = "json"
+"""
+    )
+    proc, _ = await start_relay(config)
+    assert proc.stderr is not None
+    try:
+        while True:
+            line = await asyncio.wait_for(proc.stderr.readline(), 20)
+            assert line, "relay exited before freezing its heap"
+            record = json.loads(line)
+            if record["message"] == "heap frozen after start-up":
+                break
+        assert record["objects"] > 10_000, record
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 15)
+    assert code == 0

@@ -1,0 +1,51 @@
+"""relay.heap: the heap is frozen once start-up settles, not before. No I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from relay.heap import freeze_after_start
+
+
+@dataclass
+class Status:
+    state: str = "starting"
+
+
+@dataclass
+class FakeListener:
+    status: Status = field(default_factory=Status)
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()  # the test process must not keep a frozen heap
+
+
+@pytest.mark.usefixtures("unfrozen")
+async def test_freezes_only_after_every_listener_has_started() -> None:
+    listeners = [FakeListener(), FakeListener(Status("connected"))]
+    task = asyncio.create_task(freeze_after_start(listeners, settle_limit=10, poll=0.01))
+    await asyncio.sleep(0.1)
+    assert not task.done(), "one listener is still starting"
+    assert gc.get_freeze_count() == 0
+    listeners[0].status.state = "backoff"  # left "starting", whatever the outcome
+    frozen = await asyncio.wait_for(task, 5)
+    assert frozen > 0
+    assert gc.get_freeze_count() > 0
+
+
+@pytest.mark.usefixtures("unfrozen")
+async def test_freezes_after_the_settle_limit_even_if_a_listener_hangs() -> None:
+    frozen = await asyncio.wait_for(
+        freeze_after_start([FakeListener()], settle_limit=0.05, poll=0.01), 5
+    )
+    assert frozen > 0
+    assert gc.get_freeze_count() > 0
