@@ -15,6 +15,7 @@ from relay.heap import freeze_after_start
 @dataclass
 class Status:
     state: str = "starting"
+    ver: int | None = None
 
 
 @dataclass
@@ -30,13 +31,16 @@ def unfrozen() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("unfrozen")
-async def test_freezes_only_after_every_listener_has_started() -> None:
-    listeners = [FakeListener(), FakeListener(Status("connected"))]
+async def test_freezes_only_after_every_listener_is_past_start_up() -> None:
+    listeners = [FakeListener(), FakeListener(Status("connected", 7)), FakeListener()]
     task = asyncio.create_task(freeze_after_start(listeners, settle_limit=10, poll=0.01))
     await asyncio.sleep(0.1)
     assert not task.done(), "one listener is still starting"
     assert gc.get_freeze_count() == 0
     listeners[0].status.state = "backoff"  # left "starting", whatever the outcome
+    await asyncio.sleep(0.1)
+    assert not task.done(), "the third is still bootstrapping"
+    listeners[2].status.ver = 3  # bootstrapped: its first listen is held now
     frozen = await asyncio.wait_for(task, 5)
     assert frozen > 0
     assert gc.get_freeze_count() > 0
