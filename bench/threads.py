@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import io
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 import aio_pika
 import aiohttp
 
+from bench.procs import free_port
 from relay.config import Settings
 from relay.wiring import build_service
 
@@ -76,14 +76,8 @@ def _inject(base: str, users: list[str], events: int, rate: float) -> None:
     asyncio.run(post_all())
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def measure(sink: str, events: int, rate: float = 0.0) -> dict[str, float]:
-    port = _free_port()
+    port = free_port()
     emulator = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -31,6 +31,32 @@ async def emulator() -> AsyncIterator[Emulator]:
         yield emu
 
 
+def write_config(tmp_path: Path, emulator: Emulator, sinks: str) -> Path:
+    """relay.toml for one tenant on ``emulator``, HTTP on a free port, JSON logs, plus
+    ``sinks`` (TOML sections)."""
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        f"""
+[journal]
+path = "{tmp_path / "journal.sqlite3"}"
+[[tenants]]
+name = "acme"
+client_id = "{ADMIN}"
+client_secret = "{KEY}"
+api_url = "{emulator.api_url}"
+token_url = "{emulator.token_url}"
+login_url = "{emulator.login_url}"
+hold = 0.5
+[http]
+port = 0
+[log]
+format = "json"
+"""
+        + sinks
+    )
+    return config
+
+
 async def start_relay(config: Path) -> tuple[asyncio.subprocess.Process, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
     proc = await asyncio.create_subprocess_exec(
@@ -69,30 +95,17 @@ async def test_sigterm_during_burst_loses_nothing(
     amqp_names: tuple[str, str],
 ) -> None:
     exchange, queue = amqp_names
-    config = tmp_path / "relay.toml"
-    config.write_text(
+    config = write_config(
+        tmp_path,
+        emulator,
         f"""
-[journal]
-path = "{tmp_path / "journal.sqlite3"}"
-[[tenants]]
-name = "acme"
-client_id = "{ADMIN}"
-client_secret = "{KEY}"
-api_url = "{emulator.api_url}"
-token_url = "{emulator.token_url}"
-login_url = "{emulator.login_url}"
-hold = 0.5
 [amqp]
 enabled = true
 exchange = "{exchange}"
 queue = "{queue}"
-[http]
-port = 0
-[log]
-format = "json"
 [shutdown]
 timeout = 3
-"""
+""",
     )
     aliases = await control.aliases()
     proc, url = await start_relay(config)
@@ -153,27 +166,7 @@ async def test_run_freezes_the_heap_once_listeners_have_started(
 ) -> None:
     """``run`` moves the start-up heap out of the garbage collector's way (relay.heap)
     once the tenant's first listen is answered, says so, and still stops cleanly."""
-    config = tmp_path / "relay.toml"
-    config.write_text(
-        f"""
-[journal]
-path = "{tmp_path / "journal.sqlite3"}"
-[[tenants]]
-name = "acme"
-client_id = "{ADMIN}"
-client_secret = "{KEY}"
-api_url = "{emulator.api_url}"
-token_url = "{emulator.token_url}"
-login_url = "{emulator.login_url}"
-hold = 0.5
-[console]
-enabled = true
-[http]
-port = 0
-[log]
-format = "json"
-"""
-    )
+    config = write_config(tmp_path, emulator, "[console]\nenabled = true\n")
     proc, _ = await start_relay(config)
     assert proc.stderr is not None
     try:
