@@ -1,7 +1,7 @@
 """The one CloudEvent both baselines publish for a new-mail reminder: ``(id, body)``.
 
 Built with plain ``json`` and ``hashlib``, as a hand-written client would; the relay's
-own events come from :mod:`relay.events` and are not used here on purpose.
+own events come from :mod:`relay.core.events` and are not used here on purpose.
 """
 
 from __future__ import annotations

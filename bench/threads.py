@@ -29,8 +29,8 @@ import aio_pika
 import aiohttp
 
 from bench.procs import free_port
-from relay.config import Settings
-from relay.wiring import build_service
+from relay.app.settings import Settings
+from relay.app.wiring import build_service
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 

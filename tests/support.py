@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from relay.config import Settings
-from relay.wiring import Running, build_service
+from relay.app.settings import Settings
+from relay.app.wiring import Running, build_service
 
 __all__ = ["TcpProxy", "running_relay"]
 

@@ -1,7 +1,7 @@
 """Sinks: where journaled events go. Each sink is one small seam, :class:`Sink`.
 
 A sink sends one delivery and says how it went; it never touches the journal. The
-:class:`relay.drain.Drainer` owns the loop around it: claiming due rows, concurrency,
+:class:`relay.runtime.drainer.Drainer` owns the loop around it: claiming due rows, concurrency,
 rate limits, retry decisions and recording outcomes. Tests can therefore drive any sink
 with a plain object that has ``name``, ``connected`` and ``send``.
 """

@@ -29,10 +29,10 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from aiormq import spec
 from pydantic import SecretStr
 
-from relay.events import CONTENT_TYPE
+from relay.core.backoff import Backoff
+from relay.core.events import CONTENT_TYPE
 from relay.journal import Delivery
-from relay.logs import redact_url
-from relay.retry import Backoff
+from relay.ops.logs import redact_url
 from relay.sinks import Delivered, Outcome, Retry, Unavailable
 
 __all__ = ["AmqpSink"]

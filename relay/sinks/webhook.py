@@ -1,13 +1,13 @@
 """The webhook sink: signed HTTP POSTs of journaled events, one sink per endpoint.
 
 Where it sits: each ``[[webhooks]]`` entry becomes one :class:`WebhookSink` with its
-own :class:`relay.drain.Drainer`, so every endpoint has its own queue, concurrency
+own :class:`relay.runtime.drainer.Drainer`, so every endpoint has its own queue, concurrency
 limit, rate limit and retry clock, and a slow or dead endpoint never holds up another
 one (nor the AMQP sink). :func:`open_webhooks` builds them all for
-:mod:`relay.wiring`.
+:mod:`relay.app.wiring`.
 
 One attempt (:meth:`WebhookSink.send`) posts the CloudEvent JSON exactly as it was
-journaled, signed the Standard Webhooks way (:mod:`relay.signing`): ``webhook-id`` is
+journaled, signed the Standard Webhooks way (:mod:`relay.core.signing`): ``webhook-id`` is
 the event id (the receiver's dedup key, the same on every retry), ``webhook-timestamp``
 is this attempt's time. The answer becomes an :data:`~relay.sinks.Outcome`:
 
@@ -36,14 +36,15 @@ from typing import Any, Final
 import aiohttp
 from pydantic import SecretStr
 
-from relay import __version__, metrics
-from relay.config import WebhookSettings
-from relay.drain import DrainPolicy
+from relay import __version__
+from relay.app.settings import WebhookSettings
+from relay.core.backoff import parse_retry_after
+from relay.core.routing import Route
+from relay.core.signing import SigningKey, decode_secret, sign_headers
 from relay.journal import Delivery
-from relay.logs import redact_url
-from relay.retry import parse_retry_after
-from relay.routing import Route
-from relay.signing import SigningKey, decode_secret, sign_headers
+from relay.ops import metrics
+from relay.ops.logs import redact_url
+from relay.runtime.drainer import DrainPolicy
 from relay.sinks import Delivered, Disable, Outcome, Retry
 
 __all__ = ["USER_AGENT", "WebhookSink", "open_webhooks", "redact_url", "sink_name"]

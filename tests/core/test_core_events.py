@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay import events as ev
-from relay.routing import Route, Router
+from relay.core import events as ev
+from relay.core.routing import Route, Router
 
 NOW = datetime(2026, 11, 28, 8, 0, 0, 123456, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""relay.heap: the heap is frozen once start-up settles, not before. No I/O."""
+"""relay.runtime.heap: the heap is frozen once start-up settles, not before. No I/O."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from relay.heap import freeze_after_start
+from relay.runtime.heap import freeze_after_start
 
 
 @dataclass

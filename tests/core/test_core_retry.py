@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.drain import DrainPolicy, decide
+from relay.core.backoff import Backoff, parse_retry_after, schedule_delay
 from relay.journal import Delivery
-from relay.retry import Backoff, parse_retry_after, schedule_delay
+from relay.runtime.drainer import DrainPolicy, decide
 from relay.sinks import Dead, Delivered, Disable, Retry, Unavailable
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)

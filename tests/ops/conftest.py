@@ -15,7 +15,7 @@ import aio_pika
 import aiohttp
 import pytest
 
-from relay.config import Settings
+from relay.app.settings import Settings
 from relay.emulator import Emulator
 from tests.support import TcpProxy
 

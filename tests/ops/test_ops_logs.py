@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from relay.emulator import Emulator
-from relay.logs import RedactFilter, TextFormatter, configure, scrub
+from relay.ops.logs import RedactFilter, TextFormatter, configure, scrub
 from tests.ops.conftest import KEY, Control, eventually, get_json, settings, tenant
 from tests.support import running_relay
 
@@ -76,7 +76,7 @@ async def test_no_secret_reaches_logs_status_or_metrics(
     http: aiohttp.ClientSession,
     captured: io.StringIO,
 ) -> None:
-    from relay.commands.run import secrets_of
+    from relay.cli.run import secrets_of
 
     s = settings(
         tmp_path,
@@ -148,7 +148,7 @@ async def test_no_secret_reaches_logs_status_or_metrics(
 async def test_outage_is_logged_once_per_minute(
     tmp_path: Path, emulator: Emulator, control: Control, captured: io.StringIO
 ) -> None:
-    from relay import source
+    from relay.runtime import listener as source
 
     assert source.LOG_EVERY == 60.0
     configure(format="json", level="debug", stream=captured)

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from relay.emulator import Emulator
-from relay.status_page import render_status_page
+from relay.ops.page import render_status_page
 from tests.ops.conftest import Control, eventually, get_json, settings, tenant
 from tests.support import running_relay
 

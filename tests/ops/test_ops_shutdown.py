@@ -164,7 +164,7 @@ timeout = 3
 async def test_run_freezes_the_heap_once_listeners_have_started(
     tmp_path: Path, emulator: Emulator
 ) -> None:
-    """``run`` moves the start-up heap out of the garbage collector's way (relay.heap)
+    """``run`` moves the start-up heap out of the garbage collector's way (relay.runtime.heap)
     once the tenant's first listen is answered, says so, and still stops cleanly."""
     config = write_config(tmp_path, emulator, "[console]\nenabled = true\n")
     proc, _ = await start_relay(config)

@@ -16,7 +16,7 @@ import aio_pika
 import aiohttp
 import pytest
 
-from relay.config import Settings
+from relay.app.settings import Settings
 from relay.emulator import Emulator
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"

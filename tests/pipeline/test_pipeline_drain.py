@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from relay.drain import Drainer, DrainPolicy
 from relay.journal import Delivery, Journal
+from relay.runtime.drainer import Drainer, DrainPolicy
 from relay.sinks.console import ConsoleSink
 from tests.pipeline.support import wait_until
 from tests.pipeline.test_pipeline_journal import mail, to

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relay import events as ev
+from relay.core import events as ev
 from relay.journal import Journal, JournalClosed, Update
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)

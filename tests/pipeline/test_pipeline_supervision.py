@@ -14,15 +14,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from relay.drain import Drainer, DrainPolicy
+from relay.core.backoff import Backoff
+from relay.core.events import Event
 from relay.emulator import Emulator
-from relay.events import Event
 from relay.exmail import ExmailClient
 from relay.journal import Journal
-from relay.retry import Backoff
-from relay.service import RelayService
+from relay.runtime.drainer import Drainer, DrainPolicy
+from relay.runtime.listener import Listener
+from relay.runtime.supervisor import RelayService
 from relay.sinks.console import ConsoleSink
-from relay.source import Listener
 from tests.pipeline.support import ADMIN, KEY, accounts, control, wait_until
 
 
@@ -86,7 +86,7 @@ async def test_a_crashed_listener_is_restarted_and_others_are_untouched(
         )
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(stop))
-        caplog.set_level(logging.ERROR, logger="relay.service")
+        caplog.set_level(logging.ERROR, logger="relay.runtime.supervisor")
         user = (await accounts(emu))[0]
         await wait_until(lambda: all(lst.status.state == "connected" for lst in listeners), 10)
         await control(emu, "mail", {"to": user, "subject": "one"})

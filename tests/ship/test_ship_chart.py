@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from relay.config import load_settings, parse_duration
+from relay.app.settings import load_settings, parse_duration
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "exmail-relay"
 KUBE_VERSION = "1.30.0"
@@ -162,7 +162,7 @@ def test_crd_kinds_are_structurally_sound(chart: Any) -> None:
 
 
 def test_alerts_use_metric_names_the_relay_exports(chart: Any) -> None:
-    metrics = Path(__file__).resolve().parents[2] / "relay" / "metrics.py"
+    metrics = Path(__file__).resolve().parents[2] / "relay" / "ops" / "metrics.py"
     source = metrics.read_text()
     declared = set(re.findall(r'(?:Gauge|Counter|Histogram)\(\s*"(exmail_relay_\w+)"', source))
     counters = set(re.findall(r'Counter\(\s*"(exmail_relay_\w+)"', source))

@@ -1,11 +1,11 @@
 """docs/configuration.md is generated from the settings model and must not drift.
 
-Regenerate after changing ``relay/config.py``::
+Regenerate after changing ``relay/app/settings.py``::
 
     .venv/bin/python tests/ship/test_ship_config_reference.py --write
 
 Types, defaults and constraints come from the pydantic fields of
-:class:`relay.config.Settings`; a field's ``description`` wins when it has one, else
+:class:`relay.app.settings.Settings`; a field's ``description`` wins when it has one, else
 the text below (so every key must be described in one of the two places).
 """
 
@@ -26,7 +26,7 @@ from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen  # noqa: E402
 from pydantic import BaseModel, SecretStr  # noqa: E402
 from pydantic.fields import FieldInfo  # noqa: E402
 
-from relay.config import Settings, parse_duration  # noqa: E402
+from relay.app.settings import Settings, parse_duration  # noqa: E402
 
 REFERENCE = ROOT / "docs" / "configuration.md"
 REGENERATE = "python tests/ship/test_ship_config_reference.py --write"
@@ -110,7 +110,7 @@ DESCRIPTIONS: dict[str, str] = {
 HEADER = """\
 # Configuration reference
 
-<!-- Generated from relay/config.py by {regenerate}; do not edit by hand. -->
+<!-- Generated from relay/app/settings.py by {regenerate}; do not edit by hand. -->
 
 The relay reads a TOML file (`--config FILE`, or `$RELAY_CONFIG`), then environment
 variables `RELAY_<SECTION>__<KEY>` override it (`RELAY_HTTP__PORT=9090`; list sections

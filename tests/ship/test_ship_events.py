@@ -17,8 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
-from relay import events
-from relay.events import Event
+from relay.core import events
+from relay.core.events import Event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 NOW = datetime(2026, 11, 28, 8, 0, 0, 123000, tzinfo=UTC)

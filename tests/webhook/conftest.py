@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from relay import events
-from relay.config import WebhookSettings
-from relay.drain import Drainer
+from relay.app.settings import WebhookSettings
+from relay.core import events
+from relay.core.routing import Router
 from relay.journal import Journal
-from relay.routing import Router
+from relay.runtime.drainer import Drainer
 from relay.sinks.webhook import open_webhooks
 
 
@@ -148,7 +148,7 @@ def mail(tenant: str = "acme", user: str = "bob@acme.test") -> events.Event:
 
 
 class Harness:
-    """Webhook sinks + drainers over a journal file, as ``relay.wiring`` builds them."""
+    """Webhook sinks + drainers over a journal file, as ``relay.app.wiring`` builds them."""
 
     def __init__(self, path: Path, hooks: Sequence[WebhookSettings]) -> None:
         self.path = path

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from relay.app.settings import ConfigError, load_settings
 from relay.cli import CommandError
 from relay.cli import main as cli_main
-from relay.commands.deadletters import parse_since
-from relay.config import ConfigError, load_settings
+from relay.cli.deadletters import parse_since
 from relay.journal import Journal
 from tests.webhook.conftest import make_secret
 

@@ -13,7 +13,7 @@ from standardwebhooks.webhooks import Webhook
 
 from relay import __version__
 from relay.cli import main as cli_main
-from relay.events import directory_changed, user_changed
+from relay.core.events import directory_changed, user_changed
 from tests.webhook.conftest import Answer, Harness, Receiver, hook, mail, make_secret, settled
 
 MARGIN = 0.15  # scheduling slack above a computed upper bound

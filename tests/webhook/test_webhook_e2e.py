@@ -8,9 +8,9 @@ from pathlib import Path
 import aiohttp
 from standardwebhooks.webhooks import Webhook
 
-from relay.config import HttpSettings, JournalSettings, Settings, TenantSettings
+from relay.app.settings import HttpSettings, JournalSettings, Settings, TenantSettings
+from relay.app.wiring import build_service
 from relay.emulator import Emulator
-from relay.wiring import build_service
 from tests.webhook.conftest import Receiver, hook, make_secret
 
 ADMIN = "admin@example.com"

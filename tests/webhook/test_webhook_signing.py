@@ -1,4 +1,4 @@
-"""Pure tests of relay.signing (no I/O), cross-checked against the standardwebhooks package."""
+"""Pure tests of relay.core.signing (no I/O), cross-checked against the standardwebhooks package."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from relay.signing import SignatureError, SigningKey, decode_secret, sign, sign_headers, verify
+from relay.core.signing import SignatureError, SigningKey, decode_secret, sign, sign_headers, verify
 from relay.sinks.webhook import outcome_class, redact_url
 
 keys = st.binary(min_size=24, max_size=64)

@@ -1,8 +1,8 @@
-"""Wiring: the one place where :class:`relay.config.Settings` become components.
+"""Wiring: the one place where :class:`relay.app.settings.Settings` become components.
 
 Configuration is read only at the edge: this module turns the settings into explicit
 keyword arguments for the journal, the sinks, the clients and the listeners, opens them
-in order on one exit stack, and hands back a ready :class:`relay.service.RelayService`
+in order on one exit stack, and hands back a ready :class:`relay.runtime.supervisor.RelayService`
 plus the HTTP server. Closing the stack closes everything in reverse order.
 """
 
@@ -16,18 +16,18 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from relay import metrics
-from relay.config import Settings, TenantSettings
-from relay.drain import Drainer, DrainPolicy
+from relay.app.settings import Settings, TenantSettings
+from relay.core.backoff import Backoff
+from relay.core.routing import Route, Router
 from relay.exmail import ExmailClient
 from relay.journal import Journal
-from relay.retry import Backoff
-from relay.routing import Route, Router
-from relay.service import RelayService
+from relay.ops import metrics
+from relay.ops.http import OpsServer, build_app
+from relay.runtime.drainer import Drainer, DrainPolicy
+from relay.runtime.listener import Listener
+from relay.runtime.supervisor import RelayService
 from relay.sinks.amqp import AmqpSink
 from relay.sinks.console import ConsoleSink
-from relay.source import Listener
-from relay.web import OpsServer, build_app
 
 __all__ = ["Running", "build_service", "client_for"]
 

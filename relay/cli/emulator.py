@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from relay.cli import CommandError
+    from relay.cli.errors import CommandError
     from relay.emulator import Emulator, EmulatorSeedError, load_seed
 
     seed = None

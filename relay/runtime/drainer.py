@@ -30,14 +30,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from relay import metrics
+from relay.core.backoff import Backoff, schedule_delay
 from relay.journal import Delivery, Journal, JournalClosed, Update
-from relay.retry import Backoff, schedule_delay
+from relay.ops import metrics
 from relay.sinks import Dead, Delivered, Disable, Outcome, Retry, Sink, Unavailable
 
 __all__ = ["DrainPolicy", "Drainer", "decide"]
 
-log = logging.getLogger("relay.drain")
+log = logging.getLogger("relay.runtime.drainer")
 
 DISABLED_POLL = 5.0
 # The longest an idle drainer sleeps before looking at the journal again. Another

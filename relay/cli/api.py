@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from relay.cli import EXIT_USAGE, CommandError
+from relay.cli.errors import EXIT_USAGE, CommandError
 from relay.exmail import DEFAULT_API_URL, DEFAULT_LOGIN_URL, DEFAULT_TOKEN_URL, ExmailClient
 
 __all__ = ["add_connection_arguments", "client_from_args", "parse_params", "register", "run"]
@@ -64,7 +64,7 @@ def client_from_args(args: argparse.Namespace) -> ExmailClient:
     }
     config_path = args.config or os.environ.get("RELAY_CONFIG") or None
     if config_path is not None:
-        from relay.config import load_settings  # configuration is optional for this command
+        from relay.app.settings import load_settings  # configuration is optional for this command
 
         tenant = load_settings(config_path).tenant(args.tenant)
         values.update(

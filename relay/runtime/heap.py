@@ -25,7 +25,7 @@ from typing import Protocol
 
 __all__ = ["freeze_after_start"]
 
-log = logging.getLogger("relay.heap")
+log = logging.getLogger("relay.runtime.heap")
 
 
 class _Status(Protocol):

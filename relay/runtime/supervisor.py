@@ -1,8 +1,8 @@
 """The relay service: owns the listeners, the drainers and housekeeping, and stops them
 in order.
 
-Where it sits: built by :func:`relay.wiring.build_service` from the settings, run by the
-``run`` and ``demo`` commands, observed by :mod:`relay.web` (health, metrics, status).
+Where it sits: built by :func:`relay.app.wiring.build_service` from the settings, run by the
+``run`` and ``demo`` commands, observed by :mod:`relay.ops.http` (health, metrics, status).
 
 Every task it starts is owned here and awaited on shutdown. Shutdown is ordered:
 readiness goes false, listeners stop (an open long poll is dropped; nothing it had
@@ -23,15 +23,15 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from relay import metrics
-from relay.drain import Drainer
+from relay.core.backoff import Backoff
 from relay.journal import Journal, JournalError, JournalStats
-from relay.retry import Backoff
-from relay.source import Listener
+from relay.ops import metrics
+from relay.runtime.drainer import Drainer
+from relay.runtime.listener import Listener
 
 __all__ = ["Health", "RelayService"]
 
-log = logging.getLogger("relay.service")
+log = logging.getLogger("relay.runtime.supervisor")
 
 
 @dataclass(frozen=True, slots=True)

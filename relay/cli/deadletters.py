@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from relay.cli import CommandError
-from relay.config import load_settings, parse_duration
+from relay.app.settings import load_settings, parse_duration
+from relay.cli.errors import CommandError
 from relay.journal import DeadLetter, Journal
 
 __all__ = ["add_journal_arguments", "journal_path", "parse_since", "register", "run", "sink_of"]
@@ -32,7 +32,7 @@ WEBHOOK_PREFIX = "webhook:"
 
 
 def add_journal_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--config`` and ``--journal``, shared with :mod:`relay.commands.endpoint`."""
+    """``--config`` and ``--journal``, shared with :mod:`relay.cli.endpoint`."""
     parser.add_argument("--config", metavar="FILE", help="TOML file (default: $RELAY_CONFIG)")
     parser.add_argument(
         "--journal", metavar="FILE", help="the journal file (default: [journal].path of the config)"

@@ -20,12 +20,12 @@ from typing import Any
 
 import aiohttp
 
-from relay.config import Settings
+from relay.app.settings import Settings
 from relay.emulator import Emulator
 
 __all__ = ["TrafficGenerator", "demo_settings", "run_demo"]
 
-log = logging.getLogger("relay.demo")
+log = logging.getLogger("relay.app.demo")
 
 SUBJECTS = (
     "季度销售报告",
@@ -134,7 +134,7 @@ async def run_demo(
     journal_dir: Path | None = None,
     announce: Callable[[str], None] = print,
 ) -> None:
-    from relay.wiring import build_service
+    from relay.app.wiring import build_service
 
     with tempfile.TemporaryDirectory(prefix="exmail-relay-demo-") as tmp:
         directory = journal_dir or Path(tmp)

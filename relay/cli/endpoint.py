@@ -15,9 +15,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from relay.cli import CommandError
-from relay.commands.deadletters import add_journal_arguments, journal_path, sink_of
-from relay.config import load_settings
+from relay.app.settings import load_settings
+from relay.cli.deadletters import add_journal_arguments, journal_path, sink_of
+from relay.cli.errors import CommandError
 from relay.journal import Journal
 
 __all__ = ["register", "run"]

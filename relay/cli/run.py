@@ -13,9 +13,9 @@ import logging
 import signal
 from collections.abc import Iterator
 
-from relay.cli import CommandError
-from relay.config import Settings, load_settings
-from relay.logs import configure
+from relay.app.settings import Settings, load_settings
+from relay.cli.errors import CommandError
+from relay.ops.logs import configure
 
 log = logging.getLogger("relay.run")
 
@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings) -> None:
-    from relay.heap import freeze_after_start
-    from relay.wiring import build_service  # heavy imports only when serving
+    from relay.app.wiring import build_service  # heavy imports only when serving
+    from relay.runtime.heap import freeze_after_start
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
-from relay.events import Event
+from relay.core.events import Event
 
 __all__ = [
     "DeadLetter",
@@ -183,7 +183,6 @@ class JournalStats:
 _CHUNK: Final = 500  # rows per set-wise statement, well under SQLite's variable limit
 _STATES: Final = {"pending": PENDING, "delivered": DELIVERED, "dead": DEAD}
 
-Router = Callable[[Event], Sequence[str]]
 # A queued write: what to run in the transaction, who waits for it, whether it must be
 # synced to disk before that waiter hears it is done (see Journal._write).
 _Queued = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], bool]
@@ -458,7 +457,7 @@ class Journal:
         tenant: str,
         events: Sequence[Event],
         *,
-        route: Router,
+        route: Callable[[Event], Sequence[str]],
         checkpoint: int | None = None,
     ) -> int:
         """Store ``events`` (and the tenant's new Ver) in one durable transaction.

@@ -9,7 +9,7 @@ exits 1 if any fails.
 
 Secrets never reach the output: pydantic's JSON dump masks :class:`~pydantic.SecretStr`
 values, the broker URL is shown with its password replaced, and every error message is
-passed through :func:`relay.logs.scrub` with the known secret values.
+passed through :func:`relay.ops.logs.scrub` with the known secret values.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import json
 import sys
 from typing import Any
 
-from relay.config import ConfigError, Settings, load_settings
-from relay.logs import scrub
+from relay.app.settings import ConfigError, Settings, load_settings
+from relay.ops.logs import scrub
 
 __all__ = ["register", "render_toml", "run"]
 
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, every secret masked."""
-    from relay.logs import redact_url
+    from relay.ops.logs import redact_url
 
     data: dict[str, Any] = settings.model_dump(mode="json")
     data["amqp"]["url"] = redact_url(settings.amqp.url.get_secret_value(), keep_user=True)
@@ -91,7 +91,7 @@ def render_toml(data: dict[str, Any]) -> str:
 
 
 def _secrets(settings: Settings) -> list[str]:
-    from relay.commands.run import secrets_of
+    from relay.cli.run import secrets_of
 
     return [s for s in secrets_of(settings) if s]
 
@@ -110,8 +110,8 @@ def _warnings(settings: Settings) -> list[str]:
 
 
 async def _check_tenant(settings: Settings, index: int) -> tuple[str, str | None]:
+    from relay.app.wiring import client_for
     from relay.exmail import ExmailError
-    from relay.wiring import client_for
 
     tenant = settings.tenants[index]
     client = client_for(
@@ -130,7 +130,7 @@ async def _check_broker(settings: Settings) -> tuple[str, str | None]:
     import aio_pika
     import aiormq
 
-    from relay.logs import redact_url
+    from relay.ops.logs import redact_url
 
     url = settings.amqp.url.get_secret_value()
     label = f"amqp: connect to {redact_url(url, keep_user=True)}"

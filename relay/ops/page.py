@@ -1,7 +1,7 @@
 """The status page: one self-contained HTML document, rendered on the server.
 
 Pure: ``render_status_page(status) -> str`` turns the dict of
-:meth:`relay.service.RelayService.status` into HTML. No external assets, no build step.
+:meth:`relay.runtime.supervisor.RelayService.status` into HTML. No external assets, no build step.
 The first paint is complete without JavaScript; a small inline script then fetches
 ``status.json`` every few seconds and rewrites the figures in place (text nodes only,
 never ``innerHTML``, so nothing from the data can become markup). The script and the

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from relay.events import Event, type_matches
+from relay.core.events import Event, type_matches
 
 __all__ = ["Route", "Router"]
 

@@ -1,7 +1,7 @@
 """``exmail-relay sso-url EMAIL``: print a one-click login URL into EMAIL's mailbox.
 
 Fetches a fresh authkey (``mail/authkey``) and builds the SSO login URL; the
-connection options are those of ``api`` (see :mod:`relay.commands.api`). The URL
+connection options are those of ``api`` (see :mod:`relay.cli.api`). The URL
 holds a one-time ticket: it is printed to stdout only.
 """
 
@@ -11,7 +11,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from relay.commands.api import add_connection_arguments, client_from_args
+from relay.cli.api import add_connection_arguments, client_from_args
 
 __all__ = ["register", "run"]
 

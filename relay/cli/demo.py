@@ -7,8 +7,8 @@ import asyncio
 import signal
 import sys
 
-from relay.cli import EXIT_USAGE, CommandError
-from relay.logs import configure
+from relay.cli.errors import EXIT_USAGE, CommandError
+from relay.ops.logs import configure
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from relay.demo import run_demo
+    from relay.app.demo import run_demo
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from relay import events as ev
-from relay import metrics
-from relay.events import Event
+from relay.core import events as ev
+from relay.core.backoff import Backoff
+from relay.core.events import Event
+from relay.core.routing import Router
 from relay.exmail import (
     ExmailClient,
     ExmailError,
@@ -57,12 +58,12 @@ from relay.exmail import (
     VersionUpdate,
     is_transient,
 )
-from relay.journal import Journal, JournalClosed, Router
-from relay.retry import Backoff
+from relay.journal import Journal, JournalClosed
+from relay.ops import metrics
 
 __all__ = ["Listener", "ListenerStatus", "profile_of"]
 
-log = logging.getLogger("relay.source")
+log = logging.getLogger("relay.runtime.listener")
 
 T = TypeVar("T")
 State = Literal["starting", "connected", "backoff", "paused", "failed", "stopped"]

@@ -1,6 +1,6 @@
 """The operations HTTP server: health probes, Prometheus metrics, and the status page.
 
-Where it sits: beside the pipeline, reading :class:`relay.service.RelayService`; it
+Where it sits: beside the pipeline, reading :class:`relay.runtime.supervisor.RelayService`; it
 never touches Exmail or RabbitMQ itself, so an upstream outage can't turn ``/livez``
 red and cause a restart storm.
 
@@ -26,8 +26,8 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import SecretStr
 
-from relay.service import RelayService
-from relay.status_page import render_status_page
+from relay.ops.page import render_status_page
+from relay.runtime.supervisor import RelayService
 
 __all__ = ["OpsServer", "build_app"]
 

@@ -1,0 +1,20 @@
+"""What a command says when it cannot do what was asked, and the exit codes it uses.
+
+:class:`CommandError` carries a message meant for the user as is; :mod:`relay.cli.main`
+prints it as one line on stderr, with no traceback, and exits with its code.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "CommandError"]
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class CommandError(Exception):
+    """A command could not do what was asked; the message is shown to the user as is."""
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

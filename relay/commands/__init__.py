@@ -1,1 +1,0 @@
-"""Sub-commands of the exmail-relay command line, one module each."""
