@@ -7,9 +7,10 @@ port, from an in-memory ``EmulatorState``, plus a control API under ``/_emulator
     async with Emulator(port=0) as emu:
         emu.api_url, emu.token_url, emu.login_url, emu.state
 
-The modules: ``_state`` and ``_directory`` hold the protocol's rules with no I/O;
-``_seed`` reads seeds; ``_listen`` holds long polls; ``_faults`` arms injected faults;
-``_server`` and ``_control`` are the aiohttp handlers.
+The modules: ``_model`` holds the data (companies, accounts, groups); ``_state`` and
+``_directory`` hold the protocol's rules with no I/O; ``_seed`` reads seeds; ``_listen``
+holds long polls; ``_faults`` arms injected faults; ``_server`` and ``_control`` are the
+aiohttp handlers.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Refusals are ``ApiError``s (see ``_errors`` for the codes).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from ._errors import (
     already_exists,
@@ -16,10 +16,8 @@ from ._errors import (
     party_not_found,
     user_not_found,
 )
+from ._model import Account, Action, Company, Group
 from ._seed import GROUP_STATUSES, MAX_PARTY_DEPTH, is_email, normalize_email, split_path
-
-if TYPE_CHECKING:
-    from ._state import Account, Company, Group
 
 __all__ = [
     "group_add",
@@ -34,7 +32,6 @@ __all__ = [
     "user_sync",
 ]
 
-Action = Literal["add", "mod", "del"]
 MAX_SLAVES = 5
 MAX_CHECK = 20
 
@@ -98,8 +95,6 @@ def user_sync(
     slaves: list[str] | None = None,
     open_type: int | None = None,
 ) -> list[tuple[str, Action]]:
-    from ._state import Account
-
     if action not in ("add", "mod", "del"):
         raise invalid_parameter(f"Action {action!r} is not one of 1 (DEL), 2 (ADD), 3 (MOD)")
     if not alias or not alias.strip():
@@ -291,8 +286,6 @@ def _members(company: Company, members: list[str]) -> list[str]:
 def group_add(
     company: Company, name: str | None, admin: str | None, status: str | None, members: list[str]
 ) -> None:
-    from ._state import Group
-
     if not name or not name.strip():
         raise invalid_parameter("group_name is required")
     if not admin or not admin.strip():

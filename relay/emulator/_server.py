@@ -25,7 +25,8 @@ from . import _directory
 from ._errors import ApiError, invalid_parameter, invalid_token, temporarily_unavailable
 from ._faults import Fault, FaultPlan
 from ._listen import ListenHub
-from ._state import Company, EmulatorState, LoginRefused
+from ._model import Company
+from ._state import EmulatorState, LoginRefused
 
 __all__ = [
     "CONFIG",

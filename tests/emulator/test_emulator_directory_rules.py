@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from relay.emulator import ApiError, EmulatorState, demo_seed
-from relay.emulator._state import Company
+from relay.emulator._model import Company
 
 ADMIN = "admin@example.com"
 SIX = [f"s{i}@example.com" for i in range(6)]
