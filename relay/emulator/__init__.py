@@ -7,9 +7,10 @@ port, from an in-memory ``EmulatorState``, plus a control API under ``/_emulator
     async with Emulator(port=0) as emu:
         emu.api_url, emu.token_url, emu.login_url, emu.state
 
-The modules: ``_state`` and ``_directory`` hold the protocol's rules with no I/O;
-``_seed`` reads seeds; ``_listen`` holds long polls; ``_faults`` arms injected faults;
-``_server`` and ``_control`` are the aiohttp handlers.
+The modules: ``_model`` holds the data (companies, accounts, groups); ``_state`` and
+``_directory`` hold the protocol's rules with no I/O; ``_seed`` reads seeds; ``_listen``
+holds long polls; ``_faults`` arms injected faults; ``_server`` and ``_control`` are the
+aiohttp handlers, and ``_http`` holds the app keys and JSON answer they share.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Any, Self
 from aiohttp import web
 
 from ._errors import ApiError, ControlError, EmulatorError, EmulatorSeedError
+from ._http import ListenFormat
 from ._seed import CompanySeed, GroupSeed, Seed, UserSeed, demo_seed, load_seed, parse_seed
-from ._server import ListenFormat, build_app
+from ._server import build_app
 from ._state import ActionCodes, EmulatorState
 
 __all__ = [

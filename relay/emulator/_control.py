@@ -16,9 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from ._errors import ApiError, ControlError, EmulatorSeedError
+from ._http import COUNTERS, FAULTS, HUB, STATE, json_response
+from ._model import Company
 from ._seed import parse_company
-from ._server import COUNTERS, FAULTS, HUB, STATE, json_response
-from ._state import Company, EmulatorState, api_error_status
+from ._state import EmulatorState, api_error_status
 
 __all__ = ["add_control_routes"]
 

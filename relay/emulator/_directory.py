@@ -7,7 +7,7 @@ Refusals are ``ApiError``s (see ``_errors`` for the codes).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from ._errors import (
     already_exists,
@@ -16,10 +16,8 @@ from ._errors import (
     party_not_found,
     user_not_found,
 )
+from ._model import Account, Action, Company, Group
 from ._seed import GROUP_STATUSES, MAX_PARTY_DEPTH, is_email, normalize_email, split_path
-
-if TYPE_CHECKING:
-    from ._state import Account, Company, Group
 
 __all__ = [
     "group_add",
@@ -34,7 +32,6 @@ __all__ = [
     "user_sync",
 ]
 
-Action = Literal["add", "mod", "del"]
 MAX_SLAVES = 5
 MAX_CHECK = 20
 
@@ -98,44 +95,22 @@ def user_sync(
     slaves: list[str] | None = None,
     open_type: int | None = None,
 ) -> list[tuple[str, Action]]:
-    from ._state import Account
+    """Add, change or delete one account; the answer is the change to log.
 
-    if action not in ("add", "mod", "del"):
-        raise invalid_parameter(f"Action {action!r} is not one of 1 (DEL), 2 (ADD), 3 (MOD)")
-    if not alias or not alias.strip():
-        raise invalid_parameter("Alias is required")
-    address = _address(company, alias, "Alias")
+    Every check runs before anything changes, in a fixed order that decides which refusal
+    a request with several faults gets: the action, the alias, then (DEL) the account, or
+    the profile, the departments, the alias addresses, and last whether the address is
+    free (ADD) or the account exists (MOD).
+    """
+    _check_action(action)
+    address = _alias(company, alias)
     if action == "del":
-        account = company.account(address)
-        del company.accounts[address]
-        for slave in account.slaves:
-            company.slaves.pop(slave, None)
-        for group in company.groups.values():
-            if address in group.members:
-                group.members.remove(address)
-        return [(address, "del")]
-    if gender is not None and gender not in (1, 2):
-        raise invalid_parameter("Gender must be 1 (male) or 2 (female)")
-    if open_type is not None and open_type not in (0, 1, 2):
-        raise invalid_parameter("OpenType must be 0 (leave), 1 (enable) or 2 (disable)")
-    new_parties = None if parties is None else [_existing_path(company, p) for p in parties]
-    if new_parties is not None:
-        new_parties = [p for p in dict.fromkeys(new_parties) if p]  # root is implied
-    new_slaves = None
-    if slaves is not None:
-        new_slaves = list(dict.fromkeys(_address(company, s, "Slave") for s in slaves if s.strip()))
-        if len(new_slaves) > MAX_SLAVES:
-            raise invalid_parameter(f"at most {MAX_SLAVES} Slave addresses per account")
-        for slave in new_slaves:
-            if slave == address or (
-                company.kind_of(slave) != 0 and company.slaves.get(slave) != address
-            ):
-                raise already_exists(f"address {slave!r} is already in use")
+        return _delete_account(company, address)
+    _check_profile(gender, open_type)
+    new_parties = None if parties is None else _account_parties(company, parties)
+    new_slaves = None if slaves is None else _account_slaves(company, address, slaves)
     if action == "add":
-        if company.kind_of(address) != 0:
-            raise already_exists(f"address {address!r} is already in use")
-        account = Account(alias=address, name=name or address.split("@", 1)[0])
-        company.accounts[address] = account
+        account = _new_account(company, address, name)
     else:
         account = company.account(address)
         if name is not None:
@@ -144,12 +119,80 @@ def user_sync(
     if new_parties is not None:
         account.parties = new_parties
     if new_slaves is not None:
-        for slave in account.slaves:
-            company.slaves.pop(slave, None)
-        account.slaves = new_slaves
-        for slave in new_slaves:
-            company.slaves[slave] = address
+        _replace_slaves(company, account, new_slaves)
     return [(address, action)]
+
+
+def _check_action(action: str) -> None:
+    if action not in ("add", "mod", "del"):
+        raise invalid_parameter(f"Action {action!r} is not one of 1 (DEL), 2 (ADD), 3 (MOD)")
+
+
+def _alias(company: Company, alias: str) -> str:
+    if not alias or not alias.strip():
+        raise invalid_parameter("Alias is required")
+    return _address(company, alias, "Alias")
+
+
+def _delete_account(company: Company, address: str) -> list[tuple[str, Action]]:
+    """Remove the account, free its alias addresses and take it out of every mail group."""
+    account = company.account(address)
+    del company.accounts[address]
+    for slave in account.slaves:
+        company.slaves.pop(slave, None)
+    for group in company.groups.values():
+        if address in group.members:
+            group.members.remove(address)
+    return [(address, "del")]
+
+
+def _check_profile(gender: int | None, open_type: int | None) -> None:
+    if gender is not None and gender not in (1, 2):
+        raise invalid_parameter("Gender must be 1 (male) or 2 (female)")
+    if open_type is not None and open_type not in (0, 1, 2):
+        raise invalid_parameter("OpenType must be 0 (leave), 1 (enable) or 2 (disable)")
+
+
+def _account_parties(company: Company, parties: list[str]) -> list[str]:
+    """The departments to set: each must exist; duplicates fold, the root is implied."""
+    paths = [_existing_path(company, p) for p in parties]
+    return [p for p in dict.fromkeys(paths) if p]
+
+
+def _account_slaves(company: Company, address: str, slaves: list[str]) -> list[str]:
+    """The alias addresses to set: at most ``MAX_SLAVES``, each free or already this
+    account's own; blank entries are skipped and duplicates fold."""
+    new = list(dict.fromkeys(_address(company, s, "Slave") for s in slaves if s.strip()))
+    if len(new) > MAX_SLAVES:
+        raise invalid_parameter(f"at most {MAX_SLAVES} Slave addresses per account")
+    for slave in new:
+        if not _may_alias(company, slave, address):
+            raise already_exists(f"address {slave!r} is already in use")
+    return new
+
+
+def _may_alias(company: Company, slave: str, owner: str) -> bool:
+    """Whether ``slave`` may become (or stay) an alias address of the account ``owner``."""
+    if slave == owner:
+        return False
+    return company.kind_of(slave) == 0 or company.slaves.get(slave) == owner
+
+
+def _new_account(company: Company, address: str, name: str | None) -> Account:
+    """ADD: the address must be free; the name defaults to the address's local part."""
+    if company.kind_of(address) != 0:
+        raise already_exists(f"address {address!r} is already in use")
+    account = Account(alias=address, name=name or address.split("@", 1)[0])
+    company.accounts[address] = account
+    return account
+
+
+def _replace_slaves(company: Company, account: Account, slaves: list[str]) -> None:
+    for slave in account.slaves:
+        company.slaves.pop(slave, None)
+    account.slaves = slaves
+    for slave in slaves:
+        company.slaves[slave] = account.alias
 
 
 def _apply_profile(
@@ -196,29 +239,51 @@ def set_wx_token(company: Company, alias: str, on: bool) -> None:
 
 
 def party_sync(company: Company, action: Action, src: str, dst: str) -> list[tuple[str, Action]]:
-    if action not in ("add", "mod", "del"):
-        raise invalid_parameter(f"Action {action!r} is not one of 1 (DEL), 2 (ADD), 3 (MOD)")
-    if not dst.strip():
-        raise invalid_parameter("DstPath is required")
-    target = _path(dst, allow_root=False)
-    parent = target.rpartition("/")[0]
+    """Add, delete or move (MOD: ``src`` to ``dst``, with its subtree) one department; the
+    answer lists the accounts a move changed. Every check runs before anything changes."""
+    _check_action(action)
+    target = _dst_path(dst)
     if action == "del":
-        if target not in company.parties:
-            raise party_not_found(target)
-        prefix = target + "/"
-        if any(p.startswith(prefix) for p in company.parties):
-            raise invalid_parameter(f"department {target!r} has sub-departments")
-        if any(target in a.parties for a in company.accounts.values()):
-            raise invalid_parameter(f"department {target!r} still has members")
-        company.parties.discard(target)
+        _delete_party(company, target)
         return []
-    if target in company.parties:
-        raise already_exists(f"department {target!r} already exists")
-    if parent and parent not in company.parties:
-        raise party_not_found(parent)
+    _check_new_party(company, target)
     if action == "add":
         company.parties.add(target)
         return []
+    source = _src_path(company, src, target)
+    _check_move_depth(company, source, target)
+    return _move_party(company, source, target)
+
+
+def _dst_path(dst: str) -> str:
+    if not dst.strip():
+        raise invalid_parameter("DstPath is required")
+    return _path(dst, allow_root=False)
+
+
+def _delete_party(company: Company, target: str) -> None:
+    """DEL: only an existing department with no sub-departments and no members."""
+    if target not in company.parties:
+        raise party_not_found(target)
+    prefix = target + "/"
+    if any(p.startswith(prefix) for p in company.parties):
+        raise invalid_parameter(f"department {target!r} has sub-departments")
+    if any(target in a.parties for a in company.accounts.values()):
+        raise invalid_parameter(f"department {target!r} still has members")
+    company.parties.discard(target)
+
+
+def _check_new_party(company: Company, target: str) -> None:
+    """ADD and MOD: the new path must be free, and its parent must exist."""
+    if target in company.parties:
+        raise already_exists(f"department {target!r} already exists")
+    parent = target.rpartition("/")[0]
+    if parent and parent not in company.parties:
+        raise party_not_found(parent)
+
+
+def _src_path(company: Company, src: str, target: str) -> str:
+    """MOD: the department to move must exist and may not move under itself."""
     if not src.strip():
         raise invalid_parameter("SrcPath is required for MOD")
     source = _path(src, allow_root=False)
@@ -226,20 +291,31 @@ def party_sync(company: Company, action: Action, src: str, dst: str) -> list[tup
         raise party_not_found(source)
     if target.startswith(source + "/"):
         raise invalid_parameter("a department cannot move into itself")
+    return source
 
-    def moved(path: str) -> str:
-        if path == source:
-            return target
-        if path.startswith(source + "/"):
-            return target + path[len(source) :]
-        return path
 
-    if any(len(moved(p).split("/")) > MAX_PARTY_DEPTH for p in company.parties):
-        raise invalid_parameter(f"moving {source!r} would nest departments deeper than 5 levels")
-    company.parties = {moved(p) for p in company.parties}
+def _moved(path: str, source: str, target: str) -> str:
+    """Where ``path`` lands when ``source`` and its subtree move to ``target``."""
+    if path == source:
+        return target
+    if path.startswith(source + "/"):
+        return target + path[len(source) :]
+    return path
+
+
+def _check_move_depth(company: Company, source: str, target: str) -> None:
+    if any(len(_moved(p, source, target).split("/")) > MAX_PARTY_DEPTH for p in company.parties):
+        raise invalid_parameter(
+            f"moving {source!r} would nest departments deeper than {MAX_PARTY_DEPTH} levels"
+        )
+
+
+def _move_party(company: Company, source: str, target: str) -> list[tuple[str, Action]]:
+    """Rename the subtree, and each member's departments; every member moved is a MOD."""
+    company.parties = {_moved(p, source, target) for p in company.parties}
     changed: list[tuple[str, Action]] = []
     for account in company.accounts.values():
-        updated = [moved(p) for p in account.parties]
+        updated = [_moved(p, source, target) for p in account.parties]
         if updated != account.parties:
             account.parties = updated
             changed.append((account.alias, "mod"))
@@ -291,8 +367,6 @@ def _members(company: Company, members: list[str]) -> list[str]:
 def group_add(
     company: Company, name: str | None, admin: str | None, status: str | None, members: list[str]
 ) -> None:
-    from ._state import Group
-
     if not name or not name.strip():
         raise invalid_parameter("group_name is required")
     if not admin or not admin.strip():

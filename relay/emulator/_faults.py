@@ -2,7 +2,9 @@
 
 ``FaultPlan`` is pure bookkeeping: a list of armed faults, each with a kind, a remaining
 count and a path prefix; ``take(path)`` consumes one matching fault. The server's
-middleware applies what it takes (see ``_server``). Kinds:
+middleware applies what it takes (see ``_server``). ``FaultSpec`` is the pydantic model
+of a control request arming one; its refusals become a ``ControlError`` that names each
+bad field. Kinds:
 
 - ``http_500``: HTTP 500 with a short JSON body;
 - ``errcode_1002``: HTTP 200 ``{"errcode":"1002","error":"temporarily_unavailable"}``;
@@ -16,14 +18,18 @@ middleware applies what it takes (see ``_server``). Kinds:
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Self, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ._errors import ControlError
 
-__all__ = ["DEFAULT_PREFIXES", "FAULT_KINDS", "Fault", "FaultPlan"]
+__all__ = ["DEFAULT_PREFIXES", "FAULT_KINDS", "Fault", "FaultPlan", "FaultSpec", "parse_fault_spec"]
 
-FAULT_KINDS = (
+FaultKind = Literal[
     "http_500",
     "errcode_1002",
     "invalid_token",
@@ -31,8 +37,66 @@ FAULT_KINDS = (
     "delay",
     "malformed",
     "api_error",
-)
+]
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 DEFAULT_PREFIXES = ("/openapi/", "/cgi-bin/token")
+
+
+class FaultSpec(BaseModel):
+    """The body of ``POST /_emulator/faults``. Strict: ``true`` is not a count, ``"2"`` is
+    not a number. Keys it does not know are ignored."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    kind: FaultKind
+    count: int = Field(default=1, ge=1)
+    path: str | None = Field(default=None, pattern="^/")
+    seconds: float = Field(default=0.0, ge=0)
+    errcode: str | int = "1001"
+    error: str = "invalid_parameter"
+
+    @field_validator("path")
+    @classmethod
+    def _not_the_control_api(cls, path: str | None) -> str | None:
+        if path is not None and path.startswith("/_emulator"):
+            raise PydanticCustomError("control_api", "the control API cannot be faulted")
+        return path
+
+    @model_validator(mode="after")
+    def _delay_needs_seconds(self) -> Self:
+        if self.kind == "delay" and self.seconds == 0:
+            raise PydanticCustomError("delay_seconds", "a delay fault needs seconds > 0")
+        return self
+
+
+_EXPECTED = {  # field -> what it must be, for type and range errors
+    "kind": f"one of {list(FAULT_KINDS)}",
+    "count": "a positive integer",
+    "path": "a string starting with '/'",
+    "seconds": "a non-negative number",
+    "errcode": "a string or an integer",
+    "error": "a string",
+}
+_OWN_ERRORS = {"control_api", "delay_seconds"}  # their message is already the explanation
+
+
+def _problem(error: ErrorDetails) -> str:
+    if error["type"] == "model_type":
+        return "expected a JSON object {kind, count?, path?, seconds?, errcode?, error?}"
+    field = str(error["loc"][0]) if error["loc"] else ""
+    if error["type"] in _OWN_ERRORS or field not in _EXPECTED:
+        return f"{field}: {error['msg']}" if field else error["msg"]
+    got = "missing" if error["type"] == "missing" else f"got {reprlib.repr(error['input'])}"
+    return f"{field} must be {_EXPECTED[field]} ({got})"
+
+
+def parse_fault_spec(body: Any) -> FaultSpec:
+    """Validate a control request body; a ``ControlError`` (400) names each bad field."""
+    try:
+        return FaultSpec.model_validate(body)
+    except ValidationError as exc:
+        problems = dict.fromkeys(_problem(e) for e in exc.errors(include_url=False))
+        raise ControlError("; ".join(problems)) from None
 
 
 @dataclass(slots=True)
@@ -59,39 +123,16 @@ class FaultPlan:
     def __len__(self) -> int:
         return len(self._faults)
 
-    def arm(self, spec: Any) -> Fault:
+    def arm(self, body: Any) -> Fault:
         """Validate a control request body and arm the fault it describes."""
-        if not isinstance(spec, dict):
-            raise ControlError("expected a JSON object {kind, count, path?, seconds?}")
-        kind = spec.get("kind")
-        if kind not in FAULT_KINDS:
-            raise ControlError(f"kind must be one of {list(FAULT_KINDS)}")
-        count = spec.get("count", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ControlError("count must be a positive integer")
-        path = spec.get("path")
-        if path is not None and (not isinstance(path, str) or not path.startswith("/")):
-            raise ControlError("path must be a string starting with '/'")
-        if path is not None and path.startswith("/_emulator"):
-            raise ControlError("the control API cannot be faulted")
-        seconds = spec.get("seconds", 0.0)
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise ControlError("seconds must be a non-negative number")
-        if kind == "delay" and seconds == 0:
-            raise ControlError("a delay fault needs seconds > 0")
-        errcode = spec.get("errcode", "1001")
-        error = spec.get("error", "invalid_parameter")
-        if not isinstance(errcode, str | int) or isinstance(errcode, bool):
-            raise ControlError("errcode must be a string or an integer")
-        if not isinstance(error, str):
-            raise ControlError("error must be a string")
+        spec = parse_fault_spec(body)
         fault = Fault(
-            kind=kind,
-            count=count,
-            path=path,
-            seconds=float(seconds),
-            errcode=str(errcode),
-            error=error,
+            kind=spec.kind,
+            count=spec.count,
+            path=spec.path,
+            seconds=spec.seconds,
+            errcode=str(spec.errcode),
+            error=spec.error,
         )
         self._faults.append(fault)
         return fault

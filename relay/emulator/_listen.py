@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ._state import Company, EmulatorState
+from ._model import Company
+from ._state import EmulatorState
 
 __all__ = ["ListenHub"]
 

@@ -13,57 +13,32 @@ import base64
 import binascii
 import contextlib
 import html
-import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
 from . import _directory
+from ._control import add_control_routes
 from ._errors import ApiError, invalid_parameter, invalid_token, temporarily_unavailable
 from ._faults import Fault, FaultPlan
+from ._http import (
+    CONFIG,
+    COUNTERS,
+    FAULTS,
+    HUB,
+    STATE,
+    ListenFormat,
+    ServerConfig,
+    dumps,
+    json_response,
+)
 from ._listen import ListenHub
-from ._state import Company, EmulatorState, LoginRefused
+from ._model import Company
+from ._state import EmulatorState, LoginRefused
 
-__all__ = [
-    "CONFIG",
-    "COUNTERS",
-    "FAULTS",
-    "HUB",
-    "STATE",
-    "ListenFormat",
-    "ServerConfig",
-    "build_app",
-    "json_response",
-]
-
-ListenFormat = Literal["array", "concat", "lines"]
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    hold: float = 30.0
-    max_batch: int = 100
-    listen_format: ListenFormat = "array"
-
-
-STATE = web.AppKey("state", EmulatorState)
-HUB = web.AppKey("hub", ListenHub)
-CONFIG = web.AppKey("config", ServerConfig)
-FAULTS = web.AppKey("faults", FaultPlan)
-COUNTERS: web.AppKey[Counter[str]] = web.AppKey("counters")
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def json_response(obj: Any, *, status: int = 200) -> web.Response:
-    return web.Response(
-        body=_dumps(obj), status=status, content_type="application/json", charset="utf-8"
-    )
+__all__ = ["build_app"]
 
 
 def _error(exc: ApiError) -> web.Response:
@@ -250,11 +225,11 @@ def _wx_handler(on: bool) -> Handler:
 
 def render_listen(items: list[dict[str, Any]], listen_format: ListenFormat) -> bytes:
     if len(items) == 1:
-        return _dumps(items[0])
+        return dumps(items[0])
     if listen_format == "array":
-        return _dumps(items)
+        return dumps(items)
     separator = b"\n" if listen_format == "lines" else b""
-    return separator.join(_dumps(i) for i in items)
+    return separator.join(dumps(i) for i in items)
 
 
 async def _listen(request: web.Request, company: Company, params: Params) -> web.Response:
@@ -440,8 +415,6 @@ def build_app(
     listen_format: ListenFormat = "array",
 ) -> web.Application:
     """An aiohttp application serving ``state``: token, OpenApi, login and control API."""
-    from ._control import add_control_routes
-
     if hold < 0:
         raise ValueError("hold must not be negative")
     if max_batch < 1:

@@ -24,7 +24,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import _directory
@@ -37,90 +37,20 @@ from ._errors import (
     invalid_token,
     user_not_found,
 )
+from ._model import Account, Action, Company, Group, Push
 from ._seed import CompanySeed, Seed, demo_seed, normalize_email
 
-__all__ = ["Account", "Company", "EmulatorState", "Group", "LoginRefused"]
+__all__ = ["ACTION_CODES", "ActionCodes", "EmulatorState", "LoginRefused", "api_error_status"]
 
-Action = Literal["add", "mod", "del"]
 ActionCodes = Literal["authority", "v1.4"]
 ACTION_CODES: dict[str, dict[Action, int]] = {
     "authority": {"add": 1, "mod": 2, "del": 3},  # bizmail-openapi.txt, user/list
     "v1.4": {"del": 1, "add": 2, "mod": 3},  # bizmail-openapi-v1.4.txt, same as user/sync
 }
-Push = dict[str, Any]
 
 
 class LoginRefused(EmulatorError):
     """An SSO login ticket was refused; the message says why (shown on the 403 page)."""
-
-
-@dataclass(slots=True)
-class Account:
-    alias: str
-    name: str
-    gender: int = 0
-    position: str = ""
-    tel: str = ""
-    mobile: str = ""
-    extid: str = ""
-    parties: list[str] = field(default_factory=list)
-    slaves: list[str] = field(default_factory=list)
-    open_type: int = 1
-    unread: int = 0
-    wx_token: bool = False
-
-
-@dataclass(slots=True)
-class Group:
-    alias: str
-    name: str
-    status: str
-    members: list[str] = field(default_factory=list)
-    allow_list: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True, eq=False)
-class Company:
-    admin: str
-    key: str = field(repr=False)
-    domains: tuple[str, ...]
-    name: str
-    ver: int
-    pending: deque[Push] = field(repr=False)
-    parties: set[str] = field(default_factory=set, repr=False)
-    accounts: dict[str, Account] = field(default_factory=dict, repr=False)
-    slaves: dict[str, str] = field(default_factory=dict, repr=False)  # slave -> primary
-    groups: dict[str, Group] = field(default_factory=dict, repr=False)
-    changes: list[tuple[int, str, Action]] = field(default_factory=list, repr=False)
-    dropped: int = 0
-    token: str | None = field(default=None, repr=False)
-    token_expires: float = 0.0
-    unacked: list[Push] = field(default_factory=list, repr=False)
-    unacked_token: str | None = field(default=None, repr=False)
-
-    def owns(self, address: str) -> bool:
-        return address.rpartition("@")[2] in self.domains
-
-    def kind_of(self, address: str) -> int:
-        """user/check's Type for an address of this company: 0 free, 1, 2 or 3."""
-        if address in self.accounts:
-            return 1
-        if address in self.slaves:
-            return 2
-        return 3 if address in self.groups else 0
-
-    def account(self, alias: str) -> Account:
-        """The account with this primary address, or ``user_not_found``."""
-        account = self.accounts.get(normalize_email(alias))
-        if account is None:
-            raise user_not_found(alias)
-        return account
-
-    def resolve(self, address: str) -> Account | None:
-        """The account an address (primary or alias) delivers to."""
-        address = normalize_email(address)
-        primary = self.slaves.get(address, address)
-        return self.accounts.get(primary)
 
 
 @dataclass(slots=True)

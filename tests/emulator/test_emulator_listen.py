@@ -185,7 +185,7 @@ async def test_many_companies_held_concurrently(session: aiohttp.ClientSession) 
 
 
 def _hub() -> Any:
-    from relay.emulator._server import HUB
+    from relay.emulator._http import HUB
 
     return HUB
 
