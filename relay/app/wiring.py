@@ -1,35 +1,44 @@
-"""Wiring: the one place where :class:`relay.app.settings.Settings` become components.
+"""Wiring: the composition root, where :class:`relay.app.settings.Settings` become
+components.
 
 Configuration is read only at the edge: this module turns the settings into explicit
-keyword arguments for the journal, the sinks, the clients and the listeners, opens them
-in order on one exit stack, and hands back a ready :class:`relay.runtime.supervisor.RelayService`
-plus the HTTP server. Closing the stack closes everything in reverse order.
+keyword arguments for the journal, the sinks, their drain policies and routes, the
+Exmail clients and the listeners, opens them in order on one exit stack, and hands back
+a ready :class:`relay.runtime.supervisor.RelayService` plus the HTTP server. Closing
+the stack closes everything in reverse order. Every sink is assembled here, the same
+way; the sink modules are adapters that know nothing of the settings.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import aiohttp
 
-from relay.app.settings import Settings, TenantSettings
+from relay.app.settings import AmqpSettings, Settings, TenantSettings, WebhookSettings
 from relay.core.backoff import Backoff
+from relay.core.delivery import DrainPolicy
 from relay.core.routing import Route, Router
 from relay.exmail import ExmailClient
 from relay.journal import Journal
-from relay.ops import metrics
 from relay.ops.http import OpsServer, build_app
-from relay.runtime.drainer import Drainer, DrainPolicy
+from relay.ops.metrics import PrometheusObserver
+from relay.runtime.drainer import Drainer
 from relay.runtime.listener import Listener
+from relay.runtime.observer import Observer
 from relay.runtime.supervisor import RelayService
+from relay.sinks import Sink
 from relay.sinks.amqp import AmqpSink
 from relay.sinks.console import ConsoleSink
+from relay.sinks.webhook import WebhookSink, sink_name
 
-__all__ = ["Running", "build_service", "client_for"]
+__all__ = ["Running", "SinkPlan", "build_service", "client_for", "open_webhooks"]
+
+log = logging.getLogger("relay.app.wiring")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,35 +47,78 @@ class Running:
     server: OpsServer | None
 
 
-def _observe_request(endpoint: str, seconds: float, outcome: str) -> None:
-    if endpoint != "listen":
-        metrics.UPSTREAM_DURATION.labels(endpoint, outcome).observe(seconds)
+@dataclass(frozen=True, slots=True)
+class SinkPlan:
+    """One opened sink with how it is drained, what it receives and what the status
+    page says about it."""
+
+    sink: Sink
+    route: Route
+    policy: DrainPolicy
+    description: dict[str, Any]
+
+
+def _amqp_policy(settings: AmqpSettings) -> DrainPolicy:
+    return DrainPolicy(
+        max_in_flight=settings.max_in_flight, backoff=Backoff(base=0.2, cap=settings.retry_max)
+    )
+
+
+def _webhook_policy(hook: WebhookSettings) -> DrainPolicy:
+    return DrainPolicy(
+        max_in_flight=hook.max_in_flight,
+        schedule=tuple(hook.retry_schedule),
+        jitter=hook.jitter,
+        ordered=hook.ordered,
+        rate_limit=hook.rate_limit,
+    )
 
 
 @contextlib.asynccontextmanager
-async def build_service(
-    settings: Settings,
-    *,
-    console_stream: TextIO | None = None,
-    hostname: str | None = None,
-) -> AsyncIterator[Running]:
-    """Open every component the settings ask for; close them all on exit."""
+async def open_webhooks(
+    settings: Sequence[WebhookSettings], observer: Observer | None = None
+) -> AsyncIterator[list[SinkPlan]]:
+    """Open a sink per enabled webhook endpoint, with its route and drain policy."""
+    observer = observer or Observer()
     async with contextlib.AsyncExitStack() as stack:
-        js = settings.journal
-        journal = await stack.enter_async_context(
-            Journal(
-                js.path,
-                max_events=js.max_events,
-                max_bytes=js.max_bytes,
-                retention=js.retention,
-                dead_retention=js.dead_retention,
-                synchronous=js.synchronous,
+        plans: list[SinkPlan] = []
+        for hook in settings:
+            name = sink_name(hook.name)
+            if not hook.enabled:
+                log.info("webhook endpoint not enabled", extra={"sink": name})
+                continue
+            sink = await stack.enter_async_context(
+                WebhookSink(
+                    name=name,
+                    url=hook.url,
+                    secrets=hook.secret,
+                    timeout=hook.timeout,
+                    max_in_flight=hook.max_in_flight,
+                    ca_bundle=hook.ca_bundle,
+                    on_attempt=observer.sink(name).attempt,
+                )
             )
-        )
-        routes: list[Route] = []
-        drainers: list[Drainer] = []
-        describers: dict[str, dict[str, Any]] = {}
+            plans.append(
+                SinkPlan(
+                    sink=sink,
+                    route=Route(name, types=tuple(hook.types), tenants=frozenset(hook.tenants)),
+                    policy=_webhook_policy(hook),
+                    description={
+                        "target": sink.target,
+                        "types": list(hook.types),
+                        "tenants": list(hook.tenants),
+                    },
+                )
+            )
+        yield plans
 
+
+@contextlib.asynccontextmanager
+async def _open_sinks(
+    settings: Settings, observer: Observer, console_stream: TextIO | None
+) -> AsyncIterator[list[SinkPlan]]:
+    async with contextlib.AsyncExitStack() as stack:
+        plans: list[SinkPlan] = []
         if settings.amqp.enabled:
             a = settings.amqp
             amqp = await stack.enter_async_context(
@@ -80,32 +132,48 @@ async def build_service(
                     binding_key=a.binding_key,
                 )
             )
-            routes.append(Route(amqp.name))
-            drainers.append(
-                Drainer(
-                    journal,
-                    amqp,
-                    DrainPolicy(
-                        max_in_flight=a.max_in_flight, backoff=Backoff(base=0.2, cap=a.retry_max)
-                    ),
-                )
-            )
-            describers[amqp.name] = {"target": amqp.target}
+            plans.append(SinkPlan(amqp, Route(amqp.name), _amqp_policy(a), {"target": amqp.target}))
         if settings.console.enabled:
             console = ConsoleSink(stream=console_stream)
-            routes.append(Route(console.name))
             # send() never awaits, so attempts finish in the order they start: a wide
             # window keeps the order and lets finished deliveries share journal writes.
-            drainers.append(Drainer(journal, console, DrainPolicy(max_in_flight=256)))
-        if settings.webhooks:
-            webhook_module = importlib.import_module("relay.sinks.webhook")
-            hooks = await stack.enter_async_context(webhook_module.open_webhooks(settings.webhooks))
-            for sink, route, policy, description in hooks:
-                routes.append(route)
-                drainers.append(Drainer(journal, sink, policy))
-                describers[sink.name] = description
+            plans.append(SinkPlan(console, Route(console.name), DrainPolicy(max_in_flight=256), {}))
+        plans += await stack.enter_async_context(open_webhooks(settings.webhooks, observer))
+        yield plans
 
-        router = Router(tuple(routes))
+
+@contextlib.asynccontextmanager
+async def build_service(
+    settings: Settings,
+    *,
+    console_stream: TextIO | None = None,
+    hostname: str | None = None,
+    observer: PrometheusObserver | None = None,
+) -> AsyncIterator[Running]:
+    """Open every component the settings ask for; close them all on exit."""
+    observer = observer or PrometheusObserver()
+    async with contextlib.AsyncExitStack() as stack:
+        js = settings.journal
+        journal = await stack.enter_async_context(
+            Journal(
+                js.path,
+                max_events=js.max_events,
+                max_bytes=js.max_bytes,
+                retention=js.retention,
+                dead_retention=js.dead_retention,
+                synchronous=js.synchronous,
+            )
+        )
+        plans = await stack.enter_async_context(_open_sinks(settings, observer, console_stream))
+        drainers: list[Drainer] = []
+        for plan in plans:
+            sink_observer = observer.sink(plan.sink.name)
+            if isinstance(plan.sink, WebhookSink):
+                sink_observer.export_webhook_zeros()
+            drainers.append(Drainer(journal, plan.sink, plan.policy, observer=sink_observer))
+        describers = {plan.sink.name: plan.description for plan in plans}
+        router = Router(tuple(plan.route for plan in plans))
+
         tenants = settings.shard_tenants(hostname)
         # One shared HTTP session: no connection limit, since every tenant holds a poll.
         session = await stack.enter_async_context(
@@ -113,11 +181,12 @@ async def build_service(
         )
         listeners = []
         for tenant in tenants:
+            tenant_observer = observer.tenant(tenant.name)
             client = client_for(
                 tenant,
                 session=session,
-                on_request=_observe_request,
-                on_token=_token_observer(tenant.name),
+                on_request=_upstream_observer(observer),
+                on_token=tenant_observer.token_fetched,
             )
             await stack.enter_async_context(client)
             listeners.append(
@@ -128,6 +197,7 @@ async def build_service(
                     route=router,
                     bootstrap=tenant.directory_bootstrap,
                     enrich_concurrency=tenant.enrich_concurrency,
+                    observer=observer,
                 )
             )
 
@@ -138,6 +208,7 @@ async def build_service(
             shutdown_timeout=settings.shutdown.timeout,
             prune_interval=settings.journal.prune_interval,
             describe_sinks=lambda: describers,
+            observer=observer,
         )
         server = None
         if settings.http.enabled:
@@ -154,6 +225,7 @@ async def build_service(
                 protect_probes=h.protect_probes,
                 show_content=settings.status.show_content,
                 recent=settings.status.recent_events,
+                registry=observer.metrics.registry,
             )
             server = await stack.enter_async_context(OpsServer(app, host=h.host, port=h.port))
         yield Running(service, server)
@@ -176,8 +248,9 @@ def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
     return ExmailClient(**kwargs)
 
 
-def _token_observer(tenant: str) -> Callable[[str], None]:
-    def observe(reason: str) -> None:
-        metrics.TOKEN_FETCHES.labels(tenant, reason).inc()
+def _upstream_observer(observer: Observer) -> Any:
+    def observe(operation: str, seconds: float, outcome: str) -> None:
+        if operation != "listen":
+            observer.upstream(operation, seconds, outcome)
 
     return observe

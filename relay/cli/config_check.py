@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, every secret masked."""
-    from relay.ops.logs import redact_url
+    from relay.core.redact import redact_url
 
     data: dict[str, Any] = settings.model_dump(mode="json")
     data["amqp"]["url"] = redact_url(settings.amqp.url.get_secret_value(), keep_user=True)
@@ -130,7 +130,7 @@ async def _check_broker(settings: Settings) -> tuple[str, str | None]:
     import aio_pika
     import aiormq
 
-    from relay.ops.logs import redact_url
+    from relay.core.redact import redact_url
 
     url = settings.amqp.url.get_secret_value()
     label = f"amqp: connect to {redact_url(url, keep_user=True)}"

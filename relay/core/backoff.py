@@ -6,8 +6,8 @@ so every decision here is exhaustively testable.
 - :class:`Backoff` is capped exponential backoff with full jitter (AWS architecture
   blog, "Exponential Backoff And Jitter"): the delay before attempt ``n`` is uniform in
   ``[0, min(cap, base * 2**n)]``. Full jitter spreads a fleet of reconnecting
-  listeners instead of synchronising them. It is the client's own policy
-  (:mod:`relay.exmail`), re-exported here so the whole relay shares one.
+  listeners instead of synchronising them. The Exmail client (:mod:`relay.exmail`)
+  uses the same policy for its retried reads, so the whole relay shares one.
 - :func:`schedule_delay` is a fixed schedule with proportional jitter, the Standard
   Webhooks way: after attempt ``n`` wait ``schedule[n-1] * (1 +- jitter)``.
 - :func:`parse_retry_after` reads an HTTP ``Retry-After`` (seconds or an HTTP date).
@@ -17,14 +17,40 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-
-from relay.exmail import Backoff
 
 __all__ = ["Backoff", "parse_retry_after", "schedule_delay"]
 
 Random = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff with full jitter; ``attempt`` counts from 0."""
+
+    base: float = 0.2
+    cap: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.base < 0 or self.cap < 0:
+            raise ValueError("base and cap must not be negative")
+
+    def ceiling(self, attempt: int) -> float:
+        """The upper bound of the delay before retry number ``attempt`` (0-based)."""
+        if attempt < 0:
+            raise ValueError("attempt must not be negative")
+        # Cap the exponent first so large attempts cannot overflow a float.
+        return min(self.cap, self.base * 2.0 ** min(attempt, 64))
+
+    def delay(self, attempt: int, fraction: float | None = None) -> float:
+        """Seconds to wait; ``fraction`` in [0, 1] (drawn at random when omitted)."""
+        if fraction is None:
+            fraction = random.random()
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError("fraction must be within [0, 1]")
+        return fraction * self.ceiling(attempt)
 
 
 def schedule_delay(

@@ -43,17 +43,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
+from relay.core.delivery import Delivery, Settlement
 from relay.core.events import Event
 
 __all__ = [
     "DeadLetter",
-    "Delivery",
     "Journal",
     "JournalClosed",
     "JournalError",
     "JournalStats",
     "SinkStats",
-    "Update",
 ]
 
 T = TypeVar("T")
@@ -116,37 +115,6 @@ class JournalError(Exception):
 
 class JournalClosed(JournalError):
     """The journal was used after it was closed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One event due for one sink."""
-
-    sink: str
-    seq: int
-    event_id: str
-    tenant: str
-    type: str
-    routing_key: str
-    body: bytes
-    created: float
-    attempts: int
-    next_at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Update:
-    """The outcome of one delivery attempt, as the journal records it.
-
-    ``state`` is the new state: ``pending`` (retry at ``next_at``), ``delivered`` or
-    ``dead``. ``attempted`` is False for a row that was handed back untried.
-    """
-
-    seq: int
-    state: Literal["pending", "delivered", "dead"]
-    next_at: float = 0.0
-    error: str | None = None
-    attempted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,7 +489,7 @@ class Journal:
 
     # -- the sinks' side ---------------------------------------------------------------
 
-    async def pending(
+    async def claim(
         self,
         sink: str,
         *,
@@ -580,7 +548,7 @@ class Journal:
 
         return await self._read(read)
 
-    async def record(self, sink: str, updates: Sequence[Update]) -> None:
+    async def settle(self, sink: str, updates: Sequence[Settlement]) -> None:
         """Record delivery outcomes for ``sink`` (group-committed with other writes)."""
         if not updates:
             return

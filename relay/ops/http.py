@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pydantic import SecretStr
 
 from relay.ops.page import render_status_page
@@ -32,6 +32,7 @@ from relay.runtime.supervisor import RelayService
 __all__ = ["OpsServer", "build_app"]
 
 SERVICE: web.AppKey[RelayService] = web.AppKey("service", RelayService)
+METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics_view(request: web.Request) -> web.Response:
     await request.app[SERVICE].refresh_stats()
-    body = generate_latest(REGISTRY)
+    body = generate_latest(request.app[METRICS])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -145,12 +146,14 @@ def build_app(
     protect_probes: bool = False,
     show_content: bool = False,
     recent: int = 50,
+    registry: CollectorRegistry = REGISTRY,
 ) -> web.Application:
     middlewares: list[Middleware] = []
     if auth_token is not None or basic_auth is not None:
         middlewares.append(_auth_middleware(auth_token, basic_auth, protect_probes))
     app = web.Application(middlewares=middlewares)
     app[SERVICE] = service
+    app[METRICS] = registry
     app[OPTIONS] = PageOptions(show_content=show_content, recent=recent)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)

@@ -10,72 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
-from urllib.parse import urlsplit
+
+from relay.core.redact import redact_url, scrub, scrub_value
 
 __all__ = ["JsonFormatter", "RedactFilter", "TextFormatter", "configure", "redact_url", "scrub"]
 
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
-
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), replacement)
-    for pattern, replacement in (
-        (r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:bearer |basic )?)[^\s\"',;&]+", r"\1***"),
-        (r"(?i)((?:access_token|client_secret|secret|password|ticket)=)[^\s&\"']+", r"\1***"),
-        (
-            r"(?i)(\"(?:access_token|client_secret|secret|password|ticket)\"\s*:\s*\")[^\"]+",
-            r"\1***",
-        ),
-        (r"(amqps?://[^:/@\s]+:)[^@\s]+@", r"\1***@"),
-        (r"whsec_[A-Za-z0-9+/=]+", "whsec_***"),
-        (r"(v1,)[A-Za-z0-9+/=]{20,}", r"\1***"),
-    )
-)
-
-
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every known secret and every secret-shaped substring masked."""
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, "***")
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def _scrub_value(value: object, secrets: Iterable[str]) -> object:
-    if isinstance(value, str):
-        return scrub(value, secrets)
-    if isinstance(value, list | tuple):
-        return type(value)(_scrub_value(v, secrets) for v in value)
-    if isinstance(value, dict):
-        return {k: _scrub_value(v, secrets) for k, v in value.items()}
-    return value
-
-
-def redact_url(url: str, *, keep_user: bool = False) -> str:
-    """``scheme://[user:***@]host[:port]/path``: no password, query or fragment.
-
-    Safe for logs, errors and the status page; ``keep_user`` shows who connects (AMQP).
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is not None:
-        host = f"{host}:{port}"
-    user = f"{parts.username}:***@" if keep_user and parts.username else ""
-    return f"{parts.scheme}://{user}{host}{parts.path or '/'}"
 
 
 class RedactFilter(logging.Filter):
@@ -90,7 +36,7 @@ class RedactFilter(logging.Filter):
         record.args = None
         for key, value in list(vars(record).items()):
             if key not in _STANDARD and isinstance(value, str | list | tuple | dict):
-                setattr(record, key, _scrub_value(value, self.secrets))
+                setattr(record, key, scrub_value(value, self.secrets))
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = scrub(
                 logging.Formatter().formatException(record.exc_info), self.secrets

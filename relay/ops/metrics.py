@@ -4,149 +4,287 @@ Names start ``exmail_relay_``. Labels are low-cardinality: ``tenant`` is the onl
 with many values (one per configured tenant); accounts, mail ids and URLs never become
 labels. Sinks are labelled by name (``amqp``, ``console``, ``webhook:<name>``).
 ``docs/operations.md`` lists each family with its meaning and the suggested alerts.
+
+The families belong to a :class:`Metrics` object bound to one registry, not to the
+module: the service exports :func:`default_metrics` (the process-wide registry that
+``/metrics`` serves), and a test can build its own ``Metrics(CollectorRegistry())``
+and read exactly what one relay reported. :class:`PrometheusObserver` is the
+:class:`relay.runtime.observer.Observer` that writes them.
 """
 
 from __future__ import annotations
 
+import functools
 import platform
+from collections.abc import Sequence
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from relay import __version__
+from relay.core.events import Event
+from relay.journal import JournalStats
+from relay.runtime.observer import LISTENER_STATES, Observer, SinkObserver, TenantObserver
+from relay.sinks.webhook import OUTCOME_CLASSES
 
-__all__ = [
-    "BACKPRESSURE",
-    "BUILD_INFO",
-    "CHECKPOINT_VER",
-    "DEAD_LETTERS",
-    "DELIVERIES",
-    "DELIVERY_FAILURES",
-    "DELIVERY_LATENCY",
-    "EVENTS_INGESTED",
-    "JOURNAL_BACKLOG_BYTES",
-    "JOURNAL_BACKLOG_EVENTS",
-    "JOURNAL_COMMITS",
-    "JOURNAL_EVENTS",
-    "JOURNAL_FILE_BYTES",
-    "LISTENER_STATE",
-    "LISTENER_STATES",
-    "LISTEN_REQUESTS",
-    "MESSAGES_SKIPPED",
-    "SINK_BACKLOG",
-    "SINK_CONNECTED",
-    "SINK_DISABLED",
-    "SINK_OLDEST_PENDING",
-    "TOKEN_FETCHES",
-    "UPSTREAM_DURATION",
-    "WEBHOOK_ATTEMPTS",
-    "WEBHOOK_ATTEMPT_SECONDS",
-    "WEBHOOK_OUTCOMES",
-]
+__all__ = ["Metrics", "PrometheusObserver", "default_metrics"]
 
-BUILD_INFO = Info("exmail_relay_build", "Version of the relay and of Python.")
-BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
 
-# -- source ---------------------------------------------------------------------------
+class Metrics:
+    """Every metric family of the relay, registered on ``registry``."""
 
-LISTEN_REQUESTS = Counter(
-    "exmail_relay_listen_requests",
-    "listen long-poll requests by outcome (data, keepalive, timeout, token, transient, "
-    "config, malformed).",
-    ["tenant", "outcome"],
-)
-LISTENER_STATES = ("starting", "connected", "backoff", "paused", "failed", "stopped")
-LISTENER_STATE = Gauge(
-    "exmail_relay_listener_state",
-    "1 for the state each tenant's listener is in, 0 for the others.",
-    ["tenant", "state"],
-)
-EVENTS_INGESTED = Counter(
-    "exmail_relay_events_ingested",
-    "Events committed to the journal, by type (duplicates of a stored id not counted).",
-    ["tenant", "type"],
-)
-MESSAGES_SKIPPED = Counter(
-    "exmail_relay_messages_skipped",
-    "Upstream data logged and skipped, by kind (unknown, malformed, error; enrich: a "
-    "user/get refusal that left a user event without its profile).",
-    ["tenant", "kind"],
-)
-UPSTREAM_DURATION = Histogram(
-    "exmail_relay_upstream_request_seconds",
-    "Duration of Exmail API requests, by endpoint and outcome (listen excluded: it holds).",
-    ["endpoint", "outcome"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-TOKEN_FETCHES = Counter(
-    "exmail_relay_token_fetches",
-    "Access tokens fetched, by reason (initial, expiry, invalid_token, forced).",
-    ["tenant", "reason"],
-)
-CHECKPOINT_VER = Gauge(
-    "exmail_relay_checkpoint_ver",
-    "The directory version (Ver) checkpointed for each tenant.",
-    ["tenant"],
-)
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.build_info = Info(
+            "exmail_relay_build", "Version of the relay and of Python.", registry=r
+        )
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
 
-# -- journal --------------------------------------------------------------------------
+        # -- source ---------------------------------------------------------------------
+        self.listen_requests = Counter(
+            "exmail_relay_listen_requests",
+            "listen long-poll requests by outcome (data, keepalive, timeout, token, transient, "
+            "config, malformed).",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.listener_state = Gauge(
+            "exmail_relay_listener_state",
+            "1 for the state each tenant's listener is in, 0 for the others.",
+            ["tenant", "state"],
+            registry=r,
+        )
+        self.events_ingested = Counter(
+            "exmail_relay_events_ingested",
+            "Events committed to the journal, by type (duplicates of a stored id not counted).",
+            ["tenant", "type"],
+            registry=r,
+        )
+        self.messages_skipped = Counter(
+            "exmail_relay_messages_skipped",
+            "Upstream data logged and skipped, by kind (unknown, malformed, error; enrich: a "
+            "user/get refusal that left a user event without its profile).",
+            ["tenant", "kind"],
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "exmail_relay_upstream_request_seconds",
+            "Duration of Exmail API requests, by operation and outcome (listen excluded: it "
+            "holds).",
+            ["operation", "outcome"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.token_fetches = Counter(
+            "exmail_relay_token_fetches",
+            "Access tokens fetched, by reason (initial, expiry, invalid_token, forced).",
+            ["tenant", "reason"],
+            registry=r,
+        )
+        self.checkpoint_ver = Gauge(
+            "exmail_relay_checkpoint_ver",
+            "The directory version (Ver) checkpointed for each tenant.",
+            ["tenant"],
+            registry=r,
+        )
 
-JOURNAL_EVENTS = Gauge("exmail_relay_journal_events", "Events stored in the journal.")
-JOURNAL_BACKLOG_EVENTS = Gauge(
-    "exmail_relay_journal_backlog_events", "Events not yet final for every sink."
-)
-JOURNAL_BACKLOG_BYTES = Gauge(
-    "exmail_relay_journal_backlog_bytes", "Bytes of events not yet final for every sink."
-)
-JOURNAL_FILE_BYTES = Gauge("exmail_relay_journal_file_bytes", "Size of the journal database.")
-JOURNAL_COMMITS = Gauge("exmail_relay_journal_commits", "Group commits since start.")
-BACKPRESSURE = Gauge(
-    "exmail_relay_backpressure", "1 while the journal is at its bound and listeners pause."
-)
+        # -- journal --------------------------------------------------------------------
+        self.journal_events = Gauge(
+            "exmail_relay_journal_events", "Events stored in the journal.", registry=r
+        )
+        self.journal_backlog_events = Gauge(
+            "exmail_relay_journal_backlog_events",
+            "Events not yet final for every sink.",
+            registry=r,
+        )
+        self.journal_backlog_bytes = Gauge(
+            "exmail_relay_journal_backlog_bytes",
+            "Bytes of events not yet final for every sink.",
+            registry=r,
+        )
+        self.journal_file_bytes = Gauge(
+            "exmail_relay_journal_file_bytes", "Size of the journal database.", registry=r
+        )
+        self.journal_commits = Gauge(
+            "exmail_relay_journal_commits", "Group commits since start.", registry=r
+        )
+        self.backpressure = Gauge(
+            "exmail_relay_backpressure",
+            "1 while the journal is at its bound and listeners pause.",
+            registry=r,
+        )
 
-# -- sinks ----------------------------------------------------------------------------
+        # -- sinks ----------------------------------------------------------------------
+        self.sink_backlog = Gauge(
+            "exmail_relay_sink_backlog", "Pending deliveries per sink.", ["sink"], registry=r
+        )
+        self.sink_oldest_pending = Gauge(
+            "exmail_relay_sink_oldest_pending_seconds",
+            "Age of the oldest pending delivery per sink (0 when none).",
+            ["sink"],
+            registry=r,
+        )
+        self.sink_connected = Gauge(
+            "exmail_relay_sink_connected",
+            "1 when the sink can deliver (connected, enabled).",
+            ["sink"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "exmail_relay_deliveries", "Events delivered, per sink.", ["sink"], registry=r
+        )
+        self.delivery_failures = Counter(
+            "exmail_relay_delivery_failures",
+            "Failed delivery attempts per sink, by reason (retry, unavailable, dead, disabled).",
+            ["sink", "reason"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "exmail_relay_dead_letters",
+            "Deliveries that became dead letters, per sink.",
+            ["sink"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "exmail_relay_delivery_latency_seconds",
+            "From journal commit to confirmed delivery, per sink.",
+            ["sink"],
+            buckets=(
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                5,
+                10,
+                60,
+                300,
+            ),
+            registry=r,
+        )
+        self.sink_disabled = Gauge(
+            "exmail_relay_sink_disabled",
+            "1 while a sink is disabled (a webhook endpoint that answered 410), else 0.",
+            ["sink"],
+            registry=r,
+        )
 
-SINK_BACKLOG = Gauge("exmail_relay_sink_backlog", "Pending deliveries per sink.", ["sink"])
-SINK_OLDEST_PENDING = Gauge(
-    "exmail_relay_sink_oldest_pending_seconds",
-    "Age of the oldest pending delivery per sink (0 when none).",
-    ["sink"],
-)
-SINK_CONNECTED = Gauge(
-    "exmail_relay_sink_connected", "1 when the sink can deliver (connected, enabled).", ["sink"]
-)
-DELIVERIES = Counter("exmail_relay_deliveries", "Events delivered, per sink.", ["sink"])
-DELIVERY_FAILURES = Counter(
-    "exmail_relay_delivery_failures",
-    "Failed delivery attempts per sink, by reason (retry, unavailable, dead, disabled).",
-    ["sink", "reason"],
-)
-DEAD_LETTERS = Counter(
-    "exmail_relay_dead_letters", "Deliveries that became dead letters, per sink.", ["sink"]
-)
-DELIVERY_LATENCY = Histogram(
-    "exmail_relay_delivery_latency_seconds",
-    "From journal commit to confirmed delivery, per sink.",
-    ["sink"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 300),
-)
+        # -- webhooks (labelled by sink name ``webhook:<name>``, never by URL) ------------
+        self.webhook_attempts = Counter(
+            "exmail_relay_webhook_attempts",
+            "Webhook delivery attempts per endpoint, by outcome class "
+            "(2xx, 3xx, 4xx, 5xx, timeout, connection).",
+            ["sink", "outcome"],
+            registry=r,
+        )
+        self.webhook_attempt_seconds = Histogram(
+            "exmail_relay_webhook_attempt_seconds",
+            "Duration of one webhook attempt (request sent to response read), per endpoint.",
+            ["sink"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
 
-# -- webhooks (labelled by sink name ``webhook:<name>``, never by URL) --------------------
 
-WEBHOOK_OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "timeout", "connection")
-WEBHOOK_ATTEMPTS = Counter(
-    "exmail_relay_webhook_attempts",
-    "Webhook delivery attempts per endpoint, by outcome class "
-    "(2xx, 3xx, 4xx, 5xx, timeout, connection).",
-    ["sink", "outcome"],
-)
-WEBHOOK_ATTEMPT_SECONDS = Histogram(
-    "exmail_relay_webhook_attempt_seconds",
-    "Duration of one webhook attempt (request sent to response read), per endpoint.",
-    ["sink"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
-SINK_DISABLED = Gauge(
-    "exmail_relay_sink_disabled",
-    "1 while a sink is disabled (a webhook endpoint that answered 410), else 0.",
-    ["sink"],
-)
+@functools.cache
+def default_metrics() -> Metrics:
+    """The families on prometheus-client's process-wide registry (created once)."""
+    return Metrics(REGISTRY)
+
+
+class _Tenant(TenantObserver):
+    def __init__(self, metrics: Metrics, tenant: str) -> None:
+        self._m = metrics
+        self._tenant = tenant
+        self._states = {s: metrics.listener_state.labels(tenant, s) for s in LISTENER_STATES}
+        self._checkpoint = metrics.checkpoint_ver.labels(tenant)
+
+    def state(self, state: str) -> None:
+        for name, gauge in self._states.items():
+            gauge.set(1 if name == state else 0)
+
+    def listen(self, outcome: str) -> None:
+        self._m.listen_requests.labels(self._tenant, outcome).inc()
+
+    def committed(self, events: Sequence[Event]) -> None:
+        ingested = self._m.events_ingested
+        for event in events:
+            ingested.labels(self._tenant, event.type).inc()
+
+    def checkpoint(self, ver: int) -> None:
+        self._checkpoint.set(ver)
+
+    def skipped(self, kind: str) -> None:
+        self._m.messages_skipped.labels(self._tenant, kind).inc()
+
+    def token_fetched(self, reason: str) -> None:
+        self._m.token_fetches.labels(self._tenant, reason).inc()
+
+
+class _Sink(SinkObserver):
+    def __init__(self, metrics: Metrics, sink: str) -> None:
+        self._m = metrics
+        self._sink = sink
+        self._connected = metrics.sink_connected.labels(sink)
+        self._delivered = metrics.deliveries.labels(sink)
+        self._latency = metrics.delivery_latency.labels(sink)
+        self._attempt_seconds = metrics.webhook_attempt_seconds.labels(sink)
+
+    def connected(self, connected: bool) -> None:
+        self._connected.set(1 if connected else 0)
+
+    def disabled(self, disabled: bool) -> None:
+        self._m.sink_disabled.labels(self._sink).set(1 if disabled else 0)
+
+    def delivered(self, latency: float) -> None:
+        self._delivered.inc()
+        self._latency.observe(latency)
+
+    def failed(self, reason: str) -> None:
+        self._m.delivery_failures.labels(self._sink, reason).inc()
+        if reason == "dead":
+            self._m.dead_letters.labels(self._sink).inc()
+
+    def attempt(self, outcome: str, seconds: float) -> None:
+        self._m.webhook_attempts.labels(self._sink, outcome).inc()
+        self._attempt_seconds.observe(seconds)
+
+    def backlog(self, pending: int, oldest_age: float) -> None:
+        self._m.sink_backlog.labels(self._sink).set(pending)
+        self._m.sink_oldest_pending.labels(self._sink).set(oldest_age)
+
+    def export_webhook_zeros(self) -> None:
+        """Export every attempt outcome at 0 from the start (rate() needs a first sample)."""
+        for outcome in OUTCOME_CLASSES:
+            self._m.webhook_attempts.labels(self._sink, outcome)
+
+
+class PrometheusObserver(Observer):
+    """Writes what the runtime reports into :class:`Metrics`."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics if metrics is not None else default_metrics()
+
+    def tenant(self, tenant: str) -> TenantObserver:
+        return _Tenant(self.metrics, tenant)
+
+    def sink(self, sink: str) -> _Sink:
+        return _Sink(self.metrics, sink)
+
+    def upstream(self, operation: str, seconds: float, outcome: str) -> None:
+        self.metrics.upstream_duration.labels(operation, outcome).observe(seconds)
+
+    def journal(self, stats: JournalStats, *, commits: int, backpressure: bool) -> None:
+        m = self.metrics
+        m.journal_events.set(stats.events)
+        m.journal_backlog_events.set(stats.backlog_events)
+        m.journal_backlog_bytes.set(stats.backlog_bytes)
+        m.journal_file_bytes.set(stats.file_bytes)
+        m.journal_commits.set(commits)
+        m.backpressure.set(1 if backpressure else 0)

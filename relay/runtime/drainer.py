@@ -7,7 +7,7 @@ destination never holds up another one.
 What it does, in order: claim due rows oldest first, keep up to ``max_in_flight``
 attempts running (a sliding window, not batches: one slow attempt does not idle the
 other slots), respect a rate limit, then turn each :data:`~relay.sinks.Outcome` into a
-journal :class:`~relay.journal.Update` with :func:`decide` (pure). A sink that reports
+journal :class:`~relay.journal.Settlement` with :func:`decide` (pure). A sink that reports
 :class:`~relay.sinks.Unavailable` pauses the whole drainer with capped, jittered
 backoff instead of burning through the backlog's retry budget.
 
@@ -27,15 +27,24 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
-from relay.core.backoff import Backoff, schedule_delay
-from relay.journal import Delivery, Journal, JournalClosed, Update
-from relay.ops import metrics
-from relay.sinks import Dead, Delivered, Disable, Outcome, Retry, Sink, Unavailable
+from relay.core.delivery import (
+    Dead,
+    Delivered,
+    Delivery,
+    Disable,
+    DrainPolicy,
+    Outcome,
+    Settlement,
+    Unavailable,
+    decide,
+)
+from relay.journal import Journal, JournalClosed
+from relay.runtime.observer import Observer, SinkObserver
+from relay.sinks import Sink
 
-__all__ = ["DrainPolicy", "Drainer", "decide"]
+__all__ = ["Drainer"]
 
 log = logging.getLogger("relay.runtime.drainer")
 
@@ -44,51 +53,6 @@ DISABLED_POLL = 5.0
 # process (``exmail-relay deadletters replay``, ``endpoint enable``) cannot set this
 # process's wakeup event, so rows it revives are found by this poll.
 IDLE_POLL = 2.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DrainPolicy:
-    """How one sink is drained. ``schedule=None`` retries forever with ``backoff``."""
-
-    max_in_flight: int = 64
-    schedule: Sequence[float] | None = None
-    jitter: float = 0.2
-    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=30.0))
-    ordered: bool = False
-    rate_limit: float = 0.0
-
-
-def decide(
-    policy: DrainPolicy,
-    delivery: Delivery,
-    outcome: Outcome,
-    *,
-    now: float,
-    rand: Callable[[], float] = random.random,
-) -> Update | None:
-    """The journal update for one outcome (``None``: leave the row as it is)."""
-    attempts = delivery.attempts + 1
-    match outcome:
-        case Delivered():
-            return Update(delivery.seq, "delivered")
-        case Dead(error=error):
-            return Update(delivery.seq, "dead", error=error)
-        case Unavailable():
-            return None
-        case Disable(error=error):
-            return Update(delivery.seq, "pending", next_at=0.0, error=error)
-        case Retry(error=error, retry_after=retry_after):
-            if policy.schedule is None:
-                delay: float | None = policy.backoff.delay(attempts - 1, rand())
-            else:
-                delay = schedule_delay(policy.schedule, attempts, jitter=policy.jitter, rand=rand)
-                if delay is None:
-                    return Update(delivery.seq, "dead", error=error)
-            assert delay is not None
-            if retry_after is not None:
-                ceiling = max(policy.schedule) if policy.schedule else policy.backoff.cap
-                delay = max(delay, min(retry_after, ceiling))
-            return Update(delivery.seq, "pending", next_at=now + delay, error=error)
 
 
 class _RateLimiter:
@@ -124,6 +88,7 @@ class Drainer:
         *,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        observer: Observer | SinkObserver | None = None,
     ) -> None:
         self.journal = journal
         self.sink = sink
@@ -145,12 +110,16 @@ class Drainer:
         self._limiter = _RateLimiter(policy.rate_limit, clock) if policy.rate_limit > 0 else None
         self.disabled_reason: str | None = None
         self.last_error: str | None = None
-        self._batch: tuple[list[Update], asyncio.Future[None]] | None = None
+        self._batch: tuple[list[Settlement], asyncio.Future[None]] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         name = sink.name
-        self._connected_gauge = metrics.SINK_CONNECTED.labels(name)
-        self._delivered = metrics.DELIVERIES.labels(name)
-        self._latency = metrics.DELIVERY_LATENCY.labels(name)
+        if isinstance(observer, SinkObserver):
+            self.observer = observer
+        else:
+            self.observer = (observer or Observer()).sink(name)
+        # Counted here for the status page, not read back out of a metrics registry.
+        self.delivered = 0
+        self.failed = 0
         self._is_connected: bool | None = None
 
     @property
@@ -165,7 +134,7 @@ class Drainer:
         wake = self._wake
         self.disabled_reason = await self.journal.disabled(self.name)
         self._note_disabled()
-        self._connected_gauge.set(0)
+        self.observer.connected(False)
         try:
             while not self._stopping.is_set():
                 if self.disabled_reason is not None:
@@ -186,7 +155,7 @@ class Drainer:
                     continue
                 wake.clear()
                 claimed_at = self._clock()
-                rows = await self.journal.pending(
+                rows = await self.journal.claim(
                     self.name,
                     limit=free,
                     now=claimed_at,
@@ -218,7 +187,7 @@ class Drainer:
             return
         finally:
             self._is_connected = None
-            self._connected_gauge.set(0)
+            self.observer.connected(False)
 
     async def _idle_timeout(self, claimed_at: float) -> float:
         """Seconds until the next retry falls due (at most IDLE_POLL).
@@ -235,7 +204,7 @@ class Drainer:
         return min(IDLE_POLL, max(0.0, self._retry_at - self._clock()))
 
     def _note_disabled(self) -> None:
-        metrics.SINK_DISABLED.labels(self.name).set(0 if self.disabled_reason is None else 1)
+        self.observer.disabled(self.disabled_reason is not None)
 
     async def _wait(self, seconds: float | None) -> None:
         """Wait until woken (see ``_wake``), stopped, or ``seconds`` pass."""
@@ -290,7 +259,7 @@ class Drainer:
         if not isinstance(outcome, Delivered | Dead):
             self._wake.set()
 
-    def _record(self, update: Update) -> asyncio.Future[None]:
+    def _record(self, update: Settlement) -> asyncio.Future[None]:
         """Queue ``update`` for one journal write shared by every attempt that finishes
         in this loop iteration; the returned future is done once it is durable. The row
         stays in flight until then, so it cannot be claimed twice."""
@@ -306,7 +275,7 @@ class Drainer:
             return
         updates, done = self._batch
         self._batch = None
-        task = asyncio.ensure_future(self.journal.record(self.name, updates))
+        task = asyncio.ensure_future(self.journal.settle(self.name, updates))
         self._flushes.add(task)
 
         def settle(finished: asyncio.Task[None]) -> None:
@@ -322,29 +291,30 @@ class Drainer:
 
         task.add_done_callback(settle)
 
-    def _observe(self, row: Delivery, outcome: Outcome, update: Update | None, now: float) -> None:
+    def _observe(
+        self, row: Delivery, outcome: Outcome, update: Settlement | None, now: float
+    ) -> None:
         name = self.name
         if isinstance(outcome, Delivered):
             self._unavailable_streak = 0
             self.last_error = None
             if self._is_connected is not True:
                 self._is_connected = True
-                self._connected_gauge.set(1)
-            self._delivered.inc()
-            self._latency.observe(max(0.0, now - row.created))
+                self.observer.connected(True)
+            self.delivered += 1
+            self.observer.delivered(max(0.0, now - row.created))
             return
         self._is_connected = None
         if isinstance(outcome, Unavailable):
             self._unavailable_streak += 1
-            self._connected_gauge.set(0)
-            metrics.DELIVERY_FAILURES.labels(name, "unavailable").inc()
+            self.observer.connected(False)
+            self._failed("unavailable")
             self.last_error = outcome.error
             return
         self._unavailable_streak = 0
         self.last_error = outcome.error
         if update is not None and update.state == "dead":
-            metrics.DELIVERY_FAILURES.labels(name, "dead").inc()
-            metrics.DEAD_LETTERS.labels(name).inc()
+            self._failed("dead")
             log.warning(
                 "delivery became a dead letter",
                 extra={
@@ -355,11 +325,15 @@ class Drainer:
                 },
             )
         elif isinstance(outcome, Disable):
-            metrics.DELIVERY_FAILURES.labels(name, "disabled").inc()
-            self._connected_gauge.set(0)
+            self._failed("disabled")
+            self.observer.connected(False)
             log.error("endpoint disabled", extra={"sink": name, "error": outcome.error})
         else:
-            metrics.DELIVERY_FAILURES.labels(name, "retry").inc()
+            self._failed("retry")
+
+    def _failed(self, reason: str) -> None:
+        self.failed += 1
+        self.observer.failed(reason)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; give in-flight attempts ``grace`` seconds, then cancel them."""

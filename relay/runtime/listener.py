@@ -59,7 +59,7 @@ from relay.exmail import (
     is_transient,
 )
 from relay.journal import Journal, JournalClosed
-from relay.ops import metrics
+from relay.runtime.observer import Observer
 
 __all__ = ["Listener", "ListenerStatus", "profile_of"]
 
@@ -121,8 +121,10 @@ class Listener:
         backoff: Backoff | None = None,
         failed_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
+        observer: Observer | None = None,
     ) -> None:
         self.tenant = tenant
+        self._observe = (observer or Observer()).tenant(tenant)
         self.client = client
         self.journal = journal
         self.route = route
@@ -206,7 +208,7 @@ class Listener:
             ver = await self.journal.checkpoint(self.tenant)
             if ver is not None:
                 self.status.ver = ver
-                metrics.CHECKPOINT_VER.labels(self.tenant).set(ver)
+                self._observe.checkpoint(ver)
                 return ver
             try:
                 result = await self._interruptible(self._bootstrap())
@@ -256,7 +258,7 @@ class Listener:
             await self._fault(MalformedResponse("listen answered no readable JSON"), "listen")
             return ver
         self._recovered()
-        metrics.LISTEN_REQUESTS.labels(self.tenant, "data" if messages else "keepalive").inc()
+        self._observe.listen("data" if messages else "keepalive")
         try:
             return await self._handle(ver, messages)
         except ExmailError as exc:
@@ -373,11 +375,11 @@ class Listener:
         )
         if checkpoint is not None:
             self.status.ver = checkpoint
-            metrics.CHECKPOINT_VER.labels(self.tenant).set(checkpoint)
+            self._observe.checkpoint(checkpoint)
+        self._observe.committed(built)
         stamp = self._clock()
         for event in built:
             self.status.events_by_type[event.type] += 1
-            metrics.EVENTS_INGESTED.labels(self.tenant, event.type).inc()
             self.status.recent.append((stamp, event.type, event.id, event.subject))
         if built:
             self.status.last_event_at = stamp
@@ -402,7 +404,7 @@ class Listener:
 
     async def _fault(self, exc: ExmailError, during: str) -> None:
         kind = self._classify(exc)
-        metrics.LISTEN_REQUESTS.labels(self.tenant, kind).inc()
+        self._observe.listen(kind)
         self.status.failures += 1
         self.status.last_error = f"{during}: {exc}"
         self.status.last_error_at = self._clock()
@@ -438,7 +440,7 @@ class Listener:
         self._set_state("connected")
 
     def _skip(self, kind: str, detail: str) -> None:
-        metrics.MESSAGES_SKIPPED.labels(self.tenant, kind).inc()
+        self._observe.skipped(kind)
         log.warning(
             "listen message skipped", extra={"tenant": self.tenant, "kind": kind, "detail": detail}
         )
@@ -448,8 +450,7 @@ class Listener:
             return  # every answered listen says "connected": no metric writes for that
         self._state_shown = True
         self.status.state = state
-        for name in metrics.LISTENER_STATES:
-            metrics.LISTENER_STATE.labels(self.tenant, name).set(1 if name == state else 0)
+        self._observe.state(state)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)

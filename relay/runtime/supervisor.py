@@ -21,13 +21,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import REGISTRY
-
 from relay.core.backoff import Backoff
 from relay.journal import Journal, JournalError, JournalStats
-from relay.ops import metrics
 from relay.runtime.drainer import Drainer
 from relay.runtime.listener import Listener
+from relay.runtime.observer import Observer
 
 __all__ = ["Health", "RelayService"]
 
@@ -49,23 +47,6 @@ class Health:
         return {"ok": list(self.ok), "failing": dict(self.failing)}
 
 
-def _delivered(sink: str) -> int:
-    """Deliveries of ``sink`` since start (from the metric)."""
-    value = REGISTRY.get_sample_value("exmail_relay_deliveries_total", {"sink": sink})
-    return int(value or 0.0)
-
-
-def _failed_attempts(sink: str) -> int:
-    """Failed delivery attempts of ``sink`` since start, all reasons (from the metric)."""
-    total = 0.0
-    for reason in ("retry", "unavailable", "dead", "disabled"):
-        value = REGISTRY.get_sample_value(
-            "exmail_relay_delivery_failures_total", {"sink": sink, "reason": reason}
-        )
-        total += value or 0.0
-    return int(total)
-
-
 class RelayService:
     """Runs until the ``stop`` event given to :meth:`run` is set."""
 
@@ -81,8 +62,10 @@ class RelayService:
         describe_sinks: Callable[[], dict[str, dict[str, Any]]] | None = None,
         restart_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
+        observer: Observer | None = None,
     ) -> None:
         self.journal = journal
+        self._observer = observer or Observer()
         self.listeners = list(listeners)
         self.drainers = list(drainers)
         self.shutdown_timeout = shutdown_timeout
@@ -223,20 +206,12 @@ class RelayService:
         self._journal_ok = True
         self.last_stats = stats
         now = self._clock()
-        metrics.JOURNAL_EVENTS.set(stats.events)
-        metrics.JOURNAL_BACKLOG_EVENTS.set(stats.backlog_events)
-        metrics.JOURNAL_BACKLOG_BYTES.set(stats.backlog_bytes)
-        metrics.JOURNAL_FILE_BYTES.set(stats.file_bytes)
-        metrics.JOURNAL_COMMITS.set(self.journal.commits)
-        metrics.BACKPRESSURE.set(1 if self.journal.full else 0)
+        self._observer.journal(stats, commits=self.journal.commits, backpressure=self.journal.full)
         for drainer in self.drainers:
             sink = stats.sinks.get(drainer.name)
             pending = sink.pending if sink else 0
             oldest = sink.oldest_pending_created if sink else None
-            metrics.SINK_BACKLOG.labels(drainer.name).set(pending)
-            metrics.SINK_OLDEST_PENDING.labels(drainer.name).set(
-                0 if oldest is None else max(0.0, now - oldest)
-            )
+            drainer.observer.backlog(pending, 0.0 if oldest is None else max(0.0, now - oldest))
         return stats
 
     # -- health and status -------------------------------------------------------------
@@ -314,8 +289,8 @@ class RelayService:
                     "in_flight": drainer.in_flight,
                     "backlog": sink_stats.pending if sink_stats else 0,
                     "oldest_pending_age": None if oldest is None else round(now - oldest, 3),
-                    "delivered": _delivered(drainer.name),
-                    "failed": _failed_attempts(drainer.name),
+                    "delivered": drainer.delivered,
+                    "failed": drainer.failed,
                     "dead": sink_stats.dead if sink_stats else 0,
                     "last_error": drainer.last_error,
                     **extra.get(drainer.name, {}),

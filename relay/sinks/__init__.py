@@ -8,49 +8,19 @@ with a plain object that has ``name``, ``connected`` and ``send``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-from relay.journal import Delivery
+from relay.core.delivery import (
+    Dead,
+    Delivered,
+    Delivery,
+    Disable,
+    Outcome,
+    Retry,
+    Unavailable,
+)
 
 __all__ = ["Dead", "Delivered", "Disable", "Outcome", "Retry", "Sink", "Unavailable"]
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """The destination has the event."""
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """This delivery failed; try it again later (``retry_after`` seconds if the peer said)."""
-
-    error: str
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Dead:
-    """This delivery can never succeed; make it a dead letter now."""
-
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unavailable:
-    """The sink as a whole cannot deliver now (broker down): nothing was attempted."""
-
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class Disable:
-    """The destination asked never to be called again (HTTP 410)."""
-
-    error: str
-
-
-Outcome = Delivered | Retry | Dead | Unavailable | Disable
 
 
 class Sink(Protocol):

@@ -30,10 +30,9 @@ from aiormq import spec
 from pydantic import SecretStr
 
 from relay.core.backoff import Backoff
+from relay.core.delivery import Delivered, Delivery, Outcome, Retry, Unavailable
 from relay.core.events import CONTENT_TYPE
-from relay.journal import Delivery
-from relay.ops.logs import redact_url
-from relay.sinks import Delivered, Outcome, Retry, Unavailable
+from relay.core.redact import redact_url
 
 __all__ = ["AmqpSink"]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from relay.journal import Delivery
-from relay.sinks import Delivered, Outcome
+from relay.core.delivery import Delivered, Delivery, Outcome
 
 __all__ = ["ConsoleSink"]
 

@@ -25,29 +25,30 @@ metrics. TLS is verified, against ``ca_bundle`` when one is configured.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 from pydantic import SecretStr
 
 from relay import __version__
-from relay.app.settings import WebhookSettings
 from relay.core.backoff import parse_retry_after
-from relay.core.routing import Route
+from relay.core.delivery import Delivered, Delivery, Disable, Outcome, Retry
+from relay.core.redact import redact_url
 from relay.core.signing import SigningKey, decode_secret, sign_headers
-from relay.journal import Delivery
-from relay.ops import metrics
-from relay.ops.logs import redact_url
-from relay.runtime.drainer import DrainPolicy
-from relay.sinks import Delivered, Disable, Outcome, Retry
 
-__all__ = ["USER_AGENT", "WebhookSink", "open_webhooks", "redact_url", "sink_name"]
+__all__ = [
+    "OUTCOME_CLASSES",
+    "USER_AGENT",
+    "AttemptObserver",
+    "WebhookSink",
+    "outcome_class",
+    "sink_name",
+]
 
 log = logging.getLogger("relay.sinks.webhook")
 
@@ -56,7 +57,16 @@ RESPONSE_LIMIT: Final = 4096
 ERROR_BODY_LIMIT: Final = 512
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 
-WebhookHandle = tuple["WebhookSink", Route, DrainPolicy, dict[str, Any]]
+# The outcome classes of one attempt, as :func:`outcome_class` and the transport
+# failures name them (the ``outcome`` label of the attempt metrics).
+OUTCOME_CLASSES: Final = ("2xx", "3xx", "4xx", "5xx", "timeout", "connection")
+
+# Told of every attempt: its outcome class and how long it took (seconds).
+AttemptObserver = Callable[[str, float], None]
+
+
+def _ignore(outcome: str, seconds: float) -> None:
+    """The default :data:`AttemptObserver`: nothing is counted."""
 
 
 def sink_name(endpoint: str) -> str:
@@ -89,6 +99,7 @@ class WebhookSink:
         ca_bundle: Path | None = None,
         response_limit: int = RESPONSE_LIMIT,
         clock: Callable[[], float] = time.time,
+        on_attempt: AttemptObserver = _ignore,
     ) -> None:
         if not secrets:
             raise ValueError(f"{name}: at least one secret is required")
@@ -102,6 +113,7 @@ class WebhookSink:
         self._ca_bundle = ca_bundle
         self._response_limit = response_limit
         self._clock = clock
+        self._on_attempt = on_attempt
         self._session: aiohttp.ClientSession | None = None
         self.target = redact_url(url)
 
@@ -126,8 +138,6 @@ class WebhookSink:
             timeout=aiohttp.ClientTimeout(total=self._timeout),
             headers={"User-Agent": USER_AGENT},
         )
-        for outcome in metrics.WEBHOOK_OUTCOMES:
-            metrics.WEBHOOK_ATTEMPTS.labels(self._name, outcome)  # export zeros from the start
         log.info("webhook endpoint ready", extra={"sink": self._name, "target": self.target})
         return self
 
@@ -153,8 +163,7 @@ class WebhookSink:
             return self._failed("timeout", f"no answer within {self._timeout:g} s", started)
         except aiohttp.ClientError as exc:
             return self._failed("connection", f"connection failed: {_describe(exc)}", started)
-        metrics.WEBHOOK_ATTEMPTS.labels(self._name, outcome_class(status)).inc()
-        metrics.WEBHOOK_ATTEMPT_SECONDS.labels(self._name).observe(time.monotonic() - started)
+        self._on_attempt(outcome_class(status), time.monotonic() - started)
         if 200 <= status < 300:
             return Delivered()
         error = f"HTTP {status}"
@@ -170,8 +179,7 @@ class WebhookSink:
         return Retry(error)
 
     def _failed(self, outcome: str, error: str, started: float) -> Retry:
-        metrics.WEBHOOK_ATTEMPTS.labels(self._name, outcome).inc()
-        metrics.WEBHOOK_ATTEMPT_SECONDS.labels(self._name).observe(time.monotonic() - started)
+        self._on_attempt(outcome, time.monotonic() - started)
         return Retry(error)
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
@@ -205,41 +213,3 @@ def _describe(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection"
     return type(exc).__name__
-
-
-@contextlib.asynccontextmanager
-async def open_webhooks(
-    settings: Sequence[WebhookSettings],
-) -> AsyncIterator[list[WebhookHandle]]:
-    """Open a sink per enabled endpoint; yield ``(sink, route, policy, description)``."""
-    async with contextlib.AsyncExitStack() as stack:
-        handles: list[WebhookHandle] = []
-        for hook in settings:
-            if not hook.enabled:
-                log.info("webhook endpoint not enabled", extra={"sink": sink_name(hook.name)})
-                continue
-            sink = await stack.enter_async_context(
-                WebhookSink(
-                    name=sink_name(hook.name),
-                    url=hook.url,
-                    secrets=hook.secret,
-                    timeout=hook.timeout,
-                    max_in_flight=hook.max_in_flight,
-                    ca_bundle=hook.ca_bundle,
-                )
-            )
-            route = Route(sink.name, types=tuple(hook.types), tenants=frozenset(hook.tenants))
-            policy = DrainPolicy(
-                max_in_flight=hook.max_in_flight,
-                schedule=tuple(hook.retry_schedule),
-                jitter=hook.jitter,
-                ordered=hook.ordered,
-                rate_limit=hook.rate_limit,
-            )
-            description: dict[str, Any] = {
-                "target": sink.target,
-                "types": list(hook.types),
-                "tenants": list(hook.tenants),
-            }
-            handles.append((sink, route, policy, description))
-        yield handles

@@ -8,9 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relay.core.backoff import Backoff, parse_retry_after, schedule_delay
-from relay.journal import Delivery
-from relay.runtime.drainer import DrainPolicy, decide
-from relay.sinks import Dead, Delivered, Disable, Retry, Unavailable
+from relay.core.delivery import (
+    Dead,
+    Delivered,
+    Delivery,
+    Disable,
+    DrainPolicy,
+    Retry,
+    Unavailable,
+    decide,
+)
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 

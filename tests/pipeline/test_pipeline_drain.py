@@ -9,8 +9,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from relay.journal import Delivery, Journal
-from relay.runtime.drainer import Drainer, DrainPolicy
+from relay.core.delivery import Delivery, DrainPolicy
+from relay.journal import Journal
+from relay.runtime.drainer import Drainer
 from relay.sinks.console import ConsoleSink
 from tests.pipeline.support import wait_until
 from tests.pipeline.test_pipeline_journal import mail, to
@@ -25,7 +26,7 @@ class CountingJournal(Journal):
 
     async def pending(self, *args: Any, **kwargs: Any) -> list[Delivery]:
         self.reads["pending"] += 1
-        return await super().pending(*args, **kwargs)
+        return await super().claim(*args, **kwargs)
 
     async def next_due(self, *args: Any, **kwargs: Any) -> float | None:
         self.reads["next_due"] += 1

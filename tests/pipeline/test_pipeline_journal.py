@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from relay.core import events as ev
-from relay.journal import Journal, JournalClosed, Update
+from relay.core.delivery import Settlement
+from relay.journal import Journal, JournalClosed
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
@@ -49,7 +50,7 @@ async def test_append_is_idempotent_and_checkpoint_is_atomic(tmp_path: Path) -> 
         assert await journal.append("acme", [mail(2), mail(3)], route=to("amqp")) == 1
         assert await journal.checkpoint("acme") == 7
         assert journal.backlog_events == 3
-        rows = await journal.pending("amqp", limit=10)
+        rows = await journal.claim("amqp", limit=10)
         assert [r.event_id for r in rows] == [mail(1).id, mail(2).id, mail(3).id]
         assert rows[0].body == mail(1).encode()
         assert rows[0].routing_key == "acme.mail.new"
@@ -57,19 +58,19 @@ async def test_append_is_idempotent_and_checkpoint_is_atomic(tmp_path: Path) -> 
     async with Journal(tmp_path / "j.sqlite3") as journal:
         assert await journal.checkpoint("acme") == 7
         assert journal.backlog_events == 3
-        assert len(await journal.pending("amqp", limit=10)) == 3
+        assert len(await journal.claim("amqp", limit=10)) == 3
 
 
 async def test_each_sink_drains_on_its_own(tmp_path: Path) -> None:
     async with Journal(tmp_path / "j.sqlite3") as journal:
         await journal.append("acme", [mail(1), mail(2)], route=to("amqp", "webhook:a"))
-        first = await journal.pending("amqp", limit=10)
-        await journal.record("amqp", [Update(r.seq, "delivered") for r in first])
-        assert await journal.pending("amqp", limit=10) == []
-        assert len(await journal.pending("webhook:a", limit=10)) == 2
+        first = await journal.claim("amqp", limit=10)
+        await journal.settle("amqp", [Settlement(r.seq, "delivered") for r in first])
+        assert await journal.claim("amqp", limit=10) == []
+        assert len(await journal.claim("webhook:a", limit=10)) == 2
         assert journal.backlog_events == 2, "an event is backlog until every sink is done"
-        hook = await journal.pending("webhook:a", limit=10)
-        await journal.record("webhook:a", [Update(r.seq, "delivered") for r in hook])
+        hook = await journal.claim("webhook:a", limit=10)
+        await journal.settle("webhook:a", [Settlement(r.seq, "delivered") for r in hook])
         assert journal.backlog_events == 0
         assert journal.backlog_bytes == 0
         stats = await journal.stats()
@@ -81,28 +82,28 @@ async def test_pending_respects_retry_time_and_in_flight_rows(tmp_path: Path) ->
     clock = Clock()
     async with Journal(tmp_path / "j.sqlite3", clock=clock) as journal:
         await journal.append("acme", [mail(1), mail(2), mail(3)], route=to("s"))
-        rows = await journal.pending("s", limit=10)
-        await journal.record(
-            "s", [Update(rows[0].seq, "pending", next_at=clock.now + 60, error="x")]
+        rows = await journal.claim("s", limit=10)
+        await journal.settle(
+            "s", [Settlement(rows[0].seq, "pending", next_at=clock.now + 60, error="x")]
         )
-        due = await journal.pending("s", limit=10, skip=[rows[1].seq])
+        due = await journal.claim("s", limit=10, skip=[rows[1].seq])
         assert [r.seq for r in due] == [rows[2].seq]
         assert await journal.next_due("s") == 0.0
         assert await journal.next_due("s", after=clock.now) == clock.now + 60
         assert await journal.next_due("s", after=clock.now + 60) is None
-        head = await journal.pending("s", limit=1, due_only=False)
+        head = await journal.claim("s", limit=1, due_only=False)
         assert head[0].seq == rows[0].seq
         assert head[0].attempts == 1
         assert head[0].next_at == clock.now + 60
         clock.now += 61
-        assert [r.seq for r in await journal.pending("s", limit=1)] == [rows[0].seq]
+        assert [r.seq for r in await journal.claim("s", limit=1)] == [rows[0].seq]
 
 
 async def test_dead_letters_replay_and_disable(tmp_path: Path) -> None:
     async with Journal(tmp_path / "j.sqlite3") as journal:
         await journal.append("acme", [mail(1), mail(2)], route=to("webhook:a"))
-        rows = await journal.pending("webhook:a", limit=10)
-        await journal.record("webhook:a", [Update(rows[0].seq, "dead", error="HTTP 500")])
+        rows = await journal.claim("webhook:a", limit=10)
+        await journal.settle("webhook:a", [Settlement(rows[0].seq, "dead", error="HTTP 500")])
         assert journal.backlog_events == 1
         dead = await journal.dead_letters("webhook:a")
         assert [(d.event_id, d.last_error, d.attempts) for d in dead] == [
@@ -111,7 +112,7 @@ async def test_dead_letters_replay_and_disable(tmp_path: Path) -> None:
         assert await journal.replay(sink="webhook:a", event_id=mail(1).id) == 1
         assert await journal.dead_letters() == []
         assert journal.backlog_events == 2
-        again = await journal.pending("webhook:a", limit=10)
+        again = await journal.claim("webhook:a", limit=10)
         assert [r.event_id for r in again] == [mail(1).id, mail(2).id]
         assert again[0].attempts == 0
         await journal.set_disabled("webhook:a", True, "HTTP 410")
@@ -128,8 +129,8 @@ async def test_bound_blocks_the_source_until_sinks_drain(tmp_path: Path) -> None
         waiter = asyncio.create_task(journal.wait_capacity())
         await asyncio.sleep(0.05)
         assert not waiter.done()
-        rows = await journal.pending("s", limit=1)
-        await journal.record("s", [Update(rows[0].seq, "delivered")])
+        rows = await journal.claim("s", limit=1)
+        await journal.settle("s", [Settlement(rows[0].seq, "delivered")])
         await asyncio.wait_for(waiter, 2)
         assert not journal.full
 
@@ -145,13 +146,13 @@ async def test_prune_keeps_undelivered_and_recent_events(tmp_path: Path) -> None
     clock = Clock()
     async with Journal(tmp_path / "j.sqlite3", retention=100, clock=clock) as journal:
         await journal.append("acme", [mail(1), mail(2)], route=to("s"))
-        rows = await journal.pending("s", limit=10)
-        await journal.record("s", [Update(rows[0].seq, "delivered")])
+        rows = await journal.claim("s", limit=10)
+        await journal.settle("s", [Settlement(rows[0].seq, "delivered")])
         assert await journal.prune() == 0, "inside retention nothing goes"
         clock.now += 101
         assert await journal.prune() == 1
         assert (await journal.stats()).events == 1
-        assert [r.seq for r in await journal.pending("s", limit=10)] == [rows[1].seq]
+        assert [r.seq for r in await journal.claim("s", limit=10)] == [rows[1].seq]
 
 
 async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
@@ -178,25 +179,27 @@ async def test_rows_waiting_for_a_retry_do_not_hide_due_rows_behind_them(tmp_pat
     clock = Clock()
     async with Journal(tmp_path / "j.sqlite3", clock=clock) as journal:
         await journal.append("acme", [mail(n) for n in range(300)], route=to("s"))
-        rows = await journal.pending("s", limit=300)
-        waiting = [Update(r.seq, "pending", next_at=clock.now + 600, error="x") for r in rows[:250]]
-        await journal.record("s", waiting)
-        due = await journal.pending("s", limit=10, skip=[rows[250].seq])
+        rows = await journal.claim("s", limit=300)
+        waiting = [
+            Settlement(r.seq, "pending", next_at=clock.now + 600, error="x") for r in rows[:250]
+        ]
+        await journal.settle("s", waiting)
+        due = await journal.claim("s", limit=10, skip=[rows[250].seq])
         assert [r.seq for r in due] == [r.seq for r in rows[251:261]]
 
 
 async def test_recording_a_delivery_twice_counts_it_once(tmp_path: Path) -> None:
     async with Journal(tmp_path / "j.sqlite3") as journal:
         await journal.append("acme", [mail(n) for n in range(3)], route=to("a", "b"))
-        rows = await journal.pending("a", limit=10)
-        done = [Update(r.seq, "delivered") for r in rows]
-        await asyncio.gather(journal.record("a", done), journal.record("a", done[:2]))
+        rows = await journal.claim("a", limit=10)
+        done = [Settlement(r.seq, "delivered") for r in rows]
+        await asyncio.gather(journal.settle("a", done), journal.settle("a", done[:2]))
         assert journal.backlog_events == 3, "sink b still owes all three"
         stats = (await journal.stats()).sinks
         assert "a" not in stats, "sink a owes nothing"
         assert stats["b"].pending == 3
-        await journal.record("b", [Update(r.seq, "delivered") for r in rows])
-        await journal.record("b", [Update(rows[0].seq, "delivered")])
+        await journal.settle("b", [Settlement(r.seq, "delivered") for r in rows])
+        await journal.settle("b", [Settlement(rows[0].seq, "delivered")])
         assert journal.backlog_events == 0
         assert journal.backlog_bytes == 0
 
@@ -230,12 +233,12 @@ async def vm_steps(journal: Journal, work: Callable[[], Awaitable[object]]) -> i
 
 
 async def deliver_all(journal: Journal, sink: str) -> None:
-    while rows := await journal.pending(sink, limit=500):
-        await journal.record(sink, [Update(r.seq, "delivered") for r in rows])
+    while rows := await journal.claim(sink, limit=500):
+        await journal.settle(sink, [Settlement(r.seq, "delivered") for r in rows])
 
 
 async def drainer_queries(journal: Journal) -> None:
-    assert len(await journal.pending("amqp", limit=10)) == 10
+    assert len(await journal.claim("amqp", limit=10)) == 10
     assert await journal.next_due("amqp") is not None
     stats = await journal.stats()
     assert stats.sinks["amqp"].pending == 10
@@ -305,7 +308,7 @@ async def test_schema_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
         db.execute("DROP INDEX deliveries_pending")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     async with Journal(path) as journal:
-        assert [r.event_id for r in await journal.pending("amqp", limit=10)] == [
+        assert [r.event_id for r in await journal.claim("amqp", limit=10)] == [
             mail(1).id,
             mail(2).id,
         ]
@@ -326,13 +329,13 @@ async def test_outcome_only_commits_skip_the_fsync_and_restore_full(tmp_path: Pa
         await journal._run(lambda: journal._conn().set_trace_callback(statements.append))
         await journal.append("acme", [mail(1), mail(2)], route=to("amqp"))
         appended = list(statements)
-        rows = await journal.pending("amqp", limit=10)
+        rows = await journal.claim("amqp", limit=10)
         statements.clear()
-        await journal.record("amqp", [Update(rows[0].seq, "delivered")])
+        await journal.settle("amqp", [Settlement(rows[0].seq, "delivered")])
         recorded = list(statements)
         await journal._run(lambda: journal._conn().set_trace_callback(None))
     assert not any("synchronous" in sql for sql in appended), appended
     assert recorded[0] == "PRAGMA synchronous=NORMAL"
     assert recorded[-2:] == ["COMMIT", "PRAGMA synchronous=FULL"]
     async with Journal(path) as journal:
-        assert [r.event_id for r in await journal.pending("amqp", limit=10)] == [mail(2).id]
+        assert [r.event_id for r in await journal.claim("amqp", limit=10)] == [mail(2).id]

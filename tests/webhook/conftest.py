@@ -17,13 +17,15 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from relay.app.settings import WebhookSettings
+from relay.app.wiring import open_webhooks
 from relay.core import events
 from relay.core.routing import Router
 from relay.journal import Journal
+from relay.ops.metrics import Metrics, PrometheusObserver
 from relay.runtime.drainer import Drainer
-from relay.sinks.webhook import open_webhooks
 
 
 def make_secret() -> str:
@@ -154,20 +156,29 @@ class Harness:
         self.path = path
         self.hooks = list(hooks)
         self._stack = contextlib.AsyncExitStack()
+        # Each harness reports into a registry of its own: what a test reads is what
+        # this harness's sinks and drainers reported, never another test's counts.
+        self.metrics = Metrics(CollectorRegistry())
+        self.observer = PrometheusObserver(self.metrics)
         self.drainers: list[Drainer] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.router = Router(())
 
     async def __aenter__(self) -> Harness:
         self.journal = await self._stack.enter_async_context(Journal(self.path))
-        handles = await self._stack.enter_async_context(open_webhooks(self.hooks))
-        self.router = Router(tuple(route for _, route, _, _ in handles))
-        self.descriptions = {sink.name: desc for sink, _, _, desc in handles}
-        for sink, _, policy, _ in handles:
-            drainer = Drainer(self.journal, sink, policy)
+        handles = await self._stack.enter_async_context(open_webhooks(self.hooks, self.observer))
+        self.router = Router(tuple(plan.route for plan in handles))
+        self.descriptions = {plan.sink.name: plan.description for plan in handles}
+        for plan in handles:
+            drainer = Drainer(self.journal, plan.sink, plan.policy, observer=self.observer)
             self.drainers.append(drainer)
             self.tasks.append(asyncio.create_task(drainer.run()))
         return self
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The value of one sample of this harness's metrics (0 when never set)."""
+        value = self.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
 
     async def append(self, *evs: events.Event, tenant: str = "acme") -> None:
         await self.journal.append(tenant, list(evs), route=self.router)
@@ -186,7 +197,7 @@ def journal_path(tmp_path: Path) -> Path:
 async def settled(journal: Journal, sink: str, *, within: float = 5.0) -> None:
     """Wait until ``sink`` has no pending rows (outcomes recorded after the receiver saw them)."""
     deadline = time.monotonic() + within
-    while await journal.pending(sink, limit=1, due_only=False):
+    while await journal.claim(sink, limit=1, due_only=False):
         if time.monotonic() > deadline:
             raise AssertionError(f"{sink} still has pending deliveries")
         await asyncio.sleep(0.02)

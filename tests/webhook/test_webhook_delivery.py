@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY, generate_latest
+from prometheus_client import generate_latest
 from standardwebhooks.webhooks import Webhook
 
 from relay import __version__
@@ -17,11 +17,6 @@ from relay.core.events import directory_changed, user_changed
 from tests.webhook.conftest import Answer, Harness, Receiver, hook, mail, make_secret, settled
 
 MARGIN = 0.15  # scheduling slack above a computed upper bound
-
-
-def sample(name: str, **labels: str) -> float:
-    value = REGISTRY.get_sample_value(name, labels)
-    return 0.0 if value is None else value
 
 
 async def test_delivered_requests_verify_with_each_rotated_secret(
@@ -47,7 +42,7 @@ async def test_delivered_requests_verify_with_each_rotated_secret(
             payload = Webhook(secret).verify(request.body, request.headers)
             assert payload["id"] == event.id
         assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 10
-    assert sample("exmail_relay_webhook_attempts_total", sink="webhook:rot", outcome="2xx") == 2
+    assert h.sample("exmail_relay_webhook_attempts_total", sink="webhook:rot", outcome="2xx") == 2
 
 
 async def test_two_failures_then_success_follow_the_jittered_schedule(
@@ -68,7 +63,7 @@ async def test_two_failures_then_success_follow_the_jittered_schedule(
     assert 0.4 * 0.8 <= gap2 <= 0.4 * 1.2 + MARGIN
     stamps = [int(r.headers["webhook-timestamp"]) for r in attempts]
     assert stamps == sorted(stamps)
-    assert sample("exmail_relay_webhook_attempts_total", sink="webhook:flaky", outcome="5xx") == 2
+    assert h.sample("exmail_relay_webhook_attempts_total", sink="webhook:flaky", outcome="5xx") == 2
 
 
 async def test_retry_after_is_honoured_and_capped_by_the_schedule(
@@ -103,7 +98,7 @@ async def test_410_disables_until_endpoint_enable(receiver: Receiver, journal_pa
         assert reason is not None
         assert "410" in reason
         assert h.drainers[0].disabled_reason is not None
-        assert sample("exmail_relay_sink_disabled", sink="webhook:gone") == 1
+        assert h.sample("exmail_relay_sink_disabled", sink="webhook:gone") == 1
         code = await asyncio.to_thread(
             cli_main, ["endpoint", "enable", "gone", "--journal", str(journal_path)]
         )
@@ -111,7 +106,7 @@ async def test_410_disables_until_endpoint_enable(receiver: Receiver, journal_pa
         got = await receiver.wait_for("gone", 1, within=8)
         assert got[0].headers["webhook-id"] == event.id
         assert await h.journal.disabled("webhook:gone") is None
-        assert sample("exmail_relay_sink_disabled", sink="webhook:gone") == 0
+        assert h.sample("exmail_relay_sink_disabled", sink="webhook:gone") == 0
 
 
 async def test_exhausted_events_become_dead_letters_and_replay_delivers(
@@ -135,7 +130,7 @@ async def test_exhausted_events_become_dead_letters_and_replay_delivers(
             ("dead", event.id, 3)
         ]
         assert listed[0]["last_error"] == "HTTP 500: boom"
-        assert sample("exmail_relay_dead_letters_total", sink="webhook:dead") == 1
+        assert h.sample("exmail_relay_dead_letters_total", sink="webhook:dead") == 1
 
         receiver.script("dead", default=Answer(200))
         argv = ["deadletters", "replay", "--endpoint", "dead", "--journal", str(journal_path)]
@@ -174,7 +169,7 @@ async def test_restart_mid_schedule_resumes_without_loss_or_repeats(
         await h.append(first, second)
         await receiver.wait_for("resume", 1, status=500)
         for _ in range(50):
-            pending = await h.journal.pending("webhook:resume", limit=10, due_only=False)
+            pending = await h.journal.claim("webhook:resume", limit=10, due_only=False)
             if pending and pending[0].attempts:
                 break
             await asyncio.sleep(0.02)
@@ -182,7 +177,7 @@ async def test_restart_mid_schedule_resumes_without_loss_or_repeats(
     async with Harness(journal_path, [settings]) as h:
         await receiver.wait_for("resume", 2)
         await asyncio.sleep(0.3)
-        assert await h.journal.pending("webhook:resume", limit=10, due_only=False) == []
+        assert await h.journal.claim("webhook:resume", limit=10, due_only=False) == []
     delivered = [r.headers["webhook-id"] for r in receiver.to("resume") if r.status == 200]
     assert delivered == [first.id, second.id]  # each once, in order
     failed = [r for r in receiver.to("resume") if r.status == 500]
@@ -229,7 +224,7 @@ async def test_redirects_are_not_followed(receiver: Receiver, journal_path: Path
     assert receiver.to("elsewhere") == []
     assert dead[0].last_error is not None
     assert dead[0].last_error.startswith("HTTP 302 (redirects are not followed)")
-    assert sample("exmail_relay_webhook_attempts_total", sink="webhook:moved", outcome="3xx") == 1
+    assert h.sample("exmail_relay_webhook_attempts_total", sink="webhook:moved", outcome="3xx") == 1
 
 
 async def test_no_secret_or_url_query_leaks(
@@ -254,7 +249,7 @@ async def test_no_secret_or_url_query_leaks(
     error = dead[0].last_error or ""
     assert error.startswith("HTTP 400: you sent v1,*** x")
     assert len(error) < 600
-    exported = generate_latest().decode()
+    exported = generate_latest(h.metrics.registry).decode()
     ours = [str(vars(r)) for r in caplog.records if r.name.startswith("relay")]
     assert ours  # the relay did log (endpoint ready, dead letter)
     texts = [error, *ours, exported, json.dumps(description)]
@@ -278,6 +273,8 @@ async def test_connection_refused_is_retried_as_a_connection_outcome(
     assert dead[0].attempts == 2
     assert (dead[0].last_error or "").startswith("connection failed")
     assert (
-        sample("exmail_relay_webhook_attempts_total", sink="webhook:nowhere", outcome="connection")
+        h.sample(
+            "exmail_relay_webhook_attempts_total", sink="webhook:nowhere", outcome="connection"
+        )
         == 2
     )

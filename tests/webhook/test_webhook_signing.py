@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from relay.core.redact import redact_url
 from relay.core.signing import SignatureError, SigningKey, decode_secret, sign, sign_headers, verify
-from relay.sinks.webhook import outcome_class, redact_url
+from relay.sinks.webhook import outcome_class
 
 keys = st.binary(min_size=24, max_size=64)
 ids = st.text(alphabet="abcdef0123456789-_", min_size=1, max_size=40)

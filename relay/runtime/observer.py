@@ -1,0 +1,90 @@
+"""The observer seam: what the runtime tells the outside world about itself.
+
+Where it sits: the listeners, the drainers and the supervisor report what happens
+(states, outcomes, counts) to an :class:`Observer`; they never import a metrics
+library. The composition root (:mod:`relay.app.wiring`) hands them the Prometheus
+implementation (:class:`relay.ops.metrics.PrometheusObserver`); tests hand them the
+default, which records nothing, or their own.
+
+Per-tenant and per-sink handles (:meth:`Observer.tenant`, :meth:`Observer.sink`) are
+asked for once, when a worker is built, so a per-event report costs one method call and
+no label lookup.
+
+The observer is write-only. Figures that the status page and readiness show come from
+the components themselves (the drainer's counters, the journal's stats), never read
+back out of a metrics registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from relay.core.events import Event
+    from relay.journal import JournalStats
+
+__all__ = ["LISTENER_STATES", "Observer", "SinkObserver", "TenantObserver"]
+
+# Every state a listener can be in, in the order the metrics export them.
+LISTENER_STATES = ("starting", "connected", "backoff", "paused", "failed", "stopped")
+
+
+class TenantObserver:
+    """What one tenant's listener reports. The base class records nothing."""
+
+    def state(self, state: str) -> None:
+        """The listener entered ``state`` (one of :data:`LISTENER_STATES`)."""
+
+    def listen(self, outcome: str) -> None:
+        """One ``listen`` ended: data, keepalive, timeout, token, transient, config."""
+
+    def committed(self, events: Sequence[Event]) -> None:
+        """``events`` were committed to the journal."""
+
+    def checkpoint(self, ver: int) -> None:
+        """The tenant's Ver is now ``ver``."""
+
+    def skipped(self, kind: str) -> None:
+        """An upstream message was logged and skipped (unknown, malformed, error, enrich)."""
+
+    def token_fetched(self, reason: str) -> None:
+        """An access token was fetched (initial, expiry, invalid_token, forced)."""
+
+
+class SinkObserver:
+    """What one sink's drainer (and the sink itself) reports. Records nothing here."""
+
+    def connected(self, connected: bool) -> None:
+        """Whether the sink can deliver now."""
+
+    def disabled(self, disabled: bool) -> None:
+        """Whether the sink (a webhook endpoint) is disabled."""
+
+    def delivered(self, latency: float) -> None:
+        """A delivery was confirmed, ``latency`` seconds after its event was committed."""
+
+    def failed(self, reason: str) -> None:
+        """An attempt failed: retry, unavailable, dead (a dead letter) or disabled."""
+
+    def attempt(self, outcome: str, seconds: float) -> None:
+        """One webhook attempt ended with ``outcome`` (2xx..5xx, timeout, connection)."""
+
+    def backlog(self, pending: int, oldest_age: float) -> None:
+        """The sink's pending deliveries and the age of the oldest (0 when none)."""
+
+
+class Observer:
+    """The seam itself. The base class records nothing (tests, tools)."""
+
+    def tenant(self, tenant: str) -> TenantObserver:
+        return TenantObserver()
+
+    def sink(self, sink: str) -> SinkObserver:
+        return SinkObserver()
+
+    def upstream(self, operation: str, seconds: float, outcome: str) -> None:
+        """One Exmail API call (not ``listen``) took ``seconds`` and ended in ``outcome``."""
+
+    def journal(self, stats: JournalStats, *, commits: int, backpressure: bool) -> None:
+        """The journal's counts, refreshed by the supervisor's housekeeping."""
