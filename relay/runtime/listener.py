@@ -43,16 +43,8 @@ from relay.exmail import (
     ExmailError,
     InvalidCredentials,
     InvalidToken,
-    KeepAlive,
-    ListenError,
-    ListenMessage,
-    Malformed,
     MalformedResponse,
-    NewMail,
     NotFound,
-    Unknown,
-    UnreadCount,
-    User,
     UserAction,
     UserListEntry,
     VersionUpdate,
@@ -60,8 +52,9 @@ from relay.exmail import (
 )
 from relay.journal import Journal, JournalClosed
 from relay.runtime.observer import Observer
+from relay.runtime.translate import Translation, profile_of, translate_listen, user_change
 
-__all__ = ["Listener", "ListenerStatus", "profile_of"]
+__all__ = ["Listener", "ListenerStatus"]
 
 log = logging.getLogger("relay.runtime.listener")
 
@@ -88,22 +81,6 @@ class ListenerStatus:
     recent: collections.deque[tuple[float, str, str, str]] = field(
         default_factory=lambda: collections.deque(maxlen=50)
     )
-
-
-def profile_of(user: User) -> dict[str, Any]:
-    """The JSON-ready profile carried by ``exmail.user.*`` events."""
-    return {
-        "alias": user.alias,
-        "name": user.name,
-        "gender": int(user.gender),
-        "position": user.position,
-        "tel": user.tel,
-        "mobile": user.mobile,
-        "ext_id": user.ext_id,
-        "slaves": list(user.slave_list),
-        "parties": list(user.parties),
-        "open_type": None if user.open_type is None else int(user.open_type),
-    }
 
 
 class Listener:
@@ -250,62 +227,25 @@ class Listener:
             return ver
         if messages is None:  # stopped while waiting
             return ver
-        if messages and all(isinstance(m, Malformed) for m in messages):
-            # Nothing usable came back: a broken answer must not become a hot loop.
-            for message in messages:
-                assert isinstance(message, Malformed)
-                self._skip("malformed", f"{message.reason}: {message.excerpt[:120]!r}")
+        translation = translate_listen(self.tenant, ver, messages, now=self._now())
+        for skipped in translation.skipped:
+            self._skip(skipped.kind, skipped.detail)
+        if translation.unreadable:
             await self._fault(MalformedResponse("listen answered no readable JSON"), "listen")
             return ver
         self._recovered()
         self._observe.listen("data" if messages else "keepalive")
         try:
-            return await self._handle(ver, messages)
+            return await self._handle(ver, translation)
         except ExmailError as exc:
             await self._fault(exc, "directory")
             return ver
 
-    async def _handle(self, ver: int, messages: Sequence[ListenMessage]) -> int:
-        now = self._now()
-        built: list[Event] = []
-        update: VersionUpdate | None = None
-        for message in messages:
-            match message:
-                case NewMail():
-                    built.append(
-                        ev.mail_new(
-                            tenant=self.tenant,
-                            user=message.user,
-                            mail_id=message.mail_id,
-                            sender=message.sender,
-                            receiver=message.receiver,
-                            subject=message.subject,
-                            summary=message.summary,
-                            unread=message.new_count,
-                            now=now,
-                        )
-                    )
-                case UnreadCount():
-                    built.append(
-                        ev.mail_unread(
-                            tenant=self.tenant, user=message.user, unread=message.new_count, now=now
-                        )
-                    )
-                case VersionUpdate():
-                    if message.ver != ver and (update is None or message.ver > update.ver):
-                        update = message
-                case KeepAlive():
-                    pass
-                case ListenError():
-                    self._skip("error", f"errcode {message.errcode}: {message.error}")
-                case Unknown():
-                    self._skip("unknown", f"keys {sorted(message.raw)[:10]}")
-                case Malformed():
-                    self._skip("malformed", f"{message.reason}: {message.excerpt[:120]!r}")
-        if built:
-            await self._commit(built)
-        if update is not None:
-            return await self._directory(ver, update)
+    async def _handle(self, ver: int, translation: Translation) -> int:
+        if translation.events:
+            await self._commit(translation.events)
+        if translation.update is not None:
+            return await self._directory(ver, translation.update)
         return ver
 
     async def _directory(self, ver: int, update: VersionUpdate) -> int:
@@ -344,17 +284,10 @@ class Listener:
                         # errcode) must not block the directory forever: report the
                         # change without a profile, and say so.
                         self._skip("enrich", f"user/get {entry.alias!r}: {exc}")
-            change: ev.UserChange
-            if not exists:
-                change = "deleted"
-            elif snapshot or entry.action is UserAction.ADDED:
-                change = "added"
-            else:
-                change = "updated"
             return ev.user_changed(
                 tenant=self.tenant,
                 alias=entry.alias,
-                change=change,
+                change=user_change(entry, exists=exists, snapshot=snapshot),
                 ver=ver,
                 profile=profile,
                 now=now,
