@@ -1,14 +1,14 @@
-"""Configuration: the one place that reads files and the environment.
+"""Settings: the configuration's models, and nothing that reads a file or the process.
 
-A TOML file (``--config`` or ``RELAY_CONFIG``) is loaded first; environment variables
-``RELAY_<SECTION>__<KEY>`` override it (``RELAY_AMQP__URL``, ``RELAY_HTTP__PORT``; list
-sections such as ``RELAY_TENANTS`` take JSON). Every secret may instead come from a file
-(``client_secret_file``, ``url_file``, ``secret_file``, ...), which is how Kubernetes
-Secrets are mounted.
+Every section of the TOML file is a frozen pydantic model here; :class:`Settings` is
+the whole. :mod:`relay.app.loader` reads the TOML file, the environment variables
+``RELAY_<SECTION>__<KEY>`` and the secret files, and validates the result against
+these models; everything below the app layer receives explicit keyword arguments built
+from them (:mod:`relay.app.wiring`). Secrets are :class:`~pydantic.SecretStr`, so they
+never show in a repr, a log line or an error message.
 
-Everything below this module receives explicit keyword arguments built from these
-models; no other module reads the environment. Secrets are :class:`~pydantic.SecretStr`
-so they never show in a repr, a log line or an error message.
+The ``*_file`` keys (``client_secret_file``, ``url_file``, ``secret_file``, ...) are
+read by the model validators, which is how Kubernetes Secrets are mounted.
 
 An invalid configuration raises :class:`ConfigError`, whose message has one line per
 problem, each naming the key (``tenants[0].client_secret: ...``).
@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 import socket
-import tomllib
 import zlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -34,7 +31,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -52,11 +48,8 @@ __all__ = [
     "StatusSettings",
     "TenantSettings",
     "WebhookSettings",
-    "load_settings",
     "parse_duration",
 ]
-
-CONFIG_ENV = "RELAY_CONFIG"
 
 DEFAULT_API_URL = "http://openapi.exmail.qq.com:12211/openapi/"
 DEFAULT_TOKEN_URL = "https://exmail.qq.com/cgi-bin/token"  # noqa: S105 -- a URL, not a password
@@ -368,8 +361,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file's values arrive as init arguments; the environment overrides them.
-        return env_settings, init_settings
+        # Nothing is read from the process here: relay.app.loader reads the file and
+        # the environment it is given and validates the merged values (model_validate).
+        return (init_settings,)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
@@ -411,47 +405,3 @@ def _unique(values: list[str], section: str, key: str) -> None:
         if value in seen:
             raise ValueError(f"{section}[{index}].{key}: duplicate {value!r}")
         seen.add(value)
-
-
-def _format_errors(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors(include_url=False, include_input=False):
-        location = ""
-        for part in item["loc"]:
-            if isinstance(part, int):
-                location += f"[{part}]"
-            else:
-                location += ("." if location else "") + str(part)
-        message = str(item["msg"]).removeprefix("Value error, ")
-        lines.append(f"{location or 'config'}: {message}")
-    return "\n".join(lines)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
-
-
-def load_settings(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
-    """Load the TOML file (``path`` or ``$RELAY_CONFIG``; none is fine) plus the environment.
-
-    ``environ`` replaces ``os.environ`` for the ``RELAY_CONFIG`` lookup (tests).
-    """
-    env = os.environ if environ is None else environ
-    chosen = path if path is not None else env.get(CONFIG_ENV) or None
-    data = _read_toml(Path(chosen)) if chosen is not None else {}
-    try:
-        return Settings(**data)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from None

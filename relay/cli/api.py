@@ -64,7 +64,7 @@ def client_from_args(args: argparse.Namespace) -> ExmailClient:
     }
     config_path = args.config or os.environ.get("RELAY_CONFIG") or None
     if config_path is not None:
-        from relay.app.settings import load_settings  # configuration is optional for this command
+        from relay.app.loader import load_settings  # configuration is optional for this command
 
         tenant = load_settings(config_path).tenant(args.tenant)
         values.update(

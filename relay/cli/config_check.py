@@ -20,7 +20,8 @@ import json
 import sys
 from typing import Any
 
-from relay.app.settings import ConfigError, Settings, load_settings
+from relay.app.loader import load_settings
+from relay.app.settings import ConfigError, Settings
 from relay.ops.logs import scrub
 
 __all__ = ["register", "render_toml", "run"]

@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from relay.app.settings import load_settings, parse_duration
+from relay.app.loader import load_settings
+from relay.app.settings import parse_duration
 from relay.cli.errors import CommandError
 from relay.journal import DeadLetter, Journal
 

@@ -15,7 +15,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from relay.app.settings import load_settings
+from relay.app.loader import load_settings
 from relay.cli.deadletters import add_journal_arguments, journal_path, sink_of
 from relay.cli.errors import CommandError
 from relay.journal import Journal

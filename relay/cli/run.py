@@ -13,7 +13,8 @@ import logging
 import signal
 from collections.abc import Iterator
 
-from relay.app.settings import Settings, load_settings
+from relay.app.loader import load_settings
+from relay.app.settings import Settings
 from relay.cli.errors import CommandError
 from relay.ops.logs import configure
 

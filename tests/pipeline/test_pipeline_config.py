@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.app.settings import ConfigError, load_settings
+from relay.app.loader import load_settings
+from relay.app.settings import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -21,7 +21,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from relay.app.settings import load_settings, parse_duration
+from relay.app.loader import load_settings
+from relay.app.settings import parse_duration
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "exmail-relay"
 KUBE_VERSION = "1.30.0"

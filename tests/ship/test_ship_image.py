@@ -238,7 +238,7 @@ def test_image_config_loads_as_non_root(
         assert "s3cret-interface-key" not in result.stdout + result.stderr
     else:
         code = (
-            "from relay.app.settings import load_settings; s = load_settings();"
+            "from relay.app.loader import load_settings; s = load_settings();"
             "print(s.journal.path, s.http.host, s.tenants[0].name,"
             " s.tenants[0].secret().get_secret_value() == 's3cret-interface-key')"
         )
@@ -259,7 +259,7 @@ def test_a_bad_config_fails_clearly_as_non_root(runtime: tuple[Path, dict[str, s
     bad = journal_dir / "bad.toml"
     bad.write_text('[http]\nport = "eighty"\n')
     os.chown(bad, NOBODY, NOBODY)
-    code = "from relay.app.settings import load_settings; load_settings()"
+    code = "from relay.app.loader import load_settings; load_settings()"
     result = _as_nobody(["python", "-c", code], env | {"RELAY_CONFIG": str(bad)}, journal_dir)
     assert result.returncode != 0
     assert "http.port" in result.stderr

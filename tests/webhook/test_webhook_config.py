@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.app.settings import ConfigError, load_settings
+from relay.app.loader import load_settings
+from relay.app.settings import ConfigError
 from relay.cli import CommandError
 from relay.cli import main as cli_main
 from relay.cli.deadletters import parse_since

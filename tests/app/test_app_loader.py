@@ -1,0 +1,50 @@
+"""The loader reads exactly the file and the environment it is given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relay.app.loader import load_settings
+from relay.app.settings import ConfigError
+
+
+def test_environ_replaces_the_process_environment_for_every_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    process_config = tmp_path / "process.toml"
+    process_config.write_text("[http]\nport = 1111\n")
+    monkeypatch.setenv("RELAY_CONFIG", str(process_config))
+    monkeypatch.setenv("RELAY_HTTP__PORT", "2222")
+    monkeypatch.setenv("RELAY_LOG__LEVEL", "debug")
+
+    isolated = load_settings(environ={})
+    assert isolated.http.port == 8080 and isolated.log.level == "info"
+
+    given = tmp_path / "given.toml"
+    given.write_text("[http]\nport = 3333\nhost = '127.0.0.2'\n")
+    chosen = load_settings(environ={"RELAY_CONFIG": str(given), "RELAY_HTTP__PORT": "4444"})
+    assert chosen.http.port == 4444  # the given environment overrides the given file
+    assert chosen.http.host == "127.0.0.2"  # a key the environment leaves alone stays
+    assert chosen.log.level == "info"  # nothing from the process leaked in
+
+    assert load_settings().http.port == 2222  # without environ=, the process's own
+
+
+def test_bad_json_in_a_list_variable_is_one_line_naming_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"RELAY_TENANTS": '[{"name": "acme", "client_secret": "s3cr'})
+    message = str(caught.value)
+    assert message.startswith("environment: RELAY_TENANTS must be valid JSON")
+    assert "\n" not in message and "s3cr" not in message
+
+
+def test_private_keys_in_the_file_are_refused_not_obeyed(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text('_env_prefix = "NOPE_"\n')
+    with pytest.raises(ConfigError, match="_env_prefix: not a setting"):
+        load_settings(config, environ={"NOPE_HTTP__PORT": "1"})
+    config.write_text('[[tenants]]\nname = "acme"\n_cli_parse_args = true\n')
+    with pytest.raises(ConfigError, match=r"tenants\[0\]._cli_parse_args: not a setting"):
+        load_settings(config, environ={})
