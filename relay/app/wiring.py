@@ -78,14 +78,14 @@ def _webhook_policy(hook: WebhookSettings) -> DrainPolicy:
 async def open_webhooks(
     settings: Sequence[WebhookSettings], observer: Observer | None = None
 ) -> AsyncIterator[list[SinkPlan]]:
-    """Open a sink per enabled webhook endpoint, with its route and drain policy."""
+    """Open a sink per enabled webhook operation, with its route and drain policy."""
     observer = observer or Observer()
     async with contextlib.AsyncExitStack() as stack:
         plans: list[SinkPlan] = []
         for hook in settings:
             name = sink_name(hook.name)
             if not hook.enabled:
-                log.info("webhook endpoint not enabled", extra={"sink": name})
+                log.info("webhook operation not enabled", extra={"sink": name})
                 continue
             sink = await stack.enter_async_context(
                 WebhookSink(

@@ -1,4 +1,4 @@
-"""``exmail-relay api ENDPOINT [key=value ...]``: call any BizMail OpenApi endpoint, print JSON.
+"""``exmail-relay api OPERATION [key=value ...]``: call any BizMail OpenApi operation, print JSON.
 
 Also home of the connection options shared with ``sso-url``. Configuration is read
 here, at the edge, and nowhere below: precedence is flag > environment
@@ -131,14 +131,14 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str | list[str]]:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "api",
-        help="call any BizMail OpenApi endpoint and print the JSON",
+        help="call any BizMail OpenApi operation and print the JSON",
         description=(
-            "Call ENDPOINT (e.g. user/get) with key=value parameters; repeat a key for a "
+            "Call OPERATION (e.g. user/get) with key=value parameters; repeat a key for a "
             "list (email=a@x.com email=b@x.com). Prints the JSON answer, {} for an empty one."
         ),
     )
     add_connection_arguments(parser)
-    parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. user/get, party/list")
+    parser.add_argument("operation", metavar="OPERATION", help="e.g. user/get, party/list")
     parser.add_argument("params", nargs="*", metavar="key=value")
     parser.set_defaults(handler=run)
 
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def call() -> dict[str, Any] | None:
         async with client:
-            return await client.call(args.endpoint, params)
+            return await client.call(args.operation, params)
 
     result = asyncio.run(call())
     print(json.dumps(result if result is not None else {}, ensure_ascii=False, indent=2))

@@ -146,7 +146,7 @@ async def _check_broker(settings: Settings) -> tuple[str, str | None]:
 
 
 async def connect_checks(settings: Settings) -> list[tuple[str, str | None]]:
-    """(what, error or None) for every tenant's token endpoint and the broker, concurrently."""
+    """(what, error or None) for every tenant's token URL and the broker, concurrently."""
     checks = [
         _check_tenant(settings, index)
         for index, tenant in enumerate(settings.tenants)

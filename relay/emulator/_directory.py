@@ -1,6 +1,6 @@
 """Directory rules: accounts, departments and mail groups of one company. No I/O.
 
-Each function checks the documented rules of one endpoint against a ``Company``, applies
+Each function checks the documented rules of one operation against a ``Company``, applies
 the change, and returns what it changed; ``EmulatorState`` bumps the version and logs.
 Refusals are ``ApiError``s (see ``_errors`` for the codes).
 """

@@ -99,7 +99,7 @@ def bearer_token(request: web.Request, params: Params) -> str | None:
     return params.one("access_token")
 
 
-# -- OpenApi endpoints ----------------------------------------------------------------------
+# -- OpenApi operations -------------------------------------------------------------------
 
 Handler = Callable[[web.Request, Company, Params], Awaitable[web.Response]]
 _EMPTY = b""
@@ -262,7 +262,7 @@ async def _listen(request: web.Request, company: Company, params: Params) -> web
         )
 
 
-ENDPOINTS: dict[str, Handler] = {
+OPERATIONS: dict[str, Handler] = {
     "mail/authkey": _authkey,
     "listen": _listen,
     "user/get": _user_get,
@@ -286,8 +286,8 @@ ENDPOINTS: dict[str, Handler] = {
 
 
 async def openapi(request: web.Request) -> web.Response:
-    endpoint = request.match_info["endpoint"].strip("/").lower()
-    handler = ENDPOINTS.get(endpoint)
+    operation = request.match_info["operation"].strip("/").lower()
+    handler = OPERATIONS.get(operation)
     if handler is None:
         return json_response({"errcode": "404", "error": "not_found"}, status=404)
     params = await Params.read(request)
@@ -359,8 +359,8 @@ async def login(request: web.Request) -> web.Response:
 
 def _counter_key(path: str) -> str:
     if path.startswith("/openapi/"):
-        endpoint = path[len("/openapi/") :].strip("/").lower()
-        return "/openapi/" + endpoint if endpoint in ENDPOINTS else "/openapi/<unknown>"
+        operation = path[len("/openapi/") :].strip("/").lower()
+        return "/openapi/" + operation if operation in OPERATIONS else "/openapi/<unknown>"
     return path if path in ("/cgi-bin/token", "/cgi-bin/login") else "<other>"
 
 
@@ -430,7 +430,7 @@ def build_app(
     for method in ("GET", "POST"):
         app.router.add_route(method, "/cgi-bin/token", token)
         app.router.add_route(method, "/cgi-bin/login", login)
-        app.router.add_route(method, "/openapi/{endpoint:.+}", openapi)
+        app.router.add_route(method, "/openapi/{operation:.+}", openapi)
     add_control_routes(app)
     app.on_shutdown.append(_close_hub)
     return app

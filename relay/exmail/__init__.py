@@ -1,23 +1,17 @@
-"""``relay.exmail``: a typed async client for every endpoint of the BizMail OpenApi.
+"""``relay.exmail``: a typed async client for every operation of the BizMail OpenApi.
 
 The public surface is re-exported here; the private modules behind it are:
 
-- ``_client``: :class:`ExmailClient` (token, HTTP, retries, one method per endpoint);
+- ``_client``: :class:`ExmailClient` (token, HTTP, retries, one method per operation);
 - ``_listen``: :func:`parse_listen`, the pure listen-payload parser, and its messages;
 - ``_models`` / ``_requests``: tolerant response models and validated request models;
 - ``_exceptions``: the error tree (drawn in its docstring) and :func:`is_transient`;
 - ``_json``, ``_decode``, ``_validation``, ``_retry``, ``_token``: the pure pieces.
 
-See ``docs/protocol.md`` for the endpoint ↔ method table and the parsing decisions.
+See ``docs/protocol.md`` for the operation ↔ method table and the parsing decisions.
 """
 
-from relay.exmail._client import (
-    DEFAULT_API_URL,
-    DEFAULT_LOGIN_URL,
-    DEFAULT_TOKEN_URL,
-    READ_ENDPOINTS,
-    ExmailClient,
-)
+from relay.exmail._client import ExmailClient
 from relay.exmail._exceptions import (
     ApiError,
     ExmailError,
@@ -59,13 +53,19 @@ from relay.exmail._models import (
     UserList,
     UserListEntry,
 )
+from relay.exmail._operations import (
+    DEFAULT_API_URL,
+    DEFAULT_LOGIN_URL,
+    DEFAULT_TOKEN_URL,
+    READ_OPERATIONS,
+)
 from relay.exmail._retry import Backoff
 
 __all__ = [
     "DEFAULT_API_URL",
     "DEFAULT_LOGIN_URL",
     "DEFAULT_TOKEN_URL",
-    "READ_ENDPOINTS",
+    "READ_OPERATIONS",
     "AccountType",
     "ActionCodes",
     "ApiError",

@@ -1,4 +1,4 @@
-"""``ExmailClient``: one typed async method per BizMail OpenApi endpoint.
+"""``ExmailClient``: one typed async method per BizMail OpenApi operation.
 
 Where it sits: the relay's listener and the ``api``/``sso-url`` commands talk to Exmail
 only through this class. It owns three concerns and delegates the rest:
@@ -48,6 +48,7 @@ from relay.exmail._exceptions import (
     MalformedResponse,
     NetworkError,
     ResponseTooLarge,
+    describe_network_error,
     is_transient,
 )
 from relay.exmail._listen import ListenMessage
@@ -65,6 +66,13 @@ from relay.exmail._models import (
     UserList,
     ValueList,
 )
+from relay.exmail._operations import (
+    DEFAULT_API_URL,
+    DEFAULT_LOGIN_URL,
+    DEFAULT_TOKEN_URL,
+    FORM_CONTENT_TYPE,
+    READ_OPERATIONS,
+)
 from relay.exmail._requests import (
     GroupAddRequest,
     GroupAllowListRequest,
@@ -76,31 +84,7 @@ from relay.exmail._requests import (
 from relay.exmail._retry import Backoff
 from relay.exmail._token import TokenCache
 
-__all__ = [
-    "DEFAULT_API_URL",
-    "DEFAULT_LOGIN_URL",
-    "DEFAULT_TOKEN_URL",
-    "READ_ENDPOINTS",
-    "ExmailClient",
-]
-
-DEFAULT_API_URL = "http://openapi.exmail.qq.com:12211/openapi/"
-DEFAULT_TOKEN_URL = "https://exmail.qq.com/cgi-bin/token"  # noqa: S105 - a URL, not a secret
-DEFAULT_LOGIN_URL = "https://exmail.qq.com/cgi-bin/login"
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-
-READ_ENDPOINTS = frozenset(
-    {
-        "user/get",
-        "user/list",
-        "mail/newcount",
-        "mail/authkey",
-        "party/list",
-        "partyuser/list",
-        "user/check",
-    }
-)
-"""Endpoints that change nothing on the server: safe to retry on transient faults."""
+__all__ = ["ExmailClient"]
 
 T = TypeVar("T")
 OnRequest = Callable[[str, float, str], None]
@@ -112,7 +96,7 @@ class ExmailClient:
     """Async client of the BizMail OpenApi for one administrator account (one tenant).
 
     Use as an async context manager. ``session``, when given, is used and not closed.
-    ``on_request(endpoint, seconds, outcome)`` is called after every HTTP exchange and
+    ``on_request(operation, seconds, outcome)`` is called after every HTTP exchange and
     ``on_token(reason)`` before every token fetch (``initial``, ``expired``,
     ``invalid_token``, ``forced``); both are plain observers for metrics.
     """
@@ -210,7 +194,7 @@ class ExmailClient:
 
     async def _exchange(
         self,
-        endpoint: str,
+        operation: str,
         url: str,
         data: Params,
         headers: Mapping[str, str],
@@ -231,7 +215,7 @@ class ExmailClient:
             async with session.post(
                 url, data=payload, headers=headers, timeout=timeout, allow_redirects=False
             ) as resp:
-                body = await self._read_capped(endpoint, resp)
+                body = await self._read_capped(operation, resp)
                 status = resp.status
             if not 200 <= status < 300:
                 outcome = "http_status"
@@ -241,36 +225,36 @@ class ExmailClient:
             raise
         except aiohttp.ConnectionTimeoutError as exc:
             outcome = "timeout"
-            raise ExmailTimeout(f"{endpoint}: connect timed out after {self.timeout}s") from exc
+            raise ExmailTimeout(f"{operation}: connect timed out after {self.timeout}s") from exc
         except TimeoutError as exc:
             if read_timeout is not None:
                 outcome = "idle"
                 return 200, b""
             outcome = "timeout"
-            raise ExmailTimeout(f"{endpoint}: no answer within {total}s") from exc
+            raise ExmailTimeout(f"{operation}: no answer within {total}s") from exc
         except aiohttp.ClientError as exc:
             outcome = "network"
-            raise NetworkError(f"{endpoint}: {_describe_network_error(exc)}") from exc
+            raise NetworkError(f"{operation}: {describe_network_error(exc)}") from exc
         finally:
             if self._on_request is not None:
-                self._on_request(endpoint, time.monotonic() - started, outcome)
+                self._on_request(operation, time.monotonic() - started, outcome)
 
-    async def _read_capped(self, endpoint: str, resp: aiohttp.ClientResponse) -> bytes:
+    async def _read_capped(self, operation: str, resp: aiohttp.ClientResponse) -> bytes:
         limit = self.max_response_bytes
         if resp.content_length is not None and resp.content_length > limit:
-            raise ResponseTooLarge(f"{endpoint}: body of {resp.content_length} bytes over {limit}")
+            raise ResponseTooLarge(f"{operation}: body of {resp.content_length} bytes over {limit}")
         chunks: list[bytes] = []
         size = 0
         while chunk := await resp.content.read(_CHUNK):
             size += len(chunk)
             if size > limit:
-                raise ResponseTooLarge(f"{endpoint}: body over {limit} bytes")
+                raise ResponseTooLarge(f"{operation}: body over {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
     async def _api(
         self,
-        endpoint: str,
+        operation: str,
         params: Params,
         decode: Callable[[str, bytes], T],
         *,
@@ -279,64 +263,64 @@ class ExmailClient:
         """One authorized call; after a 1200, one new token and one retry."""
         token = await self._tokens.get()
         try:
-            return await self._api_once(endpoint, params, decode, token, read_timeout)
+            return await self._api_once(operation, params, decode, token, read_timeout)
         except InvalidToken:
             token = await self._tokens.refresh(token)
-            return await self._api_once(endpoint, params, decode, token, read_timeout)
+            return await self._api_once(operation, params, decode, token, read_timeout)
 
     async def _api_once(
         self,
-        endpoint: str,
+        operation: str,
         params: Params,
         decode: Callable[[str, bytes], T],
         token: SecretStr,
         read_timeout: float | None,
     ) -> T:
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
-        url = self.api_url + endpoint
-        status, body = await self._exchange(endpoint, url, params, headers, read_timeout)
+        url = self.api_url + operation
+        status, body = await self._exchange(operation, url, params, headers, read_timeout)
         if not 200 <= status < 300:
-            raise_error_body(endpoint, body)  # e.g. a 401 carrying 1200
-            raise HTTPStatusError(f"{endpoint}: HTTP {status}", status=status)
-        return decode(endpoint, body)
+            raise_error_body(operation, body)  # e.g. a 401 carrying 1200
+            raise HTTPStatusError(f"{operation}: HTTP {status}", status=status)
+        return decode(operation, body)
 
-    async def _read(self, endpoint: str, params: Params, decode: Callable[[str, bytes], T]) -> T:
+    async def _read(self, operation: str, params: Params, decode: Callable[[str, bytes], T]) -> T:
         """A read: transient faults are retried with capped, jittered backoff."""
         attempt = 0
         while True:
             try:
-                return await self._api(endpoint, params, decode)
+                return await self._api(operation, params, decode)
             except ExmailError as exc:
                 if attempt >= self.read_retries or not is_transient(exc):
                     raise
             await asyncio.sleep(self._backoff.delay(attempt))
             attempt += 1
 
-    async def _write(self, endpoint: str, params: Params) -> None:
-        await self._api(endpoint, params, decode_empty)
+    async def _write(self, operation: str, params: Params) -> None:
+        await self._api(operation, params, decode_empty)
 
     # -- raw ---------------------------------------------------------------------
 
     async def call(
-        self, endpoint: str, params: Mapping[str, str | Sequence[str]]
+        self, operation: str, params: Mapping[str, str | Sequence[str]]
     ) -> dict[str, Any] | None:
-        """Call any endpoint with raw parameters (lists become repeated parameters).
+        """Call any operation with raw parameters (lists become repeated parameters).
 
         Returns the decoded JSON object, or ``None`` for an empty body. Reads
-        (:data:`READ_ENDPOINTS`) are retried on transient faults; others are not.
+        (:data:`READ_OPERATIONS`) are retried on transient faults; others are not.
         """
-        endpoint = endpoint.strip().strip("/")
-        if endpoint.startswith("openapi/"):
-            endpoint = endpoint.removeprefix("openapi/")
+        operation = operation.strip().strip("/")
+        if operation.startswith("openapi/"):
+            operation = operation.removeprefix("openapi/")
         form: Params = []
         for key, value in params.items():
             if isinstance(value, str):
                 form.append((key, value))
             else:
                 form += [(key, item) for item in value]
-        if endpoint in READ_ENDPOINTS:
-            return await self._read(endpoint, form, decode_object)
-        return await self._api(endpoint, form, decode_object)
+        if operation in READ_OPERATIONS:
+            return await self._read(operation, form, decode_object)
+        return await self._api(operation, form, decode_object)
 
     # -- listen ------------------------------------------------------------------
 
@@ -403,12 +387,12 @@ class ExmailClient:
         """Accounts changed since ``ver`` (``0``: every account), and the new version."""
         context = {"action_codes": self.action_codes}
 
-        def decode(endpoint: str, body: bytes) -> UserList:
-            value = decode_value(endpoint, body)
+        def decode(operation: str, body: bytes) -> UserList:
+            value = decode_value(operation, body)
             try:
                 return UserList.model_validate(value, context=context)
             except ValidationError as exc:
-                raise MalformedResponse(shape_error(endpoint, exc)) from None
+                raise MalformedResponse(shape_error(operation, exc)) from None
 
         return await self._read("user/list", [("Ver", str(ver))], decode)
 
@@ -511,15 +495,3 @@ class ExmailClient:
         """Remove addresses from a group's allow list; it may not become empty (v1.4)."""
         request = GroupAllowListRequest.model_validate({"alias": alias, "allow_list": allow_list})
         await self._write("group/delallowlist", request.params())
-
-
-def _describe_network_error(exc: aiohttp.ClientError) -> str:
-    """A short, secret-free reason: host and port for a refused connection, else the
-    error's own text unless it carries a URL (which could hold a token parameter)."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or type(exc.os_error).__name__
-        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
-    text = str(exc)
-    if not text or "://" in text or len(text) > 200:
-        return type(exc).__name__
-    return f"{type(exc).__name__}: {text}"

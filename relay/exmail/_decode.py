@@ -1,10 +1,10 @@
 """Response decoding: raw body bytes to typed results, or the matching exception.
 
-Pure functions, no I/O: the client hands each a ``(endpoint, body)`` pair after the
+Pure functions, no I/O: the client hands each a ``(operation, body)`` pair after the
 HTTP exchange. Any body that is an error object ``{"errcode", "error"}`` raises the most
 specific :class:`~relay.exmail._exceptions.ApiError`; a body that cannot be read, or
 has the wrong shape, raises :class:`~relay.exmail._exceptions.MalformedResponse`.
-Messages name the endpoint and the failure, never the body itself (a token response
+Messages name the operation and the failure, never the body itself (a token response
 body holds a secret).
 """
 
@@ -42,7 +42,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def decode_token(status: int, body: bytes) -> tuple[SecretStr, float]:
-    """The token endpoint's answer: (token, lifetime in seconds), or why not.
+    """The token URL's answer: (token, lifetime in seconds), or why not.
 
     Any refusal of the credentials (an error object other than 1002, HTTP 400/401/403,
     an answer without ``access_token``) is :class:`InvalidCredentials`.
@@ -57,20 +57,20 @@ def decode_token(status: int, body: bytes) -> tuple[SecretStr, float]:
     if isinstance(value, dict) and "errcode" in normalize_keys(value):
         err = _error_body(value)
         if err.errcode == "1002" or status >= 500:
-            raise TemporarilyUnavailable(err.errcode, err.error, endpoint="token")
-        raise InvalidCredentials(err.errcode, err.error or "invalid_client", endpoint="token")
+            raise TemporarilyUnavailable(err.errcode, err.error, operation="token")
+        raise InvalidCredentials(err.errcode, err.error or "invalid_client", operation="token")
     if status in (400, 401, 403):
-        raise InvalidCredentials("", "invalid_client", endpoint="token", detail=f"HTTP {status}")
+        raise InvalidCredentials("", "invalid_client", operation="token", detail=f"HTTP {status}")
     if not 200 <= status < 300:
         raise HTTPStatusError(f"token: HTTP {status}", status=status)
     try:
         token = TokenResponse.model_validate(value)
     except ValidationError:
         raise InvalidCredentials(
-            "", "invalid_client", endpoint="token", detail="no access_token in the answer"
+            "", "invalid_client", operation="token", detail="no access_token in the answer"
         ) from None
     if not token.access_token.get_secret_value():
-        raise InvalidCredentials("", "invalid_client", endpoint="token", detail="empty token")
+        raise InvalidCredentials("", "invalid_client", operation="token", detail="empty token")
     return token.access_token, float(token.expires_in)
 
 
@@ -81,68 +81,68 @@ def _error_body(value: dict[str, Any]) -> ErrorBody:
         return ErrorBody(errcode="", error="unreadable error object")
 
 
-def raise_error_body(endpoint: str, body: bytes) -> None:
+def raise_error_body(operation: str, body: bytes) -> None:
     """Raise the error object a (non-2xx) body carries; say nothing about anything else."""
     with contextlib.suppress(MalformedResponse):
-        _parse(endpoint, body)
+        _parse(operation, body)
 
 
-def _parse(endpoint: str, body: bytes) -> Any:
+def _parse(operation: str, body: bytes) -> Any:
     """The body's JSON value; an error object raises its :class:`ApiError`."""
     try:
         value = loads(body)
     except JSONSyntaxError as exc:
-        raise MalformedResponse(f"{endpoint}: body is not JSON ({exc})") from None
+        raise MalformedResponse(f"{operation}: body is not JSON ({exc})") from None
     if isinstance(value, dict) and "errcode" in normalize_keys(value):
         err = _error_body(value)
-        raise api_error(err.errcode, err.error, endpoint=endpoint, detail=err.detail)
+        raise api_error(err.errcode, err.error, operation=operation, detail=err.detail)
     return value
 
 
-def decode_value(endpoint: str, body: bytes) -> Any:
+def decode_value(operation: str, body: bytes) -> Any:
     if not body.strip():
-        raise MalformedResponse(f"{endpoint}: empty body where data was expected")
-    return _parse(endpoint, body)
+        raise MalformedResponse(f"{operation}: empty body where data was expected")
+    return _parse(operation, body)
 
 
-def decode_object(endpoint: str, body: bytes) -> dict[str, Any] | None:
+def decode_object(operation: str, body: bytes) -> dict[str, Any] | None:
     if not body.strip():
         return None
-    value = decode_value(endpoint, body)
+    value = decode_value(operation, body)
     if not isinstance(value, dict):
-        raise MalformedResponse(f"{endpoint}: expected a JSON object, got {type(value).__name__}")
+        raise MalformedResponse(f"{operation}: expected a JSON object, got {type(value).__name__}")
     return value
 
 
-def decode_empty(endpoint: str, body: bytes) -> None:
+def decode_empty(operation: str, body: bytes) -> None:
     """Writes answer an empty body; an error object raises, an unreadable body is malformed."""
     if body.strip():
-        _parse(endpoint, body)
+        _parse(operation, body)
 
 
-def decode_listen(endpoint: str, body: bytes) -> list[ListenMessage]:
+def decode_listen(operation: str, body: bytes) -> list[ListenMessage]:
     messages = parse_listen(body)
     if messages and all(isinstance(m, ListenError) for m in messages):
         first = messages[0]
         assert isinstance(first, ListenError)
-        raise api_error(first.errcode, first.error, endpoint=endpoint)
+        raise api_error(first.errcode, first.error, operation=operation)
     return messages
 
 
 def model_decoder(model: type[M]) -> Callable[[str, bytes], M]:
     """A decoder that validates the body into ``model``; a wrong shape is malformed."""
 
-    def decode(endpoint: str, body: bytes) -> M:
-        value = decode_value(endpoint, body)
+    def decode(operation: str, body: bytes) -> M:
+        value = decode_value(operation, body)
         try:
             return model.model_validate(value)
         except ValidationError as exc:
-            raise MalformedResponse(shape_error(endpoint, exc)) from None
+            raise MalformedResponse(shape_error(operation, exc)) from None
 
     return decode
 
 
-def shape_error(endpoint: str, exc: ValidationError) -> str:
+def shape_error(operation: str, exc: ValidationError) -> str:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid"}
     where = ".".join(str(part) for part in first["loc"]) or "body"
-    return f"{endpoint}: unexpected response shape at {where}: {first['msg']}"
+    return f"{operation}: unexpected response shape at {where}: {first['msg']}"

@@ -8,20 +8,22 @@ The tree separates who is at fault, because callers react differently to each::
     │   ├── ExmailTimeout         connect or read deadline passed
     │   ├── HTTPStatusError       non-2xx HTTP status (``.status``)
     │   ├── ResponseTooLarge      body over ``max_response_bytes``
-    │   └── MalformedResponse     body is not the JSON the endpoint promises
+    │   └── MalformedResponse     body is not the JSON the operation promises
     ├── ApiError                  the server answered ``{"errcode", "error"}`` (``.errcode`` str)
     │   ├── InvalidToken          1200: fetch a new token, retry once
     │   ├── TemporarilyUnavailable 1002: retry later
     │   ├── NotFound              1310, 1400, ``user_not_found`` / ``party_not_found``
-    │   └── InvalidCredentials    the token endpoint refused the client id / secret
+    │   └── InvalidCredentials    the token request refused the client id / secret
     └── InvalidRequest            a documented limit was violated; nothing was sent
 
-Messages are built from endpoint names, status codes and server error codes only:
+Messages are built from operation names, status codes and server error codes only:
 they never contain the client secret or an access token. Third-party exceptions
 (aiohttp, json) are translated at the client boundary with ``raise ... from exc``.
 """
 
 from __future__ import annotations
+
+import aiohttp
 
 __all__ = [
     "ApiError",
@@ -71,7 +73,7 @@ class ResponseTooLarge(TransportError):
 
 
 class MalformedResponse(TransportError):
-    """The body could not be read as the JSON the endpoint promises."""
+    """The body could not be read as the JSON the operation promises."""
 
 
 class ApiError(ExmailError):
@@ -80,12 +82,12 @@ class ApiError(ExmailError):
     ``errcode`` is kept as the server gave it (a string, e.g. ``"1310"``).
     """
 
-    def __init__(self, errcode: str, error: str, *, endpoint: str = "", detail: str = "") -> None:
+    def __init__(self, errcode: str, error: str, *, operation: str = "", detail: str = "") -> None:
         self.errcode = errcode
         self.error = error
-        self.endpoint = endpoint
+        self.operation = operation
         self.detail = detail
-        where = f"{endpoint}: " if endpoint else ""
+        where = f"{operation}: " if operation else ""
         extra = f" ({detail})" if detail else ""
         super().__init__(f"{where}errcode {errcode} {error}{extra}")
 
@@ -103,7 +105,7 @@ class NotFound(ApiError):
 
 
 class InvalidCredentials(ApiError):
-    """The token endpoint refused the client id / secret (1101 invalid_client, HTTP 400/401)."""
+    """The token request refused the client id / secret (1101 invalid_client, HTTP 400/401)."""
 
 
 class InvalidRequest(ExmailError):
@@ -126,10 +128,10 @@ _BY_NAME: dict[str, type[ApiError]] = {
 }
 
 
-def api_error(errcode: str, error: str, *, endpoint: str = "", detail: str = "") -> ApiError:
+def api_error(errcode: str, error: str, *, operation: str = "", detail: str = "") -> ApiError:
     """The most specific :class:`ApiError` subclass for a server error object."""
     cls = _BY_CODE.get(errcode.strip()) or _BY_NAME.get(error.strip().lower(), ApiError)
-    return cls(errcode, error, endpoint=endpoint, detail=detail)
+    return cls(errcode, error, operation=operation, detail=detail)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -144,3 +146,15 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, HTTPStatusError):
         return exc.status >= 500 or exc.status == 429
     return False
+
+
+def describe_network_error(exc: aiohttp.ClientError) -> str:
+    """A short, secret-free reason: host and port for a refused connection, else the
+    error's own text unless it carries a URL (which could hold a token parameter)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    text = str(exc)
+    if not text or "://" in text or len(text) > 200:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}"

@@ -1,4 +1,4 @@
-"""Request models of the write endpoints: validated on construction, rendered to form params.
+"""Request models of the write operations: validated on construction, rendered to form params.
 
 Each model checks the protocol's documented limits (:mod:`relay.exmail._validation`)
 when it is built, so an invalid request raises

@@ -1,5 +1,5 @@
 """Fixtures for the emulator tests: a running emulator on a loopback port and a raw
-HTTP helper (aiohttp, no typed client) that fetches tokens and calls endpoints."""
+HTTP helper (aiohttp, no typed client) that fetches tokens and calls operations."""
 
 from __future__ import annotations
 
@@ -35,14 +35,14 @@ class Raw:
 
     async def call_raw(
         self,
-        endpoint: str,
+        operation: str,
         data: Data | None = None,
         *,
         method: str = "POST",
         token: str | None = None,
     ) -> tuple[int, bytes]:
         headers = {"Authorization": f"Bearer {token or self.token}"}
-        url = self.emu.api_url + endpoint
+        url = self.emu.api_url + operation
         if method == "GET":
             resp = await self.session.get(url, params=data, headers=headers)
         else:
@@ -50,9 +50,9 @@ class Raw:
         async with resp:
             return resp.status, await resp.read()
 
-    async def call(self, endpoint: str, data: Data | None = None, **kw: Any) -> Any:
+    async def call(self, operation: str, data: Data | None = None, **kw: Any) -> Any:
         """Call and decode JSON; an empty body (a write's success) decodes as None."""
-        status, body = await self.call_raw(endpoint, data, **kw)
+        status, body = await self.call_raw(operation, data, **kw)
         assert status == 200, body
         return json.loads(body) if body else None
 

@@ -1,4 +1,4 @@
-"""Directory endpoints over HTTP: every success path and every validation rule."""
+"""Directory operations over HTTP: every success path and every validation rule."""
 
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ async def test_groups(raw: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("endpoint", "params", "code"),
+    ("operation", "params", "code"),
     [
         ("group/add", {"group_admin": "g@example.com", "status": "all"}, "1001"),  # no name
         ("group/add", {"group_name": "G", "status": "all"}, "1001"),  # no admin
@@ -260,9 +260,9 @@ async def test_groups(raw: Any) -> None:
     ],
 )
 async def test_group_and_misc_rules(
-    raw: Any, endpoint: str, params: dict[str, str], code: str
+    raw: Any, operation: str, params: dict[str, str], code: str
 ) -> None:
-    assert err(await raw.call(endpoint, params)) == code
+    assert err(await raw.call(operation, params)) == code
 
 
 async def test_allow_list_entries_must_be_addresses(raw: Any) -> None:

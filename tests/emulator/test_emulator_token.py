@@ -1,4 +1,4 @@
-"""The token endpoint and the request shapes public clients use, over real loopback HTTP."""
+"""The token URL and the request shapes public clients use, over real loopback HTTP."""
 
 from __future__ import annotations
 

@@ -176,7 +176,7 @@ def test_backoff_rejects_nonsense() -> None:
     ],
 )
 def test_api_error_mapping(errcode: str, error: str, cls: type[ApiError]) -> None:
-    exc = api_error(errcode, error, endpoint="user/get")
+    exc = api_error(errcode, error, operation="user/get")
     assert type(exc) is cls
     assert exc.errcode == errcode
     assert str(exc).startswith("user/get: errcode " + errcode)

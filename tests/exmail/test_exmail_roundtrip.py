@@ -1,4 +1,4 @@
-"""Every endpoint, client ↔ emulator over loopback: results, validation, error codes."""
+"""Every operation, client ↔ emulator over loopback: results, validation, error codes."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ DESCRIPTIONS: dict[str, str] = {
     "tenants.client_secret": "The interface key from the admin console.",
     "tenants.client_secret_file": "File holding `client_secret` (a mounted Secret).",
     "tenants.api_url": "BizMail OpenApi base URL.",
-    "tenants.token_url": "OAuth2 token endpoint.",
+    "tenants.token_url": "OAuth2 token URL.",
     "tenants.login_url": "SSO login page (for `sso-url`).",
     "tenants.auth_method": "How the token request sends credentials: form body or HTTP Basic.",
     "tenants.action_codes": "Which reading of user/list action codes to use: the authority "
