@@ -1,1 +1,11 @@
-"""TODO"""
+"""``relay.core``: the relay's pure types and decisions. No I/O, no clock, no event loop.
+
+- :mod:`relay.core.events`: events, their CloudEvents form and their derived ids;
+- :mod:`relay.core.routing`: which sinks an event goes to (the one :class:`Router`);
+- :mod:`relay.core.delivery`: deliveries, outcomes, settlements and :func:`decide`;
+- :mod:`relay.core.backoff`: backoff, retry schedules, ``Retry-After``;
+- :mod:`relay.core.signing`: Standard Webhooks signatures;
+- :mod:`relay.core.redact`: secrets masked before text leaves the process.
+
+Every layer above builds on these; this package imports none of them.
+"""

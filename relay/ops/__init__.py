@@ -1,1 +1,7 @@
-"""TODO"""
+"""``relay.ops``: what the people who run the relay see.
+
+- :mod:`relay.ops.http`: ``/livez``, ``/readyz``, ``/metrics``, ``/status.json`` and ``/``;
+- :mod:`relay.ops.page`: the status page;
+- :mod:`relay.ops.metrics`: the Prometheus families and :class:`PrometheusObserver`;
+- :mod:`relay.ops.logs`: JSON or text log lines, with secrets redacted.
+"""
