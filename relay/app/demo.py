@@ -152,12 +152,14 @@ async def run_demo(
                     f"exmail-relay demo: emulator {emulator.base_url}/ · status page {url} · "
                     f"health {url}readyz · metrics {url}metrics · Ctrl-C stops"
                 )
-                traffic = asyncio.create_task(
-                    TrafficGenerator(emulator.base_url, interval=interval).run(session),
-                    name="demo-traffic",
-                )
-                try:
-                    await running.service.run(stop)
-                finally:
-                    traffic.cancel()
-                    await asyncio.gather(traffic, return_exceptions=True)
+                # One task group owns the traffic: if the generator fails, the relay
+                # stops and the failure is raised, not lost.
+                async with asyncio.TaskGroup() as group:
+                    traffic = group.create_task(
+                        TrafficGenerator(emulator.base_url, interval=interval).run(session),
+                        name="demo-traffic",
+                    )
+                    try:
+                        await running.service.run(stop)
+                    finally:
+                        traffic.cancel()

@@ -64,14 +64,14 @@ async def serve(settings: Settings) -> None:
         async with build_service(settings) as running:
             if running.server is not None:
                 log.info("serving health and status", extra={"url": running.server.url})
-            freezer = asyncio.create_task(
-                freeze_after_start(running.service.listeners), name="heap-freeze"
-            )
-            try:
-                await running.service.run(stop)
-            finally:
-                freezer.cancel()
-                await asyncio.gather(freezer, return_exceptions=True)
+            async with asyncio.TaskGroup() as group:
+                freezer = group.create_task(
+                    freeze_after_start(running.service.listeners), name="heap-freeze"
+                )
+                try:
+                    await running.service.run(stop)
+                finally:
+                    freezer.cancel()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

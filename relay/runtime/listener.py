@@ -293,14 +293,14 @@ class Listener:
                 now=now,
             )
 
-        tasks = [asyncio.ensure_future(one(entry)) for entry in entries]
+        # One task group: the first failure cancels the other lookups, and the change
+        # is retried whole from the old Ver; callers see that first failure itself.
         try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(entry)) for entry in entries]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
 
     async def _commit(self, built: Sequence[Event], *, checkpoint: int | None = None) -> None:
         inserted = await self.journal.append(

@@ -94,13 +94,27 @@ class AmqpSink:
 
     async def __aenter__(self) -> AmqpSink:
         self._connector = asyncio.create_task(self._connect_loop(), name="amqp-connect")
+        self._connector.add_done_callback(self._connector_done)
         return self
+
+    def _connector_done(self, task: asyncio.Task[None]) -> None:
+        """The connect loop only ends by connecting or being cancelled; anything else is
+        a bug, shown at once (log, ``last_error``) instead of at shutdown."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        self.last_error = f"internal error while connecting: {type(error).__name__}"
+        log.error(
+            "RabbitMQ connect loop crashed",
+            exc_info=error,
+            extra={"sink": self.name, "target": self.target},
+        )
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._connector is not None:
             self._connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connector
+            # A crash was already reported by _connector_done; only the wait is left.
+            await asyncio.wait([self._connector])
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._connection.close(), timeout=5)
