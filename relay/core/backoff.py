@@ -16,6 +16,7 @@ so every decision here is exhaustively testable.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from email.utils import parsedate_to_datetime
 __all__ = ["Backoff", "parse_retry_after", "schedule_delay"]
 
 Random = Callable[[], float]
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +69,23 @@ def schedule_delay(
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header, or ``None`` if absent or unreadable."""
+    """Seconds to wait from a ``Retry-After`` header, or ``None`` if absent or unreadable.
+
+    Strict, as RFC 9110 writes it: delta-seconds are ASCII digits only (``str.isdigit``
+    also accepts ``²`` and other Unicode digits, which ``float`` then refuses), and an
+    HTTP date is ASCII. Anything else is unreadable, and the caller falls back to its
+    schedule.
+    """
     if value is None:
         return None
-    text = value.strip()
-    if not text:
+    text = value.strip(" \t")  # HTTP's optional white space, nothing wider
+    if not text or not text.isascii():
         return None
-    if text.isdigit():
+    if _DELTA_SECONDS.fullmatch(text):
         return float(text)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -58,6 +59,29 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
     assert parse_retry_after("  ") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "²",
+        "١٢٠",
+        "１２",
+        "12\u00a0",
+        "Sat, 28 Nov 2026 08:01:30 GMT\u2028",
+        "99999999999",
+        "-5",
+        "1.5",
+    ],
+)
+def test_retry_after_reads_ascii_only_and_unreadable_is_none(value: str) -> None:
+    assert parse_retry_after(value) is None
+
+
+@given(st.text(max_size=40))
+def test_retry_after_never_raises(value: str) -> None:
+    result = parse_retry_after(value, now=datetime(2026, 11, 28, tzinfo=UTC))
+    assert result is None or result >= 0.0
 
 
 def _row(attempts: int = 0) -> Delivery:
