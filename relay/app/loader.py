@@ -101,6 +101,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path}: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset"
+            f" {exc.start})"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"config file {path}: nested too deeply to be a configuration") from None
 
 
 def load_settings(

@@ -48,3 +48,23 @@ def test_private_keys_in_the_file_are_refused_not_obeyed(tmp_path: Path) -> None
     config.write_text('[[tenants]]\nname = "acme"\n_cli_parse_args = true\n')
     with pytest.raises(ConfigError, match=r"tenants\[0\]._cli_parse_args: not a setting"):
         load_settings(config, environ={})
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[http]\nport = 80\xff\xfe\n", "not UTF-8 (byte 0xff at offset 16)"),
+        (
+            b"a = " + b"[" * 100_000 + b"]" * 100_000 + b"\n",
+            "nested too deeply to be a configuration",
+        ),
+    ],
+)
+def test_a_hostile_file_is_one_line_not_a_traceback(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert str(caught.value) == f"config file {config}: {message}"
