@@ -233,13 +233,17 @@ class Listener:
         if translation.unreadable:
             await self._fault(MalformedResponse("listen answered no readable JSON"), "listen")
             return ver
-        self._recovered()
+        self._set_state("connected")  # the listen answered
         self._observe.listen("data" if messages else "keepalive")
         try:
-            return await self._handle(ver, translation)
+            new_ver = await self._handle(ver, translation)
         except ExmailError as exc:
             await self._fault(exc, "directory")
             return ver
+        # Recovered only after a whole good cycle: a listen that answers while every
+        # directory expansion fails must keep backing off, not start over each time.
+        self._recovered()
+        return new_ver
 
     async def _handle(self, ver: int, translation: Translation) -> int:
         if translation.events:
@@ -293,14 +297,18 @@ class Listener:
                 now=now,
             )
 
-        # One task group: the first failure cancels the other lookups, and the change
-        # is retried whole from the old Ver; callers see that first failure itself.
+        # The first failure cancels the other lookups (the change is retried whole from
+        # the old Ver), and every lookup is awaited before the failure goes up. Not an
+        # asyncio.TaskGroup: on Python 3.11 a failing child leaves a cancel request on
+        # this long-lived task, and the listener's next stop() would then escape it.
+        tasks = [asyncio.ensure_future(one(entry)) for entry in entries]
         try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(entry)) for entry in entries]
-        except BaseExceptionGroup as failed:
-            raise failed.exceptions[0] from None
-        return [task.result() for task in tasks]
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _commit(self, built: Sequence[Event], *, checkpoint: int | None = None) -> None:
         inserted = await self.journal.append(
@@ -370,7 +378,6 @@ class Listener:
                 "upstream recovered", extra={"tenant": self.tenant, "after_failures": self._streak}
             )
         self._streak = 0
-        self._set_state("connected")
 
     def _skip(self, kind: str, detail: str) -> None:
         self._observe.skipped(kind)

@@ -1,0 +1,88 @@
+"""A tenant whose directory expansion keeps failing keeps backing off.
+
+The listen answers (the server holds a newer Ver), but every ``user/get`` fails. The
+listener must not count the answered listen as a recovery: that reset the backoff on
+every cycle and logged "upstream fault" / "upstream recovered" each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from relay.core.backoff import Backoff
+from relay.core.routing import Router
+from relay.emulator import Emulator
+from relay.exmail import ExmailClient
+from relay.journal import Journal
+from relay.runtime.listener import Listener
+from tests.pipeline.support import ADMIN, KEY, accounts, control, wait_until
+
+USER_GET = "/openapi/user/get"
+
+
+async def requests_to(emu: Emulator, path: str) -> int:
+    state = await control(emu, "state", method="GET")
+    return int(state["requests"].get(path, 0))
+
+
+async def test_failing_user_get_keeps_backing_off_until_a_whole_cycle_succeeds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="relay.runtime.listener")
+    async with (
+        Emulator(port=0, hold=0.3) as emu,
+        ExmailClient(
+            client_id=ADMIN,
+            client_secret=SecretStr(KEY),
+            api_url=emu.api_url,
+            token_url=emu.token_url,
+            login_url=emu.login_url,
+            backoff=Backoff(base=0.0, cap=0.0),  # the client's own read retries: none
+            read_retries=0,
+        ) as client,
+        Journal(tmp_path / "journal.sqlite3") as journal,
+    ):
+        listener = Listener(
+            tenant="acme",
+            client=client,
+            journal=journal,
+            route=Router(()),
+            backoff=Backoff(base=0.02, cap=0.1),  # short, so many cycles fit in the test
+        )
+        task = asyncio.create_task(listener.run())
+        try:
+            await wait_until(
+                lambda: listener.status.ver is not None and listener.status.state == "connected",
+                what="the listener connected with a Ver",
+            )
+            old_ver = listener.status.ver
+            user = (await accounts(emu))[0]
+            await control(emu, "faults", {"kind": "http_500", "count": 10_000, "path": USER_GET})
+            await control(emu, "user", {"action": "mod", "alias": user, "position": "CTO"})
+
+            async def six_failed_expansions() -> bool:
+                return await requests_to(emu, USER_GET) >= 6
+
+            await wait_until(six_failed_expansions, what="six failed user/get calls")
+            during = [r.getMessage() for r in caplog.records]
+            assert during.count("upstream recovered") == 0, during
+            assert during.count("upstream fault, backing off") == 1, during
+            assert await journal.checkpoint("acme") == old_ver  # nothing half-committed
+
+            await control(emu, "faults", method="DELETE")
+
+            async def committed() -> bool:
+                return await journal.checkpoint("acme") != old_ver
+
+            await wait_until(committed, what="the directory change committed")
+            after = [r.getMessage() for r in caplog.records]
+            assert after.count("upstream recovered") == 1, after
+            assert listener.status.state == "connected"
+        finally:
+            listener.stop()
+            await task
