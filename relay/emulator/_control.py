@@ -43,9 +43,19 @@ async def _body(request: web.Request) -> Any:
     if not request.can_read_body:
         return {}
     try:
-        return await request.json()
+        body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ControlError(f"the body is not valid JSON: {exc}") from None
+    # JSON may escape a lone surrogate ("\\ud800"), which no UTF-8 answer can carry: a
+    # mail holding one would be handed out by listen and then fail to encode. Refuse
+    # it here, before anything is queued.
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ControlError(
+            "the body holds text that is not valid Unicode (a lone surrogate)"
+        ) from None
+    return body
 
 
 def _obj(body: Any) -> dict[str, Any]:

@@ -332,3 +332,18 @@ def test_cli_bad_seed_file(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "companies[0]" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+async def test_a_lone_surrogate_is_refused_before_it_is_queued(raw: Any) -> None:
+    ver = str(raw.emu.state.companies[ADMIN].ver)
+    body = b'{"to": "bob@example.com", "subject": "bad \\ud800 text"}'
+    async with raw.session.post(
+        raw.emu.base_url + "/_emulator/mail",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    ) as resp:
+        assert resp.status == 400
+        assert "lone surrogate" in (await resp.json())["error"]
+    assert not raw.emu.state.companies[ADMIN].pending  # nothing was queued
+    _, answer = await raw.control("mail", {"to": "bob@example.com", "subject": "fine"})
+    assert (await raw.call("listen", {"Ver": ver}))["MailId"] == answer["mail_id"]
