@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -248,7 +248,9 @@ def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
     return ExmailClient(**kwargs)
 
 
-def _upstream_observer(observer: Observer) -> Any:
+def _upstream_observer(observer: Observer) -> Callable[[str, float, str], None]:
+    """The client's ``on_request``: every operation but ``listen`` (which holds)."""
+
     def observe(operation: str, seconds: float, outcome: str) -> None:
         if operation != "listen":
             observer.upstream(operation, seconds, outcome)
