@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from relay.emulator import Emulator
-from relay.ops.page import render_status_page
+from relay.ops.page import _bind_fields, render_status_page
 from relay.runtime.status import (
     JournalStatus,
     PruneStatus,
@@ -202,3 +203,24 @@ async def test_page_in_headless_chromium_matches_status_json(
     # The script ran (it sets data-refreshed from status.json) and did not reload the page.
     assert re.search(r'<body data-refreshed="\d', dom)
     assert "All parts healthy" in dom
+
+
+def test_script_field_reads_are_bound_to_the_records() -> None:
+    script, reads = _bind_fields("s.$tenants.map(function (t) { return t.$name + d.x; })")
+    assert script == "s.tenants.map(function (t) { return t.name + d.x; })"
+    assert reads == {("Status", "tenants"), ("TenantStatus", "name")}
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("t.$nope", "reads TenantStatus.nope: no such field"),
+        ("k.$subject", "reads SinkStatus.subject: no such field"),
+        ("t.state", "write t.state as t.$state"),
+        ("x.$state", "x.$state: x holds no record"),
+        ("t.$state + $", "a $ that is not a field read"),
+    ],
+)
+def test_script_reads_of_unknown_keys_cannot_load(template: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _bind_fields(template)
