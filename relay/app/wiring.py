@@ -30,6 +30,7 @@ from relay.ops.metrics import PrometheusObserver
 from relay.runtime.drainer import Drainer
 from relay.runtime.listener import Listener
 from relay.runtime.observer import Observer
+from relay.runtime.status import SinkDescription
 from relay.runtime.supervisor import RelayService
 from relay.sinks import Sink
 from relay.sinks.amqp import AmqpSink
@@ -55,7 +56,7 @@ class SinkPlan:
     sink: Sink
     route: Route
     policy: DrainPolicy
-    description: dict[str, Any]
+    description: SinkDescription
 
 
 def _amqp_policy(settings: AmqpSettings) -> DrainPolicy:
@@ -103,11 +104,9 @@ async def open_webhooks(
                     sink=sink,
                     route=Route(name, types=tuple(hook.types), tenants=frozenset(hook.tenants)),
                     policy=_webhook_policy(hook),
-                    description={
-                        "target": sink.target,
-                        "types": list(hook.types),
-                        "tenants": list(hook.tenants),
-                    },
+                    description=SinkDescription(
+                        target=sink.target, types=tuple(hook.types), tenants=tuple(hook.tenants)
+                    ),
                 )
             )
         yield plans
@@ -132,12 +131,20 @@ async def _open_sinks(
                     binding_key=a.binding_key,
                 )
             )
-            plans.append(SinkPlan(amqp, Route(amqp.name), _amqp_policy(a), {"target": amqp.target}))
+            plans.append(
+                SinkPlan(
+                    amqp, Route(amqp.name), _amqp_policy(a), SinkDescription(target=amqp.target)
+                )
+            )
         if settings.console.enabled:
             console = ConsoleSink(stream=console_stream)
             # send() never awaits, so attempts finish in the order they start: a wide
             # window keeps the order and lets finished deliveries share journal writes.
-            plans.append(SinkPlan(console, Route(console.name), DrainPolicy(max_in_flight=256), {}))
+            plans.append(
+                SinkPlan(
+                    console, Route(console.name), DrainPolicy(max_in_flight=256), SinkDescription()
+                )
+            )
         plans += await stack.enter_async_context(open_webhooks(settings.webhooks, observer))
         yield plans
 

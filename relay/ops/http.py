@@ -15,10 +15,7 @@ red and cause a restart storm.
 
 from __future__ import annotations
 
-import hmac
 import json
-from base64 import b64decode
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -26,7 +23,9 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pydantic import SecretStr
 
+from relay.ops.auth import auth_middleware
 from relay.ops.page import render_status_page
+from relay.runtime.status import Status
 from relay.runtime.supervisor import RelayService
 
 __all__ = ["OpsServer", "build_app"]
@@ -44,9 +43,6 @@ class PageOptions:
 OPTIONS: web.AppKey[PageOptions] = web.AppKey("options", PageOptions)
 
 PROBES = frozenset({"/livez", "/readyz", "/metrics"})
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 # Figures change every second: never serve them from a cache.
 NO_STORE = {"Cache-Control": "no-store"}
@@ -72,8 +68,8 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 
 async def livez(request: web.Request) -> web.Response:
-    state = request.app[SERVICE].alive()
-    return _json(state, 200 if state["alive"] else 503)
+    liveness = request.app[SERVICE].alive()
+    return _json(liveness.to_json(), 200 if liveness.alive else 503)
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -87,55 +83,24 @@ async def metrics_view(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def status_json(request: web.Request) -> web.Response:
+async def _status(request: web.Request) -> Status:
     options = request.app[OPTIONS]
-    data = await request.app[SERVICE].status(
+    return await request.app[SERVICE].status(
         show_content=options.show_content, recent=options.recent
     )
-    return _json(data)
+
+
+async def status_json(request: web.Request) -> web.Response:
+    return _json((await _status(request)).to_json())
 
 
 async def status_page(request: web.Request) -> web.Response:
-    options = request.app[OPTIONS]
-    data = await request.app[SERVICE].status(
-        show_content=options.show_content, recent=options.recent
-    )
     return web.Response(
-        text=render_status_page(data),
+        text=render_status_page(await _status(request)),
         content_type="text/html",
         charset="utf-8",
         headers=PAGE_HEADERS,
     )
-
-
-def _auth_middleware(
-    token: SecretStr | None, basic: tuple[str, SecretStr] | None, protect_probes: bool
-) -> Middleware:
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PROBES and not protect_probes:
-            return await handler(request)
-        header = request.headers.get("Authorization", "")
-        if (
-            token is not None
-            and header.startswith("Bearer ")
-            and hmac.compare_digest(header[7:].encode(), token.get_secret_value().encode())
-        ):
-            return await handler(request)
-        if basic is not None and header.startswith("Basic "):
-            try:
-                user, _, password = b64decode(header[6:]).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                user, password = "", ""
-            expected = basic[1].get_secret_value().encode()
-            if user == basic[0] and hmac.compare_digest(password.encode(), expected):
-                return await handler(request)
-        challenge = 'Basic realm="exmail-relay"' if basic is not None else "Bearer"
-        return web.Response(
-            status=401, text="authentication required\n", headers={"WWW-Authenticate": challenge}
-        )
-
-    return check
 
 
 def build_app(
@@ -150,7 +115,10 @@ def build_app(
 ) -> web.Application:
     middlewares: list[Middleware] = []
     if auth_token is not None or basic_auth is not None:
-        middlewares.append(_auth_middleware(auth_token, basic_auth, protect_probes))
+        open_paths = frozenset() if protect_probes else PROBES
+        middlewares.append(
+            auth_middleware(token=auth_token, basic=basic_auth, open_paths=open_paths)
+        )
     app = web.Application(middlewares=middlewares)
     app[SERVICE] = service
     app[METRICS] = registry

@@ -1,31 +1,49 @@
 """The status page: one self-contained HTML document, rendered on the server.
 
-Pure: ``render_status_page(status) -> str`` turns the dict of
-:meth:`relay.runtime.supervisor.RelayService.status` into HTML. No external assets, no build step.
+Pure: ``render_status_page(status) -> str`` turns a typed
+:class:`relay.runtime.status.Status` into HTML. No external assets, no build step.
 The first paint is complete without JavaScript; a small inline script then fetches
-``status.json`` every few seconds and rewrites the figures in place (text nodes only,
-never ``innerHTML``, so nothing from the data can become markup). The script and the
-Python below format each cell the same way, so a refresh changes only what changed.
+``status.json`` (that same ``Status``, as JSON) every few seconds and rewrites the figures
+in place (text nodes only, never ``innerHTML``, so nothing from the data can become
+markup). The script and the Python below format each cell the same way, so a refresh
+changes only what changed.
 
-The page shows only what ``status()`` hands it: no secrets are in that dict, and event
+The status dataclasses are the one place the JSON field names live. The Python side
+reads them as attributes (mypy checks each one); the script writes each read of the data
+as ``var.$field``, and :func:`_bind_fields` checks, when this module is imported, that
+``field`` is a field of the dataclass that ``var`` holds (``s`` the status, ``t`` a tenant,
+``k`` a sink, ``e`` an event, ``j`` the journal, ``p`` its last prune) before it writes
+the plain ``var.field``. A script that reads a key the JSON does not have cannot load.
+
+The page shows only what ``status()`` hands it: no secrets are in the status, and event
 subjects are present only when ``[status] show_content`` is on.
 """
 
 from __future__ import annotations
 
 import html
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
-__all__ = ["REFRESH_SECONDS", "render_status_page"]
+from relay.runtime.status import (
+    JournalStatus,
+    PruneStatus,
+    RecentEvent,
+    SinkStatus,
+    Status,
+    TenantStatus,
+)
+
+__all__ = ["REFRESH_SECONDS", "SCRIPT_READS", "render_status_page", "sink_state", "tenant_state"]
 
 REFRESH_SECONDS = 5
 
 DASH = "–"
 
 
-def _time(stamp: object) -> str:
-    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+def _time(stamp: float | None) -> str:
+    if stamp is None:
         return DASH
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -34,13 +52,11 @@ def _e(value: object) -> str:
     return html.escape(DASH if value is None or value == "" else str(value))
 
 
-def _age(seconds: object) -> str:
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-        return DASH
-    return f"{seconds:.1f} s"
+def _age(seconds: float | None) -> str:
+    return DASH if seconds is None else f"{seconds:.1f} s"
 
 
-def _by_type(counts: dict[str, int]) -> str:
+def _by_type(counts: Mapping[str, int]) -> str:
     if not counts:
         return DASH
     return ", ".join(f"{k.removeprefix('exmail.')} {v}" for k, v in sorted(counts.items()))
@@ -56,22 +72,21 @@ _TENANT_LABEL = {
 }
 
 
-def tenant_state(tenant: dict[str, Any]) -> tuple[str, str]:
+def tenant_state(tenant: TenantStatus) -> tuple[str, str]:
     """(css class, label) of a tenant, with the reason when it is not connected."""
-    state = str(tenant["state"])
-    label = _TENANT_LABEL.get(state, state)
-    if state in ("backoff", "failed") and tenant.get("last_error"):
-        label += f": {tenant['last_error']}"
-    return state, label
+    label = _TENANT_LABEL.get(tenant.state, tenant.state)
+    if tenant.state in ("backoff", "failed") and tenant.last_error:
+        label += f": {tenant.last_error}"
+    return tenant.state, label
 
 
-def sink_state(sink: dict[str, Any]) -> tuple[str, str]:
+def sink_state(sink: SinkStatus) -> tuple[str, str]:
     """(css class, label) of a sink: connected, disabled (why) or down (why)."""
-    if sink.get("disabled"):
-        return "disabled", f"disabled: {sink['disabled']}"
-    if sink.get("connected"):
+    if sink.disabled:
+        return "disabled", f"disabled: {sink.disabled}"
+    if sink.connected:
         return "connected", "connected"
-    return "down", f"not connected: {sink.get('last_error') or 'connecting'}"
+    return "down", f"not connected: {sink.last_error or 'connecting'}"
 
 
 def _cell(key: str, text: str, css: str = "") -> str:
@@ -79,59 +94,57 @@ def _cell(key: str, text: str, css: str = "") -> str:
     return f'<td data-k="{key}"{klass}>{html.escape(text)}</td>'
 
 
-def _tenant_row(t: dict[str, Any]) -> str:
+def _tenant_row(t: TenantStatus) -> str:
     css, label = tenant_state(t)
     return (
-        f'<tr data-tenant="{_e(t["name"])}">'
-        + _cell("name", str(t["name"]))
+        f'<tr data-tenant="{_e(t.name)}">'
+        + _cell("name", t.name)
         + _cell("state", label, f"state {css}")
-        + _cell("ver", DASH if t.get("ver") is None else str(t["ver"]))
-        + _cell("last_event_at", _time(t.get("last_event_at")))
-        + _cell("events_by_type", _by_type(t.get("events_by_type") or {}))
-        + _cell("last_error", t.get("last_error") or DASH)
-        + _cell("last_error_at", _time(t.get("last_error_at")))
+        + _cell("ver", DASH if t.ver is None else str(t.ver))
+        + _cell("last_event_at", _time(t.last_event_at))
+        + _cell("events_by_type", _by_type(t.events_by_type))
+        + _cell("last_error", t.last_error or DASH)
+        + _cell("last_error_at", _time(t.last_error_at))
         + "</tr>"
     )
 
 
-def _sink_row(s: dict[str, Any]) -> str:
+def _sink_row(s: SinkStatus) -> str:
     css, label = sink_state(s)
     return (
-        f'<tr data-sink="{_e(s["name"])}">'
-        + _cell("name", str(s["name"]))
+        f'<tr data-sink="{_e(s.name)}">'
+        + _cell("name", s.name)
         + _cell("state", label, f"state {css}")
-        + _cell("backlog", str(s.get("backlog", 0)), "num")
-        + _cell("oldest_pending_age", _age(s.get("oldest_pending_age")), "num")
-        + _cell("delivered", str(s.get("delivered", 0)), "num")
-        + _cell("failed", str(s.get("failed", 0)), "num")
-        + _cell("dead", str(s.get("dead", 0)), "num")
+        + _cell("backlog", str(s.backlog), "num")
+        + _cell("oldest_pending_age", _age(s.oldest_pending_age), "num")
+        + _cell("delivered", str(s.delivered), "num")
+        + _cell("failed", str(s.failed), "num")
+        + _cell("dead", str(s.dead), "num")
         + "</tr>"
     )
 
 
-def _event_row(e: dict[str, Any], show_subject: bool) -> str:
-    cells = _cell("time", _time(e.get("time"))) + _cell("tenant", str(e.get("tenant", "")))
-    cells += _cell("type", str(e.get("type", "")))
+def _event_row(e: RecentEvent, show_subject: bool) -> str:
+    cells = _cell("time", _time(e.time)) + _cell("tenant", e.tenant) + _cell("type", e.type)
     if show_subject:
-        cells += _cell("subject", str(e.get("subject") or DASH))
+        cells += _cell("subject", e.subject or DASH)
     return f"<tr>{cells}</tr>"
 
 
-def _journal_text(j: dict[str, Any]) -> dict[str, str]:
-    prune = j.get("last_prune")
-    retention = j.get("retention_seconds")
+def _journal_text(j: JournalStatus) -> dict[str, str]:
+    prune = j.last_prune
     return {
-        "events": _e(j.get("events")),
-        "backlog": f"{_e(j.get('backlog_events'))} / {_e(j.get('max_events'))} events, "
-        f"{_e(j.get('backlog_bytes'))} / {_e(j.get('max_bytes'))} bytes",
-        "file_bytes": _e(j.get("file_bytes")),
-        "backpressure": _e(j.get("backpressure") or "none"),
+        "events": _e(j.events),
+        "backlog": f"{_e(j.backlog_events)} / {_e(j.max_events)} events, "
+        f"{_e(j.backlog_bytes)} / {_e(j.max_bytes)} bytes",
+        "file_bytes": _e(j.file_bytes),
+        "backpressure": _e(j.backpressure or "none"),
         "pruning": (
-            f"keeps delivered events {_e(retention)} s; "
+            f"keeps delivered events {_e(j.retention_seconds)} s; "
             + (
                 "not pruned yet"
-                if not prune
-                else f"last pruned {_time(prune.get('at'))}, {_e(prune.get('events'))} events"
+                if prune is None
+                else f"last pruned {_time(prune.at)}, {_e(prune.events)} events"
             )
         ),
     }
@@ -155,35 +168,40 @@ dt{font-weight:600} dd{margin:0} #stale{color:#c0262d}
 """
 
 # Kept in step with the Python formatters above; textContent only, never innerHTML.
-_SCRIPT = """
+# Every read of the data is written ``var.$field`` (see the module docstring).
+_SCRIPT_TEMPLATE = """
 (function () {
   var DASH = "\\u2013";
   var LABEL = {connected: "connected", backoff: "backing off", failed: "failed",
     paused: "paused (backpressure)", starting: "starting", stopped: "stopped"};
   function pad(n) { return (n < 10 ? "0" : "") + n; }
-  function time(s) {
-    if (typeof s !== "number") return DASH;
-    var d = new Date(s * 1000);
+  function time(v) {
+    if (typeof v !== "number") return DASH;
+    var d = new Date(v * 1000);
     return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) +
       " " + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" +
       pad(d.getUTCSeconds()) + " UTC";
   }
   function txt(v) { return v === null || v === undefined || v === "" ? DASH : String(v); }
   function age(v) { return typeof v === "number" ? v.toFixed(1) + " s" : DASH; }
-  function byType(c) {
-    var k = Object.keys(c || {}).sort();
-    if (!k.length) return DASH;
-    return k.map(function (t) { return t.replace(/^exmail\\./, "") + " " + c[t]; }).join(", ");
+  function byType(counts) {
+    var types = Object.keys(counts || {}).sort();
+    if (!types.length) return DASH;
+    return types.map(function (type) {
+      return type.replace(/^exmail\\./, "") + " " + counts[type];
+    }).join(", ");
   }
   function tenantState(t) {
-    var l = LABEL[t.state] || t.state;
-    if ((t.state === "backoff" || t.state === "failed") && t.last_error) l += ": " + t.last_error;
-    return [t.state, l];
+    var l = LABEL[t.$state] || t.$state;
+    if ((t.$state === "backoff" || t.$state === "failed") && t.$last_error) {
+      l += ": " + t.$last_error;
+    }
+    return [t.$state, l];
   }
-  function sinkState(s) {
-    if (s.disabled) return ["disabled", "disabled: " + s.disabled];
-    if (s.connected) return ["connected", "connected"];
-    return ["down", "not connected: " + (s.last_error || "connecting")];
+  function sinkState(k) {
+    if (k.$disabled) return ["disabled", "disabled: " + k.$disabled];
+    if (k.$connected) return ["connected", "connected"];
+    return ["down", "not connected: " + (k.$last_error || "connecting")];
   }
   function cell(tr, key, text, css) {
     var td = document.createElement("td");
@@ -200,57 +218,58 @@ _SCRIPT = """
   }
   function set(id, text) { var n = document.getElementById(id); if (n) n.textContent = text; }
   function render(s) {
-    fill("tenants-body", s.tenants, function (t) {
-      var tr = document.createElement("tr"); tr.setAttribute("data-tenant", t.name);
+    fill("tenants-body", s.$tenants, function (t) {
+      var tr = document.createElement("tr"); tr.setAttribute("data-tenant", t.$name);
       var st = tenantState(t);
-      cell(tr, "name", t.name); cell(tr, "state", st[1], "state " + st[0]);
-      cell(tr, "ver", txt(t.ver)); cell(tr, "last_event_at", time(t.last_event_at));
-      cell(tr, "events_by_type", byType(t.events_by_type));
-      cell(tr, "last_error", txt(t.last_error)); cell(tr, "last_error_at", time(t.last_error_at));
+      cell(tr, "name", t.$name); cell(tr, "state", st[1], "state " + st[0]);
+      cell(tr, "ver", txt(t.$ver)); cell(tr, "last_event_at", time(t.$last_event_at));
+      cell(tr, "events_by_type", byType(t.$events_by_type));
+      cell(tr, "last_error", txt(t.$last_error));
+      cell(tr, "last_error_at", time(t.$last_error_at));
       return tr;
     });
-    fill("sinks-body", s.sinks, function (k) {
-      var tr = document.createElement("tr"); tr.setAttribute("data-sink", k.name);
+    fill("sinks-body", s.$sinks, function (k) {
+      var tr = document.createElement("tr"); tr.setAttribute("data-sink", k.$name);
       var st = sinkState(k);
-      cell(tr, "name", k.name); cell(tr, "state", st[1], "state " + st[0]);
-      cell(tr, "backlog", String(k.backlog || 0), "num");
-      cell(tr, "oldest_pending_age", age(k.oldest_pending_age), "num");
-      cell(tr, "delivered", String(k.delivered || 0), "num");
-      cell(tr, "failed", String(k.failed || 0), "num");
-      cell(tr, "dead", String(k.dead || 0), "num");
+      cell(tr, "name", k.$name); cell(tr, "state", st[1], "state " + st[0]);
+      cell(tr, "backlog", String(k.$backlog || 0), "num");
+      cell(tr, "oldest_pending_age", age(k.$oldest_pending_age), "num");
+      cell(tr, "delivered", String(k.$delivered || 0), "num");
+      cell(tr, "failed", String(k.$failed || 0), "num");
+      cell(tr, "dead", String(k.$dead || 0), "num");
       return tr;
     });
     var showSubject = !!document.getElementById("events-subject");
-    fill("events-body", s.recent_events, function (e) {
+    fill("events-body", s.$recent_events, function (e) {
       var tr = document.createElement("tr");
-      cell(tr, "time", time(e.time)); cell(tr, "tenant", txt(e.tenant));
-      cell(tr, "type", txt(e.type));
-      if (showSubject) cell(tr, "subject", txt(e.subject));
+      cell(tr, "time", time(e.$time)); cell(tr, "tenant", txt(e.$tenant));
+      cell(tr, "type", txt(e.$type));
+      if (showSubject) cell(tr, "subject", txt(e.$subject));
       return tr;
     });
-    var j = s.journal, p = j.last_prune;
-    set("j-events", txt(j.events));
-    set("j-backlog", txt(j.backlog_events) + " / " + txt(j.max_events) + " events, " +
-      txt(j.backlog_bytes) + " / " + txt(j.max_bytes) + " bytes");
-    set("j-file_bytes", txt(j.file_bytes));
-    set("j-backpressure", j.backpressure || "none");
-    set("j-pruning", "keeps delivered events " + txt(j.retention_seconds) + " s; " +
-      (p ? "last pruned " + time(p.at) + ", " + txt(p.events) + " events" : "not pruned yet"));
-    set("generated", "Updated " + time(s.now));
-    var bad = s.stopping || s.tenants.some(function (t) { return t.state === "failed"; }) ||
-      s.sinks.some(function (k) { return !k.connected || k.disabled; }) || !!j.backpressure;
+    var j = s.$journal, p = j.$last_prune;
+    set("j-events", txt(j.$events));
+    set("j-backlog", txt(j.$backlog_events) + " / " + txt(j.$max_events) + " events, " +
+      txt(j.$backlog_bytes) + " / " + txt(j.$max_bytes) + " bytes");
+    set("j-file_bytes", txt(j.$file_bytes));
+    set("j-backpressure", j.$backpressure || "none");
+    set("j-pruning", "keeps delivered events " + txt(j.$retention_seconds) + " s; " +
+      (p ? "last pruned " + time(p.$at) + ", " + txt(p.$events) + " events" : "not pruned yet"));
+    set("generated", "Updated " + time(s.$now));
+    var bad = s.$stopping || s.$tenants.some(function (t) { return t.$state === "failed"; }) ||
+      s.$sinks.some(function (k) { return !k.$connected || k.$disabled; }) || !!j.$backpressure;
     var b = document.getElementById("banner");
     b.className = bad ? "bad" : "ok";
-    b.textContent = s.stopping ? "Shutting down" : (bad ? "Degraded" : "All parts healthy");
+    b.textContent = s.$stopping ? "Shutting down" : (bad ? "Degraded" : "All parts healthy");
     set("stale", "");
-    document.body.setAttribute("data-refreshed", String(s.now));
+    document.body.setAttribute("data-refreshed", String(s.$now));
   }
   function tick() {
     fetch("status.json", {cache: "no-store", credentials: "same-origin"})
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(render)
-      .catch(function (e) {
-        set("stale", "refresh failed (" + e.message + "); figures may be old");
+      .catch(function (err) {
+        set("stale", "refresh failed (" + err.message + "); figures may be old");
       });
   }
   tick();
@@ -259,27 +278,68 @@ _SCRIPT = """
 """
 
 
-def _banner(status: dict[str, Any]) -> tuple[str, str]:
+# Which status dataclass each one-letter variable of the script holds; the script uses
+# these letters for nothing else.
+_Record = Status | TenantStatus | SinkStatus | RecentEvent | JournalStatus | PruneStatus
+_SCRIPT_VARS: Mapping[str, type[_Record]] = {
+    "s": Status,
+    "t": TenantStatus,
+    "k": SinkStatus,
+    "e": RecentEvent,
+    "j": JournalStatus,
+    "p": PruneStatus,
+}
+_MEMBER = re.compile(r"(?<![\w.$])([A-Za-z_]\w*)\.(\$?)(\w+)")
+
+
+def _bind_fields(template: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    """The script with each ``var.$field`` checked and written ``var.field``, and the
+    (record, field) pairs it reads. Raises ValueError for a field the record lacks, a
+    ``$`` on a variable that holds no record, or a record read without its ``$``."""
+    reads: set[tuple[str, str]] = set()
+
+    def bind(match: re.Match[str]) -> str:
+        var, marked, name = match.groups()
+        record = _SCRIPT_VARS.get(var)
+        if record is None and not marked:
+            return match.group(0)
+        if record is None:
+            raise ValueError(f"status page script: {var}.${name}: {var} holds no record")
+        if not marked:
+            raise ValueError(f"status page script: write {var}.{name} as {var}.${name}")
+        if name not in record.json_keys():
+            raise ValueError(f"status page script reads {record.__name__}.{name}: no such field")
+        reads.add((record.__name__, name))
+        return f"{var}.{name}"
+
+    script = _MEMBER.sub(bind, template)
+    if "$" in script:
+        raise ValueError("status page script: a $ that is not a field read")
+    return script, frozenset(reads)
+
+
+_SCRIPT, SCRIPT_READS = _bind_fields(_SCRIPT_TEMPLATE)
+
+
+def _banner(status: Status) -> tuple[str, str]:
     bad = (
-        status.get("stopping")
-        or any(t["state"] == "failed" for t in status["tenants"])
-        or any(not s.get("connected") or s.get("disabled") for s in status["sinks"])
-        or bool(status["journal"].get("backpressure"))
+        status.stopping
+        or any(t.state == "failed" for t in status.tenants)
+        or any(not s.connected or s.disabled for s in status.sinks)
+        or bool(status.journal.backpressure)
     )
-    if status.get("stopping"):
+    if status.stopping:
         return "bad", "Shutting down"
     return ("bad", "Degraded") if bad else ("ok", "All parts healthy")
 
 
-def render_status_page(status: dict[str, Any], *, refresh_seconds: int = REFRESH_SECONDS) -> str:
-    """The whole page for one ``status`` dict; same input, same output."""
-    show_subject = bool(status.get("show_content")) or any(
-        "subject" in e for e in status["recent_events"]
-    )
-    tenant_rows = "".join(_tenant_row(t) for t in status["tenants"])
-    sink_rows = "".join(_sink_row(s) for s in status["sinks"])
-    event_rows = "".join(_event_row(e, show_subject) for e in status["recent_events"])
-    journal = _journal_text(status["journal"])
+def render_status_page(status: Status, *, refresh_seconds: int = REFRESH_SECONDS) -> str:
+    """The whole page for one ``status``; same input, same output."""
+    show_subject = status.show_content or any(e.subject is not None for e in status.recent_events)
+    tenant_rows = "".join(_tenant_row(t) for t in status.tenants)
+    sink_rows = "".join(_sink_row(s) for s in status.sinks)
+    event_rows = "".join(_event_row(e, show_subject) for e in status.recent_events)
+    journal = _journal_text(status.journal)
     banner_css, banner_text = _banner(status)
     subject_head = '<th id="events-subject">Subject</th>' if show_subject else ""
     script = _SCRIPT.replace("REFRESH_MS", str(int(refresh_seconds * 1000)))
@@ -287,11 +347,11 @@ def render_status_page(status: dict[str, Any], *, refresh_seconds: int = REFRESH
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>exmail-relay status</title>
-<style>{_STYLE}</style></head><body data-refreshed="{_e(status["now"])}">
+<style>{_STYLE}</style></head><body data-refreshed="{_e(status.now)}">
 <h1>exmail-relay</h1>
 <div id="banner" class="{banner_css}">{banner_text}</div>
-<p><small id="generated">Updated {_time(status["now"])}</small>
-<small>&middot; up since {_time(status.get("started_at"))}</small> <small id="stale"></small></p>
+<p><small id="generated">Updated {_time(status.now)}</small>
+<small>&middot; up since {_time(status.started_at)}</small> <small id="stale"></small></p>
 <h2>Tenants</h2><div class="wrap"><table id="tenants"><thead>
 <tr><th>Tenant</th><th>State</th><th>Ver</th><th>Last event</th><th>Events by type</th>
 <th>Last error</th><th>Error at</th></tr></thead>

@@ -17,8 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from relay.core.backoff import Backoff
@@ -26,25 +25,11 @@ from relay.journal import Journal, JournalError, JournalStats
 from relay.runtime.drainer import Drainer
 from relay.runtime.listener import Listener
 from relay.runtime.observer import Observer
+from relay.runtime.status import Health, Liveness, SinkDescription, Status, build_status
 
-__all__ = ["Health", "RelayService"]
+__all__ = ["RelayService"]
 
 log = logging.getLogger("relay.runtime.supervisor")
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    """Readiness in the svcs style: which parts are fine, which fail and why."""
-
-    ok: tuple[str, ...]
-    failing: dict[str, str]
-
-    @property
-    def healthy(self) -> bool:
-        return not self.failing
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ok": list(self.ok), "failing": dict(self.failing)}
 
 
 class RelayService:
@@ -59,7 +44,7 @@ class RelayService:
         shutdown_timeout: float = 10.0,
         prune_interval: float = 60.0,
         stats_interval: float = 2.0,
-        describe_sinks: Callable[[], dict[str, dict[str, Any]]] | None = None,
+        describe_sinks: Callable[[], Mapping[str, SinkDescription]] | None = None,
         restart_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
         observer: Observer | None = None,
@@ -248,80 +233,23 @@ class RelayService:
         task = self._tasks.get(name)
         return task is not None and not task.done()
 
-    def alive(self) -> dict[str, Any]:
+    def alive(self) -> Liveness:
         """Liveness: the supervisor's tasks are alive (never depends on upstream)."""
-        dead = [name for name, task in self._tasks.items() if task.done()]
-        return {"alive": not dead and (self.running or not self.stopping), "dead_tasks": dead}
+        dead = tuple(name for name, task in self._tasks.items() if task.done())
+        return Liveness(alive=not dead and (self.running or not self.stopping), dead_tasks=dead)
 
-    async def status(self, *, show_content: bool = False, recent: int = 50) -> dict[str, Any]:
+    async def status(self, *, show_content: bool = False, recent: int = 50) -> Status:
         stats = self.last_stats or await self.refresh_stats()
-        now = self._clock()
-        tenants = []
-        latest: list[tuple[float, str, str, str, str]] = []
-        for listener in self.listeners:
-            st = listener.status
-            tenants.append(
-                {
-                    "name": st.tenant,
-                    "state": st.state,
-                    "ver": st.ver,
-                    "last_event_at": st.last_event_at,
-                    "last_error": st.last_error,
-                    "last_error_at": st.last_error_at,
-                    "failures": st.failures,
-                    "events_by_type": dict(st.events_by_type),
-                }
-            )
-            latest.extend(
-                (stamp, st.tenant, etype, eid, subj) for stamp, etype, eid, subj in st.recent
-            )
-        latest.sort(reverse=True)
-        extra = self._describe_sinks() if self._describe_sinks else {}
-        sinks = []
-        for drainer in self.drainers:
-            sink_stats = stats.sinks.get(drainer.name) if stats else None
-            oldest = sink_stats.oldest_pending_created if sink_stats else None
-            sinks.append(
-                {
-                    "name": drainer.name,
-                    "connected": drainer.sink.connected,
-                    "disabled": drainer.disabled_reason,
-                    "in_flight": drainer.in_flight,
-                    "backlog": sink_stats.pending if sink_stats else 0,
-                    "oldest_pending_age": None if oldest is None else round(now - oldest, 3),
-                    "delivered": drainer.delivered,
-                    "failed": drainer.failed,
-                    "dead": sink_stats.dead if sink_stats else 0,
-                    "last_error": drainer.last_error,
-                    **extra.get(drainer.name, {}),
-                }
-            )
-        events = []
-        for stamp, tenant, etype, eid, subj in latest[:recent]:
-            item: dict[str, Any] = {"time": stamp, "tenant": tenant, "type": etype, "id": eid}
-            if show_content:
-                item["subject"] = subj
-            events.append(item)
-        return {
-            "now": now,
-            "started_at": self.started_at,
-            "stopping": self.stopping,
-            "show_content": show_content,
-            "tenants": tenants,
-            "sinks": sinks,
-            "journal": {
-                "path": str(self.journal.path),
-                "events": stats.events if stats else None,
-                "backlog_events": self.journal.backlog_events,
-                "backlog_bytes": self.journal.backlog_bytes,
-                "max_events": self.journal.max_events,
-                "max_bytes": self.journal.max_bytes,
-                "file_bytes": stats.file_bytes if stats else None,
-                "backpressure": self.journal.backpressure_reason(),
-                "retention_seconds": self.journal.retention,
-                "last_prune": None
-                if self.last_prune is None
-                else {"at": self.last_prune[0], "events": self.last_prune[1]},
-            },
-            "recent_events": events,
-        }
+        return build_status(
+            now=self._clock(),
+            started_at=self.started_at,
+            stopping=self.stopping,
+            listeners=[listener.status for listener in self.listeners],
+            drainers=self.drainers,
+            journal=self.journal,
+            stats=stats,
+            last_prune=self.last_prune,
+            descriptions=self._describe_sinks() if self._describe_sinks else {},
+            show_content=show_content,
+            recent=recent,
+        )

@@ -1,4 +1,5 @@
-"""The status page: a pure render of the status dict, and the live page in headless Chromium."""
+"""The status page: a pure render of a hand-built Status, and the live page in headless
+Chromium."""
 
 from __future__ import annotations
 
@@ -6,67 +7,77 @@ import asyncio
 import html
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from relay.emulator import Emulator
-from relay.ops.page import render_status_page
+from relay.ops.page import _bind_fields, render_status_page
+from relay.runtime.status import (
+    JournalStatus,
+    PruneStatus,
+    RecentEvent,
+    SinkStatus,
+    Status,
+    TenantStatus,
+)
 from tests.ops.conftest import Control, eventually, get_json, settings, tenant
 from tests.support import running_relay
 
 
-def sample(**overrides: Any) -> dict[str, Any]:
-    status: dict[str, Any] = {
-        "now": 1_800_000_000.0,
-        "started_at": 1_799_999_000.0,
-        "stopping": False,
-        "show_content": False,
-        "tenants": [
-            {
-                "name": "acme",
-                "state": "backoff",
-                "ver": 42,
-                "last_event_at": 1_799_999_990.0,
-                "last_error": "listen: <script>alert(1)</script> 503",
-                "last_error_at": 1_799_999_995.0,
-                "failures": 3,
-                "events_by_type": {"exmail.mail.new": 5, "exmail.mail.unread": 2},
-            }
-        ],
-        "sinks": [
-            {
-                "name": "amqp",
-                "connected": False,
-                "disabled": None,
-                "in_flight": 0,
-                "backlog": 17,
-                "oldest_pending_age": 12.345,
-                "delivered": 100,
-                "failed": 4,
-                "dead": 1,
-                "last_error": "cannot connect",
-            }
-        ],
-        "journal": {
-            "path": "/var/lib/relay/j.sqlite3",
-            "events": 120,
-            "backlog_events": 17,
-            "backlog_bytes": 9000,
-            "max_events": 1000,
-            "max_bytes": 1 << 20,
-            "file_bytes": 65536,
-            "backpressure": None,
-            "retention_seconds": 86400.0,
-            "last_prune": None,
-        },
-        "recent_events": [
-            {"time": 1_799_999_990.0, "tenant": "acme", "type": "exmail.mail.new", "id": "x1"}
-        ],
-    }
-    status.update(overrides)
-    return status
+def sample(**overrides: Any) -> Status:
+    """A hand-built status: one tenant backing off, one sink down, one event."""
+    status = Status(
+        now=1_800_000_000.0,
+        started_at=1_799_999_000.0,
+        stopping=False,
+        show_content=False,
+        tenants=(
+            TenantStatus(
+                name="acme",
+                state="backoff",
+                ver=42,
+                last_event_at=1_799_999_990.0,
+                last_error="listen: <script>alert(1)</script> 503",
+                last_error_at=1_799_999_995.0,
+                failures=3,
+                events_by_type={"exmail.mail.new": 5, "exmail.mail.unread": 2},
+            ),
+        ),
+        sinks=(
+            SinkStatus(
+                name="amqp",
+                connected=False,
+                disabled=None,
+                in_flight=0,
+                backlog=17,
+                oldest_pending_age=12.345,
+                delivered=100,
+                failed=4,
+                dead=1,
+                last_error="cannot connect",
+            ),
+        ),
+        journal=JournalStatus(
+            path="/var/lib/relay/j.sqlite3",
+            events=120,
+            backlog_events=17,
+            backlog_bytes=9000,
+            max_events=1000,
+            max_bytes=1 << 20,
+            file_bytes=65536,
+            backpressure=None,
+            retention_seconds=86400.0,
+            last_prune=None,
+        ),
+        recent_events=(
+            RecentEvent(time=1_799_999_990.0, tenant="acme", type="exmail.mail.new", id="x1"),
+        ),
+    )
+    return replace(status, **overrides)
 
 
 def test_render_is_pure_complete_and_escaped() -> None:
@@ -88,16 +99,34 @@ def test_render_is_pure_complete_and_escaped() -> None:
 
 
 def test_subjects_only_with_show_content() -> None:
-    event = {"time": 1.0, "tenant": "acme", "type": "exmail.mail.new", "id": "x", "subject": "s@x"}
-    page = render_status_page(sample(show_content=True, recent_events=[event]))
+    event = RecentEvent(time=1.0, tenant="acme", type="exmail.mail.new", id="x", subject="s@x")
+    page = render_status_page(sample(show_content=True, recent_events=(event,)))
     assert 'id="events-subject"' in page and "s@x" in page
 
 
 def test_failed_and_disabled_say_why() -> None:
-    tenants = [dict(sample()["tenants"][0], state="failed", last_error="bad credentials")]
-    sinks = [dict(sample()["sinks"][0], disabled="410 Gone")]
+    tenants = (replace(sample().tenants[0], state="failed", last_error="bad credentials"),)
+    sinks = (replace(sample().sinks[0], disabled="410 Gone"),)
     page = render_status_page(sample(tenants=tenants, sinks=sinks))
     assert "failed: bad credentials" in page and "disabled: 410 Gone" in page
+
+
+def test_healthy_pruned_and_stopping_banners() -> None:
+    healthy = sample(
+        tenants=(replace(sample().tenants[0], state="connected", last_error=None),),
+        sinks=(replace(sample().sinks[0], connected=True, last_error=None),),
+        journal=replace(sample().journal, last_prune=PruneStatus(at=1_799_999_999.0, events=7)),
+    )
+    page = render_status_page(healthy)
+    assert '<div id="banner" class="ok">All parts healthy</div>' in page
+    assert "last pruned 2027-01-15 07:59:59 UTC, 7 events" in page
+    stopping = render_status_page(replace(healthy, stopping=True))
+    assert '<div id="banner" class="bad">Shutting down</div>' in stopping
+    pressed = render_status_page(
+        replace(healthy, journal=replace(healthy.journal, backpressure="full"))
+    )
+    assert '<div id="banner" class="bad">Degraded</div>' in pressed
+    assert '<dd id="j-backpressure">full</dd>' in pressed
 
 
 def _cells(dom: str, attr: str, name: str) -> dict[str, str]:
@@ -174,3 +203,24 @@ async def test_page_in_headless_chromium_matches_status_json(
     # The script ran (it sets data-refreshed from status.json) and did not reload the page.
     assert re.search(r'<body data-refreshed="\d', dom)
     assert "All parts healthy" in dom
+
+
+def test_script_field_reads_are_bound_to_the_records() -> None:
+    script, reads = _bind_fields("s.$tenants.map(function (t) { return t.$name + d.x; })")
+    assert script == "s.tenants.map(function (t) { return t.name + d.x; })"
+    assert reads == {("Status", "tenants"), ("TenantStatus", "name")}
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("t.$nope", "reads TenantStatus.nope: no such field"),
+        ("k.$subject", "reads SinkStatus.subject: no such field"),
+        ("t.state", "write t.state as t.$state"),
+        ("x.$state", "x.$state: x holds no record"),
+        ("t.$state + $", "a $ that is not a field read"),
+    ],
+)
+def test_script_reads_of_unknown_keys_cannot_load(template: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _bind_fields(template)

@@ -1,0 +1,63 @@
+"""Who may read the operations server: a Bearer token and/or HTTP Basic credentials.
+
+Where it sits: an aiohttp middleware that :func:`relay.ops.http.build_app` installs when
+``[http] auth_token`` or ``basic_user``/``basic_password`` are set. Both secrets are
+compared in constant time (:func:`hmac.compare_digest`), and neither the expected nor the
+offered credentials ever appear in a response or a log line. Paths in ``open_paths``
+(the probes, unless ``[http] protect_probes``) are served without credentials, so a
+kubelet or Prometheus needs none.
+"""
+
+from __future__ import annotations
+
+import hmac
+from base64 import b64decode
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from pydantic import SecretStr
+
+__all__ = ["auth_middleware"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _bearer_ok(header: str, token: SecretStr | None) -> bool:
+    if token is None or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].encode(), token.get_secret_value().encode())
+
+
+def _basic_ok(header: str, basic: tuple[str, SecretStr] | None) -> bool:
+    if basic is None or not header.startswith("Basic "):
+        return False
+    try:
+        user, _, password = b64decode(header[6:]).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        user, password = "", ""
+    expected = basic[1].get_secret_value().encode()
+    return user == basic[0] and hmac.compare_digest(password.encode(), expected)
+
+
+def auth_middleware(
+    *,
+    token: SecretStr | None,
+    basic: tuple[str, SecretStr] | None,
+    open_paths: frozenset[str] = frozenset(),
+) -> Middleware:
+    """Answer 401 (with a challenge) unless the request carries a valid credential."""
+    challenge = 'Basic realm="exmail-relay"' if basic is not None else "Bearer"
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in open_paths:
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        if _bearer_ok(header, token) or _basic_ok(header, basic):
+            return await handler(request)
+        return web.Response(
+            status=401, text="authentication required\n", headers={"WWW-Authenticate": challenge}
+        )
+
+    return check

@@ -1,0 +1,273 @@
+"""What the relay says about itself: readiness, liveness and the status document, typed.
+
+Where it sits: :class:`relay.runtime.supervisor.RelayService` builds these values from its
+components (each listener's :class:`~relay.runtime.listener.ListenerStatus`, each
+drainer's counters, the journal's stats and counters); :mod:`relay.ops.http` serves them
+as JSON and :mod:`relay.ops.page` renders them. Never built from the Prometheus registry:
+metrics are one view of the components, this is another.
+
+Why the field names matter: ``to_json()`` emits every field under its own name, in
+declaration order, so the dataclasses below *are* the ``/status.json`` contract (see
+``docs/operations.md``). Renaming a field renames a JSON key; the tests pin the key set.
+A field marked :data:`OMIT_NONE` is left out of the JSON while it is ``None`` (a sink's
+description, an event's subject when ``[status] show_content`` is off), as it always was.
+
+:func:`build_status` is pure: it reads the components handed to it and does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import Field, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from relay.journal import Journal, JournalStats
+    from relay.runtime.drainer import Drainer
+    from relay.runtime.listener import ListenerStatus
+
+__all__ = [
+    "OMIT_NONE",
+    "Health",
+    "JournalStatus",
+    "Liveness",
+    "PruneStatus",
+    "RecentEvent",
+    "SinkDescription",
+    "SinkStatus",
+    "Status",
+    "TenantStatus",
+    "build_status",
+]
+
+OMIT_NONE: Mapping[str, bool] = {"omit_none": True}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _JsonRecord):
+        return value.to_json()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class _JsonRecord:
+    """Base of the records below: ``to_json()`` from the dataclass fields."""
+
+    __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+    @classmethod
+    def json_keys(cls) -> frozenset[str]:
+        """Every key ``to_json()`` can emit (an ``OMIT_NONE`` field only when set)."""
+        return frozenset(f.name for f in fields(cls))
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("omit_none"):
+                continue
+            out[f.name] = _plain(value)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Health(_JsonRecord):
+    """Readiness in the svcs style: which parts are fine, which fail and why."""
+
+    ok: tuple[str, ...]
+    failing: Mapping[str, str]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.failing
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness(_JsonRecord):
+    """Liveness: the supervisor's tasks live (never depends on upstream)."""
+
+    alive: bool
+    dead_tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SinkDescription:
+    """What the composition root says about a sink beyond its figures (no secrets)."""
+
+    target: str | None = None
+    types: tuple[str, ...] | None = None
+    tenants: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantStatus(_JsonRecord):
+    name: str
+    state: str
+    ver: int | None
+    last_event_at: float | None
+    last_error: str | None
+    last_error_at: float | None
+    failures: int
+    events_by_type: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStatus(_JsonRecord):
+    name: str
+    connected: bool
+    disabled: str | None
+    in_flight: int
+    backlog: int
+    oldest_pending_age: float | None
+    delivered: int
+    failed: int
+    dead: int
+    last_error: str | None
+    target: str | None = field(default=None, metadata=OMIT_NONE)
+    types: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
+    tenants: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class PruneStatus(_JsonRecord):
+    at: float
+    events: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStatus(_JsonRecord):
+    path: str
+    events: int | None
+    backlog_events: int
+    backlog_bytes: int
+    max_events: int
+    max_bytes: int
+    file_bytes: int | None
+    backpressure: str | None
+    retention_seconds: float
+    last_prune: PruneStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecentEvent(_JsonRecord):
+    time: float
+    tenant: str
+    type: str
+    id: str
+    subject: str | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class Status(_JsonRecord):
+    """The whole ``/status.json`` document."""
+
+    now: float
+    started_at: float
+    stopping: bool
+    show_content: bool
+    tenants: tuple[TenantStatus, ...]
+    sinks: tuple[SinkStatus, ...]
+    journal: JournalStatus
+    recent_events: tuple[RecentEvent, ...]
+
+
+def _tenant(st: ListenerStatus) -> TenantStatus:
+    return TenantStatus(
+        name=st.tenant,
+        state=st.state,
+        ver=st.ver,
+        last_event_at=st.last_event_at,
+        last_error=st.last_error,
+        last_error_at=st.last_error_at,
+        failures=st.failures,
+        events_by_type=dict(st.events_by_type),
+    )
+
+
+def _sink(
+    drainer: Drainer, stats: JournalStats | None, about: SinkDescription, now: float
+) -> SinkStatus:
+    sink_stats = stats.sinks.get(drainer.name) if stats else None
+    oldest = sink_stats.oldest_pending_created if sink_stats else None
+    return SinkStatus(
+        name=drainer.name,
+        connected=drainer.sink.connected,
+        disabled=drainer.disabled_reason,
+        in_flight=drainer.in_flight,
+        backlog=sink_stats.pending if sink_stats else 0,
+        oldest_pending_age=None if oldest is None else round(now - oldest, 3),
+        delivered=drainer.delivered,
+        failed=drainer.failed,
+        dead=sink_stats.dead if sink_stats else 0,
+        last_error=drainer.last_error,
+        target=about.target,
+        types=about.types,
+        tenants=about.tenants,
+    )
+
+
+def _journal(
+    journal: Journal, stats: JournalStats | None, last_prune: tuple[float, int] | None
+) -> JournalStatus:
+    return JournalStatus(
+        path=str(journal.path),
+        events=stats.events if stats else None,
+        backlog_events=journal.backlog_events,
+        backlog_bytes=journal.backlog_bytes,
+        max_events=journal.max_events,
+        max_bytes=journal.max_bytes,
+        file_bytes=stats.file_bytes if stats else None,
+        backpressure=journal.backpressure_reason(),
+        retention_seconds=journal.retention,
+        last_prune=None if last_prune is None else PruneStatus(*last_prune),
+    )
+
+
+def _recent(
+    listeners: Sequence[ListenerStatus], *, show_content: bool, limit: int
+) -> tuple[RecentEvent, ...]:
+    """The newest ``limit`` events over all tenants, newest first."""
+    latest = sorted(
+        (
+            (stamp, st.tenant, etype, eid, subj)
+            for st in listeners
+            for stamp, etype, eid, subj in st.recent
+        ),
+        reverse=True,
+    )
+    return tuple(
+        RecentEvent(stamp, tenant, etype, eid, subj if show_content else None)
+        for stamp, tenant, etype, eid, subj in latest[:limit]
+    )
+
+
+def build_status(
+    *,
+    now: float,
+    started_at: float,
+    stopping: bool,
+    listeners: Sequence[ListenerStatus],
+    drainers: Sequence[Drainer],
+    journal: Journal,
+    stats: JournalStats | None,
+    last_prune: tuple[float, int] | None,
+    descriptions: Mapping[str, SinkDescription],
+    show_content: bool,
+    recent: int,
+) -> Status:
+    """The status document from the components' current state (no I/O)."""
+    nothing = SinkDescription()
+    return Status(
+        now=now,
+        started_at=started_at,
+        stopping=stopping,
+        show_content=show_content,
+        tenants=tuple(_tenant(st) for st in listeners),
+        sinks=tuple(_sink(d, stats, descriptions.get(d.name, nothing), now) for d in drainers),
+        journal=_journal(journal, stats, last_prune),
+        recent_events=_recent(listeners, show_content=show_content, limit=recent),
+    )
