@@ -1,21 +1,67 @@
-"""Fixtures for the emulator tests: a running emulator on a loopback port and a raw
-HTTP helper (aiohttp, no typed client) that fetches tokens and calls operations."""
+"""Fixtures for the emulator tests: a running emulator on a loopback port, a raw HTTP
+helper (aiohttp, no typed client) that fetches tokens and calls operations, and the one
+way these tests wait for something to happen: ``eventually`` (and ``held`` on top of it).
+No fixed sleep is a synchronisation point and no test asserts how fast a thing was."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
 import pytest
 
 from relay.emulator import Emulator
+from relay.emulator._http import HUB
 
 ADMIN = "admin@example.com"
 KEY = "exmail-demo-key"
 
+LONG_HOLD = 30.0
+"""The hold of ``long_raw``'s emulator: longer than ``WAIT``, so a listen that nothing
+woke fails the test (a timeout) rather than answering at its deadline."""
+WAIT = 10.0
+"""How long a test waits for an answer it expects now: generous, never a speed check."""
+
 Data = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], *, seconds: float = WAIT, what: str
+) -> None:
+    """Wait until ``condition()`` (sync or async) is true; fail naming ``what`` after
+    ``seconds``. The one polling helper of these tests (tests/support.py may later hold
+    a shared one with this signature)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() >= deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def held_count(emu: Emulator) -> int:
+    """How many listens the emulator holds right now (every company)."""
+    return emu.app[HUB].open_count()
+
+
+async def held(emu: Emulator, count: int = 1, *, seconds: float = WAIT) -> None:
+    """Wait until the emulator holds exactly ``count`` listens. A listen counts once it
+    waits on the hub, so a push or change made after this wakes it, never races it."""
+    try:
+        await eventually(
+            lambda: held_count(emu) == count, seconds=seconds, what=f"{count} held listen(s)"
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; holding {held_count(emu)}") from None
 
 
 class Raw:
@@ -74,6 +120,16 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 async def emu() -> AsyncIterator[Emulator]:
     async with Emulator(port=0, hold=0.3) as e:
         yield e
+
+
+@pytest.fixture
+async def long_raw(session: aiohttp.ClientSession) -> AsyncIterator[Raw]:
+    """A ``Raw`` against an emulator that holds a listen for ``LONG_HOLD``: a test waits
+    ``WAIT`` for an answer, so only a wake can answer in time; it asserts what woke it."""
+    async with Emulator(port=0, hold=LONG_HOLD) as e:
+        r = Raw(e, session)
+        await r.fetch_token()
+        yield r
 
 
 @pytest.fixture

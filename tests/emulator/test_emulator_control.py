@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from relay.emulator import Emulator, EmulatorSeedError, load_seed
+from tests.emulator.conftest import WAIT, held
 
 ADMIN = "admin@example.com"
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,11 +199,12 @@ async def test_control_company_and_reset(raw: Any) -> None:
     assert body == {"companies": 0}
 
 
-async def test_reset_ends_held_listens(raw: Any) -> None:
+async def test_reset_ends_held_listens(long_raw: Any) -> None:
+    raw = long_raw  # holds for 30 s: only the reset can end the listen within WAIT
     task = asyncio.create_task(raw.call("listen", {"Ver": str(raw.emu.state.companies[ADMIN].ver)}))
-    await asyncio.sleep(0.05)
+    await held(raw.emu)
     await raw.control("reset", {})
-    assert (await task)["errcode"] == "1200"
+    assert (await asyncio.wait_for(task, WAIT))["errcode"] == "1200"
 
 
 # -- SSO ------------------------------------------------------------------------------------
@@ -235,11 +237,12 @@ async def test_sso_login_one_time(raw: Any) -> None:
 
 
 async def test_sso_ticket_expires(make_raw: Any) -> None:
-    async with Emulator(port=0, authkey_ttl=0.2) as emu:
+    async with Emulator(port=0, authkey_ttl=300.0) as emu:
         raw = make_raw(emu)
         await raw.fetch_token()
         key = (await raw.call("mail/authkey", {"Alias": "bob@example.com"}))["AuthKey"]
-        await asyncio.sleep(0.3)
+        expired = time.time() + emu.state.authkey_ttl  # the ticket was issued before now
+        emu.state.clock = lambda: expired  # the state's clock is injectable: no sleep
         params = {"fun": "bizopenssologin", "method": "bizauth", "agent": ADMIN,
                   "user": "bob@example.com", "ticket": key}  # fmt: skip
         async with raw.session.post(raw.emu.login_url, data=params) as resp:

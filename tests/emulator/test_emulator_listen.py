@@ -1,4 +1,8 @@
-"""The listen long-poll over HTTP: hold, wake, version updates, batching, formats, bounds."""
+"""The listen long-poll over HTTP: hold, wake, version updates, batching, formats, bounds.
+
+A test that needs a listen held waits for it (``held``); a test of a wake uses
+``long_raw``, whose hold outlasts the test's own wait, and asserts what the answer says,
+never how fast it came."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import aiohttp
 import pytest
 
 from relay.emulator import Emulator
+from tests.emulator.conftest import LONG_HOLD, WAIT, eventually, held, held_count
 
 ADMIN = "admin@example.com"
 
@@ -21,10 +26,9 @@ def current_ver(emu: Emulator) -> str:
 
 async def test_hold_times_out_with_ret_0(raw: Any) -> None:
     started = time.monotonic()
-    body = await raw.call("listen", {"Ver": current_ver(raw.emu)})
-    elapsed = time.monotonic() - started
+    body = await asyncio.wait_for(raw.call("listen", {"Ver": current_ver(raw.emu)}), WAIT)
     assert body == {"Ret": 0}
-    assert 0.25 <= elapsed < 2.0
+    assert time.monotonic() - started >= 0.25  # it was held (hold=0.3), not answered at once
 
 
 async def test_behind_answers_version_update_at_once(raw: Any) -> None:
@@ -33,16 +37,14 @@ async def test_behind_answers_version_update_at_once(raw: Any) -> None:
     assert b'"Ver":"' in body
 
 
-async def test_wakes_on_push(raw: Any) -> None:
+async def test_wakes_on_push(long_raw: Any) -> None:
+    raw = long_raw
     task = asyncio.create_task(raw.call("listen", {"Ver": current_ver(raw.emu)}))
-    await asyncio.sleep(0.05)
-    assert raw.emu.app[_hub()].open_count() == 1
-    started = time.monotonic()
+    await held(raw.emu)
     _, answer = await raw.control(
         "mail", {"to": "bob@example.com", "subject": "Hi", "summary": "S"}
     )
-    body = await task
-    assert time.monotonic() - started < 0.2
+    body = await asyncio.wait_for(task, WAIT)  # unwoken, it would hold for LONG_HOLD
     assert body["MailId"] == answer["mail_id"]
     assert body["UserName"] == body["Receiver"] == "bob@example.com"
     assert (body["Subject"], body["Summary"]) == ("Hi", "S")
@@ -50,12 +52,13 @@ async def test_wakes_on_push(raw: Any) -> None:
     assert raw.emu.state.companies[ADMIN].pending == type(raw.emu.state.companies[ADMIN].pending)()
 
 
-async def test_wakes_on_directory_change_with_version_update(raw: Any) -> None:
+async def test_wakes_on_directory_change_with_version_update(long_raw: Any) -> None:
+    raw = long_raw
     old = current_ver(raw.emu)
     task = asyncio.create_task(raw.call("listen", {"Ver": old}))
-    await asyncio.sleep(0.05)
+    await held(raw.emu)
     await raw.control("user", {"action": "mod", "alias": "bob@example.com", "position": "CTO"})
-    body = await task
+    body = await asyncio.wait_for(task, WAIT)  # unwoken, it would hold for LONG_HOLD
     assert int(body["Ver"]) > int(old)
     assert body["Ver"] == current_ver(raw.emu)
 
@@ -77,13 +80,14 @@ async def test_version_first_then_pushes_in_an_array(raw: Any) -> None:
     assert [set(i) >= {"MailId"} for i in body[1:]] == [True] * 3
 
 
-async def test_burst_is_batched_into_one_answer(raw: Any) -> None:
+async def test_burst_is_batched_into_one_answer(long_raw: Any) -> None:
+    raw = long_raw
     task = asyncio.create_task(raw.call("listen", {"Ver": current_ver(raw.emu)}))
-    await asyncio.sleep(0.05)
+    await held(raw.emu)
     await raw.control(
         "mail", {"mails": [{"to": "bob@example.com", "subject": str(i)} for i in range(5)]}
     )
-    body = await task
+    body = await asyncio.wait_for(task, WAIT)
     assert [m["Subject"] for m in body] == ["0", "1", "2", "3", "4"]
 
 
@@ -126,12 +130,17 @@ async def test_max_batch_and_pending_bound(make_raw: Any) -> None:
         assert second["Subject"] == "4"
 
 
-async def test_one_of_several_listens_gets_the_push(raw: Any) -> None:
+async def test_one_of_several_listens_gets_the_push(long_raw: Any) -> None:
+    raw = long_raw
     ver = current_ver(raw.emu)
     tasks = [asyncio.create_task(raw.call("listen", {"Ver": ver})) for _ in range(3)]
-    await asyncio.sleep(0.05)
-    await raw.control("mail", {"to": "bob@example.com"})
-    results = await asyncio.gather(*tasks)
+    await held(raw.emu, 3)
+    _, answer = await raw.control("mail", {"to": "bob@example.com"})
+    done, _ = await asyncio.wait(tasks, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+    assert [t.result()["MailId"] for t in done] == [answer["mail_id"]]
+    await held(raw.emu, 2)  # the other two still hold: the push did not end them
+    await raw.emu.stop()  # which answers them now
+    results = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
     assert sum("MailId" in r for r in results) == 1
     assert sum(r == {"Ret": 0} for r in results) == 2
 
@@ -153,7 +162,7 @@ async def test_many_companies_held_concurrently(session: aiohttp.ClientSession) 
         }
         for i in range(n)
     ]
-    async with Emulator(port=0, hold=3.0, seed={"companies": []}) as emu:
+    async with Emulator(port=0, hold=LONG_HOLD, seed={"companies": []}) as emu:
         async with session.post(
             emu.base_url + "/_emulator/company", json={"companies": companies}
         ) as r:
@@ -171,37 +180,27 @@ async def test_many_companies_held_concurrently(session: aiohttp.ClientSession) 
                     return await resp.json()
 
             tasks = [asyncio.create_task(listen(i)) for i in range(n)]
-            for _ in range(200):
-                await asyncio.sleep(0.02)
-                if emu.app[_hub()].open_count() == n:
-                    break
-            assert emu.app[_hub()].open_count() == n
+            await held(emu, n, seconds=LONG_HOLD / 2)  # the first must still be held
             mails = [{"to": f"u@c{i}.test", "subject": f"s{i}"} for i in range(n)]
             async with session.post(emu.base_url + "/_emulator/mail", json={"mails": mails}) as r:
                 assert len((await r.json())["mail_ids"]) == n
-            results = await asyncio.gather(*tasks)
+            results = await asyncio.gather(*tasks)  # an unwoken one answers {"Ret": 0}
         assert [r["Subject"] for r in results] == [f"s{i}" for i in range(n)]
-        assert emu.app[_hub()].open_count() == 0
-
-
-def _hub() -> Any:
-    from relay.emulator._http import HUB
-
-    return HUB
+        assert held_count(emu) == 0
 
 
 async def test_vanished_listener_does_not_swallow_pushes(raw: Any) -> None:
     ver = current_ver(raw.emu)
-    timeout = aiohttp.ClientTimeout(total=0.1)
     headers = {"Authorization": f"Bearer {raw.token}"}
-    async with aiohttp.ClientSession(timeout=timeout) as impatient:
-        with pytest.raises(asyncio.TimeoutError):
-            await impatient.post(raw.emu.api_url + "listen", data={"Ver": ver}, headers=headers)
-    for _ in range(50):
-        if raw.emu.app[_hub()].open_count() == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert raw.emu.app[_hub()].open_count() == 0
+    async with aiohttp.ClientSession() as impatient:
+        gone = asyncio.create_task(
+            impatient.post(raw.emu.api_url + "listen", data={"Ver": ver}, headers=headers)
+        )
+        await held(raw.emu)
+        gone.cancel()  # the client gives up on its held listen and goes away
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+    await eventually(lambda: held_count(raw.emu) == 0, what="the vanished listen to end")
     _, answer = await raw.control("mail", {"to": "bob@example.com"})
     assert (await raw.call("listen", {"Ver": ver}))["MailId"] == answer["mail_id"]
 
@@ -212,8 +211,8 @@ async def test_stop_answers_held_listens_at_once(make_raw: Any) -> None:
     raw = make_raw(emu)
     await raw.fetch_token()
     task = asyncio.create_task(raw.call("listen", {"Ver": current_ver(emu)}))
-    await asyncio.sleep(0.05)
-    started = time.monotonic()
+    await held(emu)
     await emu.stop()
-    assert time.monotonic() - started < 1.0
-    assert await task == {"Ret": 0}
+    # Not answered by the hub, the listen would be cut when the server gives up on it
+    # (a disconnect, not an answer) or outlast WAIT, since its hold is 30 s.
+    assert await asyncio.wait_for(task, WAIT) == {"Ret": 0}
