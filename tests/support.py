@@ -1,16 +1,55 @@
-"""Helpers shared by the test packages that run a relay: a stoppable TCP proxy (to
-take RabbitMQ away and give it back) and a relay service running in-process."""
+"""Helpers shared by every test package: :func:`eventually`, the one way a test waits for
+something to happen; a stoppable TCP proxy (to take RabbitMQ away and give it back); a
+relay service running in-process; and the address of the test broker."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import inspect
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+from urllib.parse import urlsplit
 
 from relay.app.settings import Settings
 from relay.app.wiring import Running, build_service
 
-__all__ = ["TcpProxy", "running_relay"]
+__all__ = ["AMQP_URL", "BROKER_ADDRESS", "TcpProxy", "eventually", "running_relay"]
+
+# The broker every rabbitmq-marked test uses. RELAY_TEST_AMQP_URL points the suite
+# elsewhere; ``-m "not rabbitmq"`` with a closed port there proves that no unmarked
+# test needs a broker (tests/conftest.py also fails an unmarked test that connects).
+AMQP_URL = os.environ.get("RELAY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+BROKER_ADDRESS = (urlsplit(AMQP_URL).hostname or "127.0.0.1", urlsplit(AMQP_URL).port or 5672)
+
+T = TypeVar("T")
+
+POLL = 0.05
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[T] | T], *, seconds: float = 20.0, what: str
+) -> T:
+    """Poll ``condition`` (sync or async) until it returns something truthy; return that.
+
+    Fails after ``seconds`` with ``what`` and the last value the condition returned. The
+    one polling loop of the suite: tests wait for a condition or an event, never for a
+    fixed time.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if loop.time() > deadline:
+            raise AssertionError(
+                f"timed out after {seconds:g}s waiting for {what} (last value: {value!r})"
+            )
+        await asyncio.sleep(POLL)
 
 
 class TcpProxy:

@@ -17,7 +17,7 @@ from tests.pipeline.support import (
     settings_for,
     wait_until,
 )
-from tests.support import TcpProxy, running_relay
+from tests.support import BROKER_ADDRESS, TcpProxy, running_relay
 
 LISTEN = "/openapi/listen"
 
@@ -110,7 +110,7 @@ async def test_wrong_credentials_mark_the_tenant_failed_and_others_keep_working(
 async def test_broker_outage_keeps_listening_and_delivers_everything_after(
     emulator: Emulator, broker: Broker, tmp_path: Path
 ) -> None:
-    proxy = TcpProxy("127.0.0.1", 5672)
+    proxy = TcpProxy(*BROKER_ADDRESS)
     await proxy.start()
     url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
     settings = settings_for(emulator, tmp_path, amqp=broker.amqp_settings(url))
@@ -142,7 +142,7 @@ async def test_broker_outage_keeps_listening_and_delivers_everything_after(
 async def test_backpressure_pauses_the_listener_and_loses_nothing(
     emulator: Emulator, broker: Broker, tmp_path: Path
 ) -> None:
-    proxy = TcpProxy("127.0.0.1", 5672)  # never started: the sink cannot deliver
+    proxy = TcpProxy(*BROKER_ADDRESS)  # never started: the sink cannot deliver
     await proxy.start()
     dead_port = proxy.port
     await proxy.stop()
