@@ -98,8 +98,8 @@ async def test_a_transient_user_get_fault_commits_the_change_once_or_not_at_all(
     # failure of the listener and at least one refused user/get.
     await eventually(lambda: listener.status.failures >= 3, what="three failed expansions")
     assert await user_get_requests(emulator) >= 3
-    assert listener.status.state == "backoff"
-    assert "directory" in (listener.status.last_error or "")
+    # (Its state flips between "backoff" and "connected": each retry's listen succeeds.)
+    assert (listener.status.last_error or "").startswith("directory: ")
     assert await journal.checkpoint("acme") == old_ver
     assert listener.status.ver == old_ver
     assert await committed(journal) == before, "nothing of the change is committed"
