@@ -1,6 +1,7 @@
 """Helpers shared by every test package: :func:`eventually`, the one way a test waits for
-something to happen; a stoppable TCP proxy (to take RabbitMQ away and give it back); a
-relay service running in-process; and the address of the test broker."""
+something to happen; :func:`recorded_sockets`, which sees every connection this process
+opens; a stoppable TCP proxy (to take RabbitMQ away and give it back); a relay service
+running in-process; and the address of the test broker."""
 
 from __future__ import annotations
 
@@ -8,14 +9,26 @@ import asyncio
 import contextlib
 import inspect
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+import sys
+import threading
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from relay.app.settings import Settings
 from relay.app.wiring import Running, build_service
 
-__all__ = ["AMQP_URL", "BROKER_ADDRESS", "TcpProxy", "eventually", "running_relay"]
+__all__ = [
+    "AMQP_URL",
+    "BROKER_ADDRESS",
+    "SocketUse",
+    "TcpProxy",
+    "eventually",
+    "recorded_sockets",
+    "running_relay",
+]
 
 # The broker every rabbitmq-marked test uses. RELAY_TEST_AMQP_URL points the suite
 # elsewhere; ``-m "not rabbitmq"`` with a closed port there proves that no unmarked
@@ -50,6 +63,59 @@ async def eventually(
                 f"timed out after {seconds:g}s waiting for {what} (last value: {value!r})"
             )
         await asyncio.sleep(POLL)
+
+
+@dataclass(frozen=True)
+class SocketUse:
+    """One ``socket.connect`` (``target`` is the address) or ``socket.getaddrinfo``
+    (``target`` is ``(host, port)``); ``stack`` is where, when the recorder asked."""
+
+    event: str
+    target: Any
+    stack: str = field(default="", repr=False)
+
+
+@dataclass
+class _Recorder:
+    keep: Callable[[SocketUse], bool]
+    stacks: bool
+    seen: list[SocketUse] = field(default_factory=list)
+
+
+_RECORDERS: list[_Recorder] = []
+_RECORDERS_LOCK = threading.Lock()
+_SOCKET_EVENTS = frozenset({"socket.connect", "socket.getaddrinfo"})
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    # Runs for every audited event of the process: leave the others at once.
+    if event not in _SOCKET_EVENTS or not _RECORDERS:
+        return
+    use = SocketUse(event, args[1] if event == "socket.connect" else (args[0], args[1]))
+    with _RECORDERS_LOCK:
+        for recorder in _RECORDERS:
+            if recorder.keep(use):
+                stack = "".join(traceback.format_stack(limit=12)[:-1]) if recorder.stacks else ""
+                recorder.seen.append(SocketUse(use.event, use.target, stack))
+
+
+sys.addaudithook(_audit)  # once per process: this module is imported once
+
+
+@contextlib.contextmanager
+def recorded_sockets(
+    keep: Callable[[SocketUse], bool] = lambda use: True, *, stacks: bool = False
+) -> Iterator[list[SocketUse]]:
+    """The connections (and name lookups) this process makes inside the block, from any
+    thread, that ``keep`` selects; with ``stacks``, each with the stack that made it."""
+    recorder = _Recorder(keep, stacks)
+    with _RECORDERS_LOCK:
+        _RECORDERS.append(recorder)
+    try:
+        yield recorder.seen
+    finally:
+        with _RECORDERS_LOCK:
+            _RECORDERS.remove(recorder)
 
 
 class TcpProxy:

@@ -101,6 +101,7 @@ async def test_sigterm_during_burst_loses_nothing(
         f"""
 [amqp]
 enabled = true
+url = "{BROKER}"
 exchange = "{exchange}"
 queue = "{queue}"
 [shutdown]
