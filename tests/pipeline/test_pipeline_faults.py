@@ -80,7 +80,7 @@ async def test_an_outage_costs_a_bounded_number_of_requests(
         user = (await accounts(emulator))[0]
         await control(emulator, "mail", {"to": user})  # wake the held listen into the outage
         before = await listen_requests(emulator)
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(3.0)  # a measurement window (a rate), not a wait for an event
         during = await listen_requests(emulator) - before
         assert run.service.listeners[0].status.state == "backoff"
         await control(emulator, "faults", method="DELETE")
@@ -166,7 +166,7 @@ async def test_backpressure_pauses_the_listener_and_loses_nothing(
         listener = run.service.listeners[0]
         for i in range(20):
             await control(emulator, "mail", {"to": users[0], "subject": f"bp {i}"})
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # pacing: mails in separate listen answers
         await eventually(lambda: listener.status.state == "paused", what="the listener to pause")
         health = await run.service.health()
         assert "backpressure" in health.failing

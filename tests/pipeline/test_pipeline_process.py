@@ -109,7 +109,7 @@ async def _crash_rounds(
                 injected.extend(answer["mail_ids"])
                 if chunk == 5:
                     relay.send_signal(signal.SIGKILL)  # mid-burst
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # pacing: chunks in separate listen answers
             assert await relay.wait() == -signal.SIGKILL
             # The directory changes while the relay is dead.
             alias = f"hire{round_}@example.com"
