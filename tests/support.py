@@ -1,16 +1,121 @@
-"""Helpers shared by the test packages that run a relay: a stoppable TCP proxy (to
-take RabbitMQ away and give it back) and a relay service running in-process."""
+"""Helpers shared by every test package: :func:`eventually`, the one way a test waits for
+something to happen; :func:`recorded_sockets`, which sees every connection this process
+opens; a stoppable TCP proxy (to take RabbitMQ away and give it back); a relay service
+running in-process; and the address of the test broker."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import inspect
+import os
+import sys
+import threading
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from relay.app.settings import Settings
 from relay.app.wiring import Running, build_service
 
-__all__ = ["TcpProxy", "running_relay"]
+__all__ = [
+    "AMQP_URL",
+    "BROKER_ADDRESS",
+    "SocketUse",
+    "TcpProxy",
+    "eventually",
+    "recorded_sockets",
+    "running_relay",
+]
+
+# The broker every rabbitmq-marked test uses. RELAY_TEST_AMQP_URL points the suite
+# elsewhere; ``-m "not rabbitmq"`` with a closed port there proves that no unmarked
+# test needs a broker (tests/conftest.py also fails an unmarked test that connects).
+AMQP_URL = os.environ.get("RELAY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+BROKER_ADDRESS = (urlsplit(AMQP_URL).hostname or "127.0.0.1", urlsplit(AMQP_URL).port or 5672)
+
+T = TypeVar("T")
+
+POLL = 0.05
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[T] | T], *, seconds: float = 20.0, what: str
+) -> T:
+    """Poll ``condition`` (sync or async) until it returns something truthy; return that.
+
+    Fails after ``seconds`` with ``what`` and the last value the condition returned. The
+    one polling loop of the suite: tests wait for a condition or an event, never for a
+    fixed time.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if loop.time() > deadline:
+            raise AssertionError(
+                f"timed out after {seconds:g}s waiting for {what} (last value: {value!r})"
+            )
+        await asyncio.sleep(POLL)
+
+
+@dataclass(frozen=True)
+class SocketUse:
+    """One ``socket.connect`` (``target`` is the address) or ``socket.getaddrinfo``
+    (``target`` is ``(host, port)``); ``stack`` is where, when the recorder asked."""
+
+    event: str
+    target: Any
+    stack: str = field(default="", repr=False)
+
+
+@dataclass
+class _Recorder:
+    keep: Callable[[SocketUse], bool]
+    stacks: bool
+    seen: list[SocketUse] = field(default_factory=list)
+
+
+_RECORDERS: list[_Recorder] = []
+_RECORDERS_LOCK = threading.Lock()
+_SOCKET_EVENTS = frozenset({"socket.connect", "socket.getaddrinfo"})
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    # Runs for every audited event of the process: leave the others at once.
+    if event not in _SOCKET_EVENTS or not _RECORDERS:
+        return
+    use = SocketUse(event, args[1] if event == "socket.connect" else (args[0], args[1]))
+    with _RECORDERS_LOCK:
+        for recorder in _RECORDERS:
+            if recorder.keep(use):
+                stack = "".join(traceback.format_stack(limit=12)[:-1]) if recorder.stacks else ""
+                recorder.seen.append(SocketUse(use.event, use.target, stack))
+
+
+sys.addaudithook(_audit)  # once per process: this module is imported once
+
+
+@contextlib.contextmanager
+def recorded_sockets(
+    keep: Callable[[SocketUse], bool] = lambda use: True, *, stacks: bool = False
+) -> Iterator[list[SocketUse]]:
+    """The connections (and name lookups) this process makes inside the block, from any
+    thread, that ``keep`` selects; with ``stacks``, each with the stack that made it."""
+    recorder = _Recorder(keep, stacks)
+    with _RECORDERS_LOCK:
+        _RECORDERS.append(recorder)
+    try:
+        yield recorder.seen
+    finally:
+        with _RECORDERS_LOCK:
+            _RECORDERS.remove(recorder)
 
 
 class TcpProxy:

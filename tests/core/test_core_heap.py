@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from relay.runtime.heap import freeze_after_start
+from tests.support import eventually
 
 
 @dataclass
@@ -20,7 +21,15 @@ class Status:
 
 @dataclass
 class FakeListener:
-    status: Status = field(default_factory=Status)
+    """Counts how often its status is looked at: each look is one poll of the freezer."""
+
+    _status: Status = field(default_factory=Status)
+    looks: int = 0
+
+    @property
+    def status(self) -> Status:
+        self.looks += 1
+        return self._status
 
 
 @pytest.fixture
@@ -34,11 +43,14 @@ def unfrozen() -> Iterator[None]:
 async def test_freezes_only_after_every_listener_is_past_start_up() -> None:
     listeners = [FakeListener(), FakeListener(Status("connected", 7)), FakeListener()]
     task = asyncio.create_task(freeze_after_start(listeners, settle_limit=10, poll=0.01))
-    await asyncio.sleep(0.1)
+    # Three polls that each found the first listener still starting.
+    await eventually(lambda: listeners[0].looks >= 3, seconds=5, what="three polls")
     assert not task.done(), "one listener is still starting"
     assert gc.get_freeze_count() == 0
     listeners[0].status.state = "backoff"  # left "starting", whatever the outcome
-    await asyncio.sleep(0.1)
+    seen = listeners[2].looks
+    # Three more polls that got past the first two and found the third still starting.
+    await eventually(lambda: listeners[2].looks >= seen + 3, seconds=5, what="three polls")
     assert not task.done(), "the third is still bootstrapping"
     listeners[2].status.ver = 3  # bootstrapped: its first listen is held now
     frozen = await asyncio.wait_for(task, 5)

@@ -4,10 +4,9 @@ unique exchange/queue names that are deleted afterwards. No mocks."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +16,18 @@ import pytest
 
 from relay.app.settings import Settings
 from relay.emulator import Emulator
-from tests.support import TcpProxy
+from tests.support import AMQP_URL, BROKER_ADDRESS, TcpProxy, eventually
+
+__all__ = ["eventually"]  # re-exported: the ops tests import it from here
 
 ADMIN = "admin@example.com"
 KEY = "exmail-demo-key"
-BROKER = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, seconds: float = 20.0, what: str = "condition"
-) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.1)
+BROKER = AMQP_URL
 
 
 @pytest.fixture
 async def proxy() -> AsyncIterator[TcpProxy]:
-    p = TcpProxy("127.0.0.1", 5672)
+    p = TcpProxy(*BROKER_ADDRESS)
     await p.start()
     yield p
     await p.stop()

@@ -7,11 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from relay.emulator import Emulator
 from tests.ops.conftest import ADMIN, KEY
+from tests.support import AMQP_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,7 +127,11 @@ async def test_environment_problem_names_the_key(tmp_path: Path) -> None:
     assert err.strip().startswith("error: log.level:")
 
 
+@pytest.mark.rabbitmq  # the relay it starts connects to the broker
 async def test_connect_reports_each_result(tmp_path: Path) -> None:
+    broker = urlsplit(AMQP_URL)
+    closed = AMQP_URL.replace(broker.netloc, f"{broker.username}:{broker.password}@127.0.0.1:1")
+    shown = f"amqp://{broker.username}:***@{broker.hostname}:{broker.port}{broker.path}"
     async with Emulator(port=0, hold=0.5) as emu:
         config = tmp_path / "relay.toml"
         config.write_text(
@@ -146,25 +152,23 @@ api_url = "{emu.api_url}"
 
 [amqp]
 enabled = true
-url = "amqp://guest:guest@127.0.0.1:5672/"
+url = "{AMQP_URL}"
 """
         )
         code, _, err = await check(config, "--connect")
         assert code == 1, err
         assert "ok: tenant acme: token from" in err
         assert "FAILED: tenant wrong: token from" in err
-        assert "ok: amqp: connect to amqp://guest:***@127.0.0.1:5672/" in err
+        assert f"ok: amqp: connect to {shown}" in err
         assert "not-the-key-55" not in err and KEY not in err
 
-        config.write_text(config.read_text().replace("127.0.0.1:5672", "127.0.0.1:1"))
         good_only = config.read_text().split('[[tenants]]\nname = "wrong"')[0]
-        good_only += '\n[amqp]\nenabled = true\nurl = "amqp://guest:guest@127.0.0.1:1/"\n'
-        config.write_text(good_only)
+        config.write_text(good_only + f'\n[amqp]\nenabled = true\nurl = "{closed}"\n')
         code, _, err = await check(config, "--connect")
         assert code == 1
         assert "FAILED: amqp: connect to" in err and "ok: tenant acme" in err
 
-        config.write_text(good_only.replace("127.0.0.1:1/", "127.0.0.1:5672/"))
+        config.write_text(good_only + f'\n[amqp]\nenabled = true\nurl = "{AMQP_URL}"\n')
         code, _, err = await check(config, "--connect")
         assert code == 0, err
         assert "all connection checks passed" in err

@@ -14,12 +14,13 @@ import pytest
 from relay.emulator import Emulator
 from relay.ops.logs import RedactFilter, TextFormatter, configure, scrub
 from tests.ops.conftest import KEY, Control, eventually, get_json, settings, tenant
-from tests.support import running_relay
+from tests.support import BROKER_ADDRESS, running_relay
 
 WRONG_SECRET = "wrong-secret-Qz81"
 AMQP_PASSWORD = "amqp-pw-Xy93"
 AUTH_TOKEN = "tok-secret-4567"
 BASIC_PASSWORD = "basic-pw-6612"
+BROKER_HOST, BROKER_PORT = BROKER_ADDRESS
 
 
 @pytest.fixture
@@ -69,6 +70,7 @@ def test_auto_format_is_json_off_a_tty(captured: io.StringIO) -> None:
     assert line["level"] == "info" and line["logger"] == "relay.test"
 
 
+@pytest.mark.rabbitmq  # the broker itself refuses the wrong password
 async def test_no_secret_reaches_logs_status_or_metrics(
     tmp_path: Path,
     emulator: Emulator,
@@ -86,7 +88,7 @@ async def test_no_secret_reaches_logs_status_or_metrics(
         ],
         amqp={
             "enabled": True,
-            "url": f"amqp://guest:{AMQP_PASSWORD}@127.0.0.1:5672/",
+            "url": f"amqp://guest:{AMQP_PASSWORD}@{BROKER_HOST}:{BROKER_PORT}/",
             "exchange": "test.ops.never",
             "retry_max": 0.5,
         },

@@ -101,6 +101,7 @@ async def test_sigterm_during_burst_loses_nothing(
         f"""
 [amqp]
 enabled = true
+url = "{BROKER}"
 exchange = "{exchange}"
 queue = "{queue}"
 [shutdown]
@@ -117,13 +118,16 @@ timeout = 3
 
     await eventually(ready, what="relay ready")
 
+    sent: list[int] = []
+
     async def burst() -> None:
         for index in range(MAILS):
             await control.mail(aliases[index % len(aliases)])
-            await asyncio.sleep(0.01)
+            sent.append(index)
+            await asyncio.sleep(0.01)  # a steady trickle, so SIGTERM lands mid-burst
 
     sender = asyncio.ensure_future(burst())
-    await asyncio.sleep(0.3)  # mid-burst
+    await eventually(lambda: len(sent) >= MAILS // 4, what="a quarter of the burst sent")
     loop = asyncio.get_running_loop()
     started = loop.time()
     proc.send_signal(signal.SIGTERM)

@@ -4,8 +4,6 @@ stopped to simulate a broker outage, and helpers to run a relay service in-proce
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,8 +16,8 @@ import pytest
 
 from relay.app.settings import Settings
 from relay.emulator import Emulator
+from tests.support import AMQP_URL, eventually
 
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 ADMIN = "admin@example.com"
 KEY = "exmail-demo-key"
 
@@ -98,16 +96,9 @@ def settings_for(
 async def wait_until(
     predicate: Callable[[], Awaitable[bool] | bool], seconds: float = 15.0, what: str = ""
 ) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what or predicate}")
-        await asyncio.sleep(0.05)
+    """The old spelling of :func:`tests.support.eventually`, kept for the modules that
+    still call it; new code calls ``eventually`` directly."""
+    await eventually(predicate, seconds=seconds, what=what or repr(predicate))
 
 
 class Consumer:
@@ -142,4 +133,6 @@ class Consumer:
             await self._connection.close()
 
     async def wait_for(self, count: int, seconds: float = 30.0) -> None:
-        await wait_until(lambda: len(self.messages) >= count, seconds, f"{count} messages")
+        await eventually(
+            lambda: len(self.messages) >= count, seconds=seconds, what=f"{count} messages"
+        )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aio_pika
+import pytest
 
 from relay.emulator import Emulator
 from tests.pipeline.support import (
@@ -15,9 +16,10 @@ from tests.pipeline.support import (
     accounts,
     control,
     settings_for,
-    wait_until,
 )
-from tests.support import running_relay
+from tests.support import eventually, running_relay
+
+pytestmark = pytest.mark.rabbitmq
 
 CLOUDEVENT_KEYS = {"specversion", "id", "source", "type", "subject", "time", "data"}
 
@@ -134,7 +136,7 @@ async def test_a_restart_resumes_from_the_checkpoint_without_missing_changes(
         await control(emulator, "user", {"action": "add", "alias": "a2@example.com", "name": "A2"})
         async with running_relay(settings):
             await consumer.wait_for(4)
-            await wait_until(lambda: len(consumer.messages) >= 4)
+            await eventually(lambda: len(consumer.messages) >= 4, what="4 messages")
     types = [m.type for m in consumer.messages]
     assert types.count("exmail.directory.changed") == 2, "no second bootstrap after a restart"
     added = sorted(

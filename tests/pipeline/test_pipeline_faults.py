@@ -15,9 +15,8 @@ from tests.pipeline.support import (
     accounts,
     control,
     settings_for,
-    wait_until,
 )
-from tests.support import TcpProxy, running_relay
+from tests.support import BROKER_ADDRESS, TcpProxy, eventually, running_relay
 
 LISTEN = "/openapi/listen"
 
@@ -27,6 +26,7 @@ async def listen_requests(emu: Emulator) -> int:
     return int(state["requests"].get(LISTEN, 0))
 
 
+@pytest.mark.rabbitmq
 @pytest.mark.parametrize(
     ("kind", "extra"),
     [
@@ -50,7 +50,7 @@ async def test_each_upstream_fault_leaves_the_listener_running(
         await control(emulator, "faults", {"kind": kind, "count": 3, "path": LISTEN, **extra})
         # Wake the held listen so the faults are met now, then mail after them.
         await control(emulator, "mail", {"to": user, "subject": "during"})
-        await wait_until(lambda: _faults_spent(emulator), 20, f"the {kind} faults to be consumed")
+        await eventually(lambda: _faults_spent(emulator), what=f"the {kind} faults to be consumed")
         await control(emulator, "mail", {"to": user, "subject": "after"})
         await consumer.wait_for(3, 20)
         listener = run.service.listeners[0]
@@ -73,20 +73,27 @@ async def test_an_outage_costs_a_bounded_number_of_requests(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     async with running_relay(settings_for(emulator, tmp_path)) as run:
-        await wait_until(lambda: run.service.listeners[0].status.state == "connected", 10)
+        await eventually(
+            lambda: run.service.listeners[0].status.state == "connected", what="connected"
+        )
         await control(emulator, "faults", {"kind": "http_500", "count": 100000, "path": LISTEN})
         user = (await accounts(emulator))[0]
         await control(emulator, "mail", {"to": user})  # wake the held listen into the outage
         before = await listen_requests(emulator)
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(3.0)  # a measurement window (a rate), not a wait for an event
         during = await listen_requests(emulator) - before
         assert run.service.listeners[0].status.state == "backoff"
         await control(emulator, "faults", method="DELETE")
-        await wait_until(lambda: run.service.listeners[0].status.state == "connected", 40)
+        await eventually(
+            lambda: run.service.listeners[0].status.state == "connected",
+            seconds=40,
+            what="connected again after the outage",
+        )
     # Full-jitter backoff from 0.5 s: a handful of tries in 3 s, never a hot loop.
     assert 1 <= during <= 15, during
 
 
+@pytest.mark.rabbitmq
 async def test_wrong_credentials_mark_the_tenant_failed_and_others_keep_working(
     emulator: Emulator, broker: Broker, tmp_path: Path
 ) -> None:
@@ -97,7 +104,7 @@ async def test_wrong_credentials_mark_the_tenant_failed_and_others_keep_working(
     user = (await accounts(emulator))[0]
     async with Consumer(broker) as consumer, running_relay(settings) as run:
         failed = run.service.listeners[1]
-        await wait_until(lambda: failed.status.state == "failed", 10, "the bad tenant to fail")
+        await eventually(lambda: failed.status.state == "failed", what="the bad tenant to fail")
         await control(emulator, "mail", {"to": user, "subject": "still flowing"})
         await consumer.wait_for(2)
         health = await run.service.health()
@@ -107,10 +114,11 @@ async def test_wrong_credentials_mark_the_tenant_failed_and_others_keep_working(
     assert any(json.loads(m.body)["subject"] == user for m in consumer.messages)
 
 
+@pytest.mark.rabbitmq
 async def test_broker_outage_keeps_listening_and_delivers_everything_after(
     emulator: Emulator, broker: Broker, tmp_path: Path
 ) -> None:
-    proxy = TcpProxy("127.0.0.1", 5672)
+    proxy = TcpProxy(*BROKER_ADDRESS)
     await proxy.start()
     url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
     settings = settings_for(emulator, tmp_path, amqp=broker.amqp_settings(url))
@@ -119,19 +127,19 @@ async def test_broker_outage_keeps_listening_and_delivers_everything_after(
         async with Consumer(broker) as consumer, running_relay(settings) as run:
             await consumer.wait_for(1)
             await proxy.stop()
-            await wait_until(
-                lambda: not run.service.drainers[0].sink.connected, 15, "the sink to notice"
+            await eventually(
+                lambda: not run.service.drainers[0].sink.connected, what="the sink to notice"
             )
             mails = [{"to": users[i % len(users)], "subject": f"outage {i}"} for i in range(50)]
             await control(emulator, "mail", {"mails": mails})
             journal = run.service.journal
-            await wait_until(lambda: journal.backlog_events >= 50, 15, "the journal to grow")
+            await eventually(lambda: journal.backlog_events >= 50, what="the journal to grow")
             health = await run.service.health()
             assert "sink:amqp" in health.failing
             assert run.service.listeners[0].status.state == "connected"
             await proxy.start()
             await consumer.wait_for(51, 60)
-            await wait_until(lambda: journal.backlog_events == 0, 15, "the backlog to drain")
+            await eventually(lambda: journal.backlog_events == 0, what="the backlog to drain")
             assert (await run.service.health()).healthy
     finally:
         await proxy.stop()
@@ -139,10 +147,11 @@ async def test_broker_outage_keeps_listening_and_delivers_everything_after(
     assert sorted(s for s in subjects if s) == sorted(f"outage {i}" for i in range(50))
 
 
+@pytest.mark.rabbitmq
 async def test_backpressure_pauses_the_listener_and_loses_nothing(
     emulator: Emulator, broker: Broker, tmp_path: Path
 ) -> None:
-    proxy = TcpProxy("127.0.0.1", 5672)  # never started: the sink cannot deliver
+    proxy = TcpProxy(*BROKER_ADDRESS)  # never started: the sink cannot deliver
     await proxy.start()
     dead_port = proxy.port
     await proxy.stop()
@@ -157,8 +166,8 @@ async def test_backpressure_pauses_the_listener_and_loses_nothing(
         listener = run.service.listeners[0]
         for i in range(20):
             await control(emulator, "mail", {"to": users[0], "subject": f"bp {i}"})
-            await asyncio.sleep(0.02)
-        await wait_until(lambda: listener.status.state == "paused", 15, "the listener to pause")
+            await asyncio.sleep(0.02)  # pacing: mails in separate listen answers
+        await eventually(lambda: listener.status.state == "paused", what="the listener to pause")
         health = await run.service.health()
         assert "backpressure" in health.failing
         stored = run.service.journal.backlog_events

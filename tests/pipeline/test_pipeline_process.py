@@ -17,7 +17,8 @@ import pytest
 
 from relay.cli import main
 from relay.emulator import Emulator
-from tests.pipeline.support import Broker, Consumer, accounts, control, wait_until
+from tests.pipeline.support import Broker, Consumer, accounts, control
+from tests.support import eventually
 
 PYTHON = sys.executable
 
@@ -68,6 +69,7 @@ async def listening(emu: Emulator) -> bool:
     return int(state["open_listens"]) > 0
 
 
+@pytest.mark.rabbitmq
 @pytest.mark.timeout(180)
 async def test_kill_9_in_bursts_loses_nothing_and_duplicates_share_ids(
     broker: Broker, tmp_path: Path
@@ -94,7 +96,7 @@ async def _crash_rounds(
     async with Consumer(broker) as consumer:
         for round_ in range(3):
             relay = await start_relay(config, log)
-            await wait_until(lambda: listening(emu), 30, "the relay to listen")
+            await eventually(lambda: listening(emu), seconds=30, what="the relay to listen")
             for chunk in range(10):
                 mails = [
                     {
@@ -107,7 +109,7 @@ async def _crash_rounds(
                 injected.extend(answer["mail_ids"])
                 if chunk == 5:
                     relay.send_signal(signal.SIGKILL)  # mid-burst
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # pacing: chunks in separate listen answers
             assert await relay.wait() == -signal.SIGKILL
             # The directory changes while the relay is dead.
             alias = f"hire{round_}@example.com"
@@ -124,8 +126,8 @@ async def _crash_rounds(
                     if m.type == "exmail.mail.new"
                 }
 
-            await wait_until(lambda: mail_ids <= seen(), 60, "every injected mail")
-            await wait_until(
+            await eventually(lambda: mail_ids <= seen(), seconds=60, what="every injected mail")
+            await eventually(
                 lambda: (
                     {
                         json.loads(m.body)["subject"]
@@ -134,8 +136,8 @@ async def _crash_rounds(
                     }
                     >= set(added)
                 ),
-                30,
-                "every directory change",
+                seconds=30,
+                what="every directory change",
             )
         finally:
             relay.send_signal(signal.SIGTERM)

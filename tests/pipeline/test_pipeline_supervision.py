@@ -23,7 +23,8 @@ from relay.runtime.drainer import Drainer, DrainPolicy
 from relay.runtime.listener import Listener
 from relay.runtime.supervisor import RelayService
 from relay.sinks.console import ConsoleSink
-from tests.pipeline.support import ADMIN, KEY, accounts, control, wait_until
+from tests.pipeline.support import ADMIN, KEY, accounts, control
+from tests.support import eventually
 
 
 class FlakyRoute:
@@ -88,9 +89,12 @@ async def test_a_crashed_listener_is_restarted_and_others_are_untouched(
         task = asyncio.create_task(service.run(stop))
         caplog.set_level(logging.ERROR, logger="relay.runtime.supervisor")
         user = (await accounts(emu))[0]
-        await wait_until(lambda: all(lst.status.state == "connected" for lst in listeners), 10)
+        await eventually(
+            lambda: all(lst.status.state == "connected" for lst in listeners),
+            what="every listener connected",
+        )
         await control(emu, "mail", {"to": user, "subject": "one"})
-        await wait_until(lambda: route.raised, 10, "the bug to fire")
+        await eventually(lambda: route.raised, what="the bug to fire")
         await control(emu, "mail", {"to": "zoe@second.test", "subject": "two"})
         await control(emu, "mail", {"to": user, "subject": "three"})
 
@@ -101,7 +105,7 @@ async def test_a_crashed_listener_is_restarted_and_others_are_untouched(
                 if '"exmail.mail.new"' in line
             ]
 
-        await wait_until(lambda: {"two", "three"} <= set(subjects()), 15, "both tenants")
+        await eventually(lambda: {"two", "three"} <= set(subjects()), what="both tenants")
         assert service.crashes == {"listen:buggy": 1}
         assert listeners[0].status.failures >= 1
         assert "boom" in (listeners[0].status.last_error or "")
@@ -137,7 +141,7 @@ async def held_listener(tmp_path: Path) -> AsyncIterator[tuple[Listener, asyncio
         async def held() -> bool:
             return bool((await control(emu, "state", method="GET"))["open_listens"] >= 1)
 
-        await wait_until(held, 10, "the listen to be held")
+        await eventually(held, what="the listen to be held")
         try:
             yield listener, task
         finally:

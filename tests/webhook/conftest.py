@@ -26,6 +26,7 @@ from relay.core.routing import Router
 from relay.journal import Journal
 from relay.ops.metrics import Metrics, PrometheusObserver
 from relay.runtime.drainer import Drainer
+from tests.support import eventually
 
 
 def make_secret() -> str:
@@ -54,6 +55,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
+        self.hanging: list[str] = []  # paths of requests held until ``release``
         self.scripts: dict[str, list[Answer]] = {}
         self.defaults: dict[str, Answer] = {}
         self.release = asyncio.Event()
@@ -89,6 +91,7 @@ class Receiver:
         script = self.scripts.get(path, [])
         answer = script.pop(0) if script else self.defaults.get(path, Answer())
         if answer.hang:
+            self.hanging.append(path)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.release.wait(), 30)
             raise web.HTTPServiceUnavailable
@@ -194,10 +197,14 @@ def journal_path(tmp_path: Path) -> Path:
     return tmp_path / "journal.sqlite3"
 
 
-async def settled(journal: Journal, sink: str, *, within: float = 5.0) -> None:
-    """Wait until ``sink`` has no pending rows (outcomes recorded after the receiver saw them)."""
-    deadline = time.monotonic() + within
-    while await journal.claim(sink, limit=1, due_only=False):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{sink} still has pending deliveries")
-        await asyncio.sleep(0.02)
+async def settled(journal: Journal, *sinks: str, within: float = 10.0) -> None:
+    """Wait until each of ``sinks`` has no pending rows: every outcome is recorded, so
+    no attempt is still to come."""
+
+    async def none_pending() -> bool:
+        for sink in sinks:
+            if await journal.claim(sink, limit=1, due_only=False):
+                return False
+        return True
+
+    await eventually(none_pending, seconds=within, what=f"no pending rows for {sinks}")

@@ -11,6 +11,7 @@ from standardwebhooks.webhooks import Webhook
 from relay.app.settings import HttpSettings, JournalSettings, Settings, TenantSettings
 from relay.app.wiring import build_service
 from relay.emulator import Emulator
+from tests.support import eventually
 from tests.webhook.conftest import Receiver, hook, make_secret
 
 ADMIN = "admin@example.com"
@@ -46,7 +47,10 @@ async def test_mail_in_the_emulator_arrives_as_a_signed_webhook(
             stop = asyncio.Event()
             task = asyncio.create_task(running.service.run(stop))
             try:
-                await asyncio.sleep(1.0)  # the listener is holding its first listen
+                listener = running.service.listeners[0]
+                await eventually(
+                    lambda: listener.status.state == "connected", what="the first listen"
+                )
                 async with http.post(emu.control_url + "mail", json={"to": alias}) as resp:
                     assert resp.status == 200, await resp.text()
                 got = await receiver.wait_for("e2e", 1, within=15)
