@@ -5,10 +5,8 @@ No fixed sleep is a synchronisation point and no test asserts how fast a thing w
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -16,6 +14,7 @@ import pytest
 
 from relay.emulator import Emulator
 from relay.emulator._http import HUB
+from tests.support import eventually
 
 ADMIN = "admin@example.com"
 KEY = "exmail-demo-key"
@@ -27,25 +26,6 @@ WAIT = 10.0
 """How long a test waits for an answer it expects now: generous, never a speed check."""
 
 Data = Mapping[str, str] | Sequence[tuple[str, str]]
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], *, seconds: float = WAIT, what: str
-) -> None:
-    """Wait until ``condition()`` (sync or async) is true; fail naming ``what`` after
-    ``seconds``. The one polling helper of these tests (tests/support.py may later hold
-    a shared one with this signature)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def held_count(emu: Emulator) -> int:

@@ -20,7 +20,8 @@ from relay.emulator import Emulator
 from relay.exmail import ExmailClient
 from relay.journal import Journal
 from relay.runtime.listener import Listener
-from tests.pipeline.support import ADMIN, KEY, accounts, control, wait_until
+from tests.pipeline.support import ADMIN, KEY, accounts, control
+from tests.support import eventually
 
 USER_GET = "/openapi/user/get"
 
@@ -56,7 +57,7 @@ async def test_failing_user_get_keeps_backing_off_until_a_whole_cycle_succeeds(
         )
         task = asyncio.create_task(listener.run())
         try:
-            await wait_until(
+            await eventually(
                 lambda: listener.status.ver is not None and listener.status.state == "connected",
                 what="the listener connected with a Ver",
             )
@@ -68,7 +69,7 @@ async def test_failing_user_get_keeps_backing_off_until_a_whole_cycle_succeeds(
             async def six_failed_expansions() -> bool:
                 return await requests_to(emu, USER_GET) >= 6
 
-            await wait_until(six_failed_expansions, what="six failed user/get calls")
+            await eventually(six_failed_expansions, what="six failed user/get calls")
             during = [r.getMessage() for r in caplog.records]
             assert during.count("upstream recovered") == 0, during
             assert during.count("upstream fault, backing off") == 1, during
@@ -79,7 +80,7 @@ async def test_failing_user_get_keeps_backing_off_until_a_whole_cycle_succeeds(
             async def committed() -> bool:
                 return await journal.checkpoint("acme") != old_ver
 
-            await wait_until(committed, what="the directory change committed")
+            await eventually(committed, what="the directory change committed")
             after = [r.getMessage() for r in caplog.records]
             assert after.count("upstream recovered") == 1, after
             assert listener.status.state == "connected"
