@@ -19,6 +19,7 @@ from relay.app.settings import HttpSettings, JournalSettings, Settings
 from relay.app.wiring import build_service
 from relay.core.delivery import Settlement
 from relay.journal import Journal, JournalError
+from relay.runtime.supervisor import RelayService
 from tests.pipeline.test_pipeline_journal import Clock, mail, to
 from tests.webhook.conftest import Answer, Receiver, hook
 
@@ -241,6 +242,27 @@ async def test_another_processs_replay_can_fill_the_journal(tmp_path: Path) -> N
         await relay.settle("s", [Settlement(rows[0].seq, "delivered")])
         await asyncio.wait_for(waiter, 5)
         assert relay.backlog_events == 2
+
+
+async def test_an_idle_relay_counts_another_processs_replay(tmp_path: Path) -> None:
+    """No drainer writes and no source appends: the supervisor's housekeeping recount is
+    what brings the replayed rows into the backlog (and the bound, and /status.json)."""
+    path = tmp_path / "j.sqlite3"
+    async with Journal(path) as journal:
+        await dead(journal, "s", 5)
+        service = RelayService(journal=journal, listeners=[], drainers=[], stats_interval=0.01)
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        try:
+            async with Journal(path) as operator:
+                assert await operator.replay(sink="s") == 5
+            await eventually(lambda: journal.backlog_events == 5, what="the replay counted")
+            status = await service.status()
+            assert status["journal"]["backlog_events"] == 5
+            assert (journal.backlog_events, journal.backlog_bytes) == on_file(path)[:2]
+        finally:
+            stop.set()
+            await task
 
 
 # -- schema 2 -> 3 -------------------------------------------------------------------------
