@@ -10,7 +10,7 @@ import contextlib
 import functools
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -305,8 +305,8 @@ async def test_schema_2_journal_is_migrated_in_place(tmp_path: Path) -> None:
 # -- the reported bug, end to end -----------------------------------------------------------
 
 
-@contextlib.contextmanager
-def sampling(journal: Journal) -> Iterator[list[int]]:
+@contextlib.asynccontextmanager
+async def sampling(journal: Journal) -> AsyncIterator[list[int]]:
     """Every value of ``journal.backlog_events`` seen, sampled each few milliseconds."""
     seen: list[int] = []
 
@@ -320,6 +320,8 @@ def sampling(journal: Journal) -> Iterator[list[int]]:
         yield seen
     finally:
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def replay_from_another_process(path: Path, endpoint: str) -> str:
@@ -374,7 +376,7 @@ async def test_replays_from_another_process_keep_the_running_relays_backlog_righ
             return f"the backlog counter to return to 0, is {journal.backlog_events}"
 
         try:
-            with sampling(journal) as seen:
+            async with sampling(journal) as seen:
                 await journal.append(
                     "acme", [mail(n) for n in range(20)], route=to("webhook:flaky")
                 )
