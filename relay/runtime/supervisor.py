@@ -168,6 +168,8 @@ class RelayService:
     async def _housekeeping(self) -> None:
         next_prune = self._clock() + self.prune_interval
         while True:
+            with contextlib.suppress(JournalError):  # an unwritable journal fails /readyz
+                await self.journal.recount()  # another process's replay, even when idle
             await self.refresh_stats()
             if self._clock() >= next_prune:
                 next_prune = self._clock() + self.prune_interval

@@ -221,14 +221,18 @@ async def vm_steps(journal: Journal, work: Callable[[], Awaitable[object]]) -> i
         ticks += 1
         return 0  # go on
 
-    # Both connections: the writer's (on its thread) and the reader's (through _read).
-    await journal._run(lambda: journal._conn().set_progress_handler(tick, STEP))
-    await journal._read(lambda db: db.set_progress_handler(tick, STEP))
+    # Both connections: the writer's (on its thread) and the reader's (on its own).
+    await journal._writer.call(
+        lambda: journal._writer.connection().set_progress_handler(tick, STEP)
+    )
+    await journal._reader.run(lambda db: db.set_progress_handler(tick, STEP))
     try:
         await work()
     finally:
-        await journal._run(lambda: journal._conn().set_progress_handler(None, 0))
-        await journal._read(lambda db: db.set_progress_handler(None, 0))
+        await journal._writer.call(
+            lambda: journal._writer.connection().set_progress_handler(None, 0)
+        )
+        await journal._reader.run(lambda db: db.set_progress_handler(None, 0))
     return ticks * STEP
 
 
@@ -317,7 +321,7 @@ async def test_schema_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
         (schema,) = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     assert "deliveries_pending" in indexes
     assert "deliveries_state" not in indexes
-    assert schema == "2"
+    assert schema == "3"
 
 
 async def test_outcome_only_commits_skip_the_fsync_and_restore_full(tmp_path: Path) -> None:
@@ -326,14 +330,16 @@ async def test_outcome_only_commits_skip_the_fsync_and_restore_full(tmp_path: Pa
     path = tmp_path / "j.sqlite3"
     statements: list[str] = []
     async with Journal(path) as journal:
-        await journal._run(lambda: journal._conn().set_trace_callback(statements.append))
+        await journal._writer.call(
+            lambda: journal._writer.connection().set_trace_callback(statements.append)
+        )
         await journal.append("acme", [mail(1), mail(2)], route=to("amqp"))
         appended = list(statements)
         rows = await journal.claim("amqp", limit=10)
         statements.clear()
         await journal.settle("amqp", [Settlement(rows[0].seq, "delivered")])
         recorded = list(statements)
-        await journal._run(lambda: journal._conn().set_trace_callback(None))
+        await journal._writer.call(lambda: journal._writer.connection().set_trace_callback(None))
     assert not any("synchronous" in sql for sql in appended), appended
     assert recorded[0] == "PRAGMA synchronous=NORMAL"
     assert recorded[-2:] == ["COMMIT", "PRAGMA synchronous=FULL"]
