@@ -10,7 +10,7 @@ import contextlib
 import functools
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -21,28 +21,8 @@ from relay.core.delivery import Settlement
 from relay.journal import Journal, JournalError
 from relay.runtime.supervisor import RelayService
 from tests.pipeline.test_pipeline_journal import Clock, mail, to
+from tests.support import eventually
 from tests.webhook.conftest import Answer, Receiver, hook
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool] | bool],
-    *,
-    seconds: float = 20.0,
-    what: str | Callable[[], str] = "condition",
-) -> None:
-    """Poll ``check`` until it holds (``tests/ops/conftest.eventually``, which also takes
-    plain predicates and a message computed when it fails)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            told = what if isinstance(what, str) else what()
-            raise AssertionError(f"timed out after {seconds}s waiting for {told}")
-        await asyncio.sleep(0.02)
 
 
 def on_file(path: Path) -> tuple[int, int, int]:
@@ -258,7 +238,7 @@ async def test_an_idle_relay_counts_another_processs_replay(tmp_path: Path) -> N
                 assert await operator.replay(sink="s") == 5
             await eventually(lambda: journal.backlog_events == 5, what="the replay counted")
             status = await service.status()
-            assert status["journal"]["backlog_events"] == 5
+            assert status.journal.backlog_events == 5
             assert (journal.backlog_events, journal.backlog_bytes) == on_file(path)[:2]
         finally:
             stop.set()
@@ -372,23 +352,22 @@ async def test_replays_from_another_process_keep_the_running_relays_backlog_righ
         def zero() -> bool:
             return journal.backlog_events == 0
 
-        def backlog() -> str:
-            return f"the backlog counter to return to 0, is {journal.backlog_events}"
-
         try:
             async with sampling(journal) as seen:
                 await journal.append(
                     "acme", [mail(n) for n in range(20)], route=to("webhook:flaky")
                 )
                 await eventually(lambda: settled(20), what="20 dead letters")
-                await eventually(zero, what=backlog)
+                await eventually(zero, what="the backlog counter back to 0")
                 for n in range(3):
                     if n == 2:
                         receiver.defaults["flaky"] = Answer(status=200)
                     told = await replay_from_another_process(path, "flaky")
                     assert "20 dead letter(s)" in told
-                    await eventually(functools.partial(settled, 0 if n == 2 else 20))
-                    await eventually(zero, seconds=5, what=backlog)
+                    await eventually(
+                        functools.partial(settled, 0 if n == 2 else 20), what="the replay settled"
+                    )
+                    await eventually(zero, seconds=5, what="the backlog counter back to 0")
                 assert min(seen) >= 0, f"the backlog counter went to {min(seen)}"
                 assert max(seen) == 20, "the sampler saw the appended events"
         finally:
