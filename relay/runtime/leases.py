@@ -219,7 +219,7 @@ class LeaseManager:
                     self._url.get_secret_value(),
                     timeout=10,
                     heartbeat=self._heartbeat,
-                    client_properties={"connection_name": f"exmail-relay {self.replica_id}"},
+                    name=f"exmail-relay leases {self.replica_id}",
                 )
             except _LINK_ERRORS as exc:
                 self._note_error(f"cannot connect to {self.target}", exc, attempt)

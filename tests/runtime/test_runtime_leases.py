@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aio_pika
 import aiormq
@@ -25,6 +29,7 @@ from tests.support import TcpProxy
 pytestmark = pytest.mark.rabbitmq
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+REPO = str(Path(__file__).resolve().parents[2])
 # Small heartbeats so link loss is seen in seconds; the tick stays a third of it.
 HEARTBEAT = 2
 TICK = 0.3
@@ -43,15 +48,21 @@ async def prefix() -> AsyncIterator[str]:
 
 
 def manager(
-    prefix: str, replica: str, url: str = BROKER, recorder: Recorder | None = None
+    prefix: str,
+    replica: str,
+    url: str = BROKER,
+    recorder: Recorder | None = None,
+    *,
+    heartbeat: int = HEARTBEAT,
+    tick: float = TICK,
 ) -> LeaseManager:
     return LeaseManager(
         url=SecretStr(url),
         replica_id=replica,
         shards=16,
         prefix=prefix,
-        heartbeat=HEARTBEAT,
-        tick=TICK,
+        heartbeat=heartbeat,
+        tick=tick,
         on_change=recorder,
     )
 
@@ -175,8 +186,15 @@ async def test_link_loss_drops_every_lease_at_once_and_the_other_takes_them(
         await proxy.stop()
 
 
+@pytest.mark.parametrize(
+    ("heartbeat", "tick"),
+    [
+        pytest.param(HEARTBEAT, TICK, id="test-timing"),
+        pytest.param(5, 1.0, id="production-defaults", marks=pytest.mark.slow),
+    ],
+)
 async def test_a_silent_partition_gives_leases_up_before_the_broker_frees_them(
-    prefix: str,
+    prefix: str, heartbeat: int, tick: float
 ) -> None:
     """The link goes silent (no FIN, no RST): only heartbeats tell. The cut-off manager
     must stop claiming its shards before the broker frees them for the other."""
@@ -184,9 +202,10 @@ async def test_a_silent_partition_gives_leases_up_before_the_broker_frees_them(
     await proxy.start()
     ra, rb = Recorder(), Recorder()
     url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
+    timing = {"heartbeat": heartbeat, "tick": tick}
     a, b = (
-        manager(prefix, "replica-a", url=url, recorder=ra),
-        manager(prefix, "replica-b", recorder=rb),
+        manager(prefix, "replica-a", url=url, recorder=ra, **timing),
+        manager(prefix, "replica-b", recorder=rb, **timing),
     )
     try:
         async with Watch([a, b], every=0.002) as watch, a, b:
@@ -195,18 +214,18 @@ async def test_a_silent_partition_gives_leases_up_before_the_broker_frees_them(
             cut = time.monotonic()
             proxy.freeze()
             gave_up = await wait_until(lambda: not a.owned, 15, "a to give its leases up")
-            took = await wait_until(lambda: b.owned == set(range(16)), 30, "b to own all 16")
+            await wait_until(lambda: b.owned == set(range(16)), 30, "b to own all 16")
             first_taken = min(
                 t for t, c in rb.changes if c.kind == "acquired" and c.shard in had and t > cut
             )
             print(
-                f"\nsilent partition (heartbeat {HEARTBEAT}s): loser gave up after {gave_up:.2f}s, "
+                f"\nsilent partition (heartbeat {heartbeat}s, tick {tick}s): "
+                f"loser gave up after {gave_up:.2f}s, "
                 f"first shard taken over after {first_taken - cut:.2f}s, "
                 f"all 16 after {time.monotonic() - cut:.2f}s"
             )
-            assert gave_up <= HEARTBEAT + 1.0, "its own clock, not aiormq's 3*(hb+1)"
+            assert gave_up <= heartbeat + 1.0, "its own clock, not aiormq's 3*(hb+1)"
             assert cut + gave_up < first_taken, "given up before anyone else held a shard"
-            assert took > 0
         assert watch.overlaps == [], watch.overlaps[:5]
     finally:
         await proxy.stop()
@@ -297,3 +316,51 @@ async def test_a_crash_in_the_manager_surfaces_on_close(prefix: str) -> None:
     assert [await locked_on_broker(prefix, s) for s in range(16)] == [False] * 16
     with pytest.raises(RuntimeError, match="bug in a callback"):
         await m.close()
+
+
+async def test_a_killed_replica_process_is_taken_over(prefix: str) -> None:
+    """The common death: the process is killed (a crash, an OOM kill, a pod deleted). Its
+    kernel closes the socket, the broker frees the leases at once, and the survivor takes
+    them as soon as presence times the dead replica out."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.runtime.lease_child",
+        BROKER,
+        prefix,
+        "replica-child",
+        str(HEARTBEAT),
+        str(TICK),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
+    assert child.stdout is not None
+    child_owned: set[int] = set()
+
+    async def follow() -> None:
+        assert child.stdout is not None
+        while line := await child.stdout.readline():
+            child_owned.clear()
+            child_owned.update(json.loads(line))
+
+    follower = asyncio.create_task(follow())
+    try:
+        async with manager(prefix, "replica-b") as b:
+            await wait_until(
+                lambda: len(child_owned) == len(b.owned) == 8 and not child_owned & b.owned,
+                30,
+                "an 8/8 split with the child",
+            )
+            killed = time.monotonic()
+            child.kill()
+            await child.wait()
+            await wait_until(lambda: b.owned == set(range(16)), 30, "b to own all 16")
+            took = time.monotonic() - killed
+            print(f"\nreplica process killed (SIGKILL): survivor owned all 16 after {took:.2f}s")
+            # Bounded by the presence timeout (3 ticks), not by heartbeats.
+            assert took < 3 * TICK + HEARTBEAT
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+        await asyncio.wait_for(follower, 10)
