@@ -122,6 +122,8 @@ class LeaseManager:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._session_up = False
+        self._deferred: Exception | None = None
         self._subscribers: list[asyncio.Queue[LeaseChange | None]] = []
         self.last_error: str | None = None
 
@@ -227,12 +229,12 @@ class LeaseManager:
                 await self._pause(self._backoff.delay(attempt))
                 continue
             self._connection = connection
+            self._session_up = False
             connection.close_callbacks.add(self._connection_closed)
             try:
-                established = await self._session(connection)
+                await self._session(connection)
             except (*_LINK_ERRORS, _LinkLost) as exc:
                 self._note_error("lease connection lost", exc, attempt)
-                established = False
             finally:
                 if self._expiry is not None:
                     self._expiry.cancel()
@@ -244,11 +246,13 @@ class LeaseManager:
                         await asyncio.wait_for(connection.close(), timeout=5)
                 finally:
                     self._drop_all("connection_lost")
-            attempt = 0 if established else attempt + 1
+            # A session that got going resets the backoff; one refused at setup (our
+            # previous connection still holds the member queue) does not.
+            attempt = 0 if self._session_up else attempt + 1
             if not self._stop.is_set():
                 await self._pause(self._backoff.delay(attempt))
 
-    async def _session(self, connection: AbstractConnection) -> bool:
+    async def _session(self, connection: AbstractConnection) -> None:
         """One connection's life; returns after a graceful shutdown, raises when lost."""
         control = await self._op(connection.channel(publisher_confirms=True))
         await self._op(
@@ -263,20 +267,20 @@ class LeaseManager:
         await self._op(inbox.bind(exchange))
         await self._op(inbox.consume(self._on_presence, no_ack=True))
         self.last_error = None
+        self._session_up = True
         log.info("lease connection up", extra={"replica": self.replica_id, "target": self.target})
         loop = asyncio.get_running_loop()
         started = loop.time()
         while not self._stop.is_set():
+            self._wake.clear()  # a wake-up during this round means: one more round now
             self._check(connection)
             await self._publish(exchange, leaving=False)
             self._expire_peers()
             if loop.time() - started >= self._settle:
                 await self._rebalance(connection, control)
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._tick)
         await self._hand_over(control, exchange)
-        return True
 
     async def _rebalance(self, connection: AbstractConnection, control: AbstractChannel) -> None:
         known = {s: peer for peer, (_, owned) in self._peers.items() for s in owned}
@@ -375,10 +379,10 @@ class LeaseManager:
 
     # -- losing the link ---------------------------------------------------------------
 
-    def _connection_closed(self, _sender: object, _exc: BaseException | None = None) -> None:
-        self._drop_all("connection_lost")
-        self._lost.set()
-        self._wake.set()
+    def _connection_closed(self, sender: object, _exc: BaseException | None = None) -> None:
+        if sender is not self._connection:
+            return  # an earlier connection, closed by us and reported already
+        self._lose()
 
     def _expired(self) -> None:
         if asyncio.get_running_loop().time() >= self._fresh_until and self._owned:
@@ -386,11 +390,22 @@ class LeaseManager:
                 "lease connection unconfirmed for a heartbeat; leases given up",
                 extra={"replica": self.replica_id},
             )
-        self._drop_all("connection_lost")
+        self._lose()
+
+    def _lose(self) -> None:
+        """Every lease gone at once. Runs in a callback (aio-pika's, or a timer), where
+        an exception would only be logged, so a failing ``on_change`` is kept and raised
+        by the loop instead."""
+        try:
+            self._drop_all("connection_lost")
+        except Exception as exc:  # noqa: BLE001 - re-raised by _check, in the loop
+            self._deferred = exc
         self._lost.set()
         self._wake.set()
 
     def _check(self, connection: AbstractConnection) -> None:
+        if self._deferred is not None:
+            raise self._deferred
         if self._lost.is_set() or connection.is_closed:
             raise _LinkLost("the lease connection is gone")
 

@@ -123,7 +123,8 @@ async def test_a_third_manager_joins_and_shards_are_handed_over(prefix: str) -> 
             assert len(c.owned) >= 4
             # The extras went back for balance, not through some failure.
             handed = ra.released("balance") + rb.released("balance")
-            assert len(handed) == 4 and all(t >= joined for t, _ in handed)
+            # 2 from each at least (more only if presence flapped under load).
+            assert len(handed) >= 4 and all(t >= joined for t, _ in handed)
             assert ra.released("connection_lost") == rb.released("connection_lost") == []
     assert watch.overlaps == [], watch.overlaps[:5]
     assert watch.samples > 10
@@ -364,3 +365,34 @@ async def test_a_killed_replica_process_is_taken_over(prefix: str) -> None:
             child.kill()
             await child.wait()
         await asyncio.wait_for(follower, 10)
+
+
+async def test_a_callback_failing_on_link_loss_still_surfaces(prefix: str) -> None:
+    """The link-loss report runs inside aio-pika's close callback, which only logs what
+    it catches; the manager re-raises it from its own loop instead."""
+    proxy = TcpProxy("127.0.0.1", 5672)
+    await proxy.start()
+
+    def fragile(change: LeaseChange) -> None:
+        if change.reason == "connection_lost":
+            raise RuntimeError("cannot handle a loss")
+
+    m = LeaseManager(
+        url=SecretStr(f"amqp://guest:guest@127.0.0.1:{proxy.port}/"),
+        replica_id="r",
+        prefix=prefix,
+        heartbeat=HEARTBEAT,
+        tick=TICK,
+        on_change=fragile,
+    )
+    try:
+        await m.__aenter__()
+        await wait_until(lambda: len(m.owned) == 16, 30, "all 16 shards")
+        await proxy.stop()
+        await wait_until(lambda: m.last_error is not None, 15, "the crash to be noticed")
+        assert m.last_error == "internal error: RuntimeError"
+        assert m.owned == frozenset()
+        with pytest.raises(RuntimeError, match="cannot handle a loss"):
+            await m.close()
+    finally:
+        await proxy.stop()
