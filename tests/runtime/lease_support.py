@@ -90,7 +90,9 @@ class FreezingProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
-        self.frozen = asyncio.Event()
+        self.frozen = asyncio.Event()  # new connections are frozen too
+        self._frozen_links: set[int] = set()
+        self._links = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -99,8 +101,12 @@ class FreezingProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    def freeze(self) -> None:
-        self.frozen.set()
+    def freeze(self, *, new_connections: bool = True) -> None:
+        """Silence every open connection; and every later one unless ``new_connections``
+        is false (the path heals, but the old connections stay dead in the water)."""
+        self._frozen_links.update(range(self._links))
+        if new_connections:
+            self.frozen.set()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -115,15 +121,16 @@ class FreezingProxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self._writers += [writer, up_writer]
+        link, self._links = self._links, self._links + 1
         for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
+            task = asyncio.create_task(self._pipe(link, src, dst))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pipe(self, link: int, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
             while data := await src.read(65536):
-                if self.frozen.is_set():
+                if self.frozen.is_set() or link in self._frozen_links:
                     # Swallow everything from now on; the sockets stay open.
                     continue
                 dst.write(data)

@@ -396,3 +396,40 @@ async def test_a_callback_failing_on_link_loss_still_surfaces(prefix: str) -> No
             await m.close()
     finally:
         await proxy.stop()
+
+
+async def test_after_a_silent_partition_the_replica_waits_for_its_old_connection(
+    prefix: str,
+) -> None:
+    """The path heals at once but the old connection stays silent: the replica connects
+    anew while the broker still holds its old connection (member queue and leases). It
+    takes nothing until the broker drops that connection, then gets its share back."""
+    proxy = FreezingProxy("127.0.0.1", 5672)
+    await proxy.start()
+    ra = Recorder()
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
+    a, b = manager(prefix, "replica-a", url=url, recorder=ra), manager(prefix, "replica-b")
+    try:
+        async with Watch([a, b], every=0.002) as watch, a, b:
+            await wait_until(lambda: covered(a, b) and len(a.owned) == 8, 30, "an 8/8 split")
+            cut = time.monotonic()
+            proxy.freeze(new_connections=False)
+            await wait_until(lambda: not a.owned, 15, "a to give its leases up")
+            # a reconnects through the healed path but its old connection holds the
+            # member queue: refused (RESOURCE_LOCKED), retried, no lease taken meanwhile.
+            await wait_until(
+                lambda: a.last_error is not None and "RESOURCE_LOCKED" in a.last_error,
+                15,
+                "a refused its member queue",
+            )
+            assert not a.owned
+            await wait_until(lambda: covered(a, b) and len(a.owned) == 8, 45, "an 8/8 split again")
+            regained = [t for t, c in ra.changes if c.kind == "acquired" and t > cut]
+            print(
+                f"\nhealed path: a took its first lease again {min(regained) - cut:.2f}s "
+                f"after the cut, 8/8 after {time.monotonic() - cut:.2f}s"
+            )
+            assert min(regained) - cut > HEARTBEAT * 2, "not before the broker dropped it"
+        assert watch.overlaps == [], watch.overlaps[:5]
+    finally:
+        await proxy.stop()
