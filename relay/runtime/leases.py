@@ -334,7 +334,12 @@ class LeaseManager:
     # -- presence ----------------------------------------------------------------------
 
     async def _publish(self, exchange: AbstractExchange, *, leaving: bool) -> None:
-        body = {"replica": self.replica_id, "owned": sorted(self._owned), "leaving": leaving}
+        body = {
+            "replica": self.replica_id,
+            "shards": self.shards,
+            "owned": sorted(self._owned),
+            "leaving": leaving,
+        }
         message = aio_pika.Message(
             json.dumps(body).encode(),
             content_type="application/json",
@@ -354,12 +359,22 @@ class LeaseManager:
         try:
             body: Any = json.loads(message.body)
             replica = body["replica"]
+            shards = int(body["shards"])
             owned = frozenset(int(s) for s in body["owned"])
             leaving = bool(body["leaving"])
         except (ValueError, KeyError, TypeError):
             log.debug("malformed presence message ignored")
             return
         if not isinstance(replica, str) or replica == self.replica_id:
+            return
+        if shards != self.shards:
+            # Lease n would mean other tenants over there: the locks cannot help. Loud,
+            # and that replica is left out of the share (it is not in our shard space).
+            self.last_error = (
+                f"replica {replica!r} runs {shards} shards, this one {self.shards}: "
+                "the sharding configuration must be the same everywhere"
+            )
+            log.error(self.last_error, extra={"replica": self.replica_id})
             return
         if leaving:
             self._peers.pop(replica, None)

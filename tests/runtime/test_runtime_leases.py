@@ -433,3 +433,24 @@ async def test_after_a_silent_partition_the_replica_waits_for_its_old_connection
         assert watch.overlaps == [], watch.overlaps[:5]
     finally:
         await proxy.stop()
+
+
+async def test_a_replica_with_another_shard_count_is_reported(prefix: str) -> None:
+    """Lease 3 of 16 shards and lease 3 of 32 cover different tenants: the locks cannot
+    protect a mixed configuration, so both sides say so, loudly."""
+    a = manager(prefix, "replica-a")
+    b = LeaseManager(
+        url=SecretStr(BROKER),
+        replica_id="replica-b",
+        shards=32,
+        prefix=prefix,
+        heartbeat=HEARTBEAT,
+        tick=TICK,
+    )
+    async with a, b:
+        await wait_until(
+            lambda: all(m.last_error and "must be the same" in m.last_error for m in (a, b)),
+            30,
+            "both to report the mismatch",
+        )
+        assert a.live == {"replica-a"} and b.live == {"replica-b"}
