@@ -61,6 +61,7 @@ from relay.core.delivery import (
 from relay.journal import Journal, JournalClosed, JournalError
 from relay.runtime.observer import Observer, SinkObserver
 from relay.runtime.ratelimit import RateLimiter
+from relay.runtime.settle import SettleBatcher
 from relay.sinks import Sink
 
 __all__ = ["Drainer"]
@@ -110,10 +111,13 @@ class Drainer:
             RateLimiter(policy.rate_limit, clock=clock) if policy.rate_limit > 0 else None
         )
         self.disabled_reason: str | None = None
-        # The settlements of the attempts that finished in this loop iteration, and the
-        # one flush that will record them all.
-        self._batch: tuple[list[Settlement], asyncio.Task[JournalError | None]] | None = None
-        self._flushes: set[asyncio.Task[JournalError | None]] = set()
+        self._settler = SettleBatcher(
+            journal,
+            sink.name,
+            refused=functools.partial(self._journal_failed, during="settle"),
+            recorded=self._journal_recovered,
+            crashed=self._collect,
+        )
         # Unexpected exceptions (bugs) of the attempts and flushes, for run() to raise.
         self._errors: list[BaseException] = []
         self._outcome_error: str | None = None
@@ -326,8 +330,7 @@ class Drainer:
         for task in self._inflight.values():
             task.cancel()
         await self._settled()
-        if self._flushes:
-            await asyncio.wait(list(self._flushes))
+        await self._settler.wait()
 
     async def _attempt(self, row: Delivery) -> None:
         try:
@@ -355,7 +358,7 @@ class Drainer:
                 if not isinstance(exc, JournalClosed):
                     self._journal_failed(exc, during="disable")
         if error is None and update is not None:
-            error = await asyncio.shield(self._record(update))
+            error = await asyncio.shield(self._settler.record(update))
         if isinstance(error, JournalClosed):
             return
         if error is not None:
@@ -365,41 +368,6 @@ class Drainer:
             self._retry_at = min(self._retry_at or update.next_at, update.next_at)
         if not isinstance(outcome, Delivered | Dead):
             self._wake.set()
-
-    def _record(self, update: Settlement) -> asyncio.Task[JournalError | None]:
-        """Queue ``update`` for one journal write shared by every attempt that finishes
-        in this loop iteration; the returned flush ends once it is recorded (``None``)
-        or refused (the error). The row stays in flight until then, so it cannot be
-        claimed twice. Attempts await the flush shielded: cancelling one attempt must
-        not cancel its neighbours' write."""
-        if self._batch is None:
-            updates: list[Settlement] = []
-            flush = asyncio.create_task(self._flush(updates), name=f"settle-{self.name}")
-            self._flushes.add(flush)
-            flush.add_done_callback(self._flushed)
-            self._batch = (updates, flush)
-        updates, flush = self._batch
-        updates.append(update)
-        return flush
-
-    async def _flush(self, updates: list[Settlement]) -> JournalError | None:
-        # The first step of this task: every attempt that finished before it has
-        # queued its settlement; later ones start the next batch.
-        self._batch = None
-        try:
-            await self.journal.settle(self.name, updates)
-        except JournalClosed as exc:
-            return exc
-        except JournalError as exc:
-            self._journal_failed(exc, during="settle")
-            return exc
-        self._journal_recovered()
-        return None
-
-    def _flushed(self, flush: asyncio.Task[JournalError | None]) -> None:
-        self._flushes.discard(flush)
-        if not flush.cancelled() and (error := flush.exception()) is not None:
-            self._collect(error)
 
     def _journal_failed(self, error: JournalError, *, during: str) -> None:
         """The journal refused a write: show it, log it (rate-limited) and pause."""
@@ -490,5 +458,4 @@ class Drainer:
                 task.cancel()
             if still:
                 await asyncio.wait(still)
-        if self._flushes:
-            await asyncio.wait(list(self._flushes), timeout=max(grace, 1.0))
+        await self._settler.wait(max(grace, 1.0))
