@@ -7,7 +7,8 @@ destination never holds up another one.
 What it does, in order: claim due rows oldest first, keep up to ``max_in_flight``
 attempts running (a sliding window, not batches: one slow attempt does not idle the
 other slots), respect a rate limit, then turn each :data:`~relay.sinks.Outcome` into a
-journal :class:`~relay.journal.Settlement` with :func:`decide` (pure). A sink that reports
+journal :class:`~relay.journal.Settlement` with :func:`decide` (pure), recorded in
+shared writes (:mod:`relay.runtime.settle`). A sink that reports
 :class:`~relay.sinks.Unavailable` pauses the whole drainer with capped, jittered
 backoff instead of burning through the backlog's retry budget.
 

@@ -16,7 +16,7 @@ import itertools
 import logging
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +65,6 @@ class CountingObserver(SinkObserver):
 
     def failed(self, reason: str) -> None:
         self.failures[reason] += 1
-
-
-@pytest.fixture
-async def unhandled() -> AsyncIterator[list[dict[str, Any]]]:
-    """Every exception the event loop reports as unhandled ("Task exception was never
-    retrieved", a failing callback) during the test."""
-    loop = asyncio.get_running_loop()
-    seen: list[dict[str, Any]] = []
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: seen.append(context))
-    yield seen
-    loop.set_exception_handler(previous)
 
 
 def sql(path: Path, *statements: str) -> None:
