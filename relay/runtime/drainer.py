@@ -359,7 +359,7 @@ class Drainer:
                 if not isinstance(exc, JournalClosed):
                     self._journal_failed(exc, during="disable")
         if error is None and update is not None:
-            error = await asyncio.shield(self._settler.record(update))
+            error = await self._settler.record(update)
         if isinstance(error, JournalClosed):
             return
         if error is not None:

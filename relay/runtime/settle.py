@@ -7,10 +7,11 @@ flush it gets back; the row stays in flight until then, so it cannot be claimed 
 A burst of finishing attempts costs one ``Journal.settle`` call (set-wise statements),
 not one per row.
 
-Every flush is a task owned here, never fire-and-forget: it answers ``None`` (recorded)
-or the :class:`~relay.journal.JournalError` that refused it, after telling the drainer
-through ``refused`` or ``recorded``. Anything else it raises is a bug, handed to
-``crashed`` (the drainer raises it out of ``run``) as well as to the awaiting attempts.
+Every flush is a task owned here, never fire-and-forget: its batch learns ``None``
+(recorded) or the :class:`~relay.journal.JournalError` that refused it, after the
+drainer was told through ``refused`` or ``recorded``. Anything else it raises is a bug,
+handed to ``crashed`` (the drainer raises it out of ``run``); the batch's attempts are
+cancelled (their rows stay pending).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from relay.journal import Journal, JournalClosed, JournalError
 
 __all__ = ["SettleBatcher"]
 
-Flush = asyncio.Task[JournalError | None]
+Flush = asyncio.Task[None]
+# What a batch's attempts await: None (recorded) or the error that refused the write.
+Recorded = asyncio.Future[JournalError | None]
 
 
 class SettleBatcher:
@@ -43,42 +46,50 @@ class SettleBatcher:
         self._refused = refused
         self._recorded = recorded
         self._crashed = crashed
-        # The settlements queued in this loop iteration, and the flush that takes them.
-        self._batch: tuple[list[Settlement], Flush] | None = None
+        # The settlements queued in this loop iteration, and what their attempts await.
+        self._batch: tuple[list[Settlement], Recorded] | None = None
         self._flushes: set[Flush] = set()
 
-    def record(self, update: Settlement) -> Flush:
-        """Queue ``update``; the returned flush ends once it is recorded (``None``) or
-        refused (the error). Await it shielded: cancelling one attempt must not cancel
-        its neighbours' write."""
+    def record(self, update: Settlement) -> Recorded:
+        """Queue ``update``; the returned future is ``None`` once it is recorded, or the
+        error that refused it. One future per batch: cancelling an attempt that awaits
+        it cancels its neighbours too (stop() does that to all of them), never the
+        write itself, which is a task of its own."""
         if self._batch is None:
             updates: list[Settlement] = []
-            flush = asyncio.create_task(self._flush(updates), name=f"settle-{self.sink}")
+            done: Recorded = asyncio.get_running_loop().create_future()
+            flush = asyncio.create_task(self._flush(updates, done), name=f"settle-{self.sink}")
             self._flushes.add(flush)
             flush.add_done_callback(self._flushed)
-            self._batch = (updates, flush)
-        updates, flush = self._batch
+            self._batch = (updates, done)
+        updates, done = self._batch
         updates.append(update)
-        return flush
+        return done
 
     async def wait(self, seconds: float | None = None) -> None:
         """Wait for the flushes under way (at most ``seconds``, without raising)."""
         if self._flushes:
             await asyncio.wait(list(self._flushes), timeout=seconds)
 
-    async def _flush(self, updates: list[Settlement]) -> JournalError | None:
+    async def _flush(self, updates: list[Settlement], done: Recorded) -> None:
         # The first step of this task: every attempt that finished before it has
         # queued its settlement; later ones start the next batch.
         self._batch = None
+        result: JournalError | None = None
         try:
             await self.journal.settle(self.sink, updates)
         except JournalClosed as exc:
-            return exc
+            result = exc
         except JournalError as exc:
             self._refused(exc)
-            return exc
-        self._recorded()
-        return None
+            result = exc
+        except BaseException:
+            done.cancel()  # the bug itself goes to ``crashed`` (see _flushed)
+            raise
+        else:
+            self._recorded()
+        if not done.done():
+            done.set_result(result)
 
     def _flushed(self, flush: Flush) -> None:
         self._flushes.discard(flush)

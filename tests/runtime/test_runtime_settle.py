@@ -66,9 +66,9 @@ async def test_settlements_queued_in_one_iteration_share_one_write(tmp_path: Pat
     async with CountingJournal(tmp_path / "j.sqlite3") as journal:
         outcomes = Outcomes()
         batcher = outcomes.batcher(journal)
-        flushes = {batcher.record(Settlement(seq, "delivered")) for seq in await seqs(journal, 3)}
-        assert len(flushes) == 1
-        assert await asyncio.gather(*flushes) == [None]
+        batches = {batcher.record(Settlement(seq, "delivered")) for seq in await seqs(journal, 3)}
+        assert len(batches) == 1
+        assert await asyncio.gather(*batches) == [None]
         assert journal.settles == [3]
         assert outcomes.recorded == 1
         assert await journal.claim("mem", limit=10) == []
@@ -101,9 +101,8 @@ async def test_a_bug_in_a_flush_reaches_its_owner_even_with_nobody_waiting(
         batcher = outcomes.batcher(journal)
         (seq,) = await seqs(journal, 1)
         journal.bug = RuntimeError("settle bug")
-        flush = batcher.record(Settlement(seq, "delivered"))
-        waiter = asyncio.ensure_future(asyncio.shield(flush))
-        waiter.cancel()  # the attempt that queued it is gone (stop() cancelled it)
+        done = batcher.record(Settlement(seq, "delivered"))
+        done.cancel()  # its attempts are gone (stop() cancelled them after the grace)
         await batcher.wait()
         assert [str(e) for e in outcomes.crashed] == ["settle bug"]
         assert outcomes.refused == []
