@@ -135,7 +135,8 @@ class Metrics:
         )
         self.delivery_failures = Counter(
             "exmail_relay_delivery_failures",
-            "Failed delivery attempts per sink, by reason (retry, unavailable, dead, disabled).",
+            "Failed delivery attempts per sink, by reason"
+            " (retry, unavailable, dead, disabled, journal).",
             ["sink", "reason"],
             registry=r,
         )

@@ -65,7 +65,8 @@ class SinkObserver:
         """A delivery was confirmed, ``latency`` seconds after its event was committed."""
 
     def failed(self, reason: str) -> None:
-        """An attempt failed: retry, unavailable, dead (a dead letter) or disabled."""
+        """An attempt failed: retry, unavailable, dead (a dead letter), disabled, or
+        journal (the journal could not record its outcome)."""
 
     def attempt(self, outcome: str, seconds: float) -> None:
         """One webhook attempt ended with ``outcome`` (2xx..5xx, timeout, connection)."""

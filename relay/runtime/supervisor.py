@@ -219,6 +219,8 @@ class RelayService:
             part = f"sink:{drainer.name}"
             if drainer.disabled_reason is not None:
                 failing[part] = f"disabled: {drainer.disabled_reason}"
+            elif drainer.failing:
+                failing[part] = f"failing: {drainer.last_error}"
             elif not drainer.sink.connected:
                 failing[part] = f"not connected: {drainer.last_error or 'connecting'}"
             else:
