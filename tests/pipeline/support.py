@@ -5,7 +5,7 @@ stopped to simulate a broker outage, and helpers to run a relay service in-proce
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,14 +91,6 @@ def settings_for(
         data["amqp"] = broker.amqp_settings()
     data.update(sections)
     return Settings(**data)
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool] | bool], seconds: float = 15.0, what: str = ""
-) -> None:
-    """The old spelling of :func:`tests.support.eventually`, kept for the modules that
-    still call it; new code calls ``eventually`` directly."""
-    await eventually(predicate, seconds=seconds, what=what or repr(predicate))
 
 
 class Consumer:

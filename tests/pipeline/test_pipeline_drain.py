@@ -13,8 +13,8 @@ from relay.core.delivery import Delivery, DrainPolicy
 from relay.journal import Journal
 from relay.runtime.drainer import Drainer
 from relay.sinks.console import ConsoleSink
-from tests.pipeline.support import wait_until
 from tests.pipeline.test_pipeline_journal import mail, to
+from tests.support import eventually
 
 
 class CountingJournal(Journal):
@@ -43,8 +43,14 @@ async def test_a_quiet_drainer_reads_the_journal_once_per_claim(tmp_path: Path) 
         task = asyncio.create_task(drainer.run())
         for n in range(20):
             await journal.append("acme", [mail(n)], route=to("console"))
-            await wait_until(lambda n=n: out.getvalue().count("\n") == n + 1, 10)
-        await wait_until(lambda: journal.backlog_events == 0, 10)
+            await eventually(
+                lambda n=n: out.getvalue().count("\n") == n + 1,
+                seconds=10,
+                what="the next event printed",
+            )
+        await eventually(
+            lambda: journal.backlog_events == 0, seconds=10, what="the backlog drained"
+        )
         await drainer.stop(1.0)
         await task
     assert out.getvalue().count("\n") == 20

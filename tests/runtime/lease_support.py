@@ -11,17 +11,15 @@ from dataclasses import dataclass, field
 
 from relay.core.shards import LeaseChange
 from relay.runtime.leases import LeaseManager
+from tests.support import eventually
 
 __all__ = ["FreezingProxy", "Recorder", "Watch", "wait_until"]
 
 
 async def wait_until(predicate: Callable[[], bool], seconds: float, what: str) -> float:
-    """Poll ``predicate`` until true; the seconds it took. Fails after ``seconds``."""
+    """:func:`tests.support.eventually`, timed: the seconds until ``predicate`` held."""
     start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > seconds:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.02)
+    await eventually(predicate, seconds=seconds, what=what)
     return time.monotonic() - start
 
 

@@ -28,8 +28,8 @@ from relay.journal import Journal
 from relay.runtime.drainer import Drainer
 from relay.runtime.observer import SinkObserver
 from relay.runtime.supervisor import RelayService
-from tests.pipeline.support import wait_until
 from tests.pipeline.test_pipeline_journal import mail, to
+from tests.support import eventually
 
 REFUSE_OUTCOMES = (
     "CREATE TRIGGER refuse BEFORE UPDATE ON deliveries"
@@ -127,19 +127,29 @@ async def test_a_refused_outcome_write_is_shown_counted_and_paused_not_lost(
         drainer = Drainer(journal, sink, policy, rand=lambda: 1.0, observer=observer)
         task = asyncio.create_task(drainer.run())
 
-        await wait_until(lambda: "injected outcome failure" in (drainer.last_error or ""), 10)
+        await eventually(
+            lambda: "injected outcome failure" in (drainer.last_error or ""),
+            seconds=10,
+            what="last_error naming the outcome failure",
+        )
         assert drainer.failing
         service = RelayService(journal=journal, listeners=[], drainers=[drainer])
         health = await service.health()
         assert "injected outcome failure" in health.failing["sink:mem"]
 
         # Watch three pause-then-probe steps go by.
-        await wait_until(lambda: observer.failures["journal"] >= len(events) + 3, 10)
+        await eventually(
+            lambda: observer.failures["journal"] >= len(events) + 3,
+            seconds=10,
+            what="journal failures counted",
+        )
         assert drainer.failing and not task.done()
         assert_paused(sink, len(events))
 
         sql(path, "DROP TRIGGER refuse")
-        await wait_until(lambda: journal.backlog_events == 0, 10)
+        await eventually(
+            lambda: journal.backlog_events == 0, seconds=10, what="the backlog drained"
+        )
         assert not drainer.failing
         assert drainer.last_error is None
         assert "sink:mem" in (await service.health()).ok
@@ -182,16 +192,30 @@ async def test_a_refused_disable_is_shown_and_paused_then_recorded(
         )
         task = asyncio.create_task(drainer.run())
 
-        await wait_until(lambda: "injected disable failure" in (drainer.last_error or ""), 10)
+        await eventually(
+            lambda: "injected disable failure" in (drainer.last_error or ""),
+            seconds=10,
+            what="last_error naming the disable failure",
+        )
         assert drainer.failing
         assert await journal.disabled("mem") is None
-        await wait_until(lambda: observer.failures["journal"] >= len(events) + 2, 10)
+        await eventually(
+            lambda: observer.failures["journal"] >= len(events) + 2,
+            seconds=10,
+            what="journal failures counted",
+        )
         assert not task.done()
         assert_paused(sink, len(events))
 
         sql(path, "DROP TRIGGER refuse_INSERT", "DROP TRIGGER refuse_UPDATE")
-        await wait_until(lambda: drainer.disabled_reason == "HTTP 410 Gone", 10)
-        await wait_until(lambda: not drainer.failing, 10)
+        await eventually(
+            lambda: drainer.disabled_reason == "HTTP 410 Gone",
+            seconds=10,
+            what="the endpoint disabled",
+        )
+        await eventually(
+            lambda: not drainer.failing, seconds=10, what="the drainer no longer failing"
+        )
         assert await journal.disabled("mem") == "HTTP 410 Gone"
         assert drainer.last_error == "HTTP 410 Gone"
         await drainer.stop(1.0)
@@ -241,7 +265,9 @@ async def test_the_supervisor_logs_a_drainer_bug_and_restarts_it(
         )
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(stop))
-        await wait_until(lambda: journal.backlog_events == 0, 10)
+        await eventually(
+            lambda: journal.backlog_events == 0, seconds=10, what="the backlog drained"
+        )
         stop.set()
         await task
     assert service.crashes == {"drain:mem": 1}
@@ -274,7 +300,7 @@ async def test_stop_cancels_after_the_grace_and_raises_nothing(
         hung.name = "hung"
         drainer = Drainer(journal, hung, DrainPolicy())
         task = asyncio.create_task(drainer.run())
-        await wait_until(lambda: drainer.in_flight == 1, 10)
+        await eventually(lambda: drainer.in_flight == 1, seconds=10, what="one attempt in flight")
         await drainer.stop(0.05)
         await task
         assert drainer.in_flight == 0
@@ -285,7 +311,7 @@ async def test_stop_cancels_after_the_grace_and_raises_nothing(
         policy = DrainPolicy(backoff=Backoff(base=3600.0, cap=3600.0))
         drainer = Drainer(journal, MemorySink(), policy, rand=lambda: 1.0)
         task = asyncio.create_task(drainer.run())
-        await wait_until(lambda: drainer.failing, 10)
+        await eventually(lambda: drainer.failing, seconds=10, what="the drainer failing")
         await drainer.stop(1.0)  # cuts the hour-long pause short
         await task
         assert len(await journal.claim("mem", limit=10)) == 1
@@ -302,7 +328,9 @@ async def test_a_rate_limit_spaces_the_starts_of_attempts(tmp_path: Path) -> Non
         loop = asyncio.get_running_loop()
         drainer = Drainer(journal, sink, DrainPolicy(rate_limit=rate), clock=loop.time)
         task = asyncio.create_task(drainer.run())
-        await wait_until(lambda: journal.backlog_events == 0, 20)
+        await eventually(
+            lambda: journal.backlog_events == 0, seconds=20, what="the backlog drained"
+        )
         await drainer.stop(1.0)
         await task
     starts = [t for t, _ in sink.sent]
