@@ -152,6 +152,20 @@ class Writer:
             self._executor.shutdown(wait=False)
             raise
         self._task = asyncio.create_task(self._write_loop(), name="journal-writer")
+        self._task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        """The write loop ends only when drained; if it died (a bug), every write queued
+        or to come fails with the reason instead of waiting for ever. ``close()`` awaits
+        the task and raises the bug itself."""
+        if task.cancelled() or task.exception() is None:
+            return
+        self._stopping = True
+        error = JournalError(f"the journal's writer stopped: {task.exception()!r}")
+        batch, self._queue = self._queue, []
+        for _, future, _ in batch:
+            if not future.done():
+                future.set_exception(error)
 
     def _open_sync(self) -> None:
         db = open_writer(self._path, synchronous=self._synchronous)
@@ -176,11 +190,13 @@ class Writer:
 
     async def close(self) -> None:
         """Drain, checkpoint the WAL into the file and close. Safe to call twice."""
-        await self.drain()
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                await self.call(self._close_sync)
-        self._executor.shutdown(wait=True)
+        try:
+            await self.drain()
+        finally:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    await self.call(self._close_sync)
+            self._executor.shutdown(wait=True)
 
     def _close_sync(self) -> None:
         if self._db is not None:
@@ -227,7 +243,17 @@ class Writer:
             self._queued.clear()
             batch, self._queue = self._queue, []
             if batch:
-                await self._commit(batch)
+                try:
+                    await self._commit(batch)
+                except BaseException as exc:
+                    # A bug (or a cancel): this batch's callers hear it, then _stopped
+                    # fails whatever else is queued.
+                    for _, future, _ in batch:
+                        if not future.done():
+                            future.set_exception(
+                                JournalError(f"the journal's writer stopped: {exc!r}")
+                            )
+                    raise
             if self._stopping and not self._queue:
                 return
 
