@@ -20,7 +20,6 @@ import base64
 import binascii
 import re
 import socket
-import zlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -36,6 +35,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relay.core.shards import shard_of
+
 __all__ = [
     "AmqpSettings",
     "ConfigError",
@@ -49,6 +50,7 @@ __all__ = [
     "TenantSettings",
     "WebhookSettings",
     "parse_duration",
+    "shard_of",
 ]
 
 DEFAULT_API_URL = "http://openapi.exmail.qq.com:12211/openapi/"
@@ -317,11 +319,6 @@ class ShardingSettings(_Section):
         if index >= self.count:
             raise ConfigError(f"sharding.index: {index} is not below sharding.count {self.count}")
         return index
-
-
-def shard_of(tenant: str, count: int) -> int:
-    """Stable shard of a tenant: adding a tenant never moves another one."""
-    return zlib.crc32(tenant.encode("utf-8")) % count
 
 
 class ShutdownSettings(_Section):

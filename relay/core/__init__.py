@@ -5,7 +5,8 @@
 - :mod:`relay.core.delivery`: deliveries, outcomes, settlements and :func:`decide`;
 - :mod:`relay.core.backoff`: backoff, retry schedules, ``Retry-After``;
 - :mod:`relay.core.signing`: Standard Webhooks signatures;
-- :mod:`relay.core.redact`: secrets masked before text leaves the process.
+- :mod:`relay.core.redact`: secrets masked before text leaves the process;
+- :mod:`relay.core.shards`: tenants to shards, fair shares and the lease planner.
 
 Every layer above builds on these; this package imports none of them.
 """

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.app.settings import ConfigError, Settings, shard_of
+from relay.app.settings import ConfigError, Settings
+from relay.core.shards import shard_of
 
 
 def _settings(count: int, index: int | None = None) -> Settings:
