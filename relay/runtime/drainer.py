@@ -69,7 +69,10 @@ __all__ = ["Drainer"]
 
 log = logging.getLogger("relay.runtime.drainer")
 
-DISABLED_POLL = 5.0
+# How often a drainer re-reads whether its sink is disabled in the journal: another
+# process (``exmail-relay endpoint disable|enable``) switches it there, and a running
+# relay must follow within a couple of seconds either way. One indexed read a second.
+DISABLED_POLL = 1.0
 # The longest an idle drainer sleeps before looking at the journal again. Another
 # process (``exmail-relay deadletters replay``, ``endpoint enable``) cannot set this
 # process's wakeup event, so rows it revives are found by this poll.
@@ -112,6 +115,7 @@ class Drainer:
             RateLimiter(policy.rate_limit, clock=clock) if policy.rate_limit > 0 else None
         )
         self.disabled_reason: str | None = None
+        self._disabled_read_at = 0.0  # loop time of the last read of the disabled flag
         self._settler = SettleBatcher(
             journal,
             sink.name,
@@ -180,6 +184,7 @@ class Drainer:
     async def _drain(self) -> None:
         wake = self._wake
         self.disabled_reason = await self.journal.disabled(self.name)
+        self._disabled_read_at = asyncio.get_running_loop().time()
         self._note_disabled()
         self.observer.connected(False)
         while not self._stopping.is_set():
@@ -188,10 +193,13 @@ class Drainer:
                 wake.clear()
                 await self._wait(DISABLED_POLL)
                 self.disabled_reason = await self.journal.disabled(self.name)
+                self._disabled_read_at = asyncio.get_running_loop().time()
                 self._note_disabled()
                 continue
             if self._journal_pause_due:
                 await self._journal_pause()
+                continue
+            if await self._disabled_elsewhere():
                 continue
             window = 1 if self.policy.ordered else self.policy.max_in_flight
             free = window - self.in_flight
@@ -235,6 +243,23 @@ class Drainer:
                 # two reads per event.
                 self._resume_at = -1
                 await self._wait(await self._idle_timeout(claimed_at))
+
+    async def _disabled_elsewhere(self) -> bool:
+        """Whether the sink was disabled by another process (re-read at most once every
+        ``DISABLED_POLL`` seconds, on the monotonic clock)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._disabled_read_at < DISABLED_POLL:
+            return False
+        self._disabled_read_at = now
+        self.disabled_reason = await self.journal.disabled(self.name)
+        if self.disabled_reason is None:
+            return False
+        self._note_disabled()
+        log.warning(
+            "sink disabled in the journal, not delivering",
+            extra={"sink": self.name, "reason": self.disabled_reason},
+        )
+        return True
 
     async def _idle_timeout(self, claimed_at: float) -> float:
         """Seconds until the next retry falls due (at most IDLE_POLL).
