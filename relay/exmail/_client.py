@@ -39,6 +39,7 @@ from relay.exmail._decode import (
     model_decoder,
     raise_error_body,
     shape_error,
+    without_secrets,
 )
 from relay.exmail._exceptions import (
     ExmailError,
@@ -188,7 +189,7 @@ class ExmailClient:
         else:
             data += [("client_id", self.client_id), ("client_secret", secret)]
         status, body = await self._exchange("token", self.token_url, data, headers, None)
-        return decode_token(status, body)
+        return decode_token(status, without_secrets(body, secret))
 
     # -- HTTP --------------------------------------------------------------------
 
@@ -279,6 +280,7 @@ class ExmailClient:
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
         url = self.api_url + operation
         status, body = await self._exchange(operation, url, params, headers, read_timeout)
+        body = without_secrets(body, self._secret.get_secret_value(), token.get_secret_value())
         if not 200 <= status < 300:
             raise_error_body(operation, body)  # e.g. a 401 carrying 1200
             raise HTTPStatusError(f"{operation}: HTTP {status}", status=status)

@@ -36,6 +36,7 @@ __all__ = [
     "model_decoder",
     "raise_error_body",
     "shape_error",
+    "without_secrets",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -146,3 +147,22 @@ def shape_error(operation: str, exc: ValidationError) -> str:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid"}
     where = ".".join(str(part) for part in first["loc"]) or "body"
     return f"{operation}: unexpected response shape at {where}: {first['msg']}"
+
+
+# Shorter strings are too common to mask without mangling the answer (and masking every
+# "a" would tell which letter the secret is); configuration refuses no key for it.
+MIN_MASKED = 6
+
+
+def without_secrets(body: bytes, *secrets: str) -> bytes:
+    """``body`` with every occurrence of our own secrets replaced by ``***``.
+
+    A server (or a proxy) that echoes the client secret or the access token back, in an
+    error text say, must not carry it into an exception, a log line or the status page.
+    Done on the raw answer, before anything is decoded, so no path can miss it.
+    """
+    for secret in secrets:
+        raw = secret.encode("utf-8")
+        if len(raw) >= MIN_MASKED and raw in body:
+            body = body.replace(raw, b"***")
+    return body
