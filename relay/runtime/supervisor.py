@@ -63,7 +63,6 @@ class RelayService:
         self.running = False
         self.last_stats: JournalStats | None = None
         self.last_prune: tuple[float, int] | None = None
-        self._journal_ok = True
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._restart_backoff = restart_backoff or Backoff(base=1.0, cap=60.0)
@@ -187,10 +186,8 @@ class RelayService:
         try:
             stats = await self.journal.stats()
         except JournalError as exc:
-            self._journal_ok = False
             log.error("journal unreadable", extra={"error": str(exc)})
             return None
-        self._journal_ok = True
         self.last_stats = stats
         now = self._clock()
         self._observer.journal(stats, commits=self.journal.commits, backpressure=self.journal.full)
