@@ -60,7 +60,7 @@ from relay.core.delivery import (
     decide,
 )
 from relay.journal import Journal, JournalClosed, JournalError
-from relay.runtime.observer import Observer, SinkObserver
+from relay.runtime.observer import SinkObserver
 from relay.runtime.ratelimit import RateLimiter
 from relay.runtime.settle import SettleBatcher
 from relay.sinks import Sink
@@ -92,7 +92,7 @@ class Drainer:
         *,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
-        observer: Observer | SinkObserver | None = None,
+        observer: SinkObserver | None = None,
     ) -> None:
         self.journal = journal
         self.sink = sink
@@ -132,11 +132,8 @@ class Drainer:
         self._journal_streak = 0
         self._journal_pause_due = False
         self._journal_logged = 0.0
-        name = sink.name
-        if isinstance(observer, SinkObserver):
-            self.observer = observer
-        else:
-            self.observer = (observer or Observer()).sink(name)
+        # This sink's handle of the observer seam (``Observer.sink(name)``); none: no metrics.
+        self.observer = observer if observer is not None else SinkObserver()
         # Counted here for the status page, not read back out of a metrics registry.
         self.delivered = 0
         self.failed = 0

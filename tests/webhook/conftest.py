@@ -173,7 +173,9 @@ class Harness:
         self.router = Router(tuple(plan.route for plan in handles))
         self.descriptions = {plan.sink.name: plan.description for plan in handles}
         for plan in handles:
-            drainer = Drainer(self.journal, plan.sink, plan.policy, observer=self.observer)
+            drainer = Drainer(
+                self.journal, plan.sink, plan.policy, observer=self.observer.sink(plan.sink.name)
+            )
             self.drainers.append(drainer)
             self.tasks.append(asyncio.create_task(drainer.run()))
         return self
