@@ -172,3 +172,21 @@ url = "{AMQP_URL}"
         code, _, err = await check(config, "--connect")
         assert code == 0, err
         assert "all connection checks passed" in err
+
+
+async def test_a_short_secret_does_not_mask_its_letter_everywhere(tmp_path: Path) -> None:
+    """Masking each occurrence of a one-letter secret told which letter it was."""
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        '[[tenants]]\nname = "acme"\nclient_id = "admin@acme.example.com"\nclient_secret = "a"\n'
+        '[[tenants]]\nname = "beta"\nclient_id = "beta-key-0123456789"\n'
+        'client_secret = "beta-key-0123456789"\n'
+    )
+    code, out, err = await check(config, "--json")
+    assert code == 0, err
+    tenants = json.loads(out)["tenants"]
+    assert tenants[0]["name"] == "acme"  # the letter "a" is left alone
+    assert tenants[0]["client_id"] == "admin@acme.example.com"
+    assert tenants[0]["client_secret"] == "***"
+    assert tenants[1]["client_id"] == "***"  # a secret pasted into another key is masked
+    assert "beta-key-0123456789" not in out
