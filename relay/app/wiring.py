@@ -249,6 +249,7 @@ def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
         "auth_method": tenant.auth_method,
         "action_codes": tenant.action_codes,
         "timeout": tenant.request_timeout,
+        "max_response_bytes": tenant.max_response_bytes,
         "listen_timeout": tenant.listen_timeout,
     }
     kwargs.update(options)

@@ -44,7 +44,7 @@ class Metrics:
         self.listen_requests = Counter(
             "exmail_relay_listen_requests",
             "listen long-poll requests by outcome (data, keepalive, timeout, token, transient, "
-            "config, malformed).",
+            "config, malformed, too_large).",
             ["tenant", "outcome"],
             registry=r,
         )

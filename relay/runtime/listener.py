@@ -45,6 +45,7 @@ from relay.exmail import (
     InvalidToken,
     MalformedResponse,
     NotFound,
+    ResponseTooLarge,
     UserAction,
     UserListEntry,
     VersionUpdate,
@@ -332,9 +333,14 @@ class Listener:
 
     # -- faults ------------------------------------------------------------------------
 
-    def _classify(self, exc: ExmailError) -> Literal["config", "token", "transient"]:
+    def _classify(self, exc: ExmailError) -> Literal["config", "token", "too_large", "transient"]:
         if isinstance(exc, InvalidCredentials):
             return "config"
+        if isinstance(exc, ResponseTooLarge):
+            # The answer was read past the cap and dropped whole: what it carried is
+            # gone (the server handed it out). Counted apart, so the cap can be raised
+            # ([[tenants]] max_response_bytes) before it costs more.
+            return "too_large"
         if isinstance(exc, InvalidToken):
             return "token"
         if is_transient(exc):

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from relay.app.settings import Settings
+from relay.app.wiring import client_for
 from relay.core.backoff import Backoff
 from relay.core.routing import Router
 from relay.emulator import Emulator
 from relay.exmail import ExmailClient
 from relay.journal import Journal
 from relay.runtime.listener import Listener
+from relay.runtime.observer import Observer, TenantObserver
 from tests.pipeline.support import ADMIN, KEY, accounts, control
 from tests.support import eventually
 
@@ -87,3 +92,81 @@ async def test_failing_user_get_keeps_backing_off_until_a_whole_cycle_succeeds(
         finally:
             listener.stop()
             await task
+
+
+class Outcomes(TenantObserver):
+    def __init__(self) -> None:
+        self.listens: Counter[str] = Counter()
+
+    def listen(self, outcome: str) -> None:
+        self.listens[outcome] += 1
+
+
+class CountingObserver(Observer):
+    def __init__(self) -> None:
+        self.outcomes = Outcomes()
+
+    def tenant(self, tenant: str) -> TenantObserver:
+        return self.outcomes
+
+
+async def test_a_listen_answer_over_the_cap_is_counted_and_logged_with_its_size(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="relay.runtime.listener")
+    cap = 64 * 1024
+    observer = CountingObserver()
+    async with (
+        Emulator(port=0, hold=0.3) as emu,
+        ExmailClient(
+            client_id=ADMIN,
+            client_secret=SecretStr(KEY),
+            api_url=emu.api_url,
+            token_url=emu.token_url,
+            login_url=emu.login_url,
+            max_response_bytes=cap,
+        ) as client,
+        Journal(tmp_path / "journal.sqlite3") as journal,
+    ):
+        listener = Listener(
+            tenant="acme",
+            client=client,
+            journal=journal,
+            route=Router(()),
+            backoff=Backoff(base=0.02, cap=0.1),
+            observer=observer,
+        )
+        task = asyncio.create_task(listener.run())
+        try:
+            await eventually(
+                lambda: listener.status.state == "connected", what="the listener connected"
+            )
+            user = (await accounts(emu))[0]
+            big = [{"to": user, "summary": "x" * 1000} for _ in range(100)]  # ~110 KB answer
+            await control(emu, "mail", {"mails": big})
+            await eventually(
+                lambda: observer.outcomes.listens["too_large"] >= 1, what="a too_large listen"
+            )
+            assert re.search(rf"body of \d+ bytes over {cap}", listener.status.last_error or "")
+            faults = [r for r in caplog.records if r.getMessage() == "upstream fault, backing off"]
+            assert [getattr(r, "fault", None) for r in faults] == ["too_large"]
+            await control(emu, "mail", {"to": user, "subject": "small"})
+            await eventually(
+                lambda: (
+                    listener.status.state == "connected"
+                    and listener.status.events_by_type["exmail.mail.new"] >= 1
+                ),
+                what="the next, small answer taken",
+            )
+        finally:
+            listener.stop()
+            await task
+
+
+def test_the_cap_is_a_tenant_setting() -> None:
+    settings = Settings(
+        tenants=[
+            {"name": "acme", "client_id": ADMIN, "client_secret": KEY, "max_response_bytes": 70_000}
+        ]
+    )
+    assert client_for(settings.tenants[0]).max_response_bytes == 70_000

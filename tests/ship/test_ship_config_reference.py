@@ -58,6 +58,9 @@ DESCRIPTIONS: dict[str, str] = {
     "tenants.hold": "How long the server holds `listen` open.",
     "tenants.request_timeout": "Timeout of every other API request.",
     "tenants.enrich_concurrency": "Parallel `user/get` calls when enriching a directory update.",
+    "tenants.max_response_bytes": "Largest answer read from Exmail (a `listen` answer"
+    " included); a larger one is dropped whole and counted as"
+    ' `exmail_relay_listen_requests{outcome="too_large"}`.',
     "tenants.enabled": "Serve this tenant.",
     "amqp.enabled": "Deliver to RabbitMQ.",
     "amqp.url": "Broker URL, `amqp://` or `amqps://` (secret).",
