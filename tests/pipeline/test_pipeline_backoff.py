@@ -12,6 +12,7 @@ import logging
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -36,21 +37,25 @@ async def requests_to(emu: Emulator, path: str) -> int:
     return int(state["requests"].get(path, 0))
 
 
+def client_of(emu: Emulator, **options: Any) -> ExmailClient:
+    """A client of the emulator's demo company; ``options`` override keywords."""
+    return ExmailClient(
+        client_id=ADMIN,
+        client_secret=SecretStr(KEY),
+        api_url=emu.api_url,
+        token_url=emu.token_url,
+        login_url=emu.login_url,
+        **options,
+    )
+
+
 async def test_failing_user_get_keeps_backing_off_until_a_whole_cycle_succeeds(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="relay.runtime.listener")
     async with (
         Emulator(port=0, hold=0.3) as emu,
-        ExmailClient(
-            client_id=ADMIN,
-            client_secret=SecretStr(KEY),
-            api_url=emu.api_url,
-            token_url=emu.token_url,
-            login_url=emu.login_url,
-            backoff=Backoff(base=0.0, cap=0.0),  # the client's own read retries: none
-            read_retries=0,
-        ) as client,
+        client_of(emu, read_retries=0) as client,  # the client's own read retries: none
         Journal(tmp_path / "journal.sqlite3") as journal,
     ):
         listener = Listener(
@@ -118,14 +123,7 @@ async def test_a_listen_answer_over_the_cap_is_counted_and_logged_with_its_size(
     observer = CountingObserver()
     async with (
         Emulator(port=0, hold=0.3) as emu,
-        ExmailClient(
-            client_id=ADMIN,
-            client_secret=SecretStr(KEY),
-            api_url=emu.api_url,
-            token_url=emu.token_url,
-            login_url=emu.login_url,
-            max_response_bytes=cap,
-        ) as client,
+        client_of(emu, max_response_bytes=cap) as client,
         Journal(tmp_path / "journal.sqlite3") as journal,
     ):
         listener = Listener(
