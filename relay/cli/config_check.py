@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from relay.app.loader import load_settings
 from relay.app.settings import ConfigError, Settings
+from relay.cli.errors import EXIT_USAGE
 from relay.ops.logs import scrub
 
 __all__ = ["register", "render_toml", "run"]
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     secrets = _secrets(settings)
     data = _without_secret_values(masked(settings), frozenset(secrets))
     text = json.dumps(data, indent=2, ensure_ascii=False) if args.json else render_toml(data)

@@ -29,7 +29,7 @@ from relay.cli import (
     run,
     sso_url,
 )
-from relay.cli.errors import EXIT_FAILURE, CommandError
+from relay.cli.errors import EXIT_FAILURE, EXIT_USAGE, CommandError
 from relay.exmail import ExmailError
 from relay.journal import JournalError
 
@@ -73,4 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except USER_ERRORS as exc:
         print(f"exmail-relay {args.command}: error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", EXIT_FAILURE)
+        # Bad configuration is bad input, like a bad argument: exit 2 (see errors.py).
+        default = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE
+        return int(getattr(exc, "exit_code", default))

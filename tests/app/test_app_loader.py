@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,36 @@ def test_a_hostile_file_is_one_line_not_a_traceback(
     with pytest.raises(ConfigError) as caught:
         load_settings(config, environ={})
     assert str(caught.value) == f"config file {config}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("content", "environ", "message"),
+    [
+        (b"[http]\nport = 80\xff\xfe\n", {}, "not UTF-8"),
+        (b"a = " + b"[" * 100_000 + b"]" * 100_000 + b"\n", {}, "nested too deeply"),
+        (b'_env_prefix = "NOPE_"\n', {}, "_env_prefix: not a setting"),
+        (b"", {"RELAY_TENANTS": "[{"}, "RELAY_TENANTS"),
+        (b"", {"RELAY_AMQP": "{nope"}, "RELAY_AMQP"),
+    ],
+)
+def test_hostile_config_exits_2_with_one_line(
+    tmp_path: Path, content: bytes, environ: dict[str, str], message: str
+) -> None:
+    """Through the real command line, in a child process: exit 2 (bad input), one line
+    on stderr, no traceback, for the file and for the environment alike."""
+    config = tmp_path / "relay.toml"
+    config.write_bytes(content)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    for command in (["run"], ["config", "check"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "relay", *command, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**env, **environ},
+        )
+        assert done.returncode == 2, (command, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (command, done.stderr)
+        assert "Traceback" not in done.stderr

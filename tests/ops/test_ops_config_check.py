@@ -89,7 +89,7 @@ async def test_each_invalid_case_has_a_precise_message(tmp_path: Path, case: str
     config = tmp_path / "relay.toml"
     config.write_text(text)
     code, out, err = await check(config)
-    assert code == 1
+    assert code == 2  # bad configuration is bad input: exit 2, like a bad argument
     assert out == ""
     lines = err.strip().splitlines()
     assert len(lines) == len(expected), err
@@ -100,7 +100,7 @@ async def test_each_invalid_case_has_a_precise_message(tmp_path: Path, case: str
 
 async def test_missing_file(tmp_path: Path) -> None:
     code, _, err = await check(tmp_path / "nope.toml")
-    assert code == 1 and "does not exist" in err
+    assert code == 2 and "does not exist" in err
 
 
 async def test_environment_overrides_and_secrets_are_masked(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ async def test_environment_problem_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "relay.toml"
     config.write_text(GOOD)
     code, _, err = await check(config, env={"RELAY_LOG__LEVEL": "loud"})
-    assert code == 1
+    assert code == 2
     assert err.strip().startswith("error: log.level:")
 
 

@@ -204,7 +204,7 @@ def test_bad_config_stops_startup_with_one_clear_message(
 ) -> None:
     config = tmp_path / "relay.toml"
     config.write_text(toml, encoding="utf-8")
-    assert main(["run", "--config", str(config)]) == 1
+    assert main(["run", "--config", str(config)]) == 2  # bad input, like a bad argument
     err = capsys.readouterr().err
     assert err.startswith("exmail-relay run: error: ")
     assert expected in err
@@ -213,7 +213,7 @@ def test_bad_config_stops_startup_with_one_clear_message(
 
 def test_missing_config_file_and_bad_arguments_exit_non_zero(tmp_path: Path) -> None:
     missing = run_cli("run", "--config", str(tmp_path / "nope.toml"))
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
     bad = run_cli("run", "--bogus")
