@@ -390,9 +390,32 @@ class Journal:
         )
 
     async def writable(self) -> bool:
-        """A cheap write probe for readiness: a no-op transaction through the writer."""
+        """Whether a real write commits now (see :meth:`write_check`)."""
+        return await self.write_check() is None
+
+    async def write_check(self, *, within: float = 2.0) -> str | None:
+        """Readiness's proof that the journal takes writes: ``None``, or why not.
+
+        A real write (one row of ``meta`` rewritten, committed through the writer like
+        any other write, without an fsync), not a ``SELECT 1``: a full disk, a write
+        lock held by another process or a bad page fail it. Waits at most ``within``
+        seconds; a write still queued then is committed later all the same.
+        """
+        stamp = repr(self._clock())
+
+        def probe(tx: Tx) -> None:
+            tx.db.execute(
+                "INSERT INTO meta (key, value) VALUES ('write_check', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (stamp,),
+            )
+
         try:
-            await self._writer.write(lambda tx: tx.db.execute("SELECT 1").fetchone())
-        except JournalError:
-            return False
-        return True
+            async with asyncio.timeout(within):
+                await self._writer.write(probe, durable=False)
+        except TimeoutError:
+            return f"no commit within {within:g} s (is another process holding the lock?)"
+        except JournalError as exc:
+            cause = exc.__cause__
+            return str(cause) if cause is not None and str(cause) else str(exc)
+        return None

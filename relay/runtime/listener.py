@@ -21,6 +21,14 @@ Faults are classified (see :meth:`Listener._classify`):
 
 A listener never raises out of :meth:`Listener.run` for an upstream fault, so one
 tenant's trouble never touches another tenant.
+
+A journal that refuses a commit (:class:`~relay.journal.JournalError`: a full disk, a
+write lock held by another process, a bad page) is not an upstream fault either: the
+listener keeps the events in hand and retries the commit with capped backoff, sends no
+``listen`` meanwhile (the server keeps what it has not handed out), and shows the
+reason as ``journal_error`` (readiness reports ``journal: not writable: ...``). Nothing
+fetched is dropped while the process lives; stopping during such an outage is the one
+way to lose it, and that is logged with the count.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from relay.exmail import (
     VersionUpdate,
     is_transient,
 )
-from relay.journal import Journal, JournalClosed
+from relay.journal import Journal, JournalClosed, JournalError
 from relay.runtime.observer import Observer
 from relay.runtime.translate import Translation, profile_of, translate_listen, user_change
 
@@ -78,6 +86,8 @@ class ListenerStatus:
     last_error: str | None = None
     last_error_at: float | None = None
     failures: int = 0
+    # Set while the journal refuses this tenant's commit (the events are held in memory).
+    journal_error: str | None = None
     events_by_type: collections.Counter[str] = field(default_factory=collections.Counter)
     recent: collections.deque[tuple[float, str, str, str]] = field(
         default_factory=lambda: collections.deque(maxlen=50)
@@ -98,6 +108,7 @@ class Listener:
         enrich_concurrency: int = 8,
         backoff: Backoff | None = None,
         failed_backoff: Backoff | None = None,
+        journal_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
         observer: Observer | None = None,
     ) -> None:
@@ -111,6 +122,7 @@ class Listener:
         self._enrich = asyncio.Semaphore(enrich_concurrency)
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
         self._failed_backoff = failed_backoff or Backoff(base=30.0, cap=300.0)
+        self._journal_backoff = journal_backoff or Backoff(base=0.2, cap=5.0)
         self._clock = clock
         self._stop = asyncio.Event()
         # The task inside _interruptible (None outside it): stop() cancels it there.
@@ -147,7 +159,7 @@ class Listener:
             ver = await self._until_ready()
             while ver is not None and not self._stop.is_set():
                 ver = await self._cycle(ver)
-        except JournalClosed:
+        except (JournalClosed, _Abandoned):
             pass
         if self._stop.is_set():
             self._set_state("stopped")
@@ -312,9 +324,7 @@ class Listener:
             raise
 
     async def _commit(self, built: Sequence[Event], *, checkpoint: int | None = None) -> None:
-        inserted = await self.journal.append(
-            self.tenant, built, route=self.route, checkpoint=checkpoint
-        )
+        inserted = await self._append(built, checkpoint)
         if checkpoint is not None:
             self.status.ver = checkpoint
             self._observe.checkpoint(checkpoint)
@@ -330,6 +340,57 @@ class Listener:
                 "duplicate events skipped",
                 extra={"tenant": self.tenant, "duplicates": len(built) - inserted},
             )
+
+    async def _append(self, built: Sequence[Event], checkpoint: int | None) -> int:
+        """Append ``built`` durably, retrying for as long as the journal refuses it.
+
+        The events were handed out by the server and exist nowhere else: they are held
+        here, not dropped, until the commit succeeds or the listener is stopped.
+        """
+        refusals = 0
+        logged_at = 0.0
+        previous = self.status.state
+        while True:
+            try:
+                inserted = await self.journal.append(
+                    self.tenant, built, route=self.route, checkpoint=checkpoint
+                )
+            except JournalClosed:
+                raise
+            except JournalError as exc:
+                refusals += 1
+                self.status.journal_error = f"not writable: {_reason(exc)}"
+                self.status.last_error = f"journal: {self.status.journal_error}"
+                self.status.last_error_at = self._clock()
+                self._set_state("paused")
+                now = self._clock()
+                if refusals == 1 or now - logged_at >= LOG_EVERY:
+                    logged_at = now
+                    log.error(
+                        "journal refused a commit, holding the events and retrying",
+                        extra={
+                            "tenant": self.tenant,
+                            "events": len(built),
+                            "error": str(exc),
+                            "failures": refusals,
+                        },
+                    )
+                if self._stop.is_set():
+                    log.error(
+                        "stopping with events the journal refused; they are lost",
+                        extra={"tenant": self.tenant, "events": len(built)},
+                    )
+                    raise _Abandoned from exc
+                await self._sleep(self._journal_backoff.delay(refusals - 1))
+                continue
+            if refusals:
+                self.status.journal_error = None
+                self._set_state(previous)
+                log.info(
+                    "journal commit went through after refusals",
+                    extra={"tenant": self.tenant, "after_failures": refusals},
+                )
+            return inserted
 
     # -- faults ------------------------------------------------------------------------
 
@@ -400,3 +461,13 @@ class Listener:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
+
+
+class _Abandoned(Exception):
+    """Stopped while the journal refused a commit: ends :meth:`Listener.run`."""
+
+
+def _reason(exc: JournalError) -> str:
+    """SQLite's own words (``database or disk is full``) when the error carries them."""
+    cause = exc.__cause__
+    return str(cause) if cause is not None and str(cause) else str(exc)

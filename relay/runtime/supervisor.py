@@ -205,10 +205,13 @@ class RelayService:
         failing: dict[str, str] = {}
         if self.stopping:
             failing["service"] = "shutting down"
-        if await self.journal.writable():
+        journal = self._journal_trouble()
+        if journal is None and (probe := await self.journal.write_check()) is not None:
+            journal = f"not writable: {probe}"
+        if journal is None:
             ok.append("journal")
         else:
-            failing["journal"] = "not writable"
+            failing["journal"] = journal
         reason = self.journal.backpressure_reason()
         if reason:
             failing["backpressure"] = reason
@@ -229,6 +232,18 @@ class RelayService:
             else:
                 ok.append(part)
         return Health(tuple(ok), failing)
+
+    def _journal_trouble(self) -> str | None:
+        """What a worker last heard from a journal write it is still retrying: a
+        listener holding a batch it could not commit, a drainer holding outcomes. A
+        probe alone can pass (a tiny write may fit where a batch does not)."""
+        for listener in self.listeners:
+            if listener.status.journal_error is not None:
+                return listener.status.journal_error
+        for drainer in self.drainers:
+            if drainer.journal_error is not None:
+                return f"not writable: {drainer.journal_error.removeprefix('journal: ')}"
+        return None
 
     def task_alive(self, name: str) -> bool:
         task = self._tasks.get(name)
