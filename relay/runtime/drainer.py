@@ -20,14 +20,18 @@ Failures, by kind:
 
 - The sink cannot deliver (:class:`~relay.sinks.Unavailable`): pause, then probe with one
   attempt at a time (above).
-- The journal cannot record an outcome (``settle``) or a disable (``set_disabled``): a
+- The journal cannot record an outcome (``settle``): a
   :class:`~relay.journal.JournalError` is an expected failure (a full disk, a locked or
-  corrupt file). The delivery stays pending and may be sent again, with the same id.
-  The drainer shows the error as ``last_error`` and ``failing`` (readiness), counts it
-  (``failed("journal")``), logs it (the first time, then once a minute), and pauses:
-  no claims until the attempts in flight are done and the backoff has passed, then one
-  probe at a time until a write succeeds. So each backoff step costs at most one extra
-  copy per delivery that was in flight, never a hot loop.
+  corrupt file). The drainer *keeps* the outcomes it could not record (their rows are
+  never claimed again meanwhile), shows the error as ``last_error`` and ``failing``
+  (readiness), counts it (``failed("journal")``), logs it (the first time, then once a
+  minute), and pauses: no claims until the attempts in flight are done, then it retries
+  the held outcomes alone, with capped backoff, until they are recorded. Nothing is sent
+  again while the process lives; a restart meanwhile sends each held delivery once more
+  (same id): at most one extra copy per delivery that was in flight.
+- The journal cannot record a disable (``set_disabled``): the row stays pending, the
+  drainer pauses the same way, then probes with one attempt at a time until a write
+  succeeds (one extra copy per backoff step at most).
 - Anything else raised in here is a bug. Every attempt and every settle flush is a task
   this drainer owns: their done callbacks hand their exceptions to :meth:`Drainer.run`,
   which raises the first one (the supervisor logs it and restarts the drainer). Nothing
@@ -132,6 +136,9 @@ class Drainer:
         self._journal_streak = 0
         self._journal_pause_due = False
         self._journal_logged = 0.0
+        # Outcomes the journal refused, by seq: retried alone (see _journal_pause); their
+        # rows are skipped by claims, so they are not sent again while we hold them.
+        self._unrecorded: dict[int, Settlement] = {}
         # This sink's handle of the observer seam (``Observer.sink(name)``); none: no metrics.
         self.observer = observer if observer is not None else SinkObserver()
         # Counted here for the status page, not read back out of a metrics registry.
@@ -152,6 +159,21 @@ class Drainer:
         """The journal's error while it refuses this sink's writes, else the last
         failed attempt's error (``None`` after a success)."""
         return self._journal_error if self._journal_error is not None else self._outcome_error
+
+    @property
+    def journal_error(self) -> str | None:
+        """Why the journal refuses this sink's writes (``None`` while it takes them)."""
+        return self._journal_error
+
+    @property
+    def journal_refusals(self) -> int:
+        """Writes the journal refused in a row (0 once one goes through)."""
+        return self._journal_failures
+
+    @property
+    def unrecorded(self) -> int:
+        """Outcomes held in memory because the journal refused to record them."""
+        return len(self._unrecorded)
 
     @property
     def failing(self) -> bool:
@@ -193,7 +215,7 @@ class Drainer:
                 self._disabled_read_at = asyncio.get_running_loop().time()
                 self._note_disabled()
                 continue
-            if self._journal_pause_due:
+            if self._journal_pause_due or self._unrecorded:
                 await self._journal_pause()
                 continue
             if await self._disabled_elsewhere():
@@ -214,7 +236,7 @@ class Drainer:
                 self.name,
                 limit=free,
                 now=claimed_at,
-                skip=tuple(self._inflight),
+                skip=(*self._inflight, *self._unrecorded),
                 due_only=not self.policy.ordered,
             )
             if self.policy.ordered and rows and rows[0].next_at > self._clock():
@@ -303,13 +325,36 @@ class Drainer:
             await self._sleep(delay)
 
     async def _journal_pause(self) -> None:
-        """The journal refused a write: let the attempts in flight end, then back off."""
+        """The journal refused a write: let the attempts in flight end, back off, then
+        retry the outcomes it refused (if any) before claiming anything again."""
         await self._quiesce()
         self._journal_pause_due = False
-        if self._journal_error is None or self._errors or self._stopping.is_set():
-            return  # a write went through meanwhile, or there is a bug to raise
-        self._journal_streak += 1
-        await self._sleep(self.policy.backoff.delay(self._journal_streak - 1, self._rand()))
+        if self._errors or self._stopping.is_set():
+            return  # a bug to raise, or stop(): held outcomes get a last try there
+        if self._journal_error is not None:
+            self._journal_streak += 1
+            await self._sleep(self.policy.backoff.delay(self._journal_streak - 1, self._rand()))
+            if self._stopping.is_set():
+                return
+        await self._record_held()
+
+    async def _record_held(self) -> bool:
+        """Record the held outcomes in one write; True when none is left."""
+        held = list(self._unrecorded.values())
+        if not held:
+            return True
+        try:
+            await self.journal.settle(self.name, held)
+        except JournalClosed:
+            raise  # run() ends on it; stop() says what was left
+        except JournalError as exc:
+            self._journal_failed(exc, during="settle")
+            return False
+        for update in held:
+            self._unrecorded.pop(update.seq, None)
+        self._journal_recovered()
+        self._wake.set()
+        return True
 
     def _start(self, row: Delivery) -> None:
         task = asyncio.create_task(self._attempt(row), name=f"deliver-{self.name}-{row.seq}")
@@ -367,6 +412,7 @@ class Drainer:
         update = decide(self.policy, row, outcome, now=now, rand=self._rand)
         self._observe(row, outcome, update, now)
         error: JournalError | None = None
+        held = False  # the outcome was refused by settle: keep it (not a refused disable)
         if isinstance(outcome, Disable):
             self.disabled_reason = outcome.error
             self._note_disabled()
@@ -382,10 +428,13 @@ class Drainer:
                     self._journal_failed(exc, during="disable")
         if error is None and update is not None:
             error = await self._settler.record(update)
+            held = error is not None
         if isinstance(error, JournalClosed):
             return
         if error is not None:
             self._failed("journal")
+            if held and update is not None:
+                self._unrecorded[row.seq] = update  # retried by _journal_pause, not re-sent
             return
         if update is not None and update.state == "pending" and update.next_at > 0:
             self._retry_at = min(self._retry_at or update.next_at, update.next_at)
@@ -482,3 +531,13 @@ class Drainer:
             if still:
                 await asyncio.wait(still)
         await self._settler.wait(max(grace, 1.0))
+        recorded = False
+        with contextlib.suppress(JournalClosed):
+            recorded = await self._record_held()
+        if not recorded:
+            # Still refused: these rows stay pending and go out once more after the
+            # restart (same ids). Said once, with the count, never silently.
+            log.error(
+                "stopping with delivery outcomes the journal refused; they will be sent again",
+                extra={"sink": self.name, "deliveries": len(self._unrecorded)},
+            )
