@@ -8,12 +8,16 @@ the real command line."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 from pathlib import Path
 
 import pytest
 
+from relay.app.settings import ConsoleSettings, HttpSettings, JournalSettings, Settings
+from relay.app.wiring import build_service
+from relay.cli.deadletters import configured_sinks
 from relay.cli.main import main as cli_main
 from relay.core.delivery import Settlement
 from relay.emulator import Emulator
@@ -127,3 +131,20 @@ async def test_replay_refuses_a_sink_the_configuration_does_not_have(
     async with Journal(path) as journal:
         assert await journal.dead_letters(GONE) == []
         assert journal.backlog_events == 5
+
+
+async def test_the_commands_idea_of_configured_sinks_is_the_relays(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """``deadletters replay`` judges "configured" from the settings; the relay retires
+    whatever has no drainer. The two must agree, or replay would refuse a live sink (or
+    recreate orphans): a webhook with ``enabled = false`` is not run, so not configured."""
+    settings = Settings(
+        journal=JournalSettings(path=tmp_path / "journal.sqlite3"),
+        http=HttpSettings(enabled=False),
+        console=ConsoleSettings(enabled=True),
+        webhooks=[hook(receiver, "on"), hook(receiver, "off", enabled=False)],
+    )
+    async with build_service(settings, console_stream=io.StringIO()) as running:
+        drained = {drainer.name for drainer in running.service.drainers}
+    assert drained == configured_sinks(settings) == {"console", "webhook:on"}
