@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -179,6 +180,15 @@ async def build_service(
                 sink_observer.export_webhook_zeros()
             drainers.append(Drainer(journal, plan.sink, plan.policy, observer=sink_observer))
         describers = {plan.sink.name: plan.description for plan in plans}
+        # Before anything drains or appends: rows no drainer will ever take must not hold
+        # the backlog bound (they become dead letters, listed, replayable, droppable).
+        retired_at = time.time()
+        retired = await journal.retire_orphans({plan.sink.name for plan in plans})
+        for name, count in retired.items():
+            log.warning(
+                "pending deliveries of unconfigured sink retired to dead letters",
+                extra={"sink": name, "count": count},
+            )
         router = Router(tuple(plan.route for plan in plans))
 
         tenants = settings.shard_tenants(hostname)
@@ -216,6 +226,8 @@ async def build_service(
             prune_interval=settings.journal.prune_interval,
             describe_sinks=lambda: describers,
             observer=observer,
+            retired_orphans=retired,
+            retired_at=retired_at,
         )
         server = None
         if settings.http.enabled:

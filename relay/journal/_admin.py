@@ -1,4 +1,5 @@
-"""The operators' writes: replaying dead letters, switching a sink off and on, pruning.
+"""The operators' writes: replaying and dropping dead letters, retiring the deliveries of
+sinks no longer configured, switching a sink off and on, pruning.
 
 Where it sits: under the :class:`~relay.journal.Journal` facade, which queues these write
 functions on the writer (:mod:`._writer`). They run in the running relay (a sink that
@@ -9,16 +10,132 @@ those commits (``PRAGMA data_version``) and recounts.
 
 Each function records what it changes on the batch's :class:`~._writer.Tx`; the writer
 applies it with the commit.
+
+Why orphans are retired to dead letters: a pending delivery of a sink the relay no
+longer runs is never drained, yet its event stays in the backlog, so removing a dead
+endpoint from the configuration could hold ``max_events`` for ever and pause every
+tenant. Dead letters are outside the backlog by construction, and they come with the
+tools an operator already has: listed, replayed (once the sink is back), dropped, and
+pruned after ``dead_retention``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Final
 
 from relay.journal._schema import DEAD, DELIVERED
 from relay.journal._writer import Tx, Write
 
-__all__ = ["PRUNE_DEAD", "PRUNE_DELIVERED", "prune", "replay", "set_disabled"]
+__all__ = [
+    "PRUNE_DEAD",
+    "PRUNE_DELIVERED",
+    "drop_dead",
+    "orphan_error",
+    "prune",
+    "replay",
+    "retire_orphans",
+    "set_disabled",
+]
+
+_CHUNK: Final = 500  # rows per set-wise statement, well under SQLite's variable limit
+
+
+def orphan_error(sink: str) -> str:
+    """The ``last_error`` of a delivery retired because its sink is not configured."""
+    return f'sink "{sink}" is no longer configured'
+
+
+def _with_marks(sql: str, count: int, tail: str = "") -> str:
+    """``sql (?,?,...) tail``: ``count`` placeholders for bound values, nothing else."""
+    return sql + " (" + ",".join("?" * count) + ") " + tail
+
+
+def retire_orphans(*, now: float, configured: Collection[str]) -> Write[dict[str, int]]:
+    """Turn every pending delivery of a sink not in ``configured`` into a dead letter
+    (``last_error``: :func:`orphan_error`), and take its event out of the backlog when
+    no other sink owes it, as a dead outcome of :meth:`Journal.settle` does. The write's
+    result: how many deliveries, per orphaned sink (empty when there is none)."""
+    keep = frozenset(configured)
+
+    def write(tx: Tx) -> dict[str, int]:
+        db = tx.db
+        # The sinks with pending rows, one index seek each (not a scan of the backlog).
+        sinks: list[str] = []
+        # (A partial index is usable only with its literal ``state = 0``, not a parameter.)
+        row = db.execute(
+            "SELECT MIN(sink) FROM deliveries INDEXED BY deliveries_pending WHERE state = 0"
+        ).fetchone()
+        while row[0] is not None:
+            sinks.append(str(row[0]))
+            row = db.execute(
+                "SELECT MIN(sink) FROM deliveries INDEXED BY deliveries_pending"
+                " WHERE state = 0 AND sink > ?",
+                (row[0],),
+            ).fetchone()
+        retired: dict[str, int] = {}
+        for sink in sinks:
+            if sink in keep:
+                continue
+            seqs = [
+                int(seq)
+                for (seq,) in db.execute(
+                    "UPDATE deliveries INDEXED BY deliveries_pending SET state = ?, next_at = 0,"
+                    " last_error = ?, updated = ? WHERE sink = ? AND state = 0 RETURNING seq",
+                    (DEAD, orphan_error(sink), now, sink),
+                ).fetchall()
+            ]
+            for start in range(0, len(seqs), _CHUNK):
+                chunk = seqs[start : start + _CHUNK]
+                for remaining, size in db.execute(
+                    _with_marks(
+                        "UPDATE events SET remaining = remaining - 1 WHERE seq IN",
+                        len(chunk),
+                        "RETURNING remaining, LENGTH(body)",
+                    ),
+                    chunk,
+                ).fetchall():
+                    if remaining == 0:
+                        tx.backlog(-1, -int(size))
+            retired[sink] = len(seqs)
+        return retired
+
+    return write
+
+
+def drop_dead(*, sink: str, event_id: str | None) -> Write[tuple[int, int]]:
+    """Delete the dead letters of ``sink`` (only event ``event_id``'s, if given), then the
+    events they leave with no delivery at all. Dead rows are outside the backlog, so
+    only the event total moves. The write's result: (dead letters, events) deleted."""
+
+    def write(tx: Tx) -> tuple[int, int]:
+        db = tx.db
+        seqs = [
+            int(seq)
+            for (seq,) in db.execute(
+                "DELETE FROM deliveries WHERE sink = ? AND state = ? AND (? IS NULL OR seq IN"
+                " (SELECT seq FROM events WHERE id = ?)) RETURNING seq",
+                (sink, DEAD, event_id, event_id),
+            ).fetchall()
+        ]
+        events = 0
+        for start in range(0, len(seqs), _CHUNK):
+            chunk = seqs[start : start + _CHUNK]
+            events += int(
+                db.execute(
+                    _with_marks(
+                        "DELETE FROM events WHERE seq IN",
+                        len(chunk),
+                        "AND NOT EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_seq"
+                        " WHERE d.seq = events.seq)",
+                    ),
+                    chunk,
+                ).rowcount
+            )
+        tx.stored(-events)
+        return len(seqs), events
+
+    return write
 
 
 def replay(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Final, Literal, TypeVar
 
@@ -344,6 +344,19 @@ class Journal:
                 include_delivered=include_delivered,
             )
         )
+
+    async def retire_orphans(self, configured: Collection[str]) -> dict[str, int]:
+        """Retire the pending deliveries of every sink not in ``configured`` to dead
+        letters, so they leave the backlog; how many, per such sink (see
+        :func:`._admin.retire_orphans`). Call it at start, before any drainer runs."""
+        return await self._writer.write(
+            _admin.retire_orphans(now=self._clock(), configured=configured)
+        )
+
+    async def drop_dead(self, sink: str, *, event_id: str | None = None) -> tuple[int, int]:
+        """Delete ``sink``'s dead letters (only ``event_id``'s, if given) and the events
+        left with no delivery: (dead letters, events) deleted."""
+        return await self._writer.write(_admin.drop_dead(sink=sink, event_id=event_id))
 
     async def set_disabled(self, sink: str, disabled: bool, reason: str | None = None) -> None:
         await self._writer.write(

@@ -12,7 +12,8 @@ The status dataclasses are the one place the JSON field names live. The Python s
 reads them as attributes (mypy checks each one); the script writes each read of the data
 as ``var.$field``, and :func:`_bind_fields` checks, when this module is imported, that
 ``field`` is a field of the dataclass that ``var`` holds (``s`` the status, ``t`` a tenant,
-``k`` a sink, ``e`` an event, ``j`` the journal, ``p`` its last prune) before it writes
+``k`` a sink, ``e`` an event, ``j`` the journal, ``p`` its last prune, ``o`` a sink no
+longer configured) before it writes
 the plain ``var.field``. A script that reads a key the JSON does not have cannot load.
 
 The page shows only what ``status()`` hands it: no secrets are in the status, and event
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 
 from relay.runtime.status import (
     JournalStatus,
+    OrphanStatus,
     PruneStatus,
     RecentEvent,
     SinkStatus,
@@ -120,6 +122,18 @@ def _sink_row(s: SinkStatus) -> str:
         + _cell("delivered", str(s.delivered), "num")
         + _cell("failed", str(s.failed), "num")
         + _cell("dead", str(s.dead), "num")
+        + "</tr>"
+    )
+
+
+def _orphan_row(o: OrphanStatus) -> str:
+    return (
+        f'<tr data-orphan="{_e(o.name)}">'
+        + _cell("name", o.name)
+        + _cell("dead", str(o.dead), "num")
+        + _cell("pending", str(o.pending), "num")
+        + _cell("retired", str(o.retired), "num")
+        + _cell("retired_at", _time(o.retired_at))
         + "</tr>"
     )
 
@@ -239,6 +253,15 @@ _SCRIPT_TEMPLATE = """
       cell(tr, "dead", String(k.$dead || 0), "num");
       return tr;
     });
+    fill("orphans-body", s.$orphans, function (o) {
+      var tr = document.createElement("tr"); tr.setAttribute("data-orphan", o.$name);
+      cell(tr, "name", o.$name); cell(tr, "dead", String(o.$dead || 0), "num");
+      cell(tr, "pending", String(o.$pending || 0), "num");
+      cell(tr, "retired", String(o.$retired || 0), "num");
+      cell(tr, "retired_at", time(o.$retired_at));
+      return tr;
+    });
+    document.getElementById("orphans").hidden = !s.$orphans.length;
     var showSubject = !!document.getElementById("events-subject");
     fill("events-body", s.$recent_events, function (e) {
       var tr = document.createElement("tr");
@@ -280,7 +303,9 @@ _SCRIPT_TEMPLATE = """
 
 # Which status dataclass each one-letter variable of the script holds; the script uses
 # these letters for nothing else.
-_Record = Status | TenantStatus | SinkStatus | RecentEvent | JournalStatus | PruneStatus
+_Record = (
+    Status | TenantStatus | SinkStatus | RecentEvent | JournalStatus | PruneStatus | OrphanStatus
+)
 _SCRIPT_VARS: Mapping[str, type[_Record]] = {
     "s": Status,
     "t": TenantStatus,
@@ -288,6 +313,7 @@ _SCRIPT_VARS: Mapping[str, type[_Record]] = {
     "e": RecentEvent,
     "j": JournalStatus,
     "p": PruneStatus,
+    "o": OrphanStatus,
 }
 _MEMBER = re.compile(r"(?<![\w.$])([A-Za-z_]\w*)\.(\$?)(\w+)")
 
@@ -339,6 +365,8 @@ def render_status_page(status: Status, *, refresh_seconds: int = REFRESH_SECONDS
     tenant_rows = "".join(_tenant_row(t) for t in status.tenants)
     sink_rows = "".join(_sink_row(s) for s in status.sinks)
     event_rows = "".join(_event_row(e, show_subject) for e in status.recent_events)
+    orphan_rows = "".join(_orphan_row(o) for o in status.orphans)
+    orphans_hidden = "" if status.orphans else " hidden"
     journal = _journal_text(status.journal)
     banner_css, banner_text = _banner(status)
     subject_head = '<th id="events-subject">Subject</th>' if show_subject else ""
@@ -360,6 +388,13 @@ def render_status_page(status: Status, *, refresh_seconds: int = REFRESH_SECONDS
 <tr><th>Sink</th><th>State</th><th>Backlog</th><th>Oldest pending</th><th>Delivered</th>
 <th>Failed</th><th>Dead letters</th></tr></thead>
 <tbody id="sinks-body">{sink_rows}</tbody></table></div>
+<section id="orphans"{orphans_hidden}><h2>Sinks no longer configured</h2>
+<p><small>Their pending deliveries were retired to dead letters at start, out of the
+backlog: <code>exmail-relay deadletters list|replay|drop --sink NAME</code>.</small></p>
+<div class="wrap"><table><thead>
+<tr><th>Sink</th><th>Dead letters</th><th>Pending</th><th>Retired at start</th>
+<th>Retired at</th></tr></thead>
+<tbody id="orphans-body">{orphan_rows}</tbody></table></div></section>
 <h2>Journal</h2><dl id="journal">
 <dt>Stored events</dt><dd id="j-events">{journal["events"]}</dd>
 <dt>Backlog / bound</dt><dd id="j-backlog">{journal["backlog"]}</dd>

@@ -31,6 +31,7 @@ __all__ = [
     "Health",
     "JournalStatus",
     "Liveness",
+    "OrphanStatus",
     "PruneStatus",
     "RecentEvent",
     "SinkDescription",
@@ -153,6 +154,20 @@ class JournalStatus(_JsonRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class OrphanStatus(_JsonRecord):
+    """A sink the journal holds deliveries for but the configuration no longer has: its
+    pending rows were retired to dead letters at start (``retired``, ``retired_at``; 0 and
+    ``None`` when an earlier start did it). ``pending`` is above 0 only if someone
+    replayed them since; those count toward ``max_events`` until the next start."""
+
+    name: str
+    dead: int
+    pending: int
+    retired: int
+    retired_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class RecentEvent(_JsonRecord):
     time: float
     tenant: str
@@ -173,6 +188,7 @@ class Status(_JsonRecord):
     sinks: tuple[SinkStatus, ...]
     journal: JournalStatus
     recent_events: tuple[RecentEvent, ...]
+    orphans: tuple[OrphanStatus, ...] = ()
 
 
 def _tenant(st: ListenerStatus) -> TenantStatus:
@@ -227,6 +243,27 @@ def _journal(
     )
 
 
+def _orphans(
+    drainers: Sequence[Drainer],
+    stats: JournalStats | None,
+    retired: Mapping[str, int],
+    retired_at: float | None,
+) -> tuple[OrphanStatus, ...]:
+    """Sinks with dead letters or pending rows in the journal but no drainer here."""
+    running = {d.name for d in drainers}
+    return tuple(
+        OrphanStatus(
+            name=name,
+            dead=sink.dead,
+            pending=sink.pending,
+            retired=retired.get(name, 0),
+            retired_at=retired_at if name in retired else None,
+        )
+        for name, sink in sorted(stats.sinks.items() if stats else ())
+        if name not in running and (sink.dead or sink.pending)
+    )
+
+
 def _recent(
     listeners: Sequence[ListenerStatus], *, show_content: bool, limit: int
 ) -> tuple[RecentEvent, ...]:
@@ -258,8 +295,11 @@ def build_status(
     descriptions: Mapping[str, SinkDescription],
     show_content: bool,
     recent: int,
+    retired: Mapping[str, int] | None = None,
+    retired_at: float | None = None,
 ) -> Status:
-    """The status document from the components' current state (no I/O)."""
+    """The status document from the components' current state (no I/O). ``retired``:
+    the orphaned sinks' deliveries retired to dead letters at start, at ``retired_at``."""
     nothing = SinkDescription()
     return Status(
         now=now,
@@ -270,4 +310,5 @@ def build_status(
         sinks=tuple(_sink(d, stats, descriptions.get(d.name, nothing), now) for d in drainers),
         journal=_journal(journal, stats, last_prune),
         recent_events=_recent(listeners, show_content=show_content, limit=recent),
+        orphans=_orphans(drainers, stats, retired or {}, retired_at),
     )

@@ -48,6 +48,8 @@ class RelayService:
         restart_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
         observer: Observer | None = None,
+        retired_orphans: Mapping[str, int] | None = None,
+        retired_at: float | None = None,
     ) -> None:
         self.journal = journal
         self._observer = observer or Observer()
@@ -67,6 +69,9 @@ class RelayService:
         self._stop = asyncio.Event()
         self._restart_backoff = restart_backoff or Backoff(base=1.0, cap=60.0)
         self.crashes: dict[str, int] = {}
+        # Pending deliveries of unconfigured sinks that wiring retired to dead letters.
+        self.retired_orphans = dict(retired_orphans or {})
+        self.retired_at = retired_at
 
     def __repr__(self) -> str:
         return f"RelayService(tenants={len(self.listeners)}, sinks={len(self.drainers)})"
@@ -268,4 +273,6 @@ class RelayService:
             descriptions=self._describe_sinks() if self._describe_sinks else {},
             show_content=show_content,
             recent=recent,
+            retired=self.retired_orphans,
+            retired_at=self.retired_at,
         )

@@ -18,6 +18,7 @@ from relay.emulator import Emulator
 from relay.ops.page import _bind_fields, render_status_page
 from relay.runtime.status import (
     JournalStatus,
+    OrphanStatus,
     PruneStatus,
     RecentEvent,
     SinkStatus,
@@ -127,6 +128,23 @@ def test_healthy_pruned_and_stopping_banners() -> None:
     )
     assert '<div id="banner" class="bad">Degraded</div>' in pressed
     assert '<dd id="j-backpressure">full</dd>' in pressed
+
+
+def test_sinks_no_longer_configured_are_listed_and_hidden_when_none() -> None:
+    assert '<section id="orphans" hidden>' in render_status_page(sample())
+    orphan = OrphanStatus(
+        name="webhook:<old>", dead=40, pending=2, retired=40, retired_at=1_799_999_999.0
+    )
+    page = render_status_page(sample(orphans=(orphan,)))
+    assert '<section id="orphans">' in page
+    cells = _cells(page, "orphan", html.escape("webhook:<old>"))
+    assert cells == {
+        "name": "webhook:<old>",
+        "dead": "40",
+        "pending": "2",
+        "retired": "40",
+        "retired_at": "2027-01-15 07:59:59 UTC",
+    }
 
 
 def _cells(dom: str, attr: str, name: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from relay.runtime.status import (
     Health,
     JournalStatus,
     Liveness,
+    OrphanStatus,
     PruneStatus,
     RecentEvent,
     SinkStatus,
@@ -39,6 +40,7 @@ STATUS_KEYS = [
     "sinks",
     "journal",
     "recent_events",
+    "orphans",
 ]
 TENANT_KEYS = [
     "name",
@@ -76,6 +78,7 @@ JOURNAL_KEYS = [
     "last_prune",
 ]
 PRUNE_KEYS = ["at", "events"]
+ORPHAN_KEYS = ["name", "dead", "pending", "retired", "retired_at"]
 EVENT_KEYS = ["time", "tenant", "type", "id"]
 EVENT_KEYS_WITH_CONTENT = [*EVENT_KEYS, "subject"]
 
@@ -148,6 +151,11 @@ def hand_built(*, subject: str | None = None) -> Status:
                 subject=subject,
             ),
         ),
+        orphans=(
+            OrphanStatus(
+                name="webhook:old", dead=40, pending=0, retired=40, retired_at=1_799_999_000.5
+            ),
+        ),
     )
 
 
@@ -213,6 +221,15 @@ def test_to_json_is_the_documented_document() -> None:
         "recent_events": [
             {"time": 1_799_999_999.0, "tenant": "acme", "type": "exmail.mail.new", "id": "e1"}
         ],
+        "orphans": [
+            {
+                "name": "webhook:old",
+                "dead": 40,
+                "pending": 0,
+                "retired": 40,
+                "retired_at": 1_799_999_000.5,
+            }
+        ],
     }
 
 
@@ -225,6 +242,7 @@ def test_key_order_and_optional_keys() -> None:
     assert list(doc["journal"]["last_prune"]) == PRUNE_KEYS
     assert list(doc["recent_events"][0]) == EVENT_KEYS_WITH_CONTENT
     assert doc["recent_events"][0]["subject"] == "lina@example.com"
+    assert list(doc["orphans"][0]) == ORPHAN_KEYS
     never_pruned = replace(hand_built().journal, last_prune=None)
     assert never_pruned.to_json()["last_prune"] is None
 
@@ -236,6 +254,7 @@ def test_the_records_declare_exactly_the_pinned_keys() -> None:
     assert JournalStatus.json_keys() == set(JOURNAL_KEYS)
     assert PruneStatus.json_keys() == set(PRUNE_KEYS)
     assert RecentEvent.json_keys() == set(EVENT_KEYS_WITH_CONTENT)
+    assert OrphanStatus.json_keys() == set(ORPHAN_KEYS)
 
 
 def test_health_and_liveness_json() -> None:
@@ -268,9 +287,10 @@ SCRIPT_VARS = {
     "e": "event",
     "j": "journal",
     "p": "prune",
+    "o": "orphan",
 }
 # A member access ``x.name`` or ``x["name"]`` on one of those variables.
-SCRIPT_READ = re.compile(r"""(?<![\w.$])([stkejp])(?:\.(\w+)|\[["'](\w+)["']\])""")
+SCRIPT_READ = re.compile(r"""(?<![\w.$])([stkejpo])(?:\.(\w+)|\[["'](\w+)["']\])""")
 
 
 def script_reads(html_page: str) -> set[tuple[str, str]]:
@@ -289,6 +309,7 @@ def test_script_reads_parse_the_rendered_page() -> None:
         ("event", "subject"),
         ("journal", "retention_seconds"),
         ("prune", "at"),
+        ("orphan", "retired_at"),
     ]:
         assert read in reads, read
     # The module's own account of what its script reads agrees with the parser.
@@ -299,6 +320,7 @@ def test_script_reads_parse_the_rendered_page() -> None:
         "RecentEvent": "event",
         "JournalStatus": "journal",
         "PruneStatus": "prune",
+        "OrphanStatus": "orphan",
     }
     assert {(names[cls], key) for cls, key in page.SCRIPT_READS} == reads
 
@@ -361,6 +383,7 @@ async def test_status_json_keys_are_pinned_and_cover_the_page_script(
     assert list(data["journal"]) == JOURNAL_KEYS
     assert list(data["journal"]["last_prune"]) == PRUNE_KEYS
     assert {tuple(e) for e in data["recent_events"]} == {tuple(EVENT_KEYS_WITH_CONTENT)}
+    assert data["orphans"] == [], "every sink with rows in the journal is configured"
 
     objects: dict[str, list[dict[str, Any]]] = {
         "status": [data],
@@ -369,6 +392,7 @@ async def test_status_json_keys_are_pinned_and_cover_the_page_script(
         "event": data["recent_events"],
         "journal": [data["journal"]],
         "prune": [data["journal"]["last_prune"]],
+        "orphan": data["orphans"],
     }
     reads = script_reads(html_page)
     assert len(reads) > 30, reads
