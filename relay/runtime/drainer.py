@@ -20,18 +20,14 @@ Failures, by kind:
 
 - The sink cannot deliver (:class:`~relay.sinks.Unavailable`): pause, then probe with one
   attempt at a time (above).
-- The journal cannot record an outcome (``settle``): a
-  :class:`~relay.journal.JournalError` is an expected failure (a full disk, a locked or
-  corrupt file). The drainer *keeps* the outcomes it could not record (their rows are
-  never claimed again meanwhile), shows the error as ``last_error`` and ``failing``
-  (readiness), counts it (``failed("journal")``), logs it (the first time, then once a
-  minute), and pauses: no claims until the attempts in flight are done, then it retries
-  the held outcomes alone, with capped backoff, until they are recorded. Nothing is sent
-  again while the process lives; a restart meanwhile sends each held delivery once more
-  (same id): at most one extra copy per delivery that was in flight.
-- The journal cannot record a disable (``set_disabled``): the row stays pending, the
-  drainer pauses the same way, then probes with one attempt at a time until a write
-  succeeds (one extra copy per backoff step at most).
+- The journal refuses a write (a :class:`~relay.journal.JournalError`: a full disk, a
+  locked or corrupt file): shown as ``last_error`` and ``failing`` (readiness), counted
+  (``failed("journal")``), logged the first time then once a minute, and the drainer
+  pauses; see :mod:`relay.runtime.refusals`. Outcomes it could not record are *held*
+  and their write retried alone with capped backoff, nothing claimed meanwhile: no
+  copy is sent again while the process lives (a restart sends each held one once
+  more, same id). A refused disable leaves the row pending and probes one attempt
+  at a time.
 - Anything else raised in here is a bug. Every attempt and every settle flush is a task
   this drainer owns: their done callbacks hand their exceptions to :meth:`Drainer.run`,
   which raises the first one (the supervisor logs it and restarts the drainer). Nothing
@@ -66,6 +62,7 @@ from relay.core.delivery import (
 from relay.journal import Journal, JournalClosed, JournalError
 from relay.runtime.observer import SinkObserver
 from relay.runtime.ratelimit import RateLimiter
+from relay.runtime.refusals import JournalRefusals
 from relay.runtime.settle import SettleBatcher
 from relay.sinks import Sink
 
@@ -81,8 +78,6 @@ DISABLED_POLL = 1.0
 # process (``exmail-relay deadletters replay``, ``endpoint enable``) cannot set this
 # process's wakeup event, so rows it revives are found by this poll.
 IDLE_POLL = 2.0
-# While the journal keeps refusing writes, log again at most this often (seconds).
-LOG_EVERY = 60.0
 
 
 class Drainer:
@@ -120,25 +115,18 @@ class Drainer:
         )
         self.disabled_reason: str | None = None
         self._disabled_read_at = 0.0  # loop time of the last read of the disabled flag
+        # Set while the journal refuses this sink's writes (see the module docstring).
+        self._refusals = JournalRefusals(sink.name, clock)
         self._settler = SettleBatcher(
             journal,
             sink.name,
             refused=functools.partial(self._journal_failed, during="settle"),
-            recorded=self._journal_recovered,
+            recorded=self._refusals.recovered,
             crashed=self._collect,
         )
         # Unexpected exceptions (bugs) of the attempts and flushes, for run() to raise.
         self._errors: list[BaseException] = []
         self._outcome_error: str | None = None
-        # Set while the journal refuses this sink's writes (see the module docstring).
-        self._journal_error: str | None = None
-        self._journal_failures = 0
-        self._journal_streak = 0
-        self._journal_pause_due = False
-        self._journal_logged = 0.0
-        # Outcomes the journal refused, by seq: retried alone (see _journal_pause); their
-        # rows are skipped by claims, so they are not sent again while we hold them.
-        self._unrecorded: dict[int, Settlement] = {}
         # This sink's handle of the observer seam (``Observer.sink(name)``); none: no metrics.
         self.observer = observer if observer is not None else SinkObserver()
         # Counted here for the status page, not read back out of a metrics registry.
@@ -158,27 +146,18 @@ class Drainer:
     def last_error(self) -> str | None:
         """The journal's error while it refuses this sink's writes, else the last
         failed attempt's error (``None`` after a success)."""
-        return self._journal_error if self._journal_error is not None else self._outcome_error
+        journal = self._refusals.error
+        return journal if journal is not None else self._outcome_error
 
     @property
-    def journal_error(self) -> str | None:
-        """Why the journal refuses this sink's writes (``None`` while it takes them)."""
-        return self._journal_error
-
-    @property
-    def journal_refusals(self) -> int:
-        """Writes the journal refused in a row (0 once one goes through)."""
-        return self._journal_failures
-
-    @property
-    def unrecorded(self) -> int:
-        """Outcomes held in memory because the journal refused to record them."""
-        return len(self._unrecorded)
+    def refusals(self) -> JournalRefusals:
+        """What this drainer knows while the journal refuses its writes (read only)."""
+        return self._refusals
 
     @property
     def failing(self) -> bool:
         """True while the journal refuses this sink's writes (the drainer is paused)."""
-        return self._journal_error is not None
+        return self._refusals.error is not None
 
     async def run(self) -> None:
         """Drain until :meth:`stop`. A bug, here or in an attempt or a settle flush,
@@ -215,7 +194,7 @@ class Drainer:
                 self._disabled_read_at = asyncio.get_running_loop().time()
                 self._note_disabled()
                 continue
-            if self._journal_pause_due or self._unrecorded:
+            if self._refusals.pause_due or self._refusals.held:
                 await self._journal_pause()
                 continue
             if await self._disabled_elsewhere():
@@ -236,7 +215,7 @@ class Drainer:
                 self.name,
                 limit=free,
                 now=claimed_at,
-                skip=(*self._inflight, *self._unrecorded),
+                skip=(*self._inflight, *self._refusals.held),
                 due_only=not self.policy.ordered,
             )
             if self.policy.ordered and rows and rows[0].next_at > self._clock():
@@ -248,11 +227,11 @@ class Drainer:
                 if self._limiter is not None:
                     await self._limiter.acquire()
                 self._start(row)
-                if self._unavailable_streak or self._journal_error is not None:
+                if self._unavailable_streak or self._refusals.error is not None:
                     break  # probing a sink (or a journal) that was failing: one at a time
             if self._unavailable_streak:
                 await self._pause()
-            elif self._journal_error is not None and rows:
+            elif self._refusals.error is not None and rows:
                 await self._quiesce()  # the probe: recovered, or the next pause is due
             elif len(rows) < free:
                 # Every row due at claimed_at is in flight now: sleep until new rows
@@ -328,19 +307,20 @@ class Drainer:
         """The journal refused a write: let the attempts in flight end, back off, then
         retry the outcomes it refused (if any) before claiming anything again."""
         await self._quiesce()
-        self._journal_pause_due = False
+        refusals = self._refusals
+        refusals.pause_due = False
         if self._errors or self._stopping.is_set():
             return  # a bug to raise, or stop(): held outcomes get a last try there
-        if self._journal_error is not None:
-            self._journal_streak += 1
-            await self._sleep(self.policy.backoff.delay(self._journal_streak - 1, self._rand()))
+        if refusals.error is not None:
+            refusals.streak += 1
+            await self._sleep(self.policy.backoff.delay(refusals.streak - 1, self._rand()))
             if self._stopping.is_set():
                 return
         await self._record_held()
 
     async def _record_held(self) -> bool:
         """Record the held outcomes in one write; True when none is left."""
-        held = list(self._unrecorded.values())
+        held = list(self._refusals.held.values())
         if not held:
             return True
         try:
@@ -350,9 +330,8 @@ class Drainer:
         except JournalError as exc:
             self._journal_failed(exc, during="settle")
             return False
-        for update in held:
-            self._unrecorded.pop(update.seq, None)
-        self._journal_recovered()
+        self._refusals.written(held)
+        self._refusals.recovered()
         self._wake.set()
         return True
 
@@ -434,7 +413,7 @@ class Drainer:
         if error is not None:
             self._failed("journal")
             if held and update is not None:
-                self._unrecorded[row.seq] = update  # retried by _journal_pause, not re-sent
+                self._refusals.hold(update)  # retried by _journal_pause, not re-sent
             return
         if update is not None and update.state == "pending" and update.next_at > 0:
             self._retry_at = min(self._retry_at or update.next_at, update.next_at)
@@ -443,35 +422,8 @@ class Drainer:
 
     def _journal_failed(self, error: JournalError, *, during: str) -> None:
         """The journal refused a write: show it, log it (rate-limited) and pause."""
-        now = self._clock()
-        first = self._journal_error is None
-        self._journal_error = f"journal: {error}"
-        self._journal_failures += 1
-        self._journal_pause_due = True
+        self._refusals.refused(error, during=during)
         self._wake.set()
-        if first or now - self._journal_logged >= LOG_EVERY:
-            self._journal_logged = now
-            log.error(
-                "journal write failed, pausing the sink",
-                extra={
-                    "sink": self.name,
-                    "during": during,
-                    "error": str(error),
-                    "failures": self._journal_failures,
-                },
-            )
-
-    def _journal_recovered(self) -> None:
-        if self._journal_error is None:
-            return
-        log.info(
-            "journal writes recovered",
-            extra={"sink": self.name, "after_failures": self._journal_failures},
-        )
-        self._journal_error = None
-        self._journal_failures = 0
-        self._journal_streak = 0
-        self._journal_pause_due = False
 
     def _observe(
         self, row: Delivery, outcome: Outcome, update: Settlement | None, now: float
@@ -539,5 +491,5 @@ class Drainer:
             # restart (same ids). Said once, with the count, never silently.
             log.error(
                 "stopping with delivery outcomes the journal refused; they will be sent again",
-                extra={"sink": self.name, "deliveries": len(self._unrecorded)},
+                extra={"sink": self.name, "deliveries": len(self._refusals.held)},
             )

@@ -246,8 +246,8 @@ class RelayService:
             if listener.status.journal_error is not None:
                 return listener.status.journal_error
         for drainer in self.drainers:
-            if drainer.journal_error is not None:
-                return f"not writable: {drainer.journal_error.removeprefix('journal: ')}"
+            if drainer.refusals.error is not None:
+                return f"not writable: {drainer.refusals.error.removeprefix('journal: ')}"
         return None
 
     def task_alive(self, name: str) -> bool:

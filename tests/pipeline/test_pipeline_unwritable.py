@@ -117,26 +117,26 @@ async def test_refused_outcomes_are_held_and_recorded_later_never_sent_again(
             with write_lock(s.journal.path):
                 await proxy.start()  # the broker is back, but no outcome can be recorded
                 await eventually(
-                    lambda: drainer.unrecorded > 0 and drainer.failing,
+                    lambda: len(drainer.refusals.held) > 0 and drainer.failing,
                     seconds=40,
                     what="the drainer to hold outcomes the journal refused",
                 )
                 reason = await journal_failing(running)
                 assert reason is not None and "database is locked" in reason
-                held_at_first = drainer.unrecorded
+                held_at_first = len(drainer.refusals.held)
                 # Nothing more is claimed while outcomes are held: the backlog behind
                 # them waits, and no delivery goes out twice.
                 await eventually(
-                    lambda: drainer.journal_refusals >= 2,
+                    lambda: drainer.refusals.failures >= 2,
                     seconds=20,
                     what="a second refusal (the retry of the held outcomes)",
                 )
-                assert drainer.unrecorded == held_at_first
+                assert len(drainer.refusals.held) == held_at_first
                 assert max(mails_seen(consumer).values(), default=1) == 1
             await eventually(lambda: set(mails_seen(consumer)) >= sent, seconds=40, what="all")
             journal = running.service.journal
             await eventually(lambda: journal.backlog_events == 0, what="nothing owed")
-            assert drainer.unrecorded == 0 and not drainer.failing
+            assert len(drainer.refusals.held) == 0 and not drainer.failing
             copies = mails_seen(consumer)
             assert sum(copies.values()) == len(sent), "no mail was sent twice"
     finally:

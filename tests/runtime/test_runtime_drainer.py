@@ -141,11 +141,11 @@ async def test_a_refused_outcome_write_is_shown_counted_and_paused_not_lost(
         # Watch three pause-then-retry steps go by: the held outcomes are written
         # again, the events are not sent again.
         await eventually(
-            lambda: drainer.journal_refusals >= 4, seconds=10, what="three retries refused"
+            lambda: drainer.refusals.failures >= 4, seconds=10, what="three retries refused"
         )
         assert drainer.failing and not task.done()
         assert observer.failures["journal"] == len(events)  # one per attempt, not per retry
-        assert drainer.unrecorded == len(events)
+        assert len(drainer.refusals.held) == len(events)
         assert len(sink.sent) == len(events)
 
         sql(path, "DROP TRIGGER refuse")
