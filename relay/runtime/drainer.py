@@ -407,7 +407,9 @@ class Drainer:
                     self._journal_failed(exc, during="disable")
         if error is None and update is not None:
             error = await self._settler.record(update)
-            held = error is not None
+            # Held only if an attempt was made: an untried hand-back leaves the row
+            # pending as it was, so losing its record costs nothing.
+            held = error is not None and update.attempted
         if isinstance(error, JournalClosed):
             return
         if error is not None:
