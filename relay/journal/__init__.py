@@ -43,11 +43,13 @@ query-only connection and its queries), :mod:`._admin` (replay, disable, prune),
 
 Exceptions::
 
-    JournalError        the root: the journal cannot be opened, or a write failed
+    JournalError        the root: the journal cannot be opened, a read or a write failed
      +-- JournalClosed  the journal was used after Journal.close()
+     +-- JournalCorrupt the file is damaged; the message names it and the recovery
+                        (exmail-relay journal check / journal salvage)
 """
 
-from relay.journal._exceptions import JournalClosed, JournalError
+from relay.journal._exceptions import JournalClosed, JournalCorrupt, JournalError
 from relay.journal._journal import Journal
 from relay.journal._records import DeadLetter, JournalStats, SinkStats
 
@@ -55,6 +57,7 @@ __all__ = [
     "DeadLetter",
     "Journal",
     "JournalClosed",
+    "JournalCorrupt",
     "JournalError",
     "JournalStats",
     "SinkStats",

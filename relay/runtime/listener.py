@@ -51,7 +51,7 @@ from relay.exmail import (
     VersionUpdate,
     is_transient,
 )
-from relay.journal import Journal, JournalClosed
+from relay.journal import Journal, JournalClosed, JournalError
 from relay.runtime.observer import Observer
 from relay.runtime.translate import Translation, profile_of, translate_listen, user_change
 
@@ -183,7 +183,13 @@ class Listener:
     async def _until_ready(self) -> int | None:
         """The Ver to listen from: the checkpoint, or a fresh bootstrap."""
         while not self._stop.is_set():
-            ver = await self.journal.checkpoint(self.tenant)
+            try:
+                ver = await self.journal.checkpoint(self.tenant)
+            except JournalClosed:
+                raise
+            except JournalError as exc:  # a damaged page, a locked file: no crash loop
+                await self._journal_fault(exc)
+                continue
             if ver is not None:
                 self.status.ver = ver
                 self._observe.checkpoint(ver)
@@ -371,6 +377,29 @@ class Listener:
                     "tenant": self.tenant,
                     "fault": kind,
                     "during": during,
+                    "error": str(exc),
+                    "retry_in": round(delay, 3),
+                    "failures": self._streak,
+                },
+            )
+        await self._sleep(delay)
+
+    async def _journal_fault(self, exc: JournalError) -> None:
+        """The checkpoint cannot be read: the tenant is *failed* with the reason (it
+        cannot listen without its Ver) and tries again with backoff."""
+        self.status.failures += 1
+        self.status.last_error = f"journal: {exc}"
+        self.status.last_error_at = self._clock()
+        self._set_state("failed")
+        delay = self._backoff.delay(self._streak)
+        self._streak += 1
+        now = self._clock()
+        if self._streak == 1 or now - self._last_log >= LOG_EVERY:
+            self._last_log = now
+            log.error(
+                "checkpoint unreadable, retrying",
+                extra={
+                    "tenant": self.tenant,
                     "error": str(exc),
                     "retry_in": round(delay, 3),
                     "failures": self._streak,
