@@ -145,12 +145,24 @@ def _ranges(
 ) -> Iterator[tuple[list[Row], int]]:
     """``sql`` (its last two parameters a key range) over ``low..high``, a chunk at a
     time; a chunk that fails is halved until single keys fail. Yields (rows, keys lost
-    to failing reads)."""
+    to failing reads).
+
+    ``sql`` ends with its ``ORDER BY``. A single key is read with ``=`` (a range scan
+    past the last row of a page steps onto the next page to see where the range ends,
+    and fails if that one is damaged), then backwards: a key kept in a parent page (the
+    ``deliveries`` b-tree keeps rows there) is found by a backward seek without stepping
+    into the damaged child beside it."""
+    single = sql.replace("BETWEEN ? AND ?", "= ?")
+    backward = sql + " DESC LIMIT 1"
     for start in range(low, high + 1, _CHUNK):
         pending = [(start, min(high, start + _CHUNK - 1))]
         while pending:
             a, b = pending.pop()
-            rows = _rows(db, sql, (*prefix, a, b))
+            if a < b:
+                rows = _rows(db, sql, (*prefix, a, b))
+            else:
+                rows = _rows(db, single, (*prefix, a))
+                rows = _rows(db, backward, (*prefix, a, a)) if rows is None else rows
             if rows is not None:
                 yield rows, 0
             elif a == b:
@@ -270,7 +282,9 @@ def _copy(src: sqlite3.Connection, out: sqlite3.Connection, report: Salvage) -> 
         columns="tenant, ver, updated",
         insert="INSERT OR IGNORE INTO checkpoints (tenant, ver, updated) VALUES (?, ?, ?)",
         bounds=_rowid_bounds(src, "checkpoints"),
-        expected=_one(src, "SELECT COUNT(*) FROM checkpoints INDEXED BY sqlite_autoindex_checkpoints_1"),
+        expected=_one(
+            src, "SELECT COUNT(*) FROM checkpoints INDEXED BY sqlite_autoindex_checkpoints_1"
+        ),
     )
     report.sinks = _copy_rowid_table(
         src,

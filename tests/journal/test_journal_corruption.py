@@ -45,7 +45,9 @@ def damage_page(path: Path, page: int) -> None:
 def damage(path: Path, name: str) -> None:
     """Overwrite the root page of table or index ``name``."""
     with contextlib.closing(sqlite3.connect(path)) as db:
-        (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)
+        ).fetchone()
     damage_page(path, int(root))
 
 
@@ -195,9 +197,7 @@ async def test_a_damaged_checkpoints_table_fails_the_tenant_without_a_crash_loop
             stop = asyncio.Event()
             task = asyncio.create_task(service.run(stop))
             try:
-                await eventually(
-                    lambda: listener.status.failures >= 2, what="the tenant retrying"
-                )
+                await eventually(lambda: listener.status.failures >= 2, what="the tenant retrying")
                 assert listener.status.state == "failed"
                 assert (listener.status.last_error or "").startswith("journal: journal ")
                 health = await service.health()
