@@ -246,6 +246,7 @@ def salvage_file(source: Path, target: Path) -> Salvage:
             contextlib.closing(open_writer(partial, synchronous="full")) as out,
         ):
             out.execute("BEGIN IMMEDIATE")
+            _readable(src, source)
             _copy(src, out, report)
             out.execute("COMMIT")
             out.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
@@ -258,6 +259,16 @@ def salvage_file(source: Path, target: Path) -> Salvage:
         for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
             leftover.unlink(missing_ok=True)
     return report
+
+
+def _readable(src: sqlite3.Connection, source: Path) -> None:
+    """Refuse a file whose schema cannot be read: there is nothing to copy from it."""
+    try:
+        names = {str(n) for (n,) in src.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"nothing to salvage in {source}: {exc}") from exc
+    if "events" not in names:
+        raise JournalError(f"nothing to salvage in {source}: it holds no journal tables")
 
 
 def _copy(src: sqlite3.Connection, out: sqlite3.Connection, report: Salvage) -> None:

@@ -17,7 +17,9 @@ Faults are classified (see :meth:`Listener._classify`):
 - transient (network, timeouts, 5xx, 1002, malformed bodies): capped exponential backoff
   with full jitter, reset by the next success;
 - bad credentials: the tenant is *failed* (readiness and the status page say so) and is
-  retried slowly.
+  retried slowly;
+- the journal cannot read the tenant's checkpoint (a damaged page, a locked file): the
+  tenant is *failed* with the reason and retried with backoff.
 
 A listener never raises out of :meth:`Listener.run` for an upstream fault, so one
 tenant's trouble never touches another tenant.

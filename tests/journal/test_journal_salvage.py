@@ -151,11 +151,11 @@ async def test_damaged_tables_and_indexes_keep_everything_else(tmp_path: Path, n
     remaining_is_consistent(out)
 
 
-async def test_salvage_refuses_an_existing_target_the_source_itself_and_a_missing_source(
+def test_salvage_refuses_an_existing_target_the_source_itself_and_a_missing_source(
     tmp_path: Path,
 ) -> None:
     source = tmp_path / "j.sqlite3"
-    await populated(source)
+    asyncio.run(populated(source))
     taken = tmp_path / "taken.sqlite3"
     taken.write_bytes(b"keep me")
     with pytest.raises(JournalError, match="refusing to overwrite"):
@@ -165,7 +165,15 @@ async def test_salvage_refuses_an_existing_target_the_source_itself_and_a_missin
         salvage_file(source, tmp_path / "." / "j.sqlite3")
     with pytest.raises(JournalError, match="does not exist"):
         salvage_file(tmp_path / "nope.sqlite3", tmp_path / "new.sqlite3")
-    assert not (tmp_path / "new.sqlite3").exists()
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"\xa5" * 8192)
+    with pytest.raises(JournalError, match=r"nothing to salvage in .*not a database"):
+        salvage_file(junk, tmp_path / "new.sqlite3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "j.sqlite3",
+        "junk.sqlite3",
+        "taken.sqlite3",
+    ]
 
 
 async def test_a_relay_on_the_salvaged_file_delivers_what_was_pending(
