@@ -176,8 +176,8 @@ def _rowid_bounds(db: sqlite3.Connection, table: str, *more: int | None) -> tupl
     known = [
         int(v)
         for v in (
-            _one(db, f"SELECT MIN(rowid) FROM {table}"),  # noqa: S608 -- our own table names
-            _one(db, f"SELECT MAX(rowid) FROM {table}"),  # noqa: S608
+            _one(db, f"SELECT MIN(rowid) FROM {table}"),  # noqa: S608 -- our own names
+            _one(db, f"SELECT MAX(rowid) FROM {table}"),  # noqa: S608 -- our own names
             *more,
         )
         if v is not None
@@ -197,7 +197,10 @@ def _copy_rowid_table(
 ) -> Copied:
     result = Copied()
     if bounds is not None:
-        select = f"SELECT {columns} FROM {table} WHERE rowid BETWEEN ? AND ? ORDER BY rowid"  # noqa: S608
+        select = (
+            f"SELECT {columns} FROM {table}"  # noqa: S608 -- our own names
+            " WHERE rowid BETWEEN ? AND ? ORDER BY rowid"
+        )
         for rows, _ in _ranges(src, select, (), *bounds):
             for row in rows:
                 result.copied += out.execute(insert, row).rowcount
