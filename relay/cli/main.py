@@ -26,6 +26,7 @@ from relay.cli import (
     demo,
     emulator,
     endpoint,
+    journal,
     run,
     sso_url,
 )
@@ -45,6 +46,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     config_check,
     deadletters,
     endpoint,
+    journal,
 )
 
 # Exceptions whose message is meant for the user: one line, no traceback.

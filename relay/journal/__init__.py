@@ -38,24 +38,34 @@ Why it is shaped this way:
 The package: :mod:`._journal` (the :class:`Journal` facade, appends and settlements),
 :mod:`._writer` (the writer thread, group commit, the counters), :mod:`._reads` (the
 query-only connection and its queries), :mod:`._admin` (replay, disable, prune),
-:mod:`._schema` (tables, version, migrations, connections), :mod:`._records` and
-:mod:`._exceptions`.
+:mod:`._schema` (tables, version, migrations, connections), :mod:`._salvage` (``journal
+check`` and ``journal salvage``: a damaged file read range by range into a new one),
+:mod:`._records` and :mod:`._exceptions`.
 
 Exceptions::
 
-    JournalError        the root: the journal cannot be opened, or a write failed
+    JournalError        the root: the journal cannot be opened, a read or a write failed
      +-- JournalClosed  the journal was used after Journal.close()
+     +-- JournalCorrupt the file is damaged; the message names it and the recovery
+                        (exmail-relay journal check / journal salvage)
 """
 
-from relay.journal._exceptions import JournalClosed, JournalError
+from relay.journal._exceptions import JournalClosed, JournalCorrupt, JournalError
 from relay.journal._journal import Journal
 from relay.journal._records import DeadLetter, JournalStats, SinkStats
+from relay.journal._salvage import Check, Copied, Salvage, check_file, salvage_file
 
 __all__ = [
+    "Check",
+    "Copied",
     "DeadLetter",
     "Journal",
     "JournalClosed",
+    "JournalCorrupt",
     "JournalError",
     "JournalStats",
+    "Salvage",
     "SinkStats",
+    "check_file",
+    "salvage_file",
 ]

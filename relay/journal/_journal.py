@@ -19,7 +19,7 @@ from typing import Final, Literal, TypeVar
 from relay.core.delivery import Delivery, Settlement
 from relay.core.events import Event
 from relay.journal import _admin, _reads
-from relay.journal._exceptions import JournalClosed, JournalError
+from relay.journal._exceptions import JournalClosed, JournalError, from_sqlite
 from relay.journal._records import DeadLetter, JournalStats
 from relay.journal._schema import PENDING, STATES
 from relay.journal._writer import Tx, Writer
@@ -79,11 +79,18 @@ class Journal:
             await self._writer.open()
             try:
                 await self._reader.open()
+                # The pages every running relay reads soon (checkpoints, sinks, the
+                # pending and dead indexes), read once now on the writer's connection:
+                # a damaged one stops the start instead of failing a tenant later.
+                await self._writer.call(lambda: _reads.probe(self._writer.connection()))
             except BaseException:
+                await self._reader.close()
                 await self._writer.close()
                 raise
-        except (sqlite3.Error, OSError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, path=self.path, doing="open") from exc
+        except OSError as exc:
+            reason = exc.strerror or exc
             raise JournalError(f"cannot open journal {self.path}: {reason}") from exc
 
     async def close(self) -> None:
@@ -429,6 +436,5 @@ class Journal:
         except TimeoutError:
             return f"no commit within {within:g} s (is another process holding the lock?)"
         except JournalError as exc:
-            cause = exc.__cause__
-            return str(cause) if cause is not None and str(cause) else str(exc)
+            return exc.reason
         return None

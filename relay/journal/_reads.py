@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from relay.core.delivery import Delivery
-from relay.journal._exceptions import JournalClosed
+from relay.journal._exceptions import JournalClosed, from_sqlite
 from relay.journal._records import DeadLetter, SinkStats
 from relay.journal._schema import open_reader
 
@@ -36,6 +36,7 @@ __all__ = [
     "dead_letters",
     "disabled",
     "next_due",
+    "probe",
     "sink_stats",
 ]
 
@@ -75,12 +76,18 @@ class Reader:
             db.close()
 
     async def run(self, fn: Read[T]) -> T:
+        """Run ``fn`` on the reader's thread. SQLite's errors leave as the journal's
+        (a damaged page as :class:`~._exceptions.JournalCorrupt`)."""
+
         def read() -> T:
             if self._db is None:
                 raise JournalClosed("the journal is closed")
             return fn(self._db)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, read)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, read)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, path=self._path, doing="read") from exc
 
 
 # -- the source's side ---------------------------------------------------------------
@@ -215,3 +222,12 @@ def sink_stats(db: sqlite3.Connection) -> tuple[dict[str, SinkStats], int]:
     (pages,) = db.execute("PRAGMA page_count").fetchone()
     (page_size,) = db.execute("PRAGMA page_size").fetchone()
     return sinks, int(pages) * int(page_size)
+
+
+def probe(db: sqlite3.Connection) -> None:
+    """Read what a running relay reads first (every checkpoint, the sinks, the pending
+    and dead indexes): at open, so that a damaged page there stops the start. Sized by
+    the tenants and the backlog, like the stats every few seconds; not a
+    ``PRAGMA quick_check``, which reads the whole file (``exmail-relay journal check``)."""
+    checkpoints()(db)
+    sink_stats(db)

@@ -16,7 +16,8 @@ Why it is shaped this way:
 - **One failing write fails alone.** If any write function of a batch raises, the whole
   transaction is rolled back and each write is run again in a transaction of its own:
   the others are committed and their callers answered; only the failing caller hears
-  the error (SQLite's wrapped in :class:`JournalError`, anything else unchanged).
+  the error (SQLite's wrapped in :class:`JournalError`, or :class:`JournalCorrupt` for a
+  damaged file; anything else unchanged).
 - **The counters change with the commit, not after it.** A write function records what
   it changed (backlog events and bytes, stored events, sinks to wake) on the batch's
   :class:`Tx`, inside the transaction. After ``COMMIT`` returns, the writer applies the
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from relay.journal._exceptions import JournalClosed, JournalError
+from relay.journal._exceptions import JournalClosed, JournalError, from_sqlite, is_corrupt
 from relay.journal._schema import open_writer
 
 __all__ = ["Counts", "Tx", "Writer"]
@@ -271,7 +272,11 @@ class Writer:
             future = batch[0][1]
             if not future.done():
                 if isinstance(exc, sqlite3.Error):
-                    error: Exception = JournalError(f"journal write failed: {exc}")
+                    error: Exception = (
+                        from_sqlite(exc, path=self._path, doing="write")
+                        if is_corrupt(exc)
+                        else JournalError(f"journal write failed: {exc}")
+                    )
                     error.__cause__ = exc
                 else:
                     error = exc

@@ -17,7 +17,9 @@ Faults are classified (see :meth:`Listener._classify`):
 - transient (network, timeouts, 5xx, 1002, malformed bodies): capped exponential backoff
   with full jitter, reset by the next success;
 - bad credentials: the tenant is *failed* (readiness and the status page say so) and is
-  retried slowly.
+  retried slowly;
+- the journal cannot read the tenant's checkpoint (a damaged page, a locked file): the
+  tenant is *failed* with the reason and retried with backoff.
 
 A listener never raises out of :meth:`Listener.run` for an upstream fault, so one
 tenant's trouble never touches another tenant.
@@ -195,7 +197,13 @@ class Listener:
     async def _until_ready(self) -> int | None:
         """The Ver to listen from: the checkpoint, or a fresh bootstrap."""
         while not self._stop.is_set():
-            ver = await self.journal.checkpoint(self.tenant)
+            try:
+                ver = await self.journal.checkpoint(self.tenant)
+            except JournalClosed:
+                raise
+            except JournalError as exc:  # a damaged page, a locked file: no crash loop
+                await self._journal_fault(exc)
+                continue
             if ver is not None:
                 self.status.ver = ver
                 self._observe.checkpoint(ver)
@@ -359,7 +367,7 @@ class Listener:
                 raise
             except JournalError as exc:
                 refusals += 1
-                self.status.journal_error = f"not writable: {_reason(exc)}"
+                self.status.journal_error = f"not writable: {exc.reason}"
                 self.status.last_error = f"journal: {self.status.journal_error}"
                 self.status.last_error_at = self._clock()
                 self._set_state("paused")
@@ -439,6 +447,29 @@ class Listener:
             )
         await self._sleep(delay)
 
+    async def _journal_fault(self, exc: JournalError) -> None:
+        """The checkpoint cannot be read: the tenant is *failed* with the reason (it
+        cannot listen without its Ver) and tries again with backoff."""
+        self.status.failures += 1
+        self.status.last_error = f"journal: {exc}"
+        self.status.last_error_at = self._clock()
+        self._set_state("failed")
+        delay = self._backoff.delay(self._streak)
+        self._streak += 1
+        now = self._clock()
+        if self._streak == 1 or now - self._last_log >= LOG_EVERY:
+            self._last_log = now
+            log.error(
+                "checkpoint unreadable, retrying",
+                extra={
+                    "tenant": self.tenant,
+                    "error": str(exc),
+                    "retry_in": round(delay, 3),
+                    "failures": self._streak,
+                },
+            )
+        await self._sleep(delay)
+
     def _recovered(self) -> None:
         if self._streak:
             log.info(
@@ -465,9 +496,3 @@ class Listener:
 
 class _Abandoned(Exception):
     """Stopped while the journal refused a commit: ends :meth:`Listener.run`."""
-
-
-def _reason(exc: JournalError) -> str:
-    """SQLite's own words (``database or disk is full``) when the error carries them."""
-    cause = exc.__cause__
-    return str(cause) if cause is not None and str(cause) else str(exc)

@@ -45,7 +45,7 @@ class JournalRefusals:
         """A write was refused: remember why, ask for a pause, log (rate-limited)."""
         now = self.clock()
         first = self.error is None
-        self.error = f"journal: {error}"
+        self.error = f"journal: {error.reason}"
         self.failures += 1
         self.pause_due = True
         if first or now - self.logged_at >= LOG_EVERY:

@@ -31,6 +31,9 @@ __all__ = ["RelayService"]
 
 log = logging.getLogger("relay.runtime.supervisor")
 
+# How often housekeeping logs a journal error again while it lasts (the first is logged).
+JOURNAL_LOG_EVERY = 60.0
+
 
 class RelayService:
     """Runs until the ``stop`` event given to :meth:`run` is set."""
@@ -72,6 +75,9 @@ class RelayService:
         # Pending deliveries of unconfigured sinks that wiring retired to dead letters.
         self.retired_orphans = dict(retired_orphans or {})
         self.retired_at = retired_at
+        # What housekeeping's last recount / stats / prune failed with (readiness shows it).
+        self.journal_errors: dict[str, str] = {}
+        self._journal_logged: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"RelayService(tenants={len(self.listeners)}, sinks={len(self.drainers)})"
@@ -170,29 +176,51 @@ class RelayService:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _housekeeping(self) -> None:
+        """Recount, refresh the stats, prune; forever. A :class:`JournalError` (a full
+        disk, a damaged page) fails that step only: readiness shows it as ``journal``,
+        it is logged once a minute while it lasts, and the next round tries again."""
         next_prune = self._clock() + self.prune_interval
         while True:
-            with contextlib.suppress(JournalError):  # an unwritable journal fails /readyz
+            try:
                 await self.journal.recount()  # another process's replay, even when idle
+            except JournalError as exc:
+                self._journal_failed("recount", exc)
+            else:
+                self._journal_ok("recount")
             await self.refresh_stats()
             if self._clock() >= next_prune:
                 next_prune = self._clock() + self.prune_interval
                 try:
                     pruned = await self.journal.prune()
                 except JournalError as exc:
-                    log.error("journal prune failed", extra={"error": str(exc)})
+                    self._journal_failed("prune", exc)
                 else:
+                    self._journal_ok("prune")
                     self.last_prune = (self._clock(), pruned)
                     if pruned:
                         log.info("journal pruned", extra={"events": pruned})
             await asyncio.sleep(self.stats_interval)
 
+    def _journal_failed(self, step: str, exc: JournalError) -> None:
+        self.journal_errors[step] = str(exc)
+        now = self._clock()
+        last = self._journal_logged.get(step)
+        if last is None or now - last >= JOURNAL_LOG_EVERY:
+            self._journal_logged[step] = now
+            log.error(f"journal {step} failed", extra={"error": str(exc)})
+
+    def _journal_ok(self, step: str) -> None:
+        if self.journal_errors.pop(step, None) is not None:
+            self._journal_logged.pop(step, None)
+            log.info(f"journal {step} works again")
+
     async def refresh_stats(self) -> JournalStats | None:
         try:
             stats = await self.journal.stats()
         except JournalError as exc:
-            log.error("journal unreadable", extra={"error": str(exc)})
+            self._journal_failed("stats", exc)
             return None
+        self._journal_ok("stats")
         self.last_stats = stats
         now = self._clock()
         self._observer.journal(stats, commits=self.journal.commits, backpressure=self.journal.full)
@@ -213,6 +241,8 @@ class RelayService:
         journal = self._journal_trouble()
         if journal is None and (probe := await self.journal.write_check()) is not None:
             journal = f"not writable: {probe}"
+        if journal is None and self.journal_errors:
+            journal = "; ".join(dict.fromkeys(self.journal_errors.values()))
         if journal is None:
             ok.append("journal")
         else:

@@ -65,8 +65,10 @@ class SmallDisk:
         self.filler.unlink(missing_ok=True)
 
 
+# Larger than SQLite's write-ahead log grows before its automatic checkpoint (1000
+# pages, 4 MB): once room is made, the journal must fit again. Filling is instant.
 @contextlib.contextmanager
-def small_disk(where: Path, size: str = "2m") -> Iterator[SmallDisk]:
+def small_disk(where: Path, size: str = "32m") -> Iterator[SmallDisk]:
     where.mkdir()
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
