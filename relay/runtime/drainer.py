@@ -33,6 +33,10 @@ Failures, by kind:
   which raises the first one (the supervisor logs it and restarts the drainer). Nothing
   is fire-and-forget, so nothing ends as "Task exception was never retrieved".
 
+Clocks: waits are monotonic; due times are stamped and claimed on a
+:class:`~relay.runtime.clock.DueClock` (the wall clock read once, then advanced
+monotonically), so wall-clock steps neither stall nor hurry retries (see there).
+
 Shutdown (:meth:`Drainer.stop`): stop claiming, let in-flight attempts finish until the
 deadline, then cancel them. A cancelled attempt stays pending in the journal and is
 delivered after the restart: at-least-once, never lost.
@@ -58,8 +62,10 @@ from relay.core.delivery import (
     Settlement,
     Unavailable,
     decide,
+    retry_horizon,
 )
 from relay.journal import Journal, JournalClosed, JournalError
+from relay.runtime.clock import DueClock
 from relay.runtime.observer import SinkObserver
 from relay.runtime.ratelimit import RateLimiter
 from relay.runtime.settle import SettleBatcher
@@ -91,6 +97,7 @@ class Drainer:
         policy: DrainPolicy,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
         observer: SinkObserver | None = None,
     ) -> None:
@@ -98,6 +105,7 @@ class Drainer:
         self.sink = sink
         self.policy = policy
         self._clock = clock
+        self._due = DueClock(horizon=retry_horizon(policy), wall=clock, monotonic=monotonic)
         self._rand = rand
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
@@ -112,7 +120,7 @@ class Drainer:
         self._retry_known = False
         self._unavailable_streak = 0
         self._limiter = (
-            RateLimiter(policy.rate_limit, clock=clock) if policy.rate_limit > 0 else None
+            RateLimiter(policy.rate_limit, clock=monotonic) if policy.rate_limit > 0 else None
         )
         self.disabled_reason: str | None = None
         self._disabled_read_at = 0.0  # loop time of the last read of the disabled flag
@@ -209,16 +217,17 @@ class Drainer:
                     await self._wait(None)
                 continue
             wake.clear()
-            claimed_at = self._clock()
+            claimed_at = self._due.now()
             rows = await self.journal.claim(
                 self.name,
                 limit=free,
                 now=claimed_at,
                 skip=tuple(self._inflight),
                 due_only=not self.policy.ordered,
+                horizon=self._due.horizon,
             )
-            if self.policy.ordered and rows and rows[0].next_at > self._clock():
-                await self._wait(min(IDLE_POLL, rows[0].next_at - self._clock()))
+            if self.policy.ordered and rows and (head := self._due.until(rows[0].next_at)):
+                await self._wait(min(IDLE_POLL, head))
                 continue
             for row in rows:
                 if self._stopping.is_set():
@@ -270,7 +279,7 @@ class Drainer:
             self._retry_known = True
         if self._retry_at is None:
             return IDLE_POLL
-        return min(IDLE_POLL, max(0.0, self._retry_at - self._clock()))
+        return min(IDLE_POLL, max(0.0, self._retry_at - self._due.now()))
 
     def _note_disabled(self) -> None:
         self.observer.disabled(self.disabled_reason is not None)
@@ -363,9 +372,8 @@ class Drainer:
             # pending, the traceback goes to the log, and the sink is treated as down.
             log.exception("sink raised instead of returning an outcome", extra={"sink": self.name})
             outcome = Unavailable("internal error in sink (see log)")
-        now = self._clock()
-        update = decide(self.policy, row, outcome, now=now, rand=self._rand)
-        self._observe(row, outcome, update, now)
+        update = decide(self.policy, row, outcome, now=self._due.now(), rand=self._rand)
+        self._observe(row, outcome, update, self._clock())
         error: JournalError | None = None
         if isinstance(outcome, Disable):
             self.disabled_reason = outcome.error

@@ -99,6 +99,7 @@ class Listener:
         backoff: Backoff | None = None,
         failed_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
     ) -> None:
         self.tenant = tenant
@@ -112,6 +113,7 @@ class Listener:
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
         self._failed_backoff = failed_backoff or Backoff(base=30.0, cap=300.0)
         self._clock = clock
+        self._monotonic = monotonic  # the log's rate limit: wall-clock steps are no time
         self._stop = asyncio.Event()
         # The task inside _interruptible (None outside it): stop() cancels it there.
         self._interruptible_task: asyncio.Task[Any] | None = None
@@ -362,7 +364,7 @@ class Listener:
             self._set_state("backoff")
             delay = self._backoff.delay(self._streak)
         self._streak += 1
-        now = self._clock()
+        now = self._monotonic()
         if self._streak == 1 or now - self._last_log >= LOG_EVERY:
             self._last_log = now
             log.warning(

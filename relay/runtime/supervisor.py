@@ -47,6 +47,7 @@ class RelayService:
         describe_sinks: Callable[[], Mapping[str, SinkDescription]] | None = None,
         restart_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
     ) -> None:
         self.journal = journal
@@ -58,6 +59,7 @@ class RelayService:
         self.stats_interval = stats_interval
         self._describe_sinks = describe_sinks
         self._clock = clock
+        self._monotonic = monotonic  # for intervals: a step of the wall clock is no time
         self.started_at = clock()
         self.stopping = False
         self.running = False
@@ -138,13 +140,13 @@ class RelayService:
         if self.stopping:
             return
         self.stopping = True
-        started = self._clock()
+        started = self._monotonic()
         log.info("shutting down", extra={"grace_seconds": self.shutdown_timeout})
         for listener in self.listeners:
             listener.stop()
         listener_tasks = [t for n, t in self._tasks.items() if n.startswith("listen:")]
         await self._bounded(listener_tasks, self.shutdown_timeout)
-        remaining = max(0.5, self.shutdown_timeout - (self._clock() - started))
+        remaining = max(0.5, self.shutdown_timeout - (self._monotonic() - started))
         await asyncio.gather(*(drainer.stop(remaining) for drainer in self.drainers))
         drain_tasks = [t for n, t in self._tasks.items() if n.startswith("drain:")]
         await self._bounded(drain_tasks, 1.0)
@@ -153,7 +155,7 @@ class RelayService:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
         self.running = False
-        log.info("relay stopped", extra={"seconds": round(self._clock() - started, 3)})
+        log.info("relay stopped", extra={"seconds": round(self._monotonic() - started, 3)})
 
     @staticmethod
     async def _bounded(tasks: Sequence[asyncio.Task[None]], seconds: float) -> None:
@@ -165,13 +167,13 @@ class RelayService:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _housekeeping(self) -> None:
-        next_prune = self._clock() + self.prune_interval
+        next_prune = self._monotonic() + self.prune_interval
         while True:
             with contextlib.suppress(JournalError):  # an unwritable journal fails /readyz
                 await self.journal.recount()  # another process's replay, even when idle
             await self.refresh_stats()
-            if self._clock() >= next_prune:
-                next_prune = self._clock() + self.prune_interval
+            if self._monotonic() >= next_prune:
+                next_prune = self._monotonic() + self.prune_interval
                 try:
                     pruned = await self.journal.prune()
                 except JournalError as exc:
