@@ -8,6 +8,13 @@ they live in the core, below all three.
 
 Pure: no I/O, no clock (the caller passes ``now`` and the random source), so every
 decision is exhaustively testable.
+
+Due times (``next_at``) are wall-clock seconds, so that they survive a restart. A wall
+clock can be stepped, though, and nothing here can tell a step from the passing of time.
+What bounds the damage is :func:`retry_horizon`: no retry is ever scheduled further
+ahead than that, so a row stamped further ahead was stamped on a clock that has since
+gone back, and :func:`effective_due` makes it due now instead of hours later (the
+journal's claim applies the same rule in SQL).
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ __all__ = [
     "Settlement",
     "Unavailable",
     "decide",
+    "effective_due",
+    "retry_horizon",
 ]
 
 
@@ -150,3 +159,27 @@ def decide(
                 ceiling = max(policy.schedule) if policy.schedule else policy.backoff.cap
                 delay = max(delay, min(retry_after, ceiling))
             return Settlement(delivery.seq, "pending", next_at=now + delay, error=error)
+
+
+def retry_horizon(policy: DrainPolicy) -> float:
+    """The longest delay :func:`decide` can put before a retry under ``policy``.
+
+    The schedule's longest step with its jitter (or the backoff's cap); a
+    ``Retry-After`` is capped below that already. A pending row due further ahead than
+    this was stamped on a wall clock that has since been stepped back.
+    """
+    if policy.schedule:
+        return max(policy.schedule) * (1.0 + abs(policy.jitter))
+    return policy.backoff.cap
+
+
+def effective_due(next_at: float, now: float, horizon: float) -> float:
+    """When a pending row stamped ``next_at`` is due, seen at ``now``.
+
+    As stamped, unless the stamp lies more than ``horizon`` (:func:`retry_horizon`)
+    ahead of ``now``: no retry is scheduled that far ahead, so the wall clock went back
+    since (or the schedule was shortened), and the row is due now rather than after the
+    step has been waited out. A clock stepped forward needs no rule: rows fall due early,
+    once each, as their retry is stamped on the new time.
+    """
+    return now if next_at > now + horizon else next_at

@@ -236,15 +236,20 @@ class Journal:
         now: float | None = None,
         skip: Sequence[int] = (),
         due_only: bool = True,
+        horizon: float | None = None,
     ) -> list[Delivery]:
         """Up to ``limit`` pending deliveries for ``sink``, oldest first.
 
         ``skip`` are sequence numbers in flight already. With ``due_only=False`` rows
         waiting for a retry are returned too (an ordered sink looks at its head).
+        ``horizon`` (the sink's longest retry delay) makes a row stamped further ahead
+        than that due now: the wall clock went back since (see ``effective_due``).
         """
         moment = self._clock() if now is None else now
         return await self._read(
-            _reads.claim(sink, limit=limit, moment=moment, skip=skip, due_only=due_only)
+            _reads.claim(
+                sink, limit=limit, moment=moment, skip=skip, due_only=due_only, horizon=horizon
+            )
         )
 
     async def next_due(self, sink: str, *, after: float | None = None) -> float | None:

@@ -112,10 +112,17 @@ def checkpoints() -> Read[dict[str, int]]:
 
 
 def claim(
-    sink: str, *, limit: int, moment: float, skip: Sequence[int], due_only: bool
+    sink: str,
+    *,
+    limit: int,
+    moment: float,
+    skip: Sequence[int],
+    due_only: bool,
+    horizon: float | None = None,
 ) -> Read[list[Delivery]]:
     """Up to ``limit`` pending deliveries of ``sink`` in order, not in ``skip``, and
-    (``due_only``) due at ``moment``."""
+    (``due_only``) due at ``moment``. With ``horizon``, a row stamped further than that
+    ahead of ``moment`` is due too (:func:`relay.core.delivery.effective_due`)."""
     skipped = tuple(set(skip))
     sql = (
         "SELECT d.seq, e.id, e.tenant, e.type, e.routing_key, e.body, e.created,"
@@ -123,7 +130,10 @@ def claim(
         " JOIN events e ON e.seq = d.seq WHERE d.sink = ? AND d.state = 0"
     )
     params: list[object] = [sink]
-    if due_only:
+    if due_only and horizon is not None:
+        sql += " AND (d.next_at <= ? OR d.next_at > ?)"
+        params.extend((moment, moment + horizon))
+    elif due_only:
         sql += " AND d.next_at <= ?"
         params.append(moment)
     if skipped:

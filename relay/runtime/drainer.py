@@ -27,11 +27,17 @@ Failures, by kind:
   and their write retried alone with capped backoff, nothing claimed meanwhile: no
   copy is sent again while the process lives (a restart sends each held one once
   more, same id). A refused disable leaves the row pending and probes one attempt
-  at a time.
-- Anything else raised in here is a bug. Every attempt and every settle flush is a task
-  this drainer owns: their done callbacks hand their exceptions to :meth:`Drainer.run`,
-  which raises the first one (the supervisor logs it and restarts the drainer). Nothing
-  is fire-and-forget, so nothing ends as "Task exception was never retrieved".
+  at a time. A refused *read* (a damaged page under a claim) pauses the same way,
+  until a claim goes through again: logged, shown, never a crash loop.
+- Anything else raised in here is a bug. Every attempt (:mod:`relay.runtime.attempts`)
+  and every settle flush is a task this drainer owns: their done callbacks hand their
+  exceptions to :meth:`Drainer.run`, which raises the first one (the supervisor logs
+  it and restarts the drainer). Nothing is fire-and-forget, so nothing ends as "Task
+  exception was never retrieved".
+
+Clocks: waits are monotonic; due times are stamped and claimed on a
+:class:`~relay.runtime.clock.DueClock` (the wall clock read once, then advanced
+monotonically), so wall-clock steps neither stall nor hurry retries (see there).
 
 Shutdown (:meth:`Drainer.stop`): stop claiming, let in-flight attempts finish until the
 deadline, then cancel them. A cancelled attempt stays pending in the journal and is
@@ -58,8 +64,11 @@ from relay.core.delivery import (
     Settlement,
     Unavailable,
     decide,
+    retry_horizon,
 )
 from relay.journal import Journal, JournalClosed, JournalError
+from relay.runtime.attempts import Attempts
+from relay.runtime.clock import DueClock
 from relay.runtime.observer import SinkObserver
 from relay.runtime.ratelimit import RateLimiter
 from relay.runtime.refusals import JournalRefusals
@@ -90,6 +99,7 @@ class Drainer:
         policy: DrainPolicy,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
         observer: SinkObserver | None = None,
     ) -> None:
@@ -97,8 +107,9 @@ class Drainer:
         self.sink = sink
         self.policy = policy
         self._clock = clock
+        self._due = DueClock(horizon=retry_horizon(policy), wall=clock, monotonic=monotonic)
         self._rand = rand
-        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._inflight = Attempts(sink.name, self._attempt_ended)
         self._stopping = asyncio.Event()
         # One event wakes the loop: the journal sets it on new rows for this sink;
         # finished attempts set it once the in-flight count falls to ``_resume_at``;
@@ -111,21 +122,19 @@ class Drainer:
         self._retry_known = False
         self._unavailable_streak = 0
         self._limiter = (
-            RateLimiter(policy.rate_limit, clock=clock) if policy.rate_limit > 0 else None
+            RateLimiter(policy.rate_limit, clock=monotonic) if policy.rate_limit > 0 else None
         )
         self.disabled_reason: str | None = None
         self._disabled_read_at = 0.0  # loop time of the last read of the disabled flag
         # Set while the journal refuses this sink's writes (see the module docstring).
-        self._refusals = JournalRefusals(sink.name, clock)
+        self._refusals = JournalRefusals(sink.name, monotonic)
         self._settler = SettleBatcher(
             journal,
             sink.name,
             refused=functools.partial(self._journal_failed, during="settle"),
             recorded=self._refusals.recovered,
-            crashed=self._collect,
+            crashed=self._inflight.collect,
         )
-        # Unexpected exceptions (bugs) of the attempts and flushes, for run() to raise.
-        self._errors: list[BaseException] = []
         self._outcome_error: str | None = None
         # This sink's handle of the observer seam (``Observer.sink(name)``); none: no metrics.
         self.observer = observer if observer is not None else SinkObserver()
@@ -166,81 +175,101 @@ class Drainer:
             try:
                 await self._drain()
                 # stop() was called: it gives the attempts in flight their grace.
-                await self._settled()
+                await self._inflight.settled()
             except JournalClosed:
                 pass
             except BaseException as exc:
                 await self._abandon()
-                self._log_errors(besides=exc)
+                self._inflight.log_errors(besides=exc)
                 raise
             await self._abandon()
-            self._raise_errors()
+            self._inflight.raise_errors()
         finally:
             self._is_connected = None
             self.observer.connected(False)
 
     async def _drain(self) -> None:
-        wake = self._wake
+        self.observer.connected(False)
+        first = True
+        while not self._stopping.is_set():
+            self._inflight.raise_errors()
+            try:
+                if first:
+                    await self._read_disabled()
+                    first = False
+                await self._step()
+            except JournalClosed:
+                raise
+            except JournalError as exc:
+                # A read refused (a damaged page, an I/O error): pause as for a refused
+                # write; the next claim that works clears it.
+                self._journal_failed(exc, during="read")
+                self._refusals.read_failed = True
+
+    async def _read_disabled(self) -> None:
         self.disabled_reason = await self.journal.disabled(self.name)
         self._disabled_read_at = asyncio.get_running_loop().time()
         self._note_disabled()
-        self.observer.connected(False)
-        while not self._stopping.is_set():
-            self._raise_errors()
-            if self.disabled_reason is not None:
-                wake.clear()
-                await self._wait(DISABLED_POLL)
-                self.disabled_reason = await self.journal.disabled(self.name)
-                self._disabled_read_at = asyncio.get_running_loop().time()
-                self._note_disabled()
-                continue
-            if self._refusals.pause_due or self._refusals.held:
-                await self._journal_pause()
-                continue
-            if await self._disabled_elsewhere():
-                continue
-            window = 1 if self.policy.ordered else self.policy.max_in_flight
-            free = window - self.in_flight
-            # Claim in batches: with attempts in flight, wait until a quarter of the
-            # window is free rather than reading the journal once per freed slot.
-            if free <= 0 or (self.in_flight and free < max(1, window // 4)):
-                wake.clear()
-                self._resume_at = window - max(1, window // 4)
-                if self.in_flight > self._resume_at:
-                    await self._wait(None)
-                continue
+
+    async def _step(self) -> None:
+        """One turn of the loop: wait, pause or claim and start attempts."""
+        wake = self._wake
+        if self.disabled_reason is not None:
             wake.clear()
-            claimed_at = self._clock()
-            rows = await self.journal.claim(
-                self.name,
-                limit=free,
-                now=claimed_at,
-                skip=(*self._inflight, *self._refusals.held),
-                due_only=not self.policy.ordered,
-            )
-            if self.policy.ordered and rows and rows[0].next_at > self._clock():
-                await self._wait(min(IDLE_POLL, rows[0].next_at - self._clock()))
-                continue
-            for row in rows:
-                if self._stopping.is_set():
-                    break
-                if self._limiter is not None:
-                    await self._limiter.acquire()
-                self._start(row)
-                if self._unavailable_streak or self._refusals.error is not None:
-                    break  # probing a sink (or a journal) that was failing: one at a time
-            if self._unavailable_streak:
-                await self._pause()
-            elif self._refusals.error is not None and rows:
-                await self._quiesce()  # the probe: recovered, or the next pause is due
-            elif len(rows) < free:
-                # Every row due at claimed_at is in flight now: sleep until new rows
-                # come, a retry falls due, or an attempt ends in anything but
-                # success (it may schedule a retry, pause or disable the sink). A
-                # success needs no look at the journal, which at low rates saves
-                # two reads per event.
-                self._resume_at = -1
-                await self._wait(await self._idle_timeout(claimed_at))
+            await self._wait(DISABLED_POLL)
+            await self._read_disabled()
+            return
+        if self._refusals.pause_due or self._refusals.held:
+            await self._journal_pause()
+            return
+        if await self._disabled_elsewhere():
+            return
+        window = 1 if self.policy.ordered else self.policy.max_in_flight
+        free = window - self.in_flight
+        # Claim in batches: with attempts in flight, wait until a quarter of the
+        # window is free rather than reading the journal once per freed slot.
+        if free <= 0 or (self.in_flight and free < max(1, window // 4)):
+            wake.clear()
+            self._resume_at = window - max(1, window // 4)
+            if self.in_flight > self._resume_at:
+                await self._wait(None)
+            return
+        wake.clear()
+        claimed_at = self._due.now()
+        rows = await self.journal.claim(
+            self.name,
+            limit=free,
+            now=claimed_at,
+            skip=(*self._inflight, *self._refusals.held),
+            due_only=not self.policy.ordered,
+            horizon=self._due.horizon,
+        )
+        if self._refusals.read_failed:
+            self._refusals.read_failed = False
+            self._refusals.recovered()
+        if self.policy.ordered and rows and (head := self._due.until(rows[0].next_at)):
+            await self._wait(min(IDLE_POLL, head))
+            return
+        for row in rows:
+            if self._stopping.is_set():
+                break
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            self._inflight.start(row.seq, self._attempt(row))
+            if self._unavailable_streak or self._refusals.error is not None:
+                break  # probing a sink (or a journal) that was failing: one at a time
+        if self._unavailable_streak:
+            await self._pause()
+        elif self._refusals.error is not None and rows:
+            await self._quiesce()  # the probe: recovered, or the next pause is due
+        elif len(rows) < free:
+            # Every row due at claimed_at is in flight now: sleep until new rows
+            # come, a retry falls due, or an attempt ends in anything but
+            # success (it may schedule a retry, pause or disable the sink). A
+            # success needs no look at the journal, which at low rates saves
+            # two reads per event.
+            self._resume_at = -1
+            await self._wait(await self._idle_timeout(claimed_at))
 
     async def _disabled_elsewhere(self) -> bool:
         """Whether the sink was disabled by another process (re-read at most once every
@@ -271,7 +300,7 @@ class Drainer:
             self._retry_known = True
         if self._retry_at is None:
             return IDLE_POLL
-        return min(IDLE_POLL, max(0.0, self._retry_at - self._clock()))
+        return min(IDLE_POLL, max(0.0, self._retry_at - self._due.now()))
 
     def _note_disabled(self) -> None:
         self.observer.disabled(self.disabled_reason is not None)
@@ -286,7 +315,7 @@ class Drainer:
 
     async def _quiesce(self) -> None:
         """Wait until no attempt is in flight (or stop(), or a bug for run() to raise)."""
-        while self._inflight and not self._stopping.is_set() and not self._errors:
+        while self._inflight and not self._stopping.is_set() and not self._inflight.errors:
             self._wake.clear()
             self._resume_at = 0
             await self._wait(None)
@@ -300,7 +329,7 @@ class Drainer:
         delay = self.policy.backoff.delay(self._unavailable_streak - 1, self._rand())
         # Wait for the probe to finish first, then back off before the next one.
         await self._quiesce()
-        if self._unavailable_streak and not self._errors:
+        if self._unavailable_streak and not self._inflight.errors:
             await self._sleep(delay)
 
     async def _journal_pause(self) -> None:
@@ -309,7 +338,7 @@ class Drainer:
         await self._quiesce()
         refusals = self._refusals
         refusals.pause_due = False
-        if self._errors or self._stopping.is_set():
+        if self._inflight.errors or self._stopping.is_set():
             return  # a bug to raise, or stop(): held outcomes get a last try there
         if refusals.error is not None:
             refusals.streak += 1
@@ -335,48 +364,16 @@ class Drainer:
         self._wake.set()
         return True
 
-    def _start(self, row: Delivery) -> None:
-        task = asyncio.create_task(self._attempt(row), name=f"deliver-{self.name}-{row.seq}")
-        self._inflight[row.seq] = task
-        task.add_done_callback(functools.partial(self._finished, row.seq))
-
-    def _finished(self, seq: int, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(seq, None)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            self._collect(error)
-        elif len(self._inflight) <= self._resume_at:
+    def _attempt_ended(self, failed: bool) -> None:
+        # A bug wakes the loop at once (to raise it); an attempt that ended otherwise
+        # wakes it only once the window has room down to ``_resume_at``.
+        if failed or len(self._inflight) <= self._resume_at:
             self._wake.set()
-
-    def _collect(self, error: BaseException) -> None:
-        """Keep an owned task's unexpected exception for run() to raise, and wake it."""
-        if all(error is not seen for seen in self._errors):
-            self._errors.append(error)
-        self._wake.set()
-
-    def _raise_errors(self) -> None:
-        if self._errors:
-            first = self._errors[0]
-            self._log_errors(besides=first)
-            raise first
-
-    def _log_errors(self, *, besides: BaseException) -> None:
-        """Log the collected exceptions other than ``besides`` (the one being raised)."""
-        for error in self._errors:
-            if error is not besides:
-                log.error("drainer task failed", exc_info=error, extra={"sink": self.name})
-        self._errors.clear()
-
-    async def _settled(self) -> None:
-        """Wait for the attempts in flight (stop() cancels them after its grace)."""
-        if self._inflight:
-            await asyncio.wait(list(self._inflight.values()))
 
     async def _abandon(self) -> None:
         """Cancel the attempts still in flight (their rows stay pending: at-least-once)
         and wait for them and for the settle flushes, so nothing outlives run()."""
-        for task in self._inflight.values():
-            task.cancel()
-        await self._settled()
+        await self._inflight.cancel()
         await self._settler.wait()
 
     async def _attempt(self, row: Delivery) -> None:
@@ -387,9 +384,8 @@ class Drainer:
             # pending, the traceback goes to the log, and the sink is treated as down.
             log.exception("sink raised instead of returning an outcome", extra={"sink": self.name})
             outcome = Unavailable("internal error in sink (see log)")
-        now = self._clock()
-        update = decide(self.policy, row, outcome, now=now, rand=self._rand)
-        self._observe(row, outcome, update, now)
+        update = decide(self.policy, row, outcome, now=self._due.now(), rand=self._rand)
+        self._observe(row, outcome, update, self._clock())
         error: JournalError | None = None
         held = False  # the outcome was refused by settle: keep it (not a refused disable)
         if isinstance(outcome, Disable):
@@ -477,13 +473,7 @@ class Drainer:
         refusing a write) is logged by the drainer, never raised here."""
         self._stopping.set()
         self._wake.set()
-        pending = list(self._inflight.values())
-        if pending:
-            _, still = await asyncio.wait(pending, timeout=grace)
-            for task in still:
-                task.cancel()
-            if still:
-                await asyncio.wait(still)
+        await self._inflight.settled(grace)
         await self._settler.wait(max(grace, 1.0))
         recorded = False
         with contextlib.suppress(JournalClosed):

@@ -112,6 +112,7 @@ class Listener:
         failed_backoff: Backoff | None = None,
         journal_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
     ) -> None:
         self.tenant = tenant
@@ -126,6 +127,7 @@ class Listener:
         self._failed_backoff = failed_backoff or Backoff(base=30.0, cap=300.0)
         self._journal_backoff = journal_backoff or Backoff(base=0.2, cap=5.0)
         self._clock = clock
+        self._monotonic = monotonic  # the log's rate limit: wall-clock steps are no time
         self._stop = asyncio.Event()
         # The task inside _interruptible (None outside it): stop() cancels it there.
         self._interruptible_task: asyncio.Task[Any] | None = None
@@ -371,7 +373,7 @@ class Listener:
                 self.status.last_error = f"journal: {self.status.journal_error}"
                 self.status.last_error_at = self._clock()
                 self._set_state("paused")
-                now = self._clock()
+                now = self._monotonic()
                 if refusals == 1 or now - logged_at >= LOG_EVERY:
                     logged_at = now
                     log.error(
@@ -431,7 +433,7 @@ class Listener:
             self._set_state("backoff")
             delay = self._backoff.delay(self._streak)
         self._streak += 1
-        now = self._clock()
+        now = self._monotonic()
         if self._streak == 1 or now - self._last_log >= LOG_EVERY:
             self._last_log = now
             log.warning(
@@ -456,7 +458,7 @@ class Listener:
         self._set_state("failed")
         delay = self._backoff.delay(self._streak)
         self._streak += 1
-        now = self._clock()
+        now = self._monotonic()
         if self._streak == 1 or now - self._last_log >= LOG_EVERY:
             self._last_log = now
             log.error(

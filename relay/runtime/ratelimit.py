@@ -9,8 +9,9 @@ up to ``rate`` starts (at least one) goes out at once; it refills at ``rate`` to
 second and never above its size, so an idle minute does not buy a bigger burst. In any
 interval of ``t`` seconds at most ``max(1, rate) + rate * t`` attempts start.
 
-The clock and the sleep are injected (production: the drainer's clock and
-:func:`asyncio.sleep`), so the arithmetic is tested without waiting.
+The clock and the sleep are injected (production: the drainer's monotonic clock and
+:func:`asyncio.sleep`, so a step of the wall clock neither stalls nor refills the
+bucket), and the arithmetic is tested without waiting.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ class JournalRefusals:
     failures: int = 0  # writes refused in a row
     streak: int = 0  # backoff steps taken
     pause_due: bool = False  # the drainer should pause before its next claim
+    read_failed: bool = False  # the refusal was a read: the next good claim clears it
     logged_at: float = 0.0
     held: dict[int, Settlement] = field(default_factory=dict)
 
@@ -51,7 +52,9 @@ class JournalRefusals:
         if first or now - self.logged_at >= LOG_EVERY:
             self.logged_at = now
             log.error(
-                "journal write failed, pausing the sink",
+                "journal read failed, pausing the sink"
+                if during == "read"
+                else "journal write failed, pausing the sink",
                 extra={
                     "sink": self.sink,
                     "during": during,
@@ -71,6 +74,7 @@ class JournalRefusals:
         self.failures = 0
         self.streak = 0
         self.pause_due = False
+        self.read_failed = False
 
     def hold(self, update: Settlement) -> None:
         self.held[update.seq] = update

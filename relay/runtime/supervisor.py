@@ -50,6 +50,7 @@ class RelayService:
         describe_sinks: Callable[[], Mapping[str, SinkDescription]] | None = None,
         restart_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
         retired_orphans: Mapping[str, int] | None = None,
         retired_at: float | None = None,
@@ -63,6 +64,7 @@ class RelayService:
         self.stats_interval = stats_interval
         self._describe_sinks = describe_sinks
         self._clock = clock
+        self._monotonic = monotonic  # for intervals: a step of the wall clock is no time
         self.started_at = clock()
         self.stopping = False
         self.running = False
@@ -149,13 +151,13 @@ class RelayService:
         if self.stopping:
             return
         self.stopping = True
-        started = self._clock()
+        started = self._monotonic()
         log.info("shutting down", extra={"grace_seconds": self.shutdown_timeout})
         for listener in self.listeners:
             listener.stop()
         listener_tasks = [t for n, t in self._tasks.items() if n.startswith("listen:")]
         await self._bounded(listener_tasks, self.shutdown_timeout)
-        remaining = max(0.5, self.shutdown_timeout - (self._clock() - started))
+        remaining = max(0.5, self.shutdown_timeout - (self._monotonic() - started))
         await asyncio.gather(*(drainer.stop(remaining) for drainer in self.drainers))
         drain_tasks = [t for n, t in self._tasks.items() if n.startswith("drain:")]
         await self._bounded(drain_tasks, 1.0)
@@ -164,7 +166,7 @@ class RelayService:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
         self.running = False
-        log.info("relay stopped", extra={"seconds": round(self._clock() - started, 3)})
+        log.info("relay stopped", extra={"seconds": round(self._monotonic() - started, 3)})
 
     @staticmethod
     async def _bounded(tasks: Sequence[asyncio.Task[None]], seconds: float) -> None:
@@ -179,7 +181,7 @@ class RelayService:
         """Recount, refresh the stats, prune; forever. A :class:`JournalError` (a full
         disk, a damaged page) fails that step only: readiness shows it as ``journal``,
         it is logged once a minute while it lasts, and the next round tries again."""
-        next_prune = self._clock() + self.prune_interval
+        next_prune = self._monotonic() + self.prune_interval
         while True:
             try:
                 await self.journal.recount()  # another process's replay, even when idle
@@ -188,8 +190,8 @@ class RelayService:
             else:
                 self._journal_ok("recount")
             await self.refresh_stats()
-            if self._clock() >= next_prune:
-                next_prune = self._clock() + self.prune_interval
+            if self._monotonic() >= next_prune:
+                next_prune = self._monotonic() + self.prune_interval
                 try:
                     pruned = await self.journal.prune()
                 except JournalError as exc:
@@ -203,7 +205,7 @@ class RelayService:
 
     def _journal_failed(self, step: str, exc: JournalError) -> None:
         self.journal_errors[step] = str(exc)
-        now = self._clock()
+        now = self._monotonic()
         last = self._journal_logged.get(step)
         if last is None or now - last >= JOURNAL_LOG_EVERY:
             self._journal_logged[step] = now

@@ -16,9 +16,11 @@ import pytest
 from relay.app.settings import HttpSettings, JournalSettings, Settings, TenantSettings
 from relay.app.wiring import build_service
 from relay.cli import main
-from relay.core.delivery import Settlement
+from relay.core.backoff import Backoff
+from relay.core.delivery import Delivered, Delivery, DrainPolicy, Outcome, Settlement
 from relay.emulator import Emulator
 from relay.journal import Journal, JournalCorrupt
+from relay.runtime.drainer import Drainer
 from relay.runtime.supervisor import RelayService
 from tests.pipeline.test_pipeline_journal import mail, to
 from tests.support import eventually
@@ -210,3 +212,44 @@ async def test_a_damaged_checkpoints_table_fails_the_tenant_without_a_crash_loop
     retries = [r for r in caplog.records if r.getMessage() == "checkpoint unreadable, retrying"]
     assert len(retries) == 1, "logged once a minute while it lasts"
     assert all(r.levelno == logging.ERROR for r in retries)
+
+
+class _Sink:
+    name = "s"
+    connected = True
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        return Delivered()
+
+
+async def test_a_drainer_whose_claims_hit_a_damaged_page_pauses_without_a_crash_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claim reading a damaged pending index: the drainer shows the journal's error,
+    pauses with backoff and claims again; it never raises out of run() (which made the
+    supervisor restart it with a traceback each time)."""
+    path = tmp_path / "j.sqlite3"
+    await filled(path)
+    async with Journal(path) as journal:
+        damage(path, "deliveries_pending")
+        policy = DrainPolicy(max_in_flight=4, backoff=Backoff(base=0.01, cap=0.05))
+        drainer = Drainer(journal, _Sink(), policy, rand=lambda: 1.0)
+        service = RelayService(journal=journal, listeners=[], drainers=[drainer])
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        try:
+            await eventually(lambda: drainer.refusals.failures >= 3, what="claims refused")
+            assert drainer.failing
+            assert "is damaged" in (drainer.last_error or "")
+            health = await service.health()
+            assert "is damaged" in health.failing["sink:s"]
+            assert service.crashes == {}, "the drainer never crashed"
+            assert service.task_alive("drain:s")
+        finally:
+            stop.set()
+            await task
+    assert not [r for r in caplog.records if r.exc_info], "no traceback logged"
+    refused = [
+        r for r in caplog.records if r.getMessage() == "journal read failed, pausing the sink"
+    ]
+    assert len(refused) == 1, "logged once a minute while it lasts"

@@ -324,13 +324,14 @@ async def test_stop_cancels_after_the_grace_and_raises_nothing(
 
 async def test_a_rate_limit_spaces_the_starts_of_attempts(tmp_path: Path) -> None:
     """rate_limit = 10: the first 10 start at once, then 10 per second, never faster.
-    Start times are the loop's clock, which the drainer's limiter also reads."""
+    Start times are the loop's clock, which the drainer's limiter also reads (the
+    monotonic clock: a step of the wall clock must neither stall nor refill it)."""
     rate, count = 10, 25
     sink = MemorySink()
     async with Journal(tmp_path / "j.sqlite3") as journal:
         await journal.append("acme", [mail(n) for n in range(count)], route=to("mem"))
         loop = asyncio.get_running_loop()
-        drainer = Drainer(journal, sink, DrainPolicy(rate_limit=rate), clock=loop.time)
+        drainer = Drainer(journal, sink, DrainPolicy(rate_limit=rate), monotonic=loop.time)
         task = asyncio.create_task(drainer.run())
         await eventually(
             lambda: journal.backlog_events == 0, seconds=20, what="the backlog drained"
