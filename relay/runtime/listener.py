@@ -19,6 +19,12 @@ Faults are classified (see :meth:`Listener._classify`):
 - bad credentials: the tenant is *failed* (readiness and the status page say so) and is
   retried slowly.
 
+A ``listen`` that gets no answer by the client's deadline (hold plus a margin) is a
+*timeout* fault (outcome ``timeout``), never a keep-alive: the server answers an idle
+poll at its hold, so silence means a stalled link. :meth:`Listener.silent_for` says how
+long Exmail has left this tenant unanswered; readiness fails once that passes the listen
+deadline, which is at the first such timeout (or a refused link's first deadline).
+
 A listener never raises out of :meth:`Listener.run` for an upstream fault, so one
 tenant's trouble never touches another tenant.
 """
@@ -41,9 +47,11 @@ from relay.core.routing import Router
 from relay.exmail import (
     ExmailClient,
     ExmailError,
+    ExmailTimeout,
     InvalidCredentials,
     InvalidToken,
     MalformedResponse,
+    NetworkError,
     NotFound,
     ResponseTooLarge,
     UserAction,
@@ -78,6 +86,8 @@ class ListenerStatus:
     last_error: str | None = None
     last_error_at: float | None = None
     failures: int = 0
+    # Clock time since which Exmail has not answered a listen (None: the last one was).
+    unanswered_since: float | None = None
     events_by_type: collections.Counter[str] = field(default_factory=collections.Counter)
     recent: collections.deque[tuple[float, str, str, str]] = field(
         default_factory=lambda: collections.deque(maxlen=50)
@@ -100,8 +110,11 @@ class Listener:
         failed_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
         observer: Observer | None = None,
+        silence_limit: float | None = None,
     ) -> None:
         self.tenant = tenant
+        # Unanswered longer than this fails readiness; default: the listen deadline.
+        self.silence_limit = client.listen_timeout if silence_limit is None else silence_limit
         self._observe = (observer or Observer()).tenant(tenant)
         self.client = client
         self.journal = journal
@@ -221,13 +234,18 @@ class Listener:
             await self._interruptible(self.journal.wait_capacity())
             if self._stop.is_set():
                 return ver
+        if self.status.unanswered_since is None:
+            self.status.unanswered_since = self._clock()
         try:
             messages = await self._interruptible(self.client.listen(ver))
         except ExmailError as exc:
+            if not isinstance(exc, ExmailTimeout | NetworkError):
+                self.status.unanswered_since = None  # an answer, if not a good one
             await self._fault(exc, "listen")
             return ver
         if messages is None:  # stopped while waiting
             return ver
+        self.status.unanswered_since = None
         translation = translate_listen(self.tenant, ver, messages, now=self._now())
         for skipped in translation.skipped:
             self._skip(skipped.kind, skipped.detail)
@@ -333,9 +351,13 @@ class Listener:
 
     # -- faults ------------------------------------------------------------------------
 
-    def _classify(self, exc: ExmailError) -> Literal["config", "token", "too_large", "transient"]:
+    def _classify(
+        self, exc: ExmailError
+    ) -> Literal["config", "token", "too_large", "timeout", "transient"]:
         if isinstance(exc, InvalidCredentials):
             return "config"
+        if isinstance(exc, ExmailTimeout):
+            return "timeout"  # no answer by the deadline: a stalled link, not a keep-alive
         if isinstance(exc, ResponseTooLarge):
             # The answer was read past the cap and dropped whole: what it carried is
             # gone (the server handed it out). Counted apart, so the cap can be raised
@@ -390,6 +412,16 @@ class Listener:
         log.warning(
             "listen message skipped", extra={"tenant": self.tenant, "kind": kind, "detail": detail}
         )
+
+    def silent_for(self, now: float) -> float | None:
+        """Seconds Exmail has left this tenant's listen unanswered, once that is longer
+        than ``silence_limit`` (readiness fails); ``None`` otherwise. A tenant paused on
+        a full journal or stopped is not waiting for Exmail."""
+        since = self.status.unanswered_since
+        if since is None or self.status.state in ("paused", "stopped"):
+            return None
+        silent = now - since
+        return silent if silent > self.silence_limit else None
 
     def _set_state(self, state: State) -> None:
         if state == self.status.state and self._state_shown:
