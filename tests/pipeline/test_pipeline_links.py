@@ -188,3 +188,36 @@ async def _failing(service: RelayService, part: str) -> str | None:
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+@pytest.mark.rabbitmq
+async def test_an_idle_stalled_broker_link_is_dropped_by_heartbeats(
+    tmp_path: Path, emulator: Emulator, broker: Broker
+) -> None:
+    proxy = TcpProxy(*BROKER_ADDRESS)
+    await proxy.start()
+    amqp = {**broker.amqp_settings(f"amqp://guest:guest@127.0.0.1:{proxy.port}/"), "heartbeat": 1}
+    s = settings_for(emulator, tmp_path, amqp=amqp)
+    try:
+        async with Consumer(broker) as consumer, running_relay(s) as running:
+            service = running.service
+
+            async def sink_ok() -> bool:
+                return "sink:amqp" in (await service.health()).ok
+
+            await eventually(sink_ok, what="connected to the broker")
+            proxy.stall()  # nothing in flight: only the heartbeats can tell
+            reason = await eventually(
+                lambda: _failing(service, "sink:amqp"),
+                seconds=READY_WITHIN,
+                what="readiness to name the stalled sink",
+            )
+            assert reason.startswith("not connected: "), reason
+
+            proxy.resume()
+            await eventually(sink_ok, seconds=READY_WITHIN, what="ready after resume")
+            alias = (await accounts(emulator))[0]
+            await control(emulator, "mail", {"to": alias})
+            await consumer.wait_for(1)
+    finally:
+        await proxy.stop()
