@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from relay.app.settings import Settings
 from relay.app.wiring import Running, build_service
+from relay.ops.metrics import PrometheusObserver
 
 __all__ = [
     "AMQP_URL",
@@ -120,7 +121,11 @@ def recorded_sockets(
 
 class TcpProxy:
     """Forwards loopback connections to ``target``; :meth:`stop` drops every connection and
-    closes the port, :meth:`start` opens the same port again."""
+    closes the port, :meth:`start` opens the same port again.
+
+    :meth:`stall` is a silent partition instead of a refused one: connections stay open
+    (new ones are accepted) but no byte, and no close, is passed on in either direction
+    until :meth:`resume`, which passes on what was held."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -128,6 +133,18 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    @property
+    def stalled(self) -> bool:
+        return not self._flowing.is_set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -157,22 +174,30 @@ class TcpProxy:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
-            while data := await src.read(65536):
+            while True:
+                try:
+                    data = await src.read(65536)
+                except (OSError, asyncio.IncompleteReadError):
+                    data = b""
+                await self._flowing.wait()  # stalled: hold the bytes, and the close too
+                if not data:
+                    break
                 dst.write(data)
                 await dst.drain()
-        except (OSError, asyncio.IncompleteReadError):
+        except OSError:
             pass
         finally:
             dst.transport.abort()
 
 
 @contextlib.asynccontextmanager
-async def running_relay(s: Settings) -> AsyncIterator[Running]:
+async def running_relay(
+    s: Settings, *, observer: PrometheusObserver | None = None
+) -> AsyncIterator[Running]:
     """The relay built from ``s``, running until the block ends."""
-    async with build_service(s) as running:
+    async with build_service(s, observer=observer) as running:
         stop = asyncio.Event()
         task = asyncio.create_task(running.service.run(stop))
         try:

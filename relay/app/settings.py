@@ -183,6 +183,10 @@ class AmqpSettings(_Section):
     binding_key: str = "#"
     max_in_flight: int = Field(default=256, ge=1, le=10_000)
     retry_max: Duration = 30.0
+    # A stalled link is dropped after (heartbeat + 1) * 3 s without a frame (idle) or
+    # confirm_timeout (+ up to 1 s) with a publish unconfirmed: both well under 30 s.
+    heartbeat: int = Field(default=5, ge=1, le=300)
+    confirm_timeout: Duration = Field(default=15.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _url(self) -> AmqpSettings:

@@ -130,6 +130,8 @@ async def _open_sinks(
                     queue=a.queue,
                     queue_type=a.queue_type,
                     binding_key=a.binding_key,
+                    heartbeat=a.heartbeat,
+                    confirm_timeout=a.confirm_timeout,
                 )
             )
             plans.append(

@@ -201,8 +201,8 @@ class ExmailClient:
         headers: Mapping[str, str],
         read_timeout: float | None,
     ) -> tuple[int, bytes]:
-        """POST a form; (status, capped body). ``read_timeout`` set: listen semantics,
-        a read deadline returns ``(200, b"")`` ("nothing happened")."""
+        """POST a form; (status, capped body). ``read_timeout``: a longer deadline (listen);
+        passing it with no answer is an :class:`ExmailTimeout`, never "nothing happened"."""
         session = self._get_session()
         # Encoded here rather than handed to aiohttp as a form: aiohttp builds a
         # multipart writer (and a random boundary) for every form, even a urlencoded one.
@@ -228,11 +228,8 @@ class ExmailClient:
             outcome = "timeout"
             raise ExmailTimeout(f"{operation}: connect timed out after {self.timeout}s") from exc
         except TimeoutError as exc:
-            if read_timeout is not None:
-                outcome = "idle"
-                return 200, b""
             outcome = "timeout"
-            raise ExmailTimeout(f"{operation}: no answer within {total}s") from exc
+            raise ExmailTimeout(f"{operation}: no answer within {total:g} s") from exc
         except aiohttp.ClientError as exc:
             outcome = "network"
             raise NetworkError(f"{operation}: {describe_network_error(exc)}") from exc
@@ -332,8 +329,8 @@ class ExmailClient:
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - it is the server's hold, not a cancel scope
     ) -> list[ListenMessage]:
-        """One long poll. ``[]`` when the server said nothing before the deadline
-        (``timeout``, default ``listen_timeout``) or sent an empty body.
+        """One long poll. ``[]`` when the server sent an empty body; no answer before the
+        deadline (``timeout``, default ``listen_timeout``) raises :class:`ExmailTimeout`.
 
         Not retried here. A body made only of error objects raises the matching
         :class:`ApiError` (a 1200 first renews the token and polls once more); error

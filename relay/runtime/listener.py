@@ -21,6 +21,12 @@ Faults are classified (see :meth:`Listener._classify`):
 - the journal cannot read the tenant's checkpoint (a damaged page, a locked file): the
   tenant is *failed* with the reason and retried with backoff.
 
+A ``listen`` that gets no answer by the client's deadline (hold plus a margin) is a
+*timeout* fault (outcome ``timeout``), never a keep-alive: the server answers an idle
+poll at its hold, so silence means a stalled link. :meth:`Listener.silent_for` says how
+long Exmail has left this tenant unanswered; readiness fails once that passes the listen
+deadline, which is at the first such timeout (or a refused link's first deadline).
+
 A listener never raises out of :meth:`Listener.run` for an upstream fault, so one
 tenant's trouble never touches another tenant.
 
@@ -51,19 +57,19 @@ from relay.core.routing import Router
 from relay.exmail import (
     ExmailClient,
     ExmailError,
+    ExmailTimeout,
     InvalidCredentials,
     InvalidToken,
     MalformedResponse,
-    NotFound,
+    NetworkError,
     ResponseTooLarge,
-    UserAction,
-    UserListEntry,
     VersionUpdate,
     is_transient,
 )
 from relay.journal import Journal, JournalClosed, JournalError
+from relay.runtime.enrich import Enricher
 from relay.runtime.observer import Observer
-from relay.runtime.translate import Translation, profile_of, translate_listen, user_change
+from relay.runtime.translate import Translation, translate_listen
 
 __all__ = ["Listener", "ListenerStatus"]
 
@@ -90,6 +96,8 @@ class ListenerStatus:
     failures: int = 0
     # Set while the journal refuses this tenant's commit (the events are held in memory).
     journal_error: str | None = None
+    # Clock time since which Exmail has not answered a listen (None: the last one was).
+    unanswered_since: float | None = None
     events_by_type: collections.Counter[str] = field(default_factory=collections.Counter)
     recent: collections.deque[tuple[float, str, str, str]] = field(
         default_factory=lambda: collections.deque(maxlen=50)
@@ -114,15 +122,20 @@ class Listener:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
+        silence_limit: float | None = None,
     ) -> None:
         self.tenant = tenant
+        # Unanswered longer than this fails readiness; default: the listen deadline.
+        self.silence_limit = client.listen_timeout if silence_limit is None else silence_limit
         self._observe = (observer or Observer()).tenant(tenant)
         self.client = client
         self.journal = journal
         self.route = route
         self.bootstrap = bootstrap
         self.status = ListenerStatus(tenant)
-        self._enrich = asyncio.Semaphore(enrich_concurrency)
+        self._enricher = Enricher(
+            tenant, client, concurrency=enrich_concurrency, skipped=self._skip
+        )
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
         self._failed_backoff = failed_backoff or Backoff(base=30.0, cap=300.0)
         self._journal_backoff = journal_backoff or Backoff(base=0.2, cap=5.0)
@@ -229,7 +242,7 @@ class Listener:
             )
         ]
         if self.bootstrap == "snapshot":
-            built += await self._user_events(listing.entries, new_ver, now, snapshot=True)
+            built += await self._enricher.user_events(listing.entries, new_ver, now, snapshot=True)
         await self._commit(built, checkpoint=new_ver)
         log.info(
             "directory bootstrapped",
@@ -243,13 +256,18 @@ class Listener:
             await self._interruptible(self.journal.wait_capacity())
             if self._stop.is_set():
                 return ver
+        if self.status.unanswered_since is None:
+            self.status.unanswered_since = self._clock()
         try:
             messages = await self._interruptible(self.client.listen(ver))
         except ExmailError as exc:
+            if not isinstance(exc, ExmailTimeout | NetworkError):
+                self.status.unanswered_since = None  # an answer, if not a good one
             await self._fault(exc, "listen")
             return ver
         if messages is None:  # stopped while waiting
             return ver
+        self.status.unanswered_since = None
         translation = translate_listen(self.tenant, ver, messages, now=self._now())
         for skipped in translation.skipped:
             self._skip(skipped.kind, skipped.detail)
@@ -288,50 +306,9 @@ class Listener:
                 now=now,
             )
         ]
-        built += await self._user_events(listing.entries, new_ver, now, snapshot=False)
+        built += await self._enricher.user_events(listing.entries, new_ver, now, snapshot=False)
         await self._commit(built, checkpoint=new_ver)
         return new_ver
-
-    async def _user_events(
-        self, entries: Sequence[UserListEntry], ver: int, now: datetime, *, snapshot: bool
-    ) -> list[Event]:
-        async def one(entry: UserListEntry) -> Event:
-            profile: dict[str, Any] | None = None
-            exists = entry.action is not UserAction.DELETED
-            if exists:
-                async with self._enrich:
-                    try:
-                        profile = profile_of(await self.client.user_get(entry.alias))
-                    except NotFound:
-                        exists = False
-                    except ExmailError as exc:
-                        if is_transient(exc):
-                            raise  # the whole change is retried from the old Ver
-                        # A refusal that will not heal (a malformed alias, an unknown
-                        # errcode) must not block the directory forever: report the
-                        # change without a profile, and say so.
-                        self._skip("enrich", f"user/get {entry.alias!r}: {exc}")
-            return ev.user_changed(
-                tenant=self.tenant,
-                alias=entry.alias,
-                change=user_change(entry, exists=exists, snapshot=snapshot),
-                ver=ver,
-                profile=profile,
-                now=now,
-            )
-
-        # The first failure cancels the other lookups (the change is retried whole from
-        # the old Ver), and every lookup is awaited before the failure goes up. Not an
-        # asyncio.TaskGroup: on Python 3.11 a failing child leaves a cancel request on
-        # this long-lived task, and the listener's next stop() would then escape it.
-        tasks = [asyncio.ensure_future(one(entry)) for entry in entries]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
 
     async def _commit(self, built: Sequence[Event], *, checkpoint: int | None = None) -> None:
         inserted = await self._append(built, checkpoint)
@@ -404,9 +381,13 @@ class Listener:
 
     # -- faults ------------------------------------------------------------------------
 
-    def _classify(self, exc: ExmailError) -> Literal["config", "token", "too_large", "transient"]:
+    def _classify(
+        self, exc: ExmailError
+    ) -> Literal["config", "token", "too_large", "timeout", "transient"]:
         if isinstance(exc, InvalidCredentials):
             return "config"
+        if isinstance(exc, ExmailTimeout):
+            return "timeout"  # no answer by the deadline: a stalled link, not a keep-alive
         if isinstance(exc, ResponseTooLarge):
             # The answer was read past the cap and dropped whole: what it carried is
             # gone (the server handed it out). Counted apart, so the cap can be raised
@@ -484,6 +465,16 @@ class Listener:
         log.warning(
             "listen message skipped", extra={"tenant": self.tenant, "kind": kind, "detail": detail}
         )
+
+    def silent_for(self, now: float) -> float | None:
+        """Seconds Exmail has left this tenant's listen unanswered, once that is longer
+        than ``silence_limit`` (readiness fails); ``None`` otherwise. A tenant paused on
+        a full journal or stopped is not waiting for Exmail."""
+        since = self.status.unanswered_since
+        if since is None or self.status.state in ("paused", "stopped"):
+            return None
+        silent = now - since
+        return silent if silent > self.silence_limit else None
 
     def _set_state(self, state: State) -> None:
         if state == self.status.state and self._state_shown:

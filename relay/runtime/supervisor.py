@@ -259,13 +259,16 @@ class RelayService:
             elif drainer.failing:
                 failing[part] = f"failing: {drainer.last_error}"
             elif not drainer.sink.connected:
-                failing[part] = f"not connected: {drainer.last_error or 'connecting'}"
+                why = drainer.last_error or getattr(drainer.sink, "last_error", None)
+                failing[part] = f"not connected: {why or 'connecting'}"
             else:
                 ok.append(part)
         for listener in self.listeners:
             part = f"tenant:{listener.tenant}"
             if listener.status.state == "failed":
                 failing[part] = f"failed: {listener.status.last_error}"
+            elif (silent := listener.silent_for(self._clock())) is not None:
+                failing[part] = f"no answer from Exmail for {silent:.0f} s"
             else:
                 ok.append(part)
         return Health(tuple(ok), failing)

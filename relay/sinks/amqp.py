@@ -13,12 +13,28 @@ jittered backoff, because ``connect_robust`` only reconnects after a first succe
 While disconnected, :meth:`AmqpSink.send` answers :class:`~relay.sinks.Unavailable`
 and the drainer pauses: events wait in the journal and go out in order when the broker
 returns.
+
+A *stalled* link (packets dropped, nothing refused) must show too, and fast. Two
+guards, both sized so that readiness fails well within 30 s with the defaults:
+
+- AMQP heartbeats (``heartbeat`` seconds, negotiated with the broker): with no frame
+  from the broker for ``(heartbeat + 1) * 3`` s, aiormq drops the connection and the
+  robust connection reconnects. This covers an idle link.
+- An age limit on unconfirmed publishes (``confirm_timeout``): one watchdog task, not a
+  timer per message, looks at the oldest publish still awaiting its confirm; past the
+  limit the link counts as stalled. The sink then reports itself not connected
+  (``publish not confirmed within N s``), drops the connection so the robust connection
+  reconnects, and every publish awaiting a confirm answers
+  :class:`~relay.sinks.Unavailable`: the rows stay pending and are published again
+  after the reconnect (at-least-once: the broker may have had some of them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import logging
 from datetime import UTC, datetime
 from typing import Literal
@@ -57,6 +73,8 @@ class AmqpSink:
         binding_key: str = "#",
         connect_backoff: Backoff | None = None,
         name: str = "amqp",
+        heartbeat: int = 5,
+        confirm_timeout: float = 15.0,
     ) -> None:
         self._url = url
         self._exchange_name = exchange
@@ -71,6 +89,15 @@ class AmqpSink:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._connector: asyncio.Task[None] | None = None
+        self._heartbeat = heartbeat
+        self._confirm_timeout = confirm_timeout
+        # Publishes awaiting their confirm: ticket -> loop time sent, oldest first.
+        self._unconfirmed: dict[int, float] = {}
+        self._tickets = itertools.count()
+        # Set while the link counts as stalled (until the robust connection reconnects).
+        self._stalled: str | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._closing = False
         self.last_error: str | None = None
         self.target = redact_url(url.get_secret_value(), keep_user=True)
 
@@ -90,31 +117,37 @@ class AmqpSink:
             and channel is not None
             and not channel.is_closed
             and self._exchange is not None
+            and self._stalled is None
         )
 
     async def __aenter__(self) -> AmqpSink:
         self._connector = asyncio.create_task(self._connect_loop(), name="amqp-connect")
-        self._connector.add_done_callback(self._connector_done)
+        self._connector.add_done_callback(functools.partial(self._task_done, "connecting"))
+        self._watchdog = asyncio.create_task(self._watch_confirms(), name="amqp-confirms")
+        self._watchdog.add_done_callback(functools.partial(self._task_done, "watching confirms"))
         return self
 
-    def _connector_done(self, task: asyncio.Task[None]) -> None:
-        """The connect loop only ends by connecting or being cancelled; anything else is
-        a bug, shown at once (log, ``last_error``) instead of at shutdown."""
+    def _task_done(self, what: str, task: asyncio.Task[None]) -> None:
+        """The connect loop only ends by connecting or being cancelled, the watchdog only
+        by being cancelled; anything else is a bug, shown at once (log, ``last_error``)
+        instead of at shutdown."""
         if task.cancelled() or task.exception() is None:
             return
         error = task.exception()
-        self.last_error = f"internal error while connecting: {type(error).__name__}"
+        self.last_error = f"internal error while {what}: {type(error).__name__}"
         log.error(
-            "RabbitMQ connect loop crashed",
+            f"RabbitMQ {what} crashed",
             exc_info=error,
             extra={"sink": self.name, "target": self.target},
         )
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._connector is not None:
-            self._connector.cancel()
-            # A crash was already reported by _connector_done; only the wait is left.
-            await asyncio.wait([self._connector])
+        self._closing = True
+        for task in (self._connector, self._watchdog):
+            if task is not None:
+                task.cancel()
+                # A crash was already reported by _task_done; only the wait is left.
+                await asyncio.wait([task])
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._connection.close(), timeout=5)
@@ -149,8 +182,13 @@ class AmqpSink:
 
     async def _connect(self) -> None:
         connection = await aio_pika.connect_robust(
-            self._url.get_secret_value(), timeout=10, client_properties={"app_id": APP_ID}
+            self._url.get_secret_value(),
+            timeout=10,
+            heartbeat=self._heartbeat,
+            client_properties={"app_id": APP_ID},
         )
+        connection.close_callbacks.add(self._link_lost)
+        connection.reconnect_callbacks.add(self._link_restored)
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             if self._exchange_passive:
@@ -171,6 +209,49 @@ class AmqpSink:
             raise
         self._connection, self._channel, self._exchange = connection, channel, exchange
 
+    def _link_lost(self, _sender: object, exc: BaseException | None = None) -> None:
+        if self._stalled is not None or self._closing:
+            return  # the watchdog dropped it and said why, or we are closing it
+        why = f": {_describe(exc)}" if isinstance(exc, Exception) else ""
+        self.last_error = f"connection to {self.target} lost{why}"
+        log.warning(self.last_error, extra={"sink": self.name})
+
+    def _link_restored(self, _sender: object, *_args: object) -> None:
+        if self._stalled is not None or self.last_error is not None:
+            log.info("reconnected to RabbitMQ", extra={"sink": self.name, "after": self.last_error})
+        self._stalled = self.last_error = None
+
+    async def _watch_confirms(self) -> None:
+        """Every ``confirm_timeout / 4`` s (at most 1 s): is the oldest publish awaiting
+        its confirm older than ``confirm_timeout``? Then the link is stalled."""
+        loop = asyncio.get_running_loop()
+        period = min(1.0, self._confirm_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            if self._stalled is not None:
+                continue
+            oldest = next(iter(self._unconfirmed.values()), None)
+            if oldest is not None and loop.time() - oldest > self._confirm_timeout:
+                await self._drop_stalled_link()
+
+    async def _drop_stalled_link(self) -> None:
+        reason = f"publish not confirmed within {self._confirm_timeout:g} s"
+        self._stalled = self.last_error = reason
+        log.warning(
+            "RabbitMQ link stalled, reconnecting",
+            extra={"sink": self.name, "target": self.target, "error": reason},
+        )
+        connection = self._connection
+        transport = connection.transport if connection is not None else None
+        if transport is None:
+            return
+        # Closing rejects every publish awaiting a confirm on this connection; the robust
+        # connection then reconnects (and _link_restored clears the stall). Bounded: the
+        # close handshake itself goes over the stalled link.
+        error = aiormq.exceptions.ConnectionClosed(320, reason)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(transport.connection.close(error), timeout=5)
+
     async def send(self, delivery: Delivery) -> Outcome:
         exchange, channel = self._exchange, self._channel
         if exchange is None or channel is None or not self.connected:
@@ -183,6 +264,8 @@ class AmqpSink:
             app_id=APP_ID,
             delivery_mode=PERSISTENT,
         )
+        ticket = next(self._tickets)
+        self._unconfirmed[ticket] = asyncio.get_running_loop().time()
         try:
             underlay = await channel.get_underlay_channel()
             # Straight to aiormq, not through aio-pika's Exchange.publish, and without
@@ -190,9 +273,7 @@ class AmqpSink:
             # behind each other on the channel lock while the writer flushes, and the
             # only suspension per message is the broker's confirm. The window bounds
             # what can be buffered. No per-publish timeout either: it costs a timer per
-            # message, and a confirm that never comes (a blocked broker) only holds a
-            # slot of the window; the backlog then grows into backpressure, and
-            # shutdown cancels the attempt, which leaves the row pending.
+            # message. The watchdog (_watch_confirms) puts an age limit on them all.
             await underlay.basic_publish(  # type: ignore[call-arg]
                 delivery.body,
                 exchange=exchange.name,
@@ -212,8 +293,12 @@ class AmqpSink:
             TimeoutError,
             RuntimeError,
         ) as exc:
+            if self._stalled is not None:  # rejected by the watchdog's close
+                return Unavailable(self._stalled)
             self.last_error = f"publish failed: {_describe(exc)}"
             return Unavailable(self.last_error)
+        finally:
+            del self._unconfirmed[ticket]
         return Delivered()
 
 

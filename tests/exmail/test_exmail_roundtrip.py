@@ -11,6 +11,7 @@ from relay.exmail import (
     AccountType,
     ApiError,
     ExmailClient,
+    ExmailTimeout,
     Gender,
     InvalidCredentials,
     InvalidRequest,
@@ -152,13 +153,17 @@ async def test_listen_messages(client: ExmailClient, control: Control) -> None:
     assert update.ver > ver
 
 
-async def test_listen_read_deadline_means_nothing_happened(
+async def test_listen_without_an_answer_by_the_deadline_is_a_timeout(
     emulator: Emulator, make_client: Callable[..., ExmailClient]
 ) -> None:
-    client = make_client()
+    outcomes: list[tuple[str, str]] = []
+    client = make_client(on_request=lambda e, s, o: outcomes.append((e, o)))
     ver = (await client.user_list(0)).ver
-    # The emulator holds 0.5 s; a 0.2 s deadline expires first: no messages, no error.
-    assert await client.listen(ver, timeout=0.2) == []
+    # The emulator answers an idle poll at its hold (0.5 s): silence until a 0.2 s
+    # deadline is a stalled link, not a keep-alive.
+    with pytest.raises(ExmailTimeout, match=r"listen: no answer within 0\.2 s"):
+        await client.listen(ver, timeout=0.2)
+    assert outcomes[-1] == ("listen", "timeout")
 
 
 @pytest.mark.parametrize(

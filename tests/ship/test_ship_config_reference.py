@@ -55,7 +55,9 @@ DESCRIPTIONS: dict[str, str] = {
     "document or the v1.4 revision (see spec/PROTOCOL-NOTES.md).",
     "tenants.directory_bootstrap": "With no checkpoint: `skip` starts from the current Ver "
     "silently, `snapshot` emits the whole directory as `exmail.user.added`.",
-    "tenants.hold": "How long the server holds `listen` open.",
+    "tenants.hold": "How long the server holds `listen` open. The client waits "
+    "`hold + max(5 s, hold / 2)` for an answer; none by then is a listen timeout, and "
+    "readiness fails (`no answer from Exmail`). Never set it below the server's real hold.",
     "tenants.request_timeout": "Timeout of every other API request.",
     "tenants.enrich_concurrency": "Parallel `user/get` calls when enriching a directory update.",
     "tenants.max_response_bytes": "Largest answer read from Exmail (a `listen` answer"
@@ -74,6 +76,12 @@ DESCRIPTIONS: dict[str, str] = {
     "amqp.binding_key": "Binding key of that queue.",
     "amqp.max_in_flight": "Unconfirmed publishes allowed at once.",
     "amqp.retry_max": "Cap of the reconnect backoff.",
+    "amqp.heartbeat": "AMQP heartbeat in seconds (negotiated with the broker): a link "
+    "with no frame for `(heartbeat + 1) * 3` s is dropped and reconnected (a stalled, "
+    "idle link: about 20 s with the default). Overrides a `heartbeat` in `url`.",
+    "amqp.confirm_timeout": "Age limit on unconfirmed publishes: past it the link counts "
+    "as stalled, readiness fails (`publish not confirmed within N s`), the connection is "
+    "dropped and reconnected, and the deliveries stay pending (sent again, never dead).",
     "webhooks.name": "Endpoint name: the sink label `webhook:<name>`.",
     "webhooks.url": "Receiver URL (http or https).",
     "webhooks.secret": "Standard Webhooks signing secret(s), `whsec_` + base64 of 24-64 "
