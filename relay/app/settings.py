@@ -137,7 +137,7 @@ class TenantSettings(_Section):
     auth_method: Literal["form", "basic"] = "form"
     action_codes: Literal["authority", "v1.4"] = "authority"
     directory_bootstrap: Literal["skip", "snapshot"] = "skip"
-    hold: Duration = Field(default=30.0, gt=0)
+    hold: Duration = Field(default=25.0, gt=0)
     request_timeout: Duration = Field(default=10.0, gt=0)
     enrich_concurrency: int = Field(default=8, ge=1, le=64)
     max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
@@ -161,8 +161,9 @@ class TenantSettings(_Section):
 
     @property
     def listen_timeout(self) -> float:
-        """Client read timeout for ``listen``: a margin above the server's hold."""
-        return self.hold + max(5.0, self.hold * 0.5)
+        """Client read timeout for ``listen``: a margin above the server's hold (30 s
+        with the default hold: a stalled link fails readiness within 30 s)."""
+        return self.hold + max(5.0, self.hold * 0.2)
 
     def secret(self) -> SecretStr:
         assert self.client_secret is not None  # guaranteed by _secret

@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--data", metavar="FILE", help="JSON seed file (default: demo company)")
     parser.add_argument(
-        "--hold", type=float, default=30.0, help="listen hold time in seconds (default %(default)s)"
+        "--hold", type=float, default=25.0, help="listen hold time in seconds (default %(default)s)"
     )
     parser.add_argument(
         "--token-ttl",

@@ -67,7 +67,7 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: SeedSource = None,
-        hold: float = 30.0,
+        hold: float = 25.0,
         token_ttl: int = 7200,
         action_codes: ActionCodes = "authority",
         authkey_ttl: float = 300.0,

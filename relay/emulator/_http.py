@@ -36,7 +36,7 @@ ListenFormat = Literal["array", "concat", "lines"]
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    hold: float = 30.0
+    hold: float = 25.0
     max_batch: int = 100
     listen_format: ListenFormat = "array"
 

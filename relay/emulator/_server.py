@@ -410,7 +410,7 @@ async def faults_middleware(
 def build_app(
     state: EmulatorState,
     *,
-    hold: float = 30.0,
+    hold: float = 25.0,
     max_batch: int = 100,
     listen_format: ListenFormat = "array",
 ) -> web.Application:

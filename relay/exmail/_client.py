@@ -114,7 +114,7 @@ class ExmailClient:
         action_codes: ActionCodes = "authority",
         session: aiohttp.ClientSession | None = None,
         timeout: float = 10.0,
-        listen_timeout: float = 45.0,
+        listen_timeout: float = 30.0,
         max_response_bytes: int = 4 * 1024 * 1024,
         read_retries: int = 3,
         backoff: Backoff = Backoff(),  # noqa: B008 - a frozen dataclass, safe to share

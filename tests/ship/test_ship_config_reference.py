@@ -56,8 +56,9 @@ DESCRIPTIONS: dict[str, str] = {
     "tenants.directory_bootstrap": "With no checkpoint: `skip` starts from the current Ver "
     "silently, `snapshot` emits the whole directory as `exmail.user.added`.",
     "tenants.hold": "How long the server holds `listen` open. The client waits "
-    "`hold + max(5 s, hold / 2)` for an answer; none by then is a listen timeout, and "
-    "readiness fails (`no answer from Exmail`). Never set it below the server's real hold.",
+    "`hold + max(5 s, hold / 5)` (30 s by default) for an answer; none by then is a listen "
+    "timeout, and readiness fails (`no answer from Exmail`). Never set it below the "
+    "server's real hold.",
     "tenants.request_timeout": "Timeout of every other API request.",
     "tenants.enrich_concurrency": "Parallel `user/get` calls when enriching a directory update.",
     "tenants.max_response_bytes": "Largest answer read from Exmail (a `listen` answer"
