@@ -60,6 +60,7 @@ from relay.exmail._operations import (
     READ_OPERATIONS,
 )
 from relay.exmail._retry import Backoff
+from relay.exmail._token import TokenCache
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -93,6 +94,7 @@ __all__ = [
     "ResponseTooLarge",
     "SyncAction",
     "TemporarilyUnavailable",
+    "TokenCache",
     "TransportError",
     "Unknown",
     "UnreadCount",

@@ -73,6 +73,7 @@ from relay.exmail._operations import (
     DEFAULT_TOKEN_URL,
     FORM_CONTENT_TYPE,
     READ_OPERATIONS,
+    sso_url,
 )
 from relay.exmail._requests import (
     GroupAddRequest,
@@ -174,6 +175,10 @@ class ExmailClient:
         return self._session
 
     # -- token -------------------------------------------------------------------
+
+    @property
+    def tokens(self) -> TokenCache:
+        return self._tokens  # the one cache of this account: listener, gateway, token service
 
     async def token(self, *, force: bool = False) -> str:
         """The current access token (fetched if needed, or anew with ``force``)."""
@@ -429,17 +434,7 @@ class ExmailClient:
     async def sso_login_url(self, email: str) -> str:
         """A one-click login URL into ``email``'s mailbox (fetches a fresh authkey)."""
         ticket = await self.mail_authkey(email)
-        query = urlencode(
-            {
-                "fun": "bizopenssologin",
-                "method": "bizauth",
-                "agent": self.client_id,
-                "user": email.strip(),
-                "ticket": ticket,
-            },
-            safe="@",
-        )
-        return f"{self.login_url}{'&' if '?' in self.login_url else '?'}{query}"
+        return sso_url(self.login_url, agent=self.client_id, user=email.strip(), ticket=ticket)
 
     # -- departments -------------------------------------------------------------
 

@@ -7,12 +7,15 @@ client may retry them on a transient fault; writes are never retried blindly.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 __all__ = [
     "DEFAULT_API_URL",
     "DEFAULT_LOGIN_URL",
     "DEFAULT_TOKEN_URL",
     "FORM_CONTENT_TYPE",
     "READ_OPERATIONS",
+    "sso_url",
 ]
 
 DEFAULT_API_URL = "http://openapi.exmail.qq.com:12211/openapi/"
@@ -32,3 +35,19 @@ READ_OPERATIONS = frozenset(
     }
 )
 """Operations that change nothing on the server: safe to retry on transient faults."""
+
+
+def sso_url(login_url: str, *, agent: str, user: str, ticket: str) -> str:
+    """The SSO login URL: ``login_url`` (the configured page, never a caller's) plus the
+    one-time ``ticket`` of ``mail/authkey`` for ``user``, issued to admin ``agent``."""
+    query = urlencode(
+        {
+            "fun": "bizopenssologin",
+            "method": "bizauth",
+            "agent": agent,
+            "user": user,
+            "ticket": ticket,
+        },
+        safe="@",
+    )
+    return f"{login_url}{'&' if '?' in login_url else '?'}{query}"

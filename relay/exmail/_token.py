@@ -51,6 +51,19 @@ class TokenCache:
         """How many tokens this cache has fetched."""
         return self._generation
 
+    def current(self) -> SecretStr | None:
+        """The token, if one is held and not due for renewal; never fetches."""
+        return self._token if self._valid() else None
+
+    @property
+    def expires_in(self) -> float:
+        """Seconds until the held token is renewed (0 when there is none).
+
+        This is the renewal time, a little before the server's expiry, so a client that
+        is handed the token with this lifetime comes back before the server refuses it.
+        """
+        return max(self._expires_at - self._clock(), 0.0) if self._token is not None else 0.0
+
     def _valid(self) -> bool:
         return self._token is not None and self._clock() < self._expires_at
 

@@ -32,6 +32,7 @@ RANKS: dict[str, int] = {
     "relay.sinks": 3,
     "relay.runtime": 4,
     "relay.ops": 5,
+    "relay.gateway": 5,
     "relay.app": 6,
     "relay.cli": 7,
     "relay.__main__": 8,
