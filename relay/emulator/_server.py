@@ -351,7 +351,19 @@ async def login(request: web.Request) -> web.Response:
         alias = request.app[STATE].sso_login(agent, user, ticket)
     except LoginRefused as exc:
         return _page("Login refused", str(exc), 403)
-    return _page("Exmail emulator mailbox", f"Logged in as {alias}", 200)
+    return _mailbox_page(alias)
+
+
+def _mailbox_page(alias: str) -> web.Response:
+    """The page a consumed ticket lands on: it names the account, for browser tests."""
+    body = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<title>Exmail emulator mailbox</title></head><body>"
+        f"<h1 id='account'>{html.escape(alias)}</h1><p>Logged in by SSO ticket.</p></body></html>"
+    )
+    return web.Response(
+        text=body, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"}
+    )
 
 
 # -- faults and counters ----------------------------------------------------------------------
