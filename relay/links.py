@@ -37,6 +37,7 @@ import re
 from urllib.parse import quote
 
 __all__ = [
+    "DEFAULT_SKEW",
     "Claim",
     "LinkCheck",
     "SeenLinks",

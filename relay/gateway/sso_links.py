@@ -1,0 +1,185 @@
+"""The browser route of signed SSO links: ``GET /sso/{tenant}/{email}?exp=...&sig=...``.
+
+Where it sits: an OA page rendered a link signed with its client's ``link_secret``
+(:func:`relay.links.sign_sso_link`); the user's browser follows it here. This handler
+checks the link (pure, :func:`relay.links.verify_sso_link`), fetches a one-time authkey
+with the tenant's own client (so the relay stays the only holder of the tenant's token)
+and answers ``302`` to the SSO URL built from the tenant's **configured** login URL. The
+only part of the request that reaches the ``Location`` is the verified email, as a query
+value: the route is never an open redirect.
+
+Every refusal (malformed, tampered, expired, replayed, a tenant no client signs for) is
+the same plain ``403`` page, so a prober learns nothing about which check failed. An
+upstream failure (unknown user, outage) is a plain ``502`` page. One audit line per
+request on the ``relay.gateway.audit`` logger names the client, the tenant, the target
+user and the outcome; never the signature, the authkey or the ticket.
+
+The lead's wiring supplies two lookups (``secrets_for_tenant``, ``client_for_tenant``)
+and, for clients with ``single_use``, one :class:`relay.links.SeenLinks` shared by every
+request of this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from relay.exmail import ExmailClient, ExmailError
+from relay.links import DEFAULT_SKEW, Claim, LinkCheck, SeenLinks, normalize_email, verify_sso_link
+
+__all__ = ["LinkSecret", "SecretsLookup", "sso_link_handler", "sso_link_route"]
+
+audit = logging.getLogger("relay.gateway.audit")
+
+LinkSecret = tuple[str, SecretStr | bytes, bool]
+"""``(client name, link secret, single_use)``: one API client allowed to sign for a tenant."""
+SecretsLookup = Callable[[str], Sequence[LinkSecret]]
+ClientLookup = Callable[[str], ExmailClient | None]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+_REFUSED = (
+    "<!doctype html><html><head><meta charset='utf-8'><title>Link not valid</title></head>"
+    "<body><h1>This sign-in link is not valid</h1><p>It may have expired or been used "
+    "already. Open your mailbox again from the portal.</p></body></html>"
+)
+_UNAVAILABLE = (
+    "<!doctype html><html><head><meta charset='utf-8'><title>Sign-in unavailable</title></head>"
+    "<body><h1>Sign-in is unavailable</h1><p>The mail service could not sign you in right "
+    "now. Try again from the portal in a moment.</p></body></html>"
+)
+# Which refusal to audit when several client secrets were tried: the most telling one.
+_RANK = {LinkCheck.EXPIRED: 0, LinkCheck.BAD_SIGNATURE: 1, LinkCheck.MALFORMED: 2}
+
+
+def _page(text: str, status: int) -> web.Response:
+    return web.Response(
+        text=text, status=status, content_type="text/html", charset="utf-8", headers=_HEADERS
+    )
+
+
+def _secret_bytes(secret: SecretStr | bytes) -> bytes:
+    return secret.get_secret_value().encode() if isinstance(secret, SecretStr) else secret
+
+
+def _clip(text: str) -> str:
+    """Request text in the audit line: bounded, one line (it is unverified input)."""
+    return text[:200].encode("unicode_escape").decode("ascii")
+
+
+def sso_link_handler(
+    *,
+    secrets_for_tenant: SecretsLookup,
+    client_for_tenant: ClientLookup,
+    seen: SeenLinks | None = None,
+    clock: Callable[[], float] = time.time,
+    skew: float = DEFAULT_SKEW,
+) -> Handler:
+    """The aiohttp handler of ``GET /sso/{tenant}/{email}``.
+
+    ``secrets_for_tenant(tenant)`` lists the clients that may sign links for the tenant
+    (an empty list refuses every link); ``client_for_tenant(tenant)`` is the tenant's
+    :class:`ExmailClient` (the listener's, sharing its token). ``seen`` is required as
+    soon as one client is ``single_use``; without it such links answer 503.
+    """
+
+    def record(client: str, tenant: str, user: str, outcome: str) -> None:
+        audit.info(
+            "sso link %s",
+            outcome,
+            extra={
+                "route": "sso_link",
+                "client": client,
+                "tenant": _clip(tenant),
+                "user": _clip(user),
+                "outcome": outcome,
+            },
+        )
+
+    def check(
+        candidates: Sequence[LinkSecret], tenant: str, email: str, exp: str, sig: str
+    ) -> tuple[str, LinkCheck, bool]:
+        """The client whose secret passes (or the most telling refusal)."""
+        best: tuple[str, LinkCheck, bool] = ("-", LinkCheck.MALFORMED, False)
+        now = clock()
+        for name, secret, single_use in candidates:
+            got = verify_sso_link(
+                tenant=tenant,
+                email=email,
+                exp=exp,
+                sig=sig,
+                secret=_secret_bytes(secret),
+                now=now,
+                skew=skew,
+            )
+            if got is LinkCheck.OK:
+                return name, got, single_use
+            if _RANK[got] < _RANK[best[1]]:
+                best = (name if got is LinkCheck.EXPIRED else "-", got, single_use)
+        return best
+
+    async def handle(request: web.Request) -> web.Response:
+        tenant = request.match_info["tenant"]
+        email = normalize_email(request.match_info["email"])
+        exp = request.query.get("exp", "")
+        sig = request.query.get("sig", "")
+        client = client_for_tenant(tenant)
+        if client is None:
+            record("-", tenant, email, "unknown_tenant")
+            return _page(_REFUSED, 403)
+        candidates = secrets_for_tenant(tenant)
+        if not candidates:
+            record("-", tenant, email, "no_link_secret")
+            return _page(_REFUSED, 403)
+        name, outcome, single_use = check(candidates, tenant, email, exp, sig)
+        if outcome is not LinkCheck.OK:
+            record(name, tenant, email, outcome.value)
+            return _page(_REFUSED, 403)
+        if single_use:
+            claim = (
+                Claim.FULL
+                if seen is None
+                else seen.claim(f"{name}\n{sig}", until=int(exp) + skew, now=clock())
+            )
+            if claim is not Claim.FIRST:
+                record(name, tenant, email, "replayed" if claim is Claim.REPLAYED else "capacity")
+                return _page(_REFUSED, 403) if claim is Claim.REPLAYED else _page(_UNAVAILABLE, 503)
+        try:
+            location = await client.sso_login_url(email)
+        except ExmailError as exc:
+            record(name, tenant, email, f"upstream_error ({type(exc).__name__})")
+            return _page(_UNAVAILABLE, 502)
+        record(name, tenant, email, "redirected")
+        return web.Response(status=302, headers={**_HEADERS, "Location": location})
+
+    return handle
+
+
+def sso_link_route(
+    *,
+    secrets_for_tenant: SecretsLookup,
+    client_for_tenant: ClientLookup,
+    seen: SeenLinks | None = None,
+    clock: Callable[[], float] = time.time,
+    skew: float = DEFAULT_SKEW,
+    path: str = "/sso/{tenant}/{email}",
+) -> web.RouteDef:
+    """The route for ``app.add_routes([...])``; GET only (no HEAD: a prefetch must not
+    spend a single-use link)."""
+    handler = sso_link_handler(
+        secrets_for_tenant=secrets_for_tenant,
+        client_for_tenant=client_for_tenant,
+        seen=seen,
+        clock=clock,
+        skew=skew,
+    )
+    return web.get(path, handler, allow_head=False)
