@@ -6,6 +6,10 @@ here, at the edge, and nowhere below: precedence is flag > environment
 ``RELAY_LOGIN_URL``) > tenant of ``--config FILE`` (or ``RELAY_CONFIG``) > the
 production defaults.
 
+Exmail allows one valid token per administrator account: when the command fetched a
+token of its own, it prints one warning line on stderr (:func:`warn_if_own_token`),
+because that invalidated the token of any relay running for the account.
+
 Exit codes: 0 success; 1 the server refused (one line on stderr, printed by
 :mod:`relay.cli`); 2 a usage error (bad ``key=value``, no credentials).
 """
@@ -16,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,14 @@ from pydantic import SecretStr
 from relay.cli.errors import EXIT_USAGE, CommandError
 from relay.exmail import DEFAULT_API_URL, DEFAULT_LOGIN_URL, DEFAULT_TOKEN_URL, ExmailClient
 
-__all__ = ["add_connection_arguments", "client_from_args", "parse_params", "register", "run"]
+__all__ = [
+    "add_connection_arguments",
+    "client_from_args",
+    "parse_params",
+    "register",
+    "run",
+    "warn_if_own_token",
+]
 
 _ENV = {
     "client_id": "RELAY_CLIENT_ID",
@@ -110,6 +122,17 @@ def client_from_args(args: argparse.Namespace) -> ExmailClient:
     )
 
 
+def warn_if_own_token(command: str, client: ExmailClient) -> None:
+    """One stderr line if ``client`` fetched a token: the running relay's is now void."""
+    if client.tokens.fetches:
+        print(
+            f"exmail-relay {command}: warning: fetched an access token of its own for "
+            f"{client.client_id}; this invalidates the token of any running relay for that "
+            "account (its listener must fetch a new one)",
+            file=sys.stderr,
+        )
+
+
 def parse_params(pairs: Sequence[str]) -> dict[str, str | list[str]]:
     """``key=value`` arguments to parameters; a repeated key becomes a list."""
     params: dict[str, str | list[str]] = {}
@@ -149,7 +172,10 @@ def run(args: argparse.Namespace) -> int:
 
     async def call() -> dict[str, Any] | None:
         async with client:
-            return await client.call(args.operation, params)
+            try:
+                return await client.call(args.operation, params)
+            finally:
+                warn_if_own_token("api", client)
 
     result = asyncio.run(call())
     print(json.dumps(result if result is not None else {}, ensure_ascii=False, indent=2))

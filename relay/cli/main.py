@@ -28,6 +28,7 @@ from relay.cli import (
     endpoint,
     journal,
     run,
+    sso_link,
     sso_url,
 )
 from relay.cli.errors import EXIT_FAILURE, EXIT_USAGE, CommandError
@@ -43,6 +44,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     emulator,
     api,
     sso_url,
+    sso_link,
     config_check,
     deadletters,
     endpoint,

@@ -2,7 +2,9 @@
 
 Fetches a fresh authkey (``mail/authkey``) and builds the SSO login URL; the
 connection options are those of ``api`` (see :mod:`relay.cli.api`). The URL
-holds a one-time ticket: it is printed to stdout only.
+holds a one-time ticket: it is printed to stdout only. Fetching the authkey takes a
+token of its own, which invalidates a running relay's: one warning line on stderr says
+so (for browsers, ``sso-link`` signs a link the relay serves instead).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from relay.cli.api import add_connection_arguments, client_from_args
+from relay.cli.api import add_connection_arguments, client_from_args, warn_if_own_token
 
 __all__ = ["register", "run"]
 
@@ -32,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     async def build() -> str:
         async with client:
-            return await client.sso_login_url(args.email)
+            try:
+                return await client.sso_login_url(args.email)
+            finally:
+                warn_if_own_token("sso-url", client)
 
     print(asyncio.run(build()))
     return 0

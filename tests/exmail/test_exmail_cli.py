@@ -45,10 +45,40 @@ async def _run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+WARNING = "invalidates the token of any running relay for that account"
+
+
 async def test_api_read_prints_json(emulator: Emulator) -> None:
     code, out, err = await _run(_env(emulator), "api", "user/get", "Alias=bob@example.com")
-    assert (code, err) == (0, "")
+    assert code == 0
+    assert err.count("\n") == 1 and WARNING in err
     assert json.loads(out)["Alias"] == "bob@example.com"
+
+
+async def test_own_token_warning_is_one_line_and_true(emulator: Emulator) -> None:
+    """A running relay's token stops working when the command fetches its own; the
+    command says so once, even when it had to fetch twice."""
+    async with aiohttp.ClientSession() as session:
+        data = {"grant_type": "client_credentials", "client_id": ADMIN, "client_secret": KEY}
+        async with session.post(emulator.token_url, data=data) as resp:
+            relays_token = (await resp.json())["access_token"]
+        fault = {"kind": "invalid_token", "count": 1, "path": "/openapi/user/get"}
+        async with session.post(emulator.control_url + "faults", json=fault) as resp:
+            assert resp.status == 200
+        code, out, err = await _run(_env(emulator), "api", "user/get", "Alias=bob@example.com")
+        assert code == 0 and json.loads(out)["Alias"] == "bob@example.com"
+        assert err == (
+            f"exmail-relay api: warning: fetched an access token of its own for {ADMIN}; "
+            f"this {WARNING} (its listener must fetch a new one)\n"
+        )
+        async with session.get(emulator.control_url + "state") as resp:
+            assert (await resp.json())["requests"]["/cgi-bin/token"] == 3  # relay + 2 of its own
+        async with session.post(
+            emulator.api_url + "user/get",
+            data={"Alias": "bob@example.com"},
+            headers={"Authorization": f"Bearer {relays_token}"},
+        ) as resp:
+            assert (await resp.json())["errcode"] == "1200"  # the warning told the truth
 
 
 async def test_api_repeated_keys_become_lists(emulator: Emulator) -> None:
@@ -70,8 +100,9 @@ async def test_api_error_is_one_line_exit_1(emulator: Emulator) -> None:
     code, out, err = await _run(_env(emulator), "api", "user/get", "Alias=ghost@example.com")
     assert code == 1
     assert out == ""
-    assert len(err.strip().splitlines()) == 1
-    assert "user/get: errcode" in err
+    warning, error = err.strip().splitlines()  # a token was fetched: the warning, then the error
+    assert WARNING in warning
+    assert error.startswith("exmail-relay api: error: user/get: errcode")
 
 
 async def test_api_usage_errors_exit_2(emulator: Emulator) -> None:
@@ -89,7 +120,7 @@ async def test_bad_secret_never_printed(emulator: Emulator) -> None:
     env = _env(emulator, RELAY_CLIENT_SECRET="env-secret-xyz")
     code, out, err = await _run(env, "api", "user/get", "Alias=bob@example.com")
     assert code == 1
-    assert "invalid_client" in err
+    assert "invalid_client" in err and WARNING not in err  # no token, nothing invalidated
     assert "env-secret-xyz" not in out + err
 
 
@@ -135,7 +166,8 @@ async def test_config_file_tenant(emulator: Emulator, tmp_path: Path) -> None:
 
 async def test_sso_url_logs_in(emulator: Emulator) -> None:
     code, out, err = await _run(_env(emulator), "sso-url", "bob@example.com")
-    assert (code, err) == (0, "")
+    assert code == 0
+    assert err.startswith("exmail-relay sso-url: warning:") and err.count("\n") == 1
     url = out.strip()
     assert url.startswith(emulator.login_url + "?")
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
