@@ -3,6 +3,7 @@
 Every operation of the BizMail OpenApi is a path under the API base URL
 (``user/get``, ``party/sync``, ...). The reads change nothing on the server, so the
 client may retry them on a transient fault; writes are never retried blindly.
+:func:`sso_url` builds the SSO login URL from the configured login page (pure).
 """
 
 from __future__ import annotations
