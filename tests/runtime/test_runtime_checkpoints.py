@@ -72,6 +72,20 @@ async def test_a_reader_sees_only_the_tenants_it_asks_for(prefix: str) -> None:
 
 
 @pytest.mark.rabbitmq
+async def test_a_read_reaches_everything_published_before_it(prefix: str) -> None:
+    """The reader stops at its own marker, not when the stream looks quiet: thousands of
+    messages ahead of it are all read."""
+    async with stream(prefix, batch=1) as a:
+        for i in range(3000):
+            a.publish(f"tenant-{i}", i)
+        assert await a.flush(30)
+        assert a.published == 3000
+        async with stream(prefix) as owner:
+            found = await owner.latest([f"tenant-{i}" for i in range(3000)], timeout=20)
+    assert found == {f"tenant-{i}": i for i in range(3000)}
+
+
+@pytest.mark.rabbitmq
 async def test_commits_between_two_sends_coalesce_to_the_newest(prefix: str) -> None:
     s = stream(prefix, batch=10)
     for ver in range(1000):  # before the sender runs: all owed at once
