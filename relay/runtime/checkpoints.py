@@ -21,21 +21,22 @@ other options, and why not:
 - reading the whole stream from ``first``: the cost grows with retention (and a
   segment, 500 MB by default, is only dropped whole).
 
-So a reader starts at a timestamp, ``lookback`` seconds ago (default 5 minutes), and
+So a reader starts at a timestamp, ``lookback`` seconds ago (default 2 minutes), and
 every publisher re-publishes everything it knows every ``snapshot_interval`` (default
-1 minute) and after each reconnect. A tenant's newest Ver is then always within the
-lookback as long as some replica that knew it was alive in the last few minutes, and a
-read costs a few minutes of stream, whatever the retention. A takeover after every
-replica was gone for longer than ``lookback`` finds nothing here, and the local
-journal's checkpoint is what is left (``lookback=None`` reads from ``first`` instead).
+30 s) and after each reconnect. A tenant's newest Ver is then within the lookback as
+long as some replica that knew it was alive in the last ``lookback - snapshot_interval``
+seconds, and a read costs two minutes of stream, whatever the retention. The timestamp
+is this host's clock against the broker's: they must agree within that margin (NTP). A
+takeover after every replica was gone for longer than that finds nothing here, and the
+local journal's checkpoint is what is left (``lookback=None`` reads from ``first``).
 
 Publishing never blocks and never raises: :meth:`CheckpointStream.publish` records the
 Ver in a :class:`relay.core.checkpoints.CheckpointBook`, which keeps only the newest
 Ver per tenant, and the stream's one sender task sends what is owed, many tenants per
-message, with publisher confirms: :meth:`CheckpointStream.flush` returning True means
-the broker has every Ver published so far. While the broker is away the sender
-reconnects with capped, jittered backoff, logs at most every ``log_every`` seconds,
-and shows ``connected`` and ``last_error``.
+message, at most once per ``linger`` (0.1 s), with publisher confirms:
+:meth:`CheckpointStream.flush` returning True means the broker has every Ver published
+so far. While the broker is away the sender reconnects with capped, jittered backoff,
+logs at most every ``log_every`` seconds, and shows ``connected`` and ``last_error``.
 
 Reading: :meth:`CheckpointStream.latest` appends a marker to the stream (confirmed),
 then consumes from ``now - lookback`` up to that marker, keeping the largest Ver per
@@ -113,8 +114,9 @@ class CheckpointStream:
         url: SecretStr,
         prefix: str = "exmail.relay",
         max_age: str = "7D",
-        lookback: float | None = 300.0,
-        snapshot_interval: float = 60.0,
+        lookback: float | None = 120.0,
+        snapshot_interval: float = 30.0,
+        linger: float = 0.1,
         batch: int = 500,
         heartbeat: int = 5,
         confirm_timeout: float = 10.0,
@@ -136,6 +138,7 @@ class CheckpointStream:
         }
         self._lookback = lookback
         self._snapshot_interval = snapshot_interval
+        self._linger = linger
         self._batch = batch
         self._heartbeat = heartbeat
         self._confirm_timeout = confirm_timeout
@@ -310,7 +313,10 @@ class CheckpointStream:
             if self._book.idle:
                 self._settled.set()
             if batch:
-                continue  # more may have been offered while this one was in flight
+                # What arrives meanwhile goes out together: at most one send per
+                # ``linger``, which bounds what a reader has to go through.
+                await self._pause(self._linger)
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, snapshot_at - loop.time()))
 
