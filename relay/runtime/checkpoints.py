@@ -228,7 +228,16 @@ class CheckpointStream:
 
     async def __aenter__(self) -> CheckpointStream:
         self._task = asyncio.create_task(self._run(), name=f"checkpoints-{self.stream}")
+        self._task.add_done_callback(self._task_done)
         return self
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A crash of the sender (a bug) shows at once; :meth:`close` re-raises it."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        self.last_error = f"internal error: {type(error).__name__}"
+        log.error("checkpoint sender crashed", exc_info=error, extra={"stream": self.stream})
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
@@ -354,16 +363,14 @@ class CheckpointStream:
             )
             reached = asyncio.Event()
             unacked = 0
+            skipped: list[str] = []
 
             async def on_message(message: AbstractIncomingMessage) -> None:
                 nonlocal unacked
                 decoded = decode(message.body)
                 if isinstance(decoded, Malformed):
                     self.malformed += 1
-                    log.warning(
-                        "malformed checkpoint message skipped",
-                        extra={"reason": decoded.reason, "stream": self.stream},
-                    )
+                    skipped.append(decoded.reason)
                 elif isinstance(decoded, Marker):
                     if decoded.marker == marker:
                         reached.set()
@@ -376,7 +383,14 @@ class CheckpointStream:
                     await message.ack(multiple=True)
 
             tag = await queue.consume(on_message, arguments={"x-stream-offset": start})
-            await reached.wait()
+            try:
+                await reached.wait()
+            finally:
+                if skipped:  # one line per read, however many there were
+                    log.warning(
+                        "malformed checkpoint messages skipped",
+                        extra={"count": len(skipped), "reason": skipped[0], "stream": self.stream},
+                    )
             with contextlib.suppress(*_LINK_ERRORS):
                 await queue.cancel(tag)
             return True

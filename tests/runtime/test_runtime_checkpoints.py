@@ -6,6 +6,7 @@ foreign messages on the stream are skipped and counted."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -127,7 +128,7 @@ async def test_the_newest_stays_readable_within_the_lookback_while_a_replica_liv
 
 @pytest.mark.rabbitmq
 async def test_a_broker_away_neither_blocks_nor_raises_and_what_is_owed_goes_out_later(
-    prefix: str,
+    prefix: str, unhandled: list[dict[str, object]]
 ) -> None:
     proxy = TcpProxy(*BROKER_ADDRESS)
     await proxy.start()
@@ -153,12 +154,15 @@ async def test_a_broker_away_neither_blocks_nor_raises_and_what_is_owed_goes_out
             assert s.connected and s.last_error is None
         async with stream(prefix) as owner:
             assert await owner.latest(["t"]) == {"t": 4}
+        assert unhandled == []
     finally:
         await proxy.stop()
 
 
 @pytest.mark.rabbitmq
-async def test_malformed_messages_on_the_stream_are_skipped_and_counted(prefix: str) -> None:
+async def test_malformed_messages_on_the_stream_are_skipped_and_counted(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async with stream(prefix) as s:
         s.publish("t", 5)
         assert await s.flush(10)
@@ -171,8 +175,11 @@ async def test_malformed_messages_on_the_stream_are_skipped_and_counted(prefix: 
                 )
         s.publish("t", 6)
         assert await s.flush(10)
-        assert await s.latest(["t"]) == {"t": 6}
+        with caplog.at_level(logging.WARNING, logger="relay.runtime.checkpoints"):
+            assert await s.latest(["t"]) == {"t": 6}
         assert s.malformed == 4
+        logged = [r for r in caplog.records if r.getMessage().startswith("malformed")]
+        assert [r.__dict__["count"] for r in logged] == [4]  # one line per read
 
 
 class _Recording(Observer):
