@@ -362,17 +362,19 @@ class CheckpointStream:
                 routing_key=self.stream,
             )
             reached = asyncio.Event()
+            seen_marker = False
             unacked = 0
             skipped: list[str] = []
 
             async def on_message(message: AbstractIncomingMessage) -> None:
-                nonlocal unacked
+                nonlocal unacked, seen_marker
                 decoded = decode(message.body)
                 if isinstance(decoded, Malformed):
                     self.malformed += 1
                     skipped.append(decoded.reason)
                 elif isinstance(decoded, Marker):
                     if decoded.marker == marker:
+                        seen_marker = True
                         reached.set()
                 else:
                     merge(found, {t: v for t, v in decoded.vers.items() if t in wanted})
@@ -382,6 +384,8 @@ class CheckpointStream:
                     unacked = 0
                     await message.ack(multiple=True)
 
+            # A channel (or connection) lost mid-read ends the wait too, not the timeout.
+            channel.close_callbacks.add(lambda *_: reached.set())
             tag = await queue.consume(on_message, arguments={"x-stream-offset": start})
             try:
                 await reached.wait()
@@ -391,6 +395,8 @@ class CheckpointStream:
                         "malformed checkpoint messages skipped",
                         extra={"count": len(skipped), "reason": skipped[0], "stream": self.stream},
                     )
+            if not seen_marker:
+                raise ConnectionError("checkpoint channel closed during the read")
             with contextlib.suppress(*_LINK_ERRORS):
                 await queue.cancel(tag)
             return True
