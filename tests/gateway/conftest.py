@@ -27,7 +27,13 @@ ALL_KEYS = (PORTAL_KEY, PORTAL_KEY_2, WRITER_KEY, READER_KEY, LIMITED_KEY)
 
 CLIENTS: list[dict[str, Any]] = [
     # every tenant, SSO and reads; a rotated second key
-    {"name": "portal", "key": [PORTAL_KEY, PORTAL_KEY_2], "scopes": ["sso", "read"]},
+    {
+        "name": "portal",
+        "key": [PORTAL_KEY, PORTAL_KEY_2],
+        "scopes": ["sso", "read"],
+        "rate": 1000,
+        "burst": 1000,
+    },
     # acme only, reads and writes
     {"name": "writer", "key": WRITER_KEY, "tenants": ["acme"], "scopes": ["read", "write"]},
     # only the tenant "zeta": acme is not allowed
