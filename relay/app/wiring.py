@@ -211,6 +211,8 @@ async def build_service(
         # The API gateway (on with [[clients]] and [http]): its own session, so its calls
         # never wait for a connection the listeners need; the listeners' token caches.
         gateway_on = bool(settings.clients) and settings.http.enabled
+        if settings.clients and not settings.http.enabled:
+            log.warning("[[clients]] are configured but [http] is off: the API gateway is off")
         unread = UnreadCache()
         listener_observer: Observer = UnreadFeed(observer, unread) if gateway_on else observer
         gateway_tenants: dict[str, GatewayTenant] = {}

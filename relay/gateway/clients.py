@@ -1,15 +1,17 @@
 """The API clients of ``[[clients]]``: who may call the gateway, for which tenants, with
 which scopes, and when each last did.
 
-Authentication is ``Authorization: Bearer <key>``. The offered key is compared with
-:func:`hmac.compare_digest` against *every* key of *every* client, without stopping at
-the first match, so the time an answer takes says nothing about which key (or how much
-of one) matched. Keys are :class:`~pydantic.SecretStr` in the settings and bytes only
-inside :class:`ClientRegistry`, whose repr names clients, never keys.
+Authentication is ``Authorization: Bearer <key>``. The offered key's SHA-256 is compared
+with :func:`hmac.compare_digest` against the SHA-256 of *every* key of *every* client,
+without stopping at the first match: digests have one length, so the time an answer
+takes says nothing about which key matched, how much of one, or how long keys are. Keys
+are :class:`~pydantic.SecretStr` in the settings and digests only inside
+:class:`ClientRegistry`, whose repr names clients, never keys.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +51,7 @@ class ClientRegistry:
 
     def __init__(self, clients: Sequence[ApiClient]) -> None:
         self.clients = tuple(clients)
-        self._keys = [(key.get_secret_value().encode(), c) for c in clients for key in c.keys]
+        self._keys = [(_digest(key.get_secret_value()), c) for c in clients for key in c.keys]
         self.use = {c.name: ClientUse() for c in clients}
 
     def __repr__(self) -> str:
@@ -63,7 +65,7 @@ class ClientRegistry:
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             return None
-        offered = credentials.strip().encode()
+        offered = _digest(credentials.strip())
         found: ApiClient | None = None
         for key, client in self._keys:
             # No early exit: every key is compared, whatever matched before.
@@ -78,3 +80,7 @@ class ClientRegistry:
 
     def names(self) -> Iterable[str]:
         return (c.name for c in self.clients)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
