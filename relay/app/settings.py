@@ -39,8 +39,10 @@ from relay.core.shards import shard_of
 
 __all__ = [
     "AmqpSettings",
+    "ClientSettings",
     "ConfigError",
     "ConsoleSettings",
+    "GatewaySettings",
     "HttpSettings",
     "JournalSettings",
     "LogSettings",
@@ -333,6 +335,49 @@ class ShutdownSettings(_Section):
     timeout: Duration = Field(default=10.0, gt=0, le=600)
 
 
+class ClientSettings(_Section):
+    """One ``[[clients]]`` entry: an OA system allowed to use the API gateway (``/v1/``).
+
+    ``key`` is a list so a key can be rotated: every listed key (and every line of
+    ``key_file``) is accepted until it is removed.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    key: Annotated[list[SecretStr], BeforeValidator(_secret_list)] = Field(default_factory=list)
+    key_file: Path | None = None
+    tenants: list[str] = Field(default_factory=list)
+    scopes: list[Literal["sso", "read", "write", "token"]] = Field(default_factory=list)
+    rate: float = Field(default=10.0, gt=0)
+    burst: int = Field(default=20, ge=1)
+    link_secret: SecretStr | None = None
+    single_use: bool = False
+
+    @model_validator(mode="after")
+    def _keys(self) -> ClientSettings:
+        keys = list(self.key)
+        if self.key_file is not None:
+            text = _read_secret_file(self.key_file, "key_file")
+            keys.extend(SecretStr(line.strip()) for line in text.splitlines() if line.strip())
+        if not keys:
+            raise ValueError("key (or key_file) is required")
+        for index, key in enumerate(keys):
+            if len(key.get_secret_value()) < 16:
+                raise ValueError(f"key #{index + 1} must be at least 16 characters")
+        object.__setattr__(self, "key", keys)
+        if self.link_secret is not None and len(self.link_secret.get_secret_value()) < 16:
+            raise ValueError("link_secret must be at least 16 characters")
+        return self
+
+
+class GatewaySettings(_Section):
+    """``[gateway]``: limits of the API gateway (the ``/v1/`` routes, on with ``[[clients]]``)."""
+
+    tenant_concurrency: int = Field(default=8, ge=1, le=256)
+    queue_timeout: Duration = Field(default=2.0, ge=0, le=60)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    sso_expires_in: int = Field(default=300, ge=1, le=3600)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`load_settings`."""
 
@@ -354,6 +399,8 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     sharding: ShardingSettings = ShardingSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
+    clients: list[ClientSettings] = Field(default_factory=list)
+    gateway: GatewaySettings = GatewaySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -378,6 +425,14 @@ class Settings(BaseSettings):
             unknown = sorted(set(hook.tenants) - known)
             if unknown:
                 raise ValueError(f"webhooks[{index}].tenants: unknown tenant(s) {unknown}")
+        _unique([c.name for c in self.clients], "clients", "name")
+        for index, client in enumerate(self.clients):
+            unknown = sorted(set(client.tenants) - known)
+            if unknown:
+                raise ValueError(f"clients[{index}].tenants: unknown tenant(s) {unknown}")
+        keys = [k.get_secret_value() for c in self.clients for k in c.key]
+        if len(keys) != len(set(keys)):
+            raise ValueError("clients: two entries share a key (each key names one client)")
         return self
 
     def tenant(self, name: str | None = None) -> TenantSettings:

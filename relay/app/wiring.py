@@ -20,11 +20,19 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from relay.app.settings import AmqpSettings, Settings, TenantSettings, WebhookSettings
+from relay.app.settings import (
+    AmqpSettings,
+    ClientSettings,
+    Settings,
+    TenantSettings,
+    WebhookSettings,
+)
 from relay.core.backoff import Backoff
 from relay.core.delivery import DrainPolicy
 from relay.core.routing import Route, Router
 from relay.exmail import ExmailClient
+from relay.gateway import ApiClient, ClientRegistry, Gateway, GatewayTenant, UnreadCache, UnreadFeed
+from relay.gateway.limits import TenantGate
 from relay.journal import Journal
 from relay.ops.http import OpsServer, build_app
 from relay.ops.metrics import PrometheusObserver
@@ -47,6 +55,7 @@ log = logging.getLogger("relay.app.wiring")
 class Running:
     service: RelayService
     server: OpsServer | None
+    gateway: Gateway | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +208,23 @@ async def build_service(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         )
         listeners = []
+        # The API gateway (on with [[clients]] and [http]): its own session, so its calls
+        # never wait for a connection the listeners need; the listeners' token caches.
+        gateway_on = bool(settings.clients) and settings.http.enabled
+        if settings.clients and not settings.http.enabled:
+            log.warning("[[clients]] are configured but [http] is off: the API gateway is off")
+        unread = UnreadCache()
+        listener_observer: Observer = UnreadFeed(observer, unread) if gateway_on else observer
+        gateway_tenants: dict[str, GatewayTenant] = {}
+        if gateway_on:
+            g = settings.gateway
+            gateway_session = await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(
+                        limit=g.tenant_concurrency * max(1, len(tenants))
+                    )
+                )
+            )
         for tenant in tenants:
             tenant_observer = observer.tenant(tenant.name)
             client = client_for(
@@ -208,6 +234,16 @@ async def build_service(
                 on_token=tenant_observer.token_fetched,
             )
             await stack.enter_async_context(client)
+            if gateway_on:
+                gateway_client = client_for(
+                    tenant,
+                    session=gateway_session,
+                    on_request=_upstream_observer(observer),
+                    tokens=client.tokens,
+                    read_retries=0,  # the caller retries, told so by 503 + Retry-After
+                )
+                gate = TenantGate(g.tenant_concurrency, queue_timeout=g.queue_timeout)
+                gateway_tenants[tenant.name] = GatewayTenant(tenant.name, gateway_client, gate)
             listeners.append(
                 Listener(
                     tenant=tenant.name,
@@ -216,7 +252,7 @@ async def build_service(
                     route=router,
                     bootstrap=tenant.directory_bootstrap,
                     enrich_concurrency=tenant.enrich_concurrency,
-                    observer=observer,
+                    observer=listener_observer,
                 )
             )
 
@@ -231,6 +267,17 @@ async def build_service(
             retired_orphans=retired,
             retired_at=retired_at,
         )
+        gateway = None
+        if gateway_on:
+            gateway = Gateway(
+                clients=ClientRegistry([_api_client(c) for c in settings.clients]),
+                tenants=gateway_tenants,
+                unread=unread,
+                states=lambda: {li.status.tenant: li.status.state for li in listeners},
+                observer=observer,
+                max_body_bytes=settings.gateway.max_body_bytes,
+                sso_expires_in=settings.gateway.sso_expires_in,
+            )
         server = None
         if settings.http.enabled:
             h = settings.http
@@ -247,9 +294,21 @@ async def build_service(
                 show_content=settings.status.show_content,
                 recent=settings.status.recent_events,
                 registry=observer.metrics.registry,
+                gateway=gateway,
             )
             server = await stack.enter_async_context(OpsServer(app, host=h.host, port=h.port))
-        yield Running(service, server)
+        yield Running(service, server, gateway)
+
+
+def _api_client(c: ClientSettings) -> ApiClient:
+    return ApiClient(
+        name=c.name,
+        keys=tuple(c.key),
+        tenants=frozenset(c.tenants),
+        scopes=frozenset(c.scopes),
+        rate=c.rate,
+        burst=c.burst,
+    )
 
 
 def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:

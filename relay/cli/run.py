@@ -45,6 +45,11 @@ def secrets_of(settings: Settings) -> Iterator[str]:
     for maybe in (settings.http.auth_token, settings.http.basic_password):
         if maybe is not None:
             yield maybe.get_secret_value()
+    for client in settings.clients:
+        for key in client.key:
+            yield key.get_secret_value()
+        if client.link_secret is not None:
+            yield client.link_secret.get_secret_value()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ import aiohttp
 from pydantic import SecretStr, ValidationError
 
 from relay.exmail import _validation as v
+from relay.exmail._body import read_capped
 from relay.exmail._decode import (
     decode_empty,
     decode_listen,
@@ -91,7 +92,6 @@ __all__ = ["ExmailClient"]
 T = TypeVar("T")
 OnRequest = Callable[[str, float, str], None]
 OnToken = Callable[[str], None]
-_CHUNK = 64 * 1024
 
 
 class ExmailClient:
@@ -100,7 +100,9 @@ class ExmailClient:
     Use as an async context manager. ``session``, when given, is used and not closed.
     ``on_request(operation, seconds, outcome)`` is called after every HTTP exchange and
     ``on_token(reason)`` before every token fetch (``initial``, ``expired``,
-    ``invalid_token``, ``forced``); both are plain observers for metrics.
+    ``invalid_token``, ``forced``); both are plain observers for metrics. ``tokens``: another
+    client's :attr:`tokens`, so both use one token (one valid per account) and ``on_token``
+    is that client's.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class ExmailClient:
         backoff: Backoff = Backoff(),  # noqa: B008 - a frozen dataclass, safe to share
         on_request: OnRequest | None = None,
         on_token: OnToken | None = None,
+        tokens: TokenCache | None = None,
     ) -> None:
         if auth_method not in ("form", "basic"):
             raise ValueError(f"auth_method must be 'form' or 'basic', got {auth_method!r}")
@@ -145,7 +148,7 @@ class ExmailClient:
         self._on_request = on_request
         self._session = session
         self._owns_session = session is None
-        self._tokens = TokenCache(self._fetch_token, on_token=on_token)
+        self._tokens = tokens or TokenCache(self._fetch_token, on_token=on_token)
 
     def __repr__(self) -> str:
         return f"ExmailClient(client_id={self.client_id!r}, api_url={self.api_url!r})"
@@ -178,7 +181,8 @@ class ExmailClient:
 
     @property
     def tokens(self) -> TokenCache:
-        return self._tokens  # the one cache of this account: listener, gateway, token service
+        """The token cache; hand it to a second client (``tokens=``) to share the token."""
+        return self._tokens
 
     async def token(self, *, force: bool = False) -> str:
         """The current access token (fetched if needed, or anew with ``force``)."""
@@ -221,7 +225,7 @@ class ExmailClient:
             async with session.post(
                 url, data=payload, headers=headers, timeout=timeout, allow_redirects=False
             ) as resp:
-                body = await self._read_capped(operation, resp)
+                body = await read_capped(operation, resp, self.max_response_bytes)
                 status = resp.status
             if not 200 <= status < 300:
                 outcome = "http_status"
@@ -241,19 +245,6 @@ class ExmailClient:
         finally:
             if self._on_request is not None:
                 self._on_request(operation, time.monotonic() - started, outcome)
-
-    async def _read_capped(self, operation: str, resp: aiohttp.ClientResponse) -> bytes:
-        limit = self.max_response_bytes
-        if resp.content_length is not None and resp.content_length > limit:
-            raise ResponseTooLarge(f"{operation}: body of {resp.content_length} bytes over {limit}")
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await resp.content.read(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise ResponseTooLarge(f"{operation}: body over {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     async def _api(
         self,

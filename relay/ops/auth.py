@@ -5,7 +5,8 @@ Where it sits: an aiohttp middleware that :func:`relay.ops.http.build_app` insta
 compared in constant time (:func:`hmac.compare_digest`), and neither the expected nor the
 offered credentials ever appear in a response or a log line. Paths in ``open_paths``
 (the probes, unless ``[http] protect_probes``) are served without credentials, so a
-kubelet or Prometheus needs none.
+kubelet or Prometheus needs none; paths under ``open_prefixes`` (the API gateway's
+``/v1/``, which checks its own client keys) are not this middleware's to guard.
 """
 
 from __future__ import annotations
@@ -45,13 +46,14 @@ def auth_middleware(
     token: SecretStr | None,
     basic: tuple[str, SecretStr] | None,
     open_paths: frozenset[str] = frozenset(),
+    open_prefixes: tuple[str, ...] = (),
 ) -> Middleware:
     """Answer 401 (with a challenge) unless the request carries a valid credential."""
     challenge = 'Basic realm="exmail-relay"' if basic is not None else "Bearer"
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in open_paths:
+        if request.path in open_paths or request.path.startswith(open_prefixes):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         if _bearer_ok(header, token) or _basic_ok(header, basic):

@@ -11,10 +11,12 @@ red and cause a restart storm.
 | ``/metrics`` | Prometheus text format |
 | ``/status.json`` | the status data |
 | ``/`` | the status page (HTML, server-rendered, refreshes from ``/status.json``) |
+| ``/v1/...`` | the API gateway (:mod:`relay.gateway`; its own client keys, 404 with none) |
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -23,9 +25,11 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pydantic import SecretStr
 
+from relay.gateway import Gateway, gateway_app
+from relay.gateway.routes import GATEWAY
 from relay.ops.auth import auth_middleware
 from relay.ops.page import render_status_page
-from relay.runtime.status import Status
+from relay.runtime.status import ClientStatus, Status
 from relay.runtime.supervisor import RelayService
 
 __all__ = ["OpsServer", "build_app"]
@@ -85,9 +89,23 @@ async def metrics_view(request: web.Request) -> web.Response:
 
 async def _status(request: web.Request) -> Status:
     options = request.app[OPTIONS]
-    return await request.app[SERVICE].status(
+    status = await request.app[SERVICE].status(
         show_content=options.show_content, recent=options.recent
     )
+    gateway = request.app.get(GATEWAY)
+    if gateway is None:
+        return status
+    clients = tuple(
+        ClientStatus(
+            name=c.name,
+            tenants=tuple(sorted(c.tenants)),
+            scopes=tuple(sorted(c.scopes)),
+            last_used_at=gateway.clients.use[c.name].last_used_at,
+            requests=gateway.clients.use[c.name].requests,
+        )
+        for c in gateway.clients.clients
+    )
+    return dataclasses.replace(status, clients=clients)
 
 
 async def status_json(request: web.Request) -> web.Response:
@@ -112,14 +130,19 @@ def build_app(
     show_content: bool = False,
     recent: int = 50,
     registry: CollectorRegistry = REGISTRY,
+    gateway: Gateway | None = None,
 ) -> web.Application:
     middlewares: list[Middleware] = []
     if auth_token is not None or basic_auth is not None:
         open_paths = frozenset() if protect_probes else PROBES
         middlewares.append(
-            auth_middleware(token=auth_token, basic=basic_auth, open_paths=open_paths)
+            auth_middleware(
+                token=auth_token, basic=basic_auth, open_paths=open_paths, open_prefixes=("/v1/",)
+            )
         )
     app = web.Application(middlewares=middlewares)
+    if gateway is not None:
+        app[GATEWAY] = gateway
     app[SERVICE] = service
     app[METRICS] = registry
     app[OPTIONS] = PageOptions(show_content=show_content, recent=recent)
@@ -128,6 +151,7 @@ def build_app(
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/status.json", status_json)
     app.router.add_get("/", status_page)
+    app.add_subapp("/v1/", gateway_app(gateway))
     return app
 
 

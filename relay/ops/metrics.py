@@ -192,6 +192,21 @@ class Metrics:
             registry=r,
         )
 
+        # -- API gateway (route = the route's template, never the raw path) -------------
+        self.api_requests = Counter(
+            "exmail_relay_api_requests",
+            "API gateway calls by client, route template and HTTP status code.",
+            ["client", "route", "code"],
+            registry=r,
+        )
+        self.api_request_seconds = Histogram(
+            "exmail_relay_api_request_seconds",
+            "Duration of API gateway calls (request read to answer written), by route template.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+
 
 @functools.cache
 def default_metrics() -> Metrics:
@@ -280,6 +295,10 @@ class PrometheusObserver(Observer):
 
     def upstream(self, operation: str, seconds: float, outcome: str) -> None:
         self.metrics.upstream_duration.labels(operation, outcome).observe(seconds)
+
+    def api_request(self, client: str, route: str, code: int, seconds: float) -> None:
+        self.metrics.api_requests.labels(client, route, str(code)).inc()
+        self.metrics.api_request_seconds.labels(route).observe(seconds)
 
     def journal(self, stats: JournalStats, *, commits: int, backpressure: bool) -> None:
         m = self.metrics

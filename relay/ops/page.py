@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from relay.runtime.status import (
+    ClientStatus,
     JournalStatus,
     OrphanStatus,
     PruneStatus,
@@ -134,6 +135,18 @@ def _orphan_row(o: OrphanStatus) -> str:
         + _cell("pending", str(o.pending), "num")
         + _cell("retired", str(o.retired), "num")
         + _cell("retired_at", _time(o.retired_at))
+        + "</tr>"
+    )
+
+
+def _client_row(c: ClientStatus) -> str:
+    return (
+        f'<tr data-client="{_e(c.name)}">'
+        + _cell("name", c.name)
+        + _cell("tenants", ", ".join(c.tenants) or "all")
+        + _cell("scopes", ", ".join(c.scopes) or DASH)
+        + _cell("requests", str(c.requests), "num")
+        + _cell("last_used_at", _time(c.last_used_at))
         + "</tr>"
     )
 
@@ -262,6 +275,15 @@ _SCRIPT_TEMPLATE = """
       return tr;
     });
     document.getElementById("orphans").hidden = !s.$orphans.length;
+    fill("clients-body", s.$clients, function (c) {
+      var tr = document.createElement("tr"); tr.setAttribute("data-client", c.$name);
+      cell(tr, "name", c.$name); cell(tr, "tenants", c.$tenants.join(", ") || "all");
+      cell(tr, "scopes", c.$scopes.join(", ") || DASH);
+      cell(tr, "requests", String(c.$requests || 0), "num");
+      cell(tr, "last_used_at", time(c.$last_used_at));
+      return tr;
+    });
+    document.getElementById("clients").hidden = !s.$clients.length;
     var showSubject = !!document.getElementById("events-subject");
     fill("events-body", s.$recent_events, function (e) {
       var tr = document.createElement("tr");
@@ -304,7 +326,14 @@ _SCRIPT_TEMPLATE = """
 # Which status dataclass each one-letter variable of the script holds; the script uses
 # these letters for nothing else.
 _Record = (
-    Status | TenantStatus | SinkStatus | RecentEvent | JournalStatus | PruneStatus | OrphanStatus
+    Status
+    | TenantStatus
+    | SinkStatus
+    | RecentEvent
+    | JournalStatus
+    | PruneStatus
+    | OrphanStatus
+    | ClientStatus
 )
 _SCRIPT_VARS: Mapping[str, type[_Record]] = {
     "s": Status,
@@ -314,6 +343,7 @@ _SCRIPT_VARS: Mapping[str, type[_Record]] = {
     "j": JournalStatus,
     "p": PruneStatus,
     "o": OrphanStatus,
+    "c": ClientStatus,
 }
 _MEMBER = re.compile(r"(?<![\w.$])([A-Za-z_]\w*)\.(\$?)(\w+)")
 
@@ -367,6 +397,8 @@ def render_status_page(status: Status, *, refresh_seconds: int = REFRESH_SECONDS
     event_rows = "".join(_event_row(e, show_subject) for e in status.recent_events)
     orphan_rows = "".join(_orphan_row(o) for o in status.orphans)
     orphans_hidden = "" if status.orphans else " hidden"
+    client_rows = "".join(_client_row(c) for c in status.clients)
+    clients_hidden = "" if status.clients else " hidden"
     journal = _journal_text(status.journal)
     banner_css, banner_text = _banner(status)
     subject_head = '<th id="events-subject">Subject</th>' if show_subject else ""
@@ -395,6 +427,9 @@ backlog: <code>exmail-relay deadletters list|replay|drop --sink NAME</code>.</sm
 <tr><th>Sink</th><th>Dead letters</th><th>Pending</th><th>Retired at start</th>
 <th>Retired at</th></tr></thead>
 <tbody id="orphans-body">{orphan_rows}</tbody></table></div></section>
+<section id="clients"{clients_hidden}><h2>API clients</h2><div class="wrap"><table><thead>
+<tr><th>Client</th><th>Tenants</th><th>Scopes</th><th>Calls</th><th>Last used</th></tr>
+</thead><tbody id="clients-body">{client_rows}</tbody></table></div></section>
 <h2>Journal</h2><dl id="journal">
 <dt>Stored events</dt><dd id="j-events">{journal["events"]}</dd>
 <dt>Backlog / bound</dt><dd id="j-backlog">{journal["backlog"]}</dd>

@@ -89,3 +89,7 @@ class Observer:
 
     def journal(self, stats: JournalStats, *, commits: int, backpressure: bool) -> None:
         """The journal's counts, refreshed by the supervisor's housekeeping."""
+
+    def api_request(self, client: str, route: str, code: int, seconds: float) -> None:
+        """One API gateway call by ``client`` to ``route`` (the route's template, never the
+        raw path) answered ``code`` after ``seconds``."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OMIT_NONE",
+    "ClientStatus",
     "Health",
     "JournalStatus",
     "Liveness",
@@ -177,6 +178,17 @@ class RecentEvent(_JsonRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class ClientStatus(_JsonRecord):
+    """An API gateway client (``[[clients]]``) and its last use; never its keys."""
+
+    name: str
+    tenants: tuple[str, ...]
+    scopes: tuple[str, ...]
+    last_used_at: float | None
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
 class Status(_JsonRecord):
     """The whole ``/status.json`` document."""
 
@@ -189,6 +201,7 @@ class Status(_JsonRecord):
     journal: JournalStatus
     recent_events: tuple[RecentEvent, ...]
     orphans: tuple[OrphanStatus, ...] = ()
+    clients: tuple[ClientStatus, ...] = ()
 
 
 def _tenant(st: ListenerStatus) -> TenantStatus:

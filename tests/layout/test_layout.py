@@ -31,11 +31,11 @@ RANKS: dict[str, int] = {
     "relay.journal": 2,
     "relay.sinks": 3,
     "relay.runtime": 4,
-    "relay.ops": 5,
     "relay.gateway": 5,
-    "relay.app": 6,
-    "relay.cli": 7,
-    "relay.__main__": 8,
+    "relay.ops": 6,
+    "relay.app": 7,
+    "relay.cli": 8,
+    "relay.__main__": 9,
 }
 # Libraries that do I/O or keep time: the pure core never imports them.
 IMPURE = {

@@ -30,6 +30,8 @@ DOCUMENTED = {
     "exmail_relay_delivery_latency_seconds",
     "exmail_relay_token_fetches",
     "exmail_relay_checkpoint_ver",
+    "exmail_relay_api_requests",
+    "exmail_relay_api_request_seconds",
     "process_resident_memory_bytes",
     "process_cpu_seconds",
     "process_open_fds",

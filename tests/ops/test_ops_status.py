@@ -17,6 +17,7 @@ from aiohttp import web
 from relay.emulator import Emulator
 from relay.ops import page
 from relay.runtime.status import (
+    ClientStatus,
     Health,
     JournalStatus,
     Liveness,
@@ -41,6 +42,7 @@ STATUS_KEYS = [
     "journal",
     "recent_events",
     "orphans",
+    "clients",
 ]
 TENANT_KEYS = [
     "name",
@@ -79,6 +81,7 @@ JOURNAL_KEYS = [
 ]
 PRUNE_KEYS = ["at", "events"]
 ORPHAN_KEYS = ["name", "dead", "pending", "retired", "retired_at"]
+CLIENT_KEYS = ["name", "tenants", "scopes", "last_used_at", "requests"]
 EVENT_KEYS = ["time", "tenant", "type", "id"]
 EVENT_KEYS_WITH_CONTENT = [*EVENT_KEYS, "subject"]
 
@@ -156,6 +159,11 @@ def hand_built(*, subject: str | None = None) -> Status:
                 name="webhook:old", dead=40, pending=0, retired=40, retired_at=1_799_999_000.5
             ),
         ),
+        clients=(
+            ClientStatus(
+                name="portal", tenants=(), scopes=("read", "sso"), last_used_at=None, requests=0
+            ),
+        ),
     )
 
 
@@ -230,6 +238,15 @@ def test_to_json_is_the_documented_document() -> None:
                 "retired_at": 1_799_999_000.5,
             }
         ],
+        "clients": [
+            {
+                "name": "portal",
+                "tenants": [],
+                "scopes": ["read", "sso"],
+                "last_used_at": None,
+                "requests": 0,
+            }
+        ],
     }
 
 
@@ -243,6 +260,7 @@ def test_key_order_and_optional_keys() -> None:
     assert list(doc["recent_events"][0]) == EVENT_KEYS_WITH_CONTENT
     assert doc["recent_events"][0]["subject"] == "lina@example.com"
     assert list(doc["orphans"][0]) == ORPHAN_KEYS
+    assert list(doc["clients"][0]) == CLIENT_KEYS
     never_pruned = replace(hand_built().journal, last_prune=None)
     assert never_pruned.to_json()["last_prune"] is None
 
@@ -255,6 +273,7 @@ def test_the_records_declare_exactly_the_pinned_keys() -> None:
     assert PruneStatus.json_keys() == set(PRUNE_KEYS)
     assert RecentEvent.json_keys() == set(EVENT_KEYS_WITH_CONTENT)
     assert OrphanStatus.json_keys() == set(ORPHAN_KEYS)
+    assert ClientStatus.json_keys() == set(CLIENT_KEYS)
 
 
 def test_health_and_liveness_json() -> None:
@@ -288,9 +307,10 @@ SCRIPT_VARS = {
     "j": "journal",
     "p": "prune",
     "o": "orphan",
+    "c": "client",
 }
 # A member access ``x.name`` or ``x["name"]`` on one of those variables.
-SCRIPT_READ = re.compile(r"""(?<![\w.$])([stkejpo])(?:\.(\w+)|\[["'](\w+)["']\])""")
+SCRIPT_READ = re.compile(r"""(?<![\w.$])([stkejpoc])(?:\.(\w+)|\[["'](\w+)["']\])""")
 
 
 def script_reads(html_page: str) -> set[tuple[str, str]]:
@@ -310,6 +330,7 @@ def test_script_reads_parse_the_rendered_page() -> None:
         ("journal", "retention_seconds"),
         ("prune", "at"),
         ("orphan", "retired_at"),
+        ("client", "last_used_at"),
     ]:
         assert read in reads, read
     # The module's own account of what its script reads agrees with the parser.
@@ -321,6 +342,7 @@ def test_script_reads_parse_the_rendered_page() -> None:
         "JournalStatus": "journal",
         "PruneStatus": "prune",
         "OrphanStatus": "orphan",
+        "ClientStatus": "client",
     }
     assert {(names[cls], key) for cls, key in page.SCRIPT_READS} == reads
 
@@ -393,6 +415,7 @@ async def test_status_json_keys_are_pinned_and_cover_the_page_script(
         "journal": [data["journal"]],
         "prune": [data["journal"]["last_prune"]],
         "orphan": data["orphans"],
+        "client": data["clients"],
     }
     reads = script_reads(html_page)
     assert len(reads) > 30, reads

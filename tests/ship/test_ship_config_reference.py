@@ -117,6 +117,26 @@ DESCRIPTIONS: dict[str, str] = {
     "sharding.index": "This replica's shard; unset: the ordinal at the end of the host name.",
     "shutdown.timeout": "How long in-flight deliveries may drain on SIGTERM; keep it below "
     "the pod's termination grace period.",
+    "clients.name": "Client name: in metrics (`client` label), audit lines and the status page.",
+    "clients.key": "Bearer key(s) of this client (at least 16 characters each); list several "
+    "to rotate a key without downtime. Never logged or shown.",
+    "clients.key_file": "File holding more keys, one per line (a mounted Secret).",
+    "clients.tenants": "Tenants this client may use; empty means every tenant.",
+    "clients.scopes": "What the client may do: `sso` (login URLs, `mail/authkey`), `read` "
+    "(directory reads, unread counts), `write` (provisioning), `token` (the token service).",
+    "clients.rate": "Sustained calls per second (token bucket); over it: 429 with Retry-After.",
+    "clients.burst": "Calls the bucket allows at once after an idle spell.",
+    "clients.link_secret": "Secret that signs this client's browser SSO links (`/sso/...`); "
+    "unset: no signed links for this client.",
+    "clients.single_use": "Signed SSO links of this client work once (remembered until they "
+    "expire).",
+    "gateway.tenant_concurrency": "Gateway calls to one tenant's Exmail at once (all clients "
+    "together); `listen` is never among them (its own connection pool).",
+    "gateway.queue_timeout": "How long a call waits for a free slot of its tenant before 503 "
+    "with `Retry-After: 1`.",
+    "gateway.max_body_bytes": "Largest request body the gateway reads; larger: 413.",
+    "gateway.sso_expires_in": "`expires_in` of `POST /v1/tenants/{tenant}/sso`: how long the "
+    "login URL is honoured (Exmail documents no authkey lifetime: set what your tenant honours).",
 }
 
 HEADER = """\

@@ -1,0 +1,343 @@
+"""The gateway's aiohttp sub-application: the ``/v1/`` routes, their auth, limits,
+metrics and audit line.
+
+| route | scope | answers |
+|---|---|---|
+| ``GET /v1/tenants`` | any | the tenants this client may use, each with its state |
+| ``GET /v1/tenants/{tenant}/users/{email}`` | read | ``user/get`` as typed JSON |
+| ``GET /v1/tenants/{tenant}/users/{email}/unread`` | read | the unread count |
+| ``POST /v1/tenants/{tenant}/sso`` | sso | ``{"url", "expires_in"}`` |
+| ``POST /v1/tenants/{tenant}/openapi/{operation}`` | read/sso/write | the upstream JSON |
+
+One middleware does, in order: find the client (401 + ``WWW-Authenticate``), take a
+token from its bucket (429 + ``Retry-After``), run the handler, turn any
+:class:`~relay.gateway.problems.Problem` or Exmail error into ``problem+json``, then
+report the call to the observer (``route`` is the route's template, never the raw
+path), note the client's last use, and write one audit line (client, tenant, route,
+status, and the target user for SSO; never a key, token, authkey or login URL).
+
+Upstream calls go through the tenant's *gateway* client: the listener's token cache,
+its own connection pool, behind the tenant's :class:`~relay.gateway.limits.TenantGate`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from relay.exmail import ExmailClient, ExmailError, InvalidRequest
+from relay.gateway.clients import ApiClient, ClientRegistry
+from relay.gateway.limits import TenantGate, TokenBucket, retry_after
+from relay.gateway.operations import OPERATIONS, Values, params_for
+from relay.gateway.problems import Problem, from_exmail_error
+from relay.gateway.unread import UnreadCache
+from relay.runtime.observer import Observer
+
+__all__ = ["GATEWAY", "Gateway", "GatewayTenant", "gateway_app"]
+
+audit = logging.getLogger("relay.gateway.audit")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="exmail-relay"'}
+_CLIENT: web.RequestKey[ApiClient] = web.RequestKey("client", ApiClient)
+_AUDIT_USER: web.RequestKey[str] = web.RequestKey("audit_user", str)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayTenant:
+    """One tenant as the gateway sees it: its gateway client and its gate."""
+
+    name: str
+    client: ExmailClient
+    gate: TenantGate
+
+
+@dataclass(slots=True)
+class Gateway:
+    """Everything the routes need, built by the composition root."""
+
+    clients: ClientRegistry
+    tenants: Mapping[str, GatewayTenant]
+    unread: UnreadCache
+    states: Callable[[], Mapping[str, str]] = dict
+    """Each served tenant's listener state (``connected``, ``backoff``, ...)."""
+    observer: Observer = field(default_factory=Observer)
+    max_body_bytes: int = 64 * 1024
+    sso_expires_in: int = 300
+    clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def bucket(self, client: ApiClient) -> TokenBucket:
+        bucket = self.buckets.get(client.name)
+        if bucket is None:
+            bucket = TokenBucket(client.rate, client.burst, self.monotonic())
+            self.buckets[client.name] = bucket
+        return bucket
+
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _client(request: web.Request) -> ApiClient:
+    return request[_CLIENT]
+
+
+def _tenant(request: web.Request, scope: str) -> GatewayTenant:
+    """The path's tenant, if the client has ``scope`` and may use it."""
+    client = _client(request)
+    if scope not in client.scopes:
+        raise Problem(
+            403, "missing-scope", "Missing scope",
+            f"this call needs scope {scope!r}, which client {client.name!r} lacks", scope=scope,
+        )  # fmt: skip
+    name = request.match_info["tenant"]
+    if not client.may_use(name):
+        raise Problem(
+            403, "tenant-forbidden", "Tenant not allowed",
+            f"client {client.name!r} may not use tenant {name!r}",
+        )  # fmt: skip
+    tenant = request.app[GATEWAY].tenants.get(name)
+    if tenant is None:
+        raise Problem(404, "unknown-tenant", "Unknown tenant", f"no tenant {name!r} is served here")
+    return tenant
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(data, ensure_ascii=False, default=str),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _body(request: web.Request) -> Values:
+    """The request body as key -> value (or list), JSON or a urlencoded form, size-capped."""
+    limit = request.app[GATEWAY].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise _too_large(limit)
+    if not raw.strip():
+        return {}
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("the JSON body must be an object")
+        return {str(k): _plain(v, str(k)) for k, v in data.items()}
+    if request.content_type in ("application/x-www-form-urlencoded", "application/octet-stream"):
+        try:
+            pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=True)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("the body is not a valid urlencoded form") from None
+        form: dict[str, str | list[str]] = {}
+        for key, value in pairs:
+            held = form.get(key)
+            form[key] = value if held is None else [*_as_list(held), value]
+        return form
+    raise Problem(
+        415, "unsupported-media-type", "Unsupported media type",
+        "send application/json or application/x-www-form-urlencoded",
+    )  # fmt: skip
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+def _plain(value: Any, key: str) -> str | list[str]:
+    if isinstance(value, list):
+        return [_scalar(item, key) for item in value]
+    return _scalar(value, key)
+
+
+def _scalar(value: Any, key: str) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise InvalidRequest(f"{key} must be a string, a number or a list of them")
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(
+        413, "body-too-large", "Request body too large", f"the body is over {limit} bytes"
+    )
+
+
+# -- handlers --------------------------------------------------------------------------
+
+
+async def list_tenants(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    client = _client(request)
+    states = gateway.states()
+    tenants = [
+        {"name": name, "state": states.get(name, "unknown")}
+        for name in sorted(gateway.tenants)
+        if client.may_use(name)
+    ]
+    return _json({"tenants": tenants})
+
+
+async def get_user(request: web.Request) -> web.Response:
+    tenant = _tenant(request, "read")
+    async with tenant.gate.slot(tenant.name):
+        user = await tenant.client.user_get(request.match_info["email"])
+    return _json(user.model_dump(mode="json"))
+
+
+async def get_unread(request: web.Request) -> web.Response:
+    tenant = _tenant(request, "read")
+    gateway = request.app[GATEWAY]
+    email = request.match_info["email"].strip()
+    raw = request.query.get("max_age", "60")
+    try:
+        max_age = float(raw)
+    except ValueError:
+        max_age = -1.0
+    if not max_age >= 0:  # also refuses NaN
+        raise InvalidRequest(f"max_age must be a number of seconds >= 0, got {raw!r}")
+    now = gateway.clock()
+    held = gateway.unread.get(tenant.name, email)
+    if held is not None and max(0.0, now - held.at) < max_age:
+        source = "listen" if held.source == "listen" else "cache"
+        age = round(max(0.0, now - held.at), 3)
+        return _json({"email": email, "unread": held.count, "source": source, "age": age})
+    async with tenant.gate.slot(tenant.name):
+        answer = await tenant.client.mail_newcount(email)
+    at = gateway.clock()
+    gateway.unread.record(tenant.name, email, answer.new_count, at=at, source="upstream")
+    return _json({"email": email, "unread": answer.new_count, "source": "upstream", "age": 0.0})
+
+
+async def post_sso(request: web.Request) -> web.Response:
+    tenant = _tenant(request, "sso")
+    values = await _body(request)
+    email = values.get("email")
+    if not isinstance(email, str) or not email.strip():
+        raise InvalidRequest("the body must name one email")
+    request[_AUDIT_USER] = email.strip()
+    async with tenant.gate.slot(tenant.name):
+        url = await tenant.client.sso_login_url(email)
+    return _json({"url": url, "expires_in": request.app[GATEWAY].sso_expires_in})
+
+
+async def post_openapi(request: web.Request) -> web.Response:
+    name = request.match_info["operation"].strip("/")
+    operation = OPERATIONS.get(name)
+    if operation is None:
+        detail = (
+            "listen is the relay's own (its listener holds it)"
+            if name == "listen"
+            else f"no operation {name!r}"
+        )
+        raise Problem(404, "unknown-operation", "Unknown operation", detail)
+    tenant = _tenant(request, operation.scope)
+    params = params_for(operation, await _body(request))
+    form: dict[str, str | list[str]] = {}
+    for key, value in params:
+        held = form.get(key)
+        form[key] = value if held is None else [*_as_list(held), value]
+    async with tenant.gate.slot(tenant.name):
+        answer = await tenant.client.call(operation.name, form)
+    return _json(answer if answer is not None else {})
+
+
+# -- the application -------------------------------------------------------------------
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    started = time.monotonic()
+    client = gateway.clients.authenticate(request.headers.get("Authorization", ""))
+    try:
+        if client is None:
+            raise Problem(
+                401, "unauthorized", "Authentication required",
+                "send Authorization: Bearer <key> with a key of [[clients]]", headers=CHALLENGE,
+            )  # fmt: skip
+        request[_CLIENT] = client
+        wait = gateway.bucket(client).take(gateway.monotonic())
+        if wait > 0:
+            raise Problem(
+                429, "rate-limited", "Too many requests",
+                f"client {client.name!r} is over {client.rate:g} calls/s (burst {client.burst})",
+                headers={"Retry-After": retry_after(wait)},
+            )  # fmt: skip
+        try:
+            response = await handler(request)
+        except ExmailError as exc:
+            raise from_exmail_error(exc) from exc
+        except web.HTTPException as exc:  # the router's own 404 / 405
+            raise Problem(exc.status, "http-" + str(exc.status), exc.reason) from None
+    except Problem as problem:
+        response = problem.response(instance=request.path)
+    _report(request, client, response.status, time.monotonic() - started)
+    return response
+
+
+def _report(request: web.Request, client: ApiClient | None, status: int, seconds: float) -> None:
+    gateway = request.app[GATEWAY]
+    route = _route(request)
+    name = client.name if client is not None else "-"
+    gateway.observer.api_request(name, route, status, seconds)
+    if client is not None:
+        gateway.clients.used(client, gateway.clock())
+    fields: dict[str, Any] = {
+        "client": name,
+        "tenant": request.match_info.get("tenant"),
+        "route": f"{request.method} {route}",
+        "status": status,
+        "seconds": round(seconds, 4),
+    }
+    user = request.get(_AUDIT_USER)
+    if user is not None:
+        fields["user"] = user
+    audit.info("api call", extra=fields)
+
+
+async def _gateway_off(request: web.Request) -> web.Response:
+    return Problem(
+        404, "gateway-off", "Not found", "the API gateway is off: no [[clients]] are configured"
+    ).response(instance=request.path)
+
+
+async def _no_route(request: web.Request) -> web.Response:
+    raise Problem(404, "no-route", "Not found", f"no route {request.method} {request.path}")
+
+
+def gateway_app(gateway: Gateway | None) -> web.Application:
+    """The ``/v1/`` sub-application; with no gateway (no ``[[clients]]``) every path is 404."""
+    if gateway is None or not gateway.clients:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", _gateway_off)
+        return app
+    app = web.Application(middlewares=[_guard])
+    app[GATEWAY] = gateway
+    app.router.add_get("/tenants", list_tenants)
+    app.router.add_get("/tenants/{tenant}/users/{email}", get_user)
+    app.router.add_get("/tenants/{tenant}/users/{email}/unread", get_unread)
+    app.router.add_post("/tenants/{tenant}/sso", post_sso)
+    app.router.add_post("/tenants/{tenant}/openapi/{operation:.+}", post_openapi)
+    # Last: anything else under /v1/ is a problem+json 404 too (after authentication).
+    app.router.add_route("*", "/{tail:.*}", _no_route)
+    return app
