@@ -25,6 +25,7 @@ from relay.exmail._exceptions import (
     NotFound,
     ResponseTooLarge,
     TemporarilyUnavailable,
+    TokenFenced,
     TransportError,
     is_transient,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "ResponseTooLarge",
     "SyncAction",
     "TemporarilyUnavailable",
+    "TokenFenced",
     "TransportError",
     "Unknown",
     "UnreadCount",

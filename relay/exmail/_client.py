@@ -120,6 +120,7 @@ class ExmailClient:
         backoff: Backoff = Backoff(),  # noqa: B008 - a frozen dataclass, safe to share
         on_request: OnRequest | None = None,
         on_token: OnToken | None = None,
+        token_fence: Callable[[], bool] | None = None,
     ) -> None:
         if auth_method not in ("form", "basic"):
             raise ValueError(f"auth_method must be 'form' or 'basic', got {auth_method!r}")
@@ -144,7 +145,7 @@ class ExmailClient:
         self._on_request = on_request
         self._session = session
         self._owns_session = session is None
-        self._tokens = TokenCache(self._fetch_token, on_token=on_token)
+        self._tokens = TokenCache(self._fetch_token, on_token=on_token, fence=token_fence)
 
     def __repr__(self) -> str:
         return f"ExmailClient(client_id={self.client_id!r}, api_url={self.api_url!r})"

@@ -89,3 +89,15 @@ class Observer:
 
     def journal(self, stats: JournalStats, *, commits: int, backpressure: bool) -> None:
         """The journal's counts, refreshed by the supervisor's housekeeping."""
+
+    def shard_acquired(self) -> None:
+        """Lease mode: this replica took a shard's lease."""
+
+    def shard_released(self, reason: str) -> None:
+        """Lease mode: this replica gave a shard up (balance, shutdown, connection_lost)."""
+
+    def owned_shards(self, count: int) -> None:
+        """Lease mode: how many shards this replica runs now."""
+
+    def takeover_gap(self, seconds: float) -> None:
+        """Lease mode: from a shard's acquisition to its first tenant's first listen."""
