@@ -225,7 +225,7 @@ def test_lease_mode_is_the_default_with_amqp_two_replicas_one_disruption(
 
 
 def test_lease_mode_without_amqp_does_not_render(chart: Any) -> None:
-    with pytest.raises(Exception, match="sharding.mode lease needs amqp.enabled"):
+    with pytest.raises(Exception, match=r"sharding\.mode lease needs amqp\.enabled"):
         render(chart, {"sharding": {"mode": "lease"}})
 
 
