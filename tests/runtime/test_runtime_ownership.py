@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiormq
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -31,6 +32,7 @@ from relay.exmail import TokenFenced
 from relay.exmail._token import TokenCache
 from relay.journal import Journal
 from relay.ops.metrics import Metrics, PrometheusObserver
+from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
 from relay.runtime.ownership import CheckpointSource, ShardRunner
 from tests.pipeline.support import control
@@ -271,6 +273,43 @@ async def test_a_standby_is_ready_and_takes_over_from_the_broker_checkpoint(
             status = (await b.service.status()).sharding
             assert status is not None and not status.standby
             assert status.last_handoff is not None and status.last_handoff.kind == "acquired"
+
+
+@pytest.mark.rabbitmq
+async def test_a_planned_release_passes_the_gate_while_the_lease_is_still_held(
+    prefix: str,
+) -> None:
+    """The gate is what lets the runner stop a shard's listeners before anybody else may
+    take the shard: when it runs, the lease queue must still be ours."""
+    seen: list[tuple[int, str, str]] = []
+    probe = await aio_pika.connect(AMQP_URL)
+    async with probe:
+
+        async def gate(shard: int, reason: str) -> None:
+            channel = await probe.channel()
+            try:
+                await channel.declare_queue(f"{prefix}.lease.{shard}", exclusive=True)
+            except aiormq.exceptions.ChannelLockedResource:
+                seen.append((shard, reason, "held"))
+            else:
+                seen.append((shard, reason, "free"))
+                await channel.queue_delete(f"{prefix}.lease.{shard}")
+
+        manager = LeaseManager(
+            url=SecretStr(AMQP_URL),
+            replica_id="gate",
+            shards=2,
+            prefix=prefix,
+            heartbeat=2,
+            tick=0.5,
+            before_release=gate,
+        )
+        async with manager:
+            await eventually(lambda: manager.owned == {0, 1}, what="both shards held")
+        assert sorted(seen) == [(0, "shutdown", "held"), (1, "shutdown", "held")]
+        channel = await probe.channel()
+        for shard in (0, 1):  # and released after the gate: free to declare now
+            await channel.declare_queue(f"{prefix}.lease.{shard}", exclusive=True)
 
 
 # -- the token fence -------------------------------------------------------------------
