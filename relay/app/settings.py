@@ -35,7 +35,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from relay.core.shards import shard_of
+from relay.core.shards import DEFAULT_SHARDS, shard_of
 
 __all__ = [
     "AmqpSettings",
@@ -302,14 +302,31 @@ class ConsoleSettings(_Section):
 
 
 class ShardingSettings(_Section):
-    """``[sharding]``: split tenants between replicas (a StatefulSet's pods).
+    """``[sharding]``: split tenants between replicas.
+
+    ``mode = "lease"``: tenants hash into ``shards`` fixed shards, and each shard is run
+    by the replica holding its lease on the broker (``[amqp]``); replicas come and go
+    live. ``mode = "static"``: replica ``index`` of ``count`` runs the tenants of its
+    fixed shard. Unset, the mode is ``lease`` when ``[amqp]`` is enabled, and ``static``
+    otherwise or when ``count`` or ``index`` is set (a configuration from before leases
+    keeps its meaning): see :meth:`Settings.sharding_mode`.
 
     ``index`` defaults to the ordinal at the end of the host name (``exmail-relay-2``
     -> 2) when ``count`` > 1, which is what a StatefulSet pod gets.
     """
 
+    mode: Literal["static", "lease"] | None = None
     count: int = Field(default=1, ge=1, le=1024)
     index: int | None = Field(default=None, ge=0)
+    shards: int = Field(default=DEFAULT_SHARDS, ge=1, le=1024)
+    replica_id: str | None = Field(default=None, min_length=1, max_length=200)
+    heartbeat: int = Field(default=5, ge=1, le=60)
+    prefix: str = Field(default="exmail.relay", min_length=1, max_length=100)
+
+    def resolved_replica_id(self, hostname: str | None = None) -> str:
+        if self.replica_id is not None:
+            return self.replica_id
+        return hostname if hostname is not None else socket.gethostname()
 
     def resolved_index(self, hostname: str | None = None) -> int:
         if self.count == 1:
@@ -433,7 +450,19 @@ class Settings(BaseSettings):
         keys = [k.get_secret_value() for c in self.clients for k in c.key]
         if len(keys) != len(set(keys)):
             raise ValueError("clients: two entries share a key (each key names one client)")
+        if self.sharding.mode == "lease" and not self.amqp.enabled:
+            raise ValueError('sharding.mode = "lease" needs [amqp] enabled (leases live there)')
         return self
+
+    @property
+    def sharding_mode(self) -> Literal["static", "lease"]:
+        """``[sharding] mode``, or its default: ``lease`` when ``[amqp]`` is enabled and
+        neither ``count`` nor ``index`` is set, ``static`` otherwise."""
+        s = self.sharding
+        if s.mode is not None:
+            return s.mode
+        legacy = "count" in s.model_fields_set or "index" in s.model_fields_set
+        return "lease" if self.amqp.enabled and not legacy else "static"
 
     def tenant(self, name: str | None = None) -> TenantSettings:
         """The named tenant, or the only/first one when ``name`` is None."""
@@ -448,7 +477,10 @@ class Settings(BaseSettings):
         raise ConfigError(f"tenants: no tenant named {name!r} (configured: {names})")
 
     def shard_tenants(self, hostname: str | None = None) -> list[TenantSettings]:
-        """The enabled tenants this replica serves."""
+        """The enabled tenants this replica serves (lease mode: every enabled tenant; the
+        held shards decide which of them run)."""
+        if self.sharding_mode == "lease":
+            return [t for t in self.tenants if t.enabled]
         count = self.sharding.count
         index = self.sharding.resolved_index(hostname)
         mine = [t for t in self.tenants if t.enabled]

@@ -30,6 +30,7 @@ from relay.app.settings import (
 from relay.core.backoff import Backoff
 from relay.core.delivery import DrainPolicy
 from relay.core.routing import Route, Router
+from relay.core.shards import shard_of
 from relay.exmail import ExmailClient
 from relay.gateway import ApiClient, ClientRegistry, Gateway, GatewayTenant, UnreadCache, UnreadFeed
 from relay.gateway.limits import TenantGate
@@ -37,9 +38,11 @@ from relay.journal import Journal
 from relay.ops.http import OpsServer, build_app
 from relay.ops.metrics import PrometheusObserver
 from relay.runtime.drainer import Drainer
+from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
 from relay.runtime.observer import Observer
-from relay.runtime.status import SinkDescription
+from relay.runtime.ownership import CheckpointSource, ShardRunner
+from relay.runtime.status import ShardingStatus, SinkDescription
 from relay.runtime.supervisor import RelayService
 from relay.sinks import Sink
 from relay.sinks.amqp import AmqpSink
@@ -168,8 +171,10 @@ async def build_service(
     console_stream: TextIO | None = None,
     hostname: str | None = None,
     observer: PrometheusObserver | None = None,
+    checkpoints: CheckpointSource | None = None,
 ) -> AsyncIterator[Running]:
-    """Open every component the settings ask for; close them all on exit."""
+    """Open every component the settings ask for; close them all on exit. Lease mode:
+    ``checkpoints`` is the broker's copy of the Ver each new owner starts from."""
     observer = observer or PrometheusObserver()
     async with contextlib.AsyncExitStack() as stack:
         js = settings.journal
@@ -203,11 +208,11 @@ async def build_service(
         router = Router(tuple(plan.route for plan in plans))
 
         tenants = settings.shard_tenants(hostname)
+        leases = _lease_manager(settings, hostname) if settings.sharding_mode == "lease" else None
         # One shared HTTP session: no connection limit, since every tenant holds a poll.
         session = await stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         )
-        listeners = []
         # The API gateway (on with [[clients]] and [http]): its own session, so its calls
         # never wait for a connection the listeners need; the listeners' token caches.
         gateway_on = bool(settings.clients) and settings.http.enabled
@@ -225,6 +230,7 @@ async def build_service(
                     )
                 )
             )
+        clients: dict[str, tuple[TenantSettings, ExmailClient]] = {}
         for tenant in tenants:
             tenant_observer = observer.tenant(tenant.name)
             client = client_for(
@@ -232,6 +238,7 @@ async def build_service(
                 session=session,
                 on_request=_upstream_observer(observer),
                 on_token=tenant_observer.token_fetched,
+                token_fence=None if leases is None else _fence(leases, tenant.name),
             )
             await stack.enter_async_context(client)
             if gateway_on:
@@ -244,17 +251,38 @@ async def build_service(
                 )
                 gate = TenantGate(g.tenant_concurrency, queue_timeout=g.queue_timeout)
                 gateway_tenants[tenant.name] = GatewayTenant(tenant.name, gateway_client, gate)
-            listeners.append(
-                Listener(
-                    tenant=tenant.name,
-                    client=client,
-                    journal=journal,
-                    route=router,
-                    bootstrap=tenant.directory_bootstrap,
-                    enrich_concurrency=tenant.enrich_concurrency,
-                    observer=listener_observer,
-                )
+            clients[tenant.name] = (tenant, client)
+
+        def make_listener(name: str, on_listen: Callable[[], None] | None = None) -> Listener:
+            tenant, client = clients[name]
+            return Listener(
+                tenant=name,
+                client=client,
+                journal=journal,
+                route=router,
+                bootstrap=tenant.directory_bootstrap,
+                enrich_concurrency=tenant.enrich_concurrency,
+                observer=listener_observer,
+                on_listen=on_listen,
             )
+
+        runner = None
+        listeners = []
+        if leases is None:
+            listeners = [make_listener(name) for name in clients]
+            sharding = _static_sharding(settings, hostname)
+        else:
+            runner = ShardRunner(
+                leases=leases,
+                tenants=list(clients),
+                make_listener=make_listener,
+                checkpoints=checkpoints,
+                stop_timeout=settings.shutdown.timeout,
+                observer=observer,
+            )
+            leases.before_release = runner.before_release
+            await stack.enter_async_context(leases)
+            sharding = runner.describe
 
         service = RelayService(
             journal=journal,
@@ -266,6 +294,8 @@ async def build_service(
             observer=observer,
             retired_orphans=retired,
             retired_at=retired_at,
+            runner=runner,
+            sharding=sharding,
         )
         gateway = None
         if gateway_on:
@@ -273,7 +303,9 @@ async def build_service(
                 clients=ClientRegistry([_api_client(c) for c in settings.clients]),
                 tenants=gateway_tenants,
                 unread=unread,
-                states=lambda: {li.status.tenant: li.status.state for li in listeners},
+                states=lambda: {
+                    li.status.tenant: li.status.state for li in service.all_listeners()
+                },
                 observer=observer,
                 max_body_bytes=settings.gateway.max_body_bytes,
                 sso_expires_in=settings.gateway.sso_expires_in,
@@ -327,6 +359,39 @@ def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
     }
     kwargs.update(options)
     return ExmailClient(**kwargs)
+
+
+def _lease_manager(settings: Settings, hostname: str | None) -> LeaseManager:
+    """Lease mode's manager: its own plain connection to ``[amqp] url`` (not the
+    sink's: a lease must die with exactly the connection that holds it)."""
+    sh = settings.sharding
+    return LeaseManager(
+        url=settings.amqp.url,
+        replica_id=sh.resolved_replica_id(hostname),
+        shards=sh.shards,
+        prefix=sh.prefix,
+        heartbeat=sh.heartbeat,
+        tick=min(1.0, sh.heartbeat / 3),
+    )
+
+
+def _fence(leases: LeaseManager, tenant: str) -> Callable[[], bool]:
+    """The token fence: renew a refused token only while holding the tenant's shard."""
+    shard = shard_of(tenant, leases.shards)
+    return lambda: leases.holds(shard)
+
+
+def _static_sharding(settings: Settings, hostname: str | None) -> Callable[[], ShardingStatus]:
+    sh = settings.sharding
+    described = ShardingStatus(
+        mode="static",
+        replica=sh.resolved_replica_id(hostname),
+        shards=sh.count,
+        owned=(sh.resolved_index(hostname),),
+        live=(),
+        standby=False,
+    )
+    return lambda: described
 
 
 def _upstream_observer(observer: Observer) -> Callable[[str, float, str], None]:

@@ -25,6 +25,7 @@ from relay.exmail._exceptions import (
     NotFound,
     ResponseTooLarge,
     TemporarilyUnavailable,
+    TokenFenced,
     TransportError,
     is_transient,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "SyncAction",
     "TemporarilyUnavailable",
     "TokenCache",
+    "TokenFenced",
     "TransportError",
     "Unknown",
     "UnreadCount",

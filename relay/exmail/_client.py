@@ -124,6 +124,7 @@ class ExmailClient:
         on_request: OnRequest | None = None,
         on_token: OnToken | None = None,
         tokens: TokenCache | None = None,
+        token_fence: Callable[[], bool] | None = None,
     ) -> None:
         if auth_method not in ("form", "basic"):
             raise ValueError(f"auth_method must be 'form' or 'basic', got {auth_method!r}")
@@ -148,7 +149,7 @@ class ExmailClient:
         self._on_request = on_request
         self._session = session
         self._owns_session = session is None
-        self._tokens = tokens or TokenCache(self._fetch_token, on_token=on_token)
+        self._tokens = tokens or TokenCache(self._fetch_token, on_token=on_token, fence=token_fence)
 
     def __repr__(self) -> str:
         return f"ExmailClient(client_id={self.client_id!r}, api_url={self.api_url!r})"

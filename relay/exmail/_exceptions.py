@@ -14,7 +14,10 @@ The tree separates who is at fault, because callers react differently to each::
     │   ├── TemporarilyUnavailable 1002: retry later
     │   ├── NotFound              1310, 1400, ``user_not_found`` / ``party_not_found``
     │   └── InvalidCredentials    the token request refused the client id / secret
-    └── InvalidRequest            a documented limit was violated; nothing was sent
+    ├── InvalidRequest            a documented limit was violated; nothing was sent
+    └── TokenFenced               invalid token while the token fence says no (this replica
+                                  no longer holds the tenant's shard lease): no new token
+                                  was fetched; stop serving the tenant
 
 Messages are built from operation names, status codes and server error codes only:
 they never contain the client secret or an access token. Third-party exceptions
@@ -38,6 +41,7 @@ __all__ = [
     "NotFound",
     "ResponseTooLarge",
     "TemporarilyUnavailable",
+    "TokenFenced",
     "TransportError",
     "api_error",
     "is_transient",
@@ -110,6 +114,11 @@ class InvalidCredentials(ApiError):
 
 class InvalidRequest(ExmailError):
     """A documented limit of the protocol was violated; the request was not sent."""
+
+
+class TokenFenced(ExmailError):
+    """The token was refused and the fence forbids fetching another: under shard leases,
+    another replica owns this tenant now (its fetch invalidated ours). Not transient."""
 
 
 _BY_CODE: dict[str, type[ApiError]] = {

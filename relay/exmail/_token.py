@@ -9,6 +9,12 @@ previous token. So the cache must never fetch more often than needed:
 - a token is renewed shortly before ``expires_in`` runs out (10 % of the lifetime, at
   most 60 s early), so calls do not race the expiry.
 
+Under shard leases, the token is the fence between replicas: a new owner's fetch
+invalidates the old owner's token. ``fence()``, when given, is asked after a 1200 and
+before fetching: if it says no (this replica no longer holds the tenant's lease), no
+token is fetched and :class:`~relay.exmail.TokenFenced` is raised, so two replicas
+never take the token from each other for more than one round trip.
+
 The fetch itself is injected (the client's HTTP code), so this module has no I/O.
 """
 
@@ -19,6 +25,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from pydantic import SecretStr
+
+from relay.exmail._exceptions import TokenFenced
 
 __all__ = ["TokenCache"]
 
@@ -32,10 +40,12 @@ class TokenCache:
         fetch: Fetch,
         *,
         on_token: Callable[[str], None] | None = None,
+        fence: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
         self._on_token = on_token
+        self._fence = fence
         self._clock = clock
         self._token: SecretStr | None = None
         self._expires_at = 0.0
@@ -83,13 +93,16 @@ class TokenCache:
             return await self._renew(reason)
 
     async def refresh(self, stale: SecretStr) -> SecretStr:
-        """A token other than ``stale`` (which the server refused with 1200)."""
+        """A token other than ``stale`` (which the server refused with 1200); raises
+        :class:`~relay.exmail.TokenFenced` instead of fetching when the fence says no."""
         async with self._lock:
             if (
                 self._token is not None
                 and self._token.get_secret_value() != stale.get_secret_value()
             ):
                 return self._token
+            if self._fence is not None and not self._fence():
+                raise TokenFenced("token refused; this replica no longer holds the tenant")
             return await self._renew("invalid_token")
 
     def invalidate(self) -> None:

@@ -20,11 +20,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from relay.core.events import MAIL_NEW, MAIL_UNREAD
-from relay.runtime.observer import Observer, SinkObserver, TenantObserver
+from relay.runtime.observer import (
+    ForwardingObserver,
+    ForwardingTenantObserver,
+    Observer,
+    TenantObserver,
+)
 
 if TYPE_CHECKING:
     from relay.core.events import Event
-    from relay.journal import JournalStats
 
 __all__ = ["UnreadCache", "UnreadCount", "UnreadFeed"]
 
@@ -75,50 +79,23 @@ class UnreadCache:
                 self.record(tenant, user, unread, at=event.time.timestamp(), source="listen")
 
 
-class _FeedTenant(TenantObserver):
+class _FeedTenant(ForwardingTenantObserver):
     def __init__(self, inner: TenantObserver, cache: UnreadCache, tenant: str) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._cache = cache
         self._tenant = tenant
 
-    def state(self, state: str) -> None:
-        self._inner.state(state)
-
-    def listen(self, outcome: str) -> None:
-        self._inner.listen(outcome)
-
     def committed(self, events: Sequence[Event]) -> None:
-        self._inner.committed(events)
+        self.inner.committed(events)
         self._cache.feed(self._tenant, events)
 
-    def checkpoint(self, ver: int) -> None:
-        self._inner.checkpoint(ver)
 
-    def skipped(self, kind: str) -> None:
-        self._inner.skipped(kind)
-
-    def token_fetched(self, reason: str) -> None:
-        self._inner.token_fetched(reason)
-
-
-class UnreadFeed(Observer):
+class UnreadFeed(ForwardingObserver):
     """``inner`` unchanged, plus every committed unread count into ``cache``."""
 
     def __init__(self, inner: Observer, cache: UnreadCache) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.cache = cache
 
     def tenant(self, tenant: str) -> TenantObserver:
-        return _FeedTenant(self._inner.tenant(tenant), self.cache, tenant)
-
-    def sink(self, sink: str) -> SinkObserver:
-        return self._inner.sink(sink)
-
-    def upstream(self, operation: str, seconds: float, outcome: str) -> None:
-        self._inner.upstream(operation, seconds, outcome)
-
-    def journal(self, stats: JournalStats, *, commits: int, backpressure: bool) -> None:
-        self._inner.journal(stats, commits=commits, backpressure=backpressure)
-
-    def api_request(self, client: str, route: str, code: int, seconds: float) -> None:
-        self._inner.api_request(client, route, code, seconds)
+        return _FeedTenant(self.inner.tenant(tenant), self.cache, tenant)

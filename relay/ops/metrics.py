@@ -206,6 +206,27 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        # -- shard leases (lease mode) -------------------------------------------------
+        self.shard_acquisitions = Counter(
+            "exmail_relay_shard_acquisitions", "Shard leases this replica took.", registry=r
+        )
+        self.shard_releases = Counter(
+            "exmail_relay_shard_releases",
+            "Shard leases this replica gave up, by reason (balance, shutdown, connection_lost).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("balance", "shutdown", "connection_lost"):
+            self.shard_releases.labels(reason)
+        self.owned_shards = Gauge(
+            "exmail_relay_owned_shards", "Shards whose tenants this replica runs now.", registry=r
+        )
+        self.takeover_gap = Histogram(
+            "exmail_relay_takeover_gap_seconds",
+            "From taking a shard's lease to the first listen sent for its tenants.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=r,
+        )
 
 
 @functools.cache
@@ -308,3 +329,15 @@ class PrometheusObserver(Observer):
         m.journal_file_bytes.set(stats.file_bytes)
         m.journal_commits.set(commits)
         m.backpressure.set(1 if backpressure else 0)
+
+    def shard_acquired(self) -> None:
+        self.metrics.shard_acquisitions.inc()
+
+    def shard_released(self, reason: str) -> None:
+        self.metrics.shard_releases.labels(reason).inc()
+
+    def owned_shards(self, count: int) -> None:
+        self.metrics.owned_shards.set(count)
+
+    def takeover_gap(self, seconds: float) -> None:
+        self.metrics.takeover_gap.observe(seconds)

@@ -33,6 +33,7 @@ from relay.runtime.status import (
     OrphanStatus,
     PruneStatus,
     RecentEvent,
+    ShardingStatus,
     SinkStatus,
     Status,
     TenantStatus,
@@ -377,6 +378,26 @@ def _bind_fields(template: str) -> tuple[str, frozenset[tuple[str, str]]]:
 _SCRIPT, SCRIPT_READS = _bind_fields(_SCRIPT_TEMPLATE)
 
 
+def _sharding_line(s: ShardingStatus | None) -> str:
+    """Who this replica is and which shards it runs (rendered at load; reload to update)."""
+    if s is None:
+        return ""
+    if s.mode == "static":
+        text = f"static sharding: shard {s.owned[0]} of {s.shards}"
+    else:
+        owned = ", ".join(map(str, s.owned)) or "none: standby"
+        text = (
+            f"lease mode: replica {_e(s.replica)} runs shards {owned} of {s.shards}; "
+            f"live replicas: {_e(', '.join(s.live))}"
+        )
+        if (h := s.last_handoff) is not None:
+            why = f" ({_e(h.reason)})" if h.reason else ""
+            text += f"; last handoff: shard {h.shard} {h.kind}{why} at {_time(h.at)}"
+        if s.last_error:
+            text += f"; lease error: {_e(s.last_error)}"
+    return f'<p id="sharding"><small>{text}</small></p>\n'
+
+
 def _banner(status: Status) -> tuple[str, str]:
     bad = (
         status.stopping
@@ -412,7 +433,7 @@ def render_status_page(status: Status, *, refresh_seconds: int = REFRESH_SECONDS
 <div id="banner" class="{banner_css}">{banner_text}</div>
 <p><small id="generated">Updated {_time(status.now)}</small>
 <small>&middot; up since {_time(status.started_at)}</small> <small id="stale"></small></p>
-<h2>Tenants</h2><div class="wrap"><table id="tenants"><thead>
+{_sharding_line(status.sharding)}<h2>Tenants</h2><div class="wrap"><table id="tenants"><thead>
 <tr><th>Tenant</th><th>State</th><th>Ver</th><th>Last event</th><th>Events by type</th>
 <th>Last error</th><th>Error at</th></tr></thead>
 <tbody id="tenants-body">{tenant_rows}</tbody></table></div>

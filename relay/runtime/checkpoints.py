@@ -52,7 +52,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import aio_pika
 import aiormq
@@ -77,11 +77,12 @@ from relay.core.checkpoints import (
     merge,
 )
 from relay.core.redact import redact_url, scrub
-from relay.runtime.observer import Observer, SinkObserver, TenantObserver
-
-if TYPE_CHECKING:
-    from relay.core.events import Event
-    from relay.journal import JournalStats
+from relay.runtime.observer import (
+    ForwardingObserver,
+    ForwardingTenantObserver,
+    Observer,
+    TenantObserver,
+)
 
 __all__ = ["CheckpointObserver", "CheckpointStream"]
 
@@ -432,50 +433,26 @@ class CheckpointStream:
             log.warning(self.last_error, extra={"stream": self.stream})
 
 
-class _CheckpointTenant(TenantObserver):
+class _CheckpointTenant(ForwardingTenantObserver):
     """Forwards everything to the wrapped handle; a checkpoint is also published."""
 
     def __init__(self, inner: TenantObserver, tenant: str, stream: CheckpointStream) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._tenant = tenant
         self._stream = stream
 
-    def state(self, state: str) -> None:
-        self._inner.state(state)
-
-    def listen(self, outcome: str) -> None:
-        self._inner.listen(outcome)
-
-    def committed(self, events: Sequence[Event]) -> None:
-        self._inner.committed(events)
-
     def checkpoint(self, ver: int) -> None:
-        self._inner.checkpoint(ver)
+        self.inner.checkpoint(ver)
         self._stream.publish(self._tenant, ver)
 
-    def skipped(self, kind: str) -> None:
-        self._inner.skipped(kind)
 
-    def token_fetched(self, reason: str) -> None:
-        self._inner.token_fetched(reason)
-
-
-class CheckpointObserver(Observer):
+class CheckpointObserver(ForwardingObserver):
     """An :class:`Observer` that wraps another (the Prometheus one in production) and
     also publishes every tenant's checkpoint to ``stream``."""
 
     def __init__(self, inner: Observer, stream: CheckpointStream) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._stream = stream
 
     def tenant(self, tenant: str) -> TenantObserver:
-        return _CheckpointTenant(self._inner.tenant(tenant), tenant, self._stream)
-
-    def sink(self, sink: str) -> SinkObserver:
-        return self._inner.sink(sink)
-
-    def upstream(self, operation: str, seconds: float, outcome: str) -> None:
-        self._inner.upstream(operation, seconds, outcome)
-
-    def journal(self, stats: JournalStats, *, commits: int, backpressure: bool) -> None:
-        self._inner.journal(stats, commits=commits, backpressure=backpressure)
+        return _CheckpointTenant(self.inner.tenant(tenant), tenant, self._stream)

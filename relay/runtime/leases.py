@@ -34,7 +34,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import aio_pika
@@ -94,6 +95,8 @@ class LeaseManager:
         settle: float | None = None,
         reconnect_backoff: Backoff | None = None,
         on_change: Callable[[LeaseChange], None] | None = None,
+        before_release: Callable[[int, ReleaseReason], Awaitable[None]] | None = None,
+        release_grace: float | None = None,
     ) -> None:
         if shards < 1:
             raise ValueError("shards must be at least 1")
@@ -111,6 +114,11 @@ class LeaseManager:
         self._settle = settle if settle is not None else tick
         self._backoff = reconnect_backoff or Backoff(base=0.2, cap=5.0)
         self._on_change = on_change
+        # A planned release (balance, shutdown) awaits this gate, bounded, between the
+        # report and the queue delete: the owner stops that shard's work first. Within a
+        # third of a heartbeat the lease stays fresh (the last confirm is a tick old).
+        self.before_release = before_release
+        self._release_grace = release_grace if release_grace is not None else heartbeat / 3
         self.target = redact_url(url.get_secret_value(), keep_user=True)
 
         self._owned: set[int] = set()
@@ -123,6 +131,8 @@ class LeaseManager:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session_up = False
+        # Monotonic time since which no session is up (None: one is); readiness bounds it.
+        self.down_since: float | None = time.monotonic()
         self._deferred: Exception | None = None
         self._subscribers: list[asyncio.Queue[LeaseChange | None]] = []
         self.last_error: str | None = None
@@ -158,10 +168,17 @@ class LeaseManager:
     def lease_queue(self, shard: int) -> str:
         return f"{self.prefix}.lease.{shard}"
 
-    async def changes(self) -> AsyncIterator[LeaseChange]:
-        """Every change from now on, until the manager closes (or crashes: raised here)."""
+    def changes(self) -> AsyncIterator[LeaseChange]:
+        """Every change from this call on, until the manager closes (or crashes: raised
+        when iterated). Subscribed at the call, so ``owned`` read just before it and
+        the changes after it add up."""
         queue: asyncio.Queue[LeaseChange | None] = asyncio.Queue()
         self._subscribers.append(queue)
+        return self._iterate(queue)
+
+    async def _iterate(
+        self, queue: asyncio.Queue[LeaseChange | None]
+    ) -> AsyncIterator[LeaseChange]:
         try:
             while (change := await queue.get()) is not None:
                 yield change
@@ -239,6 +256,8 @@ class LeaseManager:
                 if self._expiry is not None:
                     self._expiry.cancel()
                 self._connection = None
+                if self.down_since is None:
+                    self.down_since = time.monotonic()
                 # Closed first, whatever ended the session (a bug included): the broker
                 # then frees every lease this connection still holds.
                 try:
@@ -268,6 +287,7 @@ class LeaseManager:
         await self._op(inbox.consume(self._on_presence, no_ack=True))
         self.last_error = None
         self._session_up = True
+        self.down_since = None
         log.info("lease connection up", extra={"replica": self.replica_id, "target": self.target})
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -287,8 +307,8 @@ class LeaseManager:
         p = plan(
             me=self.replica_id, live=self.live, held=self._owned, shards=self.shards, known=known
         )
-        for shard in p.release:
-            await self._release(control, shard, "balance")
+        if p.release:
+            await self._release(control, p.release, "balance")
         taken = 0
         for shard in p.acquire:
             if taken >= p.room or self._stop.is_set():
@@ -315,20 +335,36 @@ class LeaseManager:
         log.info("lease acquired", extra={"replica": self.replica_id, "shard": shard})
         return True
 
-    async def _release(self, control: AbstractChannel, shard: int, reason: ReleaseReason) -> None:
+    async def _release(
+        self, control: AbstractChannel, shards: Sequence[int], reason: ReleaseReason
+    ) -> None:
         # Reported first: this replica never claims a shard whose queue is already gone.
-        self._owned.discard(shard)
-        self._emit(LeaseChange(shard, "released", reason))
-        log.info(
-            "lease released", extra={"replica": self.replica_id, "shard": shard, "reason": reason}
-        )
-        await self._op(control.queue_delete(self.lease_queue(shard)))
+        for shard in shards:
+            self._owned.discard(shard)
+            self._emit(LeaseChange(shard, "released", reason))
+            log.info(
+                "lease released",
+                extra={"replica": self.replica_id, "shard": shard, "reason": reason},
+            )
+        gate = self.before_release
+        if gate is not None:
+            # The holder's work for these shards ends before anybody else may start it.
+            waits = asyncio.gather(*(gate(shard, reason) for shard in shards))
+            try:
+                await asyncio.wait_for(waits, self._release_grace)
+            except TimeoutError:
+                log.warning(
+                    "release gate ran out of time; releasing anyway",
+                    extra={"replica": self.replica_id, "shards": list(shards)},
+                )
+        for shard in shards:
+            await self._op(control.queue_delete(self.lease_queue(shard)))
 
     async def _hand_over(self, control: AbstractChannel, exchange: AbstractExchange) -> None:
         """Shutdown: give every shard back and say goodbye, so others need not time us out."""
         with contextlib.suppress(*_LINK_ERRORS, _LinkLost):
-            for shard in sorted(self._owned):
-                await self._release(control, shard, "shutdown")
+            if self._owned:
+                await self._release(control, sorted(self._owned), "shutdown")
             await self._publish(exchange, leaving=True)
 
     # -- presence ----------------------------------------------------------------------

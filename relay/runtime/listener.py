@@ -12,8 +12,8 @@ already safe and the old ``Ver`` stays, so the next ``listen`` reports the chang
 
 Faults are classified (see :meth:`Listener._classify`):
 
-- invalid token: the client already renewed it once and retried; if it fails again the
-  fault counts as transient;
+- invalid token: renewed once and retried, then transient; if the token fence forbids
+  renewing (``TokenFenced``: another replica owns the tenant now), the listener stops;
 - transient (network, timeouts, 5xx, 1002, malformed bodies): capped exponential backoff
   with full jitter, reset by the next success;
 - bad credentials: the tenant is *failed* (readiness and the status page say so) and is
@@ -63,6 +63,7 @@ from relay.exmail import (
     MalformedResponse,
     NetworkError,
     ResponseTooLarge,
+    TokenFenced,
     VersionUpdate,
     is_transient,
 )
@@ -123,6 +124,7 @@ class Listener:
         monotonic: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
         silence_limit: float | None = None,
+        on_listen: Callable[[], None] | None = None,
     ) -> None:
         self.tenant = tenant
         # Unanswered longer than this fails readiness; default: the listen deadline.
@@ -133,6 +135,7 @@ class Listener:
         self.route = route
         self.bootstrap = bootstrap
         self.status = ListenerStatus(tenant)
+        self._on_listen = on_listen or (lambda: None)  # before every listen (takeover gap)
         self._enricher = Enricher(
             tenant, client, concurrency=enrich_concurrency, skipped=self._skip
         )
@@ -178,6 +181,9 @@ class Listener:
                 ver = await self._cycle(ver)
         except (JournalClosed, _Abandoned):
             pass
+        except TokenFenced as exc:  # another replica owns the tenant: no fault loop
+            log.warning("tenant let go", extra={"tenant": self.tenant, "reason": str(exc)})
+            self._stop.set()
         if self._stop.is_set():
             self._set_state("stopped")
 
@@ -258,6 +264,7 @@ class Listener:
                 return ver
         if self.status.unanswered_since is None:
             self.status.unanswered_since = self._clock()
+        self._on_listen()
         try:
             messages = await self._interruptible(self.client.listen(ver))
         except ExmailError as exc:
@@ -402,6 +409,8 @@ class Listener:
         return "transient"
 
     async def _fault(self, exc: ExmailError, during: str) -> None:
+        if isinstance(exc, TokenFenced):
+            raise exc
         kind = self._classify(exc)
         self._observe.listen(kind)
         self.status.failures += 1

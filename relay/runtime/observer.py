@@ -24,7 +24,14 @@ if TYPE_CHECKING:
     from relay.core.events import Event
     from relay.journal import JournalStats
 
-__all__ = ["LISTENER_STATES", "Observer", "SinkObserver", "TenantObserver"]
+__all__ = [
+    "LISTENER_STATES",
+    "ForwardingObserver",
+    "ForwardingTenantObserver",
+    "Observer",
+    "SinkObserver",
+    "TenantObserver",
+]
 
 # Every state a listener can be in, in the order the metrics export them.
 LISTENER_STATES = ("starting", "connected", "backoff", "paused", "failed", "stopped")
@@ -93,3 +100,76 @@ class Observer:
     def api_request(self, client: str, route: str, code: int, seconds: float) -> None:
         """One API gateway call by ``client`` to ``route`` (the route's template, never the
         raw path) answered ``code`` after ``seconds``."""
+
+    def shard_acquired(self) -> None:
+        """Lease mode: this replica took a shard's lease."""
+
+    def shard_released(self, reason: str) -> None:
+        """Lease mode: this replica gave a shard up (balance, shutdown, connection_lost)."""
+
+    def owned_shards(self, count: int) -> None:
+        """Lease mode: how many shards this replica runs now."""
+
+    def takeover_gap(self, seconds: float) -> None:
+        """Lease mode: from a shard's acquisition to its first tenant's first listen."""
+
+
+class ForwardingTenantObserver(TenantObserver):
+    """Passes every report on to ``inner``; subclasses override what they add to."""
+
+    def __init__(self, inner: TenantObserver) -> None:
+        self.inner = inner
+
+    def state(self, state: str) -> None:
+        self.inner.state(state)
+
+    def listen(self, outcome: str) -> None:
+        self.inner.listen(outcome)
+
+    def committed(self, events: Sequence[Event]) -> None:
+        self.inner.committed(events)
+
+    def checkpoint(self, ver: int) -> None:
+        self.inner.checkpoint(ver)
+
+    def skipped(self, kind: str) -> None:
+        self.inner.skipped(kind)
+
+    def token_fetched(self, reason: str) -> None:
+        self.inner.token_fetched(reason)
+
+
+class ForwardingObserver(Observer):
+    """Passes every report on to ``inner``: the base of observers that add to another
+    (the unread cache, the checkpoint stream), so a method added to the seam is never
+    dropped by a wrapper that forgot it (tests/runtime/test_runtime_observer.py)."""
+
+    def __init__(self, inner: Observer) -> None:
+        self.inner = inner
+
+    def tenant(self, tenant: str) -> TenantObserver:
+        return self.inner.tenant(tenant)
+
+    def sink(self, sink: str) -> SinkObserver:
+        return self.inner.sink(sink)
+
+    def upstream(self, operation: str, seconds: float, outcome: str) -> None:
+        self.inner.upstream(operation, seconds, outcome)
+
+    def journal(self, stats: JournalStats, *, commits: int, backpressure: bool) -> None:
+        self.inner.journal(stats, commits=commits, backpressure=backpressure)
+
+    def api_request(self, client: str, route: str, code: int, seconds: float) -> None:
+        self.inner.api_request(client, route, code, seconds)
+
+    def shard_acquired(self) -> None:
+        self.inner.shard_acquired()
+
+    def shard_released(self, reason: str) -> None:
+        self.inner.shard_released(reason)
+
+    def owned_shards(self, count: int) -> None:
+        self.inner.owned_shards(count)
+
+    def takeover_gap(self, seconds: float) -> None:
+        self.inner.takeover_gap(seconds)

@@ -29,12 +29,14 @@ if TYPE_CHECKING:
 __all__ = [
     "OMIT_NONE",
     "ClientStatus",
+    "HandoffStatus",
     "Health",
     "JournalStatus",
     "Liveness",
     "OrphanStatus",
     "PruneStatus",
     "RecentEvent",
+    "ShardingStatus",
     "SinkDescription",
     "SinkStatus",
     "Status",
@@ -189,6 +191,32 @@ class ClientStatus(_JsonRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class HandoffStatus(_JsonRecord):
+    """The last shard taken (``acquired``) or given up (``released`` with its reason)."""
+
+    shard: int
+    kind: str
+    reason: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ShardingStatus(_JsonRecord):
+    """Which shards this replica runs. ``static``: the one fixed shard ``index`` of
+    ``count`` (``live`` empty: nothing is heard from the others); ``lease``: the leases
+    held now, the replicas seen alive, and whether this one is a standby (owns none)."""
+
+    mode: str
+    replica: str
+    shards: int
+    owned: tuple[int, ...]
+    live: tuple[str, ...]
+    standby: bool
+    last_handoff: HandoffStatus | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Status(_JsonRecord):
     """The whole ``/status.json`` document."""
 
@@ -202,6 +230,7 @@ class Status(_JsonRecord):
     recent_events: tuple[RecentEvent, ...]
     orphans: tuple[OrphanStatus, ...] = ()
     clients: tuple[ClientStatus, ...] = ()
+    sharding: ShardingStatus | None = field(default=None, metadata=OMIT_NONE)
 
 
 def _tenant(st: ListenerStatus) -> TenantStatus:
@@ -310,6 +339,7 @@ def build_status(
     recent: int,
     retired: Mapping[str, int] | None = None,
     retired_at: float | None = None,
+    sharding: ShardingStatus | None = None,
 ) -> Status:
     """The status document from the components' current state (no I/O). ``retired``:
     the orphaned sinks' deliveries retired to dead letters at start, at ``retired_at``."""
@@ -324,4 +354,5 @@ def build_status(
         journal=_journal(journal, stats, last_prune),
         recent_events=_recent(listeners, show_content=show_content, limit=recent),
         orphans=_orphans(drainers, stats, retired or {}, retired_at),
+        sharding=sharding,
     )

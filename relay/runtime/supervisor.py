@@ -25,7 +25,15 @@ from relay.journal import Journal, JournalError, JournalStats
 from relay.runtime.drainer import Drainer
 from relay.runtime.listener import Listener
 from relay.runtime.observer import Observer
-from relay.runtime.status import Health, Liveness, SinkDescription, Status, build_status
+from relay.runtime.ownership import ShardRunner
+from relay.runtime.status import (
+    Health,
+    Liveness,
+    ShardingStatus,
+    SinkDescription,
+    Status,
+    build_status,
+)
 
 __all__ = ["RelayService"]
 
@@ -54,8 +62,14 @@ class RelayService:
         observer: Observer | None = None,
         retired_orphans: Mapping[str, int] | None = None,
         retired_at: float | None = None,
+        runner: ShardRunner | None = None,
+        sharding: Callable[[], ShardingStatus] | None = None,
     ) -> None:
         self.journal = journal
+        # Lease mode: the runner starts and stops the listeners of the held shards
+        # (``listeners`` is then empty); static mode: ``listeners`` run all along.
+        self.runner = runner
+        self._sharding = sharding or (runner.describe if runner is not None else None)
         self._observer = observer or Observer()
         self.listeners = list(listeners)
         self.drainers = list(drainers)
@@ -98,6 +112,8 @@ class RelayService:
                 f"listen:{listener.tenant}",
                 self._supervised(f"listen:{listener.tenant}", listener.run, listener.crashed),
             )
+        if self.runner is not None:
+            self._spawn("leases", self.runner.run())
         self._spawn("housekeeping", self._housekeeping())
         log.info(
             "relay started",
@@ -153,6 +169,8 @@ class RelayService:
         self.stopping = True
         started = self._monotonic()
         log.info("shutting down", extra={"grace_seconds": self.shutdown_timeout})
+        if self.runner is not None:
+            await self.runner.shutdown(self.shutdown_timeout)
         for listener in self.listeners:
             listener.stop()
         listener_tasks = [t for n, t in self._tasks.items() if n.startswith("listen:")]
@@ -263,7 +281,12 @@ class RelayService:
                 failing[part] = f"not connected: {why or 'connecting'}"
             else:
                 ok.append(part)
-        for listener in self.listeners:
+        if self.runner is not None:
+            if (lease_trouble := self.runner.trouble()) is None:
+                ok.append("leases")
+            else:
+                failing["leases"] = lease_trouble
+        for listener in self.all_listeners():
             part = f"tenant:{listener.tenant}"
             if listener.status.state == "failed":
                 failing[part] = f"failed: {listener.status.last_error}"
@@ -277,7 +300,7 @@ class RelayService:
         """What a worker last heard from a journal write it is still retrying: a
         listener holding a batch it could not commit, a drainer holding outcomes. A
         probe alone can pass (a tiny write may fit where a batch does not)."""
-        for listener in self.listeners:
+        for listener in self.all_listeners():
             if listener.status.journal_error is not None:
                 return listener.status.journal_error
         for drainer in self.drainers:
@@ -300,7 +323,7 @@ class RelayService:
             now=self._clock(),
             started_at=self.started_at,
             stopping=self.stopping,
-            listeners=[listener.status for listener in self.listeners],
+            listeners=[listener.status for listener in self.all_listeners()],
             drainers=self.drainers,
             journal=self.journal,
             stats=stats,
@@ -310,4 +333,11 @@ class RelayService:
             recent=recent,
             retired=self.retired_orphans,
             retired_at=self.retired_at,
+            sharding=self._sharding() if self._sharding is not None else None,
         )
+
+    def all_listeners(self) -> list[Listener]:
+        """The listeners running now: the static ones, or those of the held shards."""
+        if self.runner is None:
+            return self.listeners
+        return [*self.listeners, *self.runner.listeners]

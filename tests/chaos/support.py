@@ -119,7 +119,9 @@ format = "json"
 def amqp_section(broker: Broker, url: str) -> str:
     return (
         f'[amqp]\nenabled = true\nurl = "{url}"\n'
-        f'exchange = "{broker.exchange}"\nqueue = "{broker.queue}"'
+        f'exchange = "{broker.exchange}"\nqueue = "{broker.queue}"\n'
+        # One relay that runs its tenants all along; lease mode has its own tests.
+        '[sharding]\nmode = "static"'
     )
 
 

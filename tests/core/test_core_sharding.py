@@ -52,3 +52,34 @@ def test_adding_a_tenant_moves_no_other() -> None:
     before = {f"t{i}": shard_of(f"t{i}", 5) for i in range(50)}
     after = {f"t{i}": shard_of(f"t{i}", 5) for i in range(51)}
     assert all(after[name] == shard for name, shard in before.items())
+
+
+def _mode(**sections: object) -> str:
+    return Settings(**sections).sharding_mode  # type: ignore[arg-type]
+
+
+def test_the_sharding_mode_defaults_to_lease_with_amqp_and_static_without() -> None:
+    assert _mode() == "static"
+    assert _mode(amqp={"enabled": True}) == "lease"
+    assert _mode(amqp={"enabled": True}, sharding={"mode": "static"}) == "static"
+    # A configuration from before leases (count or index set) keeps its meaning.
+    assert _mode(amqp={"enabled": True}, sharding={"count": 3, "index": 1}) == "static"
+    assert _mode(amqp={"enabled": True}, sharding={"count": 1}) == "static"
+
+
+def test_lease_mode_needs_amqp() -> None:
+    with pytest.raises(ValueError, match=r'sharding\.mode = "lease" needs \[amqp\] enabled'):
+        Settings(sharding={"mode": "lease"})
+
+
+def test_lease_mode_runs_every_enabled_tenant_and_defaults_the_replica_to_the_host() -> None:
+    tenants = [
+        {"name": f"t{i}", "client_id": f"admin@t{i}.com", "client_secret": "k"} for i in range(5)
+    ]
+    s = Settings(tenants=tenants, amqp={"enabled": True})
+    assert [t.name for t in s.shard_tenants("exmail-relay-7")] == [f"t{i}" for i in range(5)]
+    assert s.sharding.shards == 16 and s.sharding.heartbeat == 5
+    assert s.sharding.prefix == "exmail.relay"
+    assert s.sharding.resolved_replica_id("pod-abc") == "pod-abc"
+    named = Settings(tenants=tenants, amqp={"enabled": True}, sharding={"replica_id": "r1"})
+    assert named.sharding.resolved_replica_id("pod-abc") == "r1"

@@ -32,6 +32,10 @@ DOCUMENTED = {
     "exmail_relay_checkpoint_ver",
     "exmail_relay_api_requests",
     "exmail_relay_api_request_seconds",
+    "exmail_relay_shard_acquisitions",
+    "exmail_relay_shard_releases",
+    "exmail_relay_owned_shards",
+    "exmail_relay_takeover_gap_seconds",
     "process_resident_memory_bytes",
     "process_cpu_seconds",
     "process_open_fds",
@@ -95,7 +99,9 @@ async def test_readyz_follows_the_broker(
         "queue": queue,
         "retry_max": 1,
     }
-    s = settings(tmp_path, tenants=[tenant(emulator)], amqp=amqp)
+    # The sink's link only: lease mode (whose lease link this proxy would cut as well)
+    # has its readiness tests in tests/runtime/test_runtime_ownership.py.
+    s = settings(tmp_path, tenants=[tenant(emulator)], amqp=amqp, sharding={"mode": "static"})
     async with running_relay(s) as running:
         url = running.server.url if running.server else ""
 

@@ -93,6 +93,9 @@ async def test_no_secret_reaches_logs_status_or_metrics(
             "retry_max": 0.5,
         },
         console={"enabled": True},
+        # Static: the broker refuses this password, and in lease mode (the default with
+        # [amqp]) no tenant would run to log an upstream fault.
+        sharding={"mode": "static"},
         http={
             "port": 0,
             "auth_token": AUTH_TOKEN,

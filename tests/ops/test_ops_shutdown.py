@@ -104,6 +104,8 @@ enabled = true
 url = "{BROKER}"
 exchange = "{exchange}"
 queue = "{queue}"
+[sharding]
+mode = "static"
 [shutdown]
 timeout = 3
 """,

@@ -18,12 +18,14 @@ from relay.emulator import Emulator
 from relay.ops import page
 from relay.runtime.status import (
     ClientStatus,
+    HandoffStatus,
     Health,
     JournalStatus,
     Liveness,
     OrphanStatus,
     PruneStatus,
     RecentEvent,
+    ShardingStatus,
     SinkStatus,
     Status,
     TenantStatus,
@@ -43,7 +45,19 @@ STATUS_KEYS = [
     "recent_events",
     "orphans",
     "clients",
+    "sharding",
 ]
+SHARDING_KEYS = [
+    "mode",
+    "replica",
+    "shards",
+    "owned",
+    "live",
+    "standby",
+    "last_handoff",
+    "last_error",
+]
+HANDOFF_KEYS = ["shard", "kind", "reason", "at"]
 TENANT_KEYS = [
     "name",
     "state",
@@ -164,6 +178,15 @@ def hand_built(*, subject: str | None = None) -> Status:
                 name="portal", tenants=(), scopes=("read", "sso"), last_used_at=None, requests=0
             ),
         ),
+        sharding=ShardingStatus(
+            mode="lease",
+            replica="relay-0",
+            shards=16,
+            owned=(3, 7),
+            live=("relay-0", "relay-1"),
+            standby=False,
+            last_handoff=HandoffStatus(shard=7, kind="acquired", reason=None, at=1_799_999_998.0),
+        ),
     )
 
 
@@ -247,6 +270,16 @@ def test_to_json_is_the_documented_document() -> None:
                 "requests": 0,
             }
         ],
+        "sharding": {
+            "mode": "lease",
+            "replica": "relay-0",
+            "shards": 16,
+            "owned": [3, 7],
+            "live": ["relay-0", "relay-1"],
+            "standby": False,
+            "last_handoff": {"shard": 7, "kind": "acquired", "reason": None, "at": 1_799_999_998.0},
+            "last_error": None,
+        },
     }
 
 
@@ -274,6 +307,8 @@ def test_the_records_declare_exactly_the_pinned_keys() -> None:
     assert RecentEvent.json_keys() == set(EVENT_KEYS_WITH_CONTENT)
     assert OrphanStatus.json_keys() == set(ORPHAN_KEYS)
     assert ClientStatus.json_keys() == set(CLIENT_KEYS)
+    assert ShardingStatus.json_keys() == set(SHARDING_KEYS)
+    assert HandoffStatus.json_keys() == set(HANDOFF_KEYS)
 
 
 def test_health_and_liveness_json() -> None:
@@ -406,6 +441,8 @@ async def test_status_json_keys_are_pinned_and_cover_the_page_script(
     assert list(data["journal"]["last_prune"]) == PRUNE_KEYS
     assert {tuple(e) for e in data["recent_events"]} == {tuple(EVENT_KEYS_WITH_CONTENT)}
     assert data["orphans"] == [], "every sink with rows in the journal is configured"
+    assert list(data["sharding"]) == SHARDING_KEYS
+    assert data["sharding"]["mode"] == "static", "no [amqp]: static is the default"
 
     objects: dict[str, list[dict[str, Any]]] = {
         "status": [data],

@@ -40,6 +40,8 @@ hold = 1.0
 enabled = true
 exchange = "{broker.exchange}"
 queue = "{broker.queue}"
+[sharding]
+mode = "static"
 [http]
 enabled = false
 [log]

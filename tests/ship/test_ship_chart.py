@@ -37,7 +37,7 @@ TENANTS = [
 ]  # fmt: skip
 
 FULL: dict[str, Any] = {
-    "sharding": {"count": 3},
+    "sharding": {"mode": "static", "count": 3},
     "tenants": TENANTS,
     "webhooks": [
         {
@@ -202,6 +202,31 @@ def test_replicas_equal_the_shard_count(chart: Any, count: int) -> None:
     env = env_of(objects)
     assert env["RELAY_SHARDING__COUNT"] == str(count)
     assert "RELAY_SHARDING__INDEX" not in env  # the ordinal in the host name gives it
+
+
+def test_lease_mode_is_the_default_with_amqp_two_replicas_one_disruption(
+    chart: Any, tmp_path: Path
+) -> None:
+    amqp = {"enabled": True, "url": "amqp://relay:pw@rabbitmq.mq:5672/"}
+    objects = render(chart, {"amqp": amqp, "tenants": TENANTS})
+    assert one(objects, "StatefulSet")["spec"]["replicas"] == 2
+    assert one(objects, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert "RELAY_SHARDING__COUNT" not in env_of(objects)
+    data = {k: base64.b64decode(v).decode() for k, v in one(objects, "Secret")["data"].items()}
+    settings = load_settings(_write_pod_files(objects, tmp_path, data), environ={})
+    assert settings.sharding_mode == "lease"
+    assert settings.sharding.shards == 16 and settings.sharding.heartbeat == 5
+    # Every pod runs every tenant whose shard it holds: no ordinal picks them.
+    assert len(settings.shard_tenants("relay-exmail-relay-1")) == len(TENANTS)
+
+    scaled = render(chart, {"amqp": amqp, "replicas": 3, "sharding": {"shards": 32}})
+    assert one(scaled, "StatefulSet")["spec"]["replicas"] == 3
+    assert "shards = 32" in relay_toml(scaled)
+
+
+def test_lease_mode_without_amqp_does_not_render(chart: Any) -> None:
+    with pytest.raises(Exception, match=r"sharding\.mode lease needs amqp\.enabled"):
+        render(chart, {"sharding": {"mode": "lease"}})
 
 
 def test_services_headless_and_http(chart: Any) -> None:
@@ -414,6 +439,8 @@ def test_network_policy(chart: Any) -> None:
     [
         ({"sharding": {"count": "three"}}, "/sharding/count"),
         ({"sharding": {"count": 0}}, "/sharding/count"),
+        ({"sharding": {"mode": "raft"}}, "/sharding/mode"),
+        ({"replicas": 0}, "/replicas"),
         ({"tenants": [{"name": "Acme Corp", "client_id": "admin@x.example"}]}, "/tenants/0/name"),
         ({"tenants": [{"name": "acme"}]}, "client_id"),
         ({"config": {"journal": {"path": "/elsewhere"}}}, "/config/journal"),

@@ -112,9 +112,22 @@ DESCRIPTIONS: dict[str, str] = {
     "status.show_content": "Show mail subjects and summaries on the status page.",
     "status.recent_events": "How many recent events the status page lists.",
     "console.enabled": "Print one JSON line per event on stdout.",
-    "sharding.count": "Number of shards (replicas). A tenant belongs to shard "
+    "sharding.mode": "`lease`: replicas share the shards through leases on the broker and "
+    "take over from each other within seconds; `static`: replica `index` of `count` runs its "
+    "fixed shard. Unset: `lease` when `[amqp]` is enabled and neither `count` nor `index` is "
+    "set, else `static`. `lease` without `[amqp]` is an error.",
+    "sharding.count": "Static mode: number of shards (replicas). A tenant belongs to shard "
     "`crc32(name) % count`.",
-    "sharding.index": "This replica's shard; unset: the ordinal at the end of the host name.",
+    "sharding.index": "Static mode: this replica's shard; unset: the ordinal at the end of the "
+    "host name.",
+    "sharding.shards": "Lease mode: number of shards, a tenant belongs to shard "
+    "`crc32(name) % shards`. Set once, the same on every replica; never change it.",
+    "sharding.replica_id": "Lease mode: this replica's name among the others (unique); "
+    "unset: the host name.",
+    "sharding.heartbeat": "Lease mode: heartbeat of the lease connection in seconds; a dead "
+    "replica's shards move after about 3 heartbeats (a clean death: about 1 s).",
+    "sharding.prefix": "Lease mode: prefix of the broker names (`<prefix>.lease.<n>`, "
+    "`<prefix>.presence`, `<prefix>.member.<id>`); the same on every replica.",
     "shutdown.timeout": "How long in-flight deliveries may drain on SIGTERM; keep it below "
     "the pod's termination grace period.",
     "clients.name": "Client name: in metrics (`client` label), audit lines and the status page.",

@@ -68,7 +68,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 [sharding]
+{{- if eq (include "exmail-relay.leaseMode" .) "true" }}
+mode = "lease"
+shards = {{ int .Values.sharding.shards }}
+heartbeat = {{ int .Values.sharding.heartbeat }}
+{{- else }}
+mode = "static"
 count = {{ int .Values.sharding.count }}
+{{- end }}
 
 [amqp]
 enabled = {{ ternary "true" "false" .Values.amqp.enabled }}
@@ -123,4 +130,16 @@ amqp-url: {{ required "amqp.url is required when amqp.enabled (or set secrets.ex
 {{/* Render when the cluster serves the API group, or when forced. */}}
 {{- define "exmail-relay.hasMonitoringApi" -}}
 {{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" in lease mode: sharding.mode "lease", or "" with amqp.enabled (the relay's own
+default). Lease mode without amqp cannot work: the leases live on the broker.
+*/}}
+{{- define "exmail-relay.leaseMode" -}}
+{{- $mode := .Values.sharding.mode | default (ternary "lease" "static" .Values.amqp.enabled) -}}
+{{- if and (eq $mode "lease") (not .Values.amqp.enabled) -}}
+{{- fail "exmail-relay: sharding.mode lease needs amqp.enabled (the leases live on the broker)" -}}
+{{- end -}}
+{{- ternary "true" "false" (eq $mode "lease") -}}
 {{- end }}

@@ -1,0 +1,360 @@
+"""Lease mode in the running relay: relays built by ``build_service`` in one process, with
+different replica ids, on the real RabbitMQ and the real emulator (6 tenants).
+
+The shards split between the relays; a graceful stop hands every shard over; a shard
+handed over for balance stops its listeners before the other relay starts them (the
+emulator never sees two open listens for one tenant); a standby is ready; a new owner
+starts from the broker's checkpoint when it is newer than its journal's; and the token
+fence keeps a replica that lost a tenant from fetching its token again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiormq
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from relay.app.settings import Settings, TenantSettings
+from relay.app.wiring import Running, build_service, client_for
+from relay.core.routing import Router
+from relay.emulator import Emulator
+from relay.exmail import TokenFenced
+from relay.exmail._token import TokenCache
+from relay.journal import Journal
+from relay.ops.metrics import Metrics, PrometheusObserver
+from relay.runtime.leases import LeaseManager
+from relay.runtime.listener import Listener
+from relay.runtime.ownership import CheckpointSource, ShardRunner
+from tests.pipeline.support import control
+from tests.support import AMQP_URL, eventually
+
+TENANTS = [f"t{i}" for i in range(6)]
+SHARDS = 16
+KEY = "exmail-demo-key"
+
+
+def admin(tenant: str) -> str:
+    return f"admin@{tenant}.example.com"
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(port=0, hold=1.0) as e:
+        companies = [
+            {"admin": admin(t), "key": KEY, "domains": [f"{t}.example.com"]} for t in TENANTS
+        ]
+        await control(e, "company", {"companies": companies})
+        yield e
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    """A lease prefix (and sink exchange/queue name) of this test's own."""
+    name = f"test.lease.{uuid.uuid4().hex[:10]}"
+    yield name
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+        await channel.exchange_delete(name)
+        await channel.exchange_delete(f"{name}.presence")
+
+
+def tenant_settings(emu: Emulator, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "client_id": admin(name),
+        "client_secret": KEY,
+        "api_url": emu.api_url,
+        "token_url": emu.token_url,
+        "login_url": emu.login_url,
+        "hold": 1.0,
+    }
+
+
+def lease_settings(
+    emu: Emulator, tmp_path: Path, replica: str, prefix: str, **sharding: Any
+) -> Settings:
+    # No [sharding] mode: with [amqp] enabled, lease is the default.
+    return Settings(
+        journal={"path": tmp_path / f"{replica}.sqlite3", "synchronous": "normal"},
+        tenants=[tenant_settings(emu, t) for t in TENANTS],
+        amqp={"enabled": True, "url": AMQP_URL, "exchange": prefix, "queue": prefix},
+        sharding={"replica_id": replica, "prefix": prefix, "heartbeat": 2, **sharding},
+        http={"enabled": False},
+        shutdown={"timeout": 3},
+    )
+
+
+@contextlib.asynccontextmanager
+async def relay(
+    s: Settings, *, checkpoints: CheckpointSource | None = None
+) -> AsyncIterator[tuple[Running, CollectorRegistry]]:
+    """One relay with a registry of its own, running until the block ends (graceful)."""
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(Metrics(registry))
+    async with build_service(s, observer=observer, checkpoints=checkpoints) as running:
+        stop = asyncio.Event()
+        task = asyncio.create_task(running.service.run(stop))
+        try:
+            yield running, registry
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
+
+
+def runner_of(running: Running) -> ShardRunner:
+    runner = running.service.runner
+    assert runner is not None, "lease mode builds a shard runner"
+    return runner
+
+
+async def listening(emu: Emulator) -> dict[str, int]:
+    """Open listens per tenant, as the emulator counts them."""
+    state = await control(emu, "state", method="GET")
+    by_admin = {c["admin"]: c["listening"] for c in state["companies"]}
+    return {t: by_admin[admin(t)] for t in TENANTS}
+
+
+async def token_fetches(emu: Emulator) -> int:
+    state = await control(emu, "state", method="GET")
+    return int(state["requests"].get("/cgi-bin/token", 0))
+
+
+def running_tenants(runner: ShardRunner) -> set[str]:
+    return {lst.tenant for lst in runner.listeners if lst.status.state != "stopped"}
+
+
+async def settled(emu: Emulator, runners: Sequence[ShardRunner], shards: int = SHARDS) -> bool:
+    """Every shard held by exactly one runner, each runner holding some, each running
+    exactly what it holds, and every tenant with exactly one open listen."""
+    owned = [r.leases.owned for r in runners]
+    if not all(owned):
+        return False
+    if sum(len(o) for o in owned) != shards or len(frozenset().union(*owned)) != shards:
+        return False
+    if any(r.running != r.leases.owned for r in runners):
+        return False
+    return all(n == 1 for n in (await listening(emu)).values())
+
+
+@pytest.mark.rabbitmq
+async def test_two_relays_split_the_shards_and_a_graceful_stop_hands_all_over(
+    tmp_path: Path, emu: Emulator, prefix: str
+) -> None:
+    async with relay(lease_settings(emu, tmp_path, "r-a", prefix)) as (a, a_metrics):
+        ra = runner_of(a)
+        async with contextlib.AsyncExitStack() as b_stack:
+            b, b_metrics = await b_stack.enter_async_context(
+                relay(lease_settings(emu, tmp_path, "r-b", prefix))
+            )
+            rb = runner_of(b)
+            await eventually(lambda: settled(emu, [ra, rb]), what="the shards split, all listen")
+            assert ra.leases.owned and rb.leases.owned, "both relays own shards"
+            on_a, on_b = running_tenants(ra), running_tenants(rb)
+            assert on_a | on_b == set(TENANTS) and not on_a & on_b
+            b_share = len(rb.leases.owned)
+
+            started = time.monotonic()
+            await b_stack.aclose()  # B stops gracefully (what SIGTERM does)
+
+        await eventually(lambda: settled(emu, [ra]), seconds=10, what="A owns all, all listen")
+        print(f"graceful stop -> A runs all 6 tenants after {time.monotonic() - started:.2f} s")
+        assert running_tenants(ra) == set(TENANTS)
+        status = (await a.service.status()).sharding
+        assert status is not None and status.owned == tuple(range(SHARDS))
+        assert status.live == ("r-a",) and not status.standby
+
+    released = b_metrics.get_sample_value(
+        "exmail_relay_shard_releases_total", {"reason": "shutdown"}
+    )
+    assert released == b_share
+    gaps = a_metrics.get_sample_value("exmail_relay_takeover_gap_seconds_count")
+    assert gaps is not None and gaps >= 1
+    assert a_metrics.get_sample_value("exmail_relay_shard_acquisitions_total") == SHARDS
+    assert a_metrics.get_sample_value("exmail_relay_owned_shards") == 0, "A stopped too"
+
+
+@pytest.mark.rabbitmq
+async def test_a_shard_handed_over_for_balance_stops_its_listeners_first(
+    tmp_path: Path, emu: Emulator, prefix: str
+) -> None:
+    async with relay(lease_settings(emu, tmp_path, "r-a", prefix)) as (a, a_metrics):
+        ra = runner_of(a)
+        await eventually(lambda: settled(emu, [ra]), what="A alone owns all, all listen")
+        before = {lst.tenant: lst for lst in ra.listeners}
+
+        overlaps: list[dict[str, int]] = []
+
+        async def sample() -> None:
+            while True:
+                counts = await listening(emu)
+                if any(n > 1 for n in counts.values()):
+                    overlaps.append(counts)
+
+        sampler = asyncio.create_task(sample())
+        try:
+            async with relay(lease_settings(emu, tmp_path, "r-b", prefix)) as (b, _):
+                rb = runner_of(b)
+                await eventually(lambda: settled(emu, [ra, rb]), what="B took its share")
+                moved = running_tenants(rb)
+                released = a_metrics.get_sample_value(
+                    "exmail_relay_shard_releases_total", {"reason": "balance"}
+                )
+                assert released == len(rb.leases.owned)
+                assert moved, "some tenant moved to B"
+                for tenant in moved:
+                    assert before[tenant].status.state == "stopped", "A's listener stopped"
+                    assert tenant not in running_tenants(ra)
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+        assert not overlaps, f"two open listens for one tenant: {overlaps[:3]}"
+
+
+class BrokerCheckpoints:
+    """A checkpoint source that knows one tenant's Ver (the other helper's stream)."""
+
+    def __init__(self, known: dict[str, int]) -> None:
+        self.known = known
+        self.asked: list[list[str]] = []
+
+    async def latest(self, tenants: Sequence[str]) -> dict[str, int]:
+        self.asked.append(list(tenants))
+        return {t: v for t, v in self.known.items() if t in tenants}
+
+
+@pytest.mark.rabbitmq
+async def test_a_standby_is_ready_and_takes_over_from_the_broker_checkpoint(
+    tmp_path: Path, emu: Emulator, prefix: str
+) -> None:
+    state = await control(emu, "state", method="GET")
+    t0_ver = next(c["ver"] for c in state["companies"] if c["admin"] == admin("t0"))
+    source = BrokerCheckpoints({"t0": t0_ver})
+    one_shard = {"shards": 1}
+    async with contextlib.AsyncExitStack() as a_stack:
+        a, _ = await a_stack.enter_async_context(
+            relay(lease_settings(emu, tmp_path, "r-a", prefix, **one_shard))
+        )
+        ra = runner_of(a)
+        await eventually(lambda: settled(emu, [ra], 1), what="A owns the one shard")
+        async with relay(
+            lease_settings(emu, tmp_path, "r-b", prefix, **one_shard), checkpoints=source
+        ) as (b, _):
+            rb = runner_of(b)
+            await eventually(lambda: "r-a" in rb.leases.live, what="B hears A")
+            health = await b.service.health()
+            assert health.healthy, health.failing
+            assert "leases" in health.ok
+            status = (await b.service.status()).sharding
+            assert status is not None and status.standby and status.owned == ()
+            assert status.mode == "lease" and status.live == ("r-a", "r-b")
+            assert source.asked == [], "a standby reads no checkpoint"
+
+            await a_stack.aclose()
+            await eventually(lambda: settled(emu, [rb], 1), seconds=10, what="B took over")
+            assert source.asked == [TENANTS]
+            assert await b.service.journal.checkpoint("t0") == t0_ver
+            by_tenant = {t.name: t for t in (await b.service.status()).tenants}
+            # t0 resumed from the broker's Ver; the others had none anywhere: bootstrap.
+            assert sum(by_tenant["t0"].events_by_type.values()) == 0
+            assert sum(by_tenant["t1"].events_by_type.values()) == 1
+            status = (await b.service.status()).sharding
+            assert status is not None and not status.standby
+            assert status.last_handoff is not None and status.last_handoff.kind == "acquired"
+
+
+@pytest.mark.rabbitmq
+async def test_a_planned_release_passes_the_gate_while_the_lease_is_still_held(
+    prefix: str,
+) -> None:
+    """The gate is what lets the runner stop a shard's listeners before anybody else may
+    take the shard: when it runs, the lease queue must still be ours."""
+    seen: list[tuple[int, str, str]] = []
+    probe = await aio_pika.connect(AMQP_URL)
+    async with probe:
+
+        async def gate(shard: int, reason: str) -> None:
+            channel = await probe.channel()
+            try:
+                await channel.declare_queue(f"{prefix}.lease.{shard}", exclusive=True)
+            except aiormq.exceptions.ChannelLockedResource:
+                seen.append((shard, reason, "held"))
+            else:
+                seen.append((shard, reason, "free"))
+                await channel.queue_delete(f"{prefix}.lease.{shard}")
+
+        manager = LeaseManager(
+            url=SecretStr(AMQP_URL),
+            replica_id="gate",
+            shards=2,
+            prefix=prefix,
+            heartbeat=2,
+            tick=0.5,
+            before_release=gate,
+        )
+        async with manager:
+            await eventually(lambda: manager.owned == {0, 1}, what="both shards held")
+        assert sorted(seen) == [(0, "shutdown", "held"), (1, "shutdown", "held")]
+        channel = await probe.channel()
+        for shard in (0, 1):  # and released after the gate: free to declare now
+            await channel.declare_queue(f"{prefix}.lease.{shard}", exclusive=True)
+
+
+# -- the token fence -------------------------------------------------------------------
+
+
+async def test_a_fenced_token_cache_fetches_nothing() -> None:
+    fetched: list[str] = []
+
+    async def fetch() -> tuple[SecretStr, float]:
+        fetched.append("x")
+        return SecretStr(f"token-{len(fetched)}"), 7200.0
+
+    holds = [True]
+    cache = TokenCache(fetch, fence=lambda: holds[0])
+    first = await cache.get()
+    second = await cache.refresh(first)  # still holding: renewed
+    assert second.get_secret_value() == "token-2"
+    holds[0] = False
+    with pytest.raises(TokenFenced):
+        await cache.refresh(second)
+    assert len(fetched) == 2, "no fetch once the fence says no"
+    assert (await cache.get()).get_secret_value() == "token-2"
+
+
+async def test_a_listener_that_lost_its_lease_lets_the_tenant_go_without_a_token_fetch(
+    tmp_path: Path, emu: Emulator
+) -> None:
+    tenant = TenantSettings(**tenant_settings(emu, "t0"))
+    holds = [True]
+    async with (
+        Journal(tmp_path / "j.sqlite3") as journal,
+        client_for(tenant, token_fence=lambda: holds[0]) as client,
+        client_for(tenant) as new_owner,
+    ):
+        listener = Listener(tenant="t0", client=client, journal=journal, route=Router(()))
+        task = asyncio.create_task(listener.run())
+        try:
+            await eventually(lambda: listener.status.state == "connected", what="listening")
+            holds[0] = False  # the lease went elsewhere...
+            await new_owner.user_list(0)  # ...and the new owner fetched the token
+            fetches = await token_fetches(emu)
+            await asyncio.wait_for(task, 10)  # run() ends: the tenant is let go
+        finally:
+            listener.stop()
+            await asyncio.gather(task, return_exceptions=True)
+        assert listener.status.state == "stopped"
+        assert await token_fetches(emu) == fetches, "the fenced replica fetched no token"
+        assert (await listening(emu))["t0"] == 0
