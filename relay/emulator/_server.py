@@ -250,10 +250,8 @@ async def _listen(request: web.Request, company: Company, params: Params) -> web
         outcome, response = await _hold_listen(request, company, params)
         return response
     except ApiError as exc:
-        if exc.errcode == "1200":  # superseded while held: pass any push's wake on
+        if exc.errcode == "1200":  # its token was superseded or revoked while it was held
             outcome = "token_rejected"
-            if company.pending:
-                request.app[HUB].notify(company, False)
         raise
     except asyncio.CancelledError:
         outcome = "client_gone"  # aiohttp cancels the handler when the peer disconnects
