@@ -9,6 +9,7 @@ version bumps), so a control change is indistinguishable from an admin's API cal
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -288,9 +289,12 @@ def _query_float(request: web.Request, name: str) -> float | None:
     if raw is None or not raw.strip():
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ControlError(f"{name!r} must be a number of seconds, got {raw!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise ControlError(f"{name!r} must be a number of seconds, got {raw!r}")
+    return value
 
 
 def _query_company(request: web.Request) -> str | None:
@@ -340,8 +344,9 @@ def _tokens(request: web.Request, company: str | None, since: float | None) -> d
     log = request.app[LISTENS]
     names = list(request.app[STATE].companies) if company is None else [company]
     fetches = log.token_fetches(company, since=since)
+    counted = Counter(f.company for f in fetches)
     return {
-        "counts": {name: sum(1 for f in fetches if f.company == name) for name in names},
+        "counts": {name: counted[name] for name in names},
         "fetches": [x.to_json() for x in fetches],
     }
 
