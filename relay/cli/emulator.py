@@ -49,12 +49,27 @@ def register(subparsers: Any) -> None:
         help="hand a listen answer's pushes out again to a new token (a restarted client) "
         "until the same token listens again; off by default, as the real server replays nothing",
     )
+    parser.add_argument(
+        "--companies",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N generated companies admin@tNN.test (key tNN-key, 3 accounts each) "
+        "to the seed, for multi-tenant tests",
+    )
+    parser.add_argument(
+        "--listen-log",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="finished listens and token fetches kept per company (default %(default)s)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from relay.cli.errors import CommandError
-    from relay.emulator import Emulator, EmulatorSeedError, load_seed
+    from relay.emulator import Emulator, EmulatorSeedError, Seed, demo_seed, load_seed, tenants_seed
 
     seed = None
     if args.data:
@@ -64,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(str(exc)) from None
     if args.hold < 0 or args.token_ttl < 1:
         raise CommandError("--hold must be >= 0 and --token-ttl >= 1")
+    if args.companies < 0 or args.listen_log < 1:
+        raise CommandError("--companies must be >= 0 and --listen-log >= 1")
+    if args.companies:
+        base = seed or demo_seed()
+        seed = Seed(companies=(*base.companies, *tenants_seed(args.companies)))
     emulator = Emulator(
         host=args.host,
         port=args.port,
@@ -72,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         token_ttl=args.token_ttl,
         action_codes=args.action_codes,
         redeliver=args.redeliver,
+        listen_log=args.listen_log,
     )
     try:
         asyncio.run(_serve(emulator))

@@ -9,8 +9,10 @@ port, from an in-memory ``EmulatorState``, plus a control API under ``/_emulator
 
 The modules: ``_model`` holds the data (companies, accounts, groups); ``_state`` and
 ``_directory`` hold the protocol's rules with no I/O; ``_seed`` reads seeds; ``_listen``
-holds long polls; ``_faults`` arms injected faults; ``_server`` and ``_control`` are the
-aiohttp handlers, and ``_http`` holds the app keys and JSON answer they share.
+holds long polls; ``_listenlog`` records them per company (overlaps and gaps, with the
+interval math in ``_intervals``); ``_faults`` arms injected faults; ``_server`` and
+``_control`` are the aiohttp handlers, and ``_http`` holds the app keys and JSON answer
+they share.
 """
 
 from __future__ import annotations
@@ -23,12 +25,24 @@ from typing import Any, Self
 from aiohttp import web
 
 from ._errors import ApiError, ControlError, EmulatorError, EmulatorSeedError
-from ._http import ListenFormat
-from ._seed import CompanySeed, GroupSeed, Seed, UserSeed, demo_seed, load_seed, parse_seed
+from ._http import LISTENS, REPLICA_HEADER, ListenFormat
+from ._listenlog import Gap, Listen, ListenLog, Outcome, Overlap, TokenFetch
+from ._seed import (
+    CompanySeed,
+    GroupSeed,
+    Seed,
+    UserSeed,
+    demo_seed,
+    load_seed,
+    parse_seed,
+    tenant_key,
+    tenants_seed,
+)
 from ._server import build_app
 from ._state import ActionCodes, EmulatorState
 
 __all__ = [
+    "REPLICA_HEADER",
     "ApiError",
     "CompanySeed",
     "ControlError",
@@ -36,13 +50,21 @@ __all__ = [
     "EmulatorError",
     "EmulatorSeedError",
     "EmulatorState",
+    "Gap",
     "GroupSeed",
+    "Listen",
+    "ListenLog",
+    "Outcome",
+    "Overlap",
     "Seed",
+    "TokenFetch",
     "UserSeed",
     "build_app",
     "demo_seed",
     "load_seed",
     "parse_seed",
+    "tenant_key",
+    "tenants_seed",
 ]
 
 SeedSource = Seed | Mapping[str, Any] | str | os.PathLike[str] | None
@@ -75,6 +97,7 @@ class Emulator:
         max_batch: int = 100,
         listen_format: ListenFormat = "array",
         redeliver: bool = False,
+        listen_log: int = 1000,
     ) -> None:
         self.host = host
         self.port = port
@@ -87,7 +110,11 @@ class Emulator:
             redeliver=redeliver,
         )
         self.app = build_app(
-            self.state, hold=hold, max_batch=max_batch, listen_format=listen_format
+            self.state,
+            hold=hold,
+            max_batch=max_batch,
+            listen_format=listen_format,
+            listen_log=listen_log,
         )
         self._runner: web.AppRunner | None = None
         self._bound_port: int | None = None
@@ -118,6 +145,43 @@ class Emulator:
     @property
     def control_url(self) -> str:
         return self.base_url + "/_emulator/"
+
+    # -- the listen log (see ``_listenlog``): times on ``time.monotonic()`` ------------------
+
+    @property
+    def listen_log(self) -> ListenLog:
+        return self.app[LISTENS]
+
+    def _admin(self, company: str | None) -> str | None:
+        """An admin address or a domain -> the admin address (``KeyError`` if unknown)."""
+        if company is None:
+            return None
+        name = company.strip().lower()
+        found = self.state.companies.get(name) or self.state.company_for_address(f"x@{name}")
+        if found is None:
+            raise KeyError(f"no company {company!r}")
+        return found.admin
+
+    def listens(self, company: str | None = None, *, since: float | None = None) -> list[Listen]:
+        """Every listen (finished or open) of ``company`` (default: all) open after ``since``."""
+        return self.listen_log.listens(self._admin(company), since=since)
+
+    def overlaps(self, company: str | None = None, *, since: float | None = None) -> list[Overlap]:
+        """Times two listens of one company were held at once by different replicas/tokens."""
+        return self.listen_log.overlaps(self._admin(company), since=since)
+
+    def gaps(
+        self, company: str | None = None, *, since: float | None = None, min_seconds: float = 0.0
+    ) -> list[Gap]:
+        """Times with no listen open, per company (default: every company served)."""
+        admin = self._admin(company)
+        names = list(self.state.companies) if admin is None else [admin]
+        return self.listen_log.gaps(names, since=since, min_seconds=min_seconds)
+
+    def token_fetches(
+        self, company: str | None = None, *, since: float | None = None
+    ) -> list[TokenFetch]:
+        return self.listen_log.token_fetches(self._admin(company), since=since)
 
     async def start(self) -> None:
         runner = web.AppRunner(

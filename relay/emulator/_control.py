@@ -9,6 +9,7 @@ version bumps), so a control change is indistinguishable from an admin's API cal
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,9 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from ._errors import ApiError, ControlError, EmulatorSeedError
-from ._http import COUNTERS, FAULTS, HUB, STATE, json_response
+from ._http import COUNTERS, FAULTS, HUB, LISTENS, STATE, json_response
 from ._model import Company
-from ._seed import parse_company
+from ._seed import parse_company, tenants_seed
 from ._state import EmulatorState, api_error_status
 
 __all__ = ["add_control_routes"]
@@ -195,6 +196,44 @@ async def _add_company(request: web.Request, body: Any) -> Any:
     return {"added": len(added)}
 
 
+def _count(body: dict[str, Any], key: str, default: int, low: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ControlError(f"{key!r} must be an integer >= {low}")
+    return value
+
+
+async def _add_tenants(request: web.Request, body: Any) -> Any:
+    """``count`` generated companies (``tenants_seed``); keys are ``<prefix><NN>-key``."""
+    state = request.app[STATE]
+    body = _obj(body)
+    prefix = body.get("prefix", "t")
+    if not isinstance(prefix, str):
+        raise ControlError("'prefix' must be a string")
+    count = _count(body, "count", 1, 1)
+    if count > 10000:
+        raise ControlError("'count' must be at most 10000")
+    try:
+        seeds = tenants_seed(
+            count,
+            users=_count(body, "users", 3, 0),
+            prefix=prefix,
+            first=_count(body, "first", 1, 0),
+        )
+    except EmulatorSeedError as exc:
+        raise ControlError(str(exc)) from None
+    added = []
+    for seed in seeds:
+        try:
+            added.append(state.add_company(seed))
+        except ApiError as exc:
+            raise ControlError(f"{exc.detail} (added before it: {len(added)})") from None
+    return {
+        "added": len(added),
+        "companies": [{"admin": c.admin, "domain": c.domains[0]} for c in added],
+    }
+
+
 async def _faults(request: web.Request, body: Any) -> Any:
     fault = request.app[FAULTS].arm(body)
     return {"armed": fault.kind, "faults": request.app[FAULTS].describe()}
@@ -206,6 +245,7 @@ async def _reset(request: web.Request, body: Any) -> Any:
     request.app[STATE].reset(empty=empty)
     request.app[FAULTS].clear()
     request.app[COUNTERS].clear()
+    request.app[LISTENS].clear()
     request.app[HUB].wake_all()
     return {"companies": len(request.app[STATE].companies)}
 
@@ -225,9 +265,10 @@ def _route(handler: ControlHandler) -> Callable[[web.Request], Awaitable[web.Res
 
 async def _state(request: web.Request) -> web.Response:
     snapshot = request.app[STATE].snapshot()
-    hub = request.app[HUB]
+    hub, log = request.app[HUB], request.app[LISTENS]
     for company in snapshot["companies"]:
         company["listening"] = hub.open_count(company["admin"])
+        company["token_fetches"] = log.token_fetch_count(company["admin"])
     snapshot["open_listens"] = hub.open_count()
     counters: Counter[str] = request.app[COUNTERS]
     snapshot["requests"] = dict(counters)
@@ -240,7 +281,82 @@ async def _clear_faults(request: web.Request) -> web.Response:
     return json_response({"faults": []})
 
 
+# -- the listen log ---------------------------------------------------------------------------
+
+
+def _query_float(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ControlError(f"{name!r} must be a number of seconds, got {raw!r}")
+    return value
+
+
+def _query_company(request: web.Request) -> str | None:
+    name = request.query.get("company")
+    if name is None:
+        return None
+    return _company(request.app[STATE], {"company": name}, None).admin
+
+
+def _log_route(
+    read: Callable[[web.Request, str | None, float | None], dict[str, Any]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A listen-log reader: ``?company=`` (admin or domain) and ``?since=`` (seconds on
+    the server's monotonic clock), answered with the clock's ``now`` and ``now_wall``."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            company = _query_company(request)
+            answer = read(request, company, _query_float(request, "since"))
+        except ControlError as exc:
+            return json_response({"error": str(exc)}, status=exc.status)
+        log = request.app[LISTENS]
+        return json_response({"now": log.clock(), "now_wall": log.wall(), **answer})
+
+    return handle
+
+
+def _listens(request: web.Request, company: str | None, since: float | None) -> dict[str, Any]:
+    log = request.app[LISTENS]
+    return {"listens": [x.to_json() for x in log.listens(company, since=since)]}
+
+
+def _overlaps(request: web.Request, company: str | None, since: float | None) -> dict[str, Any]:
+    log = request.app[LISTENS]
+    return {"overlaps": [x.to_json() for x in log.overlaps(company, since=since)]}
+
+
+def _gaps(request: web.Request, company: str | None, since: float | None) -> dict[str, Any]:
+    log = request.app[LISTENS]
+    names = list(request.app[STATE].companies) if company is None else [company]
+    least = _query_float(request, "min") or 0.0
+    gaps = log.gaps(names, since=since, min_seconds=least)
+    return {"gaps": [x.to_json() for x in gaps]}
+
+
+def _tokens(request: web.Request, company: str | None, since: float | None) -> dict[str, Any]:
+    log = request.app[LISTENS]
+    names = list(request.app[STATE].companies) if company is None else [company]
+    fetches = log.token_fetches(company, since=since)
+    counted = Counter(f.company for f in fetches)
+    return {
+        "counts": {name: counted[name] for name in names},
+        "fetches": [x.to_json() for x in fetches],
+    }
+
+
 def add_control_routes(app: web.Application) -> None:
+    app.router.add_get("/_emulator/listens", _log_route(_listens))
+    app.router.add_get("/_emulator/listens/overlaps", _log_route(_overlaps))
+    app.router.add_get("/_emulator/listens/gaps", _log_route(_gaps))
+    app.router.add_get("/_emulator/tokens", _log_route(_tokens))
+    app.router.add_post("/_emulator/companies", _route(_add_tenants))
     app.router.add_post("/_emulator/mail", _route(_mail))
     app.router.add_post("/_emulator/read", _route(_read))
     app.router.add_post("/_emulator/user", _route(_user))

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ._faults import FaultPlan
 from ._listen import ListenHub
+from ._listenlog import ListenLog
 from ._state import EmulatorState
 
 __all__ = [
@@ -24,11 +25,15 @@ __all__ = [
     "COUNTERS",
     "FAULTS",
     "HUB",
+    "LISTENS",
+    "REPLICA_HEADER",
     "STATE",
     "ListenFormat",
     "ServerConfig",
     "dumps",
     "json_response",
+    "peer_of",
+    "replica_of",
 ]
 
 ListenFormat = Literal["array", "concat", "lines"]
@@ -46,6 +51,27 @@ HUB = web.AppKey("hub", ListenHub)
 CONFIG = web.AppKey("config", ServerConfig)
 FAULTS = web.AppKey("faults", FaultPlan)
 COUNTERS: web.AppKey[Counter[str]] = web.AppKey("counters")
+LISTENS = web.AppKey("listens", ListenLog)
+
+REPLICA_HEADER = "X-Relay-Replica"
+_MAX_REPLICA = 64
+
+
+def peer_of(request: web.Request) -> str:
+    """The client's address as ``host:port`` (``[host]:port`` for IPv6)."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = str(peer[0]), peer[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return request.remote or "unknown"
+
+
+def replica_of(request: web.Request) -> str:
+    """Who sent a listen: its ``X-Relay-Replica`` header (printable, capped), else the peer."""
+    name = request.headers.get(REPLICA_HEADER, "").strip()[:_MAX_REPLICA]
+    if name and name.isprintable():
+        return name
+    return peer_of(request)
 
 
 def dumps(obj: Any) -> bytes:

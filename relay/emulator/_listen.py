@@ -9,7 +9,10 @@ calls ``notify`` through its ``on_change`` hook:
 - a queued push wakes *one* waiter, unless one is already woken and about to take the
   queue. The others keep waiting. The woken handler yields to the loop once before it
   takes, so a burst of pushes leaves in one batch; if it leaves some behind (more than
-  ``max_batch``), the server calls ``notify`` again to hand the rest to the next waiter.
+  ``max_batch``), the server calls ``notify`` again to hand the rest to the next waiter;
+- a token superseded or revoked wakes every waiter of its company (``wake_company``):
+  each re-checks its token, so one held under the old token answers 1200 at once (the
+  token is the fence between relay replicas) and never swallows a push's wake-up.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class ListenHub:
         self._waiters: dict[str, list[_Waiter]] = {}
         self.closing = False
         state.on_change = self.notify
+        state.on_token_revoked = self.wake_company
 
     def open_count(self, admin: str | None = None) -> int:
         if admin is not None:
@@ -53,6 +57,12 @@ class ListenHub:
                     w.future.set_result(None)
         if company.pending and not any(w.future.done() for w in waiters):
             waiters[0].future.set_result(None)
+
+    def wake_company(self, company: Company) -> None:
+        """Wake the company's held listens (its token changed) so each re-checks its token."""
+        for w in self._waiters.get(company.admin, ()):
+            if not w.future.done():
+                w.future.set_result(None)
 
     def wake_all(self) -> None:
         """Wake every held listen (after a reset) so each re-checks its token."""

@@ -61,6 +61,7 @@ class Company:
     dropped: int = 0
     token: str | None = field(default=None, repr=False)
     token_expires: float = 0.0
+    token_generation: int = 0  # tokens issued so far; names a token in logs, never shown
     unacked: list[Push] = field(default_factory=list, repr=False)
     unacked_token: str | None = field(default=None, repr=False)
 

@@ -33,6 +33,8 @@ __all__ = [
     "normalize_email",
     "parse_seed",
     "split_path",
+    "tenant_key",
+    "tenants_seed",
 ]
 
 MAX_PARTY_DEPTH = 5
@@ -368,3 +370,38 @@ def demo_seed() -> Seed:
         name="Example Co.",
     )
     return Seed(companies=(company,))
+
+
+def tenant_key(prefix: str, number: int) -> str:
+    """The interface key ``tenants_seed`` gives company ``number``: ``<prefix><NN>-key``."""
+    return f"{prefix}{number:02d}-key"
+
+
+def tenants_seed(
+    count: int, *, users: int = 3, prefix: str = "t", first: int = 1
+) -> tuple[CompanySeed, ...]:
+    """``count`` small companies for multi-tenant tests, numbered from ``first``: company
+    ``n`` has admin ``admin@<prefix><NN>.test``, key :func:`tenant_key` and accounts
+    ``user1@<prefix><NN>.test`` .. ``user<users>@...`` (``NN``: ``n`` on two digits at least).
+    ``Seed(companies=tenants_seed(12))`` is a seed; the control API's ``companies`` adds them
+    to a running emulator."""
+    if count < 1 or users < 0 or first < 0:
+        raise EmulatorSeedError("count must be >= 1, users and first >= 0")
+    if not is_email(f"admin@{prefix}{first:02d}.test"):
+        raise EmulatorSeedError(f"prefix {prefix!r} does not make a domain name")
+    out = []
+    for n in range(first, first + count):
+        domain = f"{prefix}{n:02d}.test"
+        out.append(
+            CompanySeed(
+                admin=f"admin@{domain}",
+                key=tenant_key(prefix, n),
+                domains=(domain,),
+                name=f"Tenant {prefix}{n:02d}",
+                users=tuple(
+                    UserSeed(alias=f"user{j}@{domain}", name=f"User {j}")
+                    for j in range(1, users + 1)
+                ),
+            )
+        )
+    return tuple(out)

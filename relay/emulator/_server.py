@@ -28,13 +28,17 @@ from ._http import (
     COUNTERS,
     FAULTS,
     HUB,
+    LISTENS,
     STATE,
     ListenFormat,
     ServerConfig,
     dumps,
     json_response,
+    peer_of,
+    replica_of,
 )
 from ._listen import ListenHub
+from ._listenlog import ListenLog, Outcome
 from ._model import Company
 from ._state import EmulatorState, LoginRefused
 
@@ -233,6 +237,32 @@ def render_listen(items: list[dict[str, Any]], listen_format: ListenFormat) -> b
 
 
 async def _listen(request: web.Request, company: Company, params: Params) -> web.Response:
+    """A logged listen: the listen log records who held it, when, and how it ended."""
+    log = request.app[LISTENS]
+    listen_id = log.opened(
+        company.admin,
+        replica=replica_of(request),
+        peer=peer_of(request),
+        token=company.token_generation,
+    )
+    outcome: Outcome = "error"
+    try:
+        outcome, response = await _hold_listen(request, company, params)
+        return response
+    except ApiError as exc:
+        if exc.errcode == "1200":  # its token was superseded or revoked while it was held
+            outcome = "token_rejected"
+        raise
+    except asyncio.CancelledError:
+        outcome = "client_gone"  # aiohttp cancels the handler when the peer disconnects
+        raise
+    finally:
+        log.closed(listen_id, outcome)
+
+
+async def _hold_listen(
+    request: web.Request, company: Company, params: Params
+) -> tuple[Outcome, web.Response]:
     state, hub, config = request.app[STATE], request.app[HUB], request.app[CONFIG]
     token = bearer_token(request, params)
     ver = params.integer("ver", default=0) or 0
@@ -248,14 +278,14 @@ async def _listen(request: web.Request, company: Company, params: Params) -> web
                 continue
             items = state.take_listen(company, ver, config.max_batch)  # woken at the deadline
             if not items:
-                return json_response({"Ret": 0})
+                return "keepalive", json_response({"Ret": 0})
         if request.transport is None or request.transport.is_closing():
             state.requeue(company, items)  # the client is gone: keep its pushes
-            return web.Response(body=_EMPTY)  # written nowhere
+            return "client_gone", web.Response(body=_EMPTY)  # written nowhere
         if company.pending:
             hub.notify(company, False)  # hand the rest to the next waiter
         state.handed_out(company, items, token)
-        return web.Response(
+        return "data", web.Response(
             body=render_listen(items, config.listen_format),
             content_type="application/json",
             charset="utf-8",
@@ -321,6 +351,8 @@ async def token(request: web.Request) -> web.Response:
         access_token = state.issue_token(client_id.strip(), client_secret.strip())
     except ApiError as exc:
         return _error(exc)
+    company = state.authenticate(access_token)
+    request.app[LISTENS].token_issued(company.admin, company.token_generation)
     return json_response(
         {
             "access_token": access_token,
@@ -425,8 +457,10 @@ def build_app(
     hold: float = 25.0,
     max_batch: int = 100,
     listen_format: ListenFormat = "array",
+    listen_log: int = 1000,
 ) -> web.Application:
-    """An aiohttp application serving ``state``: token, OpenApi, login and control API."""
+    """An aiohttp application serving ``state``: token, OpenApi, login and control API.
+    ``listen_log``: finished listens and token fetches kept per company (a ring buffer)."""
     if hold < 0:
         raise ValueError("hold must not be negative")
     if max_batch < 1:
@@ -439,6 +473,7 @@ def build_app(
     app[CONFIG] = ServerConfig(hold=hold, max_batch=max_batch, listen_format=listen_format)
     app[FAULTS] = FaultPlan()
     app[COUNTERS] = Counter()
+    app[LISTENS] = ListenLog(size=listen_log)
     for method in ("GET", "POST"):
         app.router.add_route(method, "/cgi-bin/token", token)
         app.router.add_route(method, "/cgi-bin/login", login)

@@ -8,7 +8,9 @@ answer or the ``ApiError``. That keeps the rules testable without sockets, and l
 control API reuse exactly the rules the OpenApi enforces.
 
 The one link outward is ``on_change(company, directory)``: a hook the server sets so
-that held ``listen`` requests wake when a push is queued or the directory version moves.
+that held ``listen`` requests wake when a push is queued or the directory version moves
+(and its sibling ``on_token_revoked(company)``, so that listens held under a token that
+was just superseded or revoked answer 1200 at once instead of holding on).
 Time comes from an injectable ``clock`` so tests can move it.
 
 Directory versions: each company has a ``ver`` (milliseconds since the epoch, strictly
@@ -91,6 +93,7 @@ class EmulatorState:
         self.redeliver = redeliver
         self.clock = clock
         self.on_change: Callable[[Company, bool], None] = lambda company, directory: None
+        self.on_token_revoked: Callable[[Company], None] = lambda company: None
         self.companies: dict[str, Company] = {}
         self._by_domain: dict[str, Company] = {}
         self._by_token: dict[str, Company] = {}
@@ -167,6 +170,7 @@ class EmulatorState:
         self.invalidate_token(company)
         token = secrets.token_urlsafe(48)
         company.token = token
+        company.token_generation += 1
         company.token_expires = self.clock() + self.token_ttl
         self._by_token[token] = company
         return token
@@ -184,6 +188,7 @@ class EmulatorState:
         if company.token is not None:
             self._by_token.pop(company.token, None)
             company.token = None
+            self.on_token_revoked(company)  # held listens under it must hear 1200 now
 
     # -- versions and change log -------------------------------------------------------------
 

@@ -125,6 +125,7 @@ class ExmailClient:
         on_token: OnToken | None = None,
         tokens: TokenCache | None = None,
         token_fence: Callable[[], bool] | None = None,
+        replica: str | None = None,  # sent as X-Relay-Replica on listen (emulator's log)
     ) -> None:
         if auth_method not in ("form", "basic"):
             raise ValueError(f"auth_method must be 'form' or 'basic', got {auth_method!r}")
@@ -147,6 +148,7 @@ class ExmailClient:
         self.read_retries = read_retries
         self._backoff = backoff
         self._on_request = on_request
+        self._replica = {"X-Relay-Replica": replica} if replica else {}
         self._session = session
         self._owns_session = session is None
         self._tokens = tokens or TokenCache(self._fetch_token, on_token=on_token, fence=token_fence)
@@ -272,6 +274,7 @@ class ExmailClient:
         read_timeout: float | None,
     ) -> T:
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
+        headers |= self._replica if operation == "listen" else {}
         url = self.api_url + operation
         status, body = await self._exchange(operation, url, params, headers, read_timeout)
         body = without_secrets(body, self._secret.get_secret_value(), token.get_secret_value())

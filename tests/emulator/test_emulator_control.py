@@ -303,6 +303,7 @@ def test_bad_seed_files(tmp_path: Path, content: str, message: str) -> None:
 async def test_cli_serves_and_stops(session: aiohttp.ClientSession) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "relay", "emulator", "--port", "0", "--hold", "0.2",
+        "--companies", "2", "--listen-log", "10",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -318,6 +319,10 @@ async def test_cli_serves_and_stops(session: aiohttp.ClientSession) -> None:
         headers = {"Authorization": f"Bearer {token}"}
         async with session.post(api_url + "listen", data={"Ver": "0"}, headers=headers) as resp:
             assert "Ver" in await resp.json()
+        data = {"grant_type": "client_credentials", "client_id": "admin@t02.test",
+                "client_secret": "t02-key"}  # fmt: skip
+        async with session.post(token_url, data=data) as resp:
+            assert "access_token" in await resp.json()  # --companies 2: the generated tenants
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)
