@@ -37,6 +37,7 @@ from relay.gateway.limits import TenantGate
 from relay.journal import Journal
 from relay.ops.http import OpsServer, build_app
 from relay.ops.metrics import PrometheusObserver
+from relay.runtime.checkpoints import CheckpointObserver, CheckpointStream
 from relay.runtime.drainer import Drainer
 from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
@@ -220,6 +221,14 @@ async def build_service(
             log.warning("[[clients]] are configured but [http] is off: the API gateway is off")
         unread = UnreadCache()
         listener_observer: Observer = UnreadFeed(observer, unread) if gateway_on else observer
+        if leases is not None and checkpoints is None:
+            # Lease mode: every committed Ver also goes to the broker, where the next
+            # owner of the shard reads it before its first listen (docs/leases.md).
+            stream = await stack.enter_async_context(
+                CheckpointStream(url=settings.amqp.url, prefix=settings.sharding.prefix)
+            )
+            checkpoints = stream
+            listener_observer = CheckpointObserver(listener_observer, stream)
         gateway_tenants: dict[str, GatewayTenant] = {}
         if gateway_on:
             g = settings.gateway
@@ -239,6 +248,7 @@ async def build_service(
                 on_request=_upstream_observer(observer),
                 on_token=tenant_observer.token_fetched,
                 token_fence=None if leases is None else _fence(leases, tenant.name),
+                replica=None if leases is None else leases.replica_id,
             )
             await stack.enter_async_context(client)
             if gateway_on:
