@@ -62,6 +62,9 @@ def demo_settings(
             }
         ],
         amqp=amqp,
+        # Never lease mode, even with a broker: a demo must not take shard leases from
+        # a real deployment that shares the broker and the default prefix.
+        sharding={"mode": "static"},
         console={"enabled": True},
         http={"port": port},
     )
