@@ -376,6 +376,20 @@ class GatewaySettings(_Section):
     queue_timeout: Duration = Field(default=2.0, ge=0, le=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     sso_expires_in: int = Field(default=300, ge=1, le=3600)
+    peer_url: str | None = None
+    """With ``[sharding] count > 1``: where replica ``{index}`` answers, e.g.
+    ``http://exmail-relay-{index}.exmail-relay:8080``; a request for a tenant another
+    replica owns is forwarded there. Unset: such requests answer 421 naming the owner."""
+    forward_timeout: Duration = Field(default=15.0, gt=0, le=300)
+
+    @field_validator("peer_url")
+    @classmethod
+    def _peer_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "{index}" not in value:
+            raise ValueError("peer_url must hold {index} (the owning replica's ordinal)")
+        return _check_http_url(value.replace("{index}", "0"), "peer_url") and value
 
 
 class Settings(BaseSettings):
