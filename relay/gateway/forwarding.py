@@ -36,12 +36,19 @@ from aiohttp import web
 from relay.core.shards import shard_of
 from relay.gateway.problems import Problem
 
-__all__ = ["VIA_TOKEN", "Forwarder", "Misdirected", "OwnerLookup", "forward_or_refuse", "static_owner"]
+__all__ = [
+    "VIA_NAME",
+    "Forwarder",
+    "Misdirected",
+    "OwnerLookup",
+    "forward_or_refuse",
+    "static_owner",
+]
 
 OwnerLookup = Callable[[str], str | None]
 """The id of the replica that owns a tenant not served here (``None``: nobody, 404)."""
 
-VIA_TOKEN = "exmail-relay"
+VIA_NAME = "exmail-relay"
 _REQUEST_HEADERS = ("Authorization", "Content-Type", "Accept")
 _ANSWER_HEADERS = ("Content-Type", "Cache-Control", "Retry-After", "WWW-Authenticate", "Location")
 
@@ -82,7 +89,7 @@ class Forwarder:
 
     async def forward(self, request: web.Request, owner: str, body: bytes) -> web.Response:
         headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
-        headers["Via"] = f"1.1 {VIA_TOKEN}-{self.me}"
+        headers["Via"] = f"1.1 {VIA_NAME}-{self.me}"
         host = request.host.replace('"', "")
         remote = (request.remote or "unknown").replace('"', "")
         headers["Forwarded"] = f'for="{remote}";host="{host}";proto={request.scheme}'
@@ -109,12 +116,12 @@ class Forwarder:
                 502, "peer-unreachable", "The owning replica is unreachable",
                 f"replica {owner}: {type(exc).__name__}",
             ) from None  # fmt: skip
-        kept["Via"] = f"1.1 {VIA_TOKEN}-{self.me}"
+        kept["Via"] = f"1.1 {VIA_NAME}-{self.me}"
         return web.Response(status=status, body=payload, headers=kept)
 
 
 def _hopped(request: web.Request) -> bool:
-    return any(VIA_TOKEN in value for value in request.headers.getall("Via", []))
+    return any(VIA_NAME in value for value in request.headers.getall("Via", []))
 
 
 async def forward_or_refuse(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import html
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -83,7 +83,9 @@ class _Route:
     form: bool = False
     """The body may also be a urlencoded form."""
     example: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    public: bool = False
+    """No key needed."""
+    content_type: str = "application/json"
 
 
 def _routes() -> list[_Route]:
@@ -109,16 +111,27 @@ def _routes() -> list[_Route]:
                "one, else the current one (a herd causes one fetch)", ("token",), (_TENANT,),
                RefreshBody, TokenAnswer, (400, 413, *_AUTHED_ERRORS),
                example={"stale": "<the token Exmail refused>"}),
+        _Route("get", "/v1/openapi.json", "getOpenApi", "This document (OpenAPI 3.1)", (),
+               errors=(), public=True),
+        _Route("get", "/v1/docs", "getDocs", "This document as an HTML page", (), errors=(),
+               public=True, content_type="text/html"),
     ]  # fmt: skip
     for name, operation in OPERATIONS.items():
         model = WRITE_MODELS.get(name) or _READ_BODIES[name]
         routes.append(
             _Route(
-                "post", f"{tenant_routes}/openapi/{name}", "openapi_" + name.replace("/", "_"),
+                "post",
+                f"{tenant_routes}/openapi/{name}",
+                "openapi_" + name.replace("/", "_"),
                 f"Exmail {name}: the body is validated by the client's request model; the "
-                "answer is the upstream JSON", (operation.scope,), (_TENANT,), model, None,
-                (400, 413, 415, *_AUTHED_ERRORS), form=True,
-            )  # fmt: skip
+                "answer is the upstream JSON",
+                (operation.scope,),
+                (_TENANT,),
+                model,
+                None,
+                (400, 413, 415, *_AUTHED_ERRORS),
+                form=True,
+            )
         )
     return routes
 
@@ -176,12 +189,12 @@ def _document_text() -> str:
 
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        scopes = ", ".join(route.scopes) or "any (a valid key)"
+        scopes = ", ".join(route.scopes) or ("none (public)" if route.public else "any")
         op: dict[str, Any] = {
             "operationId": route.operation_id,
             "summary": route.summary,
             "description": f"{route.summary}.\n\nScope: {scopes}.",
-            "security": [{"bearerAuth": []}],
+            "security": [] if route.public else [{"bearerAuth": []}],
             "x-scopes": list(route.scopes),
             "parameters": [
                 {
@@ -204,8 +217,13 @@ def _document_text() -> str:
                 content["application/x-www-form-urlencoded"] = {"schema": ref(route.body)}
             op["requestBody"] = {"required": True, "content": content}
         answer_schema = ref(route.answer) if route.answer is not None else {"type": "object"}
+        if route.content_type != "application/json":
+            answer_schema = {"type": "string"}
         op["responses"] = {
-            "200": {"description": "OK", "content": {"application/json": {"schema": answer_schema}}},
+            "200": {
+                "description": "OK",
+                "content": {route.content_type: {"schema": answer_schema}},
+            },
             **{str(status): problem(status) for status in route.errors},
         }
         paths.setdefault(route.path, {})[route.method] = op
@@ -248,14 +266,25 @@ def _sso_link_operation() -> dict[str, Any]:
         "security": [],
         "x-scopes": ["sso"],
         "parameters": [
-            {"name": n, "in": "path", "required": True, "description": d,
-             "schema": {"type": "string"}}
+            {
+                "name": n,
+                "in": "path",
+                "required": True,
+                "description": d,
+                "schema": {"type": "string"},
+            }
             for n, _, d in (_TENANT, _EMAIL)
-        ] + [
-            {"name": n, "in": "query", "required": True, "description": d,
-             "schema": {"type": "string"}}
+        ]
+        + [
+            {
+                "name": n,
+                "in": "query",
+                "required": True,
+                "description": d,
+                "schema": {"type": "string"},
+            }
             for n, d in query
-        ],  # fmt: skip
+        ],
         "responses": {
             "302": {
                 "description": _STATUS_TEXT[302],
@@ -276,6 +305,12 @@ def openapi_document() -> dict[str, Any]:
 
 def _h(value: object) -> str:
     return html.escape(str(value), quote=True)
+
+
+def _scopes(op: dict[str, Any]) -> str:
+    if not op["security"] and not op["x-scopes"]:
+        return "none (public)"
+    return ", ".join(op["x-scopes"]) or "any valid key"
 
 
 def docs_page(document: dict[str, Any]) -> str:
@@ -309,7 +344,7 @@ def docs_page(document: dict[str, Any]) -> str:
         out.append(
             f"<h2 id='{_h(op['operationId'])}'><span class='m'>{_h(method)}</span> "
             f"<code>{_h(path)}</code></h2><p>{_h(op['summary'])}</p>"
-            f"<p>Scopes: <b>{_h(', '.join(op['x-scopes']) or 'any valid key')}</b></p>"
+            f"<p>Scopes: <b>{_h(_scopes(op))}</b></p>"
         )
         if op["parameters"]:
             out.append("<table><tr><th>parameter</th><th>in</th><th>description</th></tr>")

@@ -10,7 +10,7 @@ metrics and audit line.
 | ``POST /v1/tenants/{tenant}/openapi/{operation}`` | read/sso/write | the upstream JSON |
 | ``GET /v1/tenants/{tenant}/token`` | token | the tenant's token (:mod:`relay.gateway.tokens`) |
 | ``POST /v1/tenants/{tenant}/token/refresh`` | token | compare-and-swap refresh |
-| ``GET /v1/openapi.json``, ``GET /v1/docs`` | none | this API described (:mod:`relay.gateway.openapi`) |
+| ``GET /v1/openapi.json``, ``GET /v1/docs`` | none | this API (:mod:`~.openapi`) |
 
 A tenant another replica owns (``[sharding] count > 1``) is forwarded to its owner or
 answered 421 (:mod:`relay.gateway.forwarding`).

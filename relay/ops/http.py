@@ -139,7 +139,10 @@ def build_app(
         open_paths = frozenset() if protect_probes else PROBES
         middlewares.append(
             auth_middleware(
-                token=auth_token, basic=basic_auth, open_paths=open_paths, open_prefixes=("/v1/", "/sso/")
+                token=auth_token,
+                basic=basic_auth,
+                open_paths=open_paths,
+                open_prefixes=("/v1/", "/sso/"),
             )
         )
     app = web.Application(middlewares=middlewares)
