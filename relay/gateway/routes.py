@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from relay.exmail import ExmailClient, ExmailError, InvalidRequest, TokenCache
+from relay.gateway.bodies import SsoUrl, TenantList, TenantState, UnreadAnswer
 from relay.gateway.clients import ApiClient, ClientRegistry
 from relay.gateway.forwarding import Forwarder, Misdirected, OwnerLookup, forward_or_refuse
 from relay.gateway.limits import TenantGate, TokenBucket, retry_after
@@ -210,11 +211,11 @@ async def list_tenants(request: web.Request) -> web.Response:
     client = _client(request)
     states = gateway.states()
     tenants = [
-        {"name": name, "state": states.get(name, "unknown")}
+        TenantState(name=name, state=states.get(name, "unknown"))
         for name in sorted(gateway.tenants)
         if client.may_use(name)
     ]
-    return _json({"tenants": tenants})
+    return _json(TenantList(tenants=tenants).model_dump(mode="json"))
 
 
 async def get_user(request: web.Request) -> web.Response:
@@ -222,6 +223,13 @@ async def get_user(request: web.Request) -> web.Response:
     async with tenant.gate.slot(tenant.name):
         user = await tenant.client.user_get(request.match_info["email"])
     return _json(user.model_dump(mode="json"))
+
+
+def _unread(email: str, count: int, source: str, age: float) -> dict[str, Any]:
+    answer = UnreadAnswer.model_validate(
+        {"email": email, "unread": count, "source": source, "age": age}
+    )
+    return answer.model_dump(mode="json")
 
 
 async def get_unread(request: web.Request) -> web.Response:
@@ -240,12 +248,12 @@ async def get_unread(request: web.Request) -> web.Response:
     if held is not None and max(0.0, now - held.at) < max_age:
         source = "listen" if held.source == "listen" else "cache"
         age = round(max(0.0, now - held.at), 3)
-        return _json({"email": email, "unread": held.count, "source": source, "age": age})
+        return _json(_unread(email, held.count, source, age))
     async with tenant.gate.slot(tenant.name):
         answer = await tenant.client.mail_newcount(email)
     at = gateway.clock()
     gateway.unread.record(tenant.name, email, answer.new_count, at=at, source="upstream")
-    return _json({"email": email, "unread": answer.new_count, "source": "upstream", "age": 0.0})
+    return _json(_unread(email, answer.new_count, "upstream", 0.0))
 
 
 async def post_sso(request: web.Request) -> web.Response:
@@ -257,7 +265,8 @@ async def post_sso(request: web.Request) -> web.Response:
     request[_AUDIT_USER] = email.strip()
     async with tenant.gate.slot(tenant.name):
         url = await tenant.client.sso_login_url(email)
-    return _json({"url": url, "expires_in": request.app[GATEWAY].sso_expires_in})
+    answer = SsoUrl(url=url, expires_in=request.app[GATEWAY].sso_expires_in)
+    return _json(answer.model_dump(mode="json"))
 
 
 async def post_openapi(request: web.Request) -> web.Response:

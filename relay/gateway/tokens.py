@@ -32,6 +32,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from relay.exmail import ExmailError, TokenCache
+from relay.gateway.bodies import TokenAnswer
 from relay.gateway.problems import Problem, from_exmail_error
 
 __all__ = ["MAX_BODY", "TokenLookup", "token_routes"]
@@ -53,8 +54,10 @@ def _unknown(request: web.Request) -> Problem:
 
 
 def _answer(cache: TokenCache, token: SecretStr) -> web.Response:
-    body = {"access_token": token.get_secret_value(), "expires_in": int(cache.expires_in)}
-    return web.Response(text=json.dumps(body), content_type="application/json", headers=_NO_STORE)
+    body = TokenAnswer(access_token=token.get_secret_value(), expires_in=int(cache.expires_in))
+    return web.Response(
+        text=body.model_dump_json(), content_type="application/json", headers=_NO_STORE
+    )
 
 
 async def _stale(request: web.Request) -> SecretStr:
