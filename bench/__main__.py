@@ -32,6 +32,7 @@ HEADLINE: dict[str, list[tuple[str, bool]]] = {
         ("idle_cpu_us_per_renewal", False),
     ],
     "webhook": [],
+    "gateway": [("calls_per_s", True), ("p99_ms", False), ("mail_p99_ms", False)],
 }
 
 
@@ -70,7 +71,7 @@ def ratios(name: str, runs: dict[str, dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {}
     relay = runs.get("relay", {})
     for key, _higher in HEADLINE[name]:
-        for base in ("floor", "naive"):
+        for base in ("floor", "naive", "direct"):
             if key in relay and key in runs.get(base, {}) and runs[base][key]:
                 out[f"{key} relay/{base}"] = round(relay[key] / runs[base][key], 3)
     if name == "latency" and "p99_ms" in relay and "p99_ms" in runs.get("floor", {}):
@@ -98,6 +99,8 @@ def verdicts(name: str, runs: dict[str, dict[str, Any]], sizes_label: str) -> di
             )
     if name == "latency" and "p99_ms" in relay and "p99_ms" in floor:
         out["target: p99 <= floor p99 + 10 ms"] = relay["p99_ms"] <= floor["p99_ms"] + 10
+    if name == "gateway" and "token_fetches" in relay:
+        out["target: one token fetch (the listener kept its token)"] = relay["token_fetches"] == 1
     if name == "idle" and "rss_kb_per_tenant" in relay:
         out["target: <= 60 KB RSS per tenant"] = relay["rss_kb_per_tenant"] <= 60
     return out

@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from bench import procs
+from bench import gateway, procs
 from bench.procs import BenchError, Emulator, Proc, Tenant
 
 INJECT_CHUNK = 1000
@@ -44,11 +44,15 @@ class Sizes:
     hook_mails: int = 100  # per tenant
     hold: float = 5.0
     idle_hold: float = 30.0
+    gw_concurrency: int = 200  # gateway: concurrent calls
+    gw_duration: float = 30.0  # gateway: seconds of load
+    gw_mail_rate: float = 20.0  # gateway: mails/s flowing meanwhile
 
 
 SMOKE = Sizes(
     "smoke", tenants=2, mails=10, rate=20, duration=2, latency_tenants=2, idle_tenants=10,
     idle_window=5, hook_tenants=2, hook_mails=5, hold=2, idle_hold=5,
+    gw_concurrency=5, gw_duration=1, gw_mail_rate=5,
 )  # fmt: skip
 DEFAULT = Sizes("default")
 FULL = Sizes(
@@ -387,4 +391,5 @@ SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ..
     "latency": (latency, ("relay", "floor")),
     "idle": (idle, ("relay", "floor")),
     "webhook": (webhook, ("relay",)),
+    "gateway": (gateway.run, ("relay", "direct")),
 }

@@ -25,9 +25,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     field_validator,
@@ -35,6 +33,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relay.app.fields import ConfigError, Duration, parse_duration
+from relay.app.fields import Section as _Section
+from relay.app.fields import check_http_url as _check_http_url
+from relay.app.fields import read_secret_file as _read_secret_file
+from relay.app.fields import secret_list as _secret_list
 from relay.core.shards import DEFAULT_SHARDS, shard_of
 
 __all__ = [
@@ -61,57 +64,6 @@ DEFAULT_LOGIN_URL = "https://exmail.qq.com/cgi-bin/login"
 
 # Standard Webhooks' recommended schedule after the first attempt.
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-
-
-class ConfigError(Exception):
-    """The configuration is invalid. The message names every bad key and why."""
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a number or a string such as ``"500ms"``, ``"30s"``, ``"5m"``, ``"24h"``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration, got a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(f"not a duration: {value!r} (use e.g. 30, '30s', '5m', '24h')")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        raise ValueError(f"expected a duration, got {type(value).__name__}")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-def _read_secret_file(path: Path, key: str) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
-    value = text.strip()
-    if not value:
-        raise ValueError(f"{key}: {path} is empty")
-    return value
-
-
-def _check_http_url(value: str, key: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{key} must be an http(s) URL with a host")
-    return value
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class JournalSettings(_Section):
@@ -200,12 +152,6 @@ class AmqpSettings(_Section):
         if scheme not in ("amqp", "amqps"):
             raise ValueError("url must start with amqp:// or amqps://")
         return self
-
-
-def _secret_list(value: object) -> object:
-    if isinstance(value, str | SecretStr):
-        return [value]
-    return value
 
 
 class WebhookSettings(_Section):
@@ -393,6 +339,20 @@ class GatewaySettings(_Section):
     queue_timeout: Duration = Field(default=2.0, ge=0, le=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     sso_expires_in: int = Field(default=300, ge=1, le=3600)
+    peer_url: str | None = None
+    """With ``[sharding] count > 1``: where replica ``{index}`` answers, e.g.
+    ``http://exmail-relay-{index}.exmail-relay:8080``; a request for a tenant another
+    replica owns is forwarded there. Unset: such requests answer 421 naming the owner."""
+    forward_timeout: Duration = Field(default=15.0, gt=0, le=300)
+
+    @field_validator("peer_url")
+    @classmethod
+    def _peer_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "{index}" not in value:
+            raise ValueError("peer_url must hold {index} (the owning replica's ordinal)")
+        return _check_http_url(value.replace("{index}", "0"), "peer_url") and value
 
 
 class Settings(BaseSettings):

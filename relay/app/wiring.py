@@ -33,6 +33,7 @@ from relay.core.routing import Route, Router
 from relay.core.shards import shard_of
 from relay.exmail import ExmailClient
 from relay.gateway import ApiClient, ClientRegistry, Gateway, GatewayTenant, UnreadCache, UnreadFeed
+from relay.gateway.forwarding import Forwarder, static_owner
 from relay.gateway.limits import TenantGate
 from relay.journal import Journal
 from relay.ops.http import OpsServer, build_app
@@ -319,6 +320,12 @@ async def build_service(
                 observer=observer,
                 max_body_bytes=settings.gateway.max_body_bytes,
                 sso_expires_in=settings.gateway.sso_expires_in,
+                owner_of=static_owner(
+                    [t.name for t in settings.tenants if t.enabled],
+                    count=settings.sharding.count,
+                    me=settings.sharding.resolved_index(hostname),
+                ),
+                forwarder=await _forwarder(stack, settings, hostname),
             )
         server = None
         if settings.http.enabled:
@@ -342,6 +349,18 @@ async def build_service(
         yield Running(service, server, gateway)
 
 
+async def _forwarder(
+    stack: contextlib.AsyncExitStack, settings: Settings, hostname: str | None
+) -> Forwarder | None:
+    """Sends requests for another replica's tenants there (``[gateway] peer_url``)."""
+    g = settings.gateway
+    if settings.sharding.count == 1 or g.peer_url is None:
+        return None
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    me = str(settings.sharding.resolved_index(hostname))
+    return Forwarder(session, g.peer_url, me, timeout=g.forward_timeout)
+
+
 def _api_client(c: ClientSettings) -> ApiClient:
     return ApiClient(
         name=c.name,
@@ -350,6 +369,8 @@ def _api_client(c: ClientSettings) -> ApiClient:
         scopes=frozenset(c.scopes),
         rate=c.rate,
         burst=c.burst,
+        link_secret=c.link_secret,
+        single_use=c.single_use,
     )
 
 

@@ -5,10 +5,14 @@ a link to the relay's ``/sso/{tenant}/{email}`` route, which fetches the authkey
 relay's own token when a browser follows it. Handy for trying the route, and as the
 reference signer for OA developers (``docs/gateway-links.md``).
 
-The link secret is read here, at the edge, by :func:`link_secret`: from ``--secret-file``
-(bytes, one trailing newline dropped) or ``RELAY_LINK_SECRET``. The base URL is where
-browsers reach the relay: ``--base-url`` or ``RELAY_BASE_URL``. With ``--config`` the
-tenant must exist in the configuration.
+The link secret is read here, at the edge, by :func:`link_secret`: normally the
+``link_secret`` of the ``[[clients]]`` entry ``--client NAME`` in ``--config FILE`` (or
+``RELAY_CONFIG``); without ``--client``, the only client that may sign for the tenant
+(a ``link_secret``, scope ``sso``, the tenant allowed). ``--secret-file`` (bytes, one
+trailing newline dropped) or ``RELAY_LINK_SECRET`` override it, e.g. for an OA
+developer without the relay's configuration. The base URL is where browsers reach the
+relay: ``--base-url`` or ``RELAY_BASE_URL``. With ``--config`` the tenant must exist in
+the configuration.
 
 Exit codes: 0 printed; 2 a usage error (no secret, no base URL, a bad TTL, an unknown
 tenant).
@@ -20,10 +24,13 @@ import argparse
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from relay.cli.errors import EXIT_USAGE, CommandError
+
+if TYPE_CHECKING:
+    from relay.app.settings import Settings
 from relay.links import sign_sso_link
 
 __all__ = ["link_secret", "register", "run"]
@@ -45,23 +52,61 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--ttl", type=int, default=300, metavar="SECONDS", help="link lifetime (300)"
     )
-    parser.add_argument("--client", metavar="NAME", help="API client whose link secret signs")
+    parser.add_argument(
+        "--client", metavar="NAME", help="[[clients]] entry whose link_secret signs"
+    )
     parser.add_argument("--config", metavar="FILE", help="TOML configuration (or RELAY_CONFIG)")
     parser.add_argument(
         "--base-url", metavar="URL", help="where browsers reach the relay (or RELAY_BASE_URL)"
     )
     parser.add_argument(
-        "--secret-file", metavar="FILE", help="file holding the link secret (or RELAY_LINK_SECRET)"
+        "--secret-file",
+        metavar="FILE",
+        help="file holding the link secret (or RELAY_LINK_SECRET); overrides --client's",
     )
     parser.set_defaults(handler=run)
 
 
-def link_secret(args: argparse.Namespace) -> bytes:
-    """The link secret of ``--client`` (today: ``--secret-file`` or ``RELAY_LINK_SECRET``).
+def _client_secret(args: argparse.Namespace, settings: Settings | None) -> bytes:
+    """The ``link_secret`` of ``--client`` (or of the only client signing for the tenant)."""
+    if settings is None:
+        raise CommandError(
+            "no link secret: give --config FILE (with [[clients]] link_secret), or "
+            "--secret-file FILE or RELAY_LINK_SECRET",
+            exit_code=EXIT_USAGE,
+        )
+    signers = [
+        c
+        for c in settings.clients
+        if c.link_secret is not None
+        and "sso" in c.scopes
+        and (not c.tenants or args.tenant in c.tenants)
+    ]
+    if args.client is not None:
+        named = [c for c in settings.clients if c.name == args.client]
+        if not named:
+            raise CommandError(f"no [[clients]] entry named {args.client!r}", exit_code=EXIT_USAGE)
+        if named[0] not in signers:
+            raise CommandError(
+                f"client {args.client!r} cannot sign links for tenant {args.tenant!r}: it needs "
+                "a link_secret, scope sso and the tenant among its tenants",
+                exit_code=EXIT_USAGE,
+            )
+        signers = named
+    if len(signers) != 1:
+        names = ", ".join(c.name for c in signers) or "none"
+        raise CommandError(
+            f"give --client: clients signing for tenant {args.tenant!r}: {names}",
+            exit_code=EXIT_USAGE,
+        )
+    secret = signers[0].link_secret
+    assert secret is not None  # a signer has one
+    return secret.get_secret_value().encode()
 
-    The seam for the ``[[clients]]`` settings: there, this becomes the named client's
-    ``link_secret``.
-    """
+
+def link_secret(args: argparse.Namespace, settings: Settings | None = None) -> bytes:
+    """The secret that signs: ``--secret-file``, ``RELAY_LINK_SECRET``, else the client's
+    ``link_secret`` in ``settings``."""
     if args.secret_file:
         try:
             secret = Path(args.secret_file).read_bytes()
@@ -70,12 +115,12 @@ def link_secret(args: argparse.Namespace) -> bytes:
                 f"cannot read --secret-file: {exc.strerror}", exit_code=EXIT_USAGE
             ) from None
         secret = secret.removesuffix(b"\n").removesuffix(b"\r")
+    elif os.environ.get("RELAY_LINK_SECRET"):
+        secret = os.environ["RELAY_LINK_SECRET"].encode()
     else:
-        secret = os.environ.get("RELAY_LINK_SECRET", "").encode()
+        secret = _client_secret(args, settings)
     if not secret:
-        raise CommandError(
-            "no link secret: give --secret-file FILE or RELAY_LINK_SECRET", exit_code=EXIT_USAGE
-        )
+        raise CommandError("the link secret is empty", exit_code=EXIT_USAGE)
     return secret
 
 
@@ -94,12 +139,14 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.ttl <= MAX_TTL:
         raise CommandError(f"--ttl must be 1..{MAX_TTL} seconds", exit_code=EXIT_USAGE)
     config_path = args.config or os.environ.get("RELAY_CONFIG") or None
+    settings = None
     if config_path is not None:
         from relay.app.loader import load_settings  # configuration is optional here
 
-        load_settings(config_path).tenant(args.tenant)  # ConfigError names the tenants
+        settings = load_settings(config_path)
+        settings.tenant(args.tenant)  # ConfigError names the tenants
     base_url = _base_url(args)
-    secret = link_secret(args)
+    secret = link_secret(args, settings)
     try:
         link = sign_sso_link(
             base_url=base_url,

@@ -33,6 +33,10 @@ class ApiClient:
     scopes: frozenset[str] = frozenset()
     rate: float = 10.0
     burst: int = 20
+    link_secret: SecretStr | None = field(default=None, repr=False)
+    """Signs this client's SSO links (``GET /sso/...``), for its tenants only."""
+    single_use: bool = False
+    """Each of this client's SSO links works once (until it expires)."""
 
     def may_use(self, tenant: str) -> bool:
         return not self.tenants or tenant in self.tenants

@@ -33,7 +33,7 @@ from relay.exmail._requests import (
     _Request,
 )
 
-__all__ = ["OPERATIONS", "Operation", "Values", "params_for"]
+__all__ = ["OPERATIONS", "WRITE_MODELS", "Operation", "Values", "params_for"]
 
 Values = Mapping[str, str | list[str]]
 """A parsed body: one value per key, or a list for a repeated key / JSON array."""
@@ -108,6 +108,9 @@ _MODELS: dict[str, type[_Request]] = {
     "group/addallowlist": GroupAllowListRequest,
     "group/delallowlist": GroupAllowListRequest,
 }
+
+WRITE_MODELS: Mapping[str, type[_Request]] = _MODELS
+"""The request model of each write taking one (the OpenAPI document shows its schema)."""
 
 OPERATIONS: dict[str, Operation] = {
     "user/get": _op("user/get", "read", _alias("Alias"), "alias"),

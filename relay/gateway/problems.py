@@ -57,6 +57,7 @@ class Problem(Exception):
         errcode: str | None = None,
         scope: str | None = None,
         headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(f"{status} {kind}: {detail or title}")
         self.status = status
@@ -66,6 +67,7 @@ class Problem(Exception):
         self.errcode = errcode
         self.scope = scope
         self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
 
     def body(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -78,7 +80,7 @@ class Problem(Exception):
             out["errcode"] = self.errcode
         if self.scope is not None:
             out["scope"] = self.scope
-        return out
+        return {**self.extra, **out}
 
     def response(self, instance: str | None = None) -> web.Response:
         body = self.body()

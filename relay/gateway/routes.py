@@ -8,6 +8,12 @@ metrics and audit line.
 | ``GET /v1/tenants/{tenant}/users/{email}/unread`` | read | the unread count |
 | ``POST /v1/tenants/{tenant}/sso`` | sso | ``{"url", "expires_in"}`` |
 | ``POST /v1/tenants/{tenant}/openapi/{operation}`` | read/sso/write | the upstream JSON |
+| ``GET /v1/tenants/{tenant}/token`` | token | the tenant's token (:mod:`relay.gateway.tokens`) |
+| ``POST /v1/tenants/{tenant}/token/refresh`` | token | compare-and-swap refresh |
+| ``GET /v1/openapi.json``, ``GET /v1/docs`` | none | this API (:mod:`~.openapi`) |
+
+A tenant another replica owns (``[sharding] count > 1``) is forwarded to its owner or
+answered 421 (:mod:`relay.gateway.forwarding`).
 
 One middleware does, in order: find the client (401 + ``WWW-Authenticate``), take a
 token from its bucket (429 + ``Retry-After``), run the handler, turn any
@@ -32,12 +38,17 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from relay.exmail import ExmailClient, ExmailError, InvalidRequest
+from relay.exmail import ExmailClient, ExmailError, InvalidRequest, TokenCache
+from relay.gateway.bodies import SsoUrl, TenantList, TenantState, UnreadAnswer
 from relay.gateway.clients import ApiClient, ClientRegistry
+from relay.gateway.forwarding import Forwarder, Misdirected, OwnerLookup, forward_or_refuse
 from relay.gateway.limits import TenantGate, TokenBucket, retry_after
+from relay.gateway.openapi import docs_page, openapi_document
 from relay.gateway.operations import OPERATIONS, Values, params_for
 from relay.gateway.problems import Problem, from_exmail_error
+from relay.gateway.tokens import token_routes
 from relay.gateway.unread import UnreadCache
+from relay.links import SeenLinks
 from relay.runtime.observer import Observer
 
 __all__ = ["GATEWAY", "Gateway", "GatewayTenant", "gateway_app"]
@@ -74,6 +85,12 @@ class Gateway:
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    seen: SeenLinks = field(default_factory=SeenLinks)
+    """Used single-use SSO links: one per process, shared by every request."""
+    owner_of: OwnerLookup = lambda tenant: None
+    """The replica that owns a tenant not served here (the sharding seam)."""
+    forwarder: Forwarder | None = None
+    """Sends requests on to their owner; ``None``: answer 421 instead."""
 
     def bucket(self, client: ApiClient) -> TokenBucket:
         bucket = self.buckets.get(client.name)
@@ -109,8 +126,12 @@ def _tenant(request: web.Request, scope: str) -> GatewayTenant:
             403, "tenant-forbidden", "Tenant not allowed",
             f"client {client.name!r} may not use tenant {name!r}",
         )  # fmt: skip
-    tenant = request.app[GATEWAY].tenants.get(name)
+    gateway = request.app[GATEWAY]
+    tenant = gateway.tenants.get(name)
     if tenant is None:
+        owner = gateway.owner_of(name)
+        if owner is not None:
+            raise Misdirected(name, owner)
         raise Problem(404, "unknown-tenant", "Unknown tenant", f"no tenant {name!r} is served here")
     return tenant
 
@@ -190,11 +211,11 @@ async def list_tenants(request: web.Request) -> web.Response:
     client = _client(request)
     states = gateway.states()
     tenants = [
-        {"name": name, "state": states.get(name, "unknown")}
+        TenantState(name=name, state=states.get(name, "unknown"))
         for name in sorted(gateway.tenants)
         if client.may_use(name)
     ]
-    return _json({"tenants": tenants})
+    return _json(TenantList(tenants=tenants).model_dump(mode="json"))
 
 
 async def get_user(request: web.Request) -> web.Response:
@@ -202,6 +223,13 @@ async def get_user(request: web.Request) -> web.Response:
     async with tenant.gate.slot(tenant.name):
         user = await tenant.client.user_get(request.match_info["email"])
     return _json(user.model_dump(mode="json"))
+
+
+def _unread(email: str, count: int, source: str, age: float) -> dict[str, Any]:
+    answer = UnreadAnswer.model_validate(
+        {"email": email, "unread": count, "source": source, "age": age}
+    )
+    return answer.model_dump(mode="json")
 
 
 async def get_unread(request: web.Request) -> web.Response:
@@ -220,12 +248,12 @@ async def get_unread(request: web.Request) -> web.Response:
     if held is not None and max(0.0, now - held.at) < max_age:
         source = "listen" if held.source == "listen" else "cache"
         age = round(max(0.0, now - held.at), 3)
-        return _json({"email": email, "unread": held.count, "source": source, "age": age})
+        return _json(_unread(email, held.count, source, age))
     async with tenant.gate.slot(tenant.name):
         answer = await tenant.client.mail_newcount(email)
     at = gateway.clock()
     gateway.unread.record(tenant.name, email, answer.new_count, at=at, source="upstream")
-    return _json({"email": email, "unread": answer.new_count, "source": "upstream", "age": 0.0})
+    return _json(_unread(email, answer.new_count, "upstream", 0.0))
 
 
 async def post_sso(request: web.Request) -> web.Response:
@@ -237,7 +265,8 @@ async def post_sso(request: web.Request) -> web.Response:
     request[_AUDIT_USER] = email.strip()
     async with tenant.gate.slot(tenant.name):
         url = await tenant.client.sso_login_url(email)
-    return _json({"url": url, "expires_in": request.app[GATEWAY].sso_expires_in})
+    answer = SsoUrl(url=url, expires_in=request.app[GATEWAY].sso_expires_in)
+    return _json(answer.model_dump(mode="json"))
 
 
 async def post_openapi(request: web.Request) -> web.Response:
@@ -264,8 +293,31 @@ async def post_openapi(request: web.Request) -> web.Response:
 # -- the application -------------------------------------------------------------------
 
 
+async def get_openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+async def get_docs(request: web.Request) -> web.Response:
+    return web.Response(
+        text=docs_page(openapi_document()),
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def _token_cache(request: web.Request) -> TokenCache:
+    return _tenant(request, "token").client.tokens
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if _route(request) in ("/v1/openapi.json", "/v1/docs"):
+        return await handler(request)  # the API's description: public
     gateway = request.app[GATEWAY]
     started = time.monotonic()
     client = gateway.clients.authenticate(request.headers.get("Authorization", ""))
@@ -289,6 +341,10 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise from_exmail_error(exc) from exc
         except web.HTTPException as exc:  # the router's own 404 / 405
             raise Problem(exc.status, "http-" + str(exc.status), exc.reason) from None
+        except Misdirected as exc:
+            response = await forward_or_refuse(
+                request, exc, gateway.forwarder, gateway.max_body_bytes
+            )
     except Problem as problem:
         response = problem.response(instance=request.path)
     _report(request, client, response.status, time.monotonic() - started)
@@ -338,6 +394,9 @@ def gateway_app(gateway: Gateway | None) -> web.Application:
     app.router.add_get("/tenants/{tenant}/users/{email}/unread", get_unread)
     app.router.add_post("/tenants/{tenant}/sso", post_sso)
     app.router.add_post("/tenants/{tenant}/openapi/{operation:.+}", post_openapi)
+    app.add_routes(token_routes(_token_cache, prefix="/tenants/{tenant}"))
+    app.router.add_get("/openapi.json", get_openapi, allow_head=False)
+    app.router.add_get("/docs", get_docs, allow_head=False)
     # Last: anything else under /v1/ is a problem+json 404 too (after authentication).
     app.router.add_route("*", "/{tail:.*}", _no_route)
     return app

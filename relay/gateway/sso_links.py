@@ -14,7 +14,8 @@ upstream failure (unknown user, outage) is a plain ``502`` page. One audit line 
 request on the ``relay.gateway.audit`` logger names the client, the tenant, the target
 user and the outcome; never the signature, the authkey or the ticket.
 
-The lead's wiring supplies two lookups (``secrets_for_tenant``, ``client_for_tenant``)
+:func:`gateway_sso_route` mounts it on the relay's server from the gateway's clients.
+The wiring supplies two lookups (``secrets_for_tenant``, ``client_for_tenant``)
 and, for clients with ``single_use``, one :class:`relay.links.SeenLinks` shared by every
 request of this process.
 """
@@ -29,9 +30,16 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from relay.exmail import ExmailClient, ExmailError
+from relay.gateway.routes import Gateway
 from relay.links import DEFAULT_SKEW, Claim, LinkCheck, SeenLinks, normalize_email, verify_sso_link
 
-__all__ = ["LinkSecret", "SecretsLookup", "sso_link_handler", "sso_link_route"]
+__all__ = [
+    "LinkSecret",
+    "SecretsLookup",
+    "gateway_sso_route",
+    "sso_link_handler",
+    "sso_link_route",
+]
 
 audit = logging.getLogger("relay.gateway.audit")
 
@@ -83,6 +91,7 @@ def sso_link_handler(
     seen: SeenLinks | None = None,
     clock: Callable[[], float] = time.time,
     skew: float = DEFAULT_SKEW,
+    on_done: Callable[[str, int, float], None] | None = None,
 ) -> Handler:
     """The aiohttp handler of ``GET /sso/{tenant}/{email}``.
 
@@ -90,6 +99,7 @@ def sso_link_handler(
     (an empty list refuses every link); ``client_for_tenant(tenant)`` is the tenant's
     :class:`ExmailClient` (the listener's, sharing its token). ``seen`` is required as
     soon as one client is ``single_use``; without it such links answer 503.
+    ``on_done(client, status, seconds)`` is told of every answer (the metrics).
     """
 
     def record(client: str, tenant: str, user: str, outcome: str) -> None:
@@ -128,6 +138,13 @@ def sso_link_handler(
         return best
 
     async def handle(request: web.Request) -> web.Response:
+        started = time.monotonic()
+        name, response = await answer(request)
+        if on_done is not None:
+            on_done(name, response.status, time.monotonic() - started)
+        return response
+
+    async def answer(request: web.Request) -> tuple[str, web.Response]:
         tenant = request.match_info["tenant"]
         email = normalize_email(request.match_info["email"])
         exp = request.query.get("exp", "")
@@ -135,15 +152,15 @@ def sso_link_handler(
         client = client_for_tenant(tenant)
         if client is None:
             record("-", tenant, email, "unknown_tenant")
-            return _page(_REFUSED, 403)
+            return "-", _page(_REFUSED, 403)
         candidates = secrets_for_tenant(tenant)
         if not candidates:
             record("-", tenant, email, "no_link_secret")
-            return _page(_REFUSED, 403)
+            return "-", _page(_REFUSED, 403)
         name, outcome, single_use = check(candidates, tenant, email, exp, sig)
         if outcome is not LinkCheck.OK:
             record(name, tenant, email, outcome.value)
-            return _page(_REFUSED, 403)
+            return name, _page(_REFUSED, 403)
         if single_use:
             claim = (
                 Claim.FULL
@@ -152,14 +169,16 @@ def sso_link_handler(
             )
             if claim is not Claim.FIRST:
                 record(name, tenant, email, "replayed" if claim is Claim.REPLAYED else "capacity")
-                return _page(_REFUSED, 403) if claim is Claim.REPLAYED else _page(_UNAVAILABLE, 503)
+                return name, (
+                    _page(_REFUSED, 403) if claim is Claim.REPLAYED else _page(_UNAVAILABLE, 503)
+                )
         try:
             location = await client.sso_login_url(email)
         except ExmailError as exc:
             record(name, tenant, email, f"upstream_error ({type(exc).__name__})")
-            return _page(_UNAVAILABLE, 502)
+            return name, _page(_UNAVAILABLE, 502)
         record(name, tenant, email, "redirected")
-        return web.Response(status=302, headers={**_HEADERS, "Location": location})
+        return name, web.Response(status=302, headers={**_HEADERS, "Location": location})
 
     return handle
 
@@ -172,6 +191,7 @@ def sso_link_route(
     clock: Callable[[], float] = time.time,
     skew: float = DEFAULT_SKEW,
     path: str = "/sso/{tenant}/{email}",
+    on_done: Callable[[str, int, float], None] | None = None,
 ) -> web.RouteDef:
     """The route for ``app.add_routes([...])``; GET only (no HEAD: a prefetch must not
     spend a single-use link)."""
@@ -181,5 +201,41 @@ def sso_link_route(
         seen=seen,
         clock=clock,
         skew=skew,
+        on_done=on_done,
     )
     return web.get(path, handler, allow_head=False)
+
+
+def gateway_sso_route(gateway: Gateway) -> web.RouteDef:
+    """``GET /sso/{tenant}/{email}`` on the relay's server, from the gateway's clients.
+
+    A client signs for a tenant when it has a ``link_secret``, scope ``sso`` and may use
+    the tenant; its ``single_use`` links share the gateway's one :class:`SeenLinks`. The
+    redirect goes to the login URL of the tenant's settings (its client's
+    ``login_url``). Metrics as for ``/v1/`` (``route`` ``/sso/{tenant}/{email}``).
+    """
+
+    def secrets_for_tenant(tenant: str) -> list[LinkSecret]:
+        return [
+            (c.name, c.link_secret, c.single_use)
+            for c in gateway.clients.clients
+            if c.link_secret is not None and "sso" in c.scopes and c.may_use(tenant)
+        ]
+
+    def client_for_tenant(tenant: str) -> ExmailClient | None:
+        served = gateway.tenants.get(tenant)
+        return served.client if served is not None else None
+
+    def done(client: str, status: int, seconds: float) -> None:
+        gateway.observer.api_request(client, "/sso/{tenant}/{email}", status, seconds)
+        for api_client in gateway.clients.clients:
+            if api_client.name == client:
+                gateway.clients.used(api_client, gateway.clock())
+
+    return sso_link_route(
+        secrets_for_tenant=secrets_for_tenant,
+        client_for_tenant=client_for_tenant,
+        seen=gateway.seen,
+        clock=gateway.clock,
+        on_done=done,
+    )

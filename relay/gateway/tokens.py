@@ -16,6 +16,9 @@ refresh cause one upstream fetch (:meth:`TokenCache.refresh` holds the lock; the
 others find the token already replaced). ``expires_in`` is the cache's renewal time, a
 little before the server's expiry, so borrowers come back before the server refuses.
 
+Errors are the gateway's problems (:mod:`relay.gateway.problems`): 404 for a tenant not
+served here, 400/413 for a bad refresh body, 502/503/504 when Exmail fails.
+
 The token is in the answer body only (``Cache-Control: no-store``): never in a log
 line, an error or a header.
 """
@@ -23,98 +26,110 @@ line, an error or a header.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from pydantic import SecretStr
 
-from relay.exmail import ExmailError, ExmailTimeout, TemporarilyUnavailable, TokenCache
+from relay.exmail import ExmailError, TokenCache
+from relay.gateway.bodies import TokenAnswer
+from relay.gateway.problems import Problem, from_exmail_error
 
 __all__ = ["MAX_BODY", "TokenLookup", "token_routes"]
 
-TokenLookup = Callable[[str], TokenCache | None]
-"""The tenant's token cache, or ``None`` for a tenant the relay does not serve."""
+TokenLookup = Callable[[web.Request], TokenCache | None]
+"""The request's tenant's token cache, or ``None`` for a tenant the relay does not serve.
+
+The gateway's lookup also checks the client's scope ``token`` and its tenants (it
+raises :class:`~relay.gateway.problems.Problem` 403 for either)."""
 
 MAX_BODY = 4096
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _problem(status: int, title: str, detail: str = "", **headers: str) -> web.Response:
-    body: dict[str, object] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    return web.Response(
-        text=json.dumps(body),
-        status=status,
-        content_type="application/problem+json",
-        headers={**_NO_STORE, **headers},
-    )
-
-
-def _upstream_problem(exc: ExmailError) -> web.Response:
-    # The class name only: an Exmail message names the operation and the errcode, and
-    # that is all a borrower needs to know to retry later.
-    if isinstance(exc, TemporarilyUnavailable):
-        return _problem(
-            503, "Exmail is temporarily unavailable", "errcode 1002", **{"Retry-After": "5"}
-        )
-    if isinstance(exc, ExmailTimeout):
-        return _problem(504, "Exmail did not answer in time")
-    return _problem(502, "Exmail refused the token request", type(exc).__name__)
+def _unknown(request: web.Request) -> Problem:
+    tenant = request.match_info.get("tenant", "")
+    return Problem(404, "unknown-tenant", "Unknown tenant", f"no tenant {tenant!r} is served here")
 
 
 def _answer(cache: TokenCache, token: SecretStr) -> web.Response:
-    body = {"access_token": token.get_secret_value(), "expires_in": int(cache.expires_in)}
-    return web.Response(text=json.dumps(body), content_type="application/json", headers=_NO_STORE)
+    body = TokenAnswer(access_token=token.get_secret_value(), expires_in=int(cache.expires_in))
+    return web.Response(
+        text=body.model_dump_json(), content_type="application/json", headers=_NO_STORE
+    )
+
+
+async def _stale(request: web.Request) -> SecretStr:
+    """The refused token the body names; :class:`Problem` 400/413 otherwise."""
+    too_large = Problem(
+        413, "body-too-large", "Request body too large", f"the body is over {MAX_BODY} bytes"
+    )
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise too_large
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise too_large
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    stale = body.get("stale") if isinstance(body, dict) else None
+    if not isinstance(stale, str) or not stale:
+        raise Problem(
+            400, "invalid-request", "Invalid request", 'expected {"stale": "<the refused token>"}'
+        )
+    return SecretStr(stale)
+
+
+def _problems(handler: Handler) -> Handler:
+    """``handler`` with a raised :class:`Problem` rendered (also outside the gateway)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Problem as problem:
+            return problem.response(instance=request.path)
+
+    return handle
 
 
 def token_routes(
-    tokens_for_tenant: TokenLookup, *, prefix: str = "/v1/tenants/{tenant}"
+    tokens_for: TokenLookup, *, prefix: str = "/v1/tenants/{tenant}"
 ) -> list[web.RouteDef]:
     """The two routes of the token service, for ``app.add_routes``.
 
     ``prefix`` must hold ``{tenant}``. An unknown tenant answers 404, a bad refresh
-    body 400, an upstream failure 502/503/504; all ``application/problem+json``.
+    body 400, an upstream failure 502/503/504; all ``application/problem+json``
+    (:mod:`relay.gateway.problems`; the gateway's middleware renders a
+    :class:`Problem` the lookup raises, the handlers render their own).
     """
     if "{tenant}" not in prefix:
         raise ValueError("prefix must hold {tenant}")
 
-    def cache_of(request: web.Request) -> TokenCache | None:
-        return tokens_for_tenant(request.match_info["tenant"])
+    def cache_of(request: web.Request) -> TokenCache:
+        cache = tokens_for(request)
+        if cache is None:
+            raise _unknown(request)
+        return cache
 
     async def get_token(request: web.Request) -> web.Response:
         cache = cache_of(request)
-        if cache is None:
-            return _problem(404, "Unknown tenant")
         try:
             token = await cache.get()
         except ExmailError as exc:
-            return _upstream_problem(exc)
+            return from_exmail_error(exc).response(instance=request.path)
         return _answer(cache, token)
 
     async def refresh_token(request: web.Request) -> web.Response:
         cache = cache_of(request)
-        if cache is None:
-            return _problem(404, "Unknown tenant")
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            return _problem(413, "Request body too large")
         try:
-            raw = await request.content.read(MAX_BODY + 1)
-            if len(raw) > MAX_BODY:
-                return _problem(413, "Request body too large")
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        stale = body.get("stale") if isinstance(body, dict) else None
-        if not isinstance(stale, str) or not stale:
-            return _problem(400, "Bad request", 'expected {"stale": "<the refused token>"}')
-        try:
-            token = await cache.refresh(SecretStr(stale))
+            token = await cache.refresh(await _stale(request))
         except ExmailError as exc:
-            return _upstream_problem(exc)
+            return from_exmail_error(exc).response(instance=request.path)
         return _answer(cache, token)
 
     return [
-        web.get(prefix + "/token", get_token, allow_head=False),
-        web.post(prefix + "/token/refresh", refresh_token),
+        web.get(prefix + "/token", _problems(get_token), allow_head=False),
+        web.post(prefix + "/token/refresh", _problems(refresh_token)),
     ]

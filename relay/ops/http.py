@@ -12,6 +12,7 @@ red and cause a restart storm.
 | ``/status.json`` | the status data |
 | ``/`` | the status page (HTML, server-rendered, refreshes from ``/status.json``) |
 | ``/v1/...`` | the API gateway (:mod:`relay.gateway`; its own client keys, 404 with none) |
+| ``/sso/{tenant}/{email}`` | signed SSO links for browsers (:mod:`relay.gateway.sso_links`) |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import SecretStr
 
 from relay.gateway import Gateway, gateway_app
 from relay.gateway.routes import GATEWAY
+from relay.gateway.sso_links import gateway_sso_route
 from relay.ops.auth import auth_middleware
 from relay.ops.page import render_status_page
 from relay.runtime.status import ClientStatus, Status
@@ -137,7 +139,10 @@ def build_app(
         open_paths = frozenset() if protect_probes else PROBES
         middlewares.append(
             auth_middleware(
-                token=auth_token, basic=basic_auth, open_paths=open_paths, open_prefixes=("/v1/",)
+                token=auth_token,
+                basic=basic_auth,
+                open_paths=open_paths,
+                open_prefixes=("/v1/", "/sso/"),
             )
         )
     app = web.Application(middlewares=middlewares)
@@ -152,6 +157,8 @@ def build_app(
     app.router.add_get("/status.json", status_json)
     app.router.add_get("/", status_page)
     app.add_subapp("/v1/", gateway_app(gateway))
+    if gateway is not None and gateway.clients:
+        app.add_routes([gateway_sso_route(gateway)])
     return app
 
 

@@ -17,7 +17,7 @@ import pytest
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.timeout(150)]
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = {"burst", "latency", "idle", "webhook"}
+SCENARIOS = {"burst", "latency", "idle", "webhook", "gateway"}
 
 
 def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
@@ -46,6 +46,8 @@ def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
         ("latency", "floor"),
         ("idle", "relay"),
         ("webhook", "relay"),
+        ("gateway", "relay"),
+        ("gateway", "direct"),
     }
     for run in runs:
         assert run["status"] == "ok", run

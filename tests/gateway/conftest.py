@@ -23,7 +23,24 @@ PORTAL_KEY_2 = "portal-key-rotated-00000002"
 WRITER_KEY = "writer-key-0000000000000001"
 READER_KEY = "reader-key-0000000000000001"
 LIMITED_KEY = "limited-key-000000000000001"
-ALL_KEYS = (PORTAL_KEY, PORTAL_KEY_2, WRITER_KEY, READER_KEY, LIMITED_KEY)
+TOKEN_KEY = "tokens-key-0000000000000001"
+KIOSK_KEY = "kiosk-key-00000000000000001"
+ZETA_KEY = "zeta-portal-key-00000000001"
+ZETA_LINK_SECRET = "zeta-link-secret-000001"
+PORTAL_LINK_SECRET = "portal-link-secret-0001"
+KIOSK_LINK_SECRET = "kiosk-link-secret-00001"
+WRITER_LINK_SECRET = "writer-link-secret-0001"
+LINK_SECRETS = (PORTAL_LINK_SECRET, KIOSK_LINK_SECRET, WRITER_LINK_SECRET, ZETA_LINK_SECRET)
+ALL_KEYS = (
+    PORTAL_KEY,
+    PORTAL_KEY_2,
+    WRITER_KEY,
+    READER_KEY,
+    LIMITED_KEY,
+    TOKEN_KEY,
+    KIOSK_KEY,
+    ZETA_KEY,
+)
 
 CLIENTS: list[dict[str, Any]] = [
     # every tenant, SSO and reads; a rotated second key
@@ -33,12 +50,38 @@ CLIENTS: list[dict[str, Any]] = [
         "scopes": ["sso", "read"],
         "rate": 1000,
         "burst": 1000,
+        "link_secret": PORTAL_LINK_SECRET,
     },
-    # acme only, reads and writes
-    {"name": "writer", "key": WRITER_KEY, "tenants": ["acme"], "scopes": ["read", "write"]},
+    # acme only, reads and writes; a link secret but no scope sso: its links are refused
+    {
+        "name": "writer",
+        "key": WRITER_KEY,
+        "tenants": ["acme"],
+        "scopes": ["read", "write"],
+        "link_secret": WRITER_LINK_SECRET,
+    },
     # only the tenant "zeta": acme is not allowed
     {"name": "reader", "key": READER_KEY, "tenants": ["zeta"], "scopes": ["read"]},
     {"name": "limited", "key": LIMITED_KEY, "scopes": ["read"], "rate": 0.01, "burst": 2},
+    # the token service only (a TokenShare-style borrower)
+    {"name": "tokens", "key": TOKEN_KEY, "scopes": ["token"], "rate": 1000, "burst": 1000},
+    # single-use SSO links, acme only
+    {
+        "name": "kiosk",
+        "key": KIOSK_KEY,
+        "tenants": ["acme"],
+        "scopes": ["sso"],
+        "link_secret": KIOSK_LINK_SECRET,
+        "single_use": True,
+    },
+    # SSO links for zeta only: its links for acme are refused
+    {
+        "name": "zeta-portal",
+        "key": ZETA_KEY,
+        "tenants": ["zeta"],
+        "scopes": ["sso"],
+        "link_secret": ZETA_LINK_SECRET,
+    },
 ]
 
 

@@ -16,6 +16,7 @@ from relay.emulator import Emulator
 from relay.ops.metrics import Metrics, PrometheusObserver
 from tests.gateway.conftest import (
     ALL_KEYS,
+    LINK_SECRETS,
     PORTAL_KEY,
     SECRET,
     WRITER_KEY,
@@ -85,7 +86,15 @@ async def test_metrics_status_audit_and_no_secrets_anywhere(
     assert "/v1/tenants/{tenant}/sso" in seconds
 
     clients = {c["name"]: c for c in status_doc["clients"]}
-    assert list(clients) == ["portal", "writer", "reader", "limited"]
+    assert list(clients) == [
+        "portal",
+        "writer",
+        "reader",
+        "limited",
+        "tokens",
+        "kiosk",
+        "zeta-portal",
+    ]
     assert clients["portal"]["requests"] == 3 and clients["portal"]["last_used_at"] > 0
     assert clients["writer"]["requests"] == 1
     assert clients["reader"] == {
@@ -100,7 +109,7 @@ async def test_metrics_status_audit_and_no_secrets_anywhere(
         ("portal", 200), ("writer", 200), ("-", 401),
     }  # fmt: skip
     logged = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
-    for secret in (*ALL_KEYS, SECRET, token, ticket):
+    for secret in (*ALL_KEYS, *LINK_SECRETS, SECRET, token, ticket):
         assert secret not in logged
         assert secret not in status_text
         assert secret not in page

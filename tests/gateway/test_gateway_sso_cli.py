@@ -12,10 +12,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiohttp
 from aiohttp import web
 
+from relay.app.wiring import Running
 from relay.emulator import Emulator
 from relay.exmail import ExmailClient
 from relay.gateway.sso_links import sso_link_route
 from relay.links import LinkCheck, SeenLinks, verify_sso_link
+from tests.gateway.conftest import KIOSK_LINK_SECRET, PORTAL_LINK_SECRET, base
 from tests.gateway.sso_support import ADMIN, KEY, serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,8 +103,8 @@ async def test_usage_errors_exit_2(tmp_path: Path) -> None:
     code, out, err = await sso_link(*base)
     assert (code, out) == (2, "")
     assert err == (
-        "exmail-relay sso-link: error: no link secret: "
-        "give --secret-file FILE or RELAY_LINK_SECRET\n"
+        "exmail-relay sso-link: error: no link secret: give --config FILE (with [[clients]] "
+        "link_secret), or --secret-file FILE or RELAY_LINK_SECRET\n"
     )
     code, _, err = await sso_link("a@example.com", "--tenant", "acme", RELAY_LINK_SECRET="x")
     assert code == 2 and "--base-url" in err
@@ -117,3 +119,57 @@ async def test_usage_errors_exit_2(tmp_path: Path) -> None:
     code, _, err = await sso_link(*base, "--config", str(config), RELAY_LINK_SECRET="x")
     assert code == 2 and "no tenant named 'acme'" in err
     assert "Traceback" not in err
+
+
+CONFIG = """
+[[tenants]]
+name = "acme"
+client_id = "admin@example.com"
+client_secret = "k"
+
+[[clients]]
+name = "portal"
+key = "portal-key-0000000000000001"
+scopes = ["sso", "read"]
+link_secret = "%s"
+
+[[clients]]
+name = "kiosk"
+key = "kiosk-key-00000000000000001"
+tenants = ["acme"]
+scopes = ["sso"]
+link_secret = "%s"
+
+[[clients]]
+name = "writer"
+key = "writer-key-0000000000000001"
+scopes = ["read", "write"]
+link_secret = "writer-link-secret-0001"
+"""
+
+
+async def test_the_secret_comes_from_the_named_clients_link_secret(
+    relay: Running, tmp_path: Path
+) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(CONFIG % (PORTAL_LINK_SECRET, KIOSK_LINK_SECRET))
+    url = base(relay)
+    common = ("carol@example.com", "--tenant", "acme", "--base-url", url, "--config", str(config))
+    code, out, err = await sso_link(*common, "--client", "portal")
+    assert (code, err) == (0, "")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(out.strip(), allow_redirects=False) as resp:
+            assert resp.status == 302  # the running relay takes the portal's signature
+        # --secret-file overrides the configured secret (here: a wrong one, refused)
+        other = tmp_path / "other"
+        other.write_text("some-other-secret-000001")
+        code, out, err = await sso_link(*common, "--client", "portal", "--secret-file", str(other))
+        assert code == 0
+        async with http.get(out.strip(), allow_redirects=False) as resp:
+            assert resp.status == 403
+    code, _, err = await sso_link(*common)
+    assert code == 2 and "give --client" in err and "portal, kiosk" in err
+    code, _, err = await sso_link(*common, "--client", "writer")
+    assert code == 2 and "scope sso" in err
+    code, _, err = await sso_link(*common, "--client", "nobody")
+    assert code == 2 and "no [[clients]] entry named 'nobody'" in err

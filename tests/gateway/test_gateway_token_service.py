@@ -99,7 +99,11 @@ async def client(emulator: Emulator) -> AsyncIterator[ExmailClient]:
 @pytest.fixture
 async def service(client: ExmailClient) -> AsyncIterator[str]:
     app = web.Application()
-    app.add_routes(token_routes(lambda tenant: client.tokens if tenant == "acme" else None))
+    app.add_routes(
+        token_routes(
+            lambda request: client.tokens if request.match_info["tenant"] == "acme" else None
+        )
+    )
     async with serving(app) as url:
         yield url + "/v1/tenants/acme"
 

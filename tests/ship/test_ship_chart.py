@@ -360,6 +360,17 @@ def test_rendered_relay_toml_loads_with_the_config_model(chart: Any, tmp_path: P
     assert settings.log.format == "json"
     owners = {t.name for i in range(3) for t in settings.shard_tenants(f"relay-exmail-relay-{i}")}
     assert owners == {"acme", "globex", "initech"}
+    # The gateway forwards to the owning pod by its StatefulSet DNS name.
+    assert settings.gateway.peer_url == (
+        "http://relay-exmail-relay-{index}.relay-exmail-relay-headless.mail.svc:8080"
+    )
+
+
+def test_peer_url_is_the_users_when_given(chart: Any, tmp_path: Path) -> None:
+    mine = "http://relay-{index}.example:9000"
+    objects = render(chart, {"sharding": {"count": 2}, "config": {"gateway": {"peer_url": mine}}})
+    settings = load_settings(_write_pod_files(objects, tmp_path, {}), environ={})
+    assert settings.gateway.peer_url == mine
 
 
 def test_default_relay_toml_loads(chart: Any, tmp_path: Path) -> None:
@@ -368,6 +379,7 @@ def test_default_relay_toml_loads(chart: Any, tmp_path: Path) -> None:
     assert settings.tenants == []
     assert settings.amqp.enabled is False
     assert settings.http.port == 8080
+    assert settings.gateway.peer_url is None  # one replica: nothing to forward to
 
 
 def test_existing_secret_replaces_the_charts_secret(chart: Any) -> None:
@@ -418,8 +430,11 @@ def test_network_policy(chart: Any) -> None:
     policy = one(objects, "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    pods = {"matchLabels": {"app.kubernetes.io/name": "exmail-relay",
+                            "app.kubernetes.io/instance": "relay"}}  # fmt: skip
     assert policy["ingress"][0]["from"] == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        {"podSelector": pods},  # the other replicas forward gateway calls
     ]
     egress = policy["egress"]
     assert {p["port"] for p in egress[0]["ports"]} == {53}
@@ -427,7 +442,11 @@ def test_network_policy(chart: Any) -> None:
     assert {p["port"] for p in egress[1]["ports"]} == {443, 12211}
     assert egress[2]["to"] == [{"namespaceSelector": {"matchLabels": {"name": "mq"}}}]
     assert egress[3]["to"] == [{"ipBlock": {"cidr": "198.51.100.7/32"}}]
-    assert len(egress) == 4
+    assert egress[4] == {
+        "to": [{"podSelector": pods}],
+        "ports": [{"port": "http", "protocol": "TCP"}],
+    }
+    assert len(egress) == 5
     assert "NetworkPolicy" not in kinds(render(chart))
 
 

@@ -139,8 +139,8 @@ DESCRIPTIONS: dict[str, str] = {
     "(directory reads, unread counts), `write` (provisioning), `token` (the token service).",
     "clients.rate": "Sustained calls per second (token bucket); over it: 429 with Retry-After.",
     "clients.burst": "Calls the bucket allows at once after an idle spell.",
-    "clients.link_secret": "Secret that signs this client's browser SSO links (`/sso/...`); "
-    "unset: no signed links for this client.",
+    "clients.link_secret": "Secret that signs this client's browser SSO links (`/sso/...`, "
+    "with scope `sso`, for the client's tenants only); unset: no signed links for this client.",
     "clients.single_use": "Signed SSO links of this client work once (remembered until they "
     "expire).",
     "gateway.tenant_concurrency": "Gateway calls to one tenant's Exmail at once (all clients "
@@ -150,6 +150,10 @@ DESCRIPTIONS: dict[str, str] = {
     "gateway.max_body_bytes": "Largest request body the gateway reads; larger: 413.",
     "gateway.sso_expires_in": "`expires_in` of `POST /v1/tenants/{tenant}/sso`: how long the "
     "login URL is honoured (Exmail documents no authkey lifetime: set what your tenant honours).",
+    "gateway.peer_url": "With `[sharding] count > 1`: URL template of the replica `{index}` "
+    "(e.g. `http://exmail-relay-{index}.exmail-relay-headless:8080`); a call for a tenant "
+    "another replica owns is forwarded there. Unset: such calls answer 421 naming the owner.",
+    "gateway.forward_timeout": "Whole round trip of a forwarded call; past it: 504.",
 }
 
 HEADER = """\

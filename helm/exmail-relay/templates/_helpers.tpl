@@ -59,7 +59,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "exmail-relay.relayToml" -}}
 # Rendered by the exmail-relay Helm chart; edit the chart's values, not this file.
 # The pod's environment sets journal.path (RELAY_JOURNAL__PATH) and http.host.
-{{- range $section, $keys := .Values.config }}
+{{- $config := deepCopy (.Values.config | default dict) }}
+{{- if gt (int .Values.sharding.count) 1 }}
+{{- /* Forwarding between replicas: each pod's stable DNS name through the headless Service. */}}
+{{- $gateway := deepCopy (get $config "gateway" | default dict) }}
+{{- if not (hasKey $gateway "peer_url") }}
+{{- $full := include "exmail-relay.fullname" . }}
+{{- $_ := set $gateway "peer_url" (printf "http://%s-{index}.%s-headless.%s.svc:%s" $full $full .Release.Namespace (include "exmail-relay.httpPort" .)) }}
+{{- end }}
+{{- $_ := set $config "gateway" $gateway }}
+{{- end }}
+{{- range $section, $keys := $config }}
 
 [{{ $section }}]
 {{- range $key, $value := $keys }}

@@ -1,0 +1,116 @@
+"""The JSON bodies of the gateway's routes, as pydantic models.
+
+The handlers build their answers from these models and :mod:`relay.gateway.openapi`
+describes the routes with their JSON Schemas (``model_json_schema``), so the document
+and the answers cannot drift apart. Upstream answers (``user/get``, ``openapi/...``) are
+the client's own models (:mod:`relay.exmail`) or the upstream JSON as is.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AliasBody",
+    "CheckBody",
+    "PartyBody",
+    "ProblemBody",
+    "RefreshBody",
+    "SsoBody",
+    "SsoUrl",
+    "TenantList",
+    "TenantState",
+    "TokenAnswer",
+    "UnreadAnswer",
+    "VerBody",
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class TenantState(_Body):
+    name: str
+    state: str = Field(description="the tenant's listener state: connected, backoff, ...")
+
+
+class TenantList(_Body):
+    """``GET /v1/tenants``: the tenants this client may use."""
+
+    tenants: list[TenantState]
+
+
+class UnreadAnswer(_Body):
+    """``GET .../unread``: a user's unread count, where it came from and how old it is."""
+
+    email: str
+    unread: int
+    source: Literal["listen", "cache", "upstream"] = Field(
+        description="listen: pushed by listen; cache: an earlier upstream answer; "
+        "upstream: asked mail/newcount now"
+    )
+    age: float = Field(description="seconds since the count was true")
+
+
+class SsoBody(_Body):
+    """``POST .../sso``: whose mailbox to log into."""
+
+    email: str
+
+
+class SsoUrl(_Body):
+    url: str = Field(description="the login URL with its one-time ticket")
+    expires_in: int = Field(description="seconds the ticket is good for")
+
+
+class TokenAnswer(_Body):
+    """The tenant's one access token, borrowed (scope ``token``)."""
+
+    access_token: str
+    expires_in: int = Field(description="seconds until the relay renews it: come back then")
+
+
+class RefreshBody(_Body):
+    """``POST .../token/refresh``: the token Exmail refused (compare-and-swap)."""
+
+    stale: str
+
+
+class ProblemBody(_Body):
+    """RFC 9457 problem details; every error of the gateway."""
+
+    type: str = Field(description="urn:exmail-relay:problem:<kind>")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errcode: str | None = Field(default=None, description="Exmail's errcode, when it refused")
+    scope: str | None = Field(default=None, description="the missing scope (403)")
+    owner: str | None = Field(default=None, description="the owning replica (421, 508)")
+
+
+class AliasBody(_Body):
+    """One account (``Alias``)."""
+
+    alias: str
+
+
+class VerBody(_Body):
+    """``user/list``: changes since version ``ver`` (0: everything)."""
+
+    ver: int = Field(ge=0)
+
+
+class CheckBody(_Body):
+    """``user/check``: 1 to 20 addresses (a JSON array, or ``email`` repeated in a form)."""
+
+    email: list[str]
+
+
+class PartyBody(_Body):
+    """A department path (empty or absent: the root)."""
+
+    party_path: str | None = None
