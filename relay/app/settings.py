@@ -340,9 +340,10 @@ class GatewaySettings(_Section):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     sso_expires_in: int = Field(default=300, ge=1, le=3600)
     peer_url: str | None = None
-    """With ``[sharding] count > 1``: where replica ``{index}`` answers, e.g.
-    ``http://exmail-relay-{index}.exmail-relay:8080``; a request for a tenant another
-    replica owns is forwarded there. Unset: such requests answer 421 naming the owner."""
+    """Where another replica answers: ``{index}`` is its ordinal (static mode, e.g.
+    ``http://exmail-relay-{index}.exmail-relay:8080``), ``{replica}`` its replica id
+    (lease mode, the pod's name); a request for a tenant another replica owns is
+    forwarded there. Unset: such requests answer 421 naming the owner."""
     forward_timeout: Duration = Field(default=15.0, gt=0, le=300)
 
     @field_validator("peer_url")
@@ -350,9 +351,13 @@ class GatewaySettings(_Section):
     def _peer_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if "{index}" not in value:
-            raise ValueError("peer_url must hold {index} (the owning replica's ordinal)")
-        return _check_http_url(value.replace("{index}", "0"), "peer_url") and value
+        if "{index}" not in value and "{replica}" not in value:
+            raise ValueError(
+                "peer_url must hold {index} (static: the owner's ordinal) or {replica}"
+                " (lease: the owner's replica id)"
+            )
+        probe = value.replace("{index}", "0").replace("{replica}", "relay-0")
+        return _check_http_url(probe, "peer_url") and value
 
 
 class Settings(BaseSettings):

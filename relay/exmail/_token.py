@@ -10,10 +10,11 @@ previous token. So the cache must never fetch more often than needed:
   most 60 s early), so calls do not race the expiry.
 
 Under shard leases, the token is the fence between replicas: a new owner's fetch
-invalidates the old owner's token. ``fence()``, when given, is asked after a 1200 and
-before fetching: if it says no (this replica no longer holds the tenant's lease), no
-token is fetched and :class:`~relay.exmail.TokenFenced` is raised, so two replicas
-never take the token from each other for more than one round trip.
+invalidates the old owner's token. ``fence()``, when given, is asked before *every*
+fetch (the first, a renewal, the one after a 1200): if it says no (this replica does
+not hold the tenant's lease), no token is fetched and :class:`~relay.exmail.TokenFenced`
+is raised, so two replicas never take the token from each other for more than one round
+trip, and a replica that does not own a tenant never takes its token at all.
 
 The fetch itself is injected (the client's HTTP code), so this module has no I/O.
 """
@@ -101,8 +102,6 @@ class TokenCache:
                 and self._token.get_secret_value() != stale.get_secret_value()
             ):
                 return self._token
-            if self._fence is not None and not self._fence():
-                raise TokenFenced("token refused; this replica no longer holds the tenant")
             return await self._renew("invalid_token")
 
     def invalidate(self) -> None:
@@ -111,6 +110,8 @@ class TokenCache:
         self._expires_at = 0.0
 
     async def _renew(self, reason: str) -> SecretStr:
+        if self._fence is not None and not self._fence():
+            raise TokenFenced("no token fetched: this replica does not hold the tenant's lease")
         if self._on_token is not None:
             self._on_token(reason)
         token, lifetime = await self._fetch()

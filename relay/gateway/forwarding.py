@@ -42,6 +42,7 @@ __all__ = [
     "Misdirected",
     "OwnerLookup",
     "forward_or_refuse",
+    "lease_owner",
     "static_owner",
 ]
 
@@ -75,9 +76,27 @@ def static_owner(tenants: Collection[str], *, count: int, me: int) -> OwnerLooku
     return owner_of
 
 
+def lease_owner(
+    tenants: Collection[str], *, shards: int, holder_of: Callable[[int], str | None], me: str
+) -> OwnerLookup:
+    """Lease mode's owner: the replica holding the tenant's shard, as presence tells
+    (``LeaseManager.holder_of``); ``None`` when it is this one, or nobody right now."""
+    known = frozenset(tenants)
+
+    def owner_of(tenant: str) -> str | None:
+        if tenant not in known:
+            return None
+        holder = holder_of(shard_of(tenant, shards))
+        return None if holder == me else holder
+
+    return owner_of
+
+
 @dataclass(frozen=True, slots=True)
 class Forwarder:
-    """Sends requests on to peers at ``template.format(index=owner)``."""
+    """Sends requests on to peers at ``template`` with the owner's id for ``{index}``
+    (static mode: its ordinal) or ``{replica}`` (lease mode: its replica id, which is
+    the pod's name in a StatefulSet)."""
 
     session: aiohttp.ClientSession
     template: str
@@ -85,7 +104,8 @@ class Forwarder:
     timeout: float = 15.0
 
     def url(self, owner: str, path_qs: str) -> str:
-        return self.template.format(index=owner).rstrip("/") + path_qs
+        base = self.template.replace("{index}", owner).replace("{replica}", owner)
+        return base.rstrip("/") + path_qs
 
     async def forward(self, request: web.Request, owner: str, body: bytes) -> web.Response:
         headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}

@@ -89,6 +89,8 @@ class Gateway:
     """Used single-use SSO links: one per process, shared by every request."""
     owner_of: OwnerLookup = lambda tenant: None
     """The replica that owns a tenant not served here (the sharding seam)."""
+    serves: Callable[[str], bool] = lambda tenant: True
+    """Whether this replica runs ``tenant`` right now (lease mode: holds its shard)."""
     forwarder: Forwarder | None = None
     """Sends requests on to their owner; ``None``: answer 421 instead."""
 
@@ -128,10 +130,18 @@ def _tenant(request: web.Request, scope: str) -> GatewayTenant:
         )  # fmt: skip
     gateway = request.app[GATEWAY]
     tenant = gateway.tenants.get(name)
-    if tenant is None:
+    if tenant is None or not gateway.serves(name):
+        # Never call Exmail for a tenant another replica owns: the call would need the
+        # token, and fetching it would take it from the owner (one token per account).
         owner = gateway.owner_of(name)
         if owner is not None:
             raise Misdirected(name, owner)
+        if tenant is not None:
+            raise Problem(
+                503, "tenant-moving", "Tenant changing owner",
+                f"tenant {name!r} is between owners (a takeover is under way); try again",
+                headers={"Retry-After": "1"},
+            )  # fmt: skip
         raise Problem(404, "unknown-tenant", "Unknown tenant", f"no tenant {name!r} is served here")
     return tenant
 

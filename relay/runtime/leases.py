@@ -165,6 +165,13 @@ class LeaseManager:
             and asyncio.get_running_loop().time() < self._fresh_until
         )
 
+    def holder_of(self, shard: int) -> str | None:
+        """Who holds ``shard``, as far as presence tells (``None``: nobody now). For
+        routing a request only: ownership is the lease's alone."""
+        if self.holds(shard):
+            return self.replica_id
+        return next((r for r, (_, owned) in self._peers.items() if shard in owned), None)
+
     def lease_queue(self, shard: int) -> str:
         return f"{self.prefix}.lease.{shard}"
 

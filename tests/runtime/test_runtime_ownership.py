@@ -342,6 +342,13 @@ async def test_a_fenced_token_cache_fetches_nothing() -> None:
         await cache.refresh(second)
     assert len(fetched) == 2, "no fetch once the fence says no"
     assert (await cache.get()).get_secret_value() == "token-2"
+    # Not even a first fetch, or a forced one, without the lease (a non-owner's gateway
+    # call must never take the owner's token).
+    with pytest.raises(TokenFenced):
+        await cache.get(force=True)
+    with pytest.raises(TokenFenced):
+        await TokenCache(fetch, fence=lambda: False).get()
+    assert len(fetched) == 2
 
 
 async def test_a_listener_that_lost_its_lease_lets_the_tenant_go_without_a_token_fetch(

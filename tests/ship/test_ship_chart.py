@@ -218,6 +218,10 @@ def test_lease_mode_is_the_default_with_amqp_two_replicas_one_disruption(
     assert settings.sharding.shards == 16 and settings.sharding.heartbeat == 5
     # Every pod runs every tenant whose shard it holds: no ordinal picks them.
     assert len(settings.shard_tenants("relay-exmail-relay-1")) == len(TENANTS)
+    # The gateway forwards to the lease holder by its replica id: the pod's name.
+    assert settings.gateway.peer_url == (
+        "http://{replica}.relay-exmail-relay-headless.mail.svc:8080"
+    )
 
     scaled = render(chart, {"amqp": amqp, "replicas": 3, "sharding": {"shards": 32}})
     assert one(scaled, "StatefulSet")["spec"]["replicas"] == 3

@@ -60,12 +60,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 # Rendered by the exmail-relay Helm chart; edit the chart's values, not this file.
 # The pod's environment sets journal.path (RELAY_JOURNAL__PATH) and http.host.
 {{- $config := deepCopy (.Values.config | default dict) }}
-{{- if gt (int .Values.sharding.count) 1 }}
-{{- /* Forwarding between replicas: each pod's stable DNS name through the headless Service. */}}
+{{- $lease := eq (include "exmail-relay.leaseMode" .) "true" }}
+{{- if or $lease (gt (int .Values.sharding.count) 1) }}
+{{- /* Forwarding between replicas: each pod's stable DNS name through the headless
+     Service; lease mode names the owner by replica id (the pod's name), static mode by
+     its ordinal. */}}
 {{- $gateway := deepCopy (get $config "gateway" | default dict) }}
 {{- if not (hasKey $gateway "peer_url") }}
 {{- $full := include "exmail-relay.fullname" . }}
-{{- $_ := set $gateway "peer_url" (printf "http://%s-{index}.%s-headless.%s.svc:%s" $full $full .Release.Namespace (include "exmail-relay.httpPort" .)) }}
+{{- $port := include "exmail-relay.httpPort" . }}
+{{- if $lease }}
+{{- $_ := set $gateway "peer_url" (printf "http://{replica}.%s-headless.%s.svc:%s" $full .Release.Namespace $port) }}
+{{- else }}
+{{- $_ := set $gateway "peer_url" (printf "http://%s-{index}.%s-headless.%s.svc:%s" $full $full .Release.Namespace $port) }}
+{{- end }}
 {{- end }}
 {{- $_ := set $config "gateway" $gateway }}
 {{- end }}
