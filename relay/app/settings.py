@@ -313,6 +313,7 @@ class ClientSettings(_Section):
     rate: float = Field(default=10.0, gt=0)
     burst: int = Field(default=20, ge=1)
     link_secret: SecretStr | None = None
+    link_secret_file: Path | None = None
     single_use: bool = False
 
     @model_validator(mode="after")
@@ -327,6 +328,11 @@ class ClientSettings(_Section):
             if len(key.get_secret_value()) < 16:
                 raise ValueError(f"key #{index + 1} must be at least 16 characters")
         object.__setattr__(self, "key", keys)
+        if self.link_secret_file is not None:
+            if self.link_secret is not None:
+                raise ValueError("give link_secret or link_secret_file, not both")
+            secret = _read_secret_file(self.link_secret_file, "link_secret_file")
+            object.__setattr__(self, "link_secret", SecretStr(secret))
         if self.link_secret is not None and len(self.link_secret.get_secret_value()) < 16:
             raise ValueError("link_secret must be at least 16 characters")
         return self

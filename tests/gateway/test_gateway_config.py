@@ -64,6 +64,22 @@ def test_key_file_adds_one_key_per_line_and_reprs_hide_them(tmp_path: Path) -> N
         assert secret not in repr(s) and secret not in str(s.clients[0])
 
 
+def test_link_secret_file_is_read_and_checked_like_link_secret(tmp_path: Path) -> None:
+    link = tmp_path / "link"
+    link.write_text(f"{LINK}\n")
+    s = build(key=KEY_A, scopes=["sso"], link_secret_file=link)
+    secret = s.clients[0].link_secret
+    assert secret is not None and secret.get_secret_value() == LINK
+    assert LINK not in repr(s)
+    with pytest.raises(ValueError, match="give link_secret or link_secret_file, not both"):
+        build(key=KEY_A, link_secret=LINK, link_secret_file=link)
+    link.write_text("short\n")
+    with pytest.raises(ValueError, match="link_secret must be at least 16"):
+        build(key=KEY_A, link_secret_file=link)
+    with pytest.raises(ValueError, match="link_secret_file: cannot read"):
+        build(key=KEY_A, link_secret_file=tmp_path / "missing")
+
+
 async def test_config_check_masks_client_keys_and_link_secrets(tmp_path: Path) -> None:
     config = tmp_path / "relay.toml"
     config.write_text(

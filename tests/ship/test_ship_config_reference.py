@@ -141,6 +141,7 @@ DESCRIPTIONS: dict[str, str] = {
     "clients.burst": "Calls the bucket allows at once after an idle spell.",
     "clients.link_secret": "Secret that signs this client's browser SSO links (`/sso/...`, "
     "with scope `sso`, for the client's tenants only); unset: no signed links for this client.",
+    "clients.link_secret_file": "File holding `link_secret` (a mounted Secret).",
     "clients.single_use": "Signed SSO links of this client work once (remembered until they "
     "expire).",
     "gateway.tenant_concurrency": "Gateway calls to one tenant's Exmail at once (all clients "
