@@ -497,3 +497,169 @@ def test_config_check_accepts_the_rendered_config_and_masks_secrets(
     assert "configuration OK" in result.stdout + result.stderr
     for secret in data.values():
         assert secret.strip() not in result.stdout + result.stderr
+
+
+# -- API gateway clients ----------------------------------------------------------------
+
+PORTAL_KEYS = ["portal-key-old-0123456789", "portal-key-new-9876543210"]
+PORTAL_LINK = "portal-link-secret-abcdefgh"
+HR_KEY = "hr-sync-key-0123456789abcdef"
+CLIENTS: list[dict[str, Any]] = [
+    {"name": "portal", "keys": PORTAL_KEYS, "tenants": ["acme", "globex"],
+     "scopes": ["sso", "read"], "rate": 2.5, "burst": 5, "link_secret": PORTAL_LINK,
+     "single_use": True},
+    {"name": "hr-sync", "keys": [HR_KEY], "tenants": ["acme"], "scopes": ["read", "write"]},
+]  # fmt: skip
+GATEWAY: dict[str, Any] = {**FULL, "clients": CLIENTS}
+CLIENT_SECRETS = [*PORTAL_KEYS, PORTAL_LINK, HR_KEY]
+
+
+def _secret_data(objects: list[dict[str, Any]]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in one(objects, "Secret")["data"].items()}
+
+
+def test_gateway_values_lint_and_render_valid_kubernetes(chart: Any) -> None:
+    report = helm.lint(CHART, GATEWAY, strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+    for obj in render(chart, GATEWAY):
+        if obj["kind"] not in CRD_KINDS:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
+def test_clients_load_with_their_keys_and_link_secret_from_the_secret(
+    chart: Any, tmp_path: Path
+) -> None:
+    objects = render(chart, GATEWAY)
+    data = _secret_data(objects)
+    assert data["client-portal-keys"] == "\n".join(PORTAL_KEYS)
+    assert data["client-portal-link-secret"] == PORTAL_LINK
+    assert data["client-hr-sync-keys"] == HR_KEY
+    assert "client-hr-sync-link-secret" not in data  # no link_secret, no key
+    settings = load_settings(_write_pod_files(objects, tmp_path, data), environ={})
+    portal, hr_sync = settings.clients
+    assert portal.name == "portal" and hr_sync.name == "hr-sync"
+    assert [k.get_secret_value() for k in portal.key] == PORTAL_KEYS
+    assert portal.link_secret is not None
+    assert portal.link_secret.get_secret_value() == PORTAL_LINK
+    assert portal.tenants == ["acme", "globex"]
+    assert portal.scopes == ["sso", "read"]
+    assert (portal.rate, portal.burst, portal.single_use) == (2.5, 5, True)
+    assert [k.get_secret_value() for k in hr_sync.key] == [HR_KEY]
+    assert hr_sync.link_secret is None
+    assert hr_sync.scopes == ["read", "write"] and hr_sync.single_use is False
+    assert (hr_sync.rate, hr_sync.burst) == (10.0, 20)  # the relay's defaults
+
+
+def test_client_keys_and_link_secrets_are_only_in_the_secret(chart: Any) -> None:
+    objects = render(chart, GATEWAY)
+    encoded = [base64.b64encode(s.encode()).decode() for s in CLIENT_SECRETS]
+    in_secret = "\n".join(_secret_data(objects).values())
+    assert all(value in in_secret for value in CLIENT_SECRETS)
+    others = [o for o in objects if o["kind"] != "Secret"]
+    assert {"ConfigMap", "StatefulSet"} <= kinds(others)
+    for obj in others:
+        text = yaml.safe_dump(obj)
+        for value in [*CLIENT_SECRETS, *encoded]:
+            assert value not in text, f"{obj['kind']} {obj['metadata']['name']} holds a secret"
+
+
+def test_existing_secret_mode_references_the_client_keys_by_name(
+    chart: Any, tmp_path: Path
+) -> None:
+    values = copy.deepcopy(GATEWAY)
+    values["secrets"] = {"existingSecret": "relay-credentials"}
+    for tenant in values["tenants"]:
+        del tenant["client_secret"]
+    del values["webhooks"][0]["secret"]
+    values["amqp"]["url"] = ""
+    portal, hr_sync = values["clients"]
+    del portal["keys"], portal["link_secret"], hr_sync["keys"]
+    portal["signsLinks"] = True
+    objects = render(chart, values)
+    assert "Secret" not in kinds(objects)
+    toml = relay_toml(objects)
+    secret_dir = "/var/run/secrets/exmail-relay"
+    assert f'key_file = "{secret_dir}/client-portal-keys"' in toml
+    assert f'link_secret_file = "{secret_dir}/client-portal-link-secret"' in toml
+    assert f'key_file = "{secret_dir}/client-hr-sync-keys"' in toml
+    assert toml.count("link_secret_file") == 1
+    assert "signsLinks" not in toml
+    # The Secret an operator creates, with the key names the docs give.
+    data = {
+        "tenant-acme-client-secret": "a", "tenant-globex-client-secret": "g",
+        "tenant-initech-client-secret": "i", "webhook-oa-secret": WHSEC,
+        "amqp-url": "amqp://relay:pw@rabbitmq.mq:5672/",
+        "client-portal-keys": "\n".join(PORTAL_KEYS) + "\n",
+        "client-portal-link-secret": PORTAL_LINK + "\n",
+        "client-hr-sync-keys": HR_KEY,
+    }  # fmt: skip
+    settings = load_settings(_write_pod_files(objects, tmp_path, data), environ={})
+    assert [k.get_secret_value() for k in settings.clients[0].key] == PORTAL_KEYS
+    link = settings.clients[0].link_secret
+    assert link is not None and link.get_secret_value() == PORTAL_LINK
+    assert settings.clients[1].link_secret is None
+
+
+def test_a_client_key_change_rolls_the_pods(chart: Any) -> None:
+    base = _annotations(render(chart, GATEWAY))
+    rotated = copy.deepcopy(GATEWAY)
+    rotated["clients"][1]["keys"] = [HR_KEY, "hr-sync-key-rotated-000000"]
+    changed = _annotations(render(chart, rotated))
+    assert changed["checksum/secret"] != base["checksum/secret"]
+    assert changed["checksum/config"] == base["checksum/config"]
+
+    relinked = copy.deepcopy(GATEWAY)
+    relinked["clients"][0]["link_secret"] = "portal-link-secret-rotated"
+    assert _annotations(render(chart, relinked))["checksum/secret"] != base["checksum/secret"]
+
+    rescoped = copy.deepcopy(GATEWAY)
+    rescoped["clients"][1]["scopes"] = ["read"]
+    assert _annotations(render(chart, rescoped))["checksum/config"] != base["checksum/config"]
+
+
+@pytest.mark.parametrize(
+    ("client", "message"),
+    [
+        ({"name": "hr-sync", "scopes": ["read"]}, "hr-sync needs keys"),
+        ({"name": "portal", "keys": [HR_KEY], "signsLinks": True},
+         "portal has signsLinks but no link_secret"),
+    ],
+)  # fmt: skip
+def test_a_client_missing_its_secrets_fails_clearly(
+    chart: Any, client: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmError, match=message):
+        render(chart, {"clients": [client]})
+
+
+@pytest.mark.parametrize(
+    ("client", "message"),
+    [
+        ({"name": "portal", "keys": [HR_KEY], "scopes": ["admin"]}, "/clients/0/scopes/0"),
+        ({"name": "oa portal", "keys": [HR_KEY]}, "/clients/0/name"),
+        ({"name": "portal", "keys": ["short"]}, "/clients/0/keys/0"),
+        ({"name": "portal", "keys": []}, "/clients/0/keys"),
+        ({"name": "portal", "keys": [HR_KEY], "link_secret": "short"}, "/clients/0/link_secret"),
+        ({"name": "portal", "keys": [HR_KEY], "rate": 0}, "/clients/0/rate"),
+        ({"name": "portal", "key": [HR_KEY]}, "additional properties 'key' not"),
+        ({"name": "portal", "keys": [HR_KEY], "key_file": "/k"}, "properties 'key_file' not"),
+        ({"keys": [HR_KEY]}, "missing property 'name'"),
+    ],
+)
+def test_schema_rejects_invalid_clients(chart: Any, client: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmValuesError) as caught:
+        render(chart, {"clients": [client]})
+    assert "schema" in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_lease_mode_accepts_a_peer_url_naming_the_replica(chart: Any, tmp_path: Path) -> None:
+    mine = "http://{replica}.relays.example:9000"
+    amqp = {"enabled": True, "url": "amqp://relay:pw@rabbitmq.mq:5672/"}
+    objects = render(chart, {"amqp": amqp, "config": {"gateway": {"peer_url": mine}}})
+    data = _secret_data(objects)
+    settings = load_settings(_write_pod_files(objects, tmp_path, data), environ={})
+    assert settings.gateway.peer_url == mine
+    with pytest.raises(helm.HelmValuesError, match="/config/gateway/peer_url"):
+        render(chart, {"config": {"gateway": {"peer_url": "http://relay.example:9000"}}})

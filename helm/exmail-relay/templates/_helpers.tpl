@@ -120,6 +120,17 @@ client_secret_file = {{ printf "%s/tenant-%s-client-secret" $dir .name | toJson 
 {{- end }}
 secret_file = {{ printf "%s/webhook-%s-secret" $dir .name | toJson }}
 {{- end }}
+{{- range .Values.clients }}
+
+[[clients]]
+{{- range $key, $value := omit . "keys" "link_secret" "signsLinks" }}
+{{ $key }} = {{ include "exmail-relay.tomlValue" $value }}
+{{- end }}
+key_file = {{ printf "%s/client-%s-keys" $dir .name | toJson }}
+{{- if or .link_secret .signsLinks }}
+link_secret_file = {{ printf "%s/client-%s-link-secret" $dir .name | toJson }}
+{{- end }}
+{{- end }}
 {{ end }}
 
 {{/* The Secret's data; rendered only when the chart owns the Secret. */}}
@@ -134,6 +145,15 @@ secret_file = {{ printf "%s/webhook-%s-secret" $dir .name | toJson }}
 {{ printf "webhook-%s-secret" .name }}: {{ join "\n" $value | b64enc | quote }}
 {{- else }}
 {{ printf "webhook-%s-secret" .name }}: {{ $value | b64enc | quote }}
+{{- end }}
+{{- end }}
+{{- range .Values.clients }}
+{{- $keys := required (printf "clients: %s needs keys (or set secrets.existingSecret)" .name) .keys }}
+{{ printf "client-%s-keys" .name }}: {{ join "\n" $keys | b64enc | quote }}
+{{- if .link_secret }}
+{{ printf "client-%s-link-secret" .name }}: {{ .link_secret | b64enc | quote }}
+{{- else if .signsLinks }}
+{{- fail (printf "clients: %s has signsLinks but no link_secret (or set secrets.existingSecret)" .name) }}
 {{- end }}
 {{- end }}
 {{- if .Values.amqp.enabled }}
