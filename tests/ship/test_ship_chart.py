@@ -663,3 +663,17 @@ def test_lease_mode_accepts_a_peer_url_naming_the_replica(chart: Any, tmp_path: 
     assert settings.gateway.peer_url == mine
     with pytest.raises(helm.HelmValuesError, match="/config/gateway/peer_url"):
         render(chart, {"config": {"gateway": {"peer_url": "http://relay.example:9000"}}})
+
+
+def test_network_policy_lets_lease_mode_replicas_forward_to_each_other(chart: Any) -> None:
+    amqp = {"enabled": True, "url": "amqp://relay:pw@rabbitmq.mq:5672/"}
+    objects = render(chart, {"amqp": amqp, "networkPolicy": {"enabled": True}})
+    policy = one(objects, "NetworkPolicy")["spec"]
+    pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "exmail-relay",
+                                            "app.kubernetes.io/instance": "relay"}}}  # fmt: skip
+    assert pods in policy["ingress"][0]["from"]
+    assert {"to": [pods], "ports": [{"port": "http", "protocol": "TCP"}]} in policy["egress"]
+    # One static replica has nobody to forward to.
+    single = one(render(chart, {"networkPolicy": {"enabled": True}}), "NetworkPolicy")["spec"]
+    assert pods not in single["ingress"][0]["from"]
+    assert all(rule.get("to") != [pods] for rule in single["egress"])
