@@ -33,6 +33,7 @@ HEADLINE: dict[str, list[tuple[str, bool]]] = {
     ],
     "webhook": [],
     "gateway": [("calls_per_s", True), ("p99_ms", False), ("mail_p99_ms", False)],
+    "ha": [],
 }
 
 
@@ -74,6 +75,10 @@ def ratios(name: str, runs: dict[str, dict[str, Any]]) -> dict[str, float]:
         for base in ("floor", "naive", "direct"):
             if key in relay and key in runs.get(base, {}) and runs[base][key]:
                 out[f"{key} relay/{base}"] = round(relay[key] / runs[base][key], 3)
+    static = runs.get("static", {})
+    for key in ("takeover_p50_s", "takeover_max_s"):
+        if name == "ha" and relay.get(key) is not None and static.get(key):
+            out[f"{key} relay/static"] = round(relay[key] / static[key], 3)
     if name == "latency" and "p99_ms" in relay and "p99_ms" in runs.get("floor", {}):
         out["p99_ms relay-floor"] = round(relay["p99_ms"] - runs["floor"]["p99_ms"], 2)
     return out

@@ -22,6 +22,7 @@ from typing import Any
 import requests
 
 from bench import gateway, procs
+from bench import ha as bench_ha
 from bench.procs import BenchError, Emulator, Proc, Tenant
 
 INJECT_CHUNK = 1000
@@ -47,17 +48,22 @@ class Sizes:
     gw_concurrency: int = 200  # gateway: concurrent calls
     gw_duration: float = 30.0  # gateway: seconds of load
     gw_mail_rate: float = 20.0  # gateway: mails/s flowing meanwhile
+    ha_tenants: int = 12  # ha: tenants over 3 replicas
+    ha_kills: int = 10  # ha: kill -9 of the biggest owner (and of the static baseline)
+    ha_handoffs: int = 5  # ha: SIGTERM of the biggest owner
 
 
 SMOKE = Sizes(
     "smoke", tenants=2, mails=10, rate=20, duration=2, latency_tenants=2, idle_tenants=10,
     idle_window=5, hook_tenants=2, hook_mails=5, hold=2, idle_hold=5,
     gw_concurrency=5, gw_duration=1, gw_mail_rate=5,
+    ha_tenants=6, ha_kills=1, ha_handoffs=1,
 )  # fmt: skip
 DEFAULT = Sizes("default")
 FULL = Sizes(
     "full", tenants=50, mails=1000, rate=500, duration=60, latency_tenants=50,
     idle_tenants=10000, idle_window=30, hook_tenants=20, hook_mails=200,
+    ha_tenants=48, ha_kills=10, ha_handoffs=10,
 )  # fmt: skip
 
 
@@ -386,10 +392,23 @@ def _wait_healthy(base: str, expect: int, *, timeout: float, target: Proc) -> di
         time.sleep(0.2)
 
 
+def ha(target: str, sizes: Sizes) -> dict[str, Any]:
+    """Takeover and handoff gaps of 3 lease-mode replicas; a static restart as baseline."""
+    if target == "relay":
+        return bench_ha.lease(
+            tenants=sizes.ha_tenants,
+            kills=sizes.ha_kills,
+            handoffs=sizes.ha_handoffs,
+            hold=sizes.hold,
+        )
+    return bench_ha.static(tenants=sizes.ha_tenants, kills=sizes.ha_kills, hold=sizes.hold)
+
+
 SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ...]]] = {
     "burst": (burst, ("relay", "floor", "naive")),
     "latency": (latency, ("relay", "floor")),
     "idle": (idle, ("relay", "floor")),
     "webhook": (webhook, ("relay",)),
     "gateway": (gateway.run, ("relay", "direct")),
+    "ha": (ha, ("relay", "static")),
 }

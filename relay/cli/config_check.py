@@ -150,16 +150,16 @@ async def _check_tenant(settings: Settings, index: int) -> tuple[str, str | None
 
 
 async def _check_broker(settings: Settings) -> tuple[str, str | None]:
-    import aio_pika
     import aiormq
 
     from relay.core.redact import redact_url
+    from relay.sinks.connect import open_connection
 
     url = settings.amqp.url.get_secret_value()
     label = f"amqp: connect to {redact_url(url, keep_user=True)}"
     try:
         connection = await asyncio.wait_for(
-            aio_pika.connect(url, timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT * 2
+            open_connection(url, within=CONNECT_TIMEOUT), CONNECT_TIMEOUT * 2
         )
     except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
         password = urlsplit(url).password or ""

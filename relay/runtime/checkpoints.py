@@ -83,6 +83,7 @@ from relay.runtime.observer import (
     Observer,
     TenantObserver,
 )
+from relay.sinks.connect import open_connection
 
 __all__ = ["CheckpointObserver", "CheckpointStream"]
 
@@ -271,9 +272,9 @@ class CheckpointStream:
         attempt = 0
         while not self._stop.is_set():
             try:
-                connection = await aio_pika.connect(
+                connection = await open_connection(
                     self._url.get_secret_value(),
-                    timeout=10,
+                    within=10,
                     heartbeat=self._heartbeat,
                     name="exmail-relay checkpoints",
                 )

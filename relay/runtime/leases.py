@@ -51,6 +51,7 @@ from pydantic import SecretStr
 from relay.core.backoff import Backoff
 from relay.core.redact import redact_url, scrub
 from relay.core.shards import DEFAULT_SHARDS, LeaseChange, ReleaseReason, plan
+from relay.sinks.connect import open_connection
 
 __all__ = ["LeaseManager"]
 
@@ -241,12 +242,9 @@ class LeaseManager:
         while not self._stop.is_set():
             self._lost.clear()
             try:
-                connection = await aio_pika.connect(
-                    self._url.get_secret_value(),
-                    timeout=10,
-                    heartbeat=self._heartbeat,
-                    name=f"exmail-relay leases {self.replica_id}",
-                )
+                name = f"exmail-relay leases {self.replica_id}"
+                url, beat = self._url.get_secret_value(), self._heartbeat
+                connection = await open_connection(url, within=10, heartbeat=beat, name=name)
             except _LINK_ERRORS as exc:
                 self._note_error(f"cannot connect to {self.target}", exc, attempt)
                 attempt += 1

@@ -49,6 +49,7 @@ from relay.core.backoff import Backoff
 from relay.core.delivery import Delivered, Delivery, Outcome, Retry, Unavailable
 from relay.core.events import CONTENT_TYPE
 from relay.core.redact import redact_url
+from relay.sinks.connect import open_connection
 
 __all__ = ["AmqpSink"]
 
@@ -181,12 +182,14 @@ class AmqpSink:
             return
 
     async def _connect(self) -> None:
-        connection = await aio_pika.connect_robust(
+        connection = await open_connection(
             self._url.get_secret_value(),
-            timeout=10,
+            robust=True,
+            within=10,
             heartbeat=self._heartbeat,
             client_properties={"app_id": APP_ID},
         )
+        assert isinstance(connection, aio_pika.RobustConnection)
         connection.close_callbacks.add(self._link_lost)
         connection.reconnect_callbacks.add(self._link_restored)
         try:

@@ -17,7 +17,7 @@ import pytest
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.timeout(150)]
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = {"burst", "latency", "idle", "webhook", "gateway"}
+SCENARIOS = {"burst", "latency", "idle", "webhook", "gateway", "ha"}
 
 
 def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
@@ -48,8 +48,14 @@ def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
         ("webhook", "relay"),
         ("gateway", "relay"),
         ("gateway", "direct"),
+        ("ha", "relay"),
+        ("ha", "static"),
     }
     for run in runs:
         assert run["status"] == "ok", run
-        assert run["lost"] == 0, run
         assert run["sizes"] == "smoke"
+        if run["scenario"] == "ha":  # counts gaps, not events: each kill was measured
+            assert isinstance(run["takeover_max_s"], float), run
+        else:
+            assert run["lost"] == 0, run
+    assert isinstance(summaries["ha"]["takeover_p50_s relay/static"], float)

@@ -1,0 +1,45 @@
+"""Opening an AMQP connection without leaking it when the first connect fails.
+
+``aio_pika.connect`` and ``connect_robust`` build the connection object, then await its
+``connect()``; when that fails (a refused port, a bad password) they raise and leave the
+object unclosed. Its ``__del__`` then schedules ``close()`` on whatever loop runs when
+the garbage collector gets to it, and off a running loop that coroutine is never
+awaited ("RuntimeWarning: coroutine 'RobustConnection.close' was never awaited"),
+reported against whatever code runs at that moment. :func:`open_connection` does what
+they do and closes the object itself on failure. Used by every AMQP connection the relay
+opens: the sink, the shard leases, the checkpoint stream, ``config check --connect``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractConnection
+from aio_pika.connection import make_url
+
+__all__ = ["open_connection"]
+
+
+async def open_connection(
+    url: str,
+    *,
+    robust: bool = False,
+    within: float = 10.0,
+    client_properties: dict[str, Any] | None = None,
+    **options: Any,
+) -> AbstractConnection:
+    """``aio_pika.connect`` (or ``connect_robust``) with the same ``options`` (``heartbeat``,
+    ``name``, ...), closing the connection object if its first connect fails (after
+    ``within`` seconds at most)."""
+    cls = aio_pika.RobustConnection if robust else aio_pika.Connection
+    properties: dict[str, Any] = {"client_properties": client_properties or {}}
+    connection = cls(make_url(url, **options), **properties, **options)
+    try:
+        await connection.connect(timeout=within)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await connection.close()
+        raise
+    return connection
