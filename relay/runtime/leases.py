@@ -314,6 +314,7 @@ class LeaseManager:
         )
         if p.release:
             await self._release(control, p.release, "balance")
+            self._wake.set()  # tell the others at once (presence), not a tick later
         taken = 0
         for shard in p.acquire:
             if taken >= p.room or self._stop.is_set():
@@ -420,11 +421,11 @@ class LeaseManager:
         if leaving:
             self._peers.pop(replica, None)
         else:
-            new = replica not in self._peers
+            before = self._peers.get(replica)
             self._peers[replica] = (asyncio.get_running_loop().time(), owned)
-            if not new:
-                return
-        # A replica came or went: answer with our presence and replan now.
+            if before is not None and not before[1] - owned:
+                return  # nobody new, no shard freed
+        # A replica came or went, or freed a shard: answer with our presence, replan now.
         self._wake.set()
 
     def _expire_peers(self) -> None:
