@@ -9,8 +9,12 @@ The public surface is re-exported here; the private modules behind it are:
 - ``_json``, ``_decode``, ``_validation``, ``_retry``, ``_token``: the pure pieces.
 
 See ``docs/protocol.md`` for the operation ↔ method table and the parsing decisions.
+The request models and the parameter checks are public too (``Request`` and its
+subclasses, ``validation``): the API gateway validates a forwarded call with exactly the
+checks the client applies.
 """
 
+from relay.exmail import _validation as validation
 from relay.exmail._client import ExmailClient
 from relay.exmail._exceptions import (
     ApiError,
@@ -60,6 +64,15 @@ from relay.exmail._operations import (
     DEFAULT_TOKEN_URL,
     READ_OPERATIONS,
 )
+from relay.exmail._requests import (
+    GroupAddRequest,
+    GroupAllowListRequest,
+    GroupMembersRequest,
+    Params,
+    PartySyncRequest,
+    UserSyncRequest,
+)
+from relay.exmail._requests import _Request as Request
 from relay.exmail._retry import Backoff
 from relay.exmail._token import TokenCache
 
@@ -77,6 +90,9 @@ __all__ = [
     "ExmailError",
     "ExmailTimeout",
     "Gender",
+    "GroupAddRequest",
+    "GroupAllowListRequest",
+    "GroupMembersRequest",
     "GroupStatus",
     "HTTPStatusError",
     "InvalidCredentials",
@@ -92,6 +108,9 @@ __all__ = [
     "NewMail",
     "NotFound",
     "OpenType",
+    "Params",
+    "PartySyncRequest",
+    "Request",
     "ResponseTooLarge",
     "SyncAction",
     "TemporarilyUnavailable",
@@ -104,7 +123,9 @@ __all__ = [
     "UserAction",
     "UserList",
     "UserListEntry",
+    "UserSyncRequest",
     "VersionUpdate",
     "is_transient",
     "parse_listen",
+    "validation",
 ]

@@ -2,8 +2,8 @@
 how a body becomes the operation's form parameters.
 
 A body is validated exactly as :class:`~relay.exmail.ExmailClient` validates its own
-calls: writes through the same request models (:class:`~relay.exmail._requests.UserSyncRequest`,
-...), reads and the rest through the same checks (:mod:`relay.exmail._validation`). Any
+calls: writes through the same request models (:class:`~relay.exmail.UserSyncRequest`,
+...), reads and the rest through the same checks (:mod:`relay.exmail.validation`). Any
 violation raises :class:`~relay.exmail.InvalidRequest` before anything is sent (400).
 
 Keys may be spelled as the protocol documents them (``Alias``, ``PartyPath``,
@@ -21,17 +21,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from relay.exmail import READ_OPERATIONS, InvalidRequest
-from relay.exmail import _validation as v
-from relay.exmail._requests import (
+from relay.exmail import (
+    READ_OPERATIONS,
     GroupAddRequest,
     GroupAllowListRequest,
     GroupMembersRequest,
+    InvalidRequest,
     Params,
     PartySyncRequest,
+    Request,
     UserSyncRequest,
-    _Request,
 )
+from relay.exmail import validation as v
 
 __all__ = ["OPERATIONS", "WRITE_MODELS", "Operation", "Values", "params_for"]
 
@@ -88,7 +89,7 @@ def _check(f: dict[str, Any]) -> Params:
     return [("email", e) for e in emails]
 
 
-def _model(model: type[_Request]) -> Callable[[dict[str, Any]], Params]:
+def _model(model: type[Request]) -> Callable[[dict[str, Any]], Params]:
     def build(fields: dict[str, Any]) -> Params:
         return model.model_validate(fields).params()
 
@@ -99,7 +100,7 @@ def _op(name: str, scope: str, build: Callable[[dict[str, Any]], Params], *keys:
     return Operation(name, scope, build, frozenset(keys))
 
 
-_MODELS: dict[str, type[_Request]] = {
+_MODELS: dict[str, type[Request]] = {
     "user/sync": UserSyncRequest,
     "party/sync": PartySyncRequest,
     "group/add": GroupAddRequest,
@@ -109,7 +110,7 @@ _MODELS: dict[str, type[_Request]] = {
     "group/delallowlist": GroupAllowListRequest,
 }
 
-WRITE_MODELS: Mapping[str, type[_Request]] = _MODELS
+WRITE_MODELS: Mapping[str, type[Request]] = _MODELS
 """The request model of each write taking one (the OpenAPI document shows its schema)."""
 
 OPERATIONS: dict[str, Operation] = {

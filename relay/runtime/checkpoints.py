@@ -55,7 +55,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import aio_pika
-import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
@@ -83,6 +82,7 @@ from relay.runtime.observer import (
     Observer,
     TenantObserver,
 )
+from relay.sinks.connect import LINK_ERRORS as _LINK_ERRORS
 from relay.sinks.connect import open_connection
 
 __all__ = ["CheckpointObserver", "CheckpointStream"]
@@ -91,14 +91,6 @@ log = logging.getLogger("relay.runtime.checkpoints")
 
 T = TypeVar("T")
 
-# What a broker or a dead link can throw at us; anything else is a bug and surfaces.
-_LINK_ERRORS = (
-    aiormq.exceptions.AMQPError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-    aio_pika.exceptions.ChannelInvalidStateError,
-)
 
 CONTENT_TYPE = "application/json"
 

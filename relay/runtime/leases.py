@@ -51,6 +51,7 @@ from pydantic import SecretStr
 from relay.core.backoff import Backoff
 from relay.core.redact import redact_url, scrub
 from relay.core.shards import DEFAULT_SHARDS, LeaseChange, ReleaseReason, plan
+from relay.sinks.connect import LINK_ERRORS as _LINK_ERRORS
 from relay.sinks.connect import open_connection
 
 __all__ = ["LeaseManager"]
@@ -58,15 +59,6 @@ __all__ = ["LeaseManager"]
 log = logging.getLogger("relay.runtime.leases")
 
 T = TypeVar("T")
-
-# What a broker or a dead link can throw at us; anything else is a bug and surfaces.
-_LINK_ERRORS = (
-    aiormq.exceptions.AMQPError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-    aio_pika.exceptions.ChannelInvalidStateError,
-)
 
 
 class _LinkLost(Exception):

@@ -16,10 +16,21 @@ import contextlib
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractConnection
 from aio_pika.connection import make_url
 
-__all__ = ["open_connection"]
+__all__ = ["LINK_ERRORS", "open_connection"]
+
+#: What a broker or a dead link can throw at a client: anything else is a bug and
+#: surfaces. (The lease manager and the checkpoint stream catch exactly these.)
+LINK_ERRORS = (
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+)
 
 
 async def open_connection(
