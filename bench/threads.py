@@ -113,6 +113,7 @@ async def measure(sink: str, events: int, rate: float = 0.0) -> dict[str, float]
                     }
                 ],
                 http={"enabled": False},
+                sharding={"mode": "static"},  # one relay, listeners from the start
                 **sinks,
             )
             result = await _run(settings, base, events, rate, io.StringIO())
