@@ -304,8 +304,10 @@ class RelayService:
             if listener.status.journal_error is not None:
                 return listener.status.journal_error
         for drainer in self.drainers:
-            if drainer.refusals.error is not None:
-                return f"not writable: {drainer.refusals.error.removeprefix('journal: ')}"
+            refusals = drainer.refusals
+            if refusals.error is not None:
+                verb = "not readable" if refusals.read_failed else "not writable"
+                return f"{verb}: {refusals.error.removeprefix('journal: ')}"
         return None
 
     def task_alive(self, name: str) -> bool:

@@ -243,6 +243,7 @@ async def test_a_drainer_whose_claims_hit_a_damaged_page_pauses_without_a_crash_
             assert "is damaged" in (drainer.last_error or "")
             health = await service.health()
             assert "is damaged" in health.failing["sink:s"]
+            assert health.failing["journal"].startswith("not readable: "), health.failing
             assert service.crashes == {}, "the drainer never crashed"
             assert service.task_alive("drain:s")
         finally:
