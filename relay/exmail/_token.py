@@ -79,7 +79,10 @@ class TokenCache:
         return self._token is not None and self._clock() < self._expires_at
 
     async def get(self, *, force: bool = False) -> SecretStr:
-        """A valid token; fetched when there is none, it expired, or ``force``."""
+        """A valid token; fetched when there is none, it expired, or ``force``. With a
+        fence that says no, not even a cached one (:class:`TokenFenced`)."""
+        if self._fence is not None and not self._fence():
+            raise TokenFenced("no token: this replica does not hold the tenant's lease")
         if not force and self._valid():
             assert self._token is not None
             return self._token

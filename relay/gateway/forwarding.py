@@ -145,9 +145,22 @@ def _hopped(request: web.Request) -> bool:
 
 
 async def forward_or_refuse(
-    request: web.Request, exc: Misdirected, forwarder: Forwarder | None, max_body: int
+    request: web.Request,
+    exc: Misdirected,
+    forwarder: Forwarder | None,
+    max_body: int,
+    *,
+    moving: bool = False,
 ) -> web.Response:
-    """Forward to the owner, or the problem saying why not (421, 508, 413)."""
+    """Forward to the owner, or the problem saying why not (421, 508, 413). ``moving``
+    (lease mode): the tenant is configured here, so a request forwarded here that finds
+    it owned elsewhere met a handoff under way (503, try again), not a misconfiguration."""
+    if _hopped(request) and moving:
+        raise Problem(
+            503, "tenant-moving", "Tenant changing owner",
+            f"tenant {exc.tenant!r} changed owner while the request was forwarded; try again",
+            headers={"Retry-After": "1"},
+        )  # fmt: skip
     if _hopped(request):
         raise Problem(
             508, "forwarding-loop", "Loop detected",

@@ -34,6 +34,7 @@ from relay.exmail import (
     InvalidToken,
     NotFound,
     TemporarilyUnavailable,
+    TokenFenced,
 )
 
 __all__ = ["PROBLEM_CONTENT_TYPE", "RETRY_AFTER_UPSTREAM", "Problem", "from_exmail_error"]
@@ -101,6 +102,12 @@ def from_exmail_error(exc: ExmailError) -> Problem:
     retry = {"Retry-After": str(RETRY_AFTER_UPSTREAM)}
     if isinstance(exc, InvalidRequest):
         return Problem(400, "invalid-request", "Invalid request", detail)
+    if isinstance(exc, TokenFenced):  # the lease went while the call was under way
+        return Problem(
+            503, "tenant-moving", "Tenant changing owner",
+            "this replica gave the tenant up while the call was under way; try again",
+            headers={"Retry-After": "1"},
+        )  # fmt: skip
     if isinstance(exc, NotFound):
         return Problem(404, "upstream-not-found", "Not found in Exmail", detail, errcode=errcode)
     if isinstance(exc, TemporarilyUnavailable):

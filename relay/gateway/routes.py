@@ -353,7 +353,11 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise Problem(exc.status, "http-" + str(exc.status), exc.reason) from None
         except Misdirected as exc:
             response = await forward_or_refuse(
-                request, exc, gateway.forwarder, gateway.max_body_bytes
+                request,
+                exc,
+                gateway.forwarder,
+                gateway.max_body_bytes,
+                moving=exc.tenant in gateway.tenants,
             )
     except Problem as problem:
         response = problem.response(instance=request.path)

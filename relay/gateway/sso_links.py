@@ -30,6 +30,8 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from relay.exmail import ExmailClient, ExmailError
+from relay.gateway.forwarding import Misdirected, forward_or_refuse
+from relay.gateway.problems import Problem
 from relay.gateway.routes import Gateway
 from relay.links import DEFAULT_SKEW, Claim, LinkCheck, SeenLinks, normalize_email, verify_sso_link
 
@@ -232,10 +234,34 @@ def gateway_sso_route(gateway: Gateway) -> web.RouteDef:
             if api_client.name == client:
                 gateway.clients.used(api_client, gateway.clock())
 
-    return sso_link_route(
+    inner = sso_link_handler(
         secrets_for_tenant=secrets_for_tenant,
         client_for_tenant=client_for_tenant,
         seen=gateway.seen,
         clock=gateway.clock,
         on_done=done,
     )
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        # Like /v1: only the replica running the tenant answers (it holds the token and
+        # the single-use memory); the others send the browser's request on to it.
+        tenant = request.match_info["tenant"]
+        if gateway.tenants.get(tenant) is not None and gateway.serves(tenant):
+            return await inner(request)
+        owner = gateway.owner_of(tenant)
+        if owner is None:
+            if gateway.tenants.get(tenant) is None:
+                return await inner(request)  # unknown here: the plain refusal page
+            return _page(_UNAVAILABLE, 503)  # between owners: try again in a moment
+        try:
+            return await forward_or_refuse(
+                request,
+                Misdirected(tenant, owner),
+                gateway.forwarder,
+                gateway.max_body_bytes,
+                moving=tenant in gateway.tenants,
+            )
+        except Problem as problem:
+            return _page(_UNAVAILABLE, problem.status)
+
+    return web.get("/sso/{tenant}/{email}", handle, allow_head=False)

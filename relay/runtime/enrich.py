@@ -23,6 +23,7 @@ from relay.exmail import (
     ExmailClient,
     ExmailError,
     NotFound,
+    TokenFenced,
     UserAction,
     UserListEntry,
     is_transient,
@@ -74,6 +75,8 @@ class Enricher:
                     profile = profile_of(await self.client.user_get(entry.alias))
                 except NotFound:
                     exists = False
+                except TokenFenced:
+                    raise  # the lease is gone: let the tenant go, commit nothing
                 except ExmailError as exc:
                     if is_transient(exc):
                         raise  # the whole change is retried from the old Ver

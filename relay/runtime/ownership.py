@@ -267,6 +267,10 @@ class ShardRunner:
             for late in pending:
                 late.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        for listener in entry.listeners:
+            # The next owner's fetch voids it anyway; forgetting it now means nothing here
+            # can use it meanwhile (the fence stops any new fetch).
+            listener.client.tokens.invalidate()
         if self._shards.get(shard) is entry:
             del self._shards[shard]
             self._observer.owned_shards(len(self._shards))

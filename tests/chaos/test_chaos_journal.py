@@ -109,7 +109,7 @@ async def test_a_full_journal_under_traffic_loses_no_fetched_mail(tmp_path: Path
             restarts = [
                 line for line in relay.log_lines() if line.get("message") == "relay started"
             ]
-            assert len(restarts) == 1, "the process never restarted"
+            assert len(restarts) == 1, "the relay was started once and never restarted"
             crashes = [line for line in relay.log_lines() if "crashed" in line.get("message", "")]
             assert crashes == []
     assert len(sent) == 50 + 100 + 30

@@ -6,6 +6,7 @@ not own (it would take the owner's token: one token per account)."""
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,10 +20,12 @@ from prometheus_client import CollectorRegistry
 from relay.app.wiring import Running
 from relay.core.shards import shard_of
 from relay.emulator import Emulator
+from relay.links import sign_sso_link
 from relay.ops.metrics import Metrics, PrometheusObserver
 from tests.gateway.conftest import (
     ADMIN,
     PORTAL_KEY,
+    PORTAL_LINK_SECRET,
     SECRET,
     base,
     bearer,
@@ -134,5 +137,18 @@ async def test_a_request_goes_to_the_lease_holder_and_only_it_takes_the_token(
             headers=bearer(PORTAL_KEY),
         ) as resp:
             assert resp.status == 200
+        # A signed SSO link followed on the replica that does not hold zeta: the owner
+        # answers (its token, its single-use memory), and the browser is redirected.
+        link = sign_sso_link(
+            base_url=base(runs[other]),
+            tenant="zeta",
+            email=ZED,
+            secret=PORTAL_LINK_SECRET.encode(),
+            expires_at=int(time.time()) + 300,
+        )
+        async with http.get(link, allow_redirects=False) as resp:
+            assert resp.status == 302, await resp.text()
+            assert resp.headers["Location"].startswith(emulator.login_url)
+            assert f"exmail-relay-{other}" in resp.headers["Via"]
         # Nobody took the token from the owner: no fetch beyond the listener's first.
         assert len(emulator.token_fetches(ZETA_ADMIN)) == fetches == 1

@@ -15,6 +15,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,11 @@ from relay.app.settings import Settings, TenantSettings
 from relay.app.wiring import Running, build_service, client_for
 from relay.core.routing import Router
 from relay.emulator import Emulator
-from relay.exmail import TokenFenced
+from relay.exmail import TokenFenced, UserAction, UserListEntry
 from relay.exmail._token import TokenCache
 from relay.journal import Journal
 from relay.ops.metrics import Metrics, PrometheusObserver
+from relay.runtime.enrich import Enricher
 from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
 from relay.runtime.ownership import CheckpointSource, ShardRunner
@@ -341,9 +343,10 @@ async def test_a_fenced_token_cache_fetches_nothing() -> None:
     with pytest.raises(TokenFenced):
         await cache.refresh(second)
     assert len(fetched) == 2, "no fetch once the fence says no"
-    assert (await cache.get()).get_secret_value() == "token-2"
-    # Not even a first fetch, or a forced one, without the lease (a non-owner's gateway
-    # call must never take the owner's token).
+    # Not even the cached token, a forced one or a first fetch without the lease (a
+    # non-owner's gateway call must never use or take the owner's token).
+    with pytest.raises(TokenFenced):
+        await cache.get()
     with pytest.raises(TokenFenced):
         await cache.get(force=True)
     with pytest.raises(TokenFenced):
@@ -375,3 +378,19 @@ async def test_a_listener_that_lost_its_lease_lets_the_tenant_go_without_a_token
         assert listener.status.state == "stopped"
         assert await token_fetches(emu) == fetches, "the fenced replica fetched no token"
         assert (await listening(emu))["t0"] == 0
+
+
+async def test_a_fence_closing_during_a_directory_expansion_commits_nothing(
+    emu: Emulator,
+) -> None:
+    """``user/get`` refused by the fence (the lease went mid-expansion) must end the
+    change, not report the user without a profile: the old owner would commit degraded
+    user events and a checkpoint the next owner then reports again."""
+    tenant = TenantSettings(**tenant_settings(emu, "t0"))
+    async with client_for(tenant, token_fence=lambda: False) as client:
+        skipped: list[str] = []
+        enricher = Enricher("t0", client, concurrency=2, skipped=lambda k, d: skipped.append(d))
+        entry = UserListEntry(alias="u0@t0.example.com", code=1, action=UserAction.ADDED)
+        with pytest.raises(TokenFenced):
+            await enricher.user_events([entry], 7, datetime.now(UTC), snapshot=False)
+    assert skipped == [], "a fenced lookup is not a refusal to skip past"
