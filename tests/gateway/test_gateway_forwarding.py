@@ -48,28 +48,38 @@ def free_port_on_both() -> int:
     raise AssertionError("no port free on both addresses")
 
 
-@contextlib.asynccontextmanager
-async def two_replicas(
-    emu: Emulator, tmp_path: Path, http: aiohttp.ClientSession, *, peers: bool
-) -> AsyncIterator[tuple[Running, Running]]:
-    assert shard_of("acme", 2) == 0 and shard_of("zeta", 2) == 1
+async def zeta_and_a_port(http: aiohttp.ClientSession, emu: Emulator) -> int:
+    """A second company on the emulator (tenant zeta) and a port free on both replicas."""
     await control(
         http,
         emu,
         "company",
         {"admin": ZETA_ADMIN, "key": SECRET, "domains": ["zeta.test"], "users": [{"alias": ZED}]},
     )
-    port = free_port_on_both()
+    return free_port_on_both()
+
+
+def tenant_of(emu: Emulator) -> dict[str, Any]:
+    """A tenant's settings on ``emu`` (name and client_id added by the caller)."""
+    return {
+        "client_secret": SECRET,
+        "api_url": emu.api_url,
+        "token_url": emu.token_url,
+        "login_url": emu.login_url,
+        "hold": 0.5,
+        "request_timeout": 2,
+    }
+
+
+@contextlib.asynccontextmanager
+async def two_replicas(
+    emu: Emulator, tmp_path: Path, http: aiohttp.ClientSession, *, peers: bool
+) -> AsyncIterator[tuple[Running, Running]]:
+    assert shard_of("acme", 2) == 0 and shard_of("zeta", 2) == 1
+    port = await zeta_and_a_port(http, emu)
 
     def settings(index: int) -> Any:
-        tenant = {
-            "client_secret": SECRET,
-            "api_url": emu.api_url,
-            "token_url": emu.token_url,
-            "login_url": emu.login_url,
-            "hold": 0.5,
-            "request_timeout": 2,
-        }
+        tenant = tenant_of(emu)
         gateway: dict[str, Any] = {"forward_timeout": 5}
         if peers:
             gateway["peer_url"] = f"http://127.0.0.1{{index}}:{port}"

@@ -26,13 +26,11 @@ from tests.gateway.conftest import (
     ADMIN,
     PORTAL_KEY,
     PORTAL_LINK_SECRET,
-    SECRET,
     base,
     bearer,
-    control,
     gateway_settings,
 )
-from tests.gateway.test_gateway_forwarding import ZED, ZETA_ADMIN, free_port_on_both
+from tests.gateway.test_gateway_forwarding import ZED, ZETA_ADMIN, tenant_of, zeta_and_a_port
 from tests.support import AMQP_URL, eventually, running_relay
 
 pytestmark = pytest.mark.rabbitmq
@@ -58,23 +56,10 @@ async def two_lease_replicas(
     emu: Emulator, tmp_path: Path, http: aiohttp.ClientSession, prefix: str
 ) -> AsyncIterator[dict[str, Running]]:
     assert shard_of("acme", 2) != shard_of("zeta", 2)
-    await control(
-        http,
-        emu,
-        "company",
-        {"admin": ZETA_ADMIN, "key": SECRET, "domains": ["zeta.test"], "users": [{"alias": ZED}]},
-    )
-    port = free_port_on_both()
+    port = await zeta_and_a_port(http, emu)
 
     def settings(replica: str) -> Any:
-        tenant = {
-            "client_secret": SECRET,
-            "api_url": emu.api_url,
-            "token_url": emu.token_url,
-            "login_url": emu.login_url,
-            "hold": 0.5,
-            "request_timeout": 2,
-        }
+        tenant = tenant_of(emu)
         return gateway_settings(
             emu,
             tmp_path / replica,
