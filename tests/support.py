@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import inspect
 import os
+import shutil
 import sys
 import threading
 import traceback
@@ -26,6 +27,7 @@ __all__ = [
     "BROKER_ADDRESS",
     "SocketUse",
     "TcpProxy",
+    "chromium",
     "eventually",
     "recorded_sockets",
     "running_relay",
@@ -205,3 +207,24 @@ async def running_relay(
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)
+
+
+async def chromium(*args: str) -> str:
+    """Run headless Chromium (Debian's, installed by ``.ci/test``) with ``args``; its
+    stdout. The flags keep it off the network this machine does not have."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary is not None, "chromium is required (apt-get install -y chromium)"
+    proc = await asyncio.create_subprocess_exec(
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 45)
+    assert proc.returncode == 0
+    return out.decode()

@@ -4,35 +4,17 @@ the end of the redirect."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import time
 
 from relay.app.wiring import Running
 from relay.links import sign_sso_link
 from tests.gateway.conftest import KIOSK_LINK_SECRET, PORTAL_LINK_SECRET, base
+from tests.support import chromium
 
 
 async def chromium_dom(url: str) -> str:
     """The DOM Chromium ends on after loading ``url`` (following redirects)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium is not None, "chromium is required (apt-get install -y chromium)"
-    proc = await asyncio.create_subprocess_exec(
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--virtual-time-budget=3000",
-        "--dump-dom",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 45)
-    assert proc.returncode == 0
-    return out.decode()
+    return await chromium("--virtual-time-budget=3000", "--dump-dom", url)
 
 
 async def test_chromium_follows_a_signed_link_into_the_right_mailbox(

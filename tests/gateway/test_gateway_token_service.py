@@ -72,18 +72,6 @@ async def test_a_herd_of_50_refreshes_with_one_stale_token_fetches_once() -> Non
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(port=0, hold=0.5) as emu:
-        yield emu
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def client(emulator: Emulator) -> AsyncIterator[ExmailClient]:
     async with ExmailClient(
         client_id=ADMIN,

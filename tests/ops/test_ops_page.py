@@ -3,10 +3,8 @@ Chromium."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from relay.runtime.status import (
     TenantStatus,
 )
 from tests.ops.conftest import Control, eventually, get_json, settings, tenant
-from tests.support import running_relay
+from tests.support import chromium, running_relay
 
 
 def sample(**overrides: Any) -> Status:
@@ -156,25 +154,6 @@ def _cells(dom: str, attr: str, name: str) -> dict[str, str]:
     }
 
 
-async def _chromium(*args: str) -> str:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium is not None, "chromium is required (apt-get install -y chromium)"
-    proc = await asyncio.create_subprocess_exec(
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 45)
-    assert proc.returncode == 0
-    return out.decode()
-
-
 async def test_page_in_headless_chromium_matches_status_json(
     tmp_path: Path, emulator: Emulator, control: Control, http: aiohttp.ClientSession
 ) -> None:
@@ -201,11 +180,11 @@ async def test_page_in_headless_chromium_matches_status_json(
             return bool(counts.get("exmail.mail.new") == 4 and data["sinks"][0]["backlog"] == 0)
 
         await eventually(four_new, what="fourth mail delivered")
-        dom = await _chromium("--virtual-time-budget=8000", "--dump-dom", url)
+        dom = await chromium("--virtual-time-budget=8000", "--dump-dom", url)
         _, data = await get_json(http, url + "status.json")
         # docs/images/status.png was taken this way (copy tmp_path's file to refresh it).
         shot = tmp_path / "status.png"
-        await _chromium(
+        await chromium(
             "--virtual-time-budget=4000", "--window-size=1100,900", f"--screenshot={shot}", url
         )
         assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 1000
