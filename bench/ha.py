@@ -169,7 +169,8 @@ def _delete(name: str) -> None:
     try:
         channel = conn.channel()
         channel.queue_delete(name)
-        channel.queue_delete(f"{name}.checkpoints")
+        for shard in range(16):
+            channel.queue_delete(f"{name}.checkpoint.{shard}")
         channel.exchange_delete(name)
         channel.exchange_delete(f"{name}.presence")
     finally:

@@ -227,6 +227,23 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=r,
         )
+        self.checkpoint_store_up = Gauge(
+            "exmail_relay_checkpoint_store_up",
+            "Lease mode: 1 while the checkpoint store's broker link is up.",
+            registry=r,
+        )
+        self.checkpoints_refused = Counter(
+            "exmail_relay_checkpoints_refused",
+            "Lease mode: checkpoint messages dropped on read, never merged, by reason"
+            " (unsigned, malformed, bad signature, not a snapshot).",
+            ["reason"],
+            registry=r,
+        )
+        self.checkpoint_waiting_shards = Gauge(
+            "exmail_relay_checkpoint_waiting_shards",
+            "Lease mode: held shards whose tenants wait for a complete checkpoint read.",
+            registry=r,
+        )
 
 
 @functools.cache
@@ -341,3 +358,12 @@ class PrometheusObserver(Observer):
 
     def takeover_gap(self, seconds: float) -> None:
         self.metrics.takeover_gap.observe(seconds)
+
+    def checkpoint_store(self, connected: bool) -> None:
+        self.metrics.checkpoint_store_up.set(1 if connected else 0)
+
+    def checkpoint_refused(self, reason: str) -> None:
+        self.metrics.checkpoints_refused.labels(reason).inc()
+
+    def checkpoint_waiting(self, shards: int) -> None:
+        self.metrics.checkpoint_waiting_shards.set(shards)

@@ -395,6 +395,16 @@ def _sharding_line(s: ShardingStatus | None) -> str:
             text += f"; last handoff: shard {h.shard} {h.kind}{why} at {_time(h.at)}"
         if s.last_error:
             text += f"; lease error: {_e(s.last_error)}"
+        if (c := s.checkpoints) is not None:
+            text += f"; checkpoints: {'connected' if c.connected else 'not connected'}"
+            if c.last_error:
+                text += f" ({_e(c.last_error)})"
+            for shard, why in c.waiting.items():
+                text += f"; shard {_e(shard)} waits for its checkpoints: {_e(why)}"
+            if c.refused or c.malformed:
+                text += f"; checkpoint messages dropped: {c.refused + c.malformed}"
+                if c.last_refused:
+                    text += f" (last: {_e(c.last_refused)})"
     return f'<p id="sharding"><small>{text}</small></p>\n'
 
 

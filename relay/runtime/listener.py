@@ -68,6 +68,7 @@ from relay.exmail import (
     is_transient,
 )
 from relay.journal import Journal, JournalClosed, JournalError
+from relay.runtime.checkpointing import CheckpointPublisher, NoCheckpoints
 from relay.runtime.enrich import Enricher
 from relay.runtime.observer import Observer
 from relay.runtime.translate import Translation, translate_listen
@@ -125,8 +126,13 @@ class Listener:
         observer: Observer | None = None,
         silence_limit: float | None = None,
         on_listen: Callable[[], None] | None = None,
+        checkpoints: CheckpointPublisher | None = None,
     ) -> None:
         self.tenant = tenant
+        # Every Ver committed (and the one resumed from) goes here: in lease mode the
+        # broker's copy that the next owner of the shard starts from. An explicit
+        # dependency, not an observer: replacing the metrics must not switch HA off.
+        self._checkpoints: CheckpointPublisher = checkpoints or NoCheckpoints()
         # Unanswered longer than this fails readiness; default: the listen deadline.
         self.silence_limit = client.listen_timeout if silence_limit is None else silence_limit
         self._observe = (observer or Observer()).tenant(tenant)
@@ -228,6 +234,7 @@ class Listener:
             if ver is not None:
                 self.status.ver = ver
                 self._observe.checkpoint(ver)
+                self._checkpoints.publish(self.tenant, ver)
                 return ver
             try:
                 result = await self._interruptible(self._bootstrap())
@@ -322,6 +329,7 @@ class Listener:
         if checkpoint is not None:
             self.status.ver = checkpoint
             self._observe.checkpoint(checkpoint)
+            self._checkpoints.publish(self.tenant, checkpoint)
         self._observe.committed(built)
         stamp = self._clock()
         for event in built:

@@ -113,6 +113,16 @@ class Observer:
     def takeover_gap(self, seconds: float) -> None:
         """Lease mode: from a shard's acquisition to its first tenant's first listen."""
 
+    def checkpoint_store(self, connected: bool) -> None:
+        """Lease mode: whether the checkpoint store's broker link is up."""
+
+    def checkpoint_refused(self, reason: str) -> None:
+        """Lease mode: a checkpoint message was dropped on read (unsigned, malformed,
+        bad signature), never merged."""
+
+    def checkpoint_waiting(self, shards: int) -> None:
+        """Lease mode: how many held shards wait for a complete checkpoint read."""
+
 
 class ForwardingTenantObserver(TenantObserver):
     """Passes every report on to ``inner``; subclasses override what they add to."""
@@ -141,7 +151,7 @@ class ForwardingTenantObserver(TenantObserver):
 
 class ForwardingObserver(Observer):
     """Passes every report on to ``inner``: the base of observers that add to another
-    (the unread cache, the checkpoint stream), so a method added to the seam is never
+    (the unread cache), so a method added to the seam is never
     dropped by a wrapper that forgot it (tests/runtime/test_runtime_observer.py)."""
 
     def __init__(self, inner: Observer) -> None:
@@ -173,3 +183,12 @@ class ForwardingObserver(Observer):
 
     def takeover_gap(self, seconds: float) -> None:
         self.inner.takeover_gap(seconds)
+
+    def checkpoint_store(self, connected: bool) -> None:
+        self.inner.checkpoint_store(connected)
+
+    def checkpoint_refused(self, reason: str) -> None:
+        self.inner.checkpoint_refused(reason)
+
+    def checkpoint_waiting(self, shards: int) -> None:
+        self.inner.checkpoint_waiting(shards)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OMIT_NONE",
+    "CheckpointStatus",
     "ClientStatus",
     "HandoffStatus",
     "Health",
@@ -201,6 +202,23 @@ class HandoffStatus(_JsonRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointStatus(_JsonRecord):
+    """Lease mode: the checkpoint store on the broker. ``waiting``: held shards whose
+    tenants wait for a complete read, with why (``"<shard>": "<reason>"``); ``refused``:
+    messages dropped on read because they were unsigned or not signed by this
+    deployment (``malformed``: signed but not a snapshot of their shard)."""
+
+    queues: str
+    connected: bool
+    last_error: str | None
+    published: int
+    refused: int
+    malformed: int
+    last_refused: str | None
+    waiting: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class ShardingStatus(_JsonRecord):
     """Which shards this replica runs. ``static``: the one fixed shard ``index`` of
     ``count`` (``live`` empty: nothing is heard from the others); ``lease``: the leases
@@ -214,6 +232,7 @@ class ShardingStatus(_JsonRecord):
     standby: bool
     last_handoff: HandoffStatus | None = None
     last_error: str | None = None
+    checkpoints: CheckpointStatus | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,10 @@ def admin(tenant: str) -> str:
     return f"admin@{tenant}.test"
 
 
+# Signs this cluster's checkpoint messages ([sharding] secret).
+DEPLOYMENT_SECRET = "ha-test-deployment-secret-0123"
+
+
 def tenants_of(shards: Iterable[int]) -> set[str]:
     wanted = set(shards)
     return {t for t in TENANTS if shard_of(t, SHARDS) in wanted}
@@ -84,6 +88,7 @@ replica_id = "{replica}"
 prefix = "{prefix}"
 heartbeat = {HEARTBEAT}
 shards = {SHARDS}
+secret = "{DEPLOYMENT_SECRET}"
 [shutdown]
 timeout = 3
 [http]
@@ -253,7 +258,8 @@ async def _delete_names(broker: Broker, prefix: str) -> None:
         await channel.queue_delete(broker.queue)
         await channel.exchange_delete(broker.exchange)
         await channel.exchange_delete(f"{prefix}.presence")
-        await channel.queue_delete(f"{prefix}.checkpoints")
+        for shard in range(16):  # the checkpoint queues
+            await channel.queue_delete(f"{prefix}.checkpoint.{shard}")
 
 
 @contextlib.asynccontextmanager

@@ -27,22 +27,25 @@ from pydantic import SecretStr
 
 from relay.app.settings import Settings, TenantSettings
 from relay.app.wiring import Running, build_service, client_for
+from relay.core.backoff import Backoff
 from relay.core.routing import Router
 from relay.emulator import Emulator
 from relay.exmail import TokenFenced, UserAction, UserListEntry
 from relay.exmail._token import TokenCache
 from relay.journal import Journal
 from relay.ops.metrics import Metrics, PrometheusObserver
+from relay.runtime.checkpoints import CheckpointStore
 from relay.runtime.enrich import Enricher
 from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
-from relay.runtime.ownership import CheckpointSource, ShardRunner
+from relay.runtime.ownership import ShardRunner
 from tests.pipeline.support import control
-from tests.support import AMQP_URL, eventually
+from tests.support import AMQP_URL, BROKER_ADDRESS, TcpProxy, eventually
 
 TENANTS = [f"t{i}" for i in range(6)]
 SHARDS = 16
 KEY = "exmail-demo-key"
+SECRET = "ownership-test-secret-0123456789"
 
 
 def admin(tenant: str) -> str:
@@ -70,7 +73,8 @@ async def prefix() -> AsyncIterator[str]:
         await channel.queue_delete(name)
         await channel.exchange_delete(name)
         await channel.exchange_delete(f"{name}.presence")
-        await channel.queue_delete(f"{name}.checkpoints")  # the checkpoint stream
+        for shard in range(16):  # the checkpoint queues
+            await channel.queue_delete(f"{name}.checkpoint.{shard}")
 
 
 def tenant_settings(emu: Emulator, name: str) -> dict[str, Any]:
@@ -93,7 +97,13 @@ def lease_settings(
         journal={"path": tmp_path / f"{replica}.sqlite3", "synchronous": "normal"},
         tenants=[tenant_settings(emu, t) for t in TENANTS],
         amqp={"enabled": True, "url": AMQP_URL, "exchange": prefix, "queue": prefix},
-        sharding={"replica_id": replica, "prefix": prefix, "heartbeat": 2, **sharding},
+        sharding={
+            "replica_id": replica,
+            "prefix": prefix,
+            "heartbeat": 2,
+            "secret": [SECRET],
+            **sharding,
+        },
         http={"enabled": False},
         shutdown={"timeout": 3},
     )
@@ -101,7 +111,7 @@ def lease_settings(
 
 @contextlib.asynccontextmanager
 async def relay(
-    s: Settings, *, checkpoints: CheckpointSource | None = None
+    s: Settings, *, checkpoints: CheckpointStore | None = None
 ) -> AsyncIterator[tuple[Running, CollectorRegistry]]:
     """One relay with a registry of its own, running until the block ends (graceful)."""
     registry = CollectorRegistry()
@@ -278,6 +288,63 @@ async def test_a_standby_is_ready_and_takes_over_from_the_broker_checkpoint(
             status = (await b.service.status()).sharding
             assert status is not None and not status.standby
             assert status.last_handoff is not None and status.last_handoff.kind == "acquired"
+
+
+@pytest.mark.rabbitmq
+async def test_a_checkpoint_read_that_fails_makes_the_shard_wait_not_bootstrap(
+    tmp_path: Path, emu: Emulator, prefix: str
+) -> None:
+    """The lease is held, but the checkpoint store cannot reach the broker: the shard's
+    tenants wait (no listen, no token, no bootstrap into the journal), readiness and
+    status say why; once the store's link is back the read completes (nothing kept: a
+    new deployment) and the tenants bootstrap as usual."""
+    proxy = TcpProxy(*BROKER_ADDRESS)
+    await proxy.start()
+    port = proxy.port
+    await proxy.stop()  # the store's path to the broker is down from the start
+    url = f"amqp://guest:guest@127.0.0.1:{port}/"
+    s = lease_settings(emu, tmp_path, "r-wait", prefix, shards=1)
+    store = CheckpointStore(
+        url=SecretStr(url),
+        secrets=[SecretStr(SECRET)],
+        shards=1,
+        prefix=prefix,
+        heartbeat=2,
+        read_timeout=0.5,
+        reconnect_backoff=Backoff(base=0.05, cap=0.3),
+    )
+    try:
+        async with store, relay(s, checkpoints=store) as (running, registry):
+            runner = runner_of(running)
+            await eventually(lambda: runner.leases.owned == {0}, what="the lease")
+            await eventually(lambda: 0 in runner.waiting, what="the shard to wait")
+            health = await running.service.health()
+            assert "checkpoints" in health.failing, health
+            assert "shard 0 waits for its checkpoints" in health.failing["checkpoints"]
+            sharding = (await running.service.status()).sharding
+            assert sharding is not None and sharding.checkpoints is not None
+            assert "0" in sharding.checkpoints.waiting
+            assert not sharding.checkpoints.connected
+            tenants = (await running.service.status()).tenants
+            assert all("waiting for checkpoints" in (t.last_error or "") for t in tenants)
+            assert registry.get_sample_value("exmail_relay_checkpoint_waiting_shards") == 1
+            await asyncio.sleep(1.5)  # several failed reads: still nothing bootstrapped
+            assert await running.service.journal.checkpoints() == {}, "no bootstrap"
+            assert sum((await listening(emu)).values()) == 0
+            assert await token_fetches(emu) == 0
+
+            await proxy.start()
+            await eventually(
+                lambda: _all_of(running.service.journal.checkpoints, TENANTS),
+                seconds=15,
+                what="the tenants to bootstrap after a complete read",
+            )
+            assert runner.waiting == {}
+            health = await running.service.health()
+            assert "checkpoints" in health.ok, health
+            assert registry.get_sample_value("exmail_relay_checkpoint_waiting_shards") == 0
+    finally:
+        await proxy.stop()
 
 
 async def _all_of(
