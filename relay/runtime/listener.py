@@ -141,6 +141,8 @@ class Listener:
         self.route = route
         self.bootstrap = bootstrap
         self.status = ListenerStatus(tenant)
+        # Each account's newest MailId seen: what an unread count's id is anchored on.
+        self._last_mail: dict[str, str] = {}
         self._on_listen = on_listen or (lambda: None)  # before every listen (takeover gap)
         self._enricher = Enricher(
             tenant, client, concurrency=enrich_concurrency, skipped=self._skip
@@ -282,7 +284,9 @@ class Listener:
         if messages is None:  # stopped while waiting
             return ver
         self.status.unanswered_since = None
-        translation = translate_listen(self.tenant, ver, messages, now=self._now())
+        translation = translate_listen(
+            self.tenant, ver, messages, now=self._now(), last_mail=self._last_mail
+        )
         for skipped in translation.skipped:
             self._skip(skipped.kind, skipped.detail)
         if translation.unreadable:

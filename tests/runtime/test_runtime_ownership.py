@@ -28,6 +28,8 @@ from pydantic import SecretStr
 from relay.app.settings import Settings, TenantSettings
 from relay.app.wiring import Running, build_service, client_for
 from relay.core.backoff import Backoff
+from relay.core.checkpoints import KIND, encode
+from relay.core.envelope import HEADER, sign
 from relay.core.routing import Router
 from relay.emulator import Emulator
 from relay.exmail import TokenFenced, UserAction, UserListEntry
@@ -345,6 +347,59 @@ async def test_a_checkpoint_read_that_fails_makes_the_shard_wait_not_bootstrap(
             assert registry.get_sample_value("exmail_relay_checkpoint_waiting_shards") == 0
     finally:
         await proxy.stop()
+
+
+def user_event_ids(running: Running, tenant: str) -> dict[tuple[str, str], str]:
+    """(type, account) -> event id of the ``exmail.user.*`` events ``tenant`` committed."""
+    found: dict[tuple[str, str], str] = {}
+    for listener in runner_of(running).listeners:
+        if listener.tenant == tenant:
+            for _, kind, event_id, subject in listener.status.recent:
+                if kind.startswith("exmail.user."):
+                    found[(kind, subject)] = event_id
+    return found
+
+
+@pytest.mark.rabbitmq
+async def test_a_takeover_from_an_older_checkpoint_re_emits_with_identical_ids(
+    tmp_path: Path, emu: Emulator, prefix: str
+) -> None:
+    """A reports a directory change (Ver v1 -> v2) and stops. The broker's checkpoint is
+    then older than what A committed (v1: as after a lost confirm), and another change
+    is made. B, with an empty journal, lists from v1 and reports A's change again, in a
+    listing with another new Ver: the same change carries the same id."""
+    one_shard = {"shards": 1}
+    hire = {"action": "add", "alias": "hire@t0.example.com", "name": "Hire"}
+    async with relay(lease_settings(emu, tmp_path, "r-a", prefix, **one_shard)) as (a, _):
+        ra = runner_of(a)
+        await eventually(lambda: settled(emu, [ra], 1), what="A owns the one shard")
+        before = await eventually(
+            lambda: _all_of(a.service.journal.checkpoints, TENANTS), what="A's bootstrap"
+        )
+        await control(emu, "user", {**hire, "company": admin("t0")})
+        await eventually(lambda: user_event_ids(a, "t0"), what="A reports the hire")
+        a_ids = user_event_ids(a, "t0")
+    # The kept snapshot goes back to v1 (signed: it is the deployment's own).
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        queue = f"{prefix}.checkpoint.0"
+        await (await channel.get_queue(queue)).purge()
+        body = encode(0, before)
+        header = sign(KIND, body, secret=SECRET.encode(), at_ms=int(time.time() * 1000))
+        await channel.default_exchange.publish(
+            aio_pika.Message(body, headers={HEADER: header}), routing_key=queue
+        )
+    other = {"action": "add", "alias": "other@t0.example.com", "name": "Other"}
+    await control(emu, "user", {**other, "company": admin("t0")})
+    async with relay(lease_settings(emu, tmp_path, "r-b", prefix, **one_shard)) as (b, _):
+        await eventually(
+            lambda: len(user_event_ids(b, "t0")) >= 2, seconds=15, what="B lists from v1"
+        )
+        b_ids = user_event_ids(b, "t0")
+    key = ("exmail.user.added", "hire@t0.example.com")
+    assert b_ids[key] == a_ids[key], "the same change, the same id"
+    assert b_ids[("exmail.user.added", "other@t0.example.com")] != a_ids[key]
 
 
 async def _all_of(
