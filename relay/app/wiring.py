@@ -442,8 +442,7 @@ def _checkpoint_store(
     settings: Settings, leases: LeaseManager, observer: Observer
 ) -> CheckpointStore:
     """Lease mode's checkpoint store on ``[amqp] url``: signed with the deployment
-    secret, one queue per shard under the lease prefix; a shard is published only while
-    its lease is held, so a replica that lost it cannot crowd out the new owner's."""
+    secret, one queue per shard under the lease prefix."""
     sh = settings.sharding
     if not sh.secret:
         raise ConfigError(
@@ -455,7 +454,6 @@ def _checkpoint_store(
         secrets=sh.secret,
         shards=leases.shards,
         prefix=sh.prefix,
-        may_publish=leases.holds,
         heartbeat=sh.heartbeat,
         observer=observer,
     )

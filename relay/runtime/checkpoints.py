@@ -20,10 +20,12 @@ kept. docs/leases.md says why this store and not the others.
 Publishing never blocks and never raises: :meth:`CheckpointStore.publish` records the
 Ver in a :class:`relay.core.checkpoints.CheckpointBook`; the one sender task sends, at
 most once per ``linger``, one snapshot per shard with something owed, with publisher
-confirms. A shard is published only while ``may_publish(shard)`` (lease mode: while
-this replica holds its lease), so a replica that lost a shard does not crowd the new
-owner's snapshots out of the queue. After a complete read the merged snapshot is
-published at once, so the kept snapshots always hold the newest Vers known.
+confirms. A shard is published when a tenant of it commits here (so an old owner that
+lost a shard sends at most what it committed before its listeners were fenced: one or
+two snapshots, fewer than are kept) and, at once, after a complete read: the new
+owner's merged snapshot, so the kept snapshots hold the newest Vers known. (Publishing
+only "while the lease is held" would lose a handed-over shard's last commit: the lease
+manager counts a shard as released before the handoff gate's flush.)
 
 Reading: :meth:`CheckpointStore.latest` takes every message of the shard's queue with
 ``basic.get`` (no ack) until the queue says empty, then hands them all back
@@ -198,7 +200,6 @@ class CheckpointStore:
         secrets: Sequence[SecretStr],
         shards: int,
         prefix: str = "exmail.relay",
-        may_publish: Callable[[int], bool] | None = None,
         linger: float = 0.1,
         heartbeat: int = 5,
         confirm_timeout: float = 10.0,
@@ -215,7 +216,6 @@ class CheckpointStore:
         self._keys = keys
         self.shards = shards
         self.prefix = prefix
-        self._may_publish = may_publish or (lambda shard: True)
         self._linger = linger
         self._confirm_timeout = confirm_timeout
         self._read_timeout = read_timeout
@@ -397,8 +397,8 @@ class CheckpointStore:
         exchange = channel.default_exchange
         publishes = []
         for shard, vers in sorted(by_shard.items()):
-            if not vers or not self._may_publish(shard):
-                continue  # a shard let go: its new owner publishes it now
+            if not vers:
+                continue
             if shard not in declared:
                 await self._op(self._declare(channel, shard))
                 declared.add(shard)

@@ -157,10 +157,15 @@ class Cluster:
         self.replicas[name] = replica
         return replica
 
-    async def restart(self, replica: Replica) -> None:
+    async def restart(self, replica: Replica, *, empty_journal: bool = False) -> None:
         """Start a stopped replica again on its configuration and journal (as Kubernetes
-        recreates a pod): it drains what its journal still holds, and rejoins."""
+        recreates a pod): it drains what its journal still holds, and rejoins. With
+        ``empty_journal``, its journal is deleted first (a pod on a new volume)."""
         assert not replica.process.alive
+        if empty_journal:
+            journal = self.root / f"{replica.name}.sqlite3"
+            for path in (journal, Path(f"{journal}-wal"), Path(f"{journal}-shm")):
+                path.unlink(missing_ok=True)
         await replica.process.start()
         await self.serving(replica)
 

@@ -175,21 +175,6 @@ async def test_forged_checkpoints_change_no_ver_and_are_counted(
 
 
 @pytest.mark.rabbitmq
-async def test_a_replica_publishes_only_the_shards_it_may(prefix: str) -> None:
-    """A replica that lost a shard sends no snapshot of it: its late, stale snapshots
-    would push the new owner's out of the queue."""
-    (held,) = of_shard(1, 1)
-    (lost,) = of_shard(2, 1)
-    async with store(prefix, may_publish=lambda shard: shard == 1) as s:
-        s.publish(held, 3)
-        s.publish(lost, 9)
-        assert await s.flush(10)
-    async with store(prefix) as owner:
-        assert await owner.latest(1, [held]) == {held: 3}
-        assert await owner.latest(2, [lost]) == {}
-
-
-@pytest.mark.rabbitmq
 async def test_a_broker_away_neither_blocks_nor_raises_and_a_read_fails_loudly(
     prefix: str, unhandled: list[dict[str, object]]
 ) -> None:
