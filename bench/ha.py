@@ -39,6 +39,9 @@ SHARDS = 16
 HEARTBEAT = 2
 
 
+SECRET = "bench-ha-deployment-secret-0123"  # noqa: S105 - a bench-only secret
+
+
 def _toml(value: Any) -> str:
     return json.dumps(value)
 
@@ -223,6 +226,7 @@ def lease(*, tenants: int, kills: int, handoffs: int, hold: float) -> dict[str, 
                 prefix=name,
                 heartbeat=HEARTBEAT,
                 shards=SHARDS,
+                secret=[SECRET],  # signs the checkpoints
             )
             replicas.append(Replica(f"r{n}", workdir, config, port))
         try:

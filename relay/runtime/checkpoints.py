@@ -309,6 +309,8 @@ class CheckpointStore:
         except (*_LINK_ERRORS, CheckpointUnavailable) as exc:
             why = self._link.note_error(f"cannot read the checkpoints of shard {shard}", exc)
             raise CheckpointUnavailable(why) from exc
+        if self._link.connected:
+            self._link.last_error = None  # a read error of before is history now
         self._book.learn(found)
         # The new owner's merged snapshot goes out at once: the kept snapshots then hold
         # the newest Vers however many stale ones an old owner sends late.

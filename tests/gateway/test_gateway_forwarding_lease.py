@@ -46,7 +46,7 @@ async def prefix() -> AsyncIterator[str]:
     async with connection:
         channel = await connection.channel()
         await channel.queue_delete(name)
-        for shard in range(16):  # the checkpoint queues
+        for shard in range(2):  # the checkpoint queues
             await channel.queue_delete(f"{name}.checkpoint.{shard}")
         await channel.exchange_delete(name)
         await channel.exchange_delete(f"{name}.presence")
@@ -70,7 +70,13 @@ async def two_lease_replicas(
                 {"name": "zeta", "client_id": ZETA_ADMIN, **tenant},
             ],
             amqp={"enabled": True, "url": AMQP_URL, "exchange": prefix, "queue": prefix},
-            sharding={"replica_id": replica, "prefix": prefix, "shards": 2, "heartbeat": 2},
+            sharding={
+                "replica_id": replica,
+                "prefix": prefix,
+                "shards": 2,
+                "heartbeat": 2,
+                "secret": ["gateway-lease-test-secret-0123"],
+            },
             http={"host": replica, "port": port},
             gateway={"forward_timeout": 5, "peer_url": f"http://{{replica}}:{port}"},
         )
