@@ -349,6 +349,46 @@ async def test_a_checkpoint_read_that_fails_makes_the_shard_wait_not_bootstrap(
         await proxy.stop()
 
 
+@pytest.mark.rabbitmq
+async def test_a_forged_checkpoint_changes_no_tenants_ver(
+    tmp_path: Path, emu: Emulator, prefix: str
+) -> None:
+    """Somebody with publish rights on the vhost puts snapshots in the shard's queue that
+    push every tenant far ahead (which would make the next owner skip every change):
+    unsigned, and signed with another deployment's secret. The new owner resumes from
+    the Vers the deployment committed and counts the forgeries."""
+    one_shard = {"shards": 1}
+    async with relay(lease_settings(emu, tmp_path, "r-a", prefix, **one_shard)) as (a, _):
+        ra = runner_of(a)
+        await eventually(lambda: settled(emu, [ra], 1), what="A owns the one shard")
+        committed = await eventually(
+            lambda: _all_of(a.service.journal.checkpoints, TENANTS), what="A's bootstrap"
+        )
+    body = encode(0, dict.fromkeys(TENANTS, 10**15))
+    other = sign(KIND, body, secret=b"another-deployment-secret-0000", at_ms=1)
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        for headers in ({}, {HEADER: other}):
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, headers=headers), routing_key=f"{prefix}.checkpoint.0"
+            )
+    async with relay(lease_settings(emu, tmp_path, "r-b", prefix, **one_shard)) as (b, registry):
+        rb = runner_of(b)
+        await eventually(lambda: settled(emu, [rb], 1), seconds=10, what="B took over")
+        assert await b.service.journal.checkpoints() == committed
+        sharding = (await b.service.status()).sharding
+        assert sharding is not None and sharding.checkpoints is not None
+        assert sharding.checkpoints.refused == 2
+        refused = {
+            reason: registry.get_sample_value(
+                "exmail_relay_checkpoints_refused_total", {"reason": reason}
+            )
+            for reason in ("unsigned", "bad signature")
+        }
+        assert refused == {"unsigned": 1.0, "bad signature": 1.0}
+
+
 def user_event_ids(running: Running, tenant: str) -> dict[tuple[str, str], str]:
     """(type, account) -> event id of the ``exmail.user.*`` events ``tenant`` committed."""
     found: dict[tuple[str, str], str] = {}
