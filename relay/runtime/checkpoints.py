@@ -115,6 +115,7 @@ class _Link:
         self.last_error: str | None = None
         self.down_since: float | None = time.monotonic()
         self._logged_at: float | None = None
+        self._broken = False  # a read found the link dead: the session starts over
 
     @property
     def connected(self) -> bool:
@@ -152,7 +153,24 @@ class _Link:
             if not self.stop.is_set():
                 await self.pause(self._backoff.delay(attempt))
 
+    def broken(self) -> bool:
+        """The session must end: the connection closed, or :meth:`reset` was called."""
+        c = self.connection
+        if self._broken or c is None or c.is_closed:
+            self._broken = False
+            return True
+        return False
+
+    def reset(self) -> None:
+        """A broker operation timed out on a link that looked open (a silent path): end
+        the session and connect again, instead of waiting for the client library's own
+        heartbeat check, which may never see it."""
+        self._broken = True
+        self.went_down()
+        self.wake.set()
+
     def went_up(self) -> None:
+        self._broken = False
         self.up.set()
         self.down_since = None
         if self.last_error is not None:
@@ -168,7 +186,9 @@ class _Link:
         self.up.clear()
 
     def _closed(self, sender: object, _exc: BaseException | None = None) -> None:
+        # ``is_closed`` may not say so yet when this runs: the flag ends the session.
         if sender is self.connection:
+            self._broken = True
             self.went_down()
             self.wake.set()
 
@@ -308,6 +328,8 @@ class CheckpointStore:
                 found = await self._read(connection, shard)
         except (*_LINK_ERRORS, CheckpointUnavailable) as exc:
             why = self._link.note_error(f"cannot read the checkpoints of shard {shard}", exc)
+            if isinstance(exc, TimeoutError) and self._link.up.is_set():
+                self._link.reset()  # open but silent: the next try gets a new connection
             raise CheckpointUnavailable(why) from exc
         if self._link.connected:
             self._link.last_error = None  # a read error of before is history now
@@ -366,8 +388,8 @@ class CheckpointStore:
         self._link.went_up()
         try:
             while not self._link.stop.is_set():
-                if connection.is_closed:
-                    raise ConnectionError("checkpoint connection closed")
+                if self._link.broken():
+                    raise ConnectionError("checkpoint connection closed or silent")
                 self._link.wake.clear()
                 batch = self._book.take()
                 shards = {shard_of(t, self.shards) for t in batch} | self._forced
@@ -385,7 +407,10 @@ class CheckpointStore:
                     # per shard per ``linger``.
                     await self._link.pause(self._linger)
                     continue
-                await self._link.wake.wait()
+                # Woken by a publish or a closed link; a look at the link now and then
+                # in case a close went unnoticed.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._link.wake.wait(), 5.0)
         finally:
             self._book.failed()  # a batch without its confirm is owed again
 

@@ -307,24 +307,26 @@ class ShardRunner:
     ) -> bool:
         """Newest of journal and broker wins: a newer broker Ver is written to the
         journal before the tenant's first ``listen``. A read that fails or does not
-        finish is tried again with backoff while the tenants wait (never a bootstrap
-        from a guess); False when the shard was let go meanwhile."""
+        finish, or a journal that refuses the Ver, is tried again with backoff while the
+        tenants wait (never a bootstrap from a guess); False when the shard was let go
+        meanwhile."""
         if not listeners:
             return True
         names = [lst.tenant for lst in listeners]
         attempt = 0
         logged_at: float | None = None
         try:
-            while True:
-                if stopped.is_set():
-                    return False
+            while not stopped.is_set():
                 try:
                     latest = await asyncio.wait_for(
                         self._checkpoints.latest(shard, names), self._checkpoint_timeout
                     )
+                    await self._store_checkpoints(listeners, latest)
                     break
                 except (CheckpointUnavailable, TimeoutError) as exc:
                     why = str(exc) or "the read did not finish in time"
+                except JournalError as exc:
+                    why = f"journal: cannot store the broker's checkpoint: {exc}"
                 self._set_waiting(shard, why, listeners)
                 now = self._monotonic()
                 if logged_at is None or now - logged_at >= WAIT_LOG_EVERY:
@@ -336,6 +338,8 @@ class ShardRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopped.wait(), self._checkpoint_backoff.delay(attempt))
                 attempt += 1
+            else:
+                return False
         finally:
             if self.waiting.pop(shard, None) is not None:
                 self._observer.checkpoint_waiting(len(self.waiting))
@@ -343,26 +347,24 @@ class ShardRunner:
                     listener.status.last_error = None
         if attempt:
             log.info("shard checkpoints read", extra={"shard": shard, "after_failures": attempt})
+        return True
+
+    @staticmethod
+    async def _store_checkpoints(listeners: Sequence[Listener], latest: dict[str, int]) -> None:
+        """Each broker Ver newer than the journal's goes into the journal."""
         for listener in listeners:
             ver = latest.get(listener.tenant)
             if ver is None:
                 continue
-            try:
-                local = await listener.journal.checkpoint(listener.tenant)
-                if local is None or ver > local:
-                    await listener.journal.append(
-                        listener.tenant, [], route=listener.route, checkpoint=ver
-                    )
-                    log.info(
-                        "checkpoint taken from the broker",
-                        extra={"tenant": listener.tenant, "ver": ver, "journal_ver": local},
-                    )
-            except JournalError as exc:  # the listener meets it again and shows it
-                log.error(
-                    "cannot store the broker's checkpoint",
-                    extra={"tenant": listener.tenant, "error": str(exc)},
+            local = await listener.journal.checkpoint(listener.tenant)
+            if local is None or ver > local:
+                await listener.journal.append(
+                    listener.tenant, [], route=listener.route, checkpoint=ver
                 )
-        return True
+                log.info(
+                    "checkpoint taken from the broker",
+                    extra={"tenant": listener.tenant, "ver": ver, "journal_ver": local},
+                )
 
     def _set_waiting(self, shard: int, why: str, listeners: Sequence[Listener]) -> None:
         """The shard's tenants wait: readiness, status and each tenant say why."""

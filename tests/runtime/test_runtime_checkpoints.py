@@ -208,6 +208,39 @@ async def test_a_broker_away_neither_blocks_nor_raises_and_a_read_fails_loudly(
         await proxy.stop()
 
 
+@pytest.mark.rabbitmq
+async def test_a_silent_link_is_replaced_and_reads_work_again(
+    prefix: str, unhandled: list[dict[str, object]]
+) -> None:
+    """The path to the broker stalls (open, silent) and comes back: a read that times
+    out drops the link, and the store connects again instead of waiting for a close
+    that the client library may never report (the shard would wait for ever)."""
+    (tenant,) = of_shard(0, 1)
+    proxy = TcpProxy(*BROKER_ADDRESS)
+    await proxy.start()
+    url = f"amqp://guest:{PASSWORD}@127.0.0.1:{proxy.port}/"
+    try:
+        async with store(prefix, url, confirm_timeout=2.0, read_timeout=1.0) as s:
+            s.publish(tenant, 3)
+            assert await s.flush(10)
+            proxy.stall()
+            with pytest.raises(CheckpointUnavailable):
+                await s.latest(0, [tenant])
+            proxy.resume()
+
+            async def reads() -> dict[str, int] | None:
+                try:
+                    return await s.latest(0, [tenant])
+                except CheckpointUnavailable:
+                    return None
+
+            assert await eventually(reads, seconds=30, what="a read after the stall") == {tenant: 3}
+            assert s.connected
+        assert unhandled == []
+    finally:
+        await proxy.stop()
+
+
 def test_a_store_without_a_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="secret"):
         CheckpointStore(url=SecretStr(AMQP_URL), secrets=[], shards=SHARDS)

@@ -127,7 +127,8 @@ DESCRIPTIONS: dict[str, str] = {
     "sharding.heartbeat": "Lease mode: heartbeat of the lease connection in seconds; a dead "
     "replica's shards move after about 3 heartbeats (a clean death: about 1 s).",
     "sharding.prefix": "Lease mode: prefix of the broker names (`<prefix>.lease.<n>`, "
-    "`<prefix>.presence`, `<prefix>.member.<id>`); the same on every replica.",
+    "`<prefix>.presence`, `<prefix>.member.<id>`, `<prefix>.checkpoint.<n>`); the same on "
+    "every replica.",
     "shutdown.timeout": "How long in-flight deliveries may drain on SIGTERM; keep it below "
     "the pod's termination grace period.",
     "clients.name": "Client name: in metrics (`client` label), audit lines and the status page.",
