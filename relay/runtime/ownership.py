@@ -3,7 +3,10 @@
 Where it sits: :class:`relay.runtime.leases.LeaseManager` says which shards this replica
 holds; a :class:`ShardRunner` turns that into listeners. On ``acquired(n)`` it reads the
 newest checkpoints of shard ``n``'s tenants (:class:`CheckpointSource`, the broker's
-copy; the newer of it and the journal wins), then starts their listeners. On
+copy; the newer of it and the journal wins), then starts their listeners. A read that
+fails or does not finish is tried again with backoff while the shard's tenants wait,
+shown in ``waiting``, readiness (:meth:`ShardRunner.checkpoint_trouble`) and status:
+no tenant bootstraps from a guess. On
 ``released(n, reason)`` it stops them at once (an open long poll ends immediately) and
 awaits them. Drainers are not the runner's business: a replica drains what its own
 journal holds whether or not it still owns those tenants.
