@@ -128,6 +128,10 @@ DESCRIPTIONS: dict[str, str] = {
     "replica's shards move after about 3 heartbeats (a clean death: about 1 s).",
     "sharding.prefix": "Lease mode: prefix of the broker names (`<prefix>.lease.<n>`, "
     "`<prefix>.presence`, `<prefix>.member.<id>`); the same on every replica.",
+    "sharding.secret": "Lease mode: the deployment secret (16+ characters) that signs "
+    "presence and checkpoint messages on the broker, the same on every replica. Several "
+    "during a rotation: the first signs, any verifies.",
+    "sharding.secret_file": "A file holding `secret`, one per line (a mounted Secret).",
     "shutdown.timeout": "How long in-flight deliveries may drain on SIGTERM; keep it below "
     "the pod's termination grace period.",
     "clients.name": "Client name: in metrics (`client` label), audit lines and the status page.",
