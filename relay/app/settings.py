@@ -96,6 +96,8 @@ class TenantSettings(_Section):
     request_timeout: Duration = Field(default=10.0, gt=0)
     enrich_concurrency: int = Field(default=8, ge=1, le=64)
     max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # A listen answer's strings over this are cut, not the answer dropped (data.truncated).
+    max_field_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     enabled: bool = True
 
     @field_validator("api_url", "token_url", "login_url")

@@ -61,9 +61,14 @@ DESCRIPTIONS: dict[str, str] = {
     "server's real hold.",
     "tenants.request_timeout": "Timeout of every other API request.",
     "tenants.enrich_concurrency": "Parallel `user/get` calls when enriching a directory update.",
-    "tenants.max_response_bytes": "Largest answer read from Exmail (a `listen` answer"
-    " included); a larger one is dropped whole and counted as"
-    ' `exmail_relay_listen_requests{outcome="too_large"}`.',
+    "tenants.max_response_bytes": "Largest answer read from Exmail. A `listen` answer"
+    " counts after its over-long strings are cut (`max_field_bytes`); an answer still larger"
+    ' is dropped whole and counted as `exmail_relay_listen_requests{outcome="too_large"}`.',
+    "tenants.max_field_bytes": "Longest string of a `listen` answer, in bytes as sent: a"
+    " longer one (a 5 MB summary) is cut there as the answer streams in, the mail is"
+    " delivered with `data.truncated` naming the field, and"
+    " `exmail_relay_fields_truncated_total` counts it. The other mails of that answer are"
+    " not affected.",
     "tenants.enabled": "Serve this tenant.",
     "amqp.enabled": "Deliver to RabbitMQ.",
     "amqp.url": "Broker URL, `amqp://` or `amqps://` (secret).",
