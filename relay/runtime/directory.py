@@ -178,6 +178,26 @@ class DirectoryWorker:
         self._stop.set()
         self._wake.set()
 
+    async def bootstrap(self, mode: Literal["skip", "snapshot"]) -> int:
+        """A tenant's first listing (no checkpoint yet): ``directory.changed`` from Ver 0,
+        with every account as ``user.added`` in ``snapshot`` mode, committed with the
+        listing's Ver. Runs before the first ``listen`` (there is no Ver to listen from)."""
+        listing = await self.client.user_list(0)
+        new_ver = int(listing.ver)
+        now = self._now()
+        built = [
+            ev.directory_changed(
+                tenant=self.tenant, old_ver=0, new_ver=new_ver, count=len(listing.entries), now=now
+            )
+        ]
+        if mode == "snapshot":
+            built += await self._enricher.user_events(listing.entries, new_ver, now, snapshot=True)
+        await self._commit(built, checkpoint=new_ver)
+        log.info(
+            "directory bootstrapped", extra={"tenant": self.tenant, "ver": new_ver, "mode": mode}
+        )
+        return new_ver
+
     async def run(self) -> None:
         """Expand pending changes until :meth:`stop`. Raises :class:`TokenFenced` (the
         tenant is another replica's now) and bugs; every Exmail fault is retried."""

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -53,7 +54,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from relay.core import events as ev
 from relay.core.backoff import Backoff
 from relay.core.events import Event
 from relay.core.routing import Router
@@ -266,7 +266,7 @@ class Listener:
                 self._directory.resume(ver, pending)
                 return True
             try:
-                result = await self._interruptible(self._bootstrap())
+                result = await self._interruptible(self._directory.bootstrap(self.bootstrap))
             except ExmailError as exc:
                 await self._fault(exc, "bootstrap")
                 continue
@@ -274,24 +274,6 @@ class Listener:
                 self._directory.resume(result, None)
                 return True
         return False
-
-    async def _bootstrap(self) -> int:
-        listing = await self.client.user_list(0)
-        new_ver = int(listing.ver)
-        now = self._now()
-        built = [
-            ev.directory_changed(
-                tenant=self.tenant, old_ver=0, new_ver=new_ver, count=len(listing.entries), now=now
-            )
-        ]
-        if self.bootstrap == "snapshot":
-            built += await self._enricher.user_events(listing.entries, new_ver, now, snapshot=True)
-        await self._commit(built, checkpoint=new_ver)
-        log.info(
-            "directory bootstrapped",
-            extra={"tenant": self.tenant, "ver": new_ver, "mode": self.bootstrap},
-        )
-        return new_ver
 
     async def _cycle(self, ver: int) -> None:
         """One ``listen`` from ``ver`` (the newest announced directory Ver) and its
@@ -414,7 +396,12 @@ class Listener:
                         extra={"tenant": self.tenant, "events": len(built)},
                     )
                     raise _Abandoned from exc
-                await self._sleep(self._journal_backoff.delay(refusals - 1))
+                # Not _sleep: the directory worker's task commits here too, and stop()
+                # cancels only the listen loop's wait; the stop event reaches both.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stop.wait(), self._journal_backoff.delay(refusals - 1)
+                    )
                 continue
             if refusals:
                 self.status.journal_error = None
@@ -432,53 +419,38 @@ class Listener:
             raise exc
         kind = classify(exc)
         self._observe.listen(kind)
-        self.status.failures += 1
-        self.status.last_error = f"{during}: {exc}"
-        self.status.last_error_at = self._clock()
-        if kind == "config":
-            self._set_state("failed")
-            delay = self._failed_backoff.delay(self._streak)
-        else:
-            self._set_state("backoff")
-            delay = self._backoff.delay(self._streak)
-        self._streak += 1
-        now = self._monotonic()
-        if self._streak == 1 or now - self._last_log >= LOG_EVERY:
-            self._last_log = now
-            log.warning(
-                "upstream fault, backing off",
-                extra={
-                    "tenant": self.tenant,
-                    "fault": kind,
-                    "during": during,
-                    "error": str(exc),
-                    "retry_in": round(delay, 3),
-                    "failures": self._streak,
-                },
-            )
-        await self._sleep(delay)
+        failed = kind == "config"
+        policy = self._failed_backoff if failed else self._backoff
+        context = {"fault": kind, "during": during}
+        await self._back_off(during, exc, failed, policy, "upstream fault, backing off", context)
 
     async def _journal_fault(self, exc: JournalError) -> None:
         """The checkpoint cannot be read: the tenant is *failed* with the reason (it
         cannot listen without its Ver) and tries again with backoff."""
+        await self._back_off("journal", exc, True, self._backoff, "checkpoint unreadable, retrying")
+
+    async def _back_off(
+        self,
+        during: str,
+        exc: Exception,
+        failed: bool,
+        policy: Backoff,
+        message: str,
+        context: dict[str, str] | None = None,
+    ) -> None:
+        """Show the fault, log ``message`` (the first time, then once a minute), wait."""
         self.status.failures += 1
-        self.status.last_error = f"journal: {exc}"
+        self.status.last_error = f"{during}: {exc}"
         self.status.last_error_at = self._clock()
-        self._set_state("failed")
-        delay = self._backoff.delay(self._streak)
+        self._set_state("failed" if failed else "backoff")
+        delay = policy.delay(self._streak)
         self._streak += 1
         now = self._monotonic()
         if self._streak == 1 or now - self._last_log >= LOG_EVERY:
             self._last_log = now
-            log.error(
-                "checkpoint unreadable, retrying",
-                extra={
-                    "tenant": self.tenant,
-                    "error": str(exc),
-                    "retry_in": round(delay, 3),
-                    "failures": self._streak,
-                },
-            )
+            extra: dict[str, object] = {"tenant": self.tenant, **(context or {})}
+            extra |= {"error": str(exc), "retry_in": round(delay, 3), "failures": self._streak}
+            (log.warning if context else log.error)(message, extra=extra)
         await self._sleep(delay)
 
     def _directory_fault(self, summary: str) -> None:
@@ -488,7 +460,7 @@ class Listener:
         self.status.last_error_at = self._clock()
 
     def _directory_pending(self, pending: PendingDirectory | None) -> None:
-        self.status.directory_pending = pending
+        self.status.directory_pending = pending  # the status page shows it
 
     def _recovered(self) -> None:
         if self._streak:
