@@ -67,6 +67,14 @@ class Metrics:
             ["tenant", "kind"],
             registry=r,
         )
+        self.directory_expansions = Counter(
+            "exmail_relay_directory_expansions",
+            "Directory changes expanded (user/list, user/get) apart from the mail, by "
+            "outcome: ok, or the fault that sends it to its retry (transient, timeout, "
+            "token, config, too_large).",
+            ["tenant", "outcome"],
+            registry=r,
+        )
         self.fields_truncated = Counter(
             "exmail_relay_fields_truncated",
             "Mail fields over [[tenants]] max_field_bytes, cut and delivered with "
@@ -269,6 +277,9 @@ class _Tenant(TenantObserver):
 
     def truncated(self, field: str) -> None:
         self._m.fields_truncated.labels(self._tenant, field).inc()
+
+    def directory(self, outcome: str) -> None:
+        self._m.directory_expansions.labels(self._tenant, outcome).inc()
 
     def token_fetched(self, reason: str) -> None:
         self._m.token_fetches.labels(self._tenant, reason).inc()

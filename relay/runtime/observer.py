@@ -58,6 +58,9 @@ class TenantObserver:
     def truncated(self, field: str) -> None:
         """A mail's ``field`` was over ``max_field_bytes`` and was cut (the event says so)."""
 
+    def directory(self, outcome: str) -> None:
+        """One directory expansion ended: ok, or a fault kind (transient, timeout, ...)."""
+
     def token_fetched(self, reason: str) -> None:
         """An access token was fetched (initial, expiry, invalid_token, forced)."""
 
@@ -140,6 +143,9 @@ class ForwardingTenantObserver(TenantObserver):
 
     def truncated(self, field: str) -> None:
         self.inner.truncated(field)
+
+    def directory(self, outcome: str) -> None:
+        self.inner.directory(outcome)
 
     def token_fetched(self, reason: str) -> None:
         self.inner.token_fetched(reason)
