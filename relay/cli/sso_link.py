@@ -1,6 +1,6 @@
 """``exmail-relay sso-link EMAIL --tenant T``: print a signed SSO link the relay serves.
 
-Unlike ``sso-url``, this makes no call at all: it signs (:func:`relay.links.sign_sso_link`)
+Unlike ``sso-url``, this makes no call at all: it signs (:func:`relay.core.links.sign_sso_link`)
 a link to the relay's ``/sso/{tenant}/{email}`` route, which fetches the authkey with the
 relay's own token when a browser follows it. Handy for trying the route, and as the
 reference signer for OA developers (``docs/gateway-links.md``).
@@ -31,7 +31,7 @@ from relay.cli.errors import EXIT_USAGE, CommandError
 
 if TYPE_CHECKING:
     from relay.app.settings import Settings
-from relay.links import sign_sso_link
+from relay.core.links import sign_sso_link
 
 __all__ = ["link_secret", "register", "run"]
 

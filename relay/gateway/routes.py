@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from relay.core.links import SeenLinks
 from relay.exmail import ExmailClient, ExmailError, InvalidRequest, TokenCache
 from relay.gateway.bodies import SsoUrl, TenantList, TenantState, UnreadAnswer
 from relay.gateway.clients import ApiClient, ClientRegistry
@@ -48,7 +49,6 @@ from relay.gateway.operations import OPERATIONS, Values, params_for
 from relay.gateway.problems import Problem, from_exmail_error
 from relay.gateway.tokens import token_routes
 from relay.gateway.unread import UnreadCache
-from relay.links import SeenLinks
 from relay.runtime.observer import Observer
 
 __all__ = ["GATEWAY", "Gateway", "GatewayTenant", "gateway_app"]

@@ -1,8 +1,8 @@
 """The browser route of signed SSO links: ``GET /sso/{tenant}/{email}?exp=...&sig=...``.
 
 Where it sits: an OA page rendered a link signed with its client's ``link_secret``
-(:func:`relay.links.sign_sso_link`); the user's browser follows it here. This handler
-checks the link (pure, :func:`relay.links.verify_sso_link`), fetches a one-time authkey
+(:func:`relay.core.links.sign_sso_link`); the user's browser follows it here. This handler
+checks the link (pure, :func:`relay.core.links.verify_sso_link`), fetches a one-time authkey
 with the tenant's own client (so the relay stays the only holder of the tenant's token)
 and answers ``302`` to the SSO URL built from the tenant's **configured** login URL. The
 only part of the request that reaches the ``Location`` is the verified email, as a query
@@ -16,7 +16,7 @@ user and the outcome; never the signature, the authkey or the ticket.
 
 :func:`gateway_sso_route` mounts it on the relay's server from the gateway's clients.
 The wiring supplies two lookups (``secrets_for_tenant``, ``client_for_tenant``)
-and, for clients with ``single_use``, one :class:`relay.links.SeenLinks` shared by every
+and, for clients with ``single_use``, one :class:`relay.core.links.SeenLinks` shared by every
 request of this process.
 """
 
@@ -29,11 +29,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 from pydantic import SecretStr
 
+from relay.core.links import (
+    DEFAULT_SKEW,
+    Claim,
+    LinkCheck,
+    SeenLinks,
+    normalize_email,
+    verify_sso_link,
+)
 from relay.exmail import ExmailClient, ExmailError
 from relay.gateway.forwarding import Misdirected, forward_or_refuse
 from relay.gateway.problems import Problem
 from relay.gateway.routes import Gateway
-from relay.links import DEFAULT_SKEW, Claim, LinkCheck, SeenLinks, normalize_email, verify_sso_link
 
 __all__ = [
     "LinkSecret",

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from relay.app.wiring import Running
+from relay.core.links import sign_sso_link
 from relay.emulator import Emulator
-from relay.links import sign_sso_link
 from tests.gateway.conftest import (
     KIOSK_LINK_SECRET,
     PORTAL_KEY,

@@ -13,10 +13,10 @@ import aiohttp
 from aiohttp import web
 
 from relay.app.wiring import Running
+from relay.core.links import LinkCheck, SeenLinks, verify_sso_link
 from relay.emulator import Emulator
 from relay.exmail import ExmailClient
 from relay.gateway.sso_links import sso_link_route
-from relay.links import LinkCheck, SeenLinks, verify_sso_link
 from tests.gateway.conftest import KIOSK_LINK_SECRET, PORTAL_LINK_SECRET, base
 from tests.gateway.sso_support import ADMIN, KEY, serving
 

@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
+from relay.core.links import SeenLinks, sign_sso_link
 from relay.emulator import Emulator
 from relay.exmail import ExmailClient
 from relay.gateway.sso_links import LinkSecret, sso_link_route
-from relay.links import SeenLinks, sign_sso_link
 from tests.gateway.sso_support import ADMIN, KEY, requests_to, serving
 
 NOW = 1_800_000_000

@@ -1,4 +1,4 @@
-"""Signed SSO links (:mod:`relay.links`): the documented test vectors, round trips, and
+"""Signed SSO links (:mod:`relay.core.links`): the documented test vectors, round trips, and
 that any tamper of tenant, email, exp or sig is refused. Pure: no I/O."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from relay.links import (
+from relay.core.links import (
     Claim,
     LinkCheck,
     SeenLinks,
