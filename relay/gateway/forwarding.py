@@ -35,6 +35,7 @@ from aiohttp import web
 
 from relay.core.shards import shard_of
 from relay.gateway.problems import Problem
+from relay.gateway.request_body import read_body
 
 __all__ = [
     "VIA_NAME",
@@ -175,7 +176,5 @@ async def forward_or_refuse(
             "(or set [gateway] peer_url so replicas forward)",
             extra={"owner": exc.owner},
         )  # fmt: skip
-    body = await request.content.read(max_body + 1)
-    if len(body) > max_body:
-        raise Problem(413, "body-too-large", "Request body too large", f"over {max_body} bytes")
+    body = await read_body(request, max_body)  # whole, or a problem: never half a body
     return await forwarder.forward(request, exc.owner, body)

@@ -47,6 +47,7 @@ from relay.gateway.limits import TenantGate, TokenBucket, retry_after
 from relay.gateway.openapi import docs_page, openapi_document
 from relay.gateway.operations import OPERATIONS, Values, params_for
 from relay.gateway.problems import Problem, from_exmail_error
+from relay.gateway.request_body import parse_json, read_body
 from relay.gateway.tokens import token_routes
 from relay.gateway.unread import UnreadCache
 from relay.runtime.observer import Observer
@@ -156,20 +157,13 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 
 async def _body(request: web.Request) -> Values:
-    """The request body as key -> value (or list), JSON or a urlencoded form, size-capped."""
-    limit = request.app[GATEWAY].max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise _too_large(limit)
+    """The request body as key -> value (or list), JSON or a urlencoded form: read whole
+    and bounded (:mod:`~relay.gateway.request_body`), or a problem."""
+    raw = await read_body(request, request.app[GATEWAY].max_body_bytes)
     if not raw.strip():
         return {}
     if request.content_type == "application/json":
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("the body is not valid JSON") from None
+        data = parse_json(raw)
         if not isinstance(data, dict):
             raise InvalidRequest("the JSON body must be an object")
         return {str(k): _plain(v, str(k)) for k, v in data.items()}
@@ -205,12 +199,6 @@ def _scalar(value: Any, key: str) -> str:
     if isinstance(value, str | int | float):
         return str(value)
     raise InvalidRequest(f"{key} must be a string, a number or a list of them")
-
-
-def _too_large(limit: int) -> Problem:
-    return Problem(
-        413, "body-too-large", "Request body too large", f"the body is over {limit} bytes"
-    )
 
 
 # -- handlers --------------------------------------------------------------------------
@@ -408,7 +396,9 @@ def gateway_app(gateway: Gateway | None) -> web.Application:
     app.router.add_get("/tenants/{tenant}/users/{email}/unread", get_unread)
     app.router.add_post("/tenants/{tenant}/sso", post_sso)
     app.router.add_post("/tenants/{tenant}/openapi/{operation:.+}", post_openapi)
-    app.add_routes(token_routes(_token_cache, prefix="/tenants/{tenant}"))
+    app.add_routes(
+        token_routes(_token_cache, prefix="/tenants/{tenant}", max_body=gateway.max_body_bytes)
+    )
     app.router.add_get("/openapi.json", get_openapi, allow_head=False)
     app.router.add_get("/docs", get_docs, allow_head=False)
     # Last: anything else under /v1/ is a problem+json 404 too (after authentication).

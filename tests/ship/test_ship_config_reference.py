@@ -148,7 +148,10 @@ DESCRIPTIONS: dict[str, str] = {
     "together); `listen` is never among them (its own connection pool).",
     "gateway.queue_timeout": "How long a call waits for a free slot of its tenant before 503 "
     "with `Retry-After: 1`.",
-    "gateway.max_body_bytes": "Largest request body the gateway reads; larger: 413.",
+    "gateway.max_body_bytes": "Largest request body the gateway reads (every route, the "
+    "token service and forwarding), always whole: a larger `Content-Length` is 413 before "
+    "reading, a chunked body growing past it 413, a body shorter than its `Content-Length` "
+    "400 and never sent on.",
     "gateway.sso_expires_in": "`expires_in` of `POST /v1/tenants/{tenant}/sso`: how long the "
     "login URL is honoured (Exmail documents no authkey lifetime: set what your tenant honours).",
     "gateway.peer_url": "With `[sharding] count > 1`: URL template of the replica `{index}` "
