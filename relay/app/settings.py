@@ -38,6 +38,7 @@ from relay.app.fields import Section as _Section
 from relay.app.fields import check_http_url as _check_http_url
 from relay.app.fields import read_secret_file as _read_secret_file
 from relay.app.fields import secret_list as _secret_list
+from relay.core.links import DEFAULT_MAX_TTL
 from relay.core.shards import DEFAULT_SHARDS, shard_of
 
 __all__ = [
@@ -344,7 +345,11 @@ class GatewaySettings(_Section):
     tenant_concurrency: int = Field(default=8, ge=1, le=256)
     queue_timeout: Duration = Field(default=2.0, ge=0, le=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """The largest request body read, always whole (larger: 413)."""
     sso_expires_in: int = Field(default=300, ge=1, le=3600)
+    max_link_ttl: Duration = Field(default=float(DEFAULT_MAX_TTL), ge=1, le=7 * 86400)
+    """A signed SSO link whose ``exp`` is further ahead than this (plus the clock skew
+    allowed) is refused like a tampered one."""
     peer_url: str | None = None
     """Where another replica answers: ``{index}`` is its ordinal (static mode, e.g.
     ``http://exmail-relay-{index}.exmail-relay:8080``), ``{replica}`` its replica id

@@ -319,6 +319,7 @@ async def build_service(
                 },
                 observer=observer,
                 max_body_bytes=settings.gateway.max_body_bytes,
+                max_link_ttl=settings.gateway.max_link_ttl,
                 sso_expires_in=settings.gateway.sso_expires_in,
                 owner_of=_owner_lookup(settings, hostname, leases),
                 serves=_serves(leases),

@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from relay.core.links import SeenLinks
+from relay.core.links import DEFAULT_MAX_TTL, SeenLinks
 from relay.exmail import ExmailClient, ExmailError, InvalidRequest, TokenCache
 from relay.gateway.bodies import SsoUrl, TenantList, TenantState, UnreadAnswer
 from relay.gateway.clients import ApiClient, ClientRegistry
@@ -82,6 +82,9 @@ class Gateway:
     """Each served tenant's listener state (``connected``, ``backoff``, ...)."""
     observer: Observer = field(default_factory=Observer)
     max_body_bytes: int = 64 * 1024
+    """The largest request body read (``[gateway] max_body_bytes``)."""
+    max_link_ttl: float = DEFAULT_MAX_TTL
+    """How far ahead a signed link's ``exp`` may be (``[gateway] max_link_ttl``)."""
     sso_expires_in: int = 300
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic

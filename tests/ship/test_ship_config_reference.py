@@ -154,6 +154,9 @@ DESCRIPTIONS: dict[str, str] = {
     "400 and never sent on.",
     "gateway.sso_expires_in": "`expires_in` of `POST /v1/tenants/{tenant}/sso`: how long the "
     "login URL is honoured (Exmail documents no authkey lifetime: set what your tenant honours).",
+    "gateway.max_link_ttl": "Longest a signed SSO link (`/sso/...`) may still have to live: "
+    "one whose `exp` is further ahead (plus 30 s of clock skew) is refused like a tampered "
+    "one. `exmail-relay sso-link --ttl` may not exceed it.",
     "gateway.peer_url": "With `[sharding] count > 1`: URL template of the replica `{index}` "
     "(e.g. `http://exmail-relay-{index}.exmail-relay-headless:8080`); a call for a tenant "
     "another replica owns is forwarded there. Unset: such calls answer 421 naming the owner.",
