@@ -97,6 +97,10 @@ class TenantSettings(_Section):
     enrich_concurrency: int = Field(default=8, ge=1, le=64)
     max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
     enabled: bool = True
+    replica_header: bool = False
+    """Send ``X-Relay-Replica: <replica id>`` on ``listen``: for the emulator only (its
+    listen log tells replicas apart by it). Off by default: the real Exmail never gets
+    a header that names the relay's pods."""
 
     @field_validator("api_url", "token_url", "login_url")
     @classmethod

@@ -65,6 +65,9 @@ DESCRIPTIONS: dict[str, str] = {
     " included); a larger one is dropped whole and counted as"
     ' `exmail_relay_listen_requests{outcome="too_large"}`.',
     "tenants.enabled": "Serve this tenant.",
+    "tenants.replica_header": "Send `X-Relay-Replica: <replica id>` on `listen`, for the "
+    "emulator only (its listen log tells replicas apart by it). Leave off against the real "
+    "Exmail, which should not learn the relay's pod names.",
     "amqp.enabled": "Deliver to RabbitMQ.",
     "amqp.url": "Broker URL, `amqp://` or `amqps://` (secret).",
     "amqp.url_file": "File holding `url`.",
