@@ -101,9 +101,8 @@ class TenantSettings(_Section):
     max_field_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     enabled: bool = True
     replica_header: bool = False
-    """Send ``X-Relay-Replica: <replica id>`` on ``listen``: for the emulator only (its
-    listen log tells replicas apart by it). Off by default: the real Exmail never gets
-    a header that names the relay's pods."""
+    """``X-Relay-Replica: <replica id>`` on ``listen``, for the emulator's listen log only
+    (off: the real Exmail never learns the relay's pod names)."""
 
     @field_validator("api_url", "token_url", "login_url")
     @classmethod
@@ -370,11 +369,9 @@ class GatewaySettings(_Section):
     tenant_concurrency: int = Field(default=8, ge=1, le=256)
     queue_timeout: Duration = Field(default=2.0, ge=0, le=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
-    """The largest request body read, always whole (larger: 413)."""
     sso_expires_in: int = Field(default=300, ge=1, le=3600)
     max_link_ttl: Duration = Field(default=float(DEFAULT_MAX_TTL), ge=1, le=7 * 86400)
-    """A signed SSO link whose ``exp`` is further ahead than this (plus the clock skew
-    allowed) is refused like a tampered one."""
+    """Signed SSO links whose ``exp`` is further ahead (plus the skew) are refused."""
     peer_url: str | None = None
     """Where another replica answers: ``{index}`` is its ordinal (static mode, e.g.
     ``http://exmail-relay-{index}.exmail-relay:8080``), ``{replica}`` its replica id
