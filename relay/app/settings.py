@@ -370,14 +370,14 @@ class GatewaySettings(_Section):
     queue_timeout: Duration = Field(default=2.0, ge=0, le=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     sso_expires_in: int = Field(default=300, ge=1, le=3600)
-    max_link_ttl: Duration = Field(default=float(DEFAULT_MAX_TTL), ge=1, le=7 * 86400)
-    """Signed SSO links whose ``exp`` is further ahead (plus the skew) are refused."""
     peer_url: str | None = None
     """Where another replica answers: ``{index}`` is its ordinal (static mode, e.g.
     ``http://exmail-relay-{index}.exmail-relay:8080``), ``{replica}`` its replica id
     (lease mode, the pod's name); a request for a tenant another replica owns is
     forwarded there. Unset: such requests answer 421 naming the owner."""
     forward_timeout: Duration = Field(default=15.0, gt=0, le=300)
+    max_link_ttl: Duration = Field(default=float(DEFAULT_MAX_TTL), ge=1, le=7 * 86400)
+    """Signed SSO links whose ``exp`` is further ahead (plus the skew) are refused."""
 
     @field_validator("peer_url")
     @classmethod

@@ -128,7 +128,7 @@ class ExmailClient:
         on_token: OnToken | None = None,
         tokens: TokenCache | None = None,
         token_fence: Callable[[], bool] | None = None,
-        replica: str | None = None,  # X-Relay-Replica on listen: for the emulator's log only
+        replica: str | None = None,  # sent as X-Relay-Replica on listen (emulator's log)
     ) -> None:
         if auth_method not in ("form", "basic"):
             raise ValueError(f"auth_method must be 'form' or 'basic', got {auth_method!r}")

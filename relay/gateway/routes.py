@@ -82,15 +82,14 @@ class Gateway:
     """Each served tenant's listener state (``connected``, ``backoff``, ...)."""
     observer: Observer = field(default_factory=Observer)
     max_body_bytes: int = 64 * 1024
-    """The largest request body read (``[gateway] max_body_bytes``)."""
-    max_link_ttl: float = DEFAULT_MAX_TTL
-    """How far ahead a signed link's ``exp`` may be (``[gateway] max_link_ttl``)."""
     sso_expires_in: int = 300
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     seen: SeenLinks = field(default_factory=SeenLinks)
     """Used single-use SSO links: one per process, shared by every request."""
+    max_link_ttl: float = DEFAULT_MAX_TTL
+    """How far ahead a signed link's ``exp`` may be (``[gateway] max_link_ttl``)."""
     owner_of: OwnerLookup = lambda tenant: None
     """The replica that owns a tenant not served here (the sharding seam)."""
     serves: Callable[[str], bool] = lambda tenant: True

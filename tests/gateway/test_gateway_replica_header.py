@@ -50,7 +50,13 @@ async def replicas_seen(
             {"name": "zeta", "client_id": "zeta@example.com", **tenant_of(emu), "enabled": False},
         ],
         amqp={"enabled": True, "url": AMQP_URL, "exchange": prefix, "queue": prefix},
-        sharding={"replica_id": replica_id, "prefix": prefix, "shards": 2, "heartbeat": 2},
+        sharding={
+            "replica_id": replica_id,
+            "prefix": prefix,
+            "shards": 2,
+            "heartbeat": 2,
+            "secret": "test-deployment-secret-0001",  # signs broker messages
+        },
     )
     since = (await control(http, emu, "listens", method="GET"))["now"]
 
