@@ -70,6 +70,9 @@ DESCRIPTIONS: dict[str, str] = {
     " `exmail_relay_fields_truncated_total` counts it. The other mails of that answer are"
     " not affected.",
     "tenants.enabled": "Serve this tenant.",
+    "tenants.replica_header": "Send `X-Relay-Replica: <replica id>` on `listen`, for the "
+    "emulator only (its listen log tells replicas apart by it). Leave off against the real "
+    "Exmail, which should not learn the relay's pod names.",
     "amqp.enabled": "Deliver to RabbitMQ.",
     "amqp.url": "Broker URL, `amqp://` or `amqps://` (secret).",
     "amqp.url_file": "File holding `url`.",
@@ -157,9 +160,15 @@ DESCRIPTIONS: dict[str, str] = {
     "together); `listen` is never among them (its own connection pool).",
     "gateway.queue_timeout": "How long a call waits for a free slot of its tenant before 503 "
     "with `Retry-After: 1`.",
-    "gateway.max_body_bytes": "Largest request body the gateway reads; larger: 413.",
+    "gateway.max_body_bytes": "Largest request body the gateway reads (every route, the "
+    "token service and forwarding), always whole: a larger `Content-Length` is 413 before "
+    "reading, a chunked body growing past it 413, a body shorter than its `Content-Length` "
+    "400 and never sent on.",
     "gateway.sso_expires_in": "`expires_in` of `POST /v1/tenants/{tenant}/sso`: how long the "
     "login URL is honoured (Exmail documents no authkey lifetime: set what your tenant honours).",
+    "gateway.max_link_ttl": "Longest a signed SSO link (`/sso/...`) may still have to live: "
+    "one whose `exp` is further ahead (plus 30 s of clock skew) is refused like a tampered "
+    "one. `exmail-relay sso-link --ttl` may not exceed it.",
     "gateway.peer_url": "With `[sharding] count > 1`: URL template of the replica `{index}` "
     "(e.g. `http://exmail-relay-{index}.exmail-relay-headless:8080`); a call for a tenant "
     "another replica owns is forwarded there. Unset: such calls answer 421 naming the owner.",
