@@ -6,7 +6,8 @@
 - :mod:`relay.core.backoff`: backoff, retry schedules, ``Retry-After``;
 - :mod:`relay.core.signing`: Standard Webhooks signatures;
 - :mod:`relay.core.redact`: secrets masked before text leaves the process;
-- :mod:`relay.core.shards`: tenants to shards, fair shares and the lease planner.
+- :mod:`relay.core.shards`: tenants to shards, fair shares and the lease planner;
+- :mod:`relay.core.links`: signed SSO links (sign, verify, single-use memory).
 
 Every layer above builds on these; this package imports none of them.
 """

@@ -19,6 +19,7 @@ from relay.ops import page
 from relay.runtime.status import (
     CheckpointStatus,
     ClientStatus,
+    DirectoryPendingStatus,
     HandoffStatus,
     Health,
     JournalStatus,
@@ -79,7 +80,9 @@ TENANT_KEYS = [
     "last_error_at",
     "failures",
     "events_by_type",
+    "directory_pending",
 ]
+DIRECTORY_PENDING_KEYS = ["target", "since", "attempts", "last_error"]
 SINK_KEYS = [
     "name",
     "connected",
@@ -218,6 +221,7 @@ def test_to_json_is_the_documented_document() -> None:
                 "last_error_at": None,
                 "failures": 0,
                 "events_by_type": {"exmail.mail.new": 2},
+                "directory_pending": None,
             }
         ],
         "sinks": [
@@ -313,6 +317,7 @@ def test_key_order_and_optional_keys() -> None:
 def test_the_records_declare_exactly_the_pinned_keys() -> None:
     assert Status.json_keys() == set(STATUS_KEYS)
     assert TenantStatus.json_keys() == set(TENANT_KEYS)
+    assert DirectoryPendingStatus.json_keys() == set(DIRECTORY_PENDING_KEYS)
     assert SinkStatus.json_keys() == set(WEBHOOK_SINK_KEYS)
     assert JournalStatus.json_keys() == set(JOURNAL_KEYS)
     assert PruneStatus.json_keys() == set(PRUNE_KEYS)
