@@ -45,12 +45,10 @@ way to lose it, and that is logged with the count.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -70,6 +68,8 @@ from relay.runtime.checkpointing import CheckpointPublisher, NoCheckpoints
 from relay.runtime.directory import DirectoryWorker, PendingDirectory, classify
 from relay.runtime.enrich import Enricher
 from relay.runtime.observer import Observer
+from relay.runtime.status import ListenerState as State
+from relay.runtime.status import ListenerStatus
 from relay.runtime.translate import Translation, translate_listen
 
 __all__ = ["Listener", "ListenerStatus"]
@@ -77,34 +77,10 @@ __all__ = ["Listener", "ListenerStatus"]
 log = logging.getLogger("relay.runtime.listener")
 
 T = TypeVar("T")
-State = Literal["starting", "connected", "backoff", "paused", "failed", "stopped"]
 Bootstrap = Literal["skip", "snapshot"]
 
 # How often an ongoing outage is logged again (the first failure is always logged).
 LOG_EVERY = 60.0
-
-
-@dataclass
-class ListenerStatus:
-    """What the status page and readiness know about one tenant (mutable, loop-owned)."""
-
-    tenant: str
-    state: State = "starting"
-    ver: int | None = None
-    last_event_at: float | None = None
-    last_error: str | None = None
-    last_error_at: float | None = None
-    failures: int = 0
-    # Set while the journal refuses this tenant's commit (the events are held in memory).
-    journal_error: str | None = None
-    # Clock time since which Exmail has not answered a listen (None: the last one was).
-    unanswered_since: float | None = None
-    # A directory change announced and not yet committed (the mail goes on meanwhile).
-    directory_pending: PendingDirectory | None = None
-    events_by_type: collections.Counter[str] = field(default_factory=collections.Counter)
-    recent: collections.deque[tuple[float, str, str, str]] = field(
-        default_factory=lambda: collections.deque(maxlen=50)
-    )
 
 
 class Listener:
