@@ -39,6 +39,7 @@ from relay.app.fields import check_http_url as _check_http_url
 from relay.app.fields import read_secret_file as _read_secret_file
 from relay.app.fields import secret_list as _secret_list
 from relay.core.amqp_message import ContentMode, HeaderPrefix
+from relay.core.envelope import MIN_SECRET_LENGTH
 from relay.core.shards import DEFAULT_SHARDS, shard_of
 
 __all__ = [
@@ -96,6 +97,8 @@ class TenantSettings(_Section):
     request_timeout: Duration = Field(default=10.0, gt=0)
     enrich_concurrency: int = Field(default=8, ge=1, le=64)
     max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # A listen answer's strings over this are cut, not the answer dropped (data.truncated).
+    max_field_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     enabled: bool = True
 
     @field_validator("api_url", "token_url", "login_url")
@@ -273,6 +276,24 @@ class ShardingSettings(_Section):
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
     heartbeat: int = Field(default=5, ge=1, le=60)
     prefix: str = Field(default="exmail.relay", min_length=1, max_length=100)
+    # The deployment secret that signs presence and checkpoint messages (lease mode):
+    # several during a rotation (the first signs, any verifies), one per line in the file.
+    secret: Annotated[list[SecretStr], BeforeValidator(_secret_list)] = Field(default_factory=list)
+    secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _secrets(self) -> ShardingSettings:
+        secrets = list(self.secret)
+        if self.secret_file is not None:
+            text = _read_secret_file(self.secret_file, "secret_file")
+            secrets.extend(SecretStr(line.strip()) for line in text.splitlines() if line.strip())
+        for index, value in enumerate(secrets):
+            if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"secret #{index + 1} must be at least {MIN_SECRET_LENGTH} characters"
+                )
+        object.__setattr__(self, "secret", secrets)
+        return self
 
     def resolved_replica_id(self, hostname: str | None = None) -> str:
         if self.replica_id is not None:

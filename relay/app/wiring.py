@@ -411,6 +411,7 @@ def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
         "action_codes": tenant.action_codes,
         "timeout": tenant.request_timeout,
         "max_response_bytes": tenant.max_response_bytes,
+        "max_field_bytes": tenant.max_field_bytes,
         "listen_timeout": tenant.listen_timeout,
     }
     kwargs.update(options)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -146,22 +146,28 @@ def mail_new(
     summary: str,
     unread: int | None,
     now: datetime,
+    truncated: Sequence[str] = (),
 ) -> Event:
+    """A new mail. ``truncated`` names the fields cut to the client's ``max_field_bytes``;
+    ``data.truncated`` is present only when it is not empty."""
+    data: dict[str, Any] = {
+        "user": user,
+        "mail_id": mail_id,
+        "sender": sender,
+        "receiver": receiver,
+        "subject": subject,
+        "summary": summary,
+        "unread": unread,
+    }
+    if truncated:
+        data["truncated"] = list(truncated)
     return Event(
         id=derive_id(MAIL_NEW, tenant, user.lower(), mail_id),
         tenant=tenant,
         type=MAIL_NEW,
         subject=user,
         time=now,
-        data={
-            "user": user,
-            "mail_id": mail_id,
-            "sender": sender,
-            "receiver": receiver,
-            "subject": subject,
-            "summary": summary,
-            "unread": unread,
-        },
+        data=data,
     )
 
 

@@ -278,6 +278,13 @@ class Listener:
         translation = translate_listen(self.tenant, ver, messages, now=self._now())
         for skipped in translation.skipped:
             self._skip(skipped.kind, skipped.detail)
+        if translation.truncated:
+            for name in translation.truncated:
+                self._observe.truncated(name)
+            log.warning(
+                "over-long mail fields cut to max_field_bytes (delivered, data.truncated)",
+                extra={"tenant": self.tenant, "fields": sorted(set(translation.truncated))},
+            )
         if translation.unreadable:
             await self._fault(MalformedResponse("listen answered no readable JSON"), "listen")
             return ver

@@ -55,6 +55,9 @@ class TenantObserver:
     def skipped(self, kind: str) -> None:
         """An upstream message was logged and skipped (unknown, malformed, error, enrich)."""
 
+    def truncated(self, field: str) -> None:
+        """A mail's ``field`` was over ``max_field_bytes`` and was cut (the event says so)."""
+
     def token_fetched(self, reason: str) -> None:
         """An access token was fetched (initial, expiry, invalid_token, forced)."""
 
@@ -134,6 +137,9 @@ class ForwardingTenantObserver(TenantObserver):
 
     def skipped(self, kind: str) -> None:
         self.inner.skipped(kind)
+
+    def truncated(self, field: str) -> None:
+        self.inner.truncated(field)
 
     def token_fetched(self, reason: str) -> None:
         self.inner.token_fetched(reason)

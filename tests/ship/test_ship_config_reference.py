@@ -61,9 +61,14 @@ DESCRIPTIONS: dict[str, str] = {
     "server's real hold.",
     "tenants.request_timeout": "Timeout of every other API request.",
     "tenants.enrich_concurrency": "Parallel `user/get` calls when enriching a directory update.",
-    "tenants.max_response_bytes": "Largest answer read from Exmail (a `listen` answer"
-    " included); a larger one is dropped whole and counted as"
-    ' `exmail_relay_listen_requests{outcome="too_large"}`.',
+    "tenants.max_response_bytes": "Largest answer read from Exmail. A `listen` answer"
+    " counts after its over-long strings are cut (`max_field_bytes`); an answer still larger"
+    ' is dropped whole and counted as `exmail_relay_listen_requests{outcome="too_large"}`.',
+    "tenants.max_field_bytes": "Longest string of a `listen` answer, in bytes as sent: a"
+    " longer one (a 5 MB summary) is cut there as the answer streams in, the mail is"
+    " delivered with `data.truncated` naming the field, and"
+    " `exmail_relay_fields_truncated_total` counts it. The other mails of that answer are"
+    " not affected.",
     "tenants.enabled": "Serve this tenant.",
     "amqp.enabled": "Deliver to RabbitMQ.",
     "amqp.url": "Broker URL, `amqp://` or `amqps://` (secret).",
@@ -135,6 +140,10 @@ DESCRIPTIONS: dict[str, str] = {
     "replica's shards move after about 3 heartbeats (a clean death: about 1 s).",
     "sharding.prefix": "Lease mode: prefix of the broker names (`<prefix>.lease.<n>`, "
     "`<prefix>.presence`, `<prefix>.member.<id>`); the same on every replica.",
+    "sharding.secret": "Lease mode: the deployment secret (16+ characters) that signs "
+    "presence and checkpoint messages on the broker, the same on every replica. Several "
+    "during a rotation: the first signs, any verifies.",
+    "sharding.secret_file": "A file holding `secret`, one per line (a mounted Secret).",
     "shutdown.timeout": "How long in-flight deliveries may drain on SIGTERM; keep it below "
     "the pod's termination grace period.",
     "clients.name": "Client name: in metrics (`client` label), audit lines and the status page.",
