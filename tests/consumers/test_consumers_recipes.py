@@ -105,6 +105,7 @@ async def run_scenario(
             amqp={"enabled": True, "url": AMQP_URL, "exchange": exchange, "queue": exchange,
                   "content_mode": content_mode, "header_prefix": header_prefix},
             webhooks=hooks,
+            tenant={"max_field_bytes": 1024},
         )  # fmt: skip
         async with running_relay(settings) as running:
             listener = running.service.listeners[0]
@@ -158,6 +159,9 @@ async def test_every_event_is_accepted_by_each_sdk_in_structured_mode(
     truth, made = await run_scenario(
         emulator, tmp_path, exchange, content_mode="structured", java=True
     )
+    assert [d["data"]["truncated"] for d in truth.values() if "truncated" in d["data"]] == [
+        ["summary"]
+    ]
     assert {d["type"] for d in truth.values()} == {
         "exmail.mail.new", "exmail.mail.unread", "exmail.directory.changed",
         "exmail.user.added", "exmail.user.updated", "exmail.user.deleted",
