@@ -31,6 +31,7 @@ function out(record) {
 // What the consumer does with an event. Delivery is at least once: the id is the
 // deduplication key (a real consumer keeps it in its database; here, in memory).
 const seen = new Set();
+let stopping = false;
 function handle(event, via, extra) {
   const duplicate = seen.has(event.id);
   seen.add(event.id);
@@ -60,6 +61,15 @@ function eventFromAmqp(message) {
 
 async function consumeAmqp() {
   const connection = await amqp.connect(process.env.AMQP_URL);
+  // amqplib does not reconnect: on a lost connection, exit non-zero and let the process
+  // supervisor restart us (unacknowledged messages are redelivered, the ids dedup them).
+  connection.on("error", (err) => console.error("RabbitMQ:", err.message));
+  connection.on("close", () => {
+    if (!stopping) {
+      console.error("RabbitMQ connection closed");
+      process.exit(1);
+    }
+  });
   const channel = await connection.createChannel();
   const exchange = process.env.AMQP_EXCHANGE || "exmail.events";
   const queue = process.env.AMQP_QUEUE || "oa.exmail";
@@ -149,6 +159,7 @@ async function main() {
   }
   out({ ready });
   const stop = async () => {
+    stopping = true;
     for (const close of closers) await close();
     process.exit(0);
   };
