@@ -38,6 +38,7 @@ from relay.app.fields import Section as _Section
 from relay.app.fields import check_http_url as _check_http_url
 from relay.app.fields import read_secret_file as _read_secret_file
 from relay.app.fields import secret_list as _secret_list
+from relay.core.amqp_message import ContentMode, HeaderPrefix
 from relay.core.envelope import MIN_SECRET_LENGTH
 from relay.core.links import DEFAULT_MAX_TTL
 from relay.core.shards import DEFAULT_SHARDS, shard_of
@@ -149,6 +150,10 @@ class AmqpSettings(_Section):
     # confirm_timeout (+ up to 1 s) with a publish unconfirmed: both well under 30 s.
     heartbeat: int = Field(default=5, ge=1, le=300)
     confirm_timeout: Duration = Field(default=15.0, gt=0, le=600)
+    # How a message carries its CloudEvent (relay.core.amqp_message): the whole document
+    # as the body, or data as the body and the attributes as application headers.
+    content_mode: ContentMode = "structured"
+    header_prefix: HeaderPrefix = "cloudEvents_"
 
     @model_validator(mode="after")
     def _url(self) -> AmqpSettings:

@@ -146,6 +146,8 @@ async def _open_sinks(
                     binding_key=a.binding_key,
                     heartbeat=a.heartbeat,
                     confirm_timeout=a.confirm_timeout,
+                    content_mode=a.content_mode,
+                    header_prefix=a.header_prefix,
                 )
             )
             plans.append(

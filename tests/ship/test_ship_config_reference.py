@@ -88,6 +88,13 @@ DESCRIPTIONS: dict[str, str] = {
     "amqp.heartbeat": "AMQP heartbeat in seconds (negotiated with the broker): a link "
     "with no frame for `(heartbeat + 1) * 3` s is dropped and reconnected (a stalled, "
     "idle link: about 20 s with the default). Overrides a `heartbeat` in `url`.",
+    "amqp.content_mode": "How each message carries its CloudEvent: `structured`, the whole "
+    "document as the body (`application/cloudevents+json`), or `binary`, `data` as the "
+    "body (`application/json`) and the other attributes as application headers "
+    "(docs/events.md).",
+    "amqp.header_prefix": "Prefix of the attribute headers in binary mode: `cloudEvents_` "
+    "(the AMQP binding's preferred form) or `cloudEvents:` (what Spring Cloud Function "
+    "reads).",
     "amqp.confirm_timeout": "Age limit on unconfirmed publishes: past it the link counts "
     "as stalled, readiness fails (`publish not confirmed within N s`), the connection is "
     "dropped and reconnected, and the deliveries stay pending (sent again, never dead).",
