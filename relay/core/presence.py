@@ -69,9 +69,7 @@ def fingerprint(*, shards: int, prefix: str, tenants: Collection[str]) -> str:
     """What two replicas must agree on to share shards: the shard count (lease ``n`` means
     the same tenants), the prefix (the same locks) and the set of tenant names (the same
     tenants hash into the shards). Order-free; 16 hex characters."""
-    names = "\n".join(sorted(set(tenants)))
-    tenant_hash = hashlib.sha256(names.encode()).hexdigest()
-    text = f"v1\nshards={shards}\nprefix={prefix}\ntenants={tenant_hash}"
+    text = json.dumps(["v1", shards, prefix, sorted(set(tenants))], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

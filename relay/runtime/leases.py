@@ -197,6 +197,11 @@ class LeaseManager:
         return self._link.last_error
 
     @property
+    def connected(self) -> bool:
+        """The lease connection is up (its session set up, not lost)."""
+        return self._link.connected
+
+    @property
     def down_since(self) -> float | None:
         """Monotonic time since which no session is up (None: one is); readiness bounds it."""
         return self._link.down_since

@@ -54,6 +54,7 @@ from relay.core import events as ev
 from relay.core.backoff import Backoff
 from relay.core.events import Event
 from relay.core.routing import Router
+from relay.core.throttle import LogThrottle
 from relay.exmail import (
     ExmailClient,
     ExmailError,
@@ -149,7 +150,7 @@ class Listener:
         self._interruptible_task: asyncio.Task[Any] | None = None
         self._state_shown = False
         self._streak = 0
-        self._last_log = 0.0
+        self._fault_log = LogThrottle(every=LOG_EVERY)  # reset when a streak ends
         self._set_state("starting")
 
     def __repr__(self) -> str:
@@ -342,7 +343,7 @@ class Listener:
         here, not dropped, until the commit succeeds or the listener is stopped.
         """
         refusals = 0
-        logged_at = 0.0
+        throttle = LogThrottle(every=LOG_EVERY)
         previous = self.status.state
         while True:
             try:
@@ -357,9 +358,7 @@ class Listener:
                 self.status.last_error = f"journal: {self.status.journal_error}"
                 self.status.last_error_at = self._clock()
                 self._set_state("paused")
-                now = self._monotonic()
-                if refusals == 1 or now - logged_at >= LOG_EVERY:
-                    logged_at = now
+                if throttle.admit(self._monotonic()) is not None:
                     log.error(
                         "journal refused a commit, holding the events and retrying",
                         extra={
@@ -423,9 +422,9 @@ class Listener:
             self._set_state("backoff")
             delay = self._backoff.delay(self._streak)
         self._streak += 1
-        now = self._monotonic()
-        if self._streak == 1 or now - self._last_log >= LOG_EVERY:
-            self._last_log = now
+        if self._streak == 1:
+            self._fault_log.reset()
+        if self._fault_log.admit(self._monotonic()) is not None:
             log.warning(
                 "upstream fault, backing off",
                 extra={
@@ -448,9 +447,9 @@ class Listener:
         self._set_state("failed")
         delay = self._backoff.delay(self._streak)
         self._streak += 1
-        now = self._monotonic()
-        if self._streak == 1 or now - self._last_log >= LOG_EVERY:
-            self._last_log = now
+        if self._streak == 1:
+            self._fault_log.reset()
+        if self._fault_log.admit(self._monotonic()) is not None:
             log.error(
                 "checkpoint unreadable, retrying",
                 extra={
