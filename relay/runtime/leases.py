@@ -202,6 +202,11 @@ class LeaseManager:
         return self._link.connected
 
     @property
+    def connection_error(self) -> str | None:
+        """Why the lease connection is not up, or what went wrong on it last."""
+        return self._link.last_error
+
+    @property
     def down_since(self) -> float | None:
         """Monotonic time since which no session is up (None: one is); readiness bounds it."""
         return self._link.down_since

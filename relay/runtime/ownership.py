@@ -172,7 +172,7 @@ class ShardRunner:
         down = time.monotonic() - since
         if down <= LEASE_DOWN_LIMIT:
             return None
-        why = self.leases.last_error or "connecting"
+        why = self.leases.connection_error or "connecting"
         return f"lease connection down for {down:.0f} s: {why}"
 
     # -- running -----------------------------------------------------------------------
