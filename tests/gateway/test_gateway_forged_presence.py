@@ -174,4 +174,13 @@ async def test_a_forged_presence_routes_nothing_anywhere_and_is_counted(
             async with http.get(f"{base(run)}/readyz") as resp:
                 assert resp.status == 503
                 assert "another deployment" in (await resp.json())["failing"]["leases"]
-            assert PORTAL_KEY not in json.dumps(attacker.requests)
+            async with http.get(f"{base(run)}/") as resp:
+                page = await resp.text()
+            assert "presence messages refused" in page and "another deployment uses" in page
+            async with http.get(f"{base(run)}/metrics") as resp:
+                exported = await resp.text()
+            assert (
+                'exmail_relay_broker_messages_refused_total{kind="presence",reason="unsigned"}'
+                in (exported)
+            )
+            assert DEPLOYMENT_SECRET not in page + exported
