@@ -33,13 +33,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from relay.app.fields import ConfigError, Duration, parse_duration
+from relay.app.fields import LEASE_MODE_NEEDS_SIGNING, ConfigError, Duration, parse_duration
 from relay.app.fields import Section as _Section
 from relay.app.fields import check_http_url as _check_http_url
+from relay.app.fields import check_replica_id as _check_replica_id
 from relay.app.fields import read_secret_file as _read_secret_file
 from relay.app.fields import secret_list as _secret_list
 from relay.core.envelope import MIN_SECRET_LENGTH
-from relay.core.presence import valid_replica_id
 from relay.core.shards import DEFAULT_SHARDS, shard_of
 
 __all__ = [
@@ -267,7 +267,6 @@ class ShardingSettings(_Section):
     count: int = Field(default=1, ge=1, le=1024)
     index: int | None = Field(default=None, ge=0)
     shards: int = Field(default=DEFAULT_SHARDS, ge=1, le=1024)
-    # A DNS label (RFC 1123): peers build a URL from it (``[gateway] peer_url``).
     replica_id: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     heartbeat: int = Field(default=5, ge=1, le=60)
     prefix: str = Field(default="exmail.relay", min_length=1, max_length=100)
@@ -296,16 +295,8 @@ class ShardingSettings(_Section):
         return hostname if hostname is not None else socket.gethostname()
 
     def lease_replica_id(self, hostname: str | None = None) -> str:
-        """The replica id in lease mode: it must be a DNS label (RFC 1123), because
-        peers build a URL from it; a host name that is not one needs ``replica_id``."""
-        replica = self.resolved_replica_id(hostname)
-        if not valid_replica_id(replica):
-            raise ConfigError(
-                f"sharding.replica_id: {replica!r} (the host name when unset) is not a DNS "
-                "label (lower-case a-z, 0-9 and inner '-', at most 63 characters): "
-                "set [sharding] replica_id"
-            )
-        return replica
+        """The replica id in lease mode, a DNS label (peers build a URL from it)."""
+        return _check_replica_id(self.resolved_replica_id(hostname))
 
     def resolved_index(self, hostname: str | None = None) -> int:
         if self.count == 1:
@@ -457,13 +448,7 @@ class Settings(BaseSettings):
         if self.sharding.mode == "lease" and not self.amqp.enabled:
             raise ValueError('sharding.mode = "lease" needs [amqp] enabled (leases live there)')
         if self.sharding_mode == "lease" and not self.sharding.secret:
-            raise ValueError(
-                "sharding.secret: lease mode (the default with [amqp] enabled) needs the "
-                "deployment secret that signs the replicas' broker messages: set "
-                "[sharding] secret or secret_file to the same random value on every "
-                "replica, e.g. the output of `openssl rand -base64 32` (the Helm chart "
-                'generates one); or set [sharding] mode = "static"'
-            )
+            raise ValueError(LEASE_MODE_NEEDS_SIGNING)
         return self
 
     @property

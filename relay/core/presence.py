@@ -31,6 +31,7 @@ from typing import Any
 from relay.core.envelope import HEADER, Refused, sign, verify
 
 __all__ = [
+    "CONFLICT_MEMORY",
     "HEADER",
     "KIND",
     "REASONS",
@@ -40,6 +41,8 @@ __all__ = [
     "Refused",
     "encode_presence",
     "fingerprint",
+    "foreign_deployment",
+    "mismatch",
     "read_presence",
     "valid_replica_id",
 ]
@@ -55,6 +58,10 @@ REASONS: tuple[str, ...] = (
     "invalid body",
     "invalid replica id",
 )
+
+#: How long a conflict (another deployment, another shard space) is remembered after its
+#: last message (seconds), so readiness does not flap with every tick.
+CONFLICT_MEMORY = 30.0
 
 _DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -143,6 +150,35 @@ def read_presence(
     ):
         return Refused("invalid body")
     return Presence(replica, shards, frozenset(owned), leaving, print_, sent)
+
+
+def mismatch(read: Presence, *, shards: int, fingerprint: str) -> tuple[str, bool] | None:
+    """``None`` when ``read`` comes from our shard space; else what to say about it and
+    whether it fails readiness at once (another shard count: lease ``n`` would mean other
+    tenants) or only after a grace (another tenant set: a rolling change looks so)."""
+    if read.shards != shards:
+        what = (
+            f"replica {read.replica!r} runs {read.shards} shards, this one {shards}: "
+            "the sharding configuration must be the same everywhere"
+        )
+        return what, True
+    if read.fingerprint != fingerprint:
+        what = (
+            f"replica {read.replica!r} has another sharding configuration (fingerprint "
+            f"{read.fingerprint}, ours {fingerprint}): shards, prefix and the set of "
+            "enabled tenants must be the same everywhere"
+        )
+        return what, False
+    return None
+
+
+def foreign_deployment(prefix: str) -> str:
+    """What to say about presence signed with another secret on our ``prefix``."""
+    return (
+        f"another deployment uses prefix {prefix!r} (presence signed with another secret): "
+        "give each deployment its own [sharding] prefix, or the same secret if it is one "
+        "deployment"
+    )
 
 
 def _is_int(value: object) -> bool:

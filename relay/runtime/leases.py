@@ -1,8 +1,8 @@
 """Shard leases held on RabbitMQ: which shards this replica owns, right now.
 
-Where it sits: the supervisor (later) asks a :class:`LeaseManager` which shards it owns
-and starts or stops those shards' tenants as leases come and go. The decisions are the
-pure planner's (:func:`relay.core.shards.plan`); this module only moves the bytes.
+Where it sits: the shard runner asks a :class:`LeaseManager` which shards it owns and
+runs those shards' tenants. The decisions are the pure planner's
+(:func:`relay.core.shards.plan`); the connection is a :class:`BrokerLink`.
 
 Ownership rests on the broker's locks alone. The lease of shard ``n`` is the exclusive
 queue ``<prefix>.lease.<n>``: exclusive queues belong to the connection that declared
@@ -12,16 +12,14 @@ So this replica holds a shard exactly while its one connection holds that queue.
 
 Presence only sizes the share (and routes gateway calls). Every tick the manager
 publishes ``{replica, owned, fingerprint}``, signed with the deployment secret
-(:mod:`relay.core.presence`), on the fanout exchange ``<prefix>.presence`` and reads the
-others' through its own exclusive, auto-delete inbox; a replica not heard from for
-``presence_timeout`` counts as gone. A message that is unsigned, badly signed, stale or
-malformed is dropped and counted; one from another shard space (another fingerprint) or
-signed with another secret is a *conflict*: logged, shown, and failing readiness.
-Presence that is late or wrong makes a replica want too many or too few shards, never
-hold one that another holds. The member queue ``<prefix>.member.<id>``
-locks the replica id, so two processes with one id cannot both run, and a replica that
-reconnects waits until the broker has dropped its previous connection (and with it the
-old leases) before taking anything.
+(:mod:`relay.core.presence`), on the fanout exchange ``<prefix>.presence``, and reads the
+others' through its own exclusive inbox; a replica not heard from for
+``presence_timeout`` counts as gone. Unsigned, forged, stale or malformed messages are
+dropped and counted; another shard space or another secret is a *conflict* (logged,
+shown, failing readiness). Late or wrong presence makes a replica want too many or too
+few shards, never hold one that another holds. The member queue ``<prefix>.member.<id>``
+locks the replica id, and makes a replica that reconnects wait until the broker has
+dropped its previous connection (and with it the old leases).
 
 The client must stop believing before the broker stops enforcing. aiormq only notices a
 silent broker after ``3 * (heartbeat + 1)`` seconds, later than the broker frees the
@@ -52,11 +50,14 @@ from pydantic import SecretStr
 
 from relay.core.backoff import Backoff
 from relay.core.presence import (
+    CONFLICT_MEMORY,
     HEADER,
     ConflictBook,
     Refused,
     encode_presence,
     fingerprint,
+    foreign_deployment,
+    mismatch,
     read_presence,
     valid_replica_id,
 )
@@ -72,9 +73,6 @@ log = logging.getLogger("relay.runtime.leases")
 #: How far a peer's clock may be off ours (seconds): presence older than the presence
 #: timeout plus this is refused as ``stale`` (a replay).
 PRESENCE_SKEW = 10.0
-#: How long a conflict (a foreign deployment, another shard space) is remembered after
-#: its last message, so readiness does not flap with every tick.
-CONFLICT_MEMORY = 30.0
 
 
 class LeaseManager:
@@ -86,11 +84,9 @@ class LeaseManager:
     from no shard. Leaving the block (or :meth:`close`) hands every shard over
     (``shutdown``) and closes the connection.
 
-    ``secrets`` (the first signs, any verifies) authenticate presence; ``tenants`` (the
-    enabled tenant names) go into the shard-space :func:`~relay.core.presence.fingerprint`
-    with ``shards`` and ``prefix``. ``on_refused(reason)`` is called for every presence
-    message dropped unread.
-    """
+    ``secrets`` (the first signs, any verifies) authenticate presence; ``tenants`` go
+    into the :func:`~relay.core.presence.fingerprint` with ``shards`` and ``prefix``;
+    ``on_refused(reason)`` is called for every presence message dropped unread."""
 
     def __init__(
         self,
@@ -141,6 +137,8 @@ class LeaseManager:
         self.before_release = before_release
         self._release_grace = release_grace if release_grace is not None else heartbeat / 3
         self._on_refused = on_refused
+        self._wake = asyncio.Event()
+        self._crash: BaseException | None = None
         self._link = BrokerLink(
             url=url,
             session=self._session,
@@ -152,7 +150,7 @@ class LeaseManager:
             log_extra={"replica": replica_id},
             on_lost=self._lost,
             on_down=lambda: self._drop_all("connection_lost"),
-            on_stop=self._wake_up,
+            on_stop=self._wake.set,
             on_crash=self._crashed,
         )
         self.target = self._link.target
@@ -161,10 +159,8 @@ class LeaseManager:
         self._peers: dict[str, tuple[float, frozenset[int]]] = {}
         self._fresh_until = 0.0
         self._expiry: asyncio.TimerHandle | None = None
-        self._wake = asyncio.Event()
         self._subscribers: list[asyncio.Queue[LeaseChange | None]] = []
-        #: Presence messages dropped unread, by reason.
-        self.refused: dict[str, int] = {}
+        self.refused: dict[str, int] = {}  # presence messages dropped unread, by reason
         self._refused_log = LogThrottle(every=30.0)
         self._conflicts = ConflictBook(
             memory=max(CONFLICT_MEMORY, 3 * self._presence_timeout), grace=mismatch_grace
@@ -235,9 +231,8 @@ class LeaseManager:
         return self._conflicts.active(time.monotonic())
 
     def trouble(self) -> str | None:
-        """Why this replica must not count as ready: another deployment on our prefix, or
-        a peer of another shard space for longer than ``mismatch_grace`` (a rolling
-        change of the tenant set passes within it)."""
+        """Why not ready: another deployment on our prefix, another shard count, or
+        another tenant set for longer than ``mismatch_grace`` (a rollout passes)."""
         return self._conflicts.trouble(time.monotonic())
 
     def changes(self) -> AsyncIterator[LeaseChange]:
@@ -261,8 +256,6 @@ class LeaseManager:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    _crash: BaseException | None = None
-
     async def __aenter__(self) -> LeaseManager:
         await self._link.__aenter__()
         return self
@@ -283,9 +276,6 @@ class LeaseManager:
         self._owned = set()  # not reported: the callbacks may be what crashed
         for queue in self._subscribers:
             queue.put_nowait(None)
-
-    def _wake_up(self) -> None:
-        self._wake.set()
 
     # -- one session -------------------------------------------------------------------
 
@@ -430,22 +420,11 @@ class LeaseManager:
             return
         if read.replica == self.replica_id:
             return
-        if read.fingerprint != self.fingerprint or read.shards != self.shards:
-            # Lease n would mean other tenants over there: the locks cannot help. Loud,
-            # and that replica is left out of the share (it is not in our shard space).
+        conflict = mismatch(read, shards=self.shards, fingerprint=self.fingerprint)
+        if conflict is not None:
+            # Not our shard space: the locks cannot help. Loud, and left out of the share.
             self._peers.pop(read.replica, None)
-            if read.shards != self.shards:
-                what = (
-                    f"replica {read.replica!r} runs {read.shards} shards, this one "
-                    f"{self.shards}: the sharding configuration must be the same everywhere"
-                )
-            else:
-                what = (
-                    f"replica {read.replica!r} has another sharding configuration "
-                    f"(fingerprint {read.fingerprint}, ours {self.fingerprint}): shards, "
-                    "prefix and the set of enabled tenants must be the same everywhere"
-                )
-            self._conflict(f"peer:{read.replica}", what, immediate=read.shards != self.shards)
+            self._conflict(f"peer:{read.replica}", *conflict)
             return
         self._conflicts.clear(f"peer:{read.replica}")
         if read.leaving:
@@ -463,16 +442,9 @@ class LeaseManager:
         if self._on_refused is not None:
             self._on_refused(reason)
         if reason == "bad signature":
-            # Well formed, signed, but not with our secret: another relay deployment (or
-            # one with a rotated secret not rolled out here) publishes on our prefix. Its
-            # lease queues have our names: sharing them silently would starve both.
-            self._conflict(
-                "foreign",
-                f"another deployment uses prefix {self.prefix!r} (presence signed with "
-                "another secret): give each deployment its own [sharding] prefix, or the "
-                "same secret if it is one deployment",
-                immediate=True,
-            )
+            # Signed, but not with our secret: another deployment (or a secret not rolled
+            # out here) on our prefix. Same lease names: sharing them would starve both.
+            self._conflict("foreign", foreign_deployment(self.prefix), True)
         suppressed = self._refused_log.admit(time.monotonic())
         if suppressed is not None:
             log.warning(
@@ -480,7 +452,7 @@ class LeaseManager:
                 extra={"replica": self.replica_id, "reason": reason, "suppressed": suppressed},
             )
 
-    def _conflict(self, key: str, what: str, *, immediate: bool) -> None:
+    def _conflict(self, key: str, what: str, immediate: bool) -> None:
         now = time.monotonic()
         if self._conflicts.note(key, what, immediate=immediate, now=now):
             self._conflict_log.reset()
@@ -504,8 +476,8 @@ class LeaseManager:
         self._link.lose("lease connection unconfirmed for a heartbeat")
 
     def _lost(self) -> None:
-        """Every lease gone at once (the link's ``on_lost``: a close callback or the
-        freshness timer); a failing ``on_change`` is raised by the session's check."""
+        """The link's ``on_lost`` (a close callback, the freshness timer): every lease
+        gone at once; a failing ``on_change`` is raised by the session's check."""
         self._wake.set()
         self._drop_all("connection_lost")
 
