@@ -116,7 +116,7 @@ class AmqpSink:
 
     @property
     def last_error(self) -> str | None:
-        return self._watchdog_error or self._link.last_error
+        return self._watchdog_error or self._stalled or self._link.last_error
 
     _watchdog_error: str | None = None
 
