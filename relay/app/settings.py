@@ -39,7 +39,9 @@ from relay.app.fields import check_http_url as _check_http_url
 from relay.app.fields import check_replica_id as _check_replica_id
 from relay.app.fields import read_secret_file as _read_secret_file
 from relay.app.fields import secret_list as _secret_list
+from relay.core.amqp_message import ContentMode, HeaderPrefix
 from relay.core.envelope import MIN_SECRET_LENGTH
+from relay.core.links import DEFAULT_MAX_TTL
 from relay.core.shards import DEFAULT_SHARDS, shard_of
 
 __all__ = [
@@ -97,7 +99,12 @@ class TenantSettings(_Section):
     request_timeout: Duration = Field(default=10.0, gt=0)
     enrich_concurrency: int = Field(default=8, ge=1, le=64)
     max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # A listen answer's strings over this are cut, not the answer dropped (data.truncated).
+    max_field_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     enabled: bool = True
+    replica_header: bool = False
+    """``X-Relay-Replica: <replica id>`` on ``listen``, for the emulator's listen log only
+    (off: the real Exmail never learns the relay's pod names)."""
 
     @field_validator("api_url", "token_url", "login_url")
     @classmethod
@@ -144,6 +151,10 @@ class AmqpSettings(_Section):
     # confirm_timeout (+ up to 1 s) with a publish unconfirmed: both well under 30 s.
     heartbeat: int = Field(default=5, ge=1, le=300)
     confirm_timeout: Duration = Field(default=15.0, gt=0, le=600)
+    # How a message carries its CloudEvent (relay.core.amqp_message): the whole document
+    # as the body, or data as the body and the attributes as application headers.
+    content_mode: ContentMode = "structured"
+    header_prefix: HeaderPrefix = "cloudEvents_"
 
     @model_validator(mode="after")
     def _url(self) -> AmqpSettings:
@@ -375,6 +386,8 @@ class GatewaySettings(_Section):
     (lease mode, the pod's name); a request for a tenant another replica owns is
     forwarded there. Unset: such requests answer 421 naming the owner."""
     forward_timeout: Duration = Field(default=15.0, gt=0, le=300)
+    max_link_ttl: Duration = Field(default=float(DEFAULT_MAX_TTL), ge=1, le=7 * 86400)
+    """Signed SSO links whose ``exp`` is further ahead (plus the skew) are refused."""
 
     @field_validator("peer_url")
     @classmethod

@@ -102,7 +102,9 @@ class ExmailClient:
     ``on_token(reason)`` before every token fetch (``initial``, ``expired``,
     ``invalid_token``, ``forced``); both are plain observers for metrics. ``tokens``: another
     client's :attr:`tokens`, so both use one token (one valid per account) and ``on_token``
-    is that client's.
+    is that client's. A ``listen`` answer's strings over ``max_field_bytes`` (at most
+    ``max_response_bytes``) are cut as they arrive and the mail says so
+    (:mod:`relay.exmail._cut`); ``max_response_bytes`` caps every answer as kept.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class ExmailClient:
         timeout: float = 10.0,
         listen_timeout: float = 30.0,
         max_response_bytes: int = 4 * 1024 * 1024,
+        max_field_bytes: int = 64 * 1024,
         read_retries: int = 3,
         backoff: Backoff = Backoff(),  # noqa: B008 - a frozen dataclass, safe to share
         on_request: OnRequest | None = None,
@@ -133,6 +136,8 @@ class ExmailClient:
             raise ValueError(f"action_codes must be 'authority' or 'v1.4', got {action_codes!r}")
         if timeout <= 0 or listen_timeout <= 0 or max_response_bytes <= 0 or read_retries < 0:
             raise ValueError("timeouts and max_response_bytes must be positive, read_retries >= 0")
+        if max_field_bytes < 16:
+            raise ValueError("max_field_bytes must be at least 16")
         self.client_id = client_id
         self._secret = (
             client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
@@ -145,6 +150,7 @@ class ExmailClient:
         self.timeout = timeout
         self.listen_timeout = listen_timeout
         self.max_response_bytes = max_response_bytes
+        self.max_field_bytes = min(max_field_bytes, max_response_bytes)
         self.read_retries = read_retries
         self._backoff = backoff
         self._on_request = on_request
@@ -228,7 +234,13 @@ class ExmailClient:
             async with session.post(
                 url, data=payload, headers=headers, timeout=timeout, allow_redirects=False
             ) as resp:
-                body = await read_capped(operation, resp, self.max_response_bytes)
+                body = await read_capped(
+                    operation,
+                    resp,
+                    self.max_response_bytes,
+                    # A listen answer is never dropped whole: its long strings are cut.
+                    max_field_bytes=self.max_field_bytes if operation == "listen" else None,
+                )
                 status = resp.status
             if not 200 <= status < 300:
                 outcome = "http_status"
