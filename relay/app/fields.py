@@ -23,6 +23,7 @@ __all__ = [
     "check_replica_id",
     "parse_duration",
     "read_secret_file",
+    "secret_lines",
     "secret_list",
 ]
 
@@ -104,3 +105,18 @@ def check_replica_id(replica: str) -> str:
             "set [sharding] replica_id"
         )
     return replica
+
+
+def secret_lines(
+    given: list[SecretStr], file: Path | None, *, min_length: int, key: str = "secret"
+) -> list[SecretStr]:
+    """``given`` and every non-empty line of ``file`` (``<key>_file``), each at least
+    ``min_length`` characters: the secrets of a key that rotates (first signs)."""
+    secrets = list(given)
+    if file is not None:
+        text = read_secret_file(file, f"{key}_file")
+        secrets.extend(SecretStr(line.strip()) for line in text.splitlines() if line.strip())
+    for index, value in enumerate(secrets):
+        if len(value.get_secret_value()) < min_length:
+            raise ValueError(f"{key} #{index + 1} must be at least {min_length} characters")
+    return secrets

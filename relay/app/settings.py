@@ -38,6 +38,7 @@ from relay.app.fields import Section as _Section
 from relay.app.fields import check_http_url as _check_http_url
 from relay.app.fields import check_replica_id as _check_replica_id
 from relay.app.fields import read_secret_file as _read_secret_file
+from relay.app.fields import secret_lines as _secret_lines
 from relay.app.fields import secret_list as _secret_list
 from relay.core.amqp_message import ContentMode, HeaderPrefix
 from relay.core.envelope import MIN_SECRET_LENGTH
@@ -288,15 +289,7 @@ class ShardingSettings(_Section):
 
     @model_validator(mode="after")
     def _secrets(self) -> ShardingSettings:
-        secrets = list(self.secret)
-        if self.secret_file is not None:
-            text = _read_secret_file(self.secret_file, "secret_file")
-            secrets.extend(SecretStr(line.strip()) for line in text.splitlines() if line.strip())
-        for index, value in enumerate(secrets):
-            if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
-                raise ValueError(
-                    f"secret #{index + 1} must be at least {MIN_SECRET_LENGTH} characters"
-                )
+        secrets = _secret_lines(self.secret, self.secret_file, min_length=MIN_SECRET_LENGTH)
         object.__setattr__(self, "secret", secrets)
         return self
 
