@@ -112,7 +112,7 @@ def test_openapi_parameters_take_both_spellings_and_the_clients_checks() -> None
     [
         (InvalidRequest("bad"), 400, None),
         (NotFound("1310", "user_not_found"), 404, "1310"),
-        (ApiError("1001", "invalid_parameter"), 400, "1001"),
+        (ApiError("1001", "invalid_parameter"), 409, "1001"),
         (TemporarilyUnavailable("1002", "temporarily_unavailable"), 503, "1002"),
         (ExmailTimeout("slow"), 504, None),
         (HTTPStatusError("x", status=500), 503, None),
