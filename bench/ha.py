@@ -37,6 +37,8 @@ from relay.core.shards import shard_of
 
 SHARDS = 16
 HEARTBEAT = 2
+# The deployment secret of the bench's replicas ([sharding] secret: lease mode needs one).
+DEPLOYMENT_SECRET = secrets.token_urlsafe(32)
 
 
 SECRET = "bench-ha-deployment-secret-0123"  # noqa: S105 - a bench-only secret
@@ -228,7 +230,7 @@ def lease(*, tenants: int, kills: int, handoffs: int, hold: float) -> dict[str, 
                 prefix=name,
                 heartbeat=HEARTBEAT,
                 shards=SHARDS,
-                secret=[SECRET],  # signs the checkpoints
+                secret=DEPLOYMENT_SECRET,
             )
             replicas.append(Replica(f"r{n}", workdir, config, port))
         try:

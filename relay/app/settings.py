@@ -33,11 +33,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from relay.app.fields import ConfigError, Duration, parse_duration
+from relay.app.fields import LEASE_MODE_NEEDS_SIGNING, ConfigError, Duration, parse_duration
 from relay.app.fields import Section as _Section
 from relay.app.fields import check_http_url as _check_http_url
+from relay.app.fields import check_replica_id as _check_replica_id
 from relay.app.fields import read_secret_file as _read_secret_file
+from relay.app.fields import secret_lines as _secret_lines
 from relay.app.fields import secret_list as _secret_list
+from relay.core.amqp_message import ContentMode, HeaderPrefix
 from relay.core.envelope import MIN_SECRET_LENGTH
 from relay.core.links import DEFAULT_MAX_TTL
 from relay.core.shards import DEFAULT_SHARDS, shard_of
@@ -149,6 +152,10 @@ class AmqpSettings(_Section):
     # confirm_timeout (+ up to 1 s) with a publish unconfirmed: both well under 30 s.
     heartbeat: int = Field(default=5, ge=1, le=300)
     confirm_timeout: Duration = Field(default=15.0, gt=0, le=600)
+    # How a message carries its CloudEvent (relay.core.amqp_message): the whole document
+    # as the body, or data as the body and the attributes as application headers.
+    content_mode: ContentMode = "structured"
+    header_prefix: HeaderPrefix = "cloudEvents_"
 
     @model_validator(mode="after")
     def _url(self) -> AmqpSettings:
@@ -272,7 +279,7 @@ class ShardingSettings(_Section):
     count: int = Field(default=1, ge=1, le=1024)
     index: int | None = Field(default=None, ge=0)
     shards: int = Field(default=DEFAULT_SHARDS, ge=1, le=1024)
-    replica_id: str | None = Field(default=None, min_length=1, max_length=200)
+    replica_id: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     heartbeat: int = Field(default=5, ge=1, le=60)
     prefix: str = Field(default="exmail.relay", min_length=1, max_length=100)
     # The deployment secret that signs presence and checkpoint messages (lease mode):
@@ -282,15 +289,7 @@ class ShardingSettings(_Section):
 
     @model_validator(mode="after")
     def _secrets(self) -> ShardingSettings:
-        secrets = list(self.secret)
-        if self.secret_file is not None:
-            text = _read_secret_file(self.secret_file, "secret_file")
-            secrets.extend(SecretStr(line.strip()) for line in text.splitlines() if line.strip())
-        for index, value in enumerate(secrets):
-            if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
-                raise ValueError(
-                    f"secret #{index + 1} must be at least {MIN_SECRET_LENGTH} characters"
-                )
+        secrets = _secret_lines(self.secret, self.secret_file, min_length=MIN_SECRET_LENGTH)
         object.__setattr__(self, "secret", secrets)
         return self
 
@@ -298,6 +297,10 @@ class ShardingSettings(_Section):
         if self.replica_id is not None:
             return self.replica_id
         return hostname if hostname is not None else socket.gethostname()
+
+    def lease_replica_id(self, hostname: str | None = None) -> str:
+        """The replica id in lease mode, a DNS label (peers build a URL from it)."""
+        return _check_replica_id(self.resolved_replica_id(hostname))
 
     def resolved_index(self, hostname: str | None = None) -> int:
         if self.count == 1:
@@ -450,6 +453,8 @@ class Settings(BaseSettings):
             raise ValueError("clients: two entries share a key (each key names one client)")
         if self.sharding.mode == "lease" and not self.amqp.enabled:
             raise ValueError('sharding.mode = "lease" needs [amqp] enabled (leases live there)')
+        if self.sharding_mode == "lease" and not self.sharding.secret:
+            raise ValueError(LEASE_MODE_NEEDS_SIGNING)
         return self
 
     @property

@@ -36,6 +36,7 @@ __all__ = [
     "USER_UPDATED",
     "Event",
     "directory_changed",
+    "encode_json",
     "mail_new",
     "mail_unread",
     "type_matches",
@@ -102,13 +103,19 @@ class Event:
         }
 
     def encode(self) -> bytes:
-        """The CloudEvent as compact UTF-8 JSON: the body every sink sends.
+        """The CloudEvent as compact UTF-8 JSON (:func:`encode_json`): what the journal
+        stores, and the body every sink sends in structured mode."""
+        return encode_json(self.to_cloudevent())
 
-        A lone surrogate (JSON lets a server send ``"\\ud800"``) cannot be UTF-8; it is
-        written back as its JSON escape, so the body stays valid UTF-8 and valid JSON.
-        """
-        text = json.dumps(self.to_cloudevent(), ensure_ascii=False, separators=(",", ":"))
-        return text.encode("utf-8", "backslashreplace")
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON, the way every body the relay sends is written.
+
+    A lone surrogate (JSON lets a server send ``"\\ud800"``) cannot be UTF-8; it is
+    written back as its JSON escape, so the bytes stay valid UTF-8 and valid JSON.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "backslashreplace")
 
 
 def format_time(moment: datetime) -> str:

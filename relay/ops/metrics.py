@@ -247,18 +247,22 @@ class Metrics:
             "Lease mode: 1 while the checkpoint store's broker link is up.",
             registry=r,
         )
-        self.checkpoints_refused = Counter(
-            "exmail_relay_checkpoints_refused",
-            "Lease mode: checkpoint messages dropped on read, never merged, by reason"
-            " (unsigned, malformed, bad signature, not a snapshot).",
-            ["reason"],
-            registry=r,
-        )
         self.checkpoint_waiting_shards = Gauge(
             "exmail_relay_checkpoint_waiting_shards",
             "Lease mode: held shards whose tenants wait for a complete checkpoint read.",
             registry=r,
         )
+        self.broker_messages_refused = Counter(
+            "exmail_relay_broker_messages_refused",
+            "Broker messages dropped unread (lease mode), by kind (presence, checkpoint) and "
+            "reason (unsigned, malformed, bad_signature, stale, invalid_body, "
+            "invalid_replica_id).",
+            ["kind", "reason"],
+            registry=r,
+        )
+        for kind in ("presence", "checkpoint"):
+            for reason in ("unsigned", "bad_signature"):
+                self.broker_messages_refused.labels(kind, reason)
 
 
 @functools.cache
@@ -377,14 +381,14 @@ class PrometheusObserver(Observer):
     def owned_shards(self, count: int) -> None:
         self.metrics.owned_shards.set(count)
 
+    def broker_message_refused(self, kind: str, reason: str) -> None:
+        self.metrics.broker_messages_refused.labels(kind, reason.replace(" ", "_")).inc()
+
     def takeover_gap(self, seconds: float) -> None:
         self.metrics.takeover_gap.observe(seconds)
 
     def checkpoint_store(self, connected: bool) -> None:
         self.metrics.checkpoint_store_up.set(1 if connected else 0)
-
-    def checkpoint_refused(self, reason: str) -> None:
-        self.metrics.checkpoints_refused.labels(reason).inc()
 
     def checkpoint_waiting(self, shards: int) -> None:
         self.metrics.checkpoint_waiting_shards.set(shards)

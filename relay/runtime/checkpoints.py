@@ -371,7 +371,7 @@ class CheckpointStore:
     def _refused(self, shard: int, reasons: list[str]) -> None:
         """Counted and shown, one log line per read however many there were."""
         for reason in reasons:
-            self._observer.checkpoint_refused(reason.split(":")[0])
+            self._observer.broker_message_refused(KIND, reason.split(":")[0])
         self.last_refused = f"shard {shard}: {len(reasons)} message(s) dropped ({reasons[0]})"
         log.warning(
             "checkpoint messages dropped",

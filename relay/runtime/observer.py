@@ -122,12 +122,12 @@ class Observer:
     def checkpoint_store(self, connected: bool) -> None:
         """Lease mode: whether the checkpoint store's broker link is up."""
 
-    def checkpoint_refused(self, reason: str) -> None:
-        """Lease mode: a checkpoint message was dropped on read (unsigned, malformed,
-        bad signature), never merged."""
-
     def checkpoint_waiting(self, shards: int) -> None:
         """Lease mode: how many held shards wait for a complete checkpoint read."""
+
+    def broker_message_refused(self, kind: str, reason: str) -> None:
+        """Lease mode: a broker message of ``kind`` (``presence``, ``checkpoint``) was
+        dropped, unread, for ``reason`` (``unsigned``, ``bad signature``, ``stale``, ...)."""
 
 
 class ForwardingTenantObserver(TenantObserver):
@@ -199,8 +199,8 @@ class ForwardingObserver(Observer):
     def checkpoint_store(self, connected: bool) -> None:
         self.inner.checkpoint_store(connected)
 
-    def checkpoint_refused(self, reason: str) -> None:
-        self.inner.checkpoint_refused(reason)
-
     def checkpoint_waiting(self, shards: int) -> None:
         self.inner.checkpoint_waiting(shards)
+
+    def broker_message_refused(self, kind: str, reason: str) -> None:
+        self.inner.broker_message_refused(kind, reason)

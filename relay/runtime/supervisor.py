@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from relay.core.backoff import Backoff
+from relay.core.throttle import LogThrottle
 from relay.journal import Journal, JournalError, JournalStats
 from relay.runtime.drainer import Drainer
 from relay.runtime.listener import Listener
@@ -93,7 +94,7 @@ class RelayService:
         self.retired_at = retired_at
         # What housekeeping's last recount / stats / prune failed with (readiness shows it).
         self.journal_errors: dict[str, str] = {}
-        self._journal_logged: dict[str, float] = {}
+        self._journal_logged: dict[str, LogThrottle] = {}
 
     def __repr__(self) -> str:
         return f"RelayService(tenants={len(self.listeners)}, sinks={len(self.drainers)})"
@@ -223,10 +224,8 @@ class RelayService:
 
     def _journal_failed(self, step: str, exc: JournalError) -> None:
         self.journal_errors[step] = str(exc)
-        now = self._monotonic()
-        last = self._journal_logged.get(step)
-        if last is None or now - last >= JOURNAL_LOG_EVERY:
-            self._journal_logged[step] = now
+        throttle = self._journal_logged.setdefault(step, LogThrottle(every=JOURNAL_LOG_EVERY))
+        if throttle.admit(self._monotonic()) is not None:
             log.error(f"journal {step} failed", extra={"error": str(exc)})
 
     def _journal_ok(self, step: str) -> None:

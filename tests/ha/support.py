@@ -27,7 +27,7 @@ from relay.core.shards import fair_share, shard_of
 from relay.emulator import Emulator, Seed, tenant_key, tenants_seed
 from tests.chaos.support import RelayProcess, free_port
 from tests.pipeline.support import Broker, Consumer
-from tests.support import AMQP_URL, BROKER_ADDRESS, TcpProxy, eventually
+from tests.support import AMQP_URL, BROKER_ADDRESS, DEPLOYMENT_SECRET, TcpProxy, eventually
 
 SHARDS = 16
 TENANTS = [f"t{n:02d}" for n in range(1, 13)]
@@ -37,10 +37,6 @@ HOLD = 1.0
 
 def admin(tenant: str) -> str:
     return f"admin@{tenant}.test"
-
-
-# Signs this cluster's checkpoint messages ([sharding] secret).
-DEPLOYMENT_SECRET = "ha-test-deployment-secret-0123"
 
 
 def tenants_of(shards: Iterable[int]) -> set[str]:

@@ -127,7 +127,8 @@ async def test_forged_checkpoints_change_no_ver_and_are_counted(
     refused: list[str] = []
 
     class Counting(Observer):
-        def checkpoint_refused(self, reason: str) -> None:
+        def broker_message_refused(self, kind: str, reason: str) -> None:
+            assert kind == "checkpoint"
             refused.append(reason)
 
     async with store(prefix, observer=Counting()) as s:

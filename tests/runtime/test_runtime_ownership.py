@@ -42,12 +42,11 @@ from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
 from relay.runtime.ownership import ShardRunner
 from tests.pipeline.support import control
-from tests.support import AMQP_URL, BROKER_ADDRESS, TcpProxy, eventually
+from tests.support import AMQP_URL, BROKER_ADDRESS, DEPLOYMENT_SECRET, TcpProxy, eventually
 
 TENANTS = [f"t{i}" for i in range(6)]
 SHARDS = 16
 KEY = "exmail-demo-key"
-SECRET = "ownership-test-secret-0123456789"
 
 
 def admin(tenant: str) -> str:
@@ -103,7 +102,7 @@ def lease_settings(
             "replica_id": replica,
             "prefix": prefix,
             "heartbeat": 2,
-            "secret": [SECRET],
+            "secret": DEPLOYMENT_SECRET,
             **sharding,
         },
         http={"enabled": False},
@@ -308,7 +307,7 @@ async def test_a_checkpoint_read_that_fails_makes_the_shard_wait_not_bootstrap(
     s = lease_settings(emu, tmp_path, "r-wait", prefix, shards=1)
     store = CheckpointStore(
         url=SecretStr(url),
-        secrets=[SecretStr(SECRET)],
+        secrets=[SecretStr(DEPLOYMENT_SECRET)],
         shards=1,
         prefix=prefix,
         heartbeat=2,
@@ -382,11 +381,12 @@ async def test_a_forged_checkpoint_changes_no_tenants_ver(
         assert sharding.checkpoints.refused == 2
         refused = {
             reason: registry.get_sample_value(
-                "exmail_relay_checkpoints_refused_total", {"reason": reason}
+                "exmail_relay_broker_messages_refused_total",
+                {"kind": "checkpoint", "reason": reason},
             )
-            for reason in ("unsigned", "bad signature")
+            for reason in ("unsigned", "bad_signature")
         }
-        assert refused == {"unsigned": 1.0, "bad signature": 1.0}
+        assert refused == {"unsigned": 1.0, "bad_signature": 1.0}
 
 
 def user_event_ids(running: Running, tenant: str) -> dict[tuple[str, str], str]:
@@ -426,7 +426,7 @@ async def test_a_takeover_from_an_older_checkpoint_re_emits_with_identical_ids(
         queue = f"{prefix}.checkpoint.0"
         await (await channel.get_queue(queue)).purge()
         body = encode(0, before)
-        header = sign(KIND, body, secret=SECRET.encode(), at_ms=int(time.time() * 1000))
+        header = sign(KIND, body, secret=DEPLOYMENT_SECRET.encode(), at_ms=int(time.time() * 1000))
         await channel.default_exchange.publish(
             aio_pika.Message(body, headers={HEADER: header}), routing_key=queue
         )
@@ -471,6 +471,7 @@ async def test_a_planned_release_passes_the_gate_while_the_lease_is_still_held(
 
         manager = LeaseManager(
             url=SecretStr(AMQP_URL),
+            secrets=[SecretStr(DEPLOYMENT_SECRET)],
             replica_id="gate",
             shards=2,
             prefix=prefix,

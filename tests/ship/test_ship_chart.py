@@ -222,10 +222,45 @@ def test_lease_mode_is_the_default_with_amqp_two_replicas_one_disruption(
     assert settings.gateway.peer_url == (
         "http://{replica}.relay-exmail-relay-headless.mail.svc:8080"
     )
+    # One deployment, one shard space: the prefix is the release's own, and the
+    # deployment secret is generated into the chart's Secret (mounted as secret_file).
+    assert settings.sharding.prefix == "exmail.relay.relay"
+    (secret,) = settings.sharding.secret
+    assert len(secret.get_secret_value()) == 48
+    assert data["sharding-secret"] == secret.get_secret_value()
+    assert secret.get_secret_value() not in relay_toml(objects)
+    other = render(chart, {"amqp": amqp, "tenants": TENANTS})
+    other_secret = base64.b64decode(one(other, "Secret")["data"]["sharding-secret"]).decode()
+    assert other_secret != secret.get_secret_value(), "random per install (kept by lookup)"
+    given = render(
+        chart,
+        {"amqp": amqp, "sharding": {"secret": "given-secret-0123456789", "prefix": "acme.mail"}},
+    )
+    assert 'prefix = "acme.mail"' in relay_toml(given)
+    given_data = one(given, "Secret")["data"]
+    assert base64.b64decode(given_data["sharding-secret"]) == b"given-secret-0123456789"
+    mounted = render(chart, {"amqp": amqp, "secrets": {"existingSecret": "mine"}})
+    assert "Secret" not in kinds(mounted)
+    assert 'secret_file = "/var/run/secrets/exmail-relay/sharding-secret"' in relay_toml(mounted)
 
     scaled = render(chart, {"amqp": amqp, "replicas": 3, "sharding": {"shards": 32}})
     assert one(scaled, "StatefulSet")["spec"]["replicas"] == 3
     assert "shards = 32" in relay_toml(scaled)
+
+
+def test_amqp_content_mode_renders_and_loads(chart: Any, tmp_path: Path) -> None:
+    default = render(chart)
+    assert 'content_mode = "structured"' in relay_toml(default)
+    assert 'header_prefix = "cloudEvents_"' in relay_toml(default)
+    settings = {"content_mode": "binary", "header_prefix": "cloudEvents:"}
+    amqp = {"enabled": True, "url": "amqp://relay:pw@rabbitmq.mq:5672/", "settings": settings}
+    objects = render(chart, {"amqp": amqp, "tenants": TENANTS})
+    data = {k: base64.b64decode(v).decode() for k, v in one(objects, "Secret")["data"].items()}
+    loaded = load_settings(_write_pod_files(objects, tmp_path, data), environ={})
+    assert loaded.amqp.content_mode == "binary"
+    assert loaded.amqp.header_prefix == "cloudEvents:"
+    with pytest.raises(Exception, match="content_mode"):
+        render(chart, {"amqp": {"settings": {"content_mode": "binary-ish"}}})
 
 
 def test_lease_mode_without_amqp_does_not_render(chart: Any) -> None:
@@ -463,6 +498,8 @@ def test_network_policy(chart: Any) -> None:
         ({"sharding": {"count": "three"}}, "/sharding/count"),
         ({"sharding": {"count": 0}}, "/sharding/count"),
         ({"sharding": {"mode": "raft"}}, "/sharding/mode"),
+        ({"sharding": {"secret": "too-short"}}, "/sharding/secret"),
+        ({"sharding": {"prefix": "has space"}}, "/sharding/prefix"),
         ({"replicas": 0}, "/replicas"),
         ({"tenants": [{"name": "Acme Corp", "client_id": "admin@x.example"}]}, "/tenants/0/name"),
         ({"tenants": [{"name": "acme"}]}, "client_id"),
