@@ -23,7 +23,6 @@ import aiohttp
 from relay.app.settings import (
     AmqpSettings,
     ClientSettings,
-    ConfigError,
     Settings,
     TenantSettings,
     WebhookSettings,
@@ -458,13 +457,8 @@ def _checkpoint_store(
     settings: Settings, leases: LeaseManager, observer: Observer
 ) -> CheckpointStore:
     """Lease mode's checkpoint store on ``[amqp] url``: signed with the deployment
-    secret, one queue per shard under the lease prefix."""
+    secret (required in lease mode by the settings), one queue per shard."""
     sh = settings.sharding
-    if not sh.secret:
-        raise ConfigError(
-            "sharding.secret: lease mode needs the deployment secret (secret or "
-            "secret_file): it signs the checkpoints"
-        )
     return CheckpointStore(
         url=settings.amqp.url,
         secrets=sh.secret,
