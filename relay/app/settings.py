@@ -345,6 +345,15 @@ class GatewaySettings(_Section):
     queue_timeout: Duration = Field(default=2.0, ge=0, le=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     sso_expires_in: int = Field(default=300, ge=1, le=3600)
+    min_token_age: Duration = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="The token service's `refresh` fetches a new token only when the "
+        "current one is at least this old or the relay itself saw Exmail refuse it; "
+        "otherwise it answers the current token (each fetch voids the token every "
+        "holder uses). 0 turns the bound off.",
+    )
     peer_url: str | None = None
     """Where another replica answers: ``{index}`` is its ordinal (static mode, e.g.
     ``http://exmail-relay-{index}.exmail-relay:8080``), ``{replica}`` its replica id

@@ -31,7 +31,7 @@ from relay.core.backoff import Backoff
 from relay.core.delivery import DrainPolicy
 from relay.core.routing import Route, Router
 from relay.core.shards import shard_of
-from relay.exmail import ExmailClient
+from relay.exmail import ExmailClient, fence_trace
 from relay.gateway import ApiClient, ClientRegistry, Gateway, GatewayTenant, UnreadCache, UnreadFeed
 from relay.gateway.forwarding import Forwarder, OwnerLookup, lease_owner, static_owner
 from relay.gateway.limits import TenantGate
@@ -212,8 +212,11 @@ async def build_service(
         tenants = settings.shard_tenants(hostname)
         leases = _lease_manager(settings, hostname) if settings.sharding_mode == "lease" else None
         # One shared HTTP session: no connection limit, since every tenant holds a poll.
+        # fence_trace: a fenced request asks the lease once more as it leaves.
         session = await stack.enter_async_context(
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), trace_configs=[fence_trace()]
+            )
         )
         # The API gateway (on with [[clients]] and [http]): its own session, so its calls
         # never wait for a connection the listeners need; the listeners' token caches.
@@ -237,7 +240,8 @@ async def build_service(
                 aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(
                         limit=g.tenant_concurrency * max(1, len(tenants))
-                    )
+                    ),
+                    trace_configs=[fence_trace()],
                 )
             )
         clients: dict[str, tuple[TenantSettings, ExmailClient]] = {}
@@ -320,6 +324,7 @@ async def build_service(
                 observer=observer,
                 max_body_bytes=settings.gateway.max_body_bytes,
                 sso_expires_in=settings.gateway.sso_expires_in,
+                min_token_age=settings.gateway.min_token_age,
                 owner_of=_owner_lookup(settings, hostname, leases),
                 serves=_serves(leases),
                 forwarder=await _forwarder(stack, settings, hostname, leases),

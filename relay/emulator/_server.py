@@ -321,8 +321,12 @@ async def openapi(request: web.Request) -> web.Response:
     if handler is None:
         return json_response({"errcode": "404", "error": "not_found"}, status=404)
     params = await Params.read(request)
+    token = bearer_token(request, params)
+    owner = request.app[STATE].token_owner(token)
+    if owner is not None:  # logged before it is judged: a refused call still left its sender
+        request.app[LISTENS].called(owner, operation, replica=replica_of(request))
     try:
-        company = request.app[STATE].authenticate(bearer_token(request, params))
+        company = request.app[STATE].authenticate(token)
         return await handler(request, company, params)
     except ApiError as exc:
         return _error(exc)
@@ -352,7 +356,9 @@ async def token(request: web.Request) -> web.Response:
     except ApiError as exc:
         return _error(exc)
     company = state.authenticate(access_token)
-    request.app[LISTENS].token_issued(company.admin, company.token_generation)
+    request.app[LISTENS].token_issued(
+        company.admin, company.token_generation, replica=replica_of(request)
+    )
     return json_response(
         {
             "access_token": access_token,

@@ -8,6 +8,10 @@ only through this class. It owns three concerns and delegates the rest:
   server did not act);
 - the HTTP exchange: POST form bodies, a deadline on every call, bodies read with a size
   cap, aiohttp exceptions translated into :mod:`relay.exmail._exceptions`;
+- the fence at the moment a request leaves: a client whose token cache has a fence asks
+  it again once the connection is ready and before the first byte is written (the
+  session's :func:`fence_trace` hook), so a request that waited for a pooled connection
+  or a connect while the lease was lost raises :class:`TokenFenced` instead of leaving;
 - retries of reads only, on transient faults, with the pure :class:`Backoff` policy.
   Writes are never retried blindly, and ``listen`` is not retried at all: its caller
   owns that loop.
@@ -50,9 +54,11 @@ from relay.exmail._exceptions import (
     MalformedResponse,
     NetworkError,
     ResponseTooLarge,
+    TokenFenced,
     describe_network_error,
     is_transient,
 )
+from relay.exmail._fence import fence_trace, has_fence_trace
 from relay.exmail._listen import ListenMessage
 from relay.exmail._models import (
     ActionCodes,
@@ -125,7 +131,7 @@ class ExmailClient:
         on_token: OnToken | None = None,
         tokens: TokenCache | None = None,
         token_fence: Callable[[], bool] | None = None,
-        replica: str | None = None,  # sent as X-Relay-Replica on listen (emulator's log)
+        replica: str | None = None,  # sent as X-Relay-Replica (the emulator's request log)
     ) -> None:
         if auth_method not in ("form", "basic"):
             raise ValueError(f"auth_method must be 'form' or 'basic', got {auth_method!r}")
@@ -152,6 +158,9 @@ class ExmailClient:
         self._session = session
         self._owns_session = session is None
         self._tokens = tokens or TokenCache(self._fetch_token, on_token=on_token, fence=token_fence)
+        if self._tokens.fenced and session is not None and not has_fence_trace(session):
+            # Without the hook a request could leave after the lease is lost (issue 18).
+            raise ValueError("a fenced client needs a session made with fence_trace()")
 
     def __repr__(self) -> str:
         return f"ExmailClient(client_id={self.client_id!r}, api_url={self.api_url!r})"
@@ -176,7 +185,7 @@ class ExmailClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(trace_configs=[fence_trace()])
             self._owns_session = True
         return self._session
 
@@ -219,14 +228,19 @@ class ExmailClient:
         # Encoded here rather than handed to aiohttp as a form: aiohttp builds a
         # multipart writer (and a random boundary) for every form, even a urlencoded one.
         payload = urlencode(data).encode()
-        headers = {**headers, "Content-Type": FORM_CONTENT_TYPE}
+        headers = {**headers, **self._replica, "Content-Type": FORM_CONTENT_TYPE}
         total = read_timeout if read_timeout is not None else self.timeout
         timeout = aiohttp.ClientTimeout(total=total, connect=self.timeout)
         started = time.monotonic()
         outcome = "ok"
         try:
             async with session.post(
-                url, data=payload, headers=headers, timeout=timeout, allow_redirects=False
+                url,
+                data=payload,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+                trace_request_ctx=self._tokens.admit,
             ) as resp:
                 body = await read_capped(operation, resp, self.max_response_bytes)
                 status = resp.status
@@ -235,6 +249,9 @@ class ExmailClient:
             return status, body
         except ResponseTooLarge:
             outcome = "too_large"
+            raise
+        except TokenFenced:
+            outcome = "fenced"  # asked as it was about to leave: nothing was sent
             raise
         except aiohttp.ConnectionTimeoutError as exc:
             outcome = "timeout"
@@ -274,7 +291,6 @@ class ExmailClient:
         read_timeout: float | None,
     ) -> T:
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
-        headers |= self._replica if operation == "listen" else {}
         url = self.api_url + operation
         status, body = await self._exchange(operation, url, params, headers, read_timeout)
         body = without_secrets(body, self._secret.get_secret_value(), token.get_secret_value())

@@ -82,6 +82,8 @@ class Gateway:
     observer: Observer = field(default_factory=Observer)
     max_body_bytes: int = 64 * 1024
     sso_expires_in: int = 300
+    min_token_age: float = 60.0
+    """A borrower's token refresh fetches only a token at least this old (seconds)."""
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
@@ -408,7 +410,9 @@ def gateway_app(gateway: Gateway | None) -> web.Application:
     app.router.add_get("/tenants/{tenant}/users/{email}/unread", get_unread)
     app.router.add_post("/tenants/{tenant}/sso", post_sso)
     app.router.add_post("/tenants/{tenant}/openapi/{operation:.+}", post_openapi)
-    app.add_routes(token_routes(_token_cache, prefix="/tenants/{tenant}"))
+    app.add_routes(
+        token_routes(_token_cache, prefix="/tenants/{tenant}", min_token_age=gateway.min_token_age)
+    )
     app.router.add_get("/openapi.json", get_openapi, allow_head=False)
     app.router.add_get("/docs", get_docs, allow_head=False)
     # Last: anything else under /v1/ is a problem+json 404 too (after authentication).
