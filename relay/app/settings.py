@@ -268,6 +268,14 @@ class ShardingSettings(_Section):
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
     heartbeat: int = Field(default=5, ge=1, le=60)
     prefix: str = Field(default="exmail.relay", min_length=1, max_length=100)
+    release_after: Duration = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Lease mode: a replica whose journal has refused writes, or whose "
+        "AMQP delivery link has been down, for this long releases every shard (reason "
+        "`unhealthy`) and takes none until it is healthy again (docs/leases.md).",
+    )
 
     def resolved_replica_id(self, hostname: str | None = None) -> str:
         if self.replica_id is not None:

@@ -311,7 +311,11 @@ async def build_service(
             retired_at=retired_at,
             runner=runner,
             sharding=sharding,
+            release_after=settings.sharding.release_after if leases is not None else None,
+            delivery_links=[p.sink.name for p in plans if isinstance(p.sink, AmqpSink)],
         )
+        if leases is not None:
+            leases.health = service.unfit  # an unhealthy replica lets its shards go
         gateway = None
         if gateway_on:
             gateway = Gateway(

@@ -395,6 +395,8 @@ def _sharding_line(s: ShardingStatus | None) -> str:
             text += f"; last handoff: shard {h.shard} {h.kind}{why} at {_time(h.at)}"
         if s.last_error:
             text += f"; lease error: {_e(s.last_error)}"
+        if s.unhealthy:
+            text += f"; unhealthy, holds no shard: {_e(s.unhealthy)}"
     return f'<p id="sharding"><small>{text}</small></p>\n'
 
 

@@ -156,6 +156,7 @@ class ShardRunner:
             if last is None
             else HandoffStatus(last.shard, last.kind, last.reason, last.at),
             last_error=self.leases.last_error,
+            unhealthy=self.leases.unhealthy,
         )
 
     def trouble(self) -> str | None:

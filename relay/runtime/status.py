@@ -214,6 +214,8 @@ class ShardingStatus(_JsonRecord):
     standby: bool
     last_handoff: HandoffStatus | None = None
     last_error: str | None = None
+    unhealthy: str | None = None
+    """Lease mode: why this replica holds no shard and takes none (``None``: healthy)."""
 
 
 @dataclass(frozen=True, slots=True)

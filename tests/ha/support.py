@@ -53,7 +53,17 @@ async def ha_emulator() -> AsyncIterator[Emulator]:
 
 
 def _config(
-    path: Path, emu: Emulator, broker: Broker, *, replica: str, prefix: str, url: str, port: int
+    path: Path,
+    emu: Emulator,
+    broker: Broker,
+    *,
+    replica: str,
+    prefix: str,
+    url: str,
+    port: int,
+    journal: Path | None = None,
+    sharding: str = "",
+    sections: str = "",
 ) -> Path:
     tenants = "".join(
         f"""
@@ -71,7 +81,7 @@ hold = {HOLD}
     path.write_text(
         f"""
 [journal]
-path = "{path.with_suffix(".sqlite3")}"
+path = "{journal or path.with_suffix(".sqlite3")}"
 synchronous = "normal"
 {tenants}
 [amqp]
@@ -84,6 +94,7 @@ replica_id = "{replica}"
 prefix = "{prefix}"
 heartbeat = {HEARTBEAT}
 shards = {SHARDS}
+{sharding}
 [shutdown]
 timeout = 3
 [http]
@@ -91,6 +102,7 @@ port = {port}
 [log]
 level = "info"
 format = "json"
+{sections}
 """,
         encoding="utf-8",
     )
@@ -128,8 +140,15 @@ class Cluster:
     prefix: str
     root: Path
     replicas: dict[str, Replica] = field(default_factory=dict)
+    sharding: str = ""
+    """More ``[sharding]`` lines for every replica (e.g. ``release_after = 3``)."""
+    sections: str = ""
+    """More sections at the end of every replica's configuration (e.g. ``[[clients]]``)."""
 
-    async def add(self, name: str, *, proxied: bool = False) -> Replica:
+    async def add(
+        self, name: str, *, proxied: bool = False, journal: Path | None = None
+    ) -> Replica:
+        """Start replica ``name``; ``journal``: its journal file (default: in ``root``)."""
         proxy = None
         url = AMQP_URL
         if proxied:
@@ -145,6 +164,9 @@ class Cluster:
             prefix=self.prefix,
             url=url,
             port=port,
+            journal=journal,
+            sharding=self.sharding,
+            sections=self.sections,
         )
         process = RelayProcess(config, self.root / f"{name}.log", port)
         await process.start()
@@ -257,15 +279,17 @@ async def _delete_names(broker: Broker, prefix: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def cluster(root: Path, replicas: int = 3) -> AsyncIterator[tuple[Cluster, Consumer]]:
+async def cluster(
+    root: Path, replicas: int = 3, *, sharding: str = "", sections: str = ""
+) -> AsyncIterator[tuple[Cluster, Consumer]]:
     """``replicas`` relays (``r1``..) on a fresh emulator, broker names and lease prefix,
     settled; the consumer already counting. Every replica still running at the end is
-    stopped with SIGTERM and must exit 0."""
+    stopped with SIGTERM and must exit 0. ``sharding``, ``sections``: see :class:`Cluster`."""
     name = f"test.ha.{uuid.uuid4().hex[:10]}"
     broker = Broker(exchange=name, queue=name)
     try:
         async with ha_emulator() as emu, Consumer(broker) as consumer:
-            group = Cluster(emu, broker, name, root)
+            group = Cluster(emu, broker, name, root, sharding=sharding, sections=sections)
             codes: dict[str, int | None] = {}
             try:
                 for n in range(1, replicas + 1):
