@@ -146,11 +146,16 @@ class Cluster:
     """More sections at the end of every replica's configuration (e.g. ``[[clients]]``)."""
 
     async def add(
-        self, name: str, *, proxied: bool = False, journal: Path | None = None
+        self,
+        name: str,
+        *,
+        proxied: bool = False,
+        journal: Path | None = None,
+        url: str = AMQP_URL,
     ) -> Replica:
-        """Start replica ``name``; ``journal``: its journal file (default: in ``root``)."""
+        """Start replica ``name``; ``journal``: its journal file (default: in ``root``);
+        ``url``: its ``[amqp] url`` (``proxied``: through a proxy of its own instead)."""
         proxy = None
-        url = AMQP_URL
         if proxied:
             proxy = TcpProxy(*BROKER_ADDRESS)
             await proxy.start()

@@ -14,7 +14,9 @@ Each test prints what it measured (``pytest -s``).
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -145,4 +147,83 @@ async def test_a_full_journal_hands_the_shards_over_and_rejoins_once_room_is_mad
         f"its tenants on r1/r2 {moved_at - filled_at:.1f} s after the fill; back with its "
         f"share {rejoined_at - room_at:.1f} s after room was made; {len(traffic.sent)} "
         "mails, all delivered"
+    )
+
+
+def _rabbitmqctl(*args: str) -> str:
+    done = subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, f"rabbitmqctl {args[0]} failed: {done.stderr}"
+    return done.stdout
+
+
+def _close_sink_connections(user: str) -> int:
+    """Close ``user``'s delivery connections (the AMQP sink's: ``app_id`` exmail-relay),
+    leaving its lease and checkpoint connections alone; how many were closed."""
+    closed = 0
+    listing = _rabbitmqctl("list_connections", "-q", "--no-table-headers", "pid", "user",
+                           "client_properties")  # fmt: skip
+    for line in listing.splitlines():
+        name, _, rest = line.partition("\t")
+        owner, _, properties = rest.partition("\t")
+        if owner == user and '{"app_id","exmail-relay"}' in properties:
+            _rabbitmqctl("close_connection", name, "test: the delivery link goes away")
+            closed += 1
+    return closed
+
+
+async def test_a_delivery_link_down_for_release_after_hands_the_shards_over(
+    tmp_path: Path,
+) -> None:
+    """r3 reaches the broker as a user of its own. Its password is changed (open
+    connections stay, new ones are refused) and its AMQP sink's connection is closed:
+    the sink cannot come back, while its lease connection stays up. It releases its
+    shards (``unhealthy``: delivery link), and rejoins once the password is back."""
+    user = f"test.ha.{uuid.uuid4().hex[:10]}"
+    password = uuid.uuid4().hex
+    _rabbitmqctl("add_user", user, password)
+    try:
+        _rabbitmqctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+        async with cluster(tmp_path, replicas=2, sharding=f"release_after = {RELEASE_AFTER}") as (
+            group,
+            consumer,
+        ):
+            cut = await group.add("r3", url=f"amqp://{user}:{password}@127.0.0.1:5672/")
+            owned = await eventually(
+                lambda: group.settled_with(cut), seconds=60, what="r3 to take its share"
+            )
+            moved = tenants_of(owned["r3"])
+            async with Traffic(group.emu) as traffic:
+                await flowing(consumer, traffic)
+                _rabbitmqctl("change_password", user, uuid.uuid4().hex)
+                cut_at = time.monotonic()
+                assert _close_sink_connections(user) == 1
+                status = await eventually(
+                    lambda: _unhealthy(cut), seconds=60, what="r3 to say it is unhealthy"
+                )
+                released_at = time.monotonic()
+                assert "delivery link" in str(status["unhealthy"]), status
+                await eventually(
+                    lambda: _others_run_everything(group, cut),
+                    seconds=60,
+                    what=f"{sorted(moved)} running on r1 and r2",
+                )
+                await _stays_out(cut, 3.0)
+                assert cut.process.alive
+                _rabbitmqctl("change_password", user, password)
+                healed_at = time.monotonic()
+                await eventually(
+                    lambda: group.settled_with(cut), seconds=60, what="r3 back with its share"
+                )
+                rejoined_at = time.monotonic()
+                await flowing(consumer, traffic)
+            await all_delivered(consumer, traffic)
+    finally:
+        _rabbitmqctl("delete_user", user)
+    print(
+        f"\ndelivery link of r3 down ({len(moved)} tenants): released "
+        f"{released_at - cut_at:.1f} s after the cut (release_after {RELEASE_AFTER} s); "
+        f"back with its share {rejoined_at - healed_at:.1f} s after the password returned; "
+        f"{len(traffic.sent)} mails, all delivered"
     )
