@@ -263,6 +263,7 @@ async def build_service(
                     on_request=_upstream_observer(observer),
                     tokens=client.tokens,
                     read_retries=0,  # the caller retries, told so by 503 + Retry-After
+                    replica=None if leases is None else leases.replica_id,
                 )
                 gate = TenantGate(g.tenant_concurrency, queue_timeout=g.queue_timeout)
                 gateway_tenants[tenant.name] = GatewayTenant(tenant.name, gateway_client, gate)

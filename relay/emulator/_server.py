@@ -321,12 +321,8 @@ async def openapi(request: web.Request) -> web.Response:
     if handler is None:
         return json_response({"errcode": "404", "error": "not_found"}, status=404)
     params = await Params.read(request)
-    token = bearer_token(request, params)
-    owner = request.app[STATE].token_owner(token)
-    if owner is not None:  # logged before it is judged: a refused call still left its sender
-        request.app[LISTENS].called(owner, operation, replica=replica_of(request))
     try:
-        company = request.app[STATE].authenticate(token)
+        company = request.app[STATE].authenticate(bearer_token(request, params))
         return await handler(request, company, params)
     except ApiError as exc:
         return _error(exc)
@@ -448,6 +444,13 @@ async def faults_middleware(
     if path.startswith("/_emulator/"):
         return await handler(request)
     request.app[COUNTERS][_counter_key(path)] += 1
+    if path.startswith("/openapi/"):
+        # Logged before it is judged or faulted: a refused call still left its sender.
+        # The header's token only: reading the form here would consume the body.
+        owner = request.app[STATE].token_owner(bearer_token(request, Params({})))
+        if owner is not None:
+            operation = path.removeprefix("/openapi/").strip("/").lower()
+            request.app[LISTENS].called(owner, operation, replica=replica_of(request))
     fault = request.app[FAULTS].take(path)
     if fault is None:
         return await handler(request)

@@ -64,6 +64,7 @@ def _config(
     journal: Path | None = None,
     sharding: str = "",
     sections: str = "",
+    tenant_options: str = "",
 ) -> Path:
     tenants = "".join(
         f"""
@@ -75,6 +76,7 @@ api_url = "{emu.api_url}"
 token_url = "{emu.token_url}"
 login_url = "{emu.login_url}"
 hold = {HOLD}
+{tenant_options}
 """
         for t in TENANTS
     )
@@ -144,6 +146,8 @@ class Cluster:
     """More ``[sharding]`` lines for every replica (e.g. ``release_after = 3``)."""
     sections: str = ""
     """More sections at the end of every replica's configuration (e.g. ``[[clients]]``)."""
+    tenant_options: str = ""
+    """More lines for every ``[[tenants]]`` entry (e.g. ``request_timeout = 90``)."""
 
     async def add(
         self,
@@ -172,6 +176,7 @@ class Cluster:
             journal=journal,
             sharding=self.sharding,
             sections=self.sections,
+            tenant_options=self.tenant_options,
         )
         process = RelayProcess(config, self.root / f"{name}.log", port)
         await process.start()
@@ -285,16 +290,30 @@ async def _delete_names(broker: Broker, prefix: str) -> None:
 
 @contextlib.asynccontextmanager
 async def cluster(
-    root: Path, replicas: int = 3, *, sharding: str = "", sections: str = ""
+    root: Path,
+    replicas: int = 3,
+    *,
+    sharding: str = "",
+    sections: str = "",
+    tenant_options: str = "",
 ) -> AsyncIterator[tuple[Cluster, Consumer]]:
     """``replicas`` relays (``r1``..) on a fresh emulator, broker names and lease prefix,
     settled; the consumer already counting. Every replica still running at the end is
-    stopped with SIGTERM and must exit 0. ``sharding``, ``sections``: see :class:`Cluster`."""
+    stopped with SIGTERM and must exit 0. ``sharding``, ``sections``, ``tenant_options``:
+    see :class:`Cluster`."""
     name = f"test.ha.{uuid.uuid4().hex[:10]}"
     broker = Broker(exchange=name, queue=name)
     try:
         async with ha_emulator() as emu, Consumer(broker) as consumer:
-            group = Cluster(emu, broker, name, root, sharding=sharding, sections=sections)
+            group = Cluster(
+                emu,
+                broker,
+                name,
+                root,
+                sharding=sharding,
+                sections=sections,
+                tenant_options=tenant_options,
+            )
             codes: dict[str, int | None] = {}
             try:
                 for n in range(1, replicas + 1):
