@@ -56,6 +56,7 @@ SHARDING_KEYS = [
     "standby",
     "last_handoff",
     "last_error",
+    "unhealthy",
 ]
 HANDOFF_KEYS = ["shard", "kind", "reason", "at"]
 TENANT_KEYS = [
@@ -279,6 +280,7 @@ def test_to_json_is_the_documented_document() -> None:
             "standby": False,
             "last_handoff": {"shard": 7, "kind": "acquired", "reason": None, "at": 1_799_999_998.0},
             "last_error": None,
+            "unhealthy": None,
         },
     }
 

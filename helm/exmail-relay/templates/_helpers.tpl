@@ -90,6 +90,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 mode = "lease"
 shards = {{ int .Values.sharding.shards }}
 heartbeat = {{ int .Values.sharding.heartbeat }}
+release_after = {{ include "exmail-relay.tomlValue" (.Values.sharding.releaseAfter | default "30s") }}
 {{- else }}
 mode = "static"
 count = {{ int .Values.sharding.count }}
