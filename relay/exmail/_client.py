@@ -8,10 +8,8 @@ only through this class. It owns three concerns and delegates the rest:
   server did not act);
 - the HTTP exchange: POST form bodies, a deadline on every call, bodies read with a size
   cap, aiohttp exceptions translated into :mod:`relay.exmail._exceptions`;
-- the fence at the moment a request leaves: a client whose token cache has a fence asks
-  it again once the connection is ready and before the first byte is written (the
-  session's :func:`fence_trace` hook), so a request that waited for a pooled connection
-  or a connect while the lease was lost raises :class:`TokenFenced` instead of leaving;
+- the fence as a request leaves: the token cache's ``admit`` goes with each request to
+  the session's ``fence_trace`` hook (:mod:`relay.exmail._fence`);
 - retries of reads only, on transient faults, with the pure :class:`Backoff` policy.
   Writes are never retried blindly, and ``listen`` is not retried at all: its caller
   owns that loop.

@@ -1,8 +1,8 @@
 """Shard leases held on RabbitMQ: which shards this replica owns, right now.
 
-Where it sits: the supervisor (later) asks a :class:`LeaseManager` which shards it owns
-and starts or stops those shards' tenants as leases come and go. The decisions are the
-pure planner's (:func:`relay.core.shards.plan`); this module only moves the bytes.
+Where it sits: :class:`relay.runtime.ownership.ShardRunner` follows a :class:`LeaseManager`
+and starts or stops the shards' tenants as leases come and go. The decisions are the pure
+planner's (:func:`relay.core.shards.plan`); this module only moves the bytes.
 
 Ownership rests on the broker's locks alone. The lease of shard ``n`` is the exclusive
 queue ``<prefix>.lease.<n>``: exclusive queues belong to the connection that declared
@@ -26,12 +26,6 @@ clock: each tick's presence is published with a publisher confirm, a round trip,
 every lease counts as held only until ``heartbeat`` seconds after the last confirmed
 publish was *sent* (the broker heard from us no earlier than that). Past that, every
 shard is reported released (``connection_lost``) and the connection is dropped.
-
-A replica unfit to own shards lets them go. ``health()``, when given, is asked every
-tick before the planner (the verdict is :class:`relay.core.health.HealthWindow`'s): while
-it names a reason, every held shard is released through the gate (``unhealthy``), none
-is taken, and presence says ``leaving`` so the others stop counting this replica in
-their share and take its shards; once it names none, the replica rejoins as any new one.
 """
 
 from __future__ import annotations
@@ -78,7 +72,9 @@ class LeaseManager:
     iterators of :meth:`changes`. A lost connection reports every shard released at
     once (``connection_lost``) and reconnects with capped, jittered backoff, starting
     from no shard. Leaving the block (or :meth:`close`) hands every shard over
-    (``shutdown``) and closes the connection.
+    (``shutdown``) and closes the connection. While ``health()`` names a reason (unfit:
+    a full journal, no delivery link), every shard goes (``unhealthy``, through the
+    gate), none is taken, and presence says ``leaving``, so the others take them.
     """
 
     def __init__(
@@ -96,7 +92,6 @@ class LeaseManager:
         on_change: Callable[[LeaseChange], None] | None = None,
         before_release: Callable[[int, ReleaseReason], Awaitable[None]] | None = None,
         release_grace: float | None = None,
-        health: Callable[[], str | None] | None = None,
     ) -> None:
         if shards < 1:
             raise ValueError("shards must be at least 1")
@@ -119,8 +114,7 @@ class LeaseManager:
         # third of a heartbeat the lease stays fresh (the last confirm is a tick old).
         self.before_release = before_release
         self._release_grace = release_grace if release_grace is not None else heartbeat / 3
-        # Why this replica is unfit to own shards (None: fit); asked every tick.
-        self.health = health
+        self.health: Callable[[], str | None] | None = None  # why unfit to own shards
         self.unhealthy: str | None = None
         self.target = redact_url(url.get_secret_value(), keep_user=True)
 
@@ -301,10 +295,12 @@ class LeaseManager:
         while not self._stop.is_set():
             self._wake.clear()  # a wake-up during this round means: one more round now
             self._check(connection)
-            fit = await self._heed_health(control)
-            await self._publish(exchange, leaving=not fit)
+            self.unhealthy = self.health() if self.health is not None else None
+            if self.unhealthy is not None and self._owned:  # unfit: every shard goes
+                await self._release(control, sorted(self._owned), "unhealthy")
+            await self._publish(exchange, leaving=self.unhealthy is not None)
             self._expire_peers()
-            if fit and loop.time() - started >= self._settle:
+            if self.unhealthy is None and loop.time() - started >= self._settle:
                 await self._rebalance(connection, control)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._tick)
@@ -368,27 +364,6 @@ class LeaseManager:
                 )
         for shard in shards:
             await self._op(control.queue_delete(self.lease_queue(shard)))
-
-    async def _heed_health(self, control: AbstractChannel) -> bool:
-        """Ask ``health``; unfit: every held shard goes (through the gate). False while unfit."""
-        reason = self.health() if self.health is not None else None
-        if reason != self.unhealthy:
-            if reason is not None and self.unhealthy is None:
-                log.error(
-                    "replica unhealthy; releasing every shard and taking none",
-                    extra={"replica": self.replica_id, "reason": reason},
-                )
-            elif reason is None:
-                log.warning(
-                    "replica healthy again; rejoining",
-                    extra={"replica": self.replica_id, "was": self.unhealthy},
-                )
-            self.unhealthy = reason
-        if reason is None:
-            return True
-        if self._owned:
-            await self._release(control, sorted(self._owned), "unhealthy")
-        return False
 
     async def _hand_over(self, control: AbstractChannel, exchange: AbstractExchange) -> None:
         """Shutdown: give every shard back and say goodbye, so others need not time us out."""

@@ -108,6 +108,7 @@ class RelayService:
         )
         self._delivery_links = tuple(delivery_links)
         self._health_interval = health_interval
+        self._unfit: str | None = None  # the verdict last logged
 
     def __repr__(self) -> str:
         return f"RelayService(tenants={len(self.listeners)}, sinks={len(self.drainers)})"
@@ -255,7 +256,17 @@ class RelayService:
                 if d.name in self._delivery_links and not d.sink.connected
             ]
             self.fitness.observe("delivery link", "down" if down else None, now)
-            self._observer.lease_health(self.fitness.failing(now), self.unfit() is not None)
+            unfit = self.unfit()
+            if (unfit is None) != (self._unfit is None):
+                if unfit is not None:
+                    log.error(
+                        "replica unhealthy; releasing every shard and taking none",
+                        extra={"reason": unfit},
+                    )
+                else:
+                    log.warning("replica healthy again; rejoining", extra={"was": self._unfit})
+            self._unfit = unfit
+            self._observer.lease_health(self.fitness.failing(now), unfit is not None)
             await asyncio.sleep(self._health_interval)
 
     def unfit(self) -> str | None:

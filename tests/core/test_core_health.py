@@ -47,9 +47,7 @@ def test_release_after_must_not_be_negative() -> None:
 
 
 @given(
-    samples=st.lists(
-        st.tuples(st.floats(0, 5), st.booleans()), min_size=1, max_size=40
-    ),
+    samples=st.lists(st.tuples(st.floats(0, 5), st.booleans()), min_size=1, max_size=40),
     release_after=st.floats(0.5, 20),
 )
 def test_unfit_exactly_when_the_last_unbroken_run_of_failures_is_long_enough(
