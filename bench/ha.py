@@ -107,6 +107,8 @@ def _config(
             f"token_url = {_toml(emulator.url + '/cgi-bin/token')}",
             f"login_url = {_toml(emulator.url + '/cgi-bin/login')}",
             f"hold = {_toml(hold)}",
+            # The emulator's listen log tells replicas apart by X-Relay-Replica (opt-in).
+            "replica_header = true",
         ]
     path.write_text("\n".join(lines) + "\n")
     return path

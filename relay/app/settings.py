@@ -38,6 +38,9 @@ from relay.app.fields import Section as _Section
 from relay.app.fields import check_http_url as _check_http_url
 from relay.app.fields import read_secret_file as _read_secret_file
 from relay.app.fields import secret_list as _secret_list
+from relay.core.amqp_message import ContentMode, HeaderPrefix
+from relay.core.envelope import MIN_SECRET_LENGTH
+from relay.core.links import DEFAULT_MAX_TTL
 from relay.core.shards import DEFAULT_SHARDS, shard_of
 
 __all__ = [
@@ -95,7 +98,12 @@ class TenantSettings(_Section):
     request_timeout: Duration = Field(default=10.0, gt=0)
     enrich_concurrency: int = Field(default=8, ge=1, le=64)
     max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # A listen answer's strings over this are cut, not the answer dropped (data.truncated).
+    max_field_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     enabled: bool = True
+    replica_header: bool = False
+    """``X-Relay-Replica: <replica id>`` on ``listen``, for the emulator's listen log only
+    (off: the real Exmail never learns the relay's pod names)."""
 
     @field_validator("api_url", "token_url", "login_url")
     @classmethod
@@ -142,6 +150,10 @@ class AmqpSettings(_Section):
     # confirm_timeout (+ up to 1 s) with a publish unconfirmed: both well under 30 s.
     heartbeat: int = Field(default=5, ge=1, le=300)
     confirm_timeout: Duration = Field(default=15.0, gt=0, le=600)
+    # How a message carries its CloudEvent (relay.core.amqp_message): the whole document
+    # as the body, or data as the body and the attributes as application headers.
+    content_mode: ContentMode = "structured"
+    header_prefix: HeaderPrefix = "cloudEvents_"
 
     @model_validator(mode="after")
     def _url(self) -> AmqpSettings:
@@ -255,10 +267,8 @@ class ShardingSettings(_Section):
     live. ``mode = "static"``: replica ``index`` of ``count`` runs the tenants of its
     fixed shard. Unset, the mode is ``lease`` when ``[amqp]`` is enabled, and ``static``
     otherwise or when ``count`` or ``index`` is set (a configuration from before leases
-    keeps its meaning): see :meth:`Settings.sharding_mode`.
-
-    ``index`` defaults to the ordinal at the end of the host name (``exmail-relay-2``
-    -> 2) when ``count`` > 1, which is what a StatefulSet pod gets.
+    keeps its meaning): see :meth:`Settings.sharding_mode`. ``index`` defaults to the
+    host name's ordinal (``exmail-relay-2`` -> 2) when ``count`` > 1 (a StatefulSet pod).
     """
 
     mode: Literal["static", "lease"] | None = None
@@ -268,14 +278,25 @@ class ShardingSettings(_Section):
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
     heartbeat: int = Field(default=5, ge=1, le=60)
     prefix: str = Field(default="exmail.relay", min_length=1, max_length=100)
-    release_after: Duration = Field(
-        default=30.0,
-        gt=0,
-        le=3600,
-        description="Lease mode: a replica whose journal has refused writes, or whose "
-        "AMQP delivery link has been down, for this long releases every shard (reason "
-        "`unhealthy`) and takes none until it is healthy again (docs/leases.md).",
-    )
+    release_after: Duration = Field(default=30.0, gt=0, le=3600)  # unhealthy: shards go
+    # The deployment secret that signs presence and checkpoint messages (lease mode):
+    # several during a rotation (the first signs, any verifies), one per line in the file.
+    secret: Annotated[list[SecretStr], BeforeValidator(_secret_list)] = Field(default_factory=list)
+    secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _secrets(self) -> ShardingSettings:
+        secrets = list(self.secret)
+        if self.secret_file is not None:
+            text = _read_secret_file(self.secret_file, "secret_file")
+            secrets.extend(SecretStr(line.strip()) for line in text.splitlines() if line.strip())
+        for index, value in enumerate(secrets):
+            if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"secret #{index + 1} must be at least {MIN_SECRET_LENGTH} characters"
+                )
+        object.__setattr__(self, "secret", secrets)
+        return self
 
     def resolved_replica_id(self, hostname: str | None = None) -> str:
         if self.replica_id is not None:
@@ -353,21 +374,15 @@ class GatewaySettings(_Section):
     queue_timeout: Duration = Field(default=2.0, ge=0, le=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     sso_expires_in: int = Field(default=300, ge=1, le=3600)
-    min_token_age: Duration = Field(
-        default=60.0,
-        ge=0,
-        le=3600,
-        description="The token service's `refresh` fetches a new token only when the "
-        "current one is at least this old or the relay itself saw Exmail refuse it; "
-        "otherwise it answers the current token (each fetch voids the token every "
-        "holder uses). 0 turns the bound off.",
-    )
+    min_token_age: Duration = Field(default=60.0, ge=0, le=3600)  # borrowers' refresh bound
     peer_url: str | None = None
     """Where another replica answers: ``{index}`` is its ordinal (static mode, e.g.
     ``http://exmail-relay-{index}.exmail-relay:8080``), ``{replica}`` its replica id
     (lease mode, the pod's name); a request for a tenant another replica owns is
     forwarded there. Unset: such requests answer 421 naming the owner."""
     forward_timeout: Duration = Field(default=15.0, gt=0, le=300)
+    max_link_ttl: Duration = Field(default=float(DEFAULT_MAX_TTL), ge=1, le=7 * 86400)
+    """Signed SSO links whose ``exp`` is further ahead (plus the skew) are refused."""
 
     @field_validator("peer_url")
     @classmethod

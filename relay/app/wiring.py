@@ -146,6 +146,8 @@ async def _open_sinks(
                     binding_key=a.binding_key,
                     heartbeat=a.heartbeat,
                     confirm_timeout=a.confirm_timeout,
+                    content_mode=a.content_mode,
+                    header_prefix=a.header_prefix,
                 )
             )
             plans.append(
@@ -247,13 +249,17 @@ async def build_service(
         clients: dict[str, tuple[TenantSettings, ExmailClient]] = {}
         for tenant in tenants:
             tenant_observer = observer.tenant(tenant.name)
+            # The emulator-only header, only where configured: never to Exmail by default.
+            replica = (
+                settings.sharding.resolved_replica_id(hostname) if tenant.replica_header else None
+            )
             client = client_for(
                 tenant,
                 session=session,
                 on_request=_upstream_observer(observer),
                 on_token=tenant_observer.token_fetched,
                 token_fence=None if leases is None else _fence(leases, tenant.name),
-                replica=None if leases is None else leases.replica_id,
+                replica=replica,
             )
             await stack.enter_async_context(client)
             if gateway_on:
@@ -263,7 +269,7 @@ async def build_service(
                     on_request=_upstream_observer(observer),
                     tokens=client.tokens,
                     read_retries=0,  # the caller retries, told so by 503 + Retry-After
-                    replica=None if leases is None else leases.replica_id,
+                    replica=replica,
                 )
                 gate = TenantGate(g.tenant_concurrency, queue_timeout=g.queue_timeout)
                 gateway_tenants[tenant.name] = GatewayTenant(tenant.name, gateway_client, gate)
@@ -328,6 +334,7 @@ async def build_service(
                 },
                 observer=observer,
                 max_body_bytes=settings.gateway.max_body_bytes,
+                max_link_ttl=settings.gateway.max_link_ttl,
                 sso_expires_in=settings.gateway.sso_expires_in,
                 min_token_age=settings.gateway.min_token_age,
                 owner_of=_owner_lookup(settings, hostname, leases),
@@ -419,6 +426,7 @@ def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
         "action_codes": tenant.action_codes,
         "timeout": tenant.request_timeout,
         "max_response_bytes": tenant.max_response_bytes,
+        "max_field_bytes": tenant.max_field_bytes,
         "listen_timeout": tenant.listen_timeout,
     }
     kwargs.update(options)

@@ -1,6 +1,6 @@
 """``exmail-relay sso-link EMAIL --tenant T``: print a signed SSO link the relay serves.
 
-Unlike ``sso-url``, this makes no call at all: it signs (:func:`relay.links.sign_sso_link`)
+Unlike ``sso-url``, this makes no call at all: it signs (:func:`relay.core.links.sign_sso_link`)
 a link to the relay's ``/sso/{tenant}/{email}`` route, which fetches the authkey with the
 relay's own token when a browser follows it. Handy for trying the route, and as the
 reference signer for OA developers (``docs/gateway-links.md``).
@@ -14,8 +14,12 @@ developer without the relay's configuration. The base URL is where browsers reac
 relay: ``--base-url`` or ``RELAY_BASE_URL``. With ``--config`` the tenant must exist in
 the configuration.
 
-Exit codes: 0 printed; 2 a usage error (no secret, no base URL, a bad TTL, an unknown
-tenant).
+``--ttl`` may not exceed the relay's ``[gateway] max_link_ttl`` (from ``--config``, else
+its default, 600 s): a longer one is refused (exit 2) rather than clamped, since the
+relay would refuse the link and a silently shorter lifetime surprises whoever asked.
+
+Exit codes: 0 printed; 2 a usage error (no secret, no base URL, a bad or too long TTL, an
+unknown tenant).
 """
 
 from __future__ import annotations
@@ -31,11 +35,9 @@ from relay.cli.errors import EXIT_USAGE, CommandError
 
 if TYPE_CHECKING:
     from relay.app.settings import Settings
-from relay.links import sign_sso_link
+from relay.core.links import DEFAULT_MAX_TTL, sign_sso_link
 
 __all__ = ["link_secret", "register", "run"]
-
-MAX_TTL = 7 * 24 * 3600
 
 
 def register(subparsers: Any) -> None:
@@ -135,9 +137,22 @@ def _base_url(args: argparse.Namespace) -> str:
     return base
 
 
+def _check_ttl(ttl: int, settings: Settings | None) -> None:
+    limit = int(settings.gateway.max_link_ttl) if settings is not None else DEFAULT_MAX_TTL
+    if ttl <= 0:
+        raise CommandError("--ttl must be a positive number of seconds", exit_code=EXIT_USAGE)
+    if ttl > limit:
+        where = "the configuration's" if settings is not None else "the default"
+        raise CommandError(
+            f"--ttl {ttl} is over [gateway] max_link_ttl ({limit} s, {where}): the relay "
+            "would refuse the link",
+            exit_code=EXIT_USAGE,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
-    if not 0 < args.ttl <= MAX_TTL:
-        raise CommandError(f"--ttl must be 1..{MAX_TTL} seconds", exit_code=EXIT_USAGE)
+    if args.ttl <= 0:
+        _check_ttl(args.ttl, None)
     config_path = args.config or os.environ.get("RELAY_CONFIG") or None
     settings = None
     if config_path is not None:
@@ -145,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
         settings = load_settings(config_path)
         settings.tenant(args.tenant)  # ConfigError names the tenants
+    _check_ttl(args.ttl, settings)
     base_url = _base_url(args)
     secret = link_secret(args, settings)
     try:

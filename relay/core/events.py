@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -34,6 +34,7 @@ __all__ = [
     "USER_UPDATED",
     "Event",
     "directory_changed",
+    "encode_json",
     "mail_new",
     "mail_unread",
     "type_matches",
@@ -98,13 +99,19 @@ class Event:
         }
 
     def encode(self) -> bytes:
-        """The CloudEvent as compact UTF-8 JSON: the body every sink sends.
+        """The CloudEvent as compact UTF-8 JSON (:func:`encode_json`): what the journal
+        stores, and the body every sink sends in structured mode."""
+        return encode_json(self.to_cloudevent())
 
-        A lone surrogate (JSON lets a server send ``"\\ud800"``) cannot be UTF-8; it is
-        written back as its JSON escape, so the body stays valid UTF-8 and valid JSON.
-        """
-        text = json.dumps(self.to_cloudevent(), ensure_ascii=False, separators=(",", ":"))
-        return text.encode("utf-8", "backslashreplace")
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON, the way every body the relay sends is written.
+
+    A lone surrogate (JSON lets a server send ``"\\ud800"``) cannot be UTF-8; it is
+    written back as its JSON escape, so the bytes stay valid UTF-8 and valid JSON.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "backslashreplace")
 
 
 def format_time(moment: datetime) -> str:
@@ -139,22 +146,28 @@ def mail_new(
     summary: str,
     unread: int | None,
     now: datetime,
+    truncated: Sequence[str] = (),
 ) -> Event:
+    """A new mail. ``truncated`` names the fields cut to the client's ``max_field_bytes``;
+    ``data.truncated`` is present only when it is not empty."""
+    data: dict[str, Any] = {
+        "user": user,
+        "mail_id": mail_id,
+        "sender": sender,
+        "receiver": receiver,
+        "subject": subject,
+        "summary": summary,
+        "unread": unread,
+    }
+    if truncated:
+        data["truncated"] = list(truncated)
     return Event(
         id=derive_id(MAIL_NEW, tenant, user.lower(), mail_id),
         tenant=tenant,
         type=MAIL_NEW,
         subject=user,
         time=now,
-        data={
-            "user": user,
-            "mail_id": mail_id,
-            "sender": sender,
-            "receiver": receiver,
-            "subject": subject,
-            "summary": summary,
-            "unread": unread,
-        },
+        data=data,
     )
 
 

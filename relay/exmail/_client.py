@@ -8,8 +8,6 @@ only through this class. It owns three concerns and delegates the rest:
   server did not act);
 - the HTTP exchange: POST form bodies, a deadline on every call, bodies read with a size
   cap, aiohttp exceptions translated into :mod:`relay.exmail._exceptions`;
-- the fence as a request leaves: the token cache's ``admit`` goes with each request to
-  the session's ``fence_trace`` hook (:mod:`relay.exmail._fence`);
 - retries of reads only, on transient faults, with the pure :class:`Backoff` policy.
   Writes are never retried blindly, and ``listen`` is not retried at all: its caller
   owns that loop.
@@ -56,7 +54,7 @@ from relay.exmail._exceptions import (
     describe_network_error,
     is_transient,
 )
-from relay.exmail._fence import fence_trace, has_fence_trace
+from relay.exmail._fence import fence_trace, post_options
 from relay.exmail._listen import ListenMessage
 from relay.exmail._models import (
     ActionCodes,
@@ -106,7 +104,9 @@ class ExmailClient:
     ``on_token(reason)`` before every token fetch (``initial``, ``expired``,
     ``invalid_token``, ``forced``); both are plain observers for metrics. ``tokens``: another
     client's :attr:`tokens`, so both use one token (one valid per account) and ``on_token``
-    is that client's.
+    is that client's. A ``listen`` answer's strings over ``max_field_bytes`` (at most
+    ``max_response_bytes``) are cut as they arrive and the mail says so
+    (:mod:`relay.exmail._cut`); ``max_response_bytes`` caps every answer as kept.
     """
 
     def __init__(
@@ -123,6 +123,7 @@ class ExmailClient:
         timeout: float = 10.0,
         listen_timeout: float = 30.0,
         max_response_bytes: int = 4 * 1024 * 1024,
+        max_field_bytes: int = 64 * 1024,
         read_retries: int = 3,
         backoff: Backoff = Backoff(),  # noqa: B008 - a frozen dataclass, safe to share
         on_request: OnRequest | None = None,
@@ -137,6 +138,8 @@ class ExmailClient:
             raise ValueError(f"action_codes must be 'authority' or 'v1.4', got {action_codes!r}")
         if timeout <= 0 or listen_timeout <= 0 or max_response_bytes <= 0 or read_retries < 0:
             raise ValueError("timeouts and max_response_bytes must be positive, read_retries >= 0")
+        if max_field_bytes < 16:
+            raise ValueError("max_field_bytes must be at least 16")
         self.client_id = client_id
         self._secret = (
             client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
@@ -149,6 +152,7 @@ class ExmailClient:
         self.timeout = timeout
         self.listen_timeout = listen_timeout
         self.max_response_bytes = max_response_bytes
+        self.max_field_bytes = min(max_field_bytes, max_response_bytes)
         self.read_retries = read_retries
         self._backoff = backoff
         self._on_request = on_request
@@ -156,9 +160,7 @@ class ExmailClient:
         self._session = session
         self._owns_session = session is None
         self._tokens = tokens or TokenCache(self._fetch_token, on_token=on_token, fence=token_fence)
-        if self._tokens.fenced and session is not None and not has_fence_trace(session):
-            # Without the hook a request could leave after the lease is lost (issue 18).
-            raise ValueError("a fenced client needs a session made with fence_trace()")
+        self._post_options = post_options(self._tokens, session)  # the fence goes along
 
     def __repr__(self) -> str:
         return f"ExmailClient(client_id={self.client_id!r}, api_url={self.api_url!r})"
@@ -233,23 +235,21 @@ class ExmailClient:
         outcome = "ok"
         try:
             async with session.post(
-                url,
-                data=payload,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=False,
-                trace_request_ctx=self._tokens.admit,
+                url, data=payload, headers=headers, timeout=timeout, **self._post_options
             ) as resp:
-                body = await read_capped(operation, resp, self.max_response_bytes)
+                body = await read_capped(
+                    operation,
+                    resp,
+                    self.max_response_bytes,
+                    # A listen answer is never dropped whole: its long strings are cut.
+                    max_field_bytes=self.max_field_bytes if operation == "listen" else None,
+                )
                 status = resp.status
             if not 200 <= status < 300:
                 outcome = "http_status"
             return status, body
-        except ResponseTooLarge:
-            outcome = "too_large"
-            raise
-        except TokenFenced:
-            outcome = "fenced"  # asked as it was about to leave: nothing was sent
+        except (ResponseTooLarge, TokenFenced) as exc:  # fenced: asked as it left, not sent
+            outcome = "too_large" if isinstance(exc, ResponseTooLarge) else "fenced"
             raise
         except aiohttp.ConnectionTimeoutError as exc:
             outcome = "timeout"

@@ -12,10 +12,13 @@ a fenced client refuses a session without it.
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 
-__all__ = ["fence_trace", "has_fence_trace"]
+from relay.exmail._token import TokenCache
+
+__all__ = ["fence_trace", "has_fence_trace", "post_options"]
 
 
 async def _admit_at_send(
@@ -44,3 +47,12 @@ _FENCE_MARK = "_relay_fence"
 
 def has_fence_trace(session: aiohttp.ClientSession) -> bool:
     return any(getattr(t, _FENCE_MARK, False) for t in session.trace_configs)
+
+
+def post_options(tokens: TokenCache, session: aiohttp.ClientSession | None) -> dict[str, Any]:
+    """The options of every request of a client with ``tokens``: its fence goes along to
+    the hook. A fenced client refuses a session without the hook (a request could then
+    leave after the lease is lost, issue 18)."""
+    if tokens.fenced and session is not None and not has_fence_trace(session):
+        raise ValueError("a fenced client needs a session made with fence_trace()")
+    return {"allow_redirects": False, "trace_request_ctx": tokens.admit}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from relay.exmail._cut import CUT_MARK
 from relay.exmail._json import Fault, iter_values, normalize_keys
 
 __all__ = [
@@ -57,7 +58,8 @@ class VersionUpdate:
 
 @dataclass(frozen=True, slots=True)
 class NewMail:
-    """A new-mail reminder for one account."""
+    """A new-mail reminder for one account. ``truncated`` names the fields the client
+    cut to its ``max_field_bytes`` (:mod:`relay.exmail._cut`), in field order."""
 
     user: str
     mail_id: str
@@ -66,6 +68,7 @@ class NewMail:
     subject: str
     summary: str
     new_count: int | None
+    truncated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +141,11 @@ def classify(obj: Mapping[str, Any]) -> ListenMessage:
         if "errcode" in keys or "error" in keys:
             return ListenError(_text(keys.get("errcode", "")), _text(keys.get("error", "")))
         if "username" in keys and "mailid" in keys:
-            return NewMail(
-                user=_text(keys["username"]),
-                mail_id=_text(keys["mailid"]),
-                sender=_text(keys.get("sender", "")),
-                receiver=_text(keys.get("receiver", "")),
-                subject=_text(keys.get("subject", "")),
-                summary=_text(keys.get("summary", "")),
-                new_count=_opt_int(keys.get("newcount")),
-            )
+            cut: list[str] = []
+            fields = {name: _field(keys.get(key, ""), name, cut) for name, key in _MAIL_FIELDS}
+            return NewMail(**fields, new_count=_opt_int(keys.get("newcount")), truncated=tuple(cut))
         if "username" in keys and "newcount" in keys:
-            return UnreadCount(_text(keys["username"]), _int(keys["newcount"]))
+            return UnreadCount(_field(keys["username"], "user", []), _int(keys["newcount"]))
         if "ver" in keys:
             return VersionUpdate(_int(keys["ver"]))
         if set(keys) == {"ret"}:
@@ -156,6 +153,26 @@ def classify(obj: Mapping[str, Any]) -> ListenMessage:
     except ValueError as exc:
         return Malformed(str(exc), _excerpt(repr(dict(obj))))
     return Unknown(MappingProxyType(dict(obj)))
+
+
+# NewMail's text fields and the (normalized) keys they come from, in field order.
+_MAIL_FIELDS = (
+    ("user", "username"),
+    ("mail_id", "mailid"),
+    ("sender", "sender"),
+    ("receiver", "receiver"),
+    ("subject", "subject"),
+    ("summary", "summary"),
+)
+
+
+def _field(value: Any, name: str, cut: list[str]) -> str:
+    """The text of one field; a field the client cut loses its mark and is named in ``cut``."""
+    text = _text(value)
+    if text.endswith(CUT_MARK):
+        cut.append(name)
+        text = text.removesuffix(CUT_MARK).rstrip()
+    return text
 
 
 def _text(value: Any) -> str:

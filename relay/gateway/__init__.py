@@ -13,7 +13,7 @@ modules, each named after what it holds:
 - ``operations``: the ``openapi/{operation}`` table, validated like the client validates;
 - ``routes``: the aiohttp sub-application (handlers, auth, metrics and the audit line);
 - ``sso_links``: ``GET /sso/{tenant}/{email}``, the browser route of signed SSO links
-  (signing itself is pure, in :mod:`relay.links`);
+  (signing itself is pure, in :mod:`relay.core.links`);
 - ``tokens``: the token service (``GET .../token``, ``POST .../token/refresh``), handing
   out the tenant's one token, single flight.
 

@@ -90,6 +90,9 @@ class ProblemBody(_Body):
     errcode: str | None = Field(default=None, description="Exmail's errcode, when it refused")
     scope: str | None = Field(default=None, description="the missing scope (403)")
     owner: str | None = Field(default=None, description="the owning replica (421, 508)")
+    limit: int | None = Field(
+        default=None, description="the largest body read, [gateway] max_body_bytes (413)"
+    )
 
 
 class AliasBody(_Body):

@@ -9,8 +9,11 @@ the request to :func:`forward_or_refuse`:
 
 - with a peer URL template (``[gateway] peer_url``, ``{index}`` the owner's id) the
   request is sent on: same method, path, query, ``Authorization``, ``Content-Type`` and
-  body, within ``forward_timeout``; the owner's answer comes back unchanged (status,
-  body, ``Content-Type``, ``Retry-After``, ``WWW-Authenticate``, ``Location``);
+  body (read whole first, :mod:`~relay.gateway.request_body`), within
+  ``forward_timeout``; the owner's answer comes back unchanged (status, body,
+  ``Content-Type``, ``Retry-After``, ``WWW-Authenticate``, ``Location``, and the
+  security headers ``Cache-Control``, ``Referrer-Policy``, ``Content-Security-Policy``,
+  ``X-Content-Type-Options``);
 - without one: ``421 Misdirected Request`` (problem+json) naming the owner, so the
   client can call it itself.
 
@@ -35,6 +38,7 @@ from aiohttp import web
 
 from relay.core.shards import shard_of
 from relay.gateway.problems import Problem
+from relay.gateway.request_body import read_body
 
 __all__ = [
     "VIA_NAME",
@@ -51,7 +55,18 @@ OwnerLookup = Callable[[str], str | None]
 
 VIA_NAME = "exmail-relay"
 _REQUEST_HEADERS = ("Authorization", "Content-Type", "Accept")
-_ANSWER_HEADERS = ("Content-Type", "Cache-Control", "Retry-After", "WWW-Authenticate", "Location")
+# Everything a local answer may set, the security headers included (the /sso pages and
+# redirects, /v1/docs): a forwarded answer must be exactly as safe as a local one.
+_ANSWER_HEADERS = (
+    "Content-Type",
+    "Cache-Control",
+    "Retry-After",
+    "WWW-Authenticate",
+    "Location",
+    "Referrer-Policy",
+    "Content-Security-Policy",
+    "X-Content-Type-Options",
+)
 
 
 class Misdirected(Exception):
@@ -175,7 +190,5 @@ async def forward_or_refuse(
             "(or set [gateway] peer_url so replicas forward)",
             extra={"owner": exc.owner},
         )  # fmt: skip
-    body = await request.content.read(max_body + 1)
-    if len(body) > max_body:
-        raise Problem(413, "body-too-large", "Request body too large", f"over {max_body} bytes")
+    body = await read_body(request, max_body)  # whole, or a problem: never half a body
     return await forwarder.forward(request, exc.owner, body)

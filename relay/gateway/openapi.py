@@ -58,15 +58,20 @@ _PROBLEM = "application/problem+json"
 _TENANT = ("tenant", "path", "the relay's tenant name ([[tenants]] name)")
 _EMAIL = ("email", "path", "the user's address")
 _STATUS_TEXT = {
-    200: "OK", 302: "Redirect to the login page", 400: "Invalid request",
+    200: "OK", 302: "Redirect to the login page",
+    400: "Invalid request, or a body cut short of its Content-Length",
     401: "No or unknown key", 403: "Missing scope or tenant not allowed",
-    404: "Unknown tenant, user or operation", 413: "Body too large",
+    404: "Unknown tenant, user or operation",
+    413: "Body over [gateway] max_body_bytes (declared or counted; forwarded calls too)",
     415: "Unsupported media type", 421: "Tenant owned by another replica (no peer_url)",
     429: "Rate limited (Retry-After)", 502: "Upstream or peer failed",
     503: "Exmail temporarily unavailable or tenant busy (Retry-After)",
     504: "Exmail or the peer did not answer in time", 508: "Forwarding loop",
 }  # fmt: skip
-_AUTHED_ERRORS = (401, 403, 404, 421, 429, 502, 503, 504, 508)
+# 413: every authenticated call may be forwarded to the owning replica, and a forwarded
+# request's body is read (whole, bounded) whatever the method.
+# 400: a body cut short of its Content-Length (read before forwarding, too).
+_AUTHED_ERRORS = (400, 401, 403, 404, 413, 421, 429, 502, 503, 504, 508)
 
 
 @dataclass(frozen=True)
@@ -99,9 +104,9 @@ def _routes() -> list[_Route]:
                "The user's unread count: from listen when younger than max_age, else "
                "mail/newcount", ("read",),
                (_TENANT, _EMAIL, ("max_age", "query", "seconds a held count may be old (60)")),
-               answer=UnreadAnswer, errors=(400, *_AUTHED_ERRORS)),
+               answer=UnreadAnswer, errors=_AUTHED_ERRORS),
         _Route("post", tenant_routes + "/sso", "postSso", "A one-click login URL for a mailbox",
-               ("sso",), (_TENANT,), SsoBody, SsoUrl, (400, 413, 415, *_AUTHED_ERRORS),
+               ("sso",), (_TENANT,), SsoBody, SsoUrl, (415, *_AUTHED_ERRORS),
                form=True, example={"email": "alice@example.com"}),
         _Route("get", tenant_routes + "/token", "getToken",
                "Borrow the tenant's access token (fetched only if none is held)", ("token",),
@@ -109,7 +114,7 @@ def _routes() -> list[_Route]:
         _Route("post", tenant_routes + "/token/refresh", "refreshToken",
                "Compare-and-swap refresh: a new token only if `stale` is still the current "
                "one, else the current one (a herd causes one fetch)", ("token",), (_TENANT,),
-               RefreshBody, TokenAnswer, (400, 413, *_AUTHED_ERRORS),
+               RefreshBody, TokenAnswer, _AUTHED_ERRORS,
                example={"stale": "<the token Exmail refused>"}),
         _Route("get", "/v1/openapi.json", "getOpenApi", "This document (OpenAPI 3.1)", (),
                errors=(), public=True),
@@ -129,7 +134,7 @@ def _routes() -> list[_Route]:
                 (_TENANT,),
                 model,
                 None,
-                (400, 413, 415, *_AUTHED_ERRORS),
+                (415, *_AUTHED_ERRORS),
                 form=True,
             )
         )
@@ -224,7 +229,7 @@ def _document_text() -> str:
                 "description": "OK",
                 "content": {route.content_type: {"schema": answer_schema}},
             },
-            **{str(status): problem(status) for status in route.errors},
+            **{str(status): problem(status) for status in sorted(route.errors)},
         }
         paths.setdefault(route.path, {})[route.method] = op
     paths["/sso/{tenant}/{email}"] = {"get": _sso_link_operation()}
@@ -291,6 +296,11 @@ def _sso_link_operation() -> dict[str, Any]:
                 "headers": {"Location": {"schema": {"type": "string"}}},
             },
             "403": {"description": "Tampered, expired or replayed link", "content": page},
+            "413": {
+                "description": "A body over [gateway] max_body_bytes (the link was forwarded "
+                "to the replica owning the tenant, which reads the body whole first)",
+                "content": page,
+            },
             "502": {"description": "Exmail could not sign the user in", "content": page},
             "503": {"description": "Too many single-use links held", "content": page},
         },

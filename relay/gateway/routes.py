@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from relay.core.links import DEFAULT_MAX_TTL, SeenLinks
 from relay.exmail import ExmailClient, ExmailError, InvalidRequest, TokenCache
 from relay.gateway.bodies import SsoUrl, TenantList, TenantState, UnreadAnswer
 from relay.gateway.clients import ApiClient, ClientRegistry
@@ -46,9 +47,9 @@ from relay.gateway.limits import TenantGate, TokenBucket, retry_after
 from relay.gateway.openapi import docs_page, openapi_document
 from relay.gateway.operations import OPERATIONS, Values, params_for
 from relay.gateway.problems import Problem, from_exmail_error
+from relay.gateway.request_body import parse_json, read_body
 from relay.gateway.tokens import token_routes
 from relay.gateway.unread import UnreadCache
-from relay.links import SeenLinks
 from relay.runtime.observer import Observer
 
 __all__ = ["GATEWAY", "Gateway", "GatewayTenant", "gateway_app"]
@@ -89,6 +90,8 @@ class Gateway:
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     seen: SeenLinks = field(default_factory=SeenLinks)
     """Used single-use SSO links: one per process, shared by every request."""
+    max_link_ttl: float = DEFAULT_MAX_TTL
+    """How far ahead a signed link's ``exp`` may be (``[gateway] max_link_ttl``)."""
     owner_of: OwnerLookup = lambda tenant: None
     """The replica that owns a tenant not served here (the sharding seam)."""
     serves: Callable[[str], bool] = lambda tenant: True
@@ -158,20 +161,13 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 
 async def _body(request: web.Request) -> Values:
-    """The request body as key -> value (or list), JSON or a urlencoded form, size-capped."""
-    limit = request.app[GATEWAY].max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise _too_large(limit)
+    """The request body as key -> value (or list), JSON or a urlencoded form: read whole
+    and bounded (:mod:`~relay.gateway.request_body`), or a problem."""
+    raw = await read_body(request, request.app[GATEWAY].max_body_bytes)
     if not raw.strip():
         return {}
     if request.content_type == "application/json":
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("the body is not valid JSON") from None
+        data = parse_json(raw)
         if not isinstance(data, dict):
             raise InvalidRequest("the JSON body must be an object")
         return {str(k): _plain(v, str(k)) for k, v in data.items()}
@@ -207,12 +203,6 @@ def _scalar(value: Any, key: str) -> str:
     if isinstance(value, str | int | float):
         return str(value)
     raise InvalidRequest(f"{key} must be a string, a number or a list of them")
-
-
-def _too_large(limit: int) -> Problem:
-    return Problem(
-        413, "body-too-large", "Request body too large", f"the body is over {limit} bytes"
-    )
 
 
 # -- handlers --------------------------------------------------------------------------
@@ -411,7 +401,12 @@ def gateway_app(gateway: Gateway | None) -> web.Application:
     app.router.add_post("/tenants/{tenant}/sso", post_sso)
     app.router.add_post("/tenants/{tenant}/openapi/{operation:.+}", post_openapi)
     app.add_routes(
-        token_routes(_token_cache, prefix="/tenants/{tenant}", min_token_age=gateway.min_token_age)
+        token_routes(
+            _token_cache,
+            prefix="/tenants/{tenant}",
+            max_body=gateway.max_body_bytes,
+            min_token_age=gateway.min_token_age,
+        )
     )
     app.router.add_get("/openapi.json", get_openapi, allow_head=False)
     app.router.add_get("/docs", get_docs, allow_head=False)

@@ -1,23 +1,29 @@
 """The browser route of signed SSO links: ``GET /sso/{tenant}/{email}?exp=...&sig=...``.
 
 Where it sits: an OA page rendered a link signed with its client's ``link_secret``
-(:func:`relay.links.sign_sso_link`); the user's browser follows it here. This handler
-checks the link (pure, :func:`relay.links.verify_sso_link`), fetches a one-time authkey
+(:func:`relay.core.links.sign_sso_link`); the user's browser follows it here. This handler
+checks the link (pure, :func:`relay.core.links.verify_sso_link`), fetches a one-time authkey
 with the tenant's own client (so the relay stays the only holder of the tenant's token)
 and answers ``302`` to the SSO URL built from the tenant's **configured** login URL. The
 only part of the request that reaches the ``Location`` is the verified email, as a query
 value: the route is never an open redirect.
 
-Every refusal (malformed, tampered, expired, replayed, a tenant no client signs for) is
-the same plain ``403`` page, so a prober learns nothing about which check failed. An
-upstream failure (unknown user, outage) is a plain ``502`` page. One audit line per
-request on the ``relay.gateway.audit`` logger names the client, the tenant, the target
-user and the outcome; never the signature, the authkey or the ticket.
+Every refusal (malformed, tampered, expired, living longer than ``max_link_ttl``,
+replayed, a tenant no client signs for) is the same plain ``403`` page, so a prober
+learns nothing about which check failed. An upstream failure (unknown user, outage) is
+a plain ``502`` page. One audit line per request on the ``relay.gateway.audit`` logger
+names the client, the tenant, the target user and the outcome; never the signature, the
+authkey or the ticket.
 
 :func:`gateway_sso_route` mounts it on the relay's server from the gateway's clients.
 The wiring supplies two lookups (``secrets_for_tenant``, ``client_for_tenant``)
-and, for clients with ``single_use``, one :class:`relay.links.SeenLinks` shared by every
-request of this process.
+and, for clients with ``single_use``, one :class:`relay.core.links.SeenLinks` shared by every
+request of this process. A single-use link is spent only when the redirect is answered:
+if Exmail fails (no authkey), its claim is given back and the link can be tried again.
+
+A request another replica must answer is forwarded (:mod:`relay.gateway.forwarding`);
+the forwarded answer keeps the security headers set here (``Cache-Control``,
+``Referrer-Policy``, ``Content-Security-Policy``, ``X-Content-Type-Options``).
 """
 
 from __future__ import annotations
@@ -29,11 +35,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 from pydantic import SecretStr
 
+from relay.core.links import (
+    DEFAULT_MAX_TTL,
+    DEFAULT_SKEW,
+    Claim,
+    LinkCheck,
+    SeenLinks,
+    normalize_email,
+    verify_sso_link,
+)
 from relay.exmail import ExmailClient, ExmailError
 from relay.gateway.forwarding import Misdirected, forward_or_refuse
 from relay.gateway.problems import Problem
 from relay.gateway.routes import Gateway
-from relay.links import DEFAULT_SKEW, Claim, LinkCheck, SeenLinks, normalize_email, verify_sso_link
 
 __all__ = [
     "LinkSecret",
@@ -68,7 +82,13 @@ _UNAVAILABLE = (
     "now. Try again from the portal in a moment.</p></body></html>"
 )
 # Which refusal to audit when several client secrets were tried: the most telling one.
-_RANK = {LinkCheck.EXPIRED: 0, LinkCheck.BAD_SIGNATURE: 1, LinkCheck.MALFORMED: 2}
+_RANK = {
+    LinkCheck.EXPIRED: 0,
+    LinkCheck.TOO_LONG: 0,
+    LinkCheck.BAD_SIGNATURE: 1,
+    LinkCheck.MALFORMED: 2,
+}
+_AUTHENTIC = (LinkCheck.EXPIRED, LinkCheck.TOO_LONG)  # the signer is known: name it
 
 
 def _page(text: str, status: int) -> web.Response:
@@ -86,6 +106,20 @@ def _clip(text: str) -> str:
     return text[:200].encode("unicode_escape").decode("ascii")
 
 
+def _record(client: str, tenant: str, user: str, outcome: str) -> None:
+    audit.info(
+        "sso link %s",
+        outcome,
+        extra={
+            "route": "sso_link",
+            "client": client,
+            "tenant": _clip(tenant),
+            "user": _clip(user),
+            "outcome": outcome,
+        },
+    )
+
+
 def sso_link_handler(
     *,
     secrets_for_tenant: SecretsLookup,
@@ -93,6 +127,7 @@ def sso_link_handler(
     seen: SeenLinks | None = None,
     clock: Callable[[], float] = time.time,
     skew: float = DEFAULT_SKEW,
+    max_ttl: float = DEFAULT_MAX_TTL,
     on_done: Callable[[str, int, float], None] | None = None,
 ) -> Handler:
     """The aiohttp handler of ``GET /sso/{tenant}/{email}``.
@@ -101,21 +136,11 @@ def sso_link_handler(
     (an empty list refuses every link); ``client_for_tenant(tenant)`` is the tenant's
     :class:`ExmailClient` (the listener's, sharing its token). ``seen`` is required as
     soon as one client is ``single_use``; without it such links answer 503.
-    ``on_done(client, status, seconds)`` is told of every answer (the metrics).
+    ``max_ttl``: a link whose ``exp`` is further ahead than ``now + max_ttl + skew`` is
+    refused (``[gateway] max_link_ttl``). ``on_done(client, status, seconds)`` is told
+    of every answer (the metrics).
     """
-
-    def record(client: str, tenant: str, user: str, outcome: str) -> None:
-        audit.info(
-            "sso link %s",
-            outcome,
-            extra={
-                "route": "sso_link",
-                "client": client,
-                "tenant": _clip(tenant),
-                "user": _clip(user),
-                "outcome": outcome,
-            },
-        )
+    record = _record
 
     def check(
         candidates: Sequence[LinkSecret], tenant: str, email: str, exp: str, sig: str
@@ -132,11 +157,12 @@ def sso_link_handler(
                 secret=_secret_bytes(secret),
                 now=now,
                 skew=skew,
+                max_ttl=max_ttl,
             )
             if got is LinkCheck.OK:
                 return name, got, single_use
             if _RANK[got] < _RANK[best[1]]:
-                best = (name if got is LinkCheck.EXPIRED else "-", got, single_use)
+                best = (name if got in _AUTHENTIC else "-", got, single_use)
         return best
 
     async def handle(request: web.Request) -> web.Response:
@@ -163,11 +189,12 @@ def sso_link_handler(
         if outcome is not LinkCheck.OK:
             record(name, tenant, email, outcome.value)
             return name, _page(_REFUSED, 403)
+        key = f"{name}\n{sig}"
         if single_use:
+            # Claimed before the upstream call, so two browsers racing with one link
+            # cannot both get in; given back below if no redirect comes of it.
             claim = (
-                Claim.FULL
-                if seen is None
-                else seen.claim(f"{name}\n{sig}", until=int(exp) + skew, now=clock())
+                Claim.FULL if seen is None else seen.claim(key, until=int(exp) + skew, now=clock())
             )
             if claim is not Claim.FIRST:
                 record(name, tenant, email, "replayed" if claim is Claim.REPLAYED else "capacity")
@@ -176,7 +203,11 @@ def sso_link_handler(
                 )
         try:
             location = await client.sso_login_url(email)
-        except ExmailError as exc:
+        except BaseException as exc:  # an upstream error, or the request cancelled
+            if single_use and seen is not None:
+                seen.release(key)  # not spent: no redirect was answered
+            if not isinstance(exc, ExmailError):
+                raise
             record(name, tenant, email, f"upstream_error ({type(exc).__name__})")
             return name, _page(_UNAVAILABLE, 502)
         record(name, tenant, email, "redirected")
@@ -192,6 +223,7 @@ def sso_link_route(
     seen: SeenLinks | None = None,
     clock: Callable[[], float] = time.time,
     skew: float = DEFAULT_SKEW,
+    max_ttl: float = DEFAULT_MAX_TTL,
     path: str = "/sso/{tenant}/{email}",
     on_done: Callable[[str, int, float], None] | None = None,
 ) -> web.RouteDef:
@@ -203,6 +235,7 @@ def sso_link_route(
         seen=seen,
         clock=clock,
         skew=skew,
+        max_ttl=max_ttl,
         on_done=on_done,
     )
     return web.get(path, handler, allow_head=False)
@@ -239,6 +272,7 @@ def gateway_sso_route(gateway: Gateway) -> web.RouteDef:
         client_for_tenant=client_for_tenant,
         seen=gateway.seen,
         clock=gateway.clock,
+        max_ttl=gateway.max_link_ttl,
         on_done=done,
     )
 
@@ -261,7 +295,9 @@ def gateway_sso_route(gateway: Gateway) -> web.RouteDef:
                 gateway.max_body_bytes,
                 moving=tenant in gateway.tenants,
             )
-        except Problem as problem:
+        except Problem as problem:  # the owner unreachable, a loop, a body too large
+            _record("-", tenant, request.match_info["email"], f"forward_failed ({problem.kind})")
+            done("-", problem.status, 0.0)
             return _page(_UNAVAILABLE, problem.status)
 
     return web.get("/sso/{tenant}/{email}", handle, allow_head=False)

@@ -29,7 +29,6 @@ line, an error or a header.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -38,6 +37,7 @@ from pydantic import SecretStr
 from relay.exmail import ExmailError, TokenCache
 from relay.gateway.bodies import TokenAnswer
 from relay.gateway.problems import Problem, from_exmail_error
+from relay.gateway.request_body import parse_json, read_body
 
 __all__ = ["MAX_BODY", "TokenLookup", "token_routes"]
 
@@ -48,6 +48,7 @@ The gateway's lookup also checks the client's scope ``token`` and its tenants (i
 raises :class:`~relay.gateway.problems.Problem` 403 for either)."""
 
 MAX_BODY = 4096
+"""The default bound of a refresh body, when mounted outside the gateway."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -64,20 +65,9 @@ def _answer(cache: TokenCache, token: SecretStr) -> web.Response:
     )
 
 
-async def _stale(request: web.Request) -> SecretStr:
+async def _stale(request: web.Request, max_body: int) -> SecretStr:
     """The refused token the body names; :class:`Problem` 400/413 otherwise."""
-    too_large = Problem(
-        413, "body-too-large", "Request body too large", f"the body is over {MAX_BODY} bytes"
-    )
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise too_large
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise too_large
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        body = None
+    body = parse_json(await read_body(request, max_body))
     stale = body.get("stale") if isinstance(body, dict) else None
     if not isinstance(stale, str) or not stale:
         raise Problem(
@@ -102,16 +92,18 @@ def token_routes(
     tokens_for: TokenLookup,
     *,
     prefix: str = "/v1/tenants/{tenant}",
+    max_body: int = MAX_BODY,
     min_token_age: float = 60.0,
 ) -> list[web.RouteDef]:
     """The two routes of the token service, for ``app.add_routes``.
 
-    ``prefix`` must hold ``{tenant}``. ``min_token_age``: a refresh fetches only a token
-    at least this old (or one the relay saw refused); see the module docstring. An
-    unknown tenant answers 404, a bad refresh body 400, an upstream failure
-    502/503/504; all ``application/problem+json`` (:mod:`relay.gateway.problems`;
-    the gateway's middleware renders a :class:`Problem` the lookup raises, the
-    handlers render their own).
+    ``prefix`` must hold ``{tenant}``; a refresh body over ``max_body`` bytes is 413 (the
+    gateway passes ``[gateway] max_body_bytes``). ``min_token_age``: a refresh fetches
+    only a token at least this old (or one the relay saw refused); see the module
+    docstring. An unknown tenant answers 404, a bad refresh body 400, an upstream
+    failure 502/503/504; all ``application/problem+json`` (:mod:`relay.gateway.problems`;
+    the gateway's middleware renders a :class:`Problem` the lookup raises, the handlers
+    render their own).
     """
     if "{tenant}" not in prefix:
         raise ValueError("prefix must hold {tenant}")
@@ -133,7 +125,7 @@ def token_routes(
     async def refresh_token(request: web.Request) -> web.Response:
         cache = cache_of(request)
         try:
-            token = await cache.refresh(await _stale(request), min_age=min_token_age)
+            token = await cache.refresh(await _stale(request, max_body), min_age=min_token_age)
         except ExmailError as exc:
             return from_exmail_error(exc).response(instance=request.path)
         return _answer(cache, token)

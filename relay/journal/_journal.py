@@ -179,11 +179,15 @@ class Journal:
         *,
         route: Callable[[Event], Sequence[str]],
         checkpoint: int | None = None,
+        announced: int | None = None,
+        settled: bool = False,
     ) -> int:
         """Store ``events`` (and the tenant's new Ver) in one durable transaction.
 
         ``route`` names the sinks each event goes to. Returns how many events were new;
         an id already stored is skipped, so a repeated happening is stored once.
+        ``announced``: a directory Ver that listen announced and that is not expanded
+        yet (:meth:`directory_pending`); ``settled``: the pending change is done.
         """
         now = self._clock()
         rows = [(event, event.encode(), tuple(route(event))) for event in events]
@@ -215,6 +219,14 @@ class Journal:
                     " updated = excluded.updated",
                     (tenant, checkpoint, now),
                 )
+            if settled:
+                db.execute("DELETE FROM directory_pending WHERE tenant = ?", (tenant,))
+            elif announced is not None:
+                db.execute(
+                    "INSERT INTO directory_pending (tenant, target, since) VALUES (?, ?, ?)"
+                    " ON CONFLICT (tenant) DO UPDATE SET target = excluded.target",
+                    (tenant, announced, now),
+                )
             tx.stored(inserted)
             return inserted
 
@@ -225,6 +237,10 @@ class Journal:
 
     async def checkpoints(self) -> dict[str, int]:
         return await self._read(_reads.checkpoints())
+
+    async def directory_pending(self, tenant: str) -> tuple[int, float] | None:
+        """The announced, not yet expanded directory Ver of ``tenant`` and since when."""
+        return await self._read(_reads.directory_pending(tenant))
 
     # -- the sinks' side ---------------------------------------------------------------
 

@@ -101,6 +101,16 @@ def checkpoint(tenant: str) -> Read[int | None]:
     return read
 
 
+def directory_pending(tenant: str) -> Read[tuple[int, float] | None]:
+    def read(db: sqlite3.Connection) -> tuple[int, float] | None:
+        row = db.execute(
+            "SELECT target, since FROM directory_pending WHERE tenant = ?", (tenant,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), float(row[1]))
+
+    return read
+
+
 def checkpoints() -> Read[dict[str, int]]:
     def read(db: sqlite3.Connection) -> dict[str, int]:
         return {t: int(v) for t, v in db.execute("SELECT tenant, ver FROM checkpoints")}

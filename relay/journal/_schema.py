@@ -84,6 +84,15 @@ CREATE TABLE IF NOT EXISTS sinks (
     updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- A directory change announced by listen and not yet expanded (user/list, user/get):
+-- the newest announced Ver, kept until the checkpoint reaches it. A journal without
+-- the table (or a salvaged one) loses nothing: listen from the checkpoint announces
+-- the change again.
+CREATE TABLE IF NOT EXISTS directory_pending (
+    tenant TEXT PRIMARY KEY,
+    target INTEGER NOT NULL,
+    since REAL NOT NULL
+);
 """
 
 

@@ -67,6 +67,21 @@ class Metrics:
             ["tenant", "kind"],
             registry=r,
         )
+        self.directory_expansions = Counter(
+            "exmail_relay_directory_expansions",
+            "Directory changes expanded (user/list, user/get) apart from the mail, by "
+            "outcome: ok, or the fault that sends it to its retry (transient, timeout, "
+            "token, config, too_large).",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.fields_truncated = Counter(
+            "exmail_relay_fields_truncated",
+            "Mail fields over [[tenants]] max_field_bytes, cut and delivered with "
+            "data.truncated naming them, by field (subject, summary, ...).",
+            ["tenant", "field"],
+            registry=r,
+        )
         self.upstream_duration = Histogram(
             "exmail_relay_upstream_request_seconds",
             "Duration of Exmail API requests, by operation and outcome (listen excluded: it "
@@ -273,6 +288,12 @@ class _Tenant(TenantObserver):
 
     def skipped(self, kind: str) -> None:
         self._m.messages_skipped.labels(self._tenant, kind).inc()
+
+    def truncated(self, field: str) -> None:
+        self._m.fields_truncated.labels(self._tenant, field).inc()
+
+    def directory(self, outcome: str) -> None:
+        self._m.directory_expansions.labels(self._tenant, outcome).inc()
 
     def token_fetched(self, reason: str) -> None:
         self._m.token_fetches.labels(self._tenant, reason).inc()

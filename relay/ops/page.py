@@ -81,6 +81,11 @@ def tenant_state(tenant: TenantStatus) -> tuple[str, str]:
     label = _TENANT_LABEL.get(tenant.state, tenant.state)
     if tenant.state in ("backoff", "failed") and tenant.last_error:
         label += f": {tenant.last_error}"
+    pending = tenant.directory_pending
+    if pending is not None:  # the mail goes on; the directory change waits
+        label += f"; directory change to Ver {pending.target} pending ({pending.attempts} tries)"
+        if pending.last_error:
+            label += f": {pending.last_error}"
     return tenant.state, label
 
 
@@ -223,6 +228,11 @@ _SCRIPT_TEMPLATE = """
     var l = LABEL[t.$state] || t.$state;
     if ((t.$state === "backoff" || t.$state === "failed") && t.$last_error) {
       l += ": " + t.$last_error;
+    }
+    var d = t.$directory_pending;
+    if (d) {
+      l += "; directory change to Ver " + d.target + " pending (" + d.attempts + " tries)";
+      if (d.last_error) l += ": " + d.last_error;
     }
     return [t.$state, l];
   }

@@ -5,10 +5,13 @@ Where it sits: Exmail ``listen``/``user/list``/``user/get`` -> :class:`Listener`
 ``Ver`` and sends the next ``listen`` only after the events of the previous answer are
 committed, so a crash can duplicate an event but never lose one it accepted.
 
-Within one answer, mail reminders and unread counts are committed first (one
-transaction), then a version update is expanded through ``user/list`` and ``user/get``
-and committed together with the new ``Ver``. If the expansion fails, the mail events are
-already safe and the old ``Ver`` stays, so the next ``listen`` reports the change again.
+Mail first: an answer's mail reminders and unread counts are committed at once (one
+transaction, with the newest announced directory Ver, if any), and the next ``listen``
+goes out right after. A version update is expanded (``user/list``, ``user/get``) by the
+tenant's :class:`relay.runtime.directory.DirectoryWorker`, apart from the listen loop
+and with its own backoff, and committed with the new ``Ver``. While it fails, the
+committed Ver stays where it was, the announced one stays in the journal, and the
+listen loop listens from the announced Ver, so mail never waits for the directory.
 
 Faults are classified (see :meth:`Listener._classify`):
 
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -50,7 +54,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from relay.core import events as ev
 from relay.core.backoff import Backoff
 from relay.core.events import Event
 from relay.core.routing import Router
@@ -58,16 +61,12 @@ from relay.exmail import (
     ExmailClient,
     ExmailError,
     ExmailTimeout,
-    InvalidCredentials,
-    InvalidToken,
     MalformedResponse,
     NetworkError,
-    ResponseTooLarge,
     TokenFenced,
-    VersionUpdate,
-    is_transient,
 )
 from relay.journal import Journal, JournalClosed, JournalError
+from relay.runtime.directory import DirectoryWorker, PendingDirectory, classify
 from relay.runtime.enrich import Enricher
 from relay.runtime.observer import Observer
 from relay.runtime.translate import Translation, translate_listen
@@ -99,6 +98,8 @@ class ListenerStatus:
     journal_error: str | None = None
     # Clock time since which Exmail has not answered a listen (None: the last one was).
     unanswered_since: float | None = None
+    # A directory change announced and not yet committed (the mail goes on meanwhile).
+    directory_pending: PendingDirectory | None = None
     events_by_type: collections.Counter[str] = field(default_factory=collections.Counter)
     recent: collections.deque[tuple[float, str, str, str]] = field(
         default_factory=lambda: collections.deque(maxlen=50)
@@ -141,6 +142,20 @@ class Listener:
         )
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
         self._failed_backoff = failed_backoff or Backoff(base=30.0, cap=300.0)
+        self._directory = DirectoryWorker(
+            tenant=tenant,
+            client=client,
+            enricher=self._enricher,
+            commit=self._commit,
+            observer=self._observe,
+            now=self._now,
+            backoff=self._backoff,
+            failed_backoff=self._failed_backoff,
+            clock=clock,
+            monotonic=monotonic,
+            on_fault=self._directory_fault,
+            on_pending=self._directory_pending,
+        )
         self._journal_backoff = journal_backoff or Backoff(base=0.2, cap=5.0)
         self._clock = clock
         self._monotonic = monotonic  # the log's rate limit: wall-clock steps are no time
@@ -163,6 +178,7 @@ class Listener:
         if self._stop.is_set():
             return
         self._stop.set()
+        self._directory.stop()
         task = self._interruptible_task
         if task is not None and not task.done():
             task.cancel()
@@ -176,16 +192,33 @@ class Listener:
 
     async def run(self) -> None:
         try:
-            ver = await self._until_ready()
-            while ver is not None and not self._stop.is_set():
-                ver = await self._cycle(ver)
+            if await self._until_ready():
+                await self._listen_and_expand()
         except (JournalClosed, _Abandoned):
             pass
         except TokenFenced as exc:  # another replica owns the tenant: no fault loop
             log.warning("tenant let go", extra={"tenant": self.tenant, "reason": str(exc)})
-            self._stop.set()
+            self.stop()
         if self._stop.is_set():
             self._set_state("stopped")
+
+    async def _listen_and_expand(self) -> None:
+        """The listen loop here, the directory worker beside it; either one's end (a
+        fence, a closed journal, a bug) stops the other, and goes up."""
+        worker = asyncio.ensure_future(self._directory.run())
+
+        def worker_ended(task: asyncio.Future[None]) -> None:
+            if task.cancelled() or task.exception() is not None:
+                self.stop()  # the listen loop ends too, and run() raises what it raised
+
+        worker.add_done_callback(worker_ended)
+        try:
+            while not self._stop.is_set():
+                await self._cycle(self._directory.listen_ver)
+        finally:
+            self._directory.stop()
+            await asyncio.wait((worker,))
+        worker.result()  # the worker's TokenFenced, JournalClosed or bug, if any
 
     async def _interruptible(self, awaitable: Coroutine[Any, Any, T]) -> T | None:
         """Await ``awaitable`` unless :meth:`stop` comes first (then ``None``).
@@ -215,11 +248,13 @@ class Listener:
 
     # -- the loop ----------------------------------------------------------------------
 
-    async def _until_ready(self) -> int | None:
-        """The Ver to listen from: the checkpoint, or a fresh bootstrap."""
+    async def _until_ready(self) -> bool:
+        """Resume from the checkpoint (and any pending directory change), or bootstrap;
+        False when stopped first."""
         while not self._stop.is_set():
             try:
                 ver = await self.journal.checkpoint(self.tenant)
+                pending = None if ver is None else await self.journal.directory_pending(self.tenant)
             except JournalClosed:
                 raise
             except JournalError as exc:  # a damaged page, a locked file: no crash loop
@@ -228,40 +263,26 @@ class Listener:
             if ver is not None:
                 self.status.ver = ver
                 self._observe.checkpoint(ver)
-                return ver
+                self._directory.resume(ver, pending)
+                return True
             try:
-                result = await self._interruptible(self._bootstrap())
+                result = await self._interruptible(self._directory.bootstrap(self.bootstrap))
             except ExmailError as exc:
                 await self._fault(exc, "bootstrap")
                 continue
             if result is not None:
-                return result
-        return None
+                self._directory.resume(result, None)
+                return True
+        return False
 
-    async def _bootstrap(self) -> int:
-        listing = await self.client.user_list(0)
-        new_ver = int(listing.ver)
-        now = self._now()
-        built = [
-            ev.directory_changed(
-                tenant=self.tenant, old_ver=0, new_ver=new_ver, count=len(listing.entries), now=now
-            )
-        ]
-        if self.bootstrap == "snapshot":
-            built += await self._enricher.user_events(listing.entries, new_ver, now, snapshot=True)
-        await self._commit(built, checkpoint=new_ver)
-        log.info(
-            "directory bootstrapped",
-            extra={"tenant": self.tenant, "ver": new_ver, "mode": self.bootstrap},
-        )
-        return new_ver
-
-    async def _cycle(self, ver: int) -> int:
+    async def _cycle(self, ver: int) -> None:
+        """One ``listen`` from ``ver`` (the newest announced directory Ver) and its
+        answer committed."""
         if self.journal.full:
             self._set_state("paused")
             await self._interruptible(self.journal.wait_capacity())
             if self._stop.is_set():
-                return ver
+                return
         if self.status.unanswered_since is None:
             self.status.unanswered_since = self._clock()
         self._on_listen()
@@ -271,54 +292,47 @@ class Listener:
             if not isinstance(exc, ExmailTimeout | NetworkError):
                 self.status.unanswered_since = None  # an answer, if not a good one
             await self._fault(exc, "listen")
-            return ver
+            return
         if messages is None:  # stopped while waiting
-            return ver
+            return
         self.status.unanswered_since = None
         translation = translate_listen(self.tenant, ver, messages, now=self._now())
         for skipped in translation.skipped:
             self._skip(skipped.kind, skipped.detail)
+        if translation.truncated:
+            for name in translation.truncated:
+                self._observe.truncated(name)
+            log.warning(
+                "over-long mail fields cut to max_field_bytes (delivered, data.truncated)",
+                extra={"tenant": self.tenant, "fields": sorted(set(translation.truncated))},
+            )
         if translation.unreadable:
             await self._fault(MalformedResponse("listen answered no readable JSON"), "listen")
-            return ver
+            return
         self._set_state("connected")  # the listen answered
         self._observe.listen("data" if messages else "keepalive")
-        try:
-            new_ver = await self._handle(ver, translation)
-        except ExmailError as exc:
-            await self._fault(exc, "directory")
-            return ver
-        # Recovered only after a whole good cycle: a listen that answers while every
-        # directory expansion fails must keep backing off, not start over each time.
+        await self._handle(translation)
         self._recovered()
-        return new_ver
 
-    async def _handle(self, ver: int, translation: Translation) -> int:
-        if translation.events:
-            await self._commit(translation.events)
-        if translation.update is not None:
-            return await self._directory(ver, translation.update)
-        return ver
+    async def _handle(self, translation: Translation) -> None:
+        """Commit the answer's events, with a newly announced directory Ver if any,
+        and hand that Ver to the directory worker."""
+        update = translation.update
+        announced = None if update is None else update.ver
+        if translation.events or announced is not None:
+            await self._commit(translation.events, announced=announced)
+        if announced is not None:
+            self._directory.announce(announced)
 
-    async def _directory(self, ver: int, update: VersionUpdate) -> int:
-        listing = await self.client.user_list(ver)
-        new_ver = int(listing.ver) if int(listing.ver) > 0 else update.ver
-        now = self._now()
-        built = [
-            ev.directory_changed(
-                tenant=self.tenant,
-                old_ver=ver,
-                new_ver=new_ver,
-                count=len(listing.entries),
-                now=now,
-            )
-        ]
-        built += await self._enricher.user_events(listing.entries, new_ver, now, snapshot=False)
-        await self._commit(built, checkpoint=new_ver)
-        return new_ver
-
-    async def _commit(self, built: Sequence[Event], *, checkpoint: int | None = None) -> None:
-        inserted = await self._append(built, checkpoint)
+    async def _commit(
+        self,
+        built: Sequence[Event],
+        *,
+        checkpoint: int | None = None,
+        announced: int | None = None,
+        settled: bool = False,
+    ) -> None:
+        inserted = await self._append(built, checkpoint, announced, settled)
         if checkpoint is not None:
             self.status.ver = checkpoint
             self._observe.checkpoint(checkpoint)
@@ -335,7 +349,9 @@ class Listener:
                 extra={"tenant": self.tenant, "duplicates": len(built) - inserted},
             )
 
-    async def _append(self, built: Sequence[Event], checkpoint: int | None) -> int:
+    async def _append(
+        self, built: Sequence[Event], checkpoint: int | None, announced: int | None, settled: bool
+    ) -> int:
         """Append ``built`` durably, retrying for as long as the journal refuses it.
 
         The events were handed out by the server and exist nowhere else: they are held
@@ -347,7 +363,12 @@ class Listener:
         while True:
             try:
                 inserted = await self.journal.append(
-                    self.tenant, built, route=self.route, checkpoint=checkpoint
+                    self.tenant,
+                    built,
+                    route=self.route,
+                    checkpoint=checkpoint,
+                    announced=announced,
+                    settled=settled,
                 )
             except JournalClosed:
                 raise
@@ -375,7 +396,12 @@ class Listener:
                         extra={"tenant": self.tenant, "events": len(built)},
                     )
                     raise _Abandoned from exc
-                await self._sleep(self._journal_backoff.delay(refusals - 1))
+                # Not _sleep: the directory worker's task commits here too, and stop()
+                # cancels only the listen loop's wait; the stop event reaches both.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stop.wait(), self._journal_backoff.delay(refusals - 1)
+                    )
                 continue
             if refusals:
                 self.status.journal_error = None
@@ -388,79 +414,53 @@ class Listener:
 
     # -- faults ------------------------------------------------------------------------
 
-    def _classify(
-        self, exc: ExmailError
-    ) -> Literal["config", "token", "too_large", "timeout", "transient"]:
-        if isinstance(exc, InvalidCredentials):
-            return "config"
-        if isinstance(exc, ExmailTimeout):
-            return "timeout"  # no answer by the deadline: a stalled link, not a keep-alive
-        if isinstance(exc, ResponseTooLarge):
-            # The answer was read past the cap and dropped whole: what it carried is
-            # gone (the server handed it out). Counted apart, so the cap can be raised
-            # ([[tenants]] max_response_bytes) before it costs more.
-            return "too_large"
-        if isinstance(exc, InvalidToken):
-            return "token"
-        if is_transient(exc):
-            return "transient"
-        # Any other API refusal of listen/user/list is not going to heal by hammering:
-        # treat it like a transient fault (backoff), and say what it was.
-        return "transient"
-
     async def _fault(self, exc: ExmailError, during: str) -> None:
         if isinstance(exc, TokenFenced):
             raise exc
-        kind = self._classify(exc)
+        kind = classify(exc)
         self._observe.listen(kind)
-        self.status.failures += 1
-        self.status.last_error = f"{during}: {exc}"
-        self.status.last_error_at = self._clock()
-        if kind == "config":
-            self._set_state("failed")
-            delay = self._failed_backoff.delay(self._streak)
-        else:
-            self._set_state("backoff")
-            delay = self._backoff.delay(self._streak)
-        self._streak += 1
-        now = self._monotonic()
-        if self._streak == 1 or now - self._last_log >= LOG_EVERY:
-            self._last_log = now
-            log.warning(
-                "upstream fault, backing off",
-                extra={
-                    "tenant": self.tenant,
-                    "fault": kind,
-                    "during": during,
-                    "error": str(exc),
-                    "retry_in": round(delay, 3),
-                    "failures": self._streak,
-                },
-            )
-        await self._sleep(delay)
+        failed = kind == "config"
+        policy = self._failed_backoff if failed else self._backoff
+        context = {"fault": kind, "during": during}
+        await self._back_off(during, exc, failed, policy, "upstream fault, backing off", context)
 
     async def _journal_fault(self, exc: JournalError) -> None:
         """The checkpoint cannot be read: the tenant is *failed* with the reason (it
         cannot listen without its Ver) and tries again with backoff."""
+        await self._back_off("journal", exc, True, self._backoff, "checkpoint unreadable, retrying")
+
+    async def _back_off(
+        self,
+        during: str,
+        exc: Exception,
+        failed: bool,
+        policy: Backoff,
+        message: str,
+        context: dict[str, str] | None = None,
+    ) -> None:
+        """Show the fault, log ``message`` (the first time, then once a minute), wait."""
         self.status.failures += 1
-        self.status.last_error = f"journal: {exc}"
+        self.status.last_error = f"{during}: {exc}"
         self.status.last_error_at = self._clock()
-        self._set_state("failed")
-        delay = self._backoff.delay(self._streak)
+        self._set_state("failed" if failed else "backoff")
+        delay = policy.delay(self._streak)
         self._streak += 1
         now = self._monotonic()
         if self._streak == 1 or now - self._last_log >= LOG_EVERY:
             self._last_log = now
-            log.error(
-                "checkpoint unreadable, retrying",
-                extra={
-                    "tenant": self.tenant,
-                    "error": str(exc),
-                    "retry_in": round(delay, 3),
-                    "failures": self._streak,
-                },
-            )
+            extra: dict[str, object] = {"tenant": self.tenant, **(context or {})}
+            extra |= {"error": str(exc), "retry_in": round(delay, 3), "failures": self._streak}
+            (log.warning if context else log.error)(message, extra=extra)
         await self._sleep(delay)
+
+    def _directory_fault(self, summary: str) -> None:
+        """The directory worker failed: counted and shown; the tenant stays connected."""
+        self.status.failures += 1
+        self.status.last_error = summary
+        self.status.last_error_at = self._clock()
+
+    def _directory_pending(self, pending: PendingDirectory | None) -> None:
+        self.status.directory_pending = pending  # the status page shows it
 
     def _recovered(self) -> None:
         if self._streak:

@@ -55,6 +55,12 @@ class TenantObserver:
     def skipped(self, kind: str) -> None:
         """An upstream message was logged and skipped (unknown, malformed, error, enrich)."""
 
+    def truncated(self, field: str) -> None:
+        """A mail's ``field`` was over ``max_field_bytes`` and was cut (the event says so)."""
+
+    def directory(self, outcome: str) -> None:
+        """One directory expansion ended: ok, or a fault kind (transient, timeout, ...)."""
+
     def token_fetched(self, reason: str) -> None:
         """An access token was fetched (initial, expiry, invalid_token, forced)."""
 
@@ -139,6 +145,12 @@ class ForwardingTenantObserver(TenantObserver):
 
     def skipped(self, kind: str) -> None:
         self.inner.skipped(kind)
+
+    def truncated(self, field: str) -> None:
+        self.inner.truncated(field)
+
+    def directory(self, outcome: str) -> None:
+        self.inner.directory(outcome)
 
     def token_fetched(self, reason: str) -> None:
         self.inner.token_fetched(reason)

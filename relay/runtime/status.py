@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OMIT_NONE",
     "ClientStatus",
+    "DirectoryPendingStatus",
     "HandoffStatus",
     "Health",
     "JournalStatus",
@@ -108,6 +109,16 @@ class SinkDescription:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectoryPendingStatus(_JsonRecord):
+    """A directory change announced and not yet committed; the mail goes on meanwhile."""
+
+    target: int
+    since: float
+    attempts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class TenantStatus(_JsonRecord):
     name: str
     state: str
@@ -117,6 +128,7 @@ class TenantStatus(_JsonRecord):
     last_error_at: float | None
     failures: int
     events_by_type: Mapping[str, int]
+    directory_pending: DirectoryPendingStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +257,14 @@ def _tenant(st: ListenerStatus) -> TenantStatus:
         last_error_at=st.last_error_at,
         failures=st.failures,
         events_by_type=dict(st.events_by_type),
+        directory_pending=None
+        if (pending := st.directory_pending) is None
+        else DirectoryPendingStatus(
+            target=pending.target,
+            since=pending.since,
+            attempts=pending.attempts,
+            last_error=pending.last_error,
+        ),
     )
 
 

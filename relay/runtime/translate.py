@@ -62,6 +62,8 @@ class Translation:
     # Nothing usable came back: the answer held messages and every one was malformed.
     # The listener treats that as a fault (backoff), so a broken answer is no hot loop.
     unreadable: bool = False
+    # The fields cut to max_field_bytes, one entry per cut field (counted by the listener).
+    truncated: list[str] = field(default_factory=list)
 
 
 def translate_listen(
@@ -71,6 +73,7 @@ def translate_listen(
     built: list[Event] = []
     skipped: list[Skipped] = []
     update: VersionUpdate | None = None
+    truncated: list[str] = []
     for message in messages:
         match message:
             case NewMail():
@@ -85,8 +88,10 @@ def translate_listen(
                         summary=message.summary,
                         unread=message.new_count,
                         now=now,
+                        truncated=message.truncated,
                     )
                 )
+                truncated.extend(message.truncated)
             case UnreadCount():
                 built.append(
                     ev.mail_unread(
@@ -105,7 +110,7 @@ def translate_listen(
             case Malformed():
                 skipped.append(Skipped("malformed", f"{message.reason}: {message.excerpt[:120]!r}"))
     unreadable = bool(messages) and all(isinstance(m, Malformed) for m in messages)
-    return Translation(built, update, skipped, unreadable)
+    return Translation(built, update, skipped, unreadable, truncated)
 
 
 def user_change(entry: UserListEntry, *, exists: bool, snapshot: bool) -> ev.UserChange:

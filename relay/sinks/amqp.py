@@ -1,7 +1,9 @@
 """The AMQP sink: publishes journaled events to RabbitMQ with aio-pika.
 
-Every event is a persistent message in CloudEvents structured mode on a durable topic
-exchange, routing key ``<tenant>.<type minus "exmail.">``. A row counts as delivered
+Every event is a persistent message on a durable topic exchange, routing key
+``<tenant>.<type minus "exmail.">``, in CloudEvents structured mode or, with
+``content_mode="binary"``, in binary mode (the message itself is built by the pure
+:func:`relay.core.amqp_message.amqp_message`). A row counts as delivered
 only after the broker's publisher confirm. Publishing is mandatory, so a message no
 queue would take comes back and counts as a failure (retried), not as a success.
 
@@ -45,9 +47,9 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from aiormq import spec
 from pydantic import SecretStr
 
+from relay.core.amqp_message import ContentMode, HeaderPrefix, MessageError, amqp_message
 from relay.core.backoff import Backoff
-from relay.core.delivery import Delivered, Delivery, Outcome, Retry, Unavailable
-from relay.core.events import CONTENT_TYPE
+from relay.core.delivery import Dead, Delivered, Delivery, Outcome, Retry, Unavailable
 from relay.core.redact import redact_url
 from relay.sinks.connect import open_connection
 
@@ -76,8 +78,11 @@ class AmqpSink:
         name: str = "amqp",
         heartbeat: int = 5,
         confirm_timeout: float = 15.0,
+        content_mode: ContentMode = "structured",
+        header_prefix: HeaderPrefix = "cloudEvents_",
     ) -> None:
         self._url = url
+        self._message = functools.partial(amqp_message, mode=content_mode, prefix=header_prefix)
         self._exchange_name = exchange
         self._exchange_passive = exchange_passive
         self._declare_queue = declare_queue
@@ -259,8 +264,13 @@ class AmqpSink:
         exchange, channel = self._exchange, self._channel
         if exchange is None or channel is None or not self.connected:
             return Unavailable(self.last_error or "not connected to RabbitMQ")
+        try:
+            message = self._message(delivery.body)
+        except MessageError as exc:
+            return Dead(f"cannot be sent in this content mode: {exc}")
         properties = spec.Basic.Properties(
-            content_type=CONTENT_TYPE,
+            content_type=message.content_type,
+            headers=dict(message.headers) or None,
             message_id=delivery.event_id,
             message_type=delivery.type,
             timestamp=datetime.fromtimestamp(delivery.created, UTC),
@@ -278,7 +288,7 @@ class AmqpSink:
             # what can be buffered. No per-publish timeout either: it costs a timer per
             # message. The watchdog (_watch_confirms) puts an age limit on them all.
             await underlay.basic_publish(  # type: ignore[call-arg]
-                delivery.body,
+                message.body,
                 exchange=exchange.name,
                 routing_key=delivery.routing_key,
                 properties=properties,

@@ -7,9 +7,11 @@ one (nor the AMQP sink). :func:`open_webhooks` builds them all for
 :mod:`relay.app.wiring`.
 
 One attempt (:meth:`WebhookSink.send`) posts the CloudEvent JSON exactly as it was
-journaled, signed the Standard Webhooks way (:mod:`relay.core.signing`): ``webhook-id`` is
-the event id (the receiver's dedup key, the same on every retry), ``webhook-timestamp``
-is this attempt's time. The answer becomes an :data:`~relay.sinks.Outcome`:
+journaled, in the CloudEvents HTTP binding's structured content mode (``Content-Type:
+application/cloudevents+json; charset=utf-8``), signed the Standard Webhooks way
+(:mod:`relay.core.signing`): ``webhook-id`` is the event id (the receiver's dedup key,
+the same on every retry), ``webhook-timestamp`` is this attempt's time.
+The answer becomes an :data:`~relay.sinks.Outcome`:
 
 - 2xx: delivered;
 - 410 Gone: :class:`~relay.sinks.Disable` -- the drainer disables the endpoint until
@@ -38,10 +40,12 @@ from pydantic import SecretStr
 from relay import __version__
 from relay.core.backoff import parse_retry_after
 from relay.core.delivery import Delivered, Delivery, Disable, Outcome, Retry
+from relay.core.events import CONTENT_TYPE as CLOUDEVENT_JSON
 from relay.core.redact import redact_url
 from relay.core.signing import SigningKey, decode_secret, sign_headers
 
 __all__ = [
+    "CONTENT_TYPE",
     "OUTCOME_CLASSES",
     "USER_AGENT",
     "AttemptObserver",
@@ -53,6 +57,10 @@ __all__ = [
 log = logging.getLogger("relay.sinks.webhook")
 
 USER_AGENT: Final = f"exmail-relay/{__version__}"
+# CloudEvents HTTP binding, structured content mode: this media type is what tells a
+# receiver (and every CloudEvents SDK) that the body is the whole event. A plain
+# application/json without ce-* headers is no CloudEvent to them.
+CONTENT_TYPE: Final = f"{CLOUDEVENT_JSON}; charset=utf-8"
 RESPONSE_LIMIT: Final = 4096
 ERROR_BODY_LIMIT: Final = 512
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
@@ -150,7 +158,7 @@ class WebhookSink:
         if session is None or session.closed:
             raise RuntimeError(f"{self._name}: send() outside 'async with'")
         headers = sign_headers(self._keys, delivery.event_id, int(self._clock()), delivery.body)
-        headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = CONTENT_TYPE
         started = time.monotonic()
         try:
             async with session.post(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,14 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from relay.app.wiring import Running
+from relay.core.links import sign_sso_link
 from relay.core.shards import shard_of
 from relay.emulator import Emulator
 from relay.ops.metrics import Metrics, PrometheusObserver
 from tests.gateway.conftest import (
     ADMIN,
     PORTAL_KEY,
+    PORTAL_LINK_SECRET,
     SECRET,
     WRITER_KEY,
     base,
@@ -186,3 +189,36 @@ async def test_without_a_peer_url_the_answer_is_421_naming_the_owner(
             f"{base(zero)}/v1/tenants/nobody/users/alice@example.com", headers=bearer(PORTAL_KEY)
         ) as resp:
             assert resp.status == 404  # a tenant nobody serves is still unknown
+
+
+SECURITY_HEADERS = (
+    "Cache-Control",
+    "Referrer-Policy",
+    "Content-Security-Policy",
+    "X-Content-Type-Options",
+)
+
+
+async def test_a_forwarded_answer_keeps_the_security_headers_of_a_local_one(
+    emulator: Emulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with two_replicas(emulator, tmp_path, http, peers=True) as (zero, one):
+
+        def link(run: Running) -> str:
+            return sign_sso_link(
+                base_url=base(run),
+                tenant="zeta",
+                email=ZED,
+                secret=PORTAL_LINK_SECRET.encode(),
+                expires_at=int(time.time()) + 60,
+            )
+
+        answers = {}
+        for name, run in (("local", one), ("forwarded", zero)):  # zeta is replica 1's
+            async with http.get(link(run), allow_redirects=False) as resp:
+                assert resp.status == 302, await resp.text()
+                answers[name] = {h: resp.headers.get(h) for h in SECURITY_HEADERS}
+                if name == "forwarded":
+                    assert "exmail-relay-0" in resp.headers["Via"]
+        assert answers["local"]["Referrer-Policy"] == "no-referrer"
+        assert answers["forwarded"] == answers["local"]

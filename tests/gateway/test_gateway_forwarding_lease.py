@@ -18,9 +18,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from relay.app.wiring import Running
+from relay.core.links import sign_sso_link
 from relay.core.shards import shard_of
 from relay.emulator import Emulator
-from relay.links import sign_sso_link
 from relay.ops.metrics import Metrics, PrometheusObserver
 from tests.gateway.conftest import (
     ADMIN,

@@ -8,14 +8,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
 
 from relay.app.wiring import Running
+from relay.core.links import sign_sso_link
 from relay.emulator import Emulator
-from relay.links import sign_sso_link
 from tests.gateway.conftest import (
     KIOSK_LINK_SECRET,
     PORTAL_KEY,
@@ -25,8 +26,10 @@ from tests.gateway.conftest import (
     ZETA_LINK_SECRET,
     base,
     bearer,
+    gateway_settings,
     requests_to,
 )
+from tests.support import running_relay
 
 
 def link(run: Running, email: str, secret: str, *, tenant: str = "acme", ttl: int = 300) -> str:
@@ -146,3 +149,16 @@ async def test_the_token_service_lends_the_listeners_token(
         metrics = await resp.text()
     route = "/v1/tenants/{tenant}/token/refresh"
     assert f'{{client="tokens",code="200",route="{route}"}} 50.0' in metrics
+
+
+async def test_the_configured_max_link_ttl_bounds_the_links_the_relay_takes(
+    emulator: Emulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async def status(run: Running, ttl: int) -> int:
+        return (await follow(http, link(run, "carol@example.com", PORTAL_LINK_SECRET, ttl=ttl)))[0]
+
+    async with running_relay(gateway_settings(emulator, tmp_path / "default")) as run:
+        assert [await status(run, ttl) for ttl in (300, 1000, 30 * 86400)] == [302, 403, 403]
+    longer = gateway_settings(emulator, tmp_path / "longer", gateway={"max_link_ttl": "20m"})
+    async with running_relay(longer) as run:
+        assert [await status(run, ttl) for ttl in (1000, 1300)] == [302, 403]

@@ -91,3 +91,18 @@ async def test_the_docs_page_is_self_contained(relay: Running, http: aiohttp.Cli
         "&quot;email&quot;: &quot;alice@example.com&quot;",
     ):
         assert text in page, text
+
+
+async def test_every_route_that_reads_a_body_documents_its_413(
+    relay: Running, http: aiohttp.ClientSession
+) -> None:
+    """Every authenticated route may be forwarded (its body read whole, bounded by
+    ``[gateway] max_body_bytes``), and the browser route too: each lists 413, and the
+    problem's schema holds the limit."""
+    document = await fetch_document(http, relay)
+    for path, methods in document["paths"].items():
+        for method, op in methods.items():
+            if op["security"] or path.startswith("/sso/"):
+                assert "413" in op["responses"], (method, path)
+    problem = document["components"]["schemas"]["ProblemBody"]["properties"]
+    assert "limit" in problem

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from relay.app.wiring import Running
-from relay.links import sign_sso_link
+from relay.core.links import sign_sso_link
 from tests.gateway.conftest import KIOSK_LINK_SECRET, PORTAL_LINK_SECRET, base
 from tests.support import chromium
 

@@ -13,10 +13,10 @@ import aiohttp
 from aiohttp import web
 
 from relay.app.wiring import Running
+from relay.core.links import LinkCheck, SeenLinks, verify_sso_link
 from relay.emulator import Emulator
 from relay.exmail import ExmailClient
 from relay.gateway.sso_links import sso_link_route
-from relay.links import LinkCheck, SeenLinks, verify_sso_link
 from tests.gateway.conftest import KIOSK_LINK_SECRET, PORTAL_LINK_SECRET, base
 from tests.gateway.sso_support import ADMIN, KEY, serving
 
@@ -110,6 +110,12 @@ async def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert code == 2 and "--base-url" in err
     code, _, err = await sso_link(*base, "--ttl", "0", RELAY_LINK_SECRET="x")
     assert code == 2 and "--ttl" in err
+    # Longer than the relay's max_link_ttl (600 s by default): refused, not clamped.
+    code, out, err = await sso_link(*base, "--ttl", "601", RELAY_LINK_SECRET="x")
+    assert (code, out) == (2, "")
+    assert "--ttl 601 is over [gateway] max_link_ttl (600 s" in err
+    code, out, _ = await sso_link(*base, "--ttl", "600", RELAY_LINK_SECRET="x")
+    assert code == 0 and "sig=" in out
     code, _, err = await sso_link(*base, "--secret-file", str(tmp_path / "missing"))
     assert code == 2 and "cannot read --secret-file" in err
     config = tmp_path / "relay.toml"
@@ -173,3 +179,11 @@ async def test_the_secret_comes_from_the_named_clients_link_secret(
     assert code == 2 and "scope sso" in err
     code, _, err = await sso_link(*common, "--client", "nobody")
     assert code == 2 and "no [[clients]] entry named 'nobody'" in err
+    # The configuration's max_link_ttl bounds --ttl.
+    config.write_text(
+        CONFIG % (PORTAL_LINK_SECRET, KIOSK_LINK_SECRET) + "\n[gateway]\nmax_link_ttl = 1200\n"
+    )
+    code, _, err = await sso_link(*common, "--client", "portal", "--ttl", "1200")
+    assert (code, err) == (0, "")
+    code, _, err = await sso_link(*common, "--client", "portal", "--ttl", "1201")
+    assert code == 2 and "max_link_ttl (1200 s" in err

@@ -14,15 +14,17 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
+from relay.core.links import SeenLinks, sign_sso_link
 from relay.emulator import Emulator
 from relay.exmail import ExmailClient
 from relay.gateway.sso_links import LinkSecret, sso_link_route
-from relay.links import SeenLinks, sign_sso_link
+from tests.gateway.conftest import control
 from tests.gateway.sso_support import ADMIN, KEY, requests_to, serving
 
 NOW = 1_800_000_000
 PORTAL = b"portal-link-secret"
 KIOSK = b"kiosk-link-secret"
+AUTHKEY = "/openapi/mail/authkey"
 
 
 class Clock:
@@ -180,6 +182,37 @@ async def test_a_single_use_link_is_refused_the_second_time(
     assert (await visit(http, again))[0] == 302
     assert (await visit(http, again))[0] == 302
     assert await requests_to(http, relay.emulator, "/openapi/mail/authkey") == 3
+
+
+async def test_a_link_living_longer_than_max_link_ttl_is_refused_like_a_bad_one(
+    relay: Relay, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "relay.gateway.audit")
+    _, _, refused = await visit(http, relay.link("alice@example.com", secret=b"wrong-secret"))
+    month = relay.link("alice@example.com", ttl=30 * 86400)
+    assert await visit(http, month) == (403, "", refused)  # the same page as a bad link
+    # 600 s (the default max_link_ttl) plus the 30 s of clock skew allowed: still good.
+    assert (await visit(http, relay.link("alice@example.com", ttl=630)))[0] == 302
+    assert await visit(http, relay.link("alice@example.com", ttl=631)) == (403, "", refused)
+    outcomes = [(r.client, r.outcome) for r in audit_lines(caplog)]  # type: ignore[attr-defined]
+    assert outcomes == [
+        ("-", "bad_signature"),
+        ("portal", "too_long"),
+        ("portal", "redirected"),
+        ("portal", "too_long"),
+    ]
+    assert await requests_to(http, relay.emulator, "/openapi/mail/authkey") == 1
+
+
+async def test_an_upstream_error_leaves_a_single_use_link_usable(
+    relay: Relay, http: aiohttp.ClientSession
+) -> None:
+    once = relay.link("bob@example.com", secret=KIOSK)
+    await control(http, relay.emulator, "faults", {"kind": "api_error", "path": AUTHKEY})
+    assert (await visit(http, once))[0] == 502  # Exmail failed: no redirect was answered
+    assert (await visit(http, once))[0] == 302  # so the retry gets in
+    assert (await visit(http, once))[0] == 403  # and now it is spent
+    assert await requests_to(http, relay.emulator, AUTHKEY) == 2
 
 
 async def test_never_an_open_redirect(relay: Relay, http: aiohttp.ClientSession) -> None:

@@ -76,6 +76,7 @@ api_url = "{emu.api_url}"
 token_url = "{emu.token_url}"
 login_url = "{emu.login_url}"
 hold = {HOLD}
+replica_header = true
 {tenant_options}
 """
         for t in TENANTS

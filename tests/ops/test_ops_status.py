@@ -18,6 +18,7 @@ from relay.emulator import Emulator
 from relay.ops import page
 from relay.runtime.status import (
     ClientStatus,
+    DirectoryPendingStatus,
     HandoffStatus,
     Health,
     JournalStatus,
@@ -68,7 +69,9 @@ TENANT_KEYS = [
     "last_error_at",
     "failures",
     "events_by_type",
+    "directory_pending",
 ]
+DIRECTORY_PENDING_KEYS = ["target", "since", "attempts", "last_error"]
 SINK_KEYS = [
     "name",
     "connected",
@@ -207,6 +210,7 @@ def test_to_json_is_the_documented_document() -> None:
                 "last_error_at": None,
                 "failures": 0,
                 "events_by_type": {"exmail.mail.new": 2},
+                "directory_pending": None,
             }
         ],
         "sinks": [
@@ -303,6 +307,7 @@ def test_key_order_and_optional_keys() -> None:
 def test_the_records_declare_exactly_the_pinned_keys() -> None:
     assert Status.json_keys() == set(STATUS_KEYS)
     assert TenantStatus.json_keys() == set(TENANT_KEYS)
+    assert DirectoryPendingStatus.json_keys() == set(DIRECTORY_PENDING_KEYS)
     assert SinkStatus.json_keys() == set(WEBHOOK_SINK_KEYS)
     assert JournalStatus.json_keys() == set(JOURNAL_KEYS)
     assert PruneStatus.json_keys() == set(PRUNE_KEYS)

@@ -126,3 +126,67 @@ async def test_a_transient_user_get_fault_commits_the_change_once_or_not_at_all(
     assert users["bob@example.com"]["data"]["profile"]["position"] == "CTO"
     assert all(u["data"]["ver"] == new_ver for u in users.values())
     assert listener.status.ver == new_ver
+
+
+async def test_a_pending_change_survives_a_restart_and_is_committed_once(
+    emulator: Emulator, journal: Journal, listener: Listener
+) -> None:
+    old_ver = await journal.checkpoint("acme")
+    assert old_ver is not None
+    await control(emulator, "faults", {"kind": "http_500", "count": 100_000, "path": USER_GET})
+    await control(emulator, "user", {"action": "mod", "alias": "bob@example.com", "position": "VP"})
+    new_ver = (await control(emulator, "state", method="GET"))["companies"][0]["ver"]
+
+    async def recorded() -> bool:
+        return await journal.directory_pending("acme") is not None
+
+    await eventually(recorded, what="the announced Ver in the journal")
+    pending = await journal.directory_pending("acme")
+    assert pending is not None and pending[0] == new_ver
+    assert await journal.checkpoint("acme") == old_ver
+    # Mail goes on while the change waits.
+    alias = "alice@example.com"
+    await control(emulator, "mail", {"to": alias, "subject": "while the directory waits"})
+
+    async def mail_committed() -> bool:
+        return any(e["type"] == "exmail.mail.new" for e in await committed(journal))
+
+    await eventually(mail_committed, what="the mail committed while the change waits")
+    assert listener.status.state == "connected"
+    listener.stop()
+
+    # A new listener on the same journal resumes the change without being told again.
+    await control(emulator, "faults", method="DELETE")
+    async with ExmailClient(
+        client_id=ADMIN,
+        client_secret=KEY,
+        api_url=emulator.api_url,
+        token_url=emulator.token_url,
+        login_url=emulator.login_url,
+        timeout=5.0,
+        listen_timeout=5.0,
+    ) as client:
+        again = Listener(
+            tenant="acme",
+            client=client,
+            journal=journal,
+            route=Router((Route(PROBE),)),
+            backoff=Backoff(base=0.05, cap=0.2),
+        )
+        task = asyncio.create_task(again.run())
+        try:
+
+            async def at_new_ver() -> bool:
+                return await journal.checkpoint("acme") == new_ver
+
+            await eventually(at_new_ver, what=f"the checkpoint at Ver {new_ver}")
+            assert await journal.directory_pending("acme") is None
+            assert again.status.directory_pending is None
+        finally:
+            again.stop()
+            await asyncio.wait_for(task, 15)
+    events = await committed(journal)
+    updates = [e for e in events if e["type"] == "exmail.user.updated"]
+    assert [u["data"]["alias"] for u in updates] == ["bob@example.com"]
+    assert updates[0]["data"]["profile"]["position"] == "VP"
+    assert len([e for e in events if e["type"] == "exmail.directory.changed"]) == 2

@@ -231,6 +231,21 @@ def test_lease_mode_is_the_default_with_amqp_two_replicas_one_disruption(
     assert 'release_after = "10s"' in relay_toml(quick)
 
 
+def test_amqp_content_mode_renders_and_loads(chart: Any, tmp_path: Path) -> None:
+    default = render(chart)
+    assert 'content_mode = "structured"' in relay_toml(default)
+    assert 'header_prefix = "cloudEvents_"' in relay_toml(default)
+    settings = {"content_mode": "binary", "header_prefix": "cloudEvents:"}
+    amqp = {"enabled": True, "url": "amqp://relay:pw@rabbitmq.mq:5672/", "settings": settings}
+    objects = render(chart, {"amqp": amqp, "tenants": TENANTS})
+    data = {k: base64.b64decode(v).decode() for k, v in one(objects, "Secret")["data"].items()}
+    loaded = load_settings(_write_pod_files(objects, tmp_path, data), environ={})
+    assert loaded.amqp.content_mode == "binary"
+    assert loaded.amqp.header_prefix == "cloudEvents:"
+    with pytest.raises(Exception, match="content_mode"):
+        render(chart, {"amqp": {"settings": {"content_mode": "binary-ish"}}})
+
+
 def test_lease_mode_without_amqp_does_not_render(chart: Any) -> None:
     with pytest.raises(Exception, match=r"sharding\.mode lease needs amqp\.enabled"):
         render(chart, {"sharding": {"mode": "lease"}})

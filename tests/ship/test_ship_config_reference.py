@@ -32,6 +32,13 @@ REFERENCE = ROOT / "docs" / "configuration.md"
 REGENERATE = "python tests/ship/test_ship_config_reference.py --write"
 
 DESCRIPTIONS: dict[str, str] = {
+    "sharding.release_after": "Lease mode: a replica whose journal has refused writes, or "
+    "whose AMQP delivery link has been down, for this long releases every shard (reason "
+    "`unhealthy`) and takes none until it is healthy again (docs/leases.md).",
+    "gateway.min_token_age": "The token service's `refresh` fetches a new token only when "
+    "the current one is at least this old or the relay itself saw Exmail refuse it; "
+    "otherwise it answers the current token (each fetch voids the token every holder "
+    "uses). 0 turns the bound off.",
     "journal.path": "SQLite journal file (WAL mode; `-wal`/`-shm` files sit beside it). "
     "The image and the chart set it to `/var/lib/exmail-relay/journal.sqlite3`.",
     "journal.max_events": "Bound on stored events; past it listeners pause (backpressure).",
@@ -61,10 +68,18 @@ DESCRIPTIONS: dict[str, str] = {
     "server's real hold.",
     "tenants.request_timeout": "Timeout of every other API request.",
     "tenants.enrich_concurrency": "Parallel `user/get` calls when enriching a directory update.",
-    "tenants.max_response_bytes": "Largest answer read from Exmail (a `listen` answer"
-    " included); a larger one is dropped whole and counted as"
-    ' `exmail_relay_listen_requests{outcome="too_large"}`.',
+    "tenants.max_response_bytes": "Largest answer read from Exmail. A `listen` answer"
+    " counts after its over-long strings are cut (`max_field_bytes`); an answer still larger"
+    ' is dropped whole and counted as `exmail_relay_listen_requests{outcome="too_large"}`.',
+    "tenants.max_field_bytes": "Longest string of a `listen` answer, in bytes as sent: a"
+    " longer one (a 5 MB summary) is cut there as the answer streams in, the mail is"
+    " delivered with `data.truncated` naming the field, and"
+    " `exmail_relay_fields_truncated_total` counts it. The other mails of that answer are"
+    " not affected.",
     "tenants.enabled": "Serve this tenant.",
+    "tenants.replica_header": "Send `X-Relay-Replica: <replica id>` on `listen`, for the "
+    "emulator only (its listen log tells replicas apart by it). Leave off against the real "
+    "Exmail, which should not learn the relay's pod names.",
     "amqp.enabled": "Deliver to RabbitMQ.",
     "amqp.url": "Broker URL, `amqp://` or `amqps://` (secret).",
     "amqp.url_file": "File holding `url`.",
@@ -80,6 +95,13 @@ DESCRIPTIONS: dict[str, str] = {
     "amqp.heartbeat": "AMQP heartbeat in seconds (negotiated with the broker): a link "
     "with no frame for `(heartbeat + 1) * 3` s is dropped and reconnected (a stalled, "
     "idle link: about 20 s with the default). Overrides a `heartbeat` in `url`.",
+    "amqp.content_mode": "How each message carries its CloudEvent: `structured`, the whole "
+    "document as the body (`application/cloudevents+json`), or `binary`, `data` as the "
+    "body (`application/json`) and the other attributes as application headers "
+    "(docs/events.md).",
+    "amqp.header_prefix": "Prefix of the attribute headers in binary mode: `cloudEvents_` "
+    "(the AMQP binding's preferred form) or `cloudEvents:` (what Spring Cloud Function "
+    "reads).",
     "amqp.confirm_timeout": "Age limit on unconfirmed publishes: past it the link counts "
     "as stalled, readiness fails (`publish not confirmed within N s`), the connection is "
     "dropped and reconnected, and the deliveries stay pending (sent again, never dead).",
@@ -128,6 +150,10 @@ DESCRIPTIONS: dict[str, str] = {
     "replica's shards move after about 3 heartbeats (a clean death: about 1 s).",
     "sharding.prefix": "Lease mode: prefix of the broker names (`<prefix>.lease.<n>`, "
     "`<prefix>.presence`, `<prefix>.member.<id>`); the same on every replica.",
+    "sharding.secret": "Lease mode: the deployment secret (16+ characters) that signs "
+    "presence and checkpoint messages on the broker, the same on every replica. Several "
+    "during a rotation: the first signs, any verifies.",
+    "sharding.secret_file": "A file holding `secret`, one per line (a mounted Secret).",
     "shutdown.timeout": "How long in-flight deliveries may drain on SIGTERM; keep it below "
     "the pod's termination grace period.",
     "clients.name": "Client name: in metrics (`client` label), audit lines and the status page.",
@@ -148,9 +174,15 @@ DESCRIPTIONS: dict[str, str] = {
     "together); `listen` is never among them (its own connection pool).",
     "gateway.queue_timeout": "How long a call waits for a free slot of its tenant before 503 "
     "with `Retry-After: 1`.",
-    "gateway.max_body_bytes": "Largest request body the gateway reads; larger: 413.",
+    "gateway.max_body_bytes": "Largest request body the gateway reads (every route, the "
+    "token service and forwarding), always whole: a larger `Content-Length` is 413 before "
+    "reading, a chunked body growing past it 413, a body shorter than its `Content-Length` "
+    "400 and never sent on.",
     "gateway.sso_expires_in": "`expires_in` of `POST /v1/tenants/{tenant}/sso`: how long the "
     "login URL is honoured (Exmail documents no authkey lifetime: set what your tenant honours).",
+    "gateway.max_link_ttl": "Longest a signed SSO link (`/sso/...`) may still have to live: "
+    "one whose `exp` is further ahead (plus 30 s of clock skew) is refused like a tampered "
+    "one. `exmail-relay sso-link --ttl` may not exceed it.",
     "gateway.peer_url": "With `[sharding] count > 1`: URL template of the replica `{index}` "
     "(e.g. `http://exmail-relay-{index}.exmail-relay-headless:8080`); a call for a tenant "
     "another replica owns is forwarded there. Unset: such calls answer 421 naming the owner.",

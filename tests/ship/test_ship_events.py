@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from relay.core import events
+from relay.core import amqp_message, events
 from relay.core.events import Event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -56,6 +56,9 @@ def built_events() -> list[Event]:
                         receiver="bob@gzdev.com", subject="主题", summary="", unread=None, now=NOW),
         events.mail_new(tenant="acme", user="bob@gzdev.com", mail_id="M2", sender="a@x.cn",
                         receiver="bob@gzdev.com", subject="s", summary="t", unread=549, now=NOW),
+        events.mail_new(tenant="acme", user="bob@gzdev.com", mail_id="M3", sender="a@x.cn",
+                        receiver="bob@gzdev.com", subject="s", summary="t…", unread=1, now=NOW,
+                        truncated=("subject", "summary")),
         events.mail_unread(tenant="globex-2", user="carol@globex.cn", unread=0, now=NOW),
         events.directory_changed(tenant="acme", old_ver=0, new_ver=1364460338051, count=0,
                                  now=NOW),
@@ -102,7 +105,8 @@ def test_every_example_validates_against_its_schema(asyncapi: dict[str, Any]) ->
     checked = 0
     for message in asyncapi["components"]["messages"].values():
         headers = validator(asyncapi, "AmqpProperties")
-        for example in message["examples"]:
+        structured = [e for e in message["examples"] if not e["name"].endswith("(binary mode)")]
+        for example in structured:
             validator(asyncapi, schema_name(message)).validate(example["payload"])
             headers.validate(example["headers"])
             assert example["headers"]["message_id"] == example["payload"]["id"]
@@ -111,6 +115,32 @@ def test_every_example_validates_against_its_schema(asyncapi: dict[str, Any]) ->
             assert example["headers"]["timestamp"] == int(moment.timestamp())
             checked += 1
     assert checked == len(events.ALL_TYPES)
+
+
+def test_every_message_shows_its_binary_mode_as_the_relay_builds_it(
+    asyncapi: dict[str, Any],
+) -> None:
+    """Each message's binary-mode example is what relay.core.amqp_message makes of its
+    structured example, and validates against AmqpBinaryProperties and the data schema."""
+    binary_headers = validator(asyncapi, "AmqpBinaryProperties")
+    for message in asyncapi["components"]["messages"].values():
+        structured, binary_example = message["examples"]
+        assert binary_example["name"] == structured["name"] + " (binary mode)"
+        built = amqp_message.binary(json.dumps(structured["payload"]).encode())
+        properties = {**structured["headers"], "content_type": built.content_type,
+                      "headers": dict(built.headers)}  # fmt: skip
+        assert binary_example["headers"] == properties
+        assert binary_example["payload"] == json.loads(built.body)
+        binary_headers.validate(binary_example["headers"])
+        data_schema = validator(asyncapi, schema_name(message))
+        data_schema.validate({**structured["payload"], "data": binary_example["payload"]})
+    for event in built_events():
+        built = amqp_message.binary(event.encode())
+        binary_headers.validate(
+            {"content_type": built.content_type, "headers": dict(built.headers),
+             "message_id": event.id, "type": event.type, "timestamp": 0,
+             "app_id": "exmail-relay", "delivery_mode": 2}
+        )  # fmt: skip
 
 
 def test_built_events_validate_against_the_schemas(asyncapi: dict[str, Any]) -> None:

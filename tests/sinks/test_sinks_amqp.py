@@ -5,6 +5,8 @@ gone. Every exchange and queue is named for the test and deleted afterwards."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from relay.core import events
-from relay.core.delivery import Delivered, Delivery, DrainPolicy, Outcome, Retry, decide
+from relay.core.delivery import Dead, Delivered, Delivery, DrainPolicy, Outcome, Retry, decide
 from relay.core.routing import Route, Router
 from relay.journal import Journal
 from relay.sinks.amqp import AmqpSink
@@ -162,3 +164,33 @@ async def test_nacked_message_is_retried_and_stays_pending(
     message = await queue.get(timeout=10)
     assert message.body == second.body
     await message.ack()
+
+
+async def test_binary_mode_publishes_data_with_cloudevents_headers_and_kills_a_bad_row(
+    names: Names, journal: Journal, channel: aio_pika.abc.AbstractChannel
+) -> None:
+    queue = await channel.declare_queue(names.queue, durable=True)
+    async with AmqpSink(
+        url=SecretStr(AMQP_URL), exchange=names.exchange, declare_queue=False, name=SINK,
+        content_mode="binary", header_prefix="cloudEvents:",
+    ) as binary_sink:  # fmt: skip
+        assert await binary_sink.wait_connected(20), binary_sink.last_error
+        await queue.bind(names.exchange, routing_key="#")
+        event = mail(1)
+        [delivery] = await journaled(journal, event)
+        assert await attempt(journal, binary_sink, delivery) == Delivered()
+        message = await queue.get(timeout=10)
+        await message.ack()
+        assert message.content_type == "application/json"
+        assert json.loads(message.body) == dict(event.data)
+        assert message.message_id == event.id
+        assert message.headers["cloudEvents:id"] == event.id
+        assert message.headers["cloudEvents:type"] == "exmail.mail.new"
+        assert message.headers["cloudEvents:source"] == "exmail-relay/acme"
+
+        # A row binary mode cannot carry (never one the relay wrote) is a dead letter
+        # with a clear reason, not a retry forever.
+        bad = dataclasses.replace(delivery, body=b"not json")
+        outcome = await binary_sink.send(bad)
+        assert outcome == Dead("cannot be sent in this content mode: the stored event is not "
+                               "JSON (JSONDecodeError)")  # fmt: skip

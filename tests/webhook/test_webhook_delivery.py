@@ -41,7 +41,8 @@ async def test_delivered_requests_verify_with_each_rotated_secret(
         strict=True,
     ):
         assert request.body == event.encode()  # the journaled bytes, unchanged
-        assert request.headers["Content-Type"] == "application/json"
+        # CloudEvents HTTP binding, structured mode: what tells an SDK the body is an event
+        assert request.headers["Content-Type"] == "application/cloudevents+json; charset=utf-8"
         assert request.headers["User-Agent"] == f"exmail-relay/{__version__}"
         assert len(request.headers["webhook-signature"].split(" ")) == 2
         for secret in (old, new):

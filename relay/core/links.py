@@ -22,8 +22,13 @@ The link is::
   without ``=`` padding (43 characters).
 
 A link is good from any time up to ``exp + skew`` (``skew`` absorbs the clocks of the
-signer and the relay disagreeing). :class:`SeenLinks` remembers used signatures for
-links that may be used once (``single_use``).
+signer and the relay disagreeing), and only if ``exp`` is at most ``max_ttl`` (600 s by
+default, ``[gateway] max_link_ttl``) plus ``skew`` ahead of the verifier's clock: a link
+signed to live for a month is refused like a tampered one, so a leaked link, or a signer
+that mints long-lived ones, opens a mailbox for minutes, not for weeks.
+:class:`SeenLinks` remembers used signatures for links that may be used once
+(``single_use``); a claim is given back (:meth:`SeenLinks.release`) when the login
+could not be completed, so an upstream failure does not spend the link.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import re
 from urllib.parse import quote
 
 __all__ = [
+    "DEFAULT_MAX_TTL",
     "DEFAULT_SKEW",
     "Claim",
     "LinkCheck",
@@ -49,6 +55,8 @@ __all__ = [
 ]
 
 DEFAULT_SKEW = 30
+DEFAULT_MAX_TTL = 600
+"""The longest a link may still have to live when it is checked (seconds)."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EXP = re.compile(r"(?:0|[1-9][0-9]{0,11})")
 _SIG = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -59,6 +67,7 @@ class LinkCheck(enum.Enum):
 
     OK = "ok"
     EXPIRED = "expired"  # authentic, but past exp + skew
+    TOO_LONG = "too_long"  # authentic, but exp is further ahead than max_ttl + skew
     BAD_SIGNATURE = "bad_signature"
     MALFORMED = "malformed"  # not a link this module could have made
 
@@ -112,12 +121,14 @@ def verify_sso_link(
     secret: bytes,
     now: float,
     skew: float = DEFAULT_SKEW,
+    max_ttl: float = DEFAULT_MAX_TTL,
 ) -> LinkCheck:
     """Check a link's parts as the route received them (decoded path, raw query values).
 
-    The signature is checked before the expiry, so ``EXPIRED`` is only said of authentic
-    links. The comparison is constant-time, and only the canonical spelling of ``sig``
-    passes (so a signature is a stable key for :class:`SeenLinks`).
+    The signature is checked before the expiry, so ``EXPIRED`` and ``TOO_LONG`` (``exp``
+    further ahead than ``now + max_ttl + skew``) are only said of authentic links. The
+    comparison is constant-time, and only the canonical spelling of ``sig`` passes (so a
+    signature is a stable key for :class:`SeenLinks`).
     """
     if not secret or not _EXP.fullmatch(exp) or not _SIG.fullmatch(sig):
         return LinkCheck.MALFORMED
@@ -132,6 +143,8 @@ def verify_sso_link(
         return LinkCheck.BAD_SIGNATURE
     if now > expires_at + skew:
         return LinkCheck.EXPIRED
+    if expires_at > now + max_ttl + skew:
+        return LinkCheck.TOO_LONG
     return LinkCheck.OK
 
 
@@ -158,6 +171,7 @@ class SeenLinks:
         self.max_entries = max_entries
         self._until: dict[str, float] = {}
         self._by_time: list[tuple[float, str]] = []
+        self._queued: set[str] = set()  # keys with an entry in _by_time
 
     def __repr__(self) -> str:
         return f"<SeenLinks {len(self._until)}/{self.max_entries}>"
@@ -169,6 +183,7 @@ class SeenLinks:
         while self._by_time and self._by_time[0][0] < now:
             _, key = heapq.heappop(self._by_time)
             self._until.pop(key, None)
+            self._queued.discard(key)
 
     def claim(self, key: str, *, until: float, now: float) -> Claim:
         """Use ``key`` (a link's signature) once; remember it until ``until``."""
@@ -178,5 +193,14 @@ class SeenLinks:
         if len(self._until) >= self.max_entries:
             return Claim.FULL
         self._until[key] = until
-        heapq.heappush(self._by_time, (until, key))
+        if key not in self._queued:  # a released key is still queued: one entry per key
+            self._queued.add(key)
+            heapq.heappush(self._by_time, (until, key))
         return Claim.FIRST
+
+    def release(self, key: str) -> None:
+        """Give back a claim whose use did not happen (the login failed upstream), so the
+        link can be tried again. Its entry in the time queue stays (dropped in time), so
+        claims and releases of one key never grow the queue; a claim of the same key again
+        has the same ``until`` (the key is a signature over ``exp``)."""
+        self._until.pop(key, None)

@@ -1,4 +1,4 @@
-"""Signed SSO links (:mod:`relay.links`): the documented test vectors, round trips, and
+"""Signed SSO links (:mod:`relay.core.links`): the documented test vectors, round trips, and
 that any tamper of tenant, email, exp or sig is refused. Pure: no I/O."""
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from relay.links import (
+from relay.core.links import (
     Claim,
     LinkCheck,
     SeenLinks,
     normalize_email,
     sign_sso_link,
+    signature,
     verify_sso_link,
 )
 
@@ -199,3 +200,33 @@ def test_seen_links_are_bounded_and_refuse_rather_than_forget() -> None:
     assert len(seen) == 3
     with pytest.raises(ValueError, match="max_entries"):
         SeenLinks(max_entries=0)
+
+
+def test_a_link_further_ahead_than_max_ttl_is_too_long_and_only_if_authentic() -> None:
+    now = 1_800_000_000
+    parts = {"tenant": "acme", "email": "a@example.com", "secret": SECRET}
+    for ahead, expected in ((600 + 30, LinkCheck.OK), (600 + 31, LinkCheck.TOO_LONG)):
+        sig = signature(tenant="acme", email="a@example.com", exp=now + ahead, secret=SECRET)
+        got = verify_sso_link(**parts, exp=str(now + ahead), sig=sig, now=now, skew=30)
+        assert got is expected, ahead
+    far = now + 30 * 86400
+    sig = signature(tenant="acme", email="a@example.com", exp=far, secret=SECRET)
+    assert verify_sso_link(**parts, exp=str(far), sig=sig, now=now, max_ttl=30 * 86400) is (
+        LinkCheck.OK
+    )
+    forged = signature(tenant="acme", email="a@example.com", exp=far, secret=b"other")
+    assert verify_sso_link(**parts, exp=str(far), sig=forged, now=now) is LinkCheck.BAD_SIGNATURE
+
+
+def test_a_released_claim_can_be_claimed_again_without_growing_the_queue() -> None:
+    seen = SeenLinks(max_entries=10)
+    assert seen.claim("k", until=100, now=0) is Claim.FIRST
+    for _ in range(50):
+        seen.release("k")
+        assert seen.claim("k", until=100, now=0) is Claim.FIRST
+    assert seen.claim("k", until=100, now=0) is Claim.REPLAYED
+    assert len(seen) == 1 and len(seen._by_time) == 1
+    seen.release("k")
+    assert len(seen) == 0
+    assert seen.claim("other", until=200, now=150) is Claim.FIRST  # k's entry dropped in time
+    assert seen._by_time == [(200, "other")]
