@@ -37,6 +37,8 @@ from relay.core.shards import shard_of
 
 SHARDS = 16
 HEARTBEAT = 2
+# The deployment secret of the bench's replicas ([sharding] secret: lease mode needs one).
+DEPLOYMENT_SECRET = secrets.token_urlsafe(32)
 
 
 def _toml(value: Any) -> str:
@@ -224,6 +226,7 @@ def lease(*, tenants: int, kills: int, handoffs: int, hold: float) -> dict[str, 
                 prefix=name,
                 heartbeat=HEARTBEAT,
                 shards=SHARDS,
+                secret=DEPLOYMENT_SECRET,
             )
             replicas.append(Replica(f"r{n}", workdir, config, port))
         try:

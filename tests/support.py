@@ -37,6 +37,8 @@ __all__ = [
 # elsewhere; ``-m "not rabbitmq"`` with a closed port there proves that no unmarked
 # test needs a broker (tests/conftest.py also fails an unmarked test that connects).
 AMQP_URL = os.environ.get("RELAY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+#: The deployment secret of every lease-mode relay in the tests ([sharding] secret).
+DEPLOYMENT_SECRET = "test-deployment-secret-0123456789"
 BROKER_ADDRESS = (urlsplit(AMQP_URL).hostname or "127.0.0.1", urlsplit(AMQP_URL).port or 5672)
 
 T = TypeVar("T")

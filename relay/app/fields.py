@@ -12,13 +12,18 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
 
+from relay.core.presence import valid_replica_id
+
 __all__ = [
+    "LEASE_MODE_NEEDS_SIGNING",
     "ConfigError",
     "Duration",
     "Section",
     "check_http_url",
+    "check_replica_id",
     "parse_duration",
     "read_secret_file",
+    "secret_lines",
     "secret_list",
 ]
 
@@ -80,3 +85,38 @@ def secret_list(value: object) -> object:
     if isinstance(value, str | SecretStr):
         return [value]
     return value
+
+
+LEASE_MODE_NEEDS_SIGNING = (
+    "sharding.secret: lease mode (the default with [amqp] enabled) needs the deployment "
+    "secret that signs the replicas' broker messages: set [sharding] secret or secret_file "
+    "to the same random value on every replica, e.g. the output of `openssl rand -base64 "
+    '32` (the Helm chart generates one); or set [sharding] mode = "static"'
+)
+
+
+def check_replica_id(replica: str) -> str:
+    """``replica`` when it is a DNS label (RFC 1123), as lease mode needs: peers build a
+    URL from it (``[gateway] peer_url``); else a :class:`ConfigError` saying what to set."""
+    if not valid_replica_id(replica):
+        raise ConfigError(
+            f"sharding.replica_id: {replica!r} (the host name when unset) is not a DNS "
+            "label (lower-case a-z, 0-9 and inner '-', at most 63 characters): "
+            "set [sharding] replica_id"
+        )
+    return replica
+
+
+def secret_lines(
+    given: list[SecretStr], file: Path | None, *, min_length: int, key: str = "secret"
+) -> list[SecretStr]:
+    """``given`` and every non-empty line of ``file`` (``<key>_file``), each at least
+    ``min_length`` characters: the secrets of a key that rotates (first signs)."""
+    secrets = list(given)
+    if file is not None:
+        text = read_secret_file(file, f"{key}_file")
+        secrets.extend(SecretStr(line.strip()) for line in text.splitlines() if line.strip())
+    for index, value in enumerate(secrets):
+        if len(value.get_secret_value()) < min_length:
+            raise ValueError(f"{key} #{index + 1} must be at least {min_length} characters")
+    return secrets

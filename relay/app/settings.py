@@ -33,10 +33,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from relay.app.fields import ConfigError, Duration, parse_duration
+from relay.app.fields import LEASE_MODE_NEEDS_SIGNING, ConfigError, Duration, parse_duration
 from relay.app.fields import Section as _Section
 from relay.app.fields import check_http_url as _check_http_url
+from relay.app.fields import check_replica_id as _check_replica_id
 from relay.app.fields import read_secret_file as _read_secret_file
+from relay.app.fields import secret_lines as _secret_lines
 from relay.app.fields import secret_list as _secret_list
 from relay.core.amqp_message import ContentMode, HeaderPrefix
 from relay.core.envelope import MIN_SECRET_LENGTH
@@ -275,7 +277,7 @@ class ShardingSettings(_Section):
     count: int = Field(default=1, ge=1, le=1024)
     index: int | None = Field(default=None, ge=0)
     shards: int = Field(default=DEFAULT_SHARDS, ge=1, le=1024)
-    replica_id: str | None = Field(default=None, min_length=1, max_length=200)
+    replica_id: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     heartbeat: int = Field(default=5, ge=1, le=60)
     prefix: str = Field(default="exmail.relay", min_length=1, max_length=100)
     release_after: Duration = Field(default=30.0, gt=0, le=3600)  # unhealthy: shards go
@@ -286,15 +288,7 @@ class ShardingSettings(_Section):
 
     @model_validator(mode="after")
     def _secrets(self) -> ShardingSettings:
-        secrets = list(self.secret)
-        if self.secret_file is not None:
-            text = _read_secret_file(self.secret_file, "secret_file")
-            secrets.extend(SecretStr(line.strip()) for line in text.splitlines() if line.strip())
-        for index, value in enumerate(secrets):
-            if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
-                raise ValueError(
-                    f"secret #{index + 1} must be at least {MIN_SECRET_LENGTH} characters"
-                )
+        secrets = _secret_lines(self.secret, self.secret_file, min_length=MIN_SECRET_LENGTH)
         object.__setattr__(self, "secret", secrets)
         return self
 
@@ -302,6 +296,10 @@ class ShardingSettings(_Section):
         if self.replica_id is not None:
             return self.replica_id
         return hostname if hostname is not None else socket.gethostname()
+
+    def lease_replica_id(self, hostname: str | None = None) -> str:
+        """The replica id in lease mode, a DNS label (peers build a URL from it)."""
+        return _check_replica_id(self.resolved_replica_id(hostname))
 
     def resolved_index(self, hostname: str | None = None) -> int:
         if self.count == 1:
@@ -455,6 +453,8 @@ class Settings(BaseSettings):
             raise ValueError("clients: two entries share a key (each key names one client)")
         if self.sharding.mode == "lease" and not self.amqp.enabled:
             raise ValueError('sharding.mode = "lease" needs [amqp] enabled (leases live there)')
+        if self.sharding_mode == "lease" and not self.sharding.secret:
+            raise ValueError(LEASE_MODE_NEEDS_SIGNING)
         return self
 
     @property

@@ -212,7 +212,11 @@ async def build_service(
         router = Router(tuple(plan.route for plan in plans))
 
         tenants = settings.shard_tenants(hostname)
-        leases = _lease_manager(settings, hostname) if settings.sharding_mode == "lease" else None
+        leases = (
+            _lease_manager(settings, hostname, observer)
+            if settings.sharding_mode == "lease"
+            else None
+        )
         # One shared HTTP session: no connection limit, since every tenant holds a poll.
         # fence_trace: a fenced request asks the lease once more as it leaves.
         session = await stack.enter_async_context(
@@ -433,17 +437,20 @@ def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
     return ExmailClient(**kwargs)
 
 
-def _lease_manager(settings: Settings, hostname: str | None) -> LeaseManager:
+def _lease_manager(settings: Settings, hostname: str | None, observer: Observer) -> LeaseManager:
     """Lease mode's manager: its own plain connection to ``[amqp] url`` (not the
     sink's: a lease must die with exactly the connection that holds it)."""
     sh = settings.sharding
     return LeaseManager(
         url=settings.amqp.url,
-        replica_id=sh.resolved_replica_id(hostname),
+        replica_id=sh.lease_replica_id(hostname),
+        secrets=sh.secret,
+        tenants=[t.name for t in settings.tenants if t.enabled],
         shards=sh.shards,
         prefix=sh.prefix,
         heartbeat=sh.heartbeat,
         tick=min(1.0, sh.heartbeat / 3),
+        on_refused=lambda reason: observer.broker_message_refused("presence", reason),
     )
 
 

@@ -183,7 +183,10 @@ async def connect_checks(settings: Settings) -> list[tuple[str, str | None]]:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
-        settings.sharding.resolved_index()
+        if settings.sharding_mode == "lease":
+            settings.sharding.lease_replica_id()
+        else:
+            settings.sharding.resolved_index()
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)

@@ -50,6 +50,8 @@ def secrets_of(settings: Settings) -> Iterator[str]:
             yield key.get_secret_value()
         if client.link_secret is not None:
             yield client.link_secret.get_secret_value()
+    for secret in settings.sharding.secret:
+        yield secret.get_secret_value()
 
 
 def run(args: argparse.Namespace) -> int:

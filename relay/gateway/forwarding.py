@@ -22,8 +22,10 @@ A forwarded request carries ``Via: 1.1 exmail-relay-{me}`` and an RFC 7239
 relay's ``Via`` (one hop at most): if the owner it was sent to does not own the tenant
 either (the replicas disagree on the sharding), it answers ``508 Loop Detected``.
 
-The static owner (:func:`static_owner`) is the shard arithmetic; lease mode can plug
-in "the replica holding the tenant's lease" through the same seam. Authentication,
+The static owner (:func:`static_owner`) is the shard arithmetic; lease mode plugs in
+"the replica holding the tenant's lease" through the same seam, as signed presence tells
+(:mod:`relay.core.presence`): a forged presence message names no owner. A URL is built
+only from an id that is a DNS label, so no id can point the request elsewhere. Authentication,
 scopes and tenants are checked here before forwarding (every replica has the same
 ``[[clients]]``) and again by the owner.
 """
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from relay.core.presence import valid_replica_id
 from relay.core.shards import shard_of
 from relay.gateway.problems import Problem
 from relay.gateway.request_body import read_body
@@ -94,8 +97,9 @@ def static_owner(tenants: Collection[str], *, count: int, me: int) -> OwnerLooku
 def lease_owner(
     tenants: Collection[str], *, shards: int, holder_of: Callable[[int], str | None], me: str
 ) -> OwnerLookup:
-    """Lease mode's owner: the replica holding the tenant's shard, as presence tells
-    (``LeaseManager.holder_of``); ``None`` when it is this one, or nobody right now."""
+    """Lease mode's owner: the replica holding the tenant's shard, as *authenticated*
+    presence tells (``LeaseManager.holder_of``: signed with the deployment secret, of our
+    shard space, a DNS-label id); ``None`` when it is this one, or nobody right now."""
     known = frozenset(tenants)
 
     def owner_of(tenant: str) -> str | None:
@@ -119,6 +123,10 @@ class Forwarder:
     timeout: float = 15.0
 
     def url(self, owner: str, path_qs: str) -> str:
+        """The owner's URL; ``owner`` must be a DNS label (an ordinal, a replica id), so
+        it cannot change the host, port or path the template gives."""
+        if not valid_replica_id(owner):
+            raise ValueError("the owner's id is not a DNS label")
         base = self.template.replace("{index}", owner).replace("{replica}", owner)
         return base.rstrip("/") + path_qs
 
@@ -128,7 +136,13 @@ class Forwarder:
         host = request.host.replace('"', "")
         remote = (request.remote or "unknown").replace('"', "")
         headers["Forwarded"] = f'for="{remote}";host="{host}";proto={request.scheme}'
-        url = self.url(owner, request.path_qs)
+        try:
+            url = self.url(owner, request.path_qs)
+        except ValueError:
+            raise Problem(
+                502, "peer-invalid", "The owning replica's id is not valid",
+                "the replica said to own this tenant has an id that is not a DNS label",
+            ) from None  # fmt: skip
         try:
             async with self.session.request(
                 request.method,

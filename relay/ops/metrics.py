@@ -256,6 +256,17 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=r,
         )
+        self.broker_messages_refused = Counter(
+            "exmail_relay_broker_messages_refused",
+            "Broker messages dropped unread (lease mode), by kind (presence, checkpoint) and "
+            "reason (unsigned, malformed, bad_signature, stale, invalid_body, "
+            "invalid_replica_id).",
+            ["kind", "reason"],
+            registry=r,
+        )
+        for kind in ("presence", "checkpoint"):
+            for reason in ("unsigned", "bad_signature"):
+                self.broker_messages_refused.labels(kind, reason)
 
 
 @functools.cache
@@ -373,6 +384,9 @@ class PrometheusObserver(Observer):
 
     def owned_shards(self, count: int) -> None:
         self.metrics.owned_shards.set(count)
+
+    def broker_message_refused(self, kind: str, reason: str) -> None:
+        self.metrics.broker_messages_refused.labels(kind, reason.replace(" ", "_")).inc()
 
     def lease_health(self, failing: Mapping[str, float], unfit: bool) -> None:
         self.metrics.lease_unhealthy.set(1 if unfit else 0)

@@ -405,6 +405,11 @@ def _sharding_line(s: ShardingStatus | None) -> str:
             text += f"; last handoff: shard {h.shard} {h.kind}{why} at {_time(h.at)}"
         if s.last_error:
             text += f"; lease error: {_e(s.last_error)}"
+        for conflict in s.conflicts[1:]:
+            text += f"; conflict: {_e(conflict)}"
+        if s.refused:
+            counts = ", ".join(f"{n} {_e(reason)}" for reason, n in s.refused.items())
+            text += f"; presence messages refused: {counts}"
         if s.unhealthy:
             text += f"; unhealthy, holds no shard: {_e(s.unhealthy)}"
     return f'<p id="sharding"><small>{text}</small></p>\n'

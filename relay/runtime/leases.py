@@ -1,8 +1,8 @@
 """Shard leases held on RabbitMQ: which shards this replica owns, right now.
 
-Where it sits: :class:`relay.runtime.ownership.ShardRunner` follows a :class:`LeaseManager`
-and starts or stops the shards' tenants as leases come and go. The decisions are the pure
-planner's (:func:`relay.core.shards.plan`); this module only moves the bytes.
+Where it sits: the shard runner asks a :class:`LeaseManager` which shards it owns and
+runs those shards' tenants. The decisions are the pure planner's
+(:func:`relay.core.shards.plan`); the connection is a :class:`BrokerLink`.
 
 Ownership rests on the broker's locks alone. The lease of shard ``n`` is the exclusive
 queue ``<prefix>.lease.<n>``: exclusive queues belong to the connection that declared
@@ -10,14 +10,16 @@ them, a second connection declaring one gets ``RESOURCE_LOCKED`` (405, its chann
 closed), and the broker deletes them when the connection closes or misses heartbeats.
 So this replica holds a shard exactly while its one connection holds that queue.
 
-Presence only sizes the share. Every tick the manager publishes ``{replica, owned}`` on
-the fanout exchange ``<prefix>.presence`` and reads the others' through its own
-exclusive, auto-delete inbox; a replica not heard from for ``presence_timeout`` counts
-as gone. Presence that is late or wrong makes a replica want too many or too few
-shards, never hold one that another holds. The member queue ``<prefix>.member.<id>``
-locks the replica id, so two processes with one id cannot both run, and a replica that
-reconnects waits until the broker has dropped its previous connection (and with it the
-old leases) before taking anything.
+Presence only sizes the share (and routes gateway calls). Every tick the manager
+publishes ``{replica, owned, fingerprint}``, signed with the deployment secret
+(:mod:`relay.core.presence`), on the fanout exchange ``<prefix>.presence``, and reads the
+others' through its own exclusive inbox; a replica not heard from for
+``presence_timeout`` counts as gone. Unsigned, forged, stale or malformed messages are
+dropped and counted; another shard space or another secret is a *conflict* (logged,
+shown, failing readiness). Late or wrong presence makes a replica want too many or too
+few shards, never hold one that another holds. The member queue ``<prefix>.member.<id>``
+locks the replica id, and makes a replica that reconnects wait until the broker has
+dropped its previous connection (and with it the old leases).
 
 The client must stop believing before the broker stops enforcing. aiormq only notices a
 silent broker after ``3 * (heartbeat + 1)`` seconds, later than the broker frees the
@@ -32,11 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 
 import aio_pika
 import aiormq
@@ -49,20 +49,30 @@ from aio_pika.abc import (
 from pydantic import SecretStr
 
 from relay.core.backoff import Backoff
-from relay.core.redact import redact_url, scrub
+from relay.core.presence import (
+    CONFLICT_MEMORY,
+    HEADER,
+    ConflictBook,
+    Refused,
+    encode_presence,
+    fingerprint,
+    foreign_deployment,
+    mismatch,
+    read_presence,
+    valid_replica_id,
+)
 from relay.core.shards import DEFAULT_SHARDS, LeaseChange, ReleaseReason, plan
+from relay.core.throttle import LogThrottle
+from relay.sinks.brokerlink import BrokerLink, LinkLost
 from relay.sinks.connect import LINK_ERRORS as _LINK_ERRORS
-from relay.sinks.connect import open_connection
 
-__all__ = ["LeaseManager"]
+__all__ = ["PRESENCE_SKEW", "LeaseManager"]
 
 log = logging.getLogger("relay.runtime.leases")
 
-T = TypeVar("T")
-
-
-class _LinkLost(Exception):
-    """The connection closed, or went unconfirmed for longer than a heartbeat."""
+#: How far a peer's clock may be off ours (seconds): presence older than the presence
+#: timeout plus this is refused as ``stale`` (a replay).
+PRESENCE_SKEW = 10.0
 
 
 class LeaseManager:
@@ -72,16 +82,19 @@ class LeaseManager:
     iterators of :meth:`changes`. A lost connection reports every shard released at
     once (``connection_lost``) and reconnects with capped, jittered backoff, starting
     from no shard. Leaving the block (or :meth:`close`) hands every shard over
-    (``shutdown``) and closes the connection. While ``health()`` names a reason (unfit:
-    a full journal, no delivery link), every shard goes (``unhealthy``, through the
-    gate), none is taken, and presence says ``leaving``, so the others take them.
-    """
+    (``shutdown``) and closes the connection.
+
+    ``secrets`` (the first signs, any verifies) authenticate presence; ``tenants`` go
+    into the :func:`~relay.core.presence.fingerprint` with ``shards`` and ``prefix``;
+    ``on_refused(reason)`` is called for every presence message dropped unread."""
 
     def __init__(
         self,
         *,
         url: SecretStr,
         replica_id: str,
+        secrets: Sequence[SecretStr],
+        tenants: Collection[str] = (),
         shards: int = DEFAULT_SHARDS,
         prefix: str = "exmail.relay",
         heartbeat: int = 5,
@@ -92,6 +105,8 @@ class LeaseManager:
         on_change: Callable[[LeaseChange], None] | None = None,
         before_release: Callable[[int, ReleaseReason], Awaitable[None]] | None = None,
         release_grace: float | None = None,
+        on_refused: Callable[[str], None] | None = None,
+        mismatch_grace: float = 300.0,
     ) -> None:
         if shards < 1:
             raise ValueError("shards must be at least 1")
@@ -99,40 +114,58 @@ class LeaseManager:
             raise ValueError("heartbeat must be at least 1 second")
         if not 0 < tick <= heartbeat / 3:
             raise ValueError("tick must be positive and at most heartbeat / 3")
-        self._url = url
+        if not valid_replica_id(replica_id):
+            raise ValueError(
+                f"replica id {replica_id!r} is not a DNS label (a-z, 0-9, '-', at most 63)"
+            )
+        keys = [s.get_secret_value().encode() for s in secrets]
+        if not keys or not all(keys):
+            raise ValueError("lease mode needs the deployment secret ([sharding] secret)")
+        self._keys = keys
         self.replica_id = replica_id
         self.shards = shards
         self.prefix = prefix
+        self.fingerprint = fingerprint(shards=shards, prefix=prefix, tenants=tenants)
         self._heartbeat = heartbeat
         self._tick = tick
         self._presence_timeout = presence_timeout if presence_timeout is not None else 3 * tick
         self._settle = settle if settle is not None else tick
-        self._backoff = reconnect_backoff or Backoff(base=0.2, cap=5.0)
         self._on_change = on_change
-        # A planned release (balance, shutdown) awaits this gate, bounded, between the
-        # report and the queue delete: the owner stops that shard's work first. Within a
-        # third of a heartbeat the lease stays fresh (the last confirm is a tick old).
+        # A planned release (balance, shutdown, unhealthy) awaits this gate, bounded by a
+        # third of a heartbeat (the lease stays fresh): the owner stops the shard's work.
         self.before_release = before_release
         self._release_grace = release_grace if release_grace is not None else heartbeat / 3
-        self.health: Callable[[], str | None] | None = None  # why unfit to own shards
-        self.unhealthy: str | None = None
-        self.target = redact_url(url.get_secret_value(), keep_user=True)
+        self.health: Callable[[], str | None] = lambda: None  # why unfit to hold shards
+        self._on_refused = on_refused
+        self._wake = asyncio.Event()
+        self._crash: BaseException | None = None
+        self._link = BrokerLink(
+            url=url,
+            session=self._session,
+            name=f"exmail-relay leases {replica_id}",
+            what="lease connection",
+            heartbeat=heartbeat,
+            backoff=reconnect_backoff or Backoff(base=0.2, cap=5.0),
+            logger=log,
+            log_extra={"replica": replica_id},
+            on_lost=self._lost,
+            on_down=lambda: self._drop_all("connection_lost"),
+            on_stop=self._wake.set,
+            on_crash=self._crashed,
+        )
+        self.target = self._link.target
 
         self._owned: set[int] = set()
         self._peers: dict[str, tuple[float, frozenset[int]]] = {}
-        self._connection: AbstractConnection | None = None
         self._fresh_until = 0.0
         self._expiry: asyncio.TimerHandle | None = None
-        self._lost = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._session_up = False
-        # Monotonic time since which no session is up (None: one is); readiness bounds it.
-        self.down_since: float | None = time.monotonic()
-        self._deferred: Exception | None = None
         self._subscribers: list[asyncio.Queue[LeaseChange | None]] = []
-        self.last_error: str | None = None
+        self.refused: dict[str, int] = {}  # presence messages dropped unread, by reason
+        self._refused_log = LogThrottle(every=30.0)
+        self._conflicts = ConflictBook(
+            memory=max(CONFLICT_MEMORY, 3 * self._presence_timeout), grace=mismatch_grace
+        )
+        self._conflict_log = LogThrottle(every=30.0)
 
     def __repr__(self) -> str:
         return (
@@ -149,28 +182,55 @@ class LeaseManager:
 
     @property
     def live(self) -> frozenset[str]:
-        """The replicas seen alive, this one included."""
+        """The replicas seen alive, this one included (members of our shard space only)."""
         return frozenset(self._peers) | {self.replica_id}
+
+    @property
+    def last_error(self) -> str | None:
+        return next(iter(self.conflicts()), self._link.last_error)
+
+    @property
+    def connected(self) -> bool:
+        """The lease connection is up (its session set up, not lost)."""
+        return self._link.connected
+
+    @property
+    def connection_error(self) -> str | None:
+        """Why the lease connection is not up, or what went wrong on it last."""
+        return self._link.last_error
+
+    @property
+    def down_since(self) -> float | None:
+        """Monotonic time since which no session is up (None: one is); readiness bounds it."""
+        return self._link.down_since
 
     def holds(self, shard: int) -> bool:
         """Whether ``shard``'s lease is held on a live, recently confirmed connection."""
-        connection = self._connection
         return (
             shard in self._owned
-            and connection is not None
-            and not connection.is_closed
+            and self._link.connected
             and asyncio.get_running_loop().time() < self._fresh_until
         )
 
     def holder_of(self, shard: int) -> str | None:
-        """Who holds ``shard``, as far as presence tells (``None``: nobody now). For
-        routing a request only: ownership is the lease's alone."""
+        """Who holds ``shard``, as far as *authenticated* presence of our own shard space
+        tells (``None``: nobody now). For routing a request only: ownership is the
+        lease's alone. Every id returned is a DNS label."""
         if self.holds(shard):
             return self.replica_id
         return next((r for r, (_, owned) in self._peers.items() if shard in owned), None)
 
     def lease_queue(self, shard: int) -> str:
         return f"{self.prefix}.lease.{shard}"
+
+    def conflicts(self) -> list[str]:
+        """What shares our presence exchange but not our shard space, heard lately."""
+        return self._conflicts.active(time.monotonic())
+
+    def trouble(self) -> str | None:
+        """Why not ready: another deployment on our prefix, another shard count, or
+        another tenant set for longer than ``mismatch_grace`` (a rollout passes)."""
+        return self._conflicts.trouble(time.monotonic())
 
     def changes(self) -> AsyncIterator[LeaseChange]:
         """Every change from this call on, until the manager closes (or crashes: raised
@@ -186,19 +246,15 @@ class LeaseManager:
         try:
             while (change := await queue.get()) is not None:
                 yield change
-            task = self._task
-            if task is not None and task.done() and not task.cancelled():
-                error = task.exception()
-                if error is not None:
-                    raise error
+            if self._crash is not None:
+                raise self._crash
         finally:
             self._subscribers.remove(queue)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def __aenter__(self) -> LeaseManager:
-        self._task = asyncio.create_task(self._run(), name=f"leases-{self.replica_id}")
-        self._task.add_done_callback(self._task_done)
+        await self._link.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -206,105 +262,55 @@ class LeaseManager:
 
     async def close(self, *, grace: float = 10.0) -> None:
         """Hand every shard over, close the connection; re-raises a crash of the loop."""
-        task = self._task
-        if task is None:
-            return
-        self._stop.set()
-        self._wake.set()
-        done, _ = await asyncio.wait([task], timeout=grace)
-        if not done:
-            task.cancel()
-            await asyncio.wait([task])
-        for queue in self._subscribers:
-            queue.put_nowait(None)
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
-            raise error
+        try:
+            await self._link.close(grace=grace)
+        finally:
+            for queue in self._subscribers:
+                queue.put_nowait(None)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        error = task.exception()
-        self.last_error = f"internal error: {type(error).__name__}"
+    def _crashed(self, error: BaseException) -> None:
+        self._crash = error
         self._owned = set()  # not reported: the callbacks may be what crashed
-        log.error("lease manager crashed", exc_info=error, extra={"replica": self.replica_id})
         for queue in self._subscribers:
             queue.put_nowait(None)
 
-    # -- the loop ----------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        attempt = 0
-        while not self._stop.is_set():
-            self._lost.clear()
-            try:
-                name = f"exmail-relay leases {self.replica_id}"
-                url, beat = self._url.get_secret_value(), self._heartbeat
-                connection = await open_connection(url, within=10, heartbeat=beat, name=name)
-            except _LINK_ERRORS as exc:
-                self._note_error(f"cannot connect to {self.target}", exc, attempt)
-                attempt += 1
-                await self._pause(self._backoff.delay(attempt))
-                continue
-            self._connection = connection
-            self._session_up = False
-            connection.close_callbacks.add(self._connection_closed)
-            try:
-                await self._session(connection)
-            except (*_LINK_ERRORS, _LinkLost) as exc:
-                self._note_error("lease connection lost", exc, attempt)
-            finally:
-                if self._expiry is not None:
-                    self._expiry.cancel()
-                self._connection = None
-                if self.down_since is None:
-                    self.down_since = time.monotonic()
-                # Closed first, whatever ended the session (a bug included): the broker
-                # then frees every lease this connection still holds.
-                try:
-                    with contextlib.suppress(*_LINK_ERRORS):
-                        await asyncio.wait_for(connection.close(), timeout=5)
-                finally:
-                    self._drop_all("connection_lost")
-            # A session that got going resets the backoff; one refused at setup (our
-            # previous connection still holds the member queue) does not.
-            attempt = 0 if self._session_up else attempt + 1
-            if not self._stop.is_set():
-                await self._pause(self._backoff.delay(attempt))
+    # -- one session -------------------------------------------------------------------
 
     async def _session(self, connection: AbstractConnection) -> None:
         """One connection's life; returns after a graceful shutdown, raises when lost."""
-        control = await self._op(connection.channel(publisher_confirms=True))
-        await self._op(
-            control.declare_queue(f"{self.prefix}.member.{self.replica_id}", exclusive=True)
-        )
-        exchange = await self._op(
-            control.declare_exchange(
-                f"{self.prefix}.presence", aio_pika.ExchangeType.FANOUT, durable=True
+        link = self._link
+        try:
+            control = await link.op(connection.channel(publisher_confirms=True))
+            await link.op(
+                control.declare_queue(f"{self.prefix}.member.{self.replica_id}", exclusive=True)
             )
-        )
-        inbox = await self._op(control.declare_queue(exclusive=True, auto_delete=True))
-        await self._op(inbox.bind(exchange))
-        await self._op(inbox.consume(self._on_presence, no_ack=True))
-        self.last_error = None
-        self._session_up = True
-        self.down_since = None
-        log.info("lease connection up", extra={"replica": self.replica_id, "target": self.target})
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        while not self._stop.is_set():
-            self._wake.clear()  # a wake-up during this round means: one more round now
-            self._check(connection)
-            self.unhealthy = self.health() if self.health is not None else None
-            if self.unhealthy is not None and self._owned:  # unfit: every shard goes
-                await self._release(control, sorted(self._owned), "unhealthy")
-            await self._publish(exchange, leaving=self.unhealthy is not None)
-            self._expire_peers()
-            if self.unhealthy is None and loop.time() - started >= self._settle:
-                await self._rebalance(connection, control)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._tick)
-        await self._hand_over(control, exchange)
+            exchange = await link.op(
+                control.declare_exchange(
+                    f"{self.prefix}.presence", aio_pika.ExchangeType.FANOUT, durable=True
+                )
+            )
+            inbox = await link.op(control.declare_queue(exclusive=True, auto_delete=True))
+            await link.op(inbox.bind(exchange))
+            await link.op(inbox.consume(self._on_presence, no_ack=True))
+            link.up()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            while not link.stopping:
+                self._wake.clear()  # a wake-up during this round means: one more round now
+                link.check()
+                unfit = self.health()  # unfit: every shard goes, none is taken, not a member
+                if unfit is not None and self._owned:
+                    await self._release(control, sorted(self._owned), "unhealthy")
+                await self._publish(exchange, leaving=unfit is not None)
+                self._expire_peers()
+                if unfit is None and loop.time() - started >= self._settle:
+                    await self._rebalance(connection, control)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._tick)
+            await self._hand_over(control, exchange)
+        finally:
+            if self._expiry is not None:
+                self._expiry.cancel()
 
     async def _rebalance(self, connection: AbstractConnection, control: AbstractChannel) -> None:
         known = {s: peer for peer, (_, owned) in self._peers.items() for s in owned}
@@ -316,25 +322,26 @@ class LeaseManager:
             self._wake.set()  # tell the others at once (presence), not a tick later
         taken = 0
         for shard in p.acquire:
-            if taken >= p.room or self._stop.is_set():
+            if taken >= p.room or self._link.stopping:
                 break
-            self._check(connection)
+            self._link.check()
             if await self._try_acquire(connection, shard):
                 taken += 1
 
     async def _try_acquire(self, connection: AbstractConnection, shard: int) -> bool:
         """Declare the lease queue; False when another connection holds it."""
+        link = self._link
         # One channel per attempt: RESOURCE_LOCKED closes the channel it came on.
-        channel = await self._op(connection.channel(publisher_confirms=False))
+        channel = await link.op(connection.channel(publisher_confirms=False))
         try:
-            await self._op(channel.declare_queue(self.lease_queue(shard), exclusive=True))
+            await link.op(channel.declare_queue(self.lease_queue(shard), exclusive=True))
         except aiormq.exceptions.ChannelLockedResource:
             return False
         finally:
             if not channel.is_closed:
                 with contextlib.suppress(*_LINK_ERRORS):
-                    await self._op(channel.close())
-        self._check(connection)
+                    await link.op(channel.close())
+        link.check()
         self._owned.add(shard)
         self._emit(LeaseChange(shard, "acquired"))
         log.info("lease acquired", extra={"replica": self.replica_id, "shard": shard})
@@ -363,11 +370,11 @@ class LeaseManager:
                     extra={"replica": self.replica_id, "shards": list(shards)},
                 )
         for shard in shards:
-            await self._op(control.queue_delete(self.lease_queue(shard)))
+            await self._link.op(control.queue_delete(self.lease_queue(shard)))
 
     async def _hand_over(self, control: AbstractChannel, exchange: AbstractExchange) -> None:
         """Shutdown: give every shard back and say goodbye, so others need not time us out."""
-        with contextlib.suppress(*_LINK_ERRORS, _LinkLost):
+        with contextlib.suppress(*_LINK_ERRORS, LinkLost):
             if self._owned:
                 await self._release(control, sorted(self._owned), "shutdown")
             await self._publish(exchange, leaving=True)
@@ -375,20 +382,24 @@ class LeaseManager:
     # -- presence ----------------------------------------------------------------------
 
     async def _publish(self, exchange: AbstractExchange, *, leaving: bool) -> None:
-        body = {
-            "replica": self.replica_id,
-            "shards": self.shards,
-            "owned": sorted(self._owned),
-            "leaving": leaving,
-        }
+        body, auth = encode_presence(
+            replica=self.replica_id,
+            shards=self.shards,
+            owned=self._owned,
+            leaving=leaving,
+            fingerprint=self.fingerprint,
+            secret=self._keys[0],
+            now_ms=int(time.time() * 1000),
+        )
         message = aio_pika.Message(
-            json.dumps(body).encode(),
+            body,
             content_type="application/json",
             expiration=self._presence_timeout,
+            headers={HEADER: auth},
         )
         loop = asyncio.get_running_loop()
         sent = loop.time()
-        await self._op(exchange.publish(message, routing_key=""))
+        await self._link.op(exchange.publish(message, routing_key=""))
         # Confirmed: the broker heard from this connection at ``sent`` or later, so it
         # cannot free our queues before ``sent + heartbeat``.
         self._fresh_until = sent + self._heartbeat
@@ -397,36 +408,56 @@ class LeaseManager:
         self._expiry = loop.call_at(self._fresh_until, self._expired)
 
     async def _on_presence(self, message: AbstractIncomingMessage) -> None:
-        try:
-            body: Any = json.loads(message.body)
-            replica = body["replica"]
-            shards = int(body["shards"])
-            owned = frozenset(int(s) for s in body["owned"])
-            leaving = bool(body["leaving"])
-        except (ValueError, KeyError, TypeError):
-            log.debug("malformed presence message ignored")
+        read = read_presence(
+            message.body,
+            (message.headers or {}).get(HEADER),
+            secrets=self._keys,
+            now_ms=int(time.time() * 1000),
+            max_age_ms=int((self._presence_timeout + PRESENCE_SKEW) * 1000),
+        )
+        if isinstance(read, Refused):
+            self._refuse(read.reason)
             return
-        if not isinstance(replica, str) or replica == self.replica_id:
+        if read.replica == self.replica_id:
             return
-        if shards != self.shards:
-            # Lease n would mean other tenants over there: the locks cannot help. Loud,
-            # and that replica is left out of the share (it is not in our shard space).
-            self.last_error = (
-                f"replica {replica!r} runs {shards} shards, this one {self.shards}: "
-                "the sharding configuration must be the same everywhere"
-            )
-            log.error(self.last_error, extra={"replica": self.replica_id})
+        conflict = mismatch(read, shards=self.shards, fingerprint=self.fingerprint)
+        if conflict is not None:
+            # Not our shard space: the locks cannot help. Loud, and left out of the share.
+            self._peers.pop(read.replica, None)
+            self._conflict(f"peer:{read.replica}", *conflict)
             return
-        if leaving:  # a goodbye, or a replica unfit to own shards (said every tick)
-            if self._peers.pop(replica, None) is None:
-                return  # not counted already: nothing changes
+        self._conflicts.clear(f"peer:{read.replica}")
+        if read.leaving:
+            self._peers.pop(read.replica, None)
         else:
-            before = self._peers.get(replica)
-            self._peers[replica] = (asyncio.get_running_loop().time(), owned)
-            if before is not None and not before[1] - owned:
+            before = self._peers.get(read.replica)
+            self._peers[read.replica] = (asyncio.get_running_loop().time(), read.owned)
+            if before is not None and not before[1] - read.owned:
                 return  # nobody new, no shard freed
         # A replica came or went, or freed a shard: answer with our presence, replan now.
         self._wake.set()
+
+    def _refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        if self._on_refused is not None:
+            self._on_refused(reason)
+        if reason == "bad signature":
+            # Signed, but not with our secret: another deployment (or a secret not rolled
+            # out here) on our prefix. Same lease names: sharing them would starve both.
+            self._conflict("foreign", foreign_deployment(self.prefix), True)
+        suppressed = self._refused_log.admit(time.monotonic())
+        if suppressed is not None:
+            log.warning(
+                "presence message refused",
+                extra={"replica": self.replica_id, "reason": reason, "suppressed": suppressed},
+            )
+
+    def _conflict(self, key: str, what: str, immediate: bool) -> None:
+        now = time.monotonic()
+        if self._conflicts.note(key, what, immediate=immediate, now=now):
+            self._conflict_log.reset()
+        if self._conflict_log.admit(now) is not None:
+            log.error(what, extra={"replica": self.replica_id})
 
     def _expire_peers(self) -> None:
         deadline = asyncio.get_running_loop().time() - self._presence_timeout
@@ -436,35 +467,19 @@ class LeaseManager:
 
     # -- losing the link ---------------------------------------------------------------
 
-    def _connection_closed(self, sender: object, _exc: BaseException | None = None) -> None:
-        if sender is not self._connection:
-            return  # an earlier connection, closed by us and reported already
-        self._lose()
-
     def _expired(self) -> None:
         if asyncio.get_running_loop().time() >= self._fresh_until and self._owned:
             log.warning(
                 "lease connection unconfirmed for a heartbeat; leases given up",
                 extra={"replica": self.replica_id},
             )
-        self._lose()
+        self._link.lose("lease connection unconfirmed for a heartbeat")
 
-    def _lose(self) -> None:
-        """Every lease gone at once. Runs in a callback (aio-pika's, or a timer), where
-        an exception would only be logged, so a failing ``on_change`` is kept and raised
-        by the loop instead."""
-        try:
-            self._drop_all("connection_lost")
-        except Exception as exc:  # noqa: BLE001 - re-raised by _check, in the loop
-            self._deferred = exc
-        self._lost.set()
+    def _lost(self) -> None:
+        """The link's ``on_lost`` (a close callback, the freshness timer): every lease
+        gone at once; a failing ``on_change`` is raised by the session's check."""
         self._wake.set()
-
-    def _check(self, connection: AbstractConnection) -> None:
-        if self._deferred is not None:
-            raise self._deferred
-        if self._lost.is_set() or connection.is_closed:
-            raise _LinkLost("the lease connection is gone")
+        self._drop_all("connection_lost")
 
     def _drop_all(self, reason: ReleaseReason) -> None:
         dropped, self._owned = sorted(self._owned), set()
@@ -478,22 +493,8 @@ class LeaseManager:
 
     # -- small things ------------------------------------------------------------------
 
-    async def _op(self, awaitable: Awaitable[T]) -> T:
-        """One broker operation, bounded: a silent broker must not hang the loop."""
-        return await asyncio.wait_for(awaitable, timeout=self._heartbeat)
-
     def _emit(self, change: LeaseChange) -> None:
         if self._on_change is not None:
             self._on_change(change)
         for queue in self._subscribers:
             queue.put_nowait(change)
-
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-
-    def _note_error(self, what: str, exc: BaseException, attempt: int) -> None:
-        detail = scrub(str(exc) or type(exc).__name__, [self._url.get_secret_value()])[:200]
-        self.last_error = f"{what}: {detail}"
-        if attempt % 10 == 0:
-            log.warning(self.last_error, extra={"replica": self.replica_id})

@@ -57,6 +57,7 @@ from typing import Any, Literal, TypeVar
 from relay.core.backoff import Backoff
 from relay.core.events import Event
 from relay.core.routing import Router
+from relay.core.throttle import LogThrottle
 from relay.exmail import (
     ExmailClient,
     ExmailError,
@@ -164,7 +165,7 @@ class Listener:
         self._interruptible_task: asyncio.Task[Any] | None = None
         self._state_shown = False
         self._streak = 0
-        self._last_log = 0.0
+        self._fault_log = LogThrottle(every=LOG_EVERY)  # reset when a streak ends
         self._set_state("starting")
 
     def __repr__(self) -> str:
@@ -358,7 +359,7 @@ class Listener:
         here, not dropped, until the commit succeeds or the listener is stopped.
         """
         refusals = 0
-        logged_at = 0.0
+        throttle = LogThrottle(every=LOG_EVERY)
         previous = self.status.state
         while True:
             try:
@@ -378,9 +379,7 @@ class Listener:
                 self.status.last_error = f"journal: {self.status.journal_error}"
                 self.status.last_error_at = self._clock()
                 self._set_state("paused")
-                now = self._monotonic()
-                if refusals == 1 or now - logged_at >= LOG_EVERY:
-                    logged_at = now
+                if throttle.admit(self._monotonic()) is not None:
                     log.error(
                         "journal refused a commit, holding the events and retrying",
                         extra={
@@ -445,9 +444,9 @@ class Listener:
         self._set_state("failed" if failed else "backoff")
         delay = policy.delay(self._streak)
         self._streak += 1
-        now = self._monotonic()
-        if self._streak == 1 or now - self._last_log >= LOG_EVERY:
-            self._last_log = now
+        if self._streak == 1:
+            self._fault_log.reset()
+        if self._fault_log.admit(self._monotonic()) is not None:
             extra: dict[str, object] = {"tenant": self.tenant, **(context or {})}
             extra |= {"error": str(exc), "retry_in": round(delay, 3), "failures": self._streak}
             (log.warning if context else log.error)(message, extra=extra)

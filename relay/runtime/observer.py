@@ -124,6 +124,10 @@ class Observer:
     def takeover_gap(self, seconds: float) -> None:
         """Lease mode: from a shard's acquisition to its first tenant's first listen."""
 
+    def broker_message_refused(self, kind: str, reason: str) -> None:
+        """Lease mode: a broker message of ``kind`` (``presence``, ``checkpoint``) was
+        dropped, unread, for ``reason`` (``unsigned``, ``bad signature``, ``stale``, ...)."""
+
 
 class ForwardingTenantObserver(TenantObserver):
     """Passes every report on to ``inner``; subclasses override what they add to."""
@@ -193,3 +197,6 @@ class ForwardingObserver(Observer):
 
     def takeover_gap(self, seconds: float) -> None:
         self.inner.takeover_gap(seconds)
+
+    def broker_message_refused(self, kind: str, reason: str) -> None:
+        self.inner.broker_message_refused(kind, reason)

@@ -156,18 +156,24 @@ class ShardRunner:
             if last is None
             else HandoffStatus(last.shard, last.kind, last.reason, last.at),
             last_error=self.leases.last_error,
-            unhealthy=self.leases.unhealthy,
+            conflicts=tuple(self.leases.conflicts()),
+            refused=dict(sorted(self.leases.refused.items())),
+            unhealthy=self.leases.health(),
         )
 
     def trouble(self) -> str | None:
-        """Why readiness should fail: the lease connection down for too long."""
+        """Why readiness should fail: another deployment or shard space on our presence
+        exchange, or the lease connection down for too long."""
+        conflict = self.leases.trouble()
+        if conflict is not None:
+            return conflict
         since = self.leases.down_since
         if since is None:
             return None
         down = time.monotonic() - since
         if down <= LEASE_DOWN_LIMIT:
             return None
-        why = self.leases.last_error or "connecting"
+        why = self.leases.connection_error or "connecting"
         return f"lease connection down for {down:.0f} s: {why}"
 
     # -- running -----------------------------------------------------------------------

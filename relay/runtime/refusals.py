@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from relay.core.delivery import Settlement
+from relay.core.throttle import LogThrottle
 from relay.journal import JournalError
 
 __all__ = ["LOG_EVERY", "JournalRefusals"]
@@ -39,7 +40,7 @@ class JournalRefusals:
     streak: int = 0  # backoff steps taken
     pause_due: bool = False  # the drainer should pause before its next claim
     read_failed: bool = False  # the refusal was a read: the next good claim clears it
-    logged_at: float = 0.0
+    throttle: LogThrottle = field(default_factory=lambda: LogThrottle(every=LOG_EVERY))
     held: dict[int, Settlement] = field(default_factory=dict)
 
     def refused(self, error: JournalError, *, during: str) -> None:
@@ -49,8 +50,9 @@ class JournalRefusals:
         self.error = f"journal: {error.reason}"
         self.failures += 1
         self.pause_due = True
-        if first or now - self.logged_at >= LOG_EVERY:
-            self.logged_at = now
+        if first:
+            self.throttle.reset()
+        if self.throttle.admit(now) is not None:
             log.error(
                 "journal read failed, pausing the sink"
                 if during == "read"

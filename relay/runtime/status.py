@@ -226,6 +226,10 @@ class ShardingStatus(_JsonRecord):
     standby: bool
     last_handoff: HandoffStatus | None = None
     last_error: str | None = None
+    # Lease mode: parties on the presence exchange outside our shard space, heard lately,
+    # and the presence messages dropped unread since start, by reason.
+    conflicts: tuple[str, ...] = ()
+    refused: dict[str, int] = field(default_factory=dict)
     unhealthy: str | None = None
     """Lease mode: why this replica holds no shard and takes none (``None``: healthy)."""
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from relay.core.backoff import Backoff
 from relay.core.health import HealthWindow
+from relay.core.throttle import LogThrottle
 from relay.journal import Journal, JournalError, JournalStats
 from relay.runtime.drainer import Drainer
 from relay.runtime.listener import Listener
@@ -97,7 +98,7 @@ class RelayService:
         self.retired_at = retired_at
         # What housekeeping's last recount / stats / prune failed with (readiness shows it).
         self.journal_errors: dict[str, str] = {}
-        self._journal_logged: dict[str, float] = {}
+        self._journal_logged: dict[str, LogThrottle] = {}
         # Lease mode: a replica whose journal refuses writes, or whose delivery link
         # (``delivery_links``: the sinks whose broker connection counts) is down, for
         # ``release_after`` lets its shards go (docs/leases.md, "Health releases leases").
@@ -277,10 +278,8 @@ class RelayService:
 
     def _journal_failed(self, step: str, exc: JournalError) -> None:
         self.journal_errors[step] = str(exc)
-        now = self._monotonic()
-        last = self._journal_logged.get(step)
-        if last is None or now - last >= JOURNAL_LOG_EVERY:
-            self._journal_logged[step] = now
+        throttle = self._journal_logged.setdefault(step, LogThrottle(every=JOURNAL_LOG_EVERY))
+        if throttle.admit(self._monotonic()) is not None:
             log.error(f"journal {step} failed", extra={"error": str(exc)})
 
     def _journal_ok(self, step: str) -> None:
@@ -337,7 +336,7 @@ class RelayService:
                 ok.append(part)
         if self.runner is not None:
             lease_trouble = self.runner.trouble()
-            if (unfit := self.runner.leases.unhealthy) is not None:
+            if (unfit := self.runner.leases.health()) is not None:
                 lease_trouble = f"unhealthy, every shard released: {unfit}"
             if lease_trouble is None:
                 ok.append("leases")

@@ -10,31 +10,30 @@ queue would take comes back and counts as a failure (retried), not as a success.
 Many publishes are in flight at once (the drainer's window), each awaiting its own
 confirm: throughput is bounded by the broker, not by round trips.
 
-The connection is ``connect_robust``; the first connect is retried here with capped,
-jittered backoff, because ``connect_robust`` only reconnects after a first success.
-While disconnected, :meth:`AmqpSink.send` answers :class:`~relay.sinks.Unavailable`
-and the drainer pauses: events wait in the journal and go out in order when the broker
-returns.
+The connection is a :class:`~relay.sinks.brokerlink.BrokerLink`: it connects, declares
+the exchange (and queue), and after any loss reconnects and declares again, with capped,
+jittered backoff, the first connect included. While disconnected, :meth:`AmqpSink.send`
+answers :class:`~relay.sinks.Unavailable` and the drainer pauses: events wait in the
+journal and go out in order when the broker returns.
 
 A *stalled* link (packets dropped, nothing refused) must show too, and fast. Two
 guards, both sized so that readiness fails well within 30 s with the defaults:
 
 - AMQP heartbeats (``heartbeat`` seconds, negotiated with the broker): with no frame
   from the broker for ``(heartbeat + 1) * 3`` s, aiormq drops the connection and the
-  robust connection reconnects. This covers an idle link.
+  link reconnects. This covers an idle link.
 - An age limit on unconfirmed publishes (``confirm_timeout``): one watchdog task, not a
   timer per message, looks at the oldest publish still awaiting its confirm; past the
   limit the link counts as stalled. The sink then reports itself not connected
-  (``publish not confirmed within N s``), drops the connection so the robust connection
-  reconnects, and every publish awaiting a confirm answers
-  :class:`~relay.sinks.Unavailable`: the rows stay pending and are published again
-  after the reconnect (at-least-once: the broker may have had some of them).
+  (``publish not confirmed within N s``), drops the connection so the link reconnects,
+  and every publish awaiting a confirm answers :class:`~relay.sinks.Unavailable`: the
+  rows stay pending and are published again after the reconnect (at-least-once: the
+  broker may have had some of them).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import logging
@@ -43,15 +42,15 @@ from typing import Literal
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aiormq import spec
+from pamqp.common import FieldTable
 from pydantic import SecretStr
 
 from relay.core.amqp_message import ContentMode, HeaderPrefix, MessageError, amqp_message
 from relay.core.backoff import Backoff
 from relay.core.delivery import Dead, Delivered, Delivery, Outcome, Retry, Unavailable
-from relay.core.redact import redact_url
-from relay.sinks.connect import open_connection
+from relay.sinks.brokerlink import BrokerLink
 
 __all__ = ["AmqpSink"]
 
@@ -62,7 +61,7 @@ PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
 class AmqpSink:
-    """Publishes to RabbitMQ. Use as an async context manager; it owns its connector."""
+    """Publishes to RabbitMQ. Use as an async context manager; it owns its link."""
 
     def __init__(
         self,
@@ -81,7 +80,6 @@ class AmqpSink:
         content_mode: ContentMode = "structured",
         header_prefix: HeaderPrefix = "cloudEvents_",
     ) -> None:
-        self._url = url
         self._message = functools.partial(amqp_message, mode=content_mode, prefix=header_prefix)
         self._exchange_name = exchange
         self._exchange_passive = exchange_passive
@@ -89,23 +87,31 @@ class AmqpSink:
         self._queue_name = queue
         self._queue_type = queue_type
         self._binding_key = binding_key
-        self._backoff = connect_backoff or Backoff(base=0.5, cap=30.0)
         self._name = name
-        self._connection: AbstractRobustConnection | None = None
+        self._link = BrokerLink(
+            url=url,
+            session=self._session,
+            name="exmail-relay sink",
+            what="RabbitMQ connection",
+            heartbeat=heartbeat,
+            # Declares may wait on a busy broker: more than a heartbeat, bounded all the same.
+            op_timeout=max(10.0, float(heartbeat)),
+            backoff=connect_backoff or Backoff(base=0.5, cap=30.0),
+            logger=log,
+            log_extra={"sink": name},
+            client_properties={"app_id": APP_ID},
+            on_down=self._down,
+        )
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
-        self._connector: asyncio.Task[None] | None = None
-        self._heartbeat = heartbeat
         self._confirm_timeout = confirm_timeout
         # Publishes awaiting their confirm: ticket -> loop time sent, oldest first.
         self._unconfirmed: dict[int, float] = {}
         self._tickets = itertools.count()
-        # Set while the link counts as stalled (until the robust connection reconnects).
+        # Set while the link counts as stalled (until the next session is up).
         self._stalled: str | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        self._closing = False
-        self.last_error: str | None = None
-        self.target = redact_url(url.get_secret_value(), keep_user=True)
+        self.target = self._link.target
 
     def __repr__(self) -> str:
         return f"AmqpSink({self.target!r}, exchange={self._exchange_name!r})"
@@ -115,11 +121,16 @@ class AmqpSink:
         return self._name
 
     @property
+    def last_error(self) -> str | None:
+        return self._watchdog_error or self._stalled or self._link.last_error
+
+    _watchdog_error: str | None = None
+
+    @property
     def connected(self) -> bool:
-        connection, channel = self._connection, self._channel
+        channel = self._channel
         return (
-            connection is not None
-            and connection.connected.is_set()
+            self._link.connected
             and channel is not None
             and not channel.is_closed
             and self._exchange is not None
@@ -127,38 +138,30 @@ class AmqpSink:
         )
 
     async def __aenter__(self) -> AmqpSink:
-        self._connector = asyncio.create_task(self._connect_loop(), name="amqp-connect")
-        self._connector.add_done_callback(functools.partial(self._task_done, "connecting"))
+        await self._link.__aenter__()
         self._watchdog = asyncio.create_task(self._watch_confirms(), name="amqp-confirms")
-        self._watchdog.add_done_callback(functools.partial(self._task_done, "watching confirms"))
+        self._watchdog.add_done_callback(self._watchdog_done)
         return self
 
-    def _task_done(self, what: str, task: asyncio.Task[None]) -> None:
-        """The connect loop only ends by connecting or being cancelled, the watchdog only
-        by being cancelled; anything else is a bug, shown at once (log, ``last_error``)
-        instead of at shutdown."""
+    def _watchdog_done(self, task: asyncio.Task[None]) -> None:
+        """The watchdog only ends by being cancelled; anything else is a bug, shown at
+        once (log, ``last_error``) instead of at shutdown."""
         if task.cancelled() or task.exception() is None:
             return
         error = task.exception()
-        self.last_error = f"internal error while {what}: {type(error).__name__}"
+        self._watchdog_error = f"internal error while watching confirms: {type(error).__name__}"
         log.error(
-            f"RabbitMQ {what} crashed",
+            "RabbitMQ confirm watchdog crashed",
             exc_info=error,
             extra={"sink": self.name, "target": self.target},
         )
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._closing = True
-        for task in (self._connector, self._watchdog):
-            if task is not None:
-                task.cancel()
-                # A crash was already reported by _task_done; only the wait is left.
-                await asyncio.wait([task])
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._connection.close(), timeout=5)
-        self._connection = self._channel = None
-        self._exchange = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            # A crash was already reported by _watchdog_done; only the wait is left.
+            await asyncio.wait([self._watchdog])
+        await self._link.close(grace=5.0)
 
     async def wait_connected(self, seconds: float) -> bool:
         """Wait until connected (tests, start-up logs); False after ``seconds``."""
@@ -169,65 +172,31 @@ class AmqpSink:
             await asyncio.sleep(0.05)
         return True
 
-    async def _connect_loop(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._connect()
-            except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
-                self.last_error = f"cannot connect to {self.target}: {_describe(exc)}"
-                delay = self._backoff.delay(attempt)
-                if attempt % 10 == 0:
-                    log.warning(self.last_error, extra={"sink": self.name, "retry_in": delay})
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
-            self.last_error = None
-            log.info("connected to RabbitMQ", extra={"sink": self.name, "target": self.target})
-            return
-
-    async def _connect(self) -> None:
-        connection = await open_connection(
-            self._url.get_secret_value(),
-            robust=True,
-            within=10,
-            heartbeat=self._heartbeat,
-            client_properties={"app_id": APP_ID},
-        )
-        assert isinstance(connection, aio_pika.RobustConnection)
-        connection.close_callbacks.add(self._link_lost)
-        connection.reconnect_callbacks.add(self._link_restored)
-        try:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            if self._exchange_passive:
-                exchange = await channel.get_exchange(self._exchange_name, ensure=True)
-            else:
-                exchange = await channel.declare_exchange(
+    async def _session(self, connection: AbstractConnection) -> None:
+        """One connection: declare, then publish (``send``) until the link is lost."""
+        op = self._link.op
+        channel = await op(connection.channel(publisher_confirms=True, on_return_raises=True))
+        if self._exchange_passive:
+            exchange = await op(channel.get_exchange(self._exchange_name, ensure=True))
+        else:
+            exchange = await op(
+                channel.declare_exchange(
                     self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
                 )
-            if self._declare_queue:
-                arguments = {"x-queue-type": self._queue_type}
-                queue = await channel.declare_queue(
-                    self._queue_name, durable=True, arguments=arguments
-                )
-                await queue.bind(exchange, routing_key=self._binding_key)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await connection.close()
-            raise
-        self._connection, self._channel, self._exchange = connection, channel, exchange
+            )
+        if self._declare_queue:
+            arguments: FieldTable = {"x-queue-type": self._queue_type}
+            queue = await op(
+                channel.declare_queue(self._queue_name, durable=True, arguments=arguments)
+            )
+            await op(queue.bind(exchange, routing_key=self._binding_key))
+        self._channel, self._exchange = channel, exchange
+        self._stalled = None
+        self._link.up()
+        await self._link.until_lost()
 
-    def _link_lost(self, _sender: object, exc: BaseException | None = None) -> None:
-        if self._stalled is not None or self._closing:
-            return  # the watchdog dropped it and said why, or we are closing it
-        why = f": {_describe(exc)}" if isinstance(exc, Exception) else ""
-        self.last_error = f"connection to {self.target} lost{why}"
-        log.warning(self.last_error, extra={"sink": self.name})
-
-    def _link_restored(self, _sender: object, *_args: object) -> None:
-        if self._stalled is not None or self.last_error is not None:
-            log.info("reconnected to RabbitMQ", extra={"sink": self.name, "after": self.last_error})
-        self._stalled = self.last_error = None
+    def _down(self) -> None:
+        self._channel = self._exchange = None
 
     async def _watch_confirms(self) -> None:
         """Every ``confirm_timeout / 4`` s (at most 1 s): is the oldest publish awaiting
@@ -244,21 +213,15 @@ class AmqpSink:
 
     async def _drop_stalled_link(self) -> None:
         reason = f"publish not confirmed within {self._confirm_timeout:g} s"
-        self._stalled = self.last_error = reason
+        self._stalled = reason
         log.warning(
             "RabbitMQ link stalled, reconnecting",
             extra={"sink": self.name, "target": self.target, "error": reason},
         )
-        connection = self._connection
-        transport = connection.transport if connection is not None else None
-        if transport is None:
-            return
-        # Closing rejects every publish awaiting a confirm on this connection; the robust
-        # connection then reconnects (and _link_restored clears the stall). Bounded: the
-        # close handshake itself goes over the stalled link.
-        error = aiormq.exceptions.ConnectionClosed(320, reason)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(transport.connection.close(error), timeout=5)
+        # Closing rejects every publish awaiting a confirm on this connection; the link
+        # then reconnects (and the next session clears the stall). Bounded: the close
+        # handshake itself goes over the stalled link.
+        await self._link.abort(reason)
 
     async def send(self, delivery: Delivery) -> Outcome:
         exchange, channel = self._exchange, self._channel
@@ -308,8 +271,7 @@ class AmqpSink:
         ) as exc:
             if self._stalled is not None:  # rejected by the watchdog's close
                 return Unavailable(self._stalled)
-            self.last_error = f"publish failed: {_describe(exc)}"
-            return Unavailable(self.last_error)
+            return Unavailable(f"publish failed: {_describe(exc)}")
         finally:
             del self._unconfirmed[ticket]
         return Delivered()

@@ -54,7 +54,12 @@ def test_adding_a_tenant_moves_no_other() -> None:
     assert all(after[name] == shard for name, shard in before.items())
 
 
+SECRET = {"secret": "sharding-secret-0123456789"}
+
+
 def _mode(**sections: object) -> str:
+    sections.setdefault("sharding", {})
+    sections["sharding"] = {**SECRET, **sections["sharding"]}  # type: ignore[dict-item]
     return Settings(**sections).sharding_mode  # type: ignore[arg-type]
 
 
@@ -76,10 +81,12 @@ def test_lease_mode_runs_every_enabled_tenant_and_defaults_the_replica_to_the_ho
     tenants = [
         {"name": f"t{i}", "client_id": f"admin@t{i}.com", "client_secret": "k"} for i in range(5)
     ]
-    s = Settings(tenants=tenants, amqp={"enabled": True})
+    s = Settings(tenants=tenants, amqp={"enabled": True}, sharding=SECRET)
     assert [t.name for t in s.shard_tenants("exmail-relay-7")] == [f"t{i}" for i in range(5)]
     assert s.sharding.shards == 16 and s.sharding.heartbeat == 5
     assert s.sharding.prefix == "exmail.relay"
     assert s.sharding.resolved_replica_id("pod-abc") == "pod-abc"
-    named = Settings(tenants=tenants, amqp={"enabled": True}, sharding={"replica_id": "r1"})
+    named = Settings(
+        tenants=tenants, amqp={"enabled": True}, sharding={"replica_id": "r1", **SECRET}
+    )
     assert named.sharding.resolved_replica_id("pod-abc") == "r1"

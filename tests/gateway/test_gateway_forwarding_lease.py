@@ -31,11 +31,11 @@ from tests.gateway.conftest import (
     gateway_settings,
 )
 from tests.gateway.test_gateway_forwarding import ZED, ZETA_ADMIN, tenant_of, zeta_and_a_port
-from tests.support import AMQP_URL, eventually, running_relay
+from tests.support import AMQP_URL, DEPLOYMENT_SECRET, eventually, running_relay
 
 pytestmark = pytest.mark.rabbitmq
 
-REPLICAS = ("127.0.0.10", "127.0.0.11")  # replica id = the address it serves on
+REPLICAS = ("10", "11")  # replica id n serves on 127.0.0.n (ids are DNS labels)
 
 
 @pytest.fixture
@@ -69,9 +69,15 @@ async def two_lease_replicas(
                 {"name": "zeta", "client_id": ZETA_ADMIN, **tenant},
             ],
             amqp={"enabled": True, "url": AMQP_URL, "exchange": prefix, "queue": prefix},
-            sharding={"replica_id": replica, "prefix": prefix, "shards": 2, "heartbeat": 2},
-            http={"host": replica, "port": port},
-            gateway={"forward_timeout": 5, "peer_url": f"http://{{replica}}:{port}"},
+            sharding={
+                "replica_id": replica,
+                "prefix": prefix,
+                "shards": 2,
+                "heartbeat": 2,
+                "secret": DEPLOYMENT_SECRET,
+            },
+            http={"host": f"127.0.0.{replica}", "port": port},
+            gateway={"forward_timeout": 5, "peer_url": f"http://127.0.0.{{replica}}:{port}"},
         )
 
     def own_metrics() -> PrometheusObserver:

@@ -27,7 +27,7 @@ from relay.core.shards import fair_share, shard_of
 from relay.emulator import Emulator, Seed, tenant_key, tenants_seed
 from tests.chaos.support import RelayProcess, free_port
 from tests.pipeline.support import Broker, Consumer
-from tests.support import AMQP_URL, BROKER_ADDRESS, TcpProxy, eventually
+from tests.support import AMQP_URL, BROKER_ADDRESS, DEPLOYMENT_SECRET, TcpProxy, eventually
 
 SHARDS = 16
 TENANTS = [f"t{n:02d}" for n in range(1, 13)]
@@ -97,6 +97,7 @@ replica_id = "{replica}"
 prefix = "{prefix}"
 heartbeat = {HEARTBEAT}
 shards = {SHARDS}
+secret = "{DEPLOYMENT_SECRET}"
 {sharding}
 [shutdown]
 timeout = 3

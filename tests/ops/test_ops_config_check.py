@@ -51,11 +51,24 @@ client_secret = "tenant-secret-771"
 enabled = true
 url = "amqp://guest:amqp-secret-882@127.0.0.1:5672/"
 
+[sharding]
+secret = "sharding-secret-4417-abcdef"
+
 [http]
 auth_token = "http-token-993"
 """
 
+STATIC = '[sharding]\nmode = "static"\n'
+
 BAD_CASES = {
+    "lease-without-secret": (
+        "[amqp]\nenabled = true\n",
+        ["sharding.secret: lease mode (the default with [amqp] enabled) needs the deployment"],
+    ),
+    "replica-id-not-a-dns-label": (
+        '[sharding]\nreplica_id = "127.0.0.1:80/#"\n',
+        ["error: sharding.replica_id: String should match pattern"],
+    ),
     "bad-name": (
         '[[tenants]]\nname = "Bad Name"\nclient_id = "abc"\nclient_secret = "x"\n',
         ["error: tenants[0].name: String should match pattern"],
@@ -112,7 +125,12 @@ async def test_environment_overrides_and_secrets_are_masked(tmp_path: Path) -> N
     assert data["http"]["port"] == 9191
     assert data["amqp"]["url"] == "amqp://guest:***@127.0.0.1:5672/"
     assert data["tenants"][0]["client_secret"] == "***"
-    for secret in ("tenant-secret-771", "amqp-secret-882", "http-token-993"):
+    for secret in (
+        "tenant-secret-771",
+        "amqp-secret-882",
+        "http-token-993",
+        "sharding-secret-4417-abcdef",
+    ):
         assert secret not in out + err
     code, toml_out, _ = await check(config)
     assert code == 0 and "[[tenants]]" in toml_out and 'name = "acme"' in toml_out
@@ -153,6 +171,9 @@ api_url = "{emu.api_url}"
 [amqp]
 enabled = true
 url = "{AMQP_URL}"
+
+[sharding]
+mode = "static"
 """
         )
         code, _, err = await check(config, "--connect")
@@ -163,12 +184,12 @@ url = "{AMQP_URL}"
         assert "not-the-key-55" not in err and KEY not in err
 
         good_only = config.read_text().split('[[tenants]]\nname = "wrong"')[0]
-        config.write_text(good_only + f'\n[amqp]\nenabled = true\nurl = "{closed}"\n')
+        config.write_text(good_only + f'\n[amqp]\nenabled = true\nurl = "{closed}"\n' + STATIC)
         code, _, err = await check(config, "--connect")
         assert code == 1
         assert "FAILED: amqp: connect to" in err and "ok: tenant acme" in err
 
-        config.write_text(good_only + f'\n[amqp]\nenabled = true\nurl = "{AMQP_URL}"\n')
+        config.write_text(good_only + f'\n[amqp]\nenabled = true\nurl = "{AMQP_URL}"\n' + STATIC)
         code, _, err = await check(config, "--connect")
         assert code == 0, err
         assert "all connection checks passed" in err

@@ -57,6 +57,8 @@ SHARDING_KEYS = [
     "standby",
     "last_handoff",
     "last_error",
+    "conflicts",
+    "refused",
     "unhealthy",
 ]
 HANDOFF_KEYS = ["shard", "kind", "reason", "at"]
@@ -190,6 +192,7 @@ def hand_built(*, subject: str | None = None) -> Status:
             live=("relay-0", "relay-1"),
             standby=False,
             last_handoff=HandoffStatus(shard=7, kind="acquired", reason=None, at=1_799_999_998.0),
+            refused={"unsigned": 2},
         ),
     )
 
@@ -284,6 +287,8 @@ def test_to_json_is_the_documented_document() -> None:
             "standby": False,
             "last_handoff": {"shard": 7, "kind": "acquired", "reason": None, "at": 1_799_999_998.0},
             "last_error": None,
+            "conflicts": [],
+            "refused": {"unsigned": 2},
             "unhealthy": None,
         },
     }

@@ -189,6 +189,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
             "cannot read /nonexistent/s",
         ),
         ("[amqp]\nurl = 'http://x'\n", "amqp"),
+        # Lease mode (the default with [amqp]) without the deployment secret: how to get one.
+        ("[amqp]\nenabled = true\n", "openssl rand -base64 32"),
+        ("[sharding]\nsecret = 'short'\n", "at least 16 characters"),
+        ("[sharding]\nreplica_id = '10.0.0.1:80/#'\n", "sharding.replica_id"),
         ("[journal]\nretention = 'soon'\n", "journal.retention"),
         (
             "[[webhooks]]\nname = 'h'\nurl = 'ftp://x'\n"

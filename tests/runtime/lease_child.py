@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from relay.core.shards import LeaseChange
 from relay.runtime.leases import LeaseManager
+from tests.support import DEPLOYMENT_SECRET
 
 
 async def main(url: str, prefix: str, replica: str, heartbeat: int, tick: float) -> None:
@@ -25,6 +26,7 @@ async def main(url: str, prefix: str, replica: str, heartbeat: int, tick: float)
 
     manager = LeaseManager(
         url=SecretStr(url),
+        secrets=[SecretStr(DEPLOYMENT_SECRET)],
         replica_id=replica,
         prefix=prefix,
         heartbeat=heartbeat,

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from relay.core.shards import LeaseChange
 from relay.runtime.leases import LeaseManager
 from tests.runtime.lease_support import FreezingProxy, Recorder, Watch, wait_until
-from tests.support import TcpProxy
+from tests.support import DEPLOYMENT_SECRET, TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -58,6 +58,7 @@ def manager(
 ) -> LeaseManager:
     return LeaseManager(
         url=SecretStr(url),
+        secrets=[SecretStr(DEPLOYMENT_SECRET)],
         replica_id=replica,
         shards=16,
         prefix=prefix,
@@ -244,7 +245,7 @@ async def test_a_lease_held_elsewhere_is_refused_and_the_manager_carries_on(
             await wait_until(lambda: a.owned == set(range(16)) - {3, 7}, 30, "the 14 free shards")
             # It keeps trying 3 and 7 every tick (RESOURCE_LOCKED each time) and lives on.
             await wait_until(lambda: a.last_error is None, 5, "no error")
-            assert a._task is not None and not a._task.done()
+            assert a.connected
             assert not a.holds(3) and not a.holds(7)
             await squatter.close()
             took = await wait_until(lambda: a.owned == set(range(16)), 15, "shards 3 and 7")
@@ -277,7 +278,12 @@ async def test_no_password_in_repr_errors_or_logs(
     with socket_closed() as port:
         url = f"amqp://relay:s3cret-pw@127.0.0.1:{port}/?heartbeat=9"
         async with LeaseManager(
-            url=SecretStr(url), replica_id="r", prefix=prefix, heartbeat=HEARTBEAT, tick=TICK
+            url=SecretStr(url),
+            secrets=[SecretStr(DEPLOYMENT_SECRET)],
+            replica_id="r",
+            prefix=prefix,
+            heartbeat=HEARTBEAT,
+            tick=TICK,
         ) as m:
             await wait_until(lambda: m.last_error is not None, 15, "a connect error")
             assert "s3cret-pw" not in repr(m) and "s3cret-pw" not in m.last_error
@@ -304,6 +310,7 @@ async def test_a_crash_in_the_manager_surfaces_on_close(prefix: str) -> None:
 
     m = LeaseManager(
         url=SecretStr(BROKER),
+        secrets=[SecretStr(DEPLOYMENT_SECRET)],
         replica_id="r",
         prefix=prefix,
         heartbeat=HEARTBEAT,
@@ -379,6 +386,7 @@ async def test_a_callback_failing_on_link_loss_still_surfaces(prefix: str) -> No
 
     m = LeaseManager(
         url=SecretStr(f"amqp://guest:guest@127.0.0.1:{proxy.port}/"),
+        secrets=[SecretStr(DEPLOYMENT_SECRET)],
         replica_id="r",
         prefix=prefix,
         heartbeat=HEARTBEAT,
@@ -441,6 +449,7 @@ async def test_a_replica_with_another_shard_count_is_reported(prefix: str) -> No
     a = manager(prefix, "replica-a")
     b = LeaseManager(
         url=SecretStr(BROKER),
+        secrets=[SecretStr(DEPLOYMENT_SECRET)],
         replica_id="replica-b",
         shards=32,
         prefix=prefix,
@@ -476,7 +485,7 @@ async def test_an_unhealthy_manager_releases_everything_and_rejoins_when_healthy
         await wait_until(lambda: covered(a, b) and len(a.owned) == 8, 30, "an 8/8 split")
         sick.append("journal not writable: database or disk is full for 30 s")
         took = await wait_until(lambda: not a.owned and len(b.owned) == 16, 30, "b holding all 16")
-        assert a.unhealthy == sick[0]
+        assert a.health() == sick[0]
         assert sorted(s for _, s in ra.released("unhealthy")) == sorted(
             s for s, r in gated if r == "unhealthy"
         )
@@ -489,6 +498,6 @@ async def test_an_unhealthy_manager_releases_everything_and_rejoins_when_healthy
         back = await wait_until(
             lambda: covered(a, b) and len(a.owned) == len(b.owned) == 8, 30, "8/8 again"
         )
-        assert a.unhealthy is None
+        assert a.health() is None
     print(f"\nunhealthy: b held all 16 after {took:.2f}s; healthy: 8/8 after {back:.2f}s")
     assert watch.overlaps == [], watch.overlaps[:5]

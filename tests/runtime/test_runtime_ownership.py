@@ -38,7 +38,7 @@ from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
 from relay.runtime.ownership import CheckpointSource, ShardRunner
 from tests.pipeline.support import control
-from tests.support import AMQP_URL, eventually
+from tests.support import AMQP_URL, DEPLOYMENT_SECRET, eventually
 
 TENANTS = [f"t{i}" for i in range(6)]
 SHARDS = 16
@@ -93,7 +93,13 @@ def lease_settings(
         journal={"path": tmp_path / f"{replica}.sqlite3", "synchronous": "normal"},
         tenants=[tenant_settings(emu, t) for t in TENANTS],
         amqp={"enabled": True, "url": AMQP_URL, "exchange": prefix, "queue": prefix},
-        sharding={"replica_id": replica, "prefix": prefix, "heartbeat": 2, **sharding},
+        sharding={
+            "replica_id": replica,
+            "prefix": prefix,
+            "heartbeat": 2,
+            "secret": DEPLOYMENT_SECRET,
+            **sharding,
+        },
         http={"enabled": False},
         shutdown={"timeout": 3},
     )
@@ -309,6 +315,7 @@ async def test_a_planned_release_passes_the_gate_while_the_lease_is_still_held(
 
         manager = LeaseManager(
             url=SecretStr(AMQP_URL),
+            secrets=[SecretStr(DEPLOYMENT_SECRET)],
             replica_id="gate",
             shards=2,
             prefix=prefix,

@@ -223,6 +223,26 @@ def test_lease_mode_is_the_default_with_amqp_two_replicas_one_disruption(
     assert settings.gateway.peer_url == (
         "http://{replica}.relay-exmail-relay-headless.mail.svc:8080"
     )
+    # One deployment, one shard space: the prefix is the release's own, and the
+    # deployment secret is generated into the chart's Secret (mounted as secret_file).
+    assert settings.sharding.prefix == "exmail.relay.relay"
+    (secret,) = settings.sharding.secret
+    assert len(secret.get_secret_value()) == 48
+    assert data["sharding-secret"] == secret.get_secret_value()
+    assert secret.get_secret_value() not in relay_toml(objects)
+    other = render(chart, {"amqp": amqp, "tenants": TENANTS})
+    other_secret = base64.b64decode(one(other, "Secret")["data"]["sharding-secret"]).decode()
+    assert other_secret != secret.get_secret_value(), "random per install (kept by lookup)"
+    given = render(
+        chart,
+        {"amqp": amqp, "sharding": {"secret": "given-secret-0123456789", "prefix": "acme.mail"}},
+    )
+    assert 'prefix = "acme.mail"' in relay_toml(given)
+    given_data = one(given, "Secret")["data"]
+    assert base64.b64decode(given_data["sharding-secret"]) == b"given-secret-0123456789"
+    mounted = render(chart, {"amqp": amqp, "secrets": {"existingSecret": "mine"}})
+    assert "Secret" not in kinds(mounted)
+    assert 'secret_file = "/var/run/secrets/exmail-relay/sharding-secret"' in relay_toml(mounted)
 
     scaled = render(chart, {"amqp": amqp, "replicas": 3, "sharding": {"shards": 32}})
     assert one(scaled, "StatefulSet")["spec"]["replicas"] == 3
@@ -481,6 +501,8 @@ def test_network_policy(chart: Any) -> None:
         ({"sharding": {"count": "three"}}, "/sharding/count"),
         ({"sharding": {"count": 0}}, "/sharding/count"),
         ({"sharding": {"mode": "raft"}}, "/sharding/mode"),
+        ({"sharding": {"secret": "too-short"}}, "/sharding/secret"),
+        ({"sharding": {"prefix": "has space"}}, "/sharding/prefix"),
         ({"replicas": 0}, "/replicas"),
         ({"tenants": [{"name": "Acme Corp", "client_id": "admin@x.example"}]}, "/tenants/0/name"),
         ({"tenants": [{"name": "acme"}]}, "client_id"),

@@ -144,16 +144,20 @@ DESCRIPTIONS: dict[str, str] = {
     "host name.",
     "sharding.shards": "Lease mode: number of shards, a tenant belongs to shard "
     "`crc32(name) % shards`. Set once, the same on every replica; never change it.",
-    "sharding.replica_id": "Lease mode: this replica's name among the others (unique); "
-    "unset: the host name.",
+    "sharding.replica_id": "Lease mode: this replica's name among the others (unique), a DNS "
+    "label (RFC 1123: `a-z`, `0-9`, inner `-`, at most 63 characters; peers build "
+    "`[gateway] peer_url` from it); unset: the host name, which must then be one.",
     "sharding.heartbeat": "Lease mode: heartbeat of the lease connection in seconds; a dead "
     "replica's shards move after about 3 heartbeats (a clean death: about 1 s).",
     "sharding.prefix": "Lease mode: prefix of the broker names (`<prefix>.lease.<n>`, "
-    "`<prefix>.presence`, `<prefix>.member.<id>`); the same on every replica.",
-    "sharding.secret": "Lease mode: the deployment secret (16+ characters) that signs "
-    "presence and checkpoint messages on the broker, the same on every replica. Several "
-    "during a rotation: the first signs, any verifies.",
-    "sharding.secret_file": "A file holding `secret`, one per line (a mounted Secret).",
+    "`<prefix>.presence`, `<prefix>.member.<id>`); the same on every replica, and its own "
+    "for every deployment on a vhost (the Helm chart derives it from the release name).",
+    "sharding.secret": "Lease mode (required there): the deployment secret, at least 16 "
+    "characters, the same on every replica; it signs presence and checkpoint messages "
+    "(HMAC-SHA256), and unsigned or badly signed ones are dropped. A list while rotating: "
+    "the first signs, any verifies. Generate one with `openssl rand -base64 32`.",
+    "sharding.secret_file": "File holding the deployment secret(s), one per line (a mounted "
+    "Secret; the Helm chart generates one).",
     "shutdown.timeout": "How long in-flight deliveries may drain on SIGTERM; keep it below "
     "the pod's termination grace period.",
     "clients.name": "Client name: in metrics (`client` label), audit lines and the status page.",

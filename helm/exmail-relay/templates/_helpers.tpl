@@ -90,6 +90,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 mode = "lease"
 shards = {{ int .Values.sharding.shards }}
 heartbeat = {{ int .Values.sharding.heartbeat }}
+prefix = {{ include "exmail-relay.prefix" . | toJson }}
+secret_file = {{ printf "%s/sharding-secret" (include "exmail-relay.secretDir" .) | toJson }}
 release_after = {{ include "exmail-relay.tomlValue" (.Values.sharding.releaseAfter | default "30s") }}
 {{- else }}
 mode = "static"
@@ -160,6 +162,51 @@ link_secret_file = {{ printf "%s/client-%s-link-secret" $dir .name | toJson }}
 {{- if .Values.amqp.enabled }}
 amqp-url: {{ required "amqp.url is required when amqp.enabled (or set secrets.existingSecret)" .Values.amqp.url | b64enc | quote }}
 {{- end }}
+{{- if eq (include "exmail-relay.leaseMode" .) "true" }}
+sharding-secret: {{ include "exmail-relay.shardingSecret" . | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Lease mode's deployment secret (signs the replicas' presence and checkpoint messages):
+sharding.secret when given; else the one this release's Secret already holds (lookup,
+so an upgrade keeps it: replicas of one deployment must share it); else a new random one.
+*/}}
+{{- define "exmail-relay.shardingSecret" -}}
+{{- if .Values.sharding.secret -}}
+{{- .Values.sharding.secret -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "exmail-relay.fullname" .) -}}
+{{- $data := (get ($existing | default dict) "data") | default dict -}}
+{{- if hasKey $data "sharding-secret" -}}
+{{- get $data "sharding-secret" | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 48 -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Lease mode's broker prefix: sharding.prefix when given; else the one this release's
+ConfigMap already uses (an upgrade keeps its leases and checkpoints; a release from
+before the chart set a prefix used "exmail.relay"); else "exmail.relay.<release>", so
+two releases on one vhost never share shards.
+*/}}
+{{- define "exmail-relay.prefix" -}}
+{{- if .Values.sharding.prefix -}}
+{{- .Values.sharding.prefix -}}
+{{- else -}}
+{{- $existing := lookup "v1" "ConfigMap" .Release.Namespace (include "exmail-relay.fullname" .) -}}
+{{- $toml := (get ((get ($existing | default dict) "data") | default dict) "relay.toml") | default "" -}}
+{{- $line := regexFind "(?m)^prefix = \"[^\"]+\"" $toml -}}
+{{- if $line -}}
+{{- $line | trimPrefix "prefix = " | trimAll "\"" -}}
+{{- else if contains "mode = \"lease\"" $toml -}}
+exmail.relay
+{{- else -}}
+{{- printf "exmail.relay.%s" .Release.Name -}}
+{{- end -}}
+{{- end -}}
 {{- end }}
 
 {{- define "exmail-relay.httpPort" -}}
