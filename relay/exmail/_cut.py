@@ -103,11 +103,18 @@ class StringCutter:
                 self._in_string, self._kept, self._cutting = True, 0, False
                 continue
             match = _SPECIAL.search(data, pos)
-            stop = end if match is None else match.start()
+            if match is None:
+                # A character split between this chunk and the next waits for the
+                # rest, so a cut never lands inside it.
+                tail = data[pos:]
+                whole = _utf8_safe(tail)
+                self._carry = tail[len(whole) :]
+                if whole:
+                    self._keep(whole)
+                return
+            stop = match.start()
             if stop > pos:
                 self._keep(data[pos:stop])
-            if match is None:
-                return
             if data[stop] == 0x22:  # the closing quote
                 if self._cutting:
                     out += CUT_MARK_BYTES

@@ -5,18 +5,24 @@ when it is built, so an invalid request raises
 :class:`~relay.exmail._exceptions.InvalidRequest` before anything is sent. ``params()``
 renders the documented parameter spellings, lists as repeated parameters
 (``Slave=a&Slave=b``), in the order the documents list them.
+
+The fields' types carry the same limits as JSON Schema keywords (the patterns and bounds
+of :mod:`relay.exmail._validation`, ``additionalProperties: false``, ``party/sync``'s
+``SrcPath`` required for MOD), so the gateway's OpenAPI document, built from these
+models, refuses exactly what the checks refuse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from relay.exmail import _validation as v
 from relay.exmail._exceptions import InvalidRequest
 from relay.exmail._models import Gender, GroupStatus, OpenType, SyncAction
+from relay.exmail._validation import EmailAddress, NotBlank, PartyPath, PartyPathOrRoot
 
 __all__ = [
     "GroupAddRequest",
@@ -31,7 +37,7 @@ Params = list[tuple[str, str]]
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
 
     def params(self) -> Params:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
@@ -41,17 +47,17 @@ class UserSyncRequest(_Request):
     """``user/sync``: add (2), modify (3) or delete (1) an account."""
 
     action: SyncAction
-    alias: str
+    alias: EmailAddress
     name: str | None = None
-    gender: Gender | None = None
+    gender: Literal[Gender.MALE, Gender.FEMALE] | None = None
     position: str | None = None
     tel: str | None = None
     mobile: str | None = None
     ext_id: str | None = None
     password: SecretStr | None = None
     md5: bool | None = None
-    party_paths: tuple[str, ...] | None = None
-    slaves: tuple[str, ...] | None = None
+    party_paths: tuple[PartyPathOrRoot, ...] | None = None
+    slaves: Annotated[tuple[EmailAddress, ...], Field(max_length=v.MAX_SLAVES)] | None = None
     open_type: OpenType | None = None
 
     @model_validator(mode="before")
@@ -97,9 +103,16 @@ class UserSyncRequest(_Request):
 class PartySyncRequest(_Request):
     """``party/sync``: DEL/ADD take ``DstPath`` only; MOD moves ``SrcPath`` to ``DstPath``."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"action": {"const": 3}}, "required": ["action"]},
+            "then": {"required": ["src_path"], "properties": {"src_path": {"type": "string"}}},
+        }
+    )
+
     action: SyncAction
-    src_path: str | None = None
-    dst_path: str
+    src_path: PartyPath | None = Field(default=None, description="required for MOD (3)")
+    dst_path: PartyPath
 
     @model_validator(mode="before")
     @classmethod
@@ -111,13 +124,13 @@ class PartySyncRequest(_Request):
         if data.get("dst_path") is None:
             raise InvalidRequest("party/sync needs DstPath")
         data["dst_path"] = v.check_party_path("DstPath", str(data["dst_path"]), allow_root=False)
-        if action is SyncAction.MODIFY:
-            if data.get("src_path") is None:
-                raise InvalidRequest("party/sync MOD needs both SrcPath and DstPath")
+        if data.get("src_path") is not None:  # checked even where it is not used
             data["src_path"] = v.check_party_path(
                 "SrcPath", str(data["src_path"]), allow_root=False
             )
-        else:
+        if action is SyncAction.MODIFY and data.get("src_path") is None:
+            raise InvalidRequest("party/sync MOD needs both SrcPath and DstPath")
+        if action is not SyncAction.MODIFY:
             data["src_path"] = None
         return data
 
@@ -132,10 +145,10 @@ class PartySyncRequest(_Request):
 class GroupAddRequest(_Request):
     """``group/add``: ``group_admin`` is the group's own (not yet existing) address."""
 
-    name: str
-    admin: str
+    name: NotBlank
+    admin: EmailAddress
     status: GroupStatus
-    members: tuple[str, ...]
+    members: tuple[EmailAddress, ...]
 
     @model_validator(mode="before")
     @classmethod
@@ -143,8 +156,7 @@ class GroupAddRequest(_Request):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        if not str(data.get("name", "")).strip():
-            raise InvalidRequest("group_name must not be empty")
+        v.check_not_blank("group_name", str(data.get("name", "")))
         data["admin"] = v.check_email("group_admin", str(data.get("admin", "")))
         data["status"] = v.check_group_status(str(data.get("status", "")))
         data["members"] = v.check_emails("members", _as_list(data.get("members", ()), "members"))
@@ -162,8 +174,8 @@ class GroupAddRequest(_Request):
 class GroupMembersRequest(_Request):
     """``group/addmember`` and ``group/deletemember``."""
 
-    alias: str
-    members: tuple[str, ...]
+    alias: EmailAddress
+    members: Annotated[tuple[EmailAddress, ...], Field(min_length=1)]
 
     @model_validator(mode="before")
     @classmethod
@@ -185,8 +197,8 @@ class GroupMembersRequest(_Request):
 class GroupAllowListRequest(_Request):
     """``group/addallowlist`` and ``group/delallowlist`` (v1.4): a comma-separated list."""
 
-    alias: str
-    allow_list: tuple[str, ...]
+    alias: EmailAddress
+    allow_list: Annotated[tuple[EmailAddress, ...], Field(min_length=1)]
 
     @model_validator(mode="before")
     @classmethod
@@ -196,8 +208,13 @@ class GroupAllowListRequest(_Request):
         data = dict(data)
         data["alias"] = v.check_email("group_alias", str(data.get("alias", "")))
         raw = data.get("allow_list", ())
-        items = raw.split(",") if isinstance(raw, str) else _as_list(raw, "allow_list")
-        allow = v.check_emails("allow_list", [i for i in items if i.strip()])
+        # The protocol's spelling, one comma-separated string, may end in a stray comma.
+        items = (
+            [i.strip() for i in raw.split(",") if i.strip()]
+            if isinstance(raw, str)
+            else _as_list(raw, "allow_list")
+        )
+        allow = v.check_emails("allow_list", items)
         if not allow:
             raise InvalidRequest("allow_list must name at least one address")
         data["allow_list"] = allow

@@ -4,6 +4,11 @@ The handlers build their answers from these models and :mod:`relay.gateway.opena
 describes the routes with their JSON Schemas (``model_json_schema``), so the document
 and the answers cannot drift apart. Upstream answers (``user/get``, ``openapi/...``) are
 the client's own models (:mod:`relay.exmail`) or the upstream JSON as is.
+
+The request bodies state every limit the gateway enforces: addresses and department
+paths carry the client's patterns and lengths (:mod:`relay.exmail.validation`), and a
+body that refuses unknown keys says so (``additionalProperties: false``). The SSO and
+refresh bodies ignore keys they do not know, so they leave ``additionalProperties`` open.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from relay.exmail import validation as v
 
 __all__ = [
     "AliasBody",
@@ -30,6 +37,12 @@ __all__ = [
 
 class _Body(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class _Strict(_Body):
+    """A body whose unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class TenantState(_Body):
@@ -56,9 +69,9 @@ class UnreadAnswer(_Body):
 
 
 class SsoBody(_Body):
-    """``POST .../sso``: whose mailbox to log into."""
+    """``POST .../sso``: whose mailbox to log into (other keys are ignored)."""
 
-    email: str
+    email: v.EmailAddress
 
 
 class SsoUrl(_Body):
@@ -74,9 +87,10 @@ class TokenAnswer(_Body):
 
 
 class RefreshBody(_Body):
-    """``POST .../token/refresh``: the token Exmail refused (compare-and-swap)."""
+    """``POST .../token/refresh``: the token Exmail refused (compare-and-swap; other keys
+    are ignored)."""
 
-    stale: str
+    stale: str = Field(min_length=1)
 
 
 class ProblemBody(_Body):
@@ -95,25 +109,25 @@ class ProblemBody(_Body):
     )
 
 
-class AliasBody(_Body):
+class AliasBody(_Strict):
     """One account (``Alias``)."""
 
-    alias: str
+    alias: v.EmailAddress
 
 
-class VerBody(_Body):
+class VerBody(_Strict):
     """``user/list``: changes since version ``ver`` (0: everything)."""
 
     ver: int = Field(ge=0)
 
 
-class CheckBody(_Body):
+class CheckBody(_Strict):
     """``user/check``: 1 to 20 addresses (a JSON array, or ``email`` repeated in a form)."""
 
-    email: list[str]
+    email: list[v.EmailAddress] = Field(min_length=1, max_length=v.MAX_CHECK_EMAILS)
 
 
-class PartyBody(_Body):
-    """A department path (empty or absent: the root)."""
+class PartyBody(_Strict):
+    """A department path (empty, ``/`` or absent: the root)."""
 
-    party_path: str | None = None
+    party_path: v.PartyPathOrRoot | None = None

@@ -25,10 +25,8 @@ from pydantic.json_schema import models_json_schema
 
 from relay import __version__
 from relay.exmail import User
+from relay.exmail import validation as v
 from relay.gateway.bodies import (
-    AliasBody,
-    CheckBody,
-    PartyBody,
     ProblemBody,
     RefreshBody,
     SsoBody,
@@ -36,32 +34,30 @@ from relay.gateway.bodies import (
     TenantList,
     TokenAnswer,
     UnreadAnswer,
-    VerBody,
 )
-from relay.gateway.operations import OPERATIONS, WRITE_MODELS
+from relay.gateway.operations import OPERATIONS
 
 __all__ = ["docs_page", "openapi_document"]
 
-_READ_BODIES: dict[str, type[BaseModel]] = {
-    "user/get": AliasBody,
-    "user/list": VerBody,
-    "user/check": CheckBody,
-    "mail/newcount": AliasBody,
-    "mail/authkey": AliasBody,
-    "party/list": PartyBody,
-    "partyuser/list": PartyBody,
-    "user/openwxtoken": AliasBody,
-    "user/closewxtoken": AliasBody,
-}
 _REF = "#/components/schemas/{model}"
 _PROBLEM = "application/problem+json"
-_TENANT = ("tenant", "path", "the relay's tenant name ([[tenants]] name)")
-_EMAIL = ("email", "path", "the user's address")
+_Param = tuple[str, str, str, dict[str, Any]]
+"""name, where (path/query), description, JSON Schema."""
+_EMAIL_SCHEMA = {"type": "string", "pattern": v.EMAIL_PATTERN, "maxLength": v.MAX_EMAIL_CHARS}
+_TENANT: _Param = (
+    "tenant", "path", "the relay's tenant name ([[tenants]] name)", {"type": "string"},
+)  # fmt: skip
+_EMAIL: _Param = ("email", "path", "the user's address", _EMAIL_SCHEMA)
+_MAX_AGE: _Param = (
+    "max_age", "query", "seconds a held count may be old (60)", {"type": "number", "minimum": 0},
+)  # fmt: skip
 _STATUS_TEXT = {
     200: "OK", 302: "Redirect to the login page",
     400: "Invalid request, or a body cut short of its Content-Length",
     401: "No or unknown key", 403: "Missing scope or tenant not allowed",
     404: "Unknown tenant, user or operation",
+    409: "Exmail refused a valid request (its state or its own rules: an address in use, "
+         "a domain it does not serve, ...; errcode says which)",
     413: "Body over [gateway] max_body_bytes (declared or counted; forwarded calls too)",
     415: "Unsupported media type", 421: "Tenant owned by another replica (no peer_url)",
     429: "Rate limited (Retry-After)", 502: "Upstream or peer failed",
@@ -71,7 +67,7 @@ _STATUS_TEXT = {
 # 413: every authenticated call may be forwarded to the owning replica, and a forwarded
 # request's body is read (whole, bounded) whatever the method.
 # 400: a body cut short of its Content-Length (read before forwarding, too).
-_AUTHED_ERRORS = (400, 401, 403, 404, 413, 421, 429, 502, 503, 504, 508)
+_AUTHED_ERRORS = (400, 401, 403, 404, 409, 413, 421, 429, 502, 503, 504, 508)
 
 
 @dataclass(frozen=True)
@@ -81,7 +77,7 @@ class _Route:
     operation_id: str
     summary: str
     scopes: tuple[str, ...]
-    params: tuple[tuple[str, str, str], ...] = ()
+    params: tuple[_Param, ...] = ()
     body: type[BaseModel] | None = None
     answer: type[BaseModel] | None = None
     errors: tuple[int, ...] = _AUTHED_ERRORS
@@ -103,7 +99,7 @@ def _routes() -> list[_Route]:
         _Route("get", tenant_routes + "/users/{email}/unread", "getUnread",
                "The user's unread count: from listen when younger than max_age, else "
                "mail/newcount", ("read",),
-               (_TENANT, _EMAIL, ("max_age", "query", "seconds a held count may be old (60)")),
+               (_TENANT, _EMAIL, _MAX_AGE),
                answer=UnreadAnswer, errors=_AUTHED_ERRORS),
         _Route("post", tenant_routes + "/sso", "postSso", "A one-click login URL for a mailbox",
                ("sso",), (_TENANT,), SsoBody, SsoUrl, (415, *_AUTHED_ERRORS),
@@ -122,7 +118,6 @@ def _routes() -> list[_Route]:
                public=True, content_type="text/html"),
     ]  # fmt: skip
     for name, operation in OPERATIONS.items():
-        model = WRITE_MODELS.get(name) or _READ_BODIES[name]
         routes.append(
             _Route(
                 "post",
@@ -132,7 +127,7 @@ def _routes() -> list[_Route]:
                 "answer is the upstream JSON",
                 (operation.scope,),
                 (_TENANT,),
-                model,
+                operation.body,
                 None,
                 (415, *_AUTHED_ERRORS),
                 form=True,
@@ -166,6 +161,24 @@ def _example(schema: dict[str, Any], defs: dict[str, Any], name: str = "") -> An
     if "alias" in lowered or "email" in lowered or lowered in ("admin", "slaves"):
         return "alice@example.com"
     return name or "string"
+
+
+def _form_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` as a urlencoded form can carry it: a form has no ``null``, so an
+    optional key is left out instead (its ``null`` branch and default dropped)."""
+    out: dict[str, Any] = json.loads(json.dumps(schema))
+    for prop in out.get("properties", {}).values():
+        branches = prop.get("anyOf")
+        if branches and {"type": "null"} in branches:
+            kept = [b for b in branches if b != {"type": "null"}]
+            del prop["anyOf"]
+            if len(kept) == 1:
+                prop.update(kept[0])
+            else:
+                prop["anyOf"] = kept
+            if prop.get("default", "") is None:
+                del prop["default"]
+    return out
 
 
 @functools.cache
@@ -207,9 +220,9 @@ def _document_text() -> str:
                     "in": where,
                     "required": where == "path",
                     "description": text,
-                    "schema": {"type": "number" if pname == "max_age" else "string"},
+                    "schema": schema,
                 }
-                for pname, where, text in route.params
+                for pname, where, text, schema in route.params
             ],
         }
         if route.body is not None:
@@ -219,8 +232,13 @@ def _document_text() -> str:
             )
             content["application/json"]["example"] = example
             if route.form:
-                content["application/x-www-form-urlencoded"] = {"schema": ref(route.body)}
-            op["requestBody"] = {"required": True, "content": content}
+                name = ref(route.body)["$ref"].rsplit("/", 1)[1]
+                schemas.setdefault(name + "Form", _form_schema(schemas[name]))
+                form_ref = {"$ref": _REF.format(model=name + "Form")}
+                content["application/x-www-form-urlencoded"] = {"schema": form_ref}
+            # A body with no required key may be left out (party/list: the root).
+            required = bool(route.body.model_json_schema().get("required"))
+            op["requestBody"] = {"required": required, "content": content}
         answer_schema = ref(route.answer) if route.answer is not None else {"type": "object"}
         if route.content_type != "application/json":
             answer_schema = {"type": "string"}
@@ -239,7 +257,8 @@ def _document_text() -> str:
             "title": "exmail-relay API gateway",
             "version": __version__,
             "description": "Exmail through the relay, the one owner of each tenant's access "
-            "token. See docs/gateway.md.",
+            "token. See docs/gateway.md. A method not listed for a path is answered 405 "
+            "with an Allow header (before authentication); a path not listed is 404.",
         },
         "paths": paths,
         "components": {
@@ -276,9 +295,9 @@ def _sso_link_operation() -> dict[str, Any]:
                 "in": "path",
                 "required": True,
                 "description": d,
-                "schema": {"type": "string"},
+                "schema": schema,
             }
-            for n, _, d in (_TENANT, _EMAIL)
+            for n, _, d, schema in (_TENANT, _EMAIL)
         ]
         + [
             {

@@ -10,11 +10,16 @@ names, error codes and the client's own input: never a key, a token or an authke
 |---|---|
 | :class:`~relay.exmail.InvalidRequest` (a documented limit; nothing sent) | 400 |
 | :class:`~relay.exmail.NotFound` (1310, 1400, ``*_not_found``) | 404 |
-| other :class:`~relay.exmail.ApiError` (Exmail refused the parameters) | 400 |
+| other :class:`~relay.exmail.ApiError` (Exmail refused a request the gateway found valid) | 409 |
 | :class:`~relay.exmail.TemporarilyUnavailable` (1002), HTTP 5xx/429 | 503 + Retry-After |
 | :class:`~relay.exmail.ExmailTimeout` | 504 |
 | invalid token after the one refresh, refused credentials | 502 |
 | network fault, malformed or too large answer, other HTTP status | 502 |
+
+400 always means "the request breaks the OpenAPI document"; a request the document allows
+that Exmail still refuses (an address in use, a domain Exmail does not serve for the
+tenant, a department not empty) is 409: the conflict is with Exmail's state or rules,
+which the relay cannot see before it asks.
 """
 
 from __future__ import annotations
@@ -121,7 +126,7 @@ def from_exmail_error(exc: ExmailError) -> Problem:
         )
     if isinstance(exc, ApiError):
         return Problem(
-            400, "upstream-refused", "Exmail refused the request", detail, errcode=errcode
+            409, "upstream-refused", "Exmail refused the request", detail, errcode=errcode
         )
     if isinstance(exc, ExmailTimeout):
         return Problem(504, "upstream-timeout", "Exmail did not answer in time", detail)

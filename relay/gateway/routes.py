@@ -15,6 +15,10 @@ metrics and audit line.
 A tenant another replica owns (``[sharding] count > 1``) is forwarded to its owner or
 answered 421 (:mod:`relay.gateway.forwarding`).
 
+A method a path does not offer is ``405`` with ``Allow`` (problem+json, before
+authentication: the OpenAPI document is public anyway); a path the gateway does not
+have is ``404`` after authentication.
+
 One middleware does, in order: find the client (401 + ``WWW-Authenticate``), take a
 token from its bucket (429 + ``Retry-After``), run the handler, turn any
 :class:`~relay.gateway.problems.Problem` or Exmail error into ``problem+json``, then
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,12 +45,13 @@ from aiohttp import web
 
 from relay.core.links import DEFAULT_MAX_TTL, SeenLinks
 from relay.exmail import ExmailClient, ExmailError, InvalidRequest, TokenCache
+from relay.exmail import validation as v
 from relay.gateway.bodies import SsoUrl, TenantList, TenantState, UnreadAnswer
 from relay.gateway.clients import ApiClient, ClientRegistry
 from relay.gateway.forwarding import Forwarder, Misdirected, OwnerLookup, forward_or_refuse
 from relay.gateway.limits import TenantGate, TokenBucket, retry_after
 from relay.gateway.openapi import docs_page, openapi_document
-from relay.gateway.operations import OPERATIONS, Values, params_for
+from relay.gateway.operations import OPERATIONS, Operation, Values, json_values, params_for
 from relay.gateway.problems import Problem, from_exmail_error
 from relay.gateway.request_body import parse_json, read_body
 from relay.gateway.tokens import token_routes
@@ -160,17 +166,22 @@ def _json(data: object, status: int = 200) -> web.Response:
     )
 
 
-async def _body(request: web.Request) -> Values:
+async def _body(request: web.Request, operation: Operation | None = None) -> Values:
     """The request body as key -> value (or list), JSON or a urlencoded form: read whole
-    and bounded (:mod:`~relay.gateway.request_body`), or a problem."""
+    and bounded (:mod:`~relay.gateway.request_body`), or a problem. A JSON body for
+    ``operation`` is held to the JSON types of its schema (:func:`json_values`); without
+    one, only its string values are kept."""
     raw = await read_body(request, request.app[GATEWAY].max_body_bytes)
-    if not raw.strip():
+    if not raw:  # no body; whitespace alone is not JSON
         return {}
     if request.content_type == "application/json":
         data = parse_json(raw)
         if not isinstance(data, dict):
             raise InvalidRequest("the JSON body must be an object")
-        return {str(k): _plain(v, str(k)) for k, v in data.items()}
+        if operation is not None:
+            return json_values(operation, data)
+        # SSO: only its string keys matter (others are ignored, as its schema says).
+        return {key: value for key, value in data.items() if isinstance(value, str)}
     if request.content_type in ("application/x-www-form-urlencoded", "application/octet-stream"):
         try:
             pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=True)
@@ -189,20 +200,6 @@ async def _body(request: web.Request) -> Values:
 
 def _as_list(value: str | list[str]) -> list[str]:
     return value if isinstance(value, list) else [value]
-
-
-def _plain(value: Any, key: str) -> str | list[str]:
-    if isinstance(value, list):
-        return [_scalar(item, key) for item in value]
-    return _scalar(value, key)
-
-
-def _scalar(value: Any, key: str) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise InvalidRequest(f"{key} must be a string, a number or a list of them")
 
 
 # -- handlers --------------------------------------------------------------------------
@@ -234,17 +231,18 @@ def _unread(email: str, count: int, source: str, age: float) -> dict[str, Any]:
     return answer.model_dump(mode="json")
 
 
+# A JSON number, as the document's ``type: number`` means (not Python's "inf", "1_0").
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
 async def get_unread(request: web.Request) -> web.Response:
     tenant = _tenant(request, "read")
     gateway = request.app[GATEWAY]
-    email = request.match_info["email"].strip()
+    email = v.check_email("email", request.match_info["email"])
     raw = request.query.get("max_age", "60")
-    try:
-        max_age = float(raw)
-    except ValueError:
-        max_age = -1.0
-    if not max_age >= 0:  # also refuses NaN
-        raise InvalidRequest(f"max_age must be a number of seconds >= 0, got {raw!r}")
+    max_age = float(raw) if _NUMBER.fullmatch(raw) else -1.0  # 1e999 is inf: fine
+    if not max_age >= 0:
+        raise InvalidRequest(f"max_age must be a number of seconds >= 0, got {raw[:100]!r}")
     now = gateway.clock()
     held = gateway.unread.get(tenant.name, email)
     if held is not None and max(0.0, now - held.at) < max_age:
@@ -262,9 +260,9 @@ async def post_sso(request: web.Request) -> web.Response:
     tenant = _tenant(request, "sso")
     values = await _body(request)
     email = values.get("email")
-    if not isinstance(email, str) or not email.strip():
+    if not isinstance(email, str):
         raise InvalidRequest("the body must name one email")
-    request[_AUDIT_USER] = email.strip()
+    request[_AUDIT_USER] = v.check_email("email", email)
     async with tenant.gate.slot(tenant.name):
         url = await tenant.client.sso_login_url(email)
     answer = SsoUrl(url=url, expires_in=request.app[GATEWAY].sso_expires_in)
@@ -282,7 +280,7 @@ async def post_openapi(request: web.Request) -> web.Response:
         )
         raise Problem(404, "unknown-operation", "Unknown operation", detail)
     tenant = _tenant(request, operation.scope)
-    params = params_for(operation, await _body(request))
+    params = params_for(operation, await _body(request, operation))
     form: dict[str, str | list[str]] = {}
     for key, value in params:
         held = form.get(key)
@@ -320,6 +318,12 @@ def _token_cache(request: web.Request) -> TokenCache:
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if _route(request) in ("/v1/openapi.json", "/v1/docs"):
         return await handler(request)  # the API's description: public
+    refused = request.match_info.http_exception
+    if isinstance(refused, web.HTTPMethodNotAllowed):
+        # Which methods a path takes is in the public document: no key needed to learn it.
+        answer = _not_allowed(request, refused)
+        _report(request, None, answer.status, 0.0)
+        return answer
     gateway = request.app[GATEWAY]
     started = time.monotonic()
     client = gateway.clients.authenticate(request.headers.get("Authorization", ""))
@@ -341,8 +345,10 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             response = await handler(request)
         except ExmailError as exc:
             raise from_exmail_error(exc) from exc
-        except web.HTTPException as exc:  # the router's own 404 / 405
-            raise Problem(exc.status, "http-" + str(exc.status), exc.reason) from None
+        except web.HTTPNotFound:  # the router's own: no route has this path
+            raise Problem(
+                404, "no-route", "Not found", f"no route {request.method} {request.path}"
+            ) from None
         except Misdirected as exc:
             response = await forward_or_refuse(
                 request,
@@ -383,8 +389,12 @@ async def _gateway_off(request: web.Request) -> web.Response:
     ).response(instance=request.path)
 
 
-async def _no_route(request: web.Request) -> web.Response:
-    raise Problem(404, "no-route", "Not found", f"no route {request.method} {request.path}")
+def _not_allowed(request: web.Request, refused: web.HTTPMethodNotAllowed) -> web.Response:
+    allow = ", ".join(sorted(refused.allowed_methods))
+    return Problem(
+        405, "method-not-allowed", "Method not allowed",
+        f"{request.path} takes {allow}, not {request.method}", headers={"Allow": allow},
+    ).response(instance=request.path)  # fmt: skip
 
 
 def gateway_app(gateway: Gateway | None) -> web.Application:
@@ -410,6 +420,6 @@ def gateway_app(gateway: Gateway | None) -> web.Application:
     )
     app.router.add_get("/openapi.json", get_openapi, allow_head=False)
     app.router.add_get("/docs", get_docs, allow_head=False)
-    # Last: anything else under /v1/ is a problem+json 404 too (after authentication).
-    app.router.add_route("*", "/{tail:.*}", _no_route)
+    # No catch-all: the router's 405 (a known path, another method) and 404 reach the
+    # middleware, which answers them as problem+json.
     return app

@@ -139,3 +139,12 @@ def test_any_json_any_chunking_reads_back_with_only_long_strings_cut(
     _compare(got, _expected(doc, cap, ascii_only), doc)
     if count_whole == 0:
         assert got == doc
+
+
+def test_a_character_split_between_chunks_is_never_cut_in_half() -> None:
+    body = json.dumps({"s": "é" * 20}, ensure_ascii=False).encode()
+    whole, _ = cut(body, 17)
+    for size in range(1, 8):  # every way of splitting the two-byte characters
+        chunked, _ = cut(body, 17, [size] * (len(body) // size))
+        assert chunked == whole
+    assert json.loads(whole)["s"] == "é" * 8 + CUT_MARK

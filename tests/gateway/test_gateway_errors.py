@@ -33,7 +33,7 @@ USER_GET = "/openapi/user/get"
     [
         ({"kind": "errcode_1002"}, 503, "upstream-unavailable", "1002", "5"),
         ({"kind": "http_500"}, 503, "upstream-unavailable", None, "5"),
-        ({"kind": "api_error", "errcode": "1001"}, 400, "upstream-refused", "1001", None),
+        ({"kind": "api_error", "errcode": "1001"}, 409, "upstream-refused", "1001", None),
         ({"kind": "api_error", "errcode": "1310", "error": "user_not_found"}, 404,
          "upstream-not-found", "1310", None),
         ({"kind": "delay", "seconds": 3.0}, 504, "upstream-timeout", None, None),

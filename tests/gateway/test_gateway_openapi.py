@@ -106,3 +106,46 @@ async def test_every_route_that_reads_a_body_documents_its_413(
                 assert "413" in op["responses"], (method, path)
     problem = document["components"]["schemas"]["ProblemBody"]["properties"]
     assert "limit" in problem
+
+
+async def test_other_methods_are_405_with_allow_on_every_documented_path(
+    relay: Running, http: aiohttp.ClientSession
+) -> None:
+    """A method a documented path does not take is 405 + ``Allow`` (problem+json), also
+    without a key; ``TRACE`` was 404 before issue 19."""
+    document = await fetch_document(http, relay)
+    for template, methods in document["paths"].items():
+        path = template.replace("{tenant}", "acme").replace("{email}", "lina@example.com")
+        allowed = {m.upper() for m in methods}
+        for method in ("TRACE", "DELETE", "PUT", "PATCH", "POST", "GET"):
+            if method in allowed:
+                continue
+            async with http.request(method, f"{base(relay)}{path}") as resp:
+                assert resp.status == 405, (method, path)
+                listed = {m.strip() for m in resp.headers["Allow"].split(",")}
+                assert listed - {"HEAD"} == allowed, (method, path, listed)
+                if path.startswith("/v1/"):
+                    assert resp.content_type == "application/problem+json"
+                    body = await resp.json()
+                    assert body["type"].endswith(":method-not-allowed")
+
+
+async def test_every_enforced_limit_is_in_the_document(
+    relay: Running, http: aiohttp.ClientSession
+) -> None:
+    """The limits issue 19 found missing: the path's email, ``stale``, an empty alias."""
+    document = await fetch_document(http, relay)
+    user = document["paths"]["/v1/tenants/{tenant}/users/{email}"]["get"]
+    email = next(p for p in user["parameters"] if p["name"] == "email")["schema"]
+    assert email["maxLength"] == 254 and email["pattern"].startswith("^")
+    schemas = document["components"]["schemas"]
+    assert schemas["RefreshBody"]["properties"]["stale"]["minLength"] == 1
+    assert schemas["SsoBody"]["properties"]["email"]["pattern"] == email["pattern"]
+    assert schemas["AliasBody"]["additionalProperties"] is False
+    assert schemas["CheckBody"]["properties"]["email"]["maxItems"] == 20
+    form = document["paths"]["/v1/tenants/{tenant}/openapi/user/sync"]["post"]["requestBody"]
+    form_schema = form["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert form_schema == {"$ref": "#/components/schemas/UserSyncRequestForm"}
+    assert "anyOf" not in schemas["UserSyncRequestForm"]["properties"]["name"]
+    for status in ("400", "409", "413"):
+        assert status in user["responses"]

@@ -22,7 +22,7 @@ from relay.exmail import (
 )
 from relay.gateway.clients import ApiClient, ClientRegistry
 from relay.gateway.limits import TokenBucket, retry_after
-from relay.gateway.operations import OPERATIONS, params_for
+from relay.gateway.operations import OPERATIONS, json_values, params_for
 from relay.gateway.problems import from_exmail_error
 from relay.gateway.unread import UnreadCache
 
@@ -112,7 +112,7 @@ def test_openapi_parameters_take_both_spellings_and_the_clients_checks() -> None
     [
         (InvalidRequest("bad"), 400, None),
         (NotFound("1310", "user_not_found"), 404, "1310"),
-        (ApiError("1001", "invalid_parameter"), 400, "1001"),
+        (ApiError("1001", "invalid_parameter"), 409, "1001"),
         (TemporarilyUnavailable("1002", "temporarily_unavailable"), 503, "1002"),
         (ExmailTimeout("slow"), 504, None),
         (HTTPStatusError("x", status=500), 503, None),
@@ -135,3 +135,25 @@ def test_authentication_compares_every_key_and_hides_them() -> None:
     for header in ("", "Bearer ", "Bearer key-a-00000000000", "Basic key-a-000000000001"):
         assert registry.authenticate(header) is None
     assert "key-" not in repr(registry) + repr(a) + repr(b)
+
+
+def test_json_bodies_are_held_to_their_schema_types() -> None:
+    """A JSON body's values must have the JSON type its schema gives them: the form
+    reading (every value a string) never lets through what the document forbids."""
+    sync = OPERATIONS["user/sync"]
+    values = json_values(sync, {"action": 2.0, "alias": "a@example.com", "md5": True})
+    assert values == {"action": "2", "alias": "a@example.com", "md5": "1"}
+    assert json_values(sync, {"alias": "a@example.com", "name": None}) == {"alias": "a@example.com"}
+    for bad in (
+        {"name": 5},  # a number for a string
+        {"action": "2"},  # a string for an integer
+        {"action": 2.5},
+        {"slaves": "s@example.com"},  # a lone string for an array
+        {"slaves": [1]},
+        {"alias": None},  # required: null is not allowed
+        {"md5": "true"},
+    ):
+        with pytest.raises(InvalidRequest):
+            json_values(sync, {"alias": "a@example.com", **bad})
+    with pytest.raises(InvalidRequest):
+        json_values(OPERATIONS["user/check"], {"email": "a@example.com"})
