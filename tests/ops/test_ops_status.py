@@ -59,6 +59,7 @@ SHARDING_KEYS = [
     "last_error",
     "conflicts",
     "refused",
+    "unhealthy",
 ]
 HANDOFF_KEYS = ["shard", "kind", "reason", "at"]
 TENANT_KEYS = [
@@ -288,6 +289,7 @@ def test_to_json_is_the_documented_document() -> None:
             "last_error": None,
             "conflicts": [],
             "refused": {"unsigned": 2},
+            "unhealthy": None,
         },
     }
 
