@@ -269,10 +269,8 @@ class ShardingSettings(_Section):
     live. ``mode = "static"``: replica ``index`` of ``count`` runs the tenants of its
     fixed shard. Unset, the mode is ``lease`` when ``[amqp]`` is enabled, and ``static``
     otherwise or when ``count`` or ``index`` is set (a configuration from before leases
-    keeps its meaning): see :meth:`Settings.sharding_mode`.
-
-    ``index`` defaults to the ordinal at the end of the host name (``exmail-relay-2``
-    -> 2) when ``count`` > 1, which is what a StatefulSet pod gets.
+    keeps its meaning): see :meth:`Settings.sharding_mode`. ``index`` defaults to the
+    host name's ordinal (``exmail-relay-2`` -> 2) when ``count`` > 1 (a StatefulSet pod).
     """
 
     mode: Literal["static", "lease"] | None = None
@@ -282,6 +280,7 @@ class ShardingSettings(_Section):
     replica_id: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     heartbeat: int = Field(default=5, ge=1, le=60)
     prefix: str = Field(default="exmail.relay", min_length=1, max_length=100)
+    release_after: Duration = Field(default=30.0, gt=0, le=3600)  # unhealthy: shards go
     # The deployment secret that signs presence and checkpoint messages (lease mode):
     # several during a rotation (the first signs, any verifies), one per line in the file.
     secret: Annotated[list[SecretStr], BeforeValidator(_secret_list)] = Field(default_factory=list)
@@ -373,6 +372,7 @@ class GatewaySettings(_Section):
     queue_timeout: Duration = Field(default=2.0, ge=0, le=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     sso_expires_in: int = Field(default=300, ge=1, le=3600)
+    min_token_age: Duration = Field(default=60.0, ge=0, le=3600)  # borrowers' refresh bound
     peer_url: str | None = None
     """Where another replica answers: ``{index}`` is its ordinal (static mode, e.g.
     ``http://exmail-relay-{index}.exmail-relay:8080``), ``{replica}`` its replica id

@@ -31,7 +31,7 @@ from relay.core.backoff import Backoff
 from relay.core.delivery import DrainPolicy
 from relay.core.routing import Route, Router
 from relay.core.shards import shard_of
-from relay.exmail import ExmailClient
+from relay.exmail import ExmailClient, fence_trace
 from relay.gateway import ApiClient, ClientRegistry, Gateway, GatewayTenant, UnreadCache, UnreadFeed
 from relay.gateway.forwarding import Forwarder, OwnerLookup, lease_owner, static_owner
 from relay.gateway.limits import TenantGate
@@ -220,8 +220,11 @@ async def build_service(
             else None
         )
         # One shared HTTP session: no connection limit, since every tenant holds a poll.
+        # fence_trace: a fenced request asks the lease once more as it leaves.
         session = await stack.enter_async_context(
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), trace_configs=[fence_trace()]
+            )
         )
         # The API gateway (on with [[clients]] and [http]): its own session, so its calls
         # never wait for a connection the listeners need; the listeners' token caches.
@@ -230,18 +233,12 @@ async def build_service(
             log.warning("[[clients]] are configured but [http] is off: the API gateway is off")
         unread = UnreadCache()
         listener_observer: Observer = UnreadFeed(observer, unread) if gateway_on else observer
-        # Lease mode: every committed Ver also goes to the broker, where the next owner
-        # of the shard reads it before its first listen (docs/leases.md). The listeners
-        # take the publisher explicitly; static mode publishes nothing.
-        publisher: CheckpointPublisher = NoCheckpoints()
-        store: CheckpointStore | None = None
-        if leases is not None:
-            if checkpoints is None:
-                checkpoints = await stack.enter_async_context(
-                    _checkpoint_store(settings, leases, observer)
-                )
-            store = checkpoints
-            publisher = checkpoints
+        # Lease mode: every committed Ver also goes to the broker for the shard's next owner
+        # (docs/leases.md); the listeners take it explicitly. Static mode: nothing.
+        store = None if leases is None else checkpoints
+        if leases is not None and store is None:
+            store = await stack.enter_async_context(_checkpoint_store(settings, leases, observer))
+        publisher: CheckpointPublisher = store or NoCheckpoints()
         gateway_tenants: dict[str, GatewayTenant] = {}
         if gateway_on:
             g = settings.gateway
@@ -249,24 +246,24 @@ async def build_service(
                 aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(
                         limit=g.tenant_concurrency * max(1, len(tenants))
-                    )
+                    ),
+                    trace_configs=[fence_trace()],
                 )
             )
         clients: dict[str, tuple[TenantSettings, ExmailClient]] = {}
         for tenant in tenants:
             tenant_observer = observer.tenant(tenant.name)
+            # The emulator-only header, only where configured: never to Exmail by default.
+            replica = (
+                settings.sharding.resolved_replica_id(hostname) if tenant.replica_header else None
+            )
             client = client_for(
                 tenant,
                 session=session,
                 on_request=_upstream_observer(observer),
                 on_token=tenant_observer.token_fetched,
                 token_fence=None if leases is None else _fence(leases, tenant.name),
-                # The emulator-only header, only where configured: never to Exmail by default.
-                replica=(
-                    settings.sharding.resolved_replica_id(hostname)
-                    if tenant.replica_header
-                    else None
-                ),
+                replica=replica,
             )
             await stack.enter_async_context(client)
             if gateway_on:
@@ -276,6 +273,7 @@ async def build_service(
                     on_request=_upstream_observer(observer),
                     tokens=client.tokens,
                     read_retries=0,  # the caller retries, told so by 503 + Retry-After
+                    replica=replica,
                 )
                 gate = TenantGate(g.tenant_concurrency, queue_timeout=g.queue_timeout)
                 gateway_tenants[tenant.name] = GatewayTenant(tenant.name, gateway_client, gate)
@@ -326,7 +324,11 @@ async def build_service(
             retired_at=retired_at,
             runner=runner,
             sharding=sharding,
+            release_after=settings.sharding.release_after if leases is not None else None,
+            delivery_links=[p.sink.name for p in plans if isinstance(p.sink, AmqpSink)],
         )
+        if leases is not None:
+            leases.health = service.unfit  # an unhealthy replica lets its shards go
         gateway = None
         if gateway_on:
             gateway = Gateway(
@@ -340,6 +342,7 @@ async def build_service(
                 max_body_bytes=settings.gateway.max_body_bytes,
                 max_link_ttl=settings.gateway.max_link_ttl,
                 sso_expires_in=settings.gateway.sso_expires_in,
+                min_token_age=settings.gateway.min_token_age,
                 owner_of=_owner_lookup(settings, hostname, leases),
                 serves=_serves(leases),
                 forwarder=await _forwarder(stack, settings, hostname, leases),
@@ -456,8 +459,7 @@ def _lease_manager(settings: Settings, hostname: str | None, observer: Observer)
 def _checkpoint_store(
     settings: Settings, leases: LeaseManager, observer: Observer
 ) -> CheckpointStore:
-    """Lease mode's checkpoint store on ``[amqp] url``: signed with the deployment
-    secret (required in lease mode by the settings), one queue per shard."""
+    """Lease mode's checkpoint store on ``[amqp] url``, signed with the deployment secret."""
     sh = settings.sharding
     return CheckpointStore(
         url=settings.amqp.url,

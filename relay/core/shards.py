@@ -42,7 +42,7 @@ __all__ = [
 
 DEFAULT_SHARDS = 16
 
-ReleaseReason = Literal["balance", "shutdown", "connection_lost"]
+ReleaseReason = Literal["balance", "shutdown", "connection_lost", "unhealthy"]
 
 
 def shard_of(tenant: str, shards: int) -> int:

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from ._errors import ApiError, ControlError, EmulatorError, EmulatorSeedError
 from ._http import LISTENS, REPLICA_HEADER, ListenFormat
-from ._listenlog import Gap, Listen, ListenLog, Outcome, Overlap, TokenFetch
+from ._listenlog import Call, Gap, Listen, ListenLog, Outcome, Overlap, TokenFetch
 from ._seed import (
     CompanySeed,
     GroupSeed,
@@ -44,6 +44,7 @@ from ._state import ActionCodes, EmulatorState
 __all__ = [
     "REPLICA_HEADER",
     "ApiError",
+    "Call",
     "CompanySeed",
     "ControlError",
     "Emulator",
@@ -182,6 +183,10 @@ class Emulator:
         self, company: str | None = None, *, since: float | None = None
     ) -> list[TokenFetch]:
         return self.listen_log.token_fetches(self._admin(company), since=since)
+
+    def calls(self, company: str | None = None, *, since: float | None = None) -> list[Call]:
+        """OpenApi requests made with ``company``'s tokens (valid or not) since ``since``."""
+        return self.listen_log.calls(self._admin(company), since=since)
 
     async def start(self) -> None:
         runner = web.AppRunner(

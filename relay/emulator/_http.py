@@ -67,7 +67,7 @@ def peer_of(request: web.Request) -> str:
 
 
 def replica_of(request: web.Request) -> str:
-    """Who sent a listen: its ``X-Relay-Replica`` header (printable, capped), else the peer."""
+    """Who sent a request: its ``X-Relay-Replica`` header (printable, capped), else the peer."""
     name = request.headers.get(REPLICA_HEADER, "").strip()[:_MAX_REPLICA]
     if name and name.isprintable():
         return name

@@ -10,7 +10,10 @@ emulator; the log answers, per company (keyed by administrator account):
 - the **overlaps**: times when two listens of one company were open at once from
   different replicas or under different tokens;
 - the **gaps**: times when no listen of the company was open (a takeover's gap);
-- the **token fetches**: how many, and when.
+- the **token fetches**: how many, when, and by which replica;
+- the **calls**: every OpenApi request made with a token issued to the company (valid
+  or not: a call under a superseded token is still a call that left its replica), with
+  its operation and replica, so a test can prove a replica sent nothing for a tenant.
 
 No I/O: the server calls :meth:`ListenLog.opened` / :meth:`ListenLog.closed` /
 :meth:`ListenLog.token_issued`, and time comes from injectable clocks. Memory is
@@ -31,7 +34,7 @@ from typing import Any, Literal
 
 from . import _intervals
 
-__all__ = ["Gap", "Listen", "ListenLog", "Outcome", "Overlap", "TokenFetch"]
+__all__ = ["Call", "Gap", "Listen", "ListenLog", "Outcome", "Overlap", "TokenFetch"]
 
 Outcome = Literal["data", "keepalive", "token_rejected", "client_gone", "error"]
 """How a listen ended: answered with pushes or a version update (``data``), answered
@@ -134,11 +137,33 @@ class TokenFetch:
     generation: int
     at: float
     wall: float
+    replica: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "company": self.company,
             "generation": self.generation,
+            "at": self.at,
+            "wall": self.wall,
+            "replica": self.replica,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One OpenApi request that reached the server with a token of ``company``."""
+
+    company: str
+    operation: str
+    replica: str
+    at: float
+    wall: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "company": self.company,
+            "operation": self.operation,
+            "replica": self.replica,
             "at": self.at,
             "wall": self.wall,
         }
@@ -148,6 +173,7 @@ class TokenFetch:
 class _Tenant:
     listens: deque[Listen]
     fetches: deque[TokenFetch]
+    calls: deque[Call]
     fetch_count: int = 0
     horizon: float = float("-inf")
     open_ids: set[int] = field(default_factory=set)
@@ -179,7 +205,9 @@ class ListenLog:
     def _tenant(self, company: str) -> _Tenant:
         tenant = self._tenants.get(company)
         if tenant is None:
-            tenant = _Tenant(deque(maxlen=self.size), deque(maxlen=self.size))
+            tenant = _Tenant(
+                deque(maxlen=self.size), deque(maxlen=self.size), deque(maxlen=self.size)
+            )
             self._tenants[company] = tenant
         return tenant
 
@@ -206,10 +234,16 @@ class ListenLog:
             tenant.horizon = max(tenant.horizon, dropped.end)
         tenant.listens.append(done)
 
-    def token_issued(self, company: str, generation: int) -> None:
+    def token_issued(self, company: str, generation: int, *, replica: str = "") -> None:
         tenant = self._tenant(company)
         tenant.fetch_count += 1
-        tenant.fetches.append(TokenFetch(company, generation, self.clock(), self.wall()))
+        fetch = TokenFetch(company, generation, self.clock(), self.wall(), replica)
+        tenant.fetches.append(fetch)
+
+    def called(self, company: str, operation: str, *, replica: str) -> None:
+        """An OpenApi request with a token of ``company`` arrived now."""
+        call = Call(company, operation, replica, self.clock(), self.wall())
+        self._tenant(company).calls.append(call)
 
     def clear(self) -> None:
         """Forget finished listens and token fetches (open listens stay: they are open)."""
@@ -264,6 +298,15 @@ class ListenLog:
             if tenant is not None:
                 out += [f for f in tenant.fetches if since is None or f.at >= since]
         return sorted(out, key=lambda f: f.at)
+
+    def calls(self, company: str | None = None, *, since: float | None = None) -> list[Call]:
+        """OpenApi requests made with ``company``'s tokens at or after ``since``."""
+        out: list[Call] = []
+        for name in self._names(company):
+            tenant = self._tenants.get(name)
+            if tenant is not None:
+                out += [c for c in tenant.calls if since is None or c.at >= since]
+        return sorted(out, key=lambda c: c.at)
 
     def overlaps(self, company: str | None = None, *, since: float | None = None) -> list[Overlap]:
         """Times two listens of one company were open at once from different replicas or

@@ -352,7 +352,9 @@ async def token(request: web.Request) -> web.Response:
     except ApiError as exc:
         return _error(exc)
     company = state.authenticate(access_token)
-    request.app[LISTENS].token_issued(company.admin, company.token_generation)
+    request.app[LISTENS].token_issued(
+        company.admin, company.token_generation, replica=replica_of(request)
+    )
     return json_response(
         {
             "access_token": access_token,
@@ -442,6 +444,13 @@ async def faults_middleware(
     if path.startswith("/_emulator/"):
         return await handler(request)
     request.app[COUNTERS][_counter_key(path)] += 1
+    if path.startswith("/openapi/"):
+        # Logged before it is judged or faulted: a refused call still left its sender.
+        # The header's token only: reading the form here would consume the body.
+        owner = request.app[STATE].token_owner(bearer_token(request, Params({})))
+        if owner is not None:
+            operation = path.removeprefix("/openapi/").strip("/").lower()
+            request.app[LISTENS].called(owner, operation, replica=replica_of(request))
     fault = request.app[FAULTS].take(path)
     if fault is None:
         return await handler(request)

@@ -22,6 +22,7 @@ account (its latest action).
 from __future__ import annotations
 
 import bisect
+import collections
 import secrets
 import time
 from collections import deque
@@ -41,6 +42,8 @@ from ._errors import (
 )
 from ._model import Account, Action, Company, Group, Push
 from ._seed import CompanySeed, Seed, demo_seed, normalize_email
+
+_ISSUED_KEPT = 100_000
 
 __all__ = ["ACTION_CODES", "ActionCodes", "EmulatorState", "LoginRefused", "api_error_status"]
 
@@ -97,6 +100,9 @@ class EmulatorState:
         self.companies: dict[str, Company] = {}
         self._by_domain: dict[str, Company] = {}
         self._by_token: dict[str, Company] = {}
+        # Every token issued -> its admin, revoked ones too (bounded): the request log
+        # attributes a call made with a superseded token to its company.
+        self._issued: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._tickets: dict[str, _Ticket] = {}
         self._mail_seq = 0
         self.reset()
@@ -111,6 +117,7 @@ class EmulatorState:
         self.companies.clear()
         self._by_domain.clear()
         self._by_token.clear()
+        self._issued.clear()
         self._tickets.clear()
         if not empty:
             for company in self.seed.companies:
@@ -173,7 +180,14 @@ class EmulatorState:
         company.token_generation += 1
         company.token_expires = self.clock() + self.token_ttl
         self._by_token[token] = company
+        self._issued[token] = company.admin
+        if len(self._issued) > _ISSUED_KEPT:
+            self._issued.popitem(last=False)
         return token
+
+    def token_owner(self, token: str | None) -> str | None:
+        """The admin a token was issued to, valid or not (``None``: never issued here)."""
+        return self._issued.get(token) if token else None
 
     def authenticate(self, token: str | None) -> Company:
         company = self._by_token.get(token) if token else None

@@ -33,6 +33,7 @@ from relay.exmail._exceptions import (
     TransportError,
     is_transient,
 )
+from relay.exmail._fence import fence_trace
 from relay.exmail._listen import (
     KeepAlive,
     ListenError,
@@ -125,6 +126,7 @@ __all__ = [
     "UserListEntry",
     "UserSyncRequest",
     "VersionUpdate",
+    "fence_trace",
     "is_transient",
     "parse_listen",
     "validation",

@@ -50,9 +50,11 @@ from relay.exmail._exceptions import (
     MalformedResponse,
     NetworkError,
     ResponseTooLarge,
+    TokenFenced,
     describe_network_error,
     is_transient,
 )
+from relay.exmail._fence import fence_trace, post_options
 from relay.exmail._listen import ListenMessage
 from relay.exmail._models import (
     ActionCodes,
@@ -128,7 +130,7 @@ class ExmailClient:
         on_token: OnToken | None = None,
         tokens: TokenCache | None = None,
         token_fence: Callable[[], bool] | None = None,
-        replica: str | None = None,  # sent as X-Relay-Replica on listen (emulator's log)
+        replica: str | None = None,  # sent as X-Relay-Replica (the emulator's request log)
     ) -> None:
         if auth_method not in ("form", "basic"):
             raise ValueError(f"auth_method must be 'form' or 'basic', got {auth_method!r}")
@@ -158,6 +160,7 @@ class ExmailClient:
         self._session = session
         self._owns_session = session is None
         self._tokens = tokens or TokenCache(self._fetch_token, on_token=on_token, fence=token_fence)
+        self._post_options = post_options(self._tokens, session)  # the fence goes along
 
     def __repr__(self) -> str:
         return f"ExmailClient(client_id={self.client_id!r}, api_url={self.api_url!r})"
@@ -182,7 +185,7 @@ class ExmailClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(trace_configs=[fence_trace()])
             self._owns_session = True
         return self._session
 
@@ -225,14 +228,14 @@ class ExmailClient:
         # Encoded here rather than handed to aiohttp as a form: aiohttp builds a
         # multipart writer (and a random boundary) for every form, even a urlencoded one.
         payload = urlencode(data).encode()
-        headers = {**headers, "Content-Type": FORM_CONTENT_TYPE}
+        headers = {**headers, **self._replica, "Content-Type": FORM_CONTENT_TYPE}
         total = read_timeout if read_timeout is not None else self.timeout
         timeout = aiohttp.ClientTimeout(total=total, connect=self.timeout)
         started = time.monotonic()
         outcome = "ok"
         try:
             async with session.post(
-                url, data=payload, headers=headers, timeout=timeout, allow_redirects=False
+                url, data=payload, headers=headers, timeout=timeout, **self._post_options
             ) as resp:
                 body = await read_capped(
                     operation,
@@ -245,8 +248,8 @@ class ExmailClient:
             if not 200 <= status < 300:
                 outcome = "http_status"
             return status, body
-        except ResponseTooLarge:
-            outcome = "too_large"
+        except (ResponseTooLarge, TokenFenced) as exc:  # fenced: asked as it left, not sent
+            outcome = "too_large" if isinstance(exc, ResponseTooLarge) else "fenced"
             raise
         except aiohttp.ConnectionTimeoutError as exc:
             outcome = "timeout"
@@ -286,7 +289,6 @@ class ExmailClient:
         read_timeout: float | None,
     ) -> T:
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
-        headers |= self._replica if operation == "listen" else {}
         url = self.api_url + operation
         status, body = await self._exchange(operation, url, params, headers, read_timeout)
         body = without_secrets(body, self._secret.get_secret_value(), token.get_secret_value())

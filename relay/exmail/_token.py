@@ -10,11 +10,19 @@ previous token. So the cache must never fetch more often than needed:
   most 60 s early), so calls do not race the expiry.
 
 Under shard leases, the token is the fence between replicas: a new owner's fetch
-invalidates the old owner's token. ``fence()``, when given, is asked before *every*
-fetch (the first, a renewal, the one after a 1200): if it says no (this replica does
-not hold the tenant's lease), no token is fetched and :class:`~relay.exmail.TokenFenced`
-is raised, so two replicas never take the token from each other for more than one round
-trip, and a replica that does not own a tenant never takes its token at all.
+invalidates the old owner's token. ``fence()``, when given, is asked on *every* path
+that hands out a token or fetches one: on entry, again after waiting for the lock (a
+caller may have waited there while the lease went), before every fetch (the first, a
+renewal, the one after a 1200). If it says no (this replica does not hold the tenant's
+lease), nothing is handed out or fetched and :class:`~relay.exmail.TokenFenced` is
+raised. The client asks the same fence once more at the moment a request leaves
+(:meth:`TokenCache.admit`, from its trace hook), so a request that waited for a pooled
+connection or a connect while the lease was lost never leaves either.
+
+Borrowers (the gateway's token service) cannot churn the token: ``refresh(stale,
+min_age=...)`` fetches only when the current token is at least ``min_age`` seconds old
+or the relay itself saw Exmail refuse it (:meth:`TokenCache.refresh` without
+``min_age``, the client's path after a 1200); otherwise it answers the current token.
 
 The fetch itself is injected (the client's HTTP code), so this module has no I/O.
 """
@@ -50,6 +58,10 @@ class TokenCache:
         self._clock = clock
         self._token: SecretStr | None = None
         self._expires_at = 0.0
+        self._fetched_at = 0.0
+        # The relay's own call saw Exmail refuse the current token (a borrower may then
+        # have it replaced however young it is).
+        self._rejected = False
         self._generation = 0
         self._lock = asyncio.Lock()
 
@@ -75,19 +87,36 @@ class TokenCache:
         """
         return max(self._expires_at - self._clock(), 0.0) if self._token is not None else 0.0
 
+    @property
+    def fenced(self) -> bool:
+        """Whether a fence guards this cache (lease mode)."""
+        return self._fence is not None
+
+    @property
+    def age(self) -> float | None:
+        """Seconds since the held token was fetched (``None``: none is held)."""
+        return None if self._token is None else max(self._clock() - self._fetched_at, 0.0)
+
     def _valid(self) -> bool:
         return self._token is not None and self._clock() < self._expires_at
+
+    def admit(self) -> None:
+        """Raise :class:`TokenFenced` unless the fence (if any) says this replica holds
+        the tenant's lease now. Every path that hands out a token asks it; the client
+        asks it again as a request leaves."""
+        if self._fence is not None and not self._fence():
+            raise TokenFenced("no token: this replica does not hold the tenant's lease")
 
     async def get(self, *, force: bool = False) -> SecretStr:
         """A valid token; fetched when there is none, it expired, or ``force``. With a
         fence that says no, not even a cached one (:class:`TokenFenced`)."""
-        if self._fence is not None and not self._fence():
-            raise TokenFenced("no token: this replica does not hold the tenant's lease")
+        self.admit()
         if not force and self._valid():
             assert self._token is not None
             return self._token
         seen = self._generation
         async with self._lock:
+            self.admit()  # the lease may have gone while we waited for the lock
             if self._token is not None and self._generation != seen:
                 return self._token  # someone fetched while we waited
             if not force and self._valid():
@@ -96,15 +125,27 @@ class TokenCache:
             reason = "forced" if force else ("initial" if self._token is None else "expired")
             return await self._renew(reason)
 
-    async def refresh(self, stale: SecretStr) -> SecretStr:
-        """A token other than ``stale`` (which the server refused with 1200); raises
-        :class:`~relay.exmail.TokenFenced` instead of fetching when the fence says no."""
+    async def refresh(self, stale: SecretStr, *, min_age: float | None = None) -> SecretStr:
+        """A token other than ``stale``, which the server refused with 1200; raises
+        :class:`~relay.exmail.TokenFenced` instead when the fence says no.
+
+        Without ``min_age`` the caller is the relay itself, which saw the refusal: a
+        new token is fetched if ``stale`` is still the current one. With ``min_age`` the
+        caller is a borrower (the token service), whose word is not proof: the current
+        token is fetched anew only if it is at least ``min_age`` seconds old, no longer
+        valid, or the relay itself saw Exmail refuse it; otherwise it is the answer.
+        """
         async with self._lock:
-            if (
-                self._token is not None
-                and self._token.get_secret_value() != stale.get_secret_value()
-            ):
-                return self._token
+            self.admit()
+            current = self._token
+            if current is None or current.get_secret_value() != stale.get_secret_value():
+                if current is not None:
+                    return current
+                return await self._renew("initial")
+            if min_age is None:
+                self._rejected = True
+            elif not self._rejected and self._valid() and (self.age or 0.0) < min_age:
+                return current  # a borrower's word alone does not void a young token
             return await self._renew("invalid_token")
 
     def invalidate(self) -> None:
@@ -118,8 +159,13 @@ class TokenCache:
         if self._on_token is not None:
             self._on_token(reason)
         token, lifetime = await self._fetch()
+        # The fetch took a round trip: the lease may have gone meanwhile. The token is
+        # kept (it is the newest; forgetting it changes nothing upstream) but not handed out.
         margin = min(60.0, max(lifetime, 0.0) * 0.1)
         self._token = token
+        self._fetched_at = self._clock()
+        self._rejected = False
         self._expires_at = self._clock() + max(lifetime - margin, 0.0)
         self._generation += 1
+        self.admit()
         return token

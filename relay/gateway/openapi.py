@@ -109,7 +109,8 @@ def _routes() -> list[_Route]:
                (_TENANT,), answer=TokenAnswer),
         _Route("post", tenant_routes + "/token/refresh", "refreshToken",
                "Compare-and-swap refresh: a new token only if `stale` is still the current "
-               "one, else the current one (a herd causes one fetch)", ("token",), (_TENANT,),
+               "one and at least [gateway] min_token_age (60 s) old or refused upstream, else "
+               "the current one (a herd causes one fetch)", ("token",), (_TENANT,),
                RefreshBody, TokenAnswer, _AUTHED_ERRORS,
                example={"stale": "<the token Exmail refused>"}),
         _Route("get", "/v1/openapi.json", "getOpenApi", "This document (OpenAPI 3.1)", (),

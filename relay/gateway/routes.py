@@ -89,6 +89,8 @@ class Gateway:
     observer: Observer = field(default_factory=Observer)
     max_body_bytes: int = 64 * 1024
     sso_expires_in: int = 300
+    min_token_age: float = 60.0
+    """A borrower's token refresh fetches only a token at least this old (seconds)."""
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
@@ -409,7 +411,12 @@ def gateway_app(gateway: Gateway | None) -> web.Application:
     app.router.add_post("/tenants/{tenant}/sso", post_sso)
     app.router.add_post("/tenants/{tenant}/openapi/{operation:.+}", post_openapi)
     app.add_routes(
-        token_routes(_token_cache, prefix="/tenants/{tenant}", max_body=gateway.max_body_bytes)
+        token_routes(
+            _token_cache,
+            prefix="/tenants/{tenant}",
+            max_body=gateway.max_body_bytes,
+            min_token_age=gateway.min_token_age,
+        )
     )
     app.router.add_get("/openapi.json", get_openapi, allow_head=False)
     app.router.add_get("/docs", get_docs, allow_head=False)

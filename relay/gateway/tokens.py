@@ -9,7 +9,11 @@ one fetch:
 - ``GET .../token``: ``{"access_token", "expires_in"}``, fetched only if the cache
   holds none;
 - ``POST .../token/refresh`` with ``{"stale": "<token>"}``: compare-and-swap, a new
-  token only if ``stale`` is still the current one, else the current one.
+  token only if ``stale`` is still the current one *and* that token is at least
+  ``min_token_age`` seconds old or the relay itself saw Exmail refuse it; else the
+  current one. A borrower's word alone is not proof that the token is bad, and each
+  fetch voids the token everybody else holds: without this bound, a client with scope
+  ``token`` could knock the listener out as often as it likes.
 
 A herd of clients that all saw ``invalid_token`` for the same token and all ask for a
 refresh cause one upstream fetch (:meth:`TokenCache.refresh` holds the lock; the
@@ -85,15 +89,21 @@ def _problems(handler: Handler) -> Handler:
 
 
 def token_routes(
-    tokens_for: TokenLookup, *, prefix: str = "/v1/tenants/{tenant}", max_body: int = MAX_BODY
+    tokens_for: TokenLookup,
+    *,
+    prefix: str = "/v1/tenants/{tenant}",
+    max_body: int = MAX_BODY,
+    min_token_age: float = 60.0,
 ) -> list[web.RouteDef]:
     """The two routes of the token service, for ``app.add_routes``.
 
     ``prefix`` must hold ``{tenant}``; a refresh body over ``max_body`` bytes is 413 (the
-    gateway passes ``[gateway] max_body_bytes``). An unknown tenant answers 404, a bad refresh
-    body 400, an upstream failure 502/503/504; all ``application/problem+json``
-    (:mod:`relay.gateway.problems`; the gateway's middleware renders a
-    :class:`Problem` the lookup raises, the handlers render their own).
+    gateway passes ``[gateway] max_body_bytes``). ``min_token_age``: a refresh fetches
+    only a token at least this old (or one the relay saw refused); see the module
+    docstring. An unknown tenant answers 404, a bad refresh body 400, an upstream
+    failure 502/503/504; all ``application/problem+json`` (:mod:`relay.gateway.problems`;
+    the gateway's middleware renders a :class:`Problem` the lookup raises, the handlers
+    render their own).
     """
     if "{tenant}" not in prefix:
         raise ValueError("prefix must hold {tenant}")
@@ -115,7 +125,7 @@ def token_routes(
     async def refresh_token(request: web.Request) -> web.Response:
         cache = cache_of(request)
         try:
-            token = await cache.refresh(await _stale(request, max_body))
+            token = await cache.refresh(await _stale(request, max_body), min_age=min_token_age)
         except ExmailError as exc:
             return from_exmail_error(exc).response(instance=request.path)
         return _answer(cache, token)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -227,12 +227,26 @@ class Metrics:
         )
         self.shard_releases = Counter(
             "exmail_relay_shard_releases",
-            "Shard leases this replica gave up, by reason (balance, shutdown, connection_lost).",
+            "Shard leases this replica gave up, by reason "
+            "(balance, shutdown, connection_lost, unhealthy).",
             ["reason"],
             registry=r,
         )
-        for reason in ("balance", "shutdown", "connection_lost"):
+        for reason in ("balance", "shutdown", "connection_lost", "unhealthy"):
             self.shard_releases.labels(reason)
+        self.lease_unhealthy = Gauge(
+            "exmail_relay_lease_unhealthy",
+            "1 while this replica holds no shard because it is unhealthy (lease mode).",
+            registry=r,
+        )
+        self.health_failing = Gauge(
+            "exmail_relay_health_failing_seconds",
+            "How long a condition a shard owner needs has failed (journal, delivery link).",
+            ["condition"],
+            registry=r,
+        )
+        for condition in ("journal", "delivery link"):
+            self.health_failing.labels(condition)
         self.owned_shards = Gauge(
             "exmail_relay_owned_shards", "Shards whose tenants this replica runs now.", registry=r
         )
@@ -383,6 +397,11 @@ class PrometheusObserver(Observer):
 
     def broker_message_refused(self, kind: str, reason: str) -> None:
         self.metrics.broker_messages_refused.labels(kind, reason.replace(" ", "_")).inc()
+
+    def lease_health(self, failing: Mapping[str, float], unfit: bool) -> None:
+        self.metrics.lease_unhealthy.set(1 if unfit else 0)
+        for condition in ("journal", "delivery link"):
+            self.metrics.health_failing.labels(condition).set(failing.get(condition, 0.0))
 
     def takeover_gap(self, seconds: float) -> None:
         self.metrics.takeover_gap.observe(seconds)

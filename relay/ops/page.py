@@ -410,6 +410,8 @@ def _sharding_line(s: ShardingStatus | None) -> str:
         if s.refused:
             counts = ", ".join(f"{n} {_e(reason)}" for reason, n in s.refused.items())
             text += f"; presence messages refused: {counts}"
+        if s.unhealthy:
+            text += f"; unhealthy, holds no shard: {_e(s.unhealthy)}"
         if (c := s.checkpoints) is not None:
             text += f"; checkpoints: {'connected' if c.connected else 'not connected'}"
             if c.last_error:

@@ -131,11 +131,11 @@ class LeaseManager:
         self._presence_timeout = presence_timeout if presence_timeout is not None else 3 * tick
         self._settle = settle if settle is not None else tick
         self._on_change = on_change
-        # A planned release (balance, shutdown) awaits this gate, bounded, between the
-        # report and the queue delete: the owner stops that shard's work first. Within a
-        # third of a heartbeat the lease stays fresh (the last confirm is a tick old).
+        # A planned release (balance, shutdown, unhealthy) awaits this gate, bounded by a
+        # third of a heartbeat (the lease stays fresh): the owner stops the shard's work.
         self.before_release = before_release
         self._release_grace = release_grace if release_grace is not None else heartbeat / 3
+        self.health: Callable[[], str | None] = lambda: None  # why unfit to hold shards
         self._on_refused = on_refused
         self._wake = asyncio.Event()
         self._crash: BaseException | None = None
@@ -187,10 +187,7 @@ class LeaseManager:
 
     @property
     def last_error(self) -> str | None:
-        conflicts = self.conflicts()
-        if conflicts:
-            return conflicts[0]
-        return self._link.last_error
+        return next(iter(self.conflicts()), self._link.last_error)
 
     @property
     def connected(self) -> bool:
@@ -301,9 +298,12 @@ class LeaseManager:
             while not link.stopping:
                 self._wake.clear()  # a wake-up during this round means: one more round now
                 link.check()
-                await self._publish(exchange, leaving=False)
+                unfit = self.health()  # unfit: every shard goes, none is taken, not a member
+                if unfit is not None and self._owned:
+                    await self._release(control, sorted(self._owned), "unhealthy")
+                await self._publish(exchange, leaving=unfit is not None)
                 self._expire_peers()
-                if loop.time() - started >= self._settle:
+                if unfit is None and loop.time() - started >= self._settle:
                     await self._rebalance(connection, control)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._tick)

@@ -17,7 +17,7 @@ back out of a metrics registry.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -111,7 +111,12 @@ class Observer:
         """Lease mode: this replica took a shard's lease."""
 
     def shard_released(self, reason: str) -> None:
-        """Lease mode: this replica gave a shard up (balance, shutdown, connection_lost)."""
+        """Lease mode: this replica gave a shard up (balance, shutdown, connection_lost,
+        unhealthy)."""
+
+    def lease_health(self, failing: Mapping[str, float], unfit: bool) -> None:
+        """Lease mode, about once a second: how long each health condition (``journal``,
+        ``delivery link``) has failed, and whether the replica holds off its shards."""
 
     def owned_shards(self, count: int) -> None:
         """Lease mode: how many shards this replica runs now."""
@@ -189,6 +194,9 @@ class ForwardingObserver(Observer):
 
     def shard_released(self, reason: str) -> None:
         self.inner.shard_released(reason)
+
+    def lease_health(self, failing: Mapping[str, float], unfit: bool) -> None:
+        self.inner.lease_health(failing, unfit)
 
     def owned_shards(self, count: int) -> None:
         self.inner.owned_shards(count)

@@ -152,6 +152,7 @@ class ShardRunner:
             last_error=self.leases.last_error,
             conflicts=tuple(self.leases.conflicts()),
             refused=dict(sorted(self.leases.refused.items())),
+            unhealthy=self.leases.health(),
             checkpoints=self._checkpoint_status(),
         )
 

@@ -277,6 +277,8 @@ class ShardingStatus(_JsonRecord):
     # and the presence messages dropped unread since start, by reason.
     conflicts: tuple[str, ...] = ()
     refused: dict[str, int] = field(default_factory=dict)
+    unhealthy: str | None = None
+    """Lease mode: why this replica holds no shard and takes none (``None``: healthy)."""
     checkpoints: CheckpointStatus | None = field(default=None, metadata=OMIT_NONE)
 
 

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from relay.core.backoff import Backoff
+from relay.core.health import HealthWindow
 from relay.core.throttle import LogThrottle
 from relay.journal import Journal, JournalError, JournalStats
 from relay.runtime.drainer import Drainer
@@ -65,6 +66,9 @@ class RelayService:
         retired_at: float | None = None,
         runner: ShardRunner | None = None,
         sharding: Callable[[], ShardingStatus] | None = None,
+        release_after: float | None = None,
+        delivery_links: Sequence[str] = (),
+        health_interval: float = 1.0,
     ) -> None:
         self.journal = journal
         # Lease mode: the runner starts and stops the listeners of the held shards
@@ -95,6 +99,17 @@ class RelayService:
         # What housekeeping's last recount / stats / prune failed with (readiness shows it).
         self.journal_errors: dict[str, str] = {}
         self._journal_logged: dict[str, LogThrottle] = {}
+        # Lease mode: a replica whose journal refuses writes, or whose delivery link
+        # (``delivery_links``: the sinks whose broker connection counts) is down, for
+        # ``release_after`` lets its shards go (docs/leases.md, "Health releases leases").
+        self.fitness = (
+            HealthWindow(release_after)
+            if runner is not None and release_after is not None
+            else None
+        )
+        self._delivery_links = tuple(delivery_links)
+        self._health_interval = health_interval
+        self._unfit: str | None = None  # the verdict last logged
 
     def __repr__(self) -> str:
         return f"RelayService(tenants={len(self.listeners)}, sinks={len(self.drainers)})"
@@ -115,6 +130,8 @@ class RelayService:
             )
         if self.runner is not None:
             self._spawn("leases", self.runner.run())
+        if self.fitness is not None:
+            self._spawn("health", self._watch_health())
         self._spawn("housekeeping", self._housekeeping())
         log.info(
             "relay started",
@@ -222,6 +239,43 @@ class RelayService:
                         log.info("journal pruned", extra={"events": pruned})
             await asyncio.sleep(self.stats_interval)
 
+    async def _watch_health(self) -> None:
+        """Lease mode: sample what a shard owner needs, about once a second, into the
+        window the lease manager asks (:meth:`unfit`)."""
+        assert self.fitness is not None
+        while True:
+            journal = self._journal_trouble()
+            if journal is None:
+                # With its shards gone no worker writes: the probe says when room is back.
+                probe = await self.journal.write_check(within=2 * self._health_interval)
+                journal = None if probe is None else f"not writable: {probe}"
+            now = self._monotonic()
+            self.fitness.observe("journal", journal, now)
+            down = [
+                d.name
+                for d in self.drainers
+                if d.name in self._delivery_links and not d.sink.connected
+            ]
+            self.fitness.observe("delivery link", "down" if down else None, now)
+            unfit = self.unfit()
+            if (unfit is None) != (self._unfit is None):
+                if unfit is not None:
+                    log.error(
+                        "replica unhealthy; releasing every shard and taking none",
+                        extra={"reason": unfit},
+                    )
+                else:
+                    log.warning("replica healthy again; rejoining", extra={"was": self._unfit})
+            self._unfit = unfit
+            self._observer.lease_health(self.fitness.failing(now), unfit is not None)
+            await asyncio.sleep(self._health_interval)
+
+    def unfit(self) -> str | None:
+        """Why this replica must hold no shard now (lease mode), or ``None``."""
+        if self.fitness is None:
+            return None
+        return self.fitness.unfit(self._monotonic())
+
     def _journal_failed(self, step: str, exc: JournalError) -> None:
         self.journal_errors[step] = str(exc)
         throttle = self._journal_logged.setdefault(step, LogThrottle(every=JOURNAL_LOG_EVERY))
@@ -281,7 +335,10 @@ class RelayService:
             else:
                 ok.append(part)
         if self.runner is not None:
-            if (lease_trouble := self.runner.trouble()) is None:
+            lease_trouble = self.runner.trouble()
+            if (unfit := self.runner.leases.health()) is not None:
+                lease_trouble = f"unhealthy, every shard released: {unfit}"
+            if lease_trouble is None:
                 ok.append("leases")
             else:
                 failing["leases"] = lease_trouble

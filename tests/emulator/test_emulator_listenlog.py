@@ -214,3 +214,43 @@ async def test_the_client_names_its_replica_on_listen(raw: Raw) -> None:
     assert logged.replica == "relay-0"
     assert logged.replica != logged.peer
     assert logged.outcome == "data"  # Ver 0 is behind: a version update
+
+
+async def test_calls_and_token_fetches_name_their_replica_refused_calls_included(
+    long_emu: Emulator,
+) -> None:
+    """The request log: every OpenApi call made with one of the company's tokens, by
+    replica (``X-Relay-Replica``), a call under a superseded token or one answered by a
+    fault included; token fetches carry the replica too."""
+    async with aiohttp.ClientSession() as session:
+        common = {
+            "client_id": ADMIN,
+            "client_secret": KEY,
+            "api_url": long_emu.api_url,
+            "token_url": long_emu.token_url,
+            "session": session,
+        }
+        async with (
+            ExmailClient(**common, replica="r1") as r1,
+            ExmailClient(**common, replica="r2", read_retries=0) as r2,
+        ):
+            since = time.monotonic()
+            await r1.user_get("alice@example.com")
+            old = await r1.token()
+            await r2.user_get("bob@example.com")  # fetches: r1's token is void now
+            async with session.post(
+                long_emu.api_url + "user/get",
+                data={"Alias": "alice@example.com"},
+                headers={"Authorization": f"Bearer {old}", "X-Relay-Replica": "r1"},
+            ) as resp:
+                assert (await resp.json())["errcode"] == "1200"
+            async with session.post(
+                long_emu.api_url + "user/get",
+                data={"Alias": "alice@example.com"},
+                headers={"Authorization": "Bearer never-issued", "X-Relay-Replica": "r3"},
+            ) as resp:
+                assert (await resp.json())["errcode"] == "1200"
+    calls = [(c.operation, c.replica) for c in long_emu.calls(ADMIN, since=since)]
+    assert calls == [("user/get", "r1"), ("user/get", "r2"), ("user/get", "r1")]
+    fetches = [f.replica for f in long_emu.token_fetches(ADMIN, since=since)]
+    assert fetches == ["r1", "r2"]

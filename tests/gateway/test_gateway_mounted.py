@@ -136,9 +136,11 @@ async def test_the_token_service_lends_the_listeners_token(
             token: str = (await resp.json())["access_token"]
             return token
 
+    # The token is younger than [gateway] min_token_age (60 s) and the relay never saw
+    # it refused: the borrowers' word alone voids nothing, they get it back unchanged.
     tokens = await asyncio.gather(*(refresh() for _ in range(50)))
-    assert len(set(tokens)) == 1 and tokens[0] != listener_token
-    assert await requests_to(http, emulator, "/cgi-bin/token") == 2
+    assert set(tokens) == {listener_token}
+    assert await requests_to(http, emulator, "/cgi-bin/token") == 1
     assert await relay.service.listeners[0].client.token() == tokens[0]
     async with http.post(root + "/token/refresh", data=b"[]", headers=bearer(TOKEN_KEY)) as resp:
         assert resp.status == 400

@@ -4,6 +4,8 @@ fake fetch (pure), and the routes against the real emulator, counting its token 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -12,7 +14,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from relay.emulator import Emulator
-from relay.exmail import ExmailClient, TokenCache
+from relay.exmail import ExmailClient, NetworkError, TokenCache
 from relay.gateway.tokens import token_routes
 from tests.gateway.sso_support import ADMIN, KEY, requests_to, serving
 from tests.support import eventually
@@ -84,16 +86,32 @@ async def client(emulator: Emulator) -> AsyncIterator[ExmailClient]:
         yield c
 
 
-@pytest.fixture
-async def service(client: ExmailClient) -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def token_service(client: ExmailClient, **options: float) -> AsyncIterator[str]:
     app = web.Application()
     app.add_routes(
         token_routes(
-            lambda request: client.tokens if request.match_info["tenant"] == "acme" else None
+            lambda request: client.tokens if request.match_info["tenant"] == "acme" else None,
+            **options,
         )
     )
     async with serving(app) as url:
         yield url + "/v1/tenants/acme"
+
+
+@pytest.fixture
+async def service(client: ExmailClient) -> AsyncIterator[str]:
+    """The token service with its defaults (``min_token_age`` 60 s)."""
+    async with token_service(client) as url:
+        yield url
+
+
+@pytest.fixture
+async def eager_service(client: ExmailClient) -> AsyncIterator[str]:
+    """The token service with ``min_token_age = 0``: every refresh of the current
+    token fetches (what a deployment gets by turning the bound off)."""
+    async with token_service(client, min_token_age=0.0) as url:
+        yield url
 
 
 async def test_get_token_is_the_listeners_token(
@@ -119,8 +137,9 @@ async def test_get_token_is_the_listeners_token(
 
 
 async def test_a_herd_of_50_refreshes_over_http_fetches_once_upstream(
-    service: str, client: ExmailClient, emulator: Emulator, http: aiohttp.ClientSession
+    eager_service: str, client: ExmailClient, emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:
+    service = eager_service
     async with http.get(service + "/token") as resp:
         stale = (await resp.json())["access_token"]
     assert await requests_to(http, emulator, "/cgi-bin/token") == 1
@@ -168,3 +187,77 @@ async def test_errors_are_problems(
     assert "errcode 1002" in text
     async with http.get(service + "/token") as resp:  # the fault was one-shot
         assert resp.status == 200
+
+
+async def test_a_borrower_refreshing_20_times_in_5_s_causes_at_most_one_fetch(
+    service: str, client: ExmailClient, emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """Issue 18: a client with scope ``token`` called ``refresh`` with the current token
+    20 times in 5 s and caused 20 token fetches, each voiding the listener's token. A
+    token younger than ``min_token_age`` (60 s) is answered as it is."""
+    async with http.get(service + "/token") as resp:
+        token = (await resp.json())["access_token"]
+    fetched = await requests_to(http, emulator, "/cgi-bin/token")
+    assert fetched == 1
+    started = time.monotonic()
+    for _ in range(20):
+        async with http.post(service + "/token/refresh", json={"stale": token}) as resp:
+            assert resp.status == 200
+            token = (await resp.json())["access_token"]  # the borrower uses what it got
+        await asyncio.sleep(0.25)
+    assert time.monotonic() - started <= 8.0  # about 5 s; slack for a loaded machine
+    assert await requests_to(http, emulator, "/cgi-bin/token") - fetched <= 1
+    # The listener's token still works: nobody voided it.
+    assert (await client.user_get("alice@example.com")).alias == "alice@example.com"
+    assert await requests_to(http, emulator, "/cgi-bin/token") - fetched <= 1
+
+
+async def test_a_token_the_relay_saw_refused_is_replaced_for_a_borrower_at_once(
+    service: str, client: ExmailClient, emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """The bound does not keep a dead token alive: once the relay's own call heard
+    ``invalid_token`` for it, a borrower's refresh fetches however young it is."""
+    async with http.get(service + "/token") as resp:
+        stale = (await resp.json())["access_token"]
+    async with http.post(
+        emulator.control_url + "faults",
+        json={"kind": "invalid_token", "count": 1, "path": "/openapi/user/get"},
+    ) as resp:
+        assert resp.status == 200
+    # The relay's call is refused, renews (fetch 2) and retries.
+    assert (await client.user_get("alice@example.com")).alias == "alice@example.com"
+    assert await requests_to(http, emulator, "/cgi-bin/token") == 2
+    current = await client.token()
+    assert current != stale
+    async with http.post(service + "/token/refresh", json={"stale": current}) as resp:
+        assert (await resp.json())["access_token"] == current  # young, never refused
+    assert await requests_to(http, emulator, "/cgi-bin/token") == 2
+
+
+async def test_a_refusal_the_relay_saw_lets_a_borrower_refresh_a_young_token() -> None:
+    fetched: list[str] = []
+    failing = False
+
+    async def fetch() -> tuple[SecretStr, float]:
+        if failing:
+            raise NetworkError("token: connection refused")
+        fetched.append(f"t{len(fetched)}")
+        return SecretStr(fetched[-1]), 7200.0
+
+    clock = Clock()
+    cache = TokenCache(fetch, clock=clock)
+    first = await cache.get()
+    assert (await cache.refresh(first, min_age=60.0)) is first  # a borrower's word: no
+    clock.now += 61.0
+    second = await cache.refresh(first, min_age=60.0)  # old enough
+    assert second.get_secret_value() == "t1"
+    assert (await cache.refresh(second, min_age=60.0)) is second
+    # The relay's own call saw Exmail refuse ``second`` and could not renew it (the
+    # fetch failed): the next borrower may have it replaced at once, young as it is.
+    failing = True
+    with pytest.raises(NetworkError):
+        await cache.refresh(second)
+    failing = False
+    third = await cache.refresh(second, min_age=60.0)
+    assert third.get_secret_value() == "t2"
+    assert fetched == ["t0", "t1", "t2"]

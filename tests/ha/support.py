@@ -53,7 +53,18 @@ async def ha_emulator() -> AsyncIterator[Emulator]:
 
 
 def _config(
-    path: Path, emu: Emulator, broker: Broker, *, replica: str, prefix: str, url: str, port: int
+    path: Path,
+    emu: Emulator,
+    broker: Broker,
+    *,
+    replica: str,
+    prefix: str,
+    url: str,
+    port: int,
+    journal: Path | None = None,
+    sharding: str = "",
+    sections: str = "",
+    tenant_options: str = "",
 ) -> Path:
     tenants = "".join(
         f"""
@@ -66,13 +77,14 @@ token_url = "{emu.token_url}"
 login_url = "{emu.login_url}"
 hold = {HOLD}
 replica_header = true
+{tenant_options}
 """
         for t in TENANTS
     )
     path.write_text(
         f"""
 [journal]
-path = "{path.with_suffix(".sqlite3")}"
+path = "{journal or path.with_suffix(".sqlite3")}"
 synchronous = "normal"
 {tenants}
 [amqp]
@@ -86,6 +98,7 @@ prefix = "{prefix}"
 heartbeat = {HEARTBEAT}
 shards = {SHARDS}
 secret = "{DEPLOYMENT_SECRET}"
+{sharding}
 [shutdown]
 timeout = 3
 [http]
@@ -93,6 +106,7 @@ port = {port}
 [log]
 level = "info"
 format = "json"
+{sections}
 """,
         encoding="utf-8",
     )
@@ -130,10 +144,24 @@ class Cluster:
     prefix: str
     root: Path
     replicas: dict[str, Replica] = field(default_factory=dict)
+    sharding: str = ""
+    """More ``[sharding]`` lines for every replica (e.g. ``release_after = 3``)."""
+    sections: str = ""
+    """More sections at the end of every replica's configuration (e.g. ``[[clients]]``)."""
+    tenant_options: str = ""
+    """More lines for every ``[[tenants]]`` entry (e.g. ``request_timeout = 90``)."""
 
-    async def add(self, name: str, *, proxied: bool = False) -> Replica:
+    async def add(
+        self,
+        name: str,
+        *,
+        proxied: bool = False,
+        journal: Path | None = None,
+        url: str = AMQP_URL,
+    ) -> Replica:
+        """Start replica ``name``; ``journal``: its journal file (default: in ``root``);
+        ``url``: its ``[amqp] url`` (``proxied``: through a proxy of its own instead)."""
         proxy = None
-        url = AMQP_URL
         if proxied:
             proxy = TcpProxy(*BROKER_ADDRESS)
             await proxy.start()
@@ -147,6 +175,10 @@ class Cluster:
             prefix=self.prefix,
             url=url,
             port=port,
+            journal=journal,
+            sharding=self.sharding,
+            sections=self.sections,
+            tenant_options=self.tenant_options,
         )
         process = RelayProcess(config, self.root / f"{name}.log", port)
         await process.start()
@@ -265,15 +297,31 @@ async def _delete_names(broker: Broker, prefix: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def cluster(root: Path, replicas: int = 3) -> AsyncIterator[tuple[Cluster, Consumer]]:
+async def cluster(
+    root: Path,
+    replicas: int = 3,
+    *,
+    sharding: str = "",
+    sections: str = "",
+    tenant_options: str = "",
+) -> AsyncIterator[tuple[Cluster, Consumer]]:
     """``replicas`` relays (``r1``..) on a fresh emulator, broker names and lease prefix,
     settled; the consumer already counting. Every replica still running at the end is
-    stopped with SIGTERM and must exit 0."""
+    stopped with SIGTERM and must exit 0. ``sharding``, ``sections``, ``tenant_options``:
+    see :class:`Cluster`."""
     name = f"test.ha.{uuid.uuid4().hex[:10]}"
     broker = Broker(exchange=name, queue=name)
     try:
         async with ha_emulator() as emu, Consumer(broker) as consumer:
-            group = Cluster(emu, broker, name, root)
+            group = Cluster(
+                emu,
+                broker,
+                name,
+                root,
+                sharding=sharding,
+                sections=sections,
+                tenant_options=tenant_options,
+            )
             codes: dict[str, int | None] = {}
             try:
                 for n in range(1, replicas + 1):

@@ -60,6 +60,7 @@ SHARDING_KEYS = [
     "last_error",
     "conflicts",
     "refused",
+    "unhealthy",
     "checkpoints",
 ]
 HANDOFF_KEYS = ["shard", "kind", "reason", "at"]
@@ -300,6 +301,7 @@ def test_to_json_is_the_documented_document() -> None:
             "last_error": None,
             "conflicts": [],
             "refused": {"unsigned": 2},
+            "unhealthy": None,
         },
     }
 

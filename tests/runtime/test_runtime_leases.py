@@ -463,3 +463,41 @@ async def test_a_replica_with_another_shard_count_is_reported(prefix: str) -> No
             "both to report the mismatch",
         )
         assert a.live == {"replica-a"} and b.live == {"replica-b"}
+
+
+async def test_an_unhealthy_manager_releases_everything_and_rejoins_when_healthy(
+    prefix: str,
+) -> None:
+    """``health()`` naming a reason: every shard goes (``unhealthy``, through the gate),
+    none is taken, and the peer, no longer counting it, takes all 16; healthy again, it
+    takes its share back. No overlap at any sample."""
+    ra = Recorder()
+    sick: list[str] = []
+    gated: list[tuple[int, str]] = []
+
+    async def gate(shard: int, reason: str) -> None:
+        gated.append((shard, reason))
+
+    a, b = manager(prefix, "replica-a", recorder=ra), manager(prefix, "replica-b")
+    a.health = lambda: sick[0] if sick else None
+    a.before_release = gate
+    async with Watch([a, b]) as watch, a, b:
+        await wait_until(lambda: covered(a, b) and len(a.owned) == 8, 30, "an 8/8 split")
+        sick.append("journal not writable: database or disk is full for 30 s")
+        took = await wait_until(lambda: not a.owned and len(b.owned) == 16, 30, "b holding all 16")
+        assert a.health() == sick[0]
+        assert sorted(s for _, s in ra.released("unhealthy")) == sorted(
+            s for s, r in gated if r == "unhealthy"
+        )
+        assert len(ra.released("unhealthy")) == 8
+        assert b.live == {"replica-b"}  # a is not counted while unhealthy
+        acquired = len(ra.acquired())
+        await asyncio.sleep(1.0)  # several ticks: it takes nothing meanwhile
+        assert not a.owned and len(ra.acquired()) == acquired
+        sick.clear()
+        back = await wait_until(
+            lambda: covered(a, b) and len(a.owned) == len(b.owned) == 8, 30, "8/8 again"
+        )
+        assert a.health() is None
+    print(f"\nunhealthy: b held all 16 after {took:.2f}s; healthy: 8/8 after {back:.2f}s")
+    assert watch.overlaps == [], watch.overlaps[:5]

@@ -216,6 +216,7 @@ def test_lease_mode_is_the_default_with_amqp_two_replicas_one_disruption(
     settings = load_settings(_write_pod_files(objects, tmp_path, data), environ={})
     assert settings.sharding_mode == "lease"
     assert settings.sharding.shards == 16 and settings.sharding.heartbeat == 5
+    assert settings.sharding.release_after == 30.0  # an unhealthy pod lets go after 30 s
     # Every pod runs every tenant whose shard it holds: no ordinal picks them.
     assert len(settings.shard_tenants("relay-exmail-relay-1")) == len(TENANTS)
     # The gateway forwards to the lease holder by its replica id: the pod's name.
@@ -246,6 +247,8 @@ def test_lease_mode_is_the_default_with_amqp_two_replicas_one_disruption(
     scaled = render(chart, {"amqp": amqp, "replicas": 3, "sharding": {"shards": 32}})
     assert one(scaled, "StatefulSet")["spec"]["replicas"] == 3
     assert "shards = 32" in relay_toml(scaled)
+    quick = render(chart, {"amqp": amqp, "sharding": {"releaseAfter": "10s"}})
+    assert 'release_after = "10s"' in relay_toml(quick)
 
 
 def test_amqp_content_mode_renders_and_loads(chart: Any, tmp_path: Path) -> None:

@@ -32,6 +32,13 @@ REFERENCE = ROOT / "docs" / "configuration.md"
 REGENERATE = "python tests/ship/test_ship_config_reference.py --write"
 
 DESCRIPTIONS: dict[str, str] = {
+    "sharding.release_after": "Lease mode: a replica whose journal has refused writes, or "
+    "whose AMQP delivery link has been down, for this long releases every shard (reason "
+    "`unhealthy`) and takes none until it is healthy again (docs/leases.md).",
+    "gateway.min_token_age": "The token service's `refresh` fetches a new token only when "
+    "the current one is at least this old or the relay itself saw Exmail refuse it; "
+    "otherwise it answers the current token (each fetch voids the token every holder "
+    "uses). 0 turns the bound off.",
     "journal.path": "SQLite journal file (WAL mode; `-wal`/`-shm` files sit beside it). "
     "The image and the chart set it to `/var/lib/exmail-relay/journal.sqlite3`.",
     "journal.max_events": "Bound on stored events; past it listeners pause (backpressure).",

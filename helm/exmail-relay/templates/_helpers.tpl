@@ -92,6 +92,7 @@ shards = {{ int .Values.sharding.shards }}
 heartbeat = {{ int .Values.sharding.heartbeat }}
 prefix = {{ include "exmail-relay.prefix" . | toJson }}
 secret_file = {{ printf "%s/sharding-secret" (include "exmail-relay.secretDir" .) | toJson }}
+release_after = {{ include "exmail-relay.tomlValue" (.Values.sharding.releaseAfter | default "30s") }}
 {{- else }}
 mode = "static"
 count = {{ int .Values.sharding.count }}
