@@ -41,6 +41,9 @@ HEARTBEAT = 2
 DEPLOYMENT_SECRET = secrets.token_urlsafe(32)
 
 
+SECRET = "bench-ha-deployment-secret-0123"  # noqa: S105 - a bench-only secret
+
+
 def _toml(value: Any) -> str:
     return json.dumps(value)
 
@@ -173,7 +176,8 @@ def _delete(name: str) -> None:
     try:
         channel = conn.channel()
         channel.queue_delete(name)
-        channel.queue_delete(f"{name}.checkpoints")
+        for shard in range(16):
+            channel.queue_delete(f"{name}.checkpoint.{shard}")
         channel.exchange_delete(name)
         channel.exchange_delete(f"{name}.presence")
     finally:

@@ -38,12 +38,13 @@ from relay.gateway.limits import TenantGate
 from relay.journal import Journal
 from relay.ops.http import OpsServer, build_app
 from relay.ops.metrics import PrometheusObserver
-from relay.runtime.checkpoints import CheckpointObserver, CheckpointStream
+from relay.runtime.checkpointing import CheckpointPublisher, NoCheckpoints
+from relay.runtime.checkpoints import CheckpointStore
 from relay.runtime.drainer import Drainer
 from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
 from relay.runtime.observer import Observer
-from relay.runtime.ownership import CheckpointSource, ShardRunner
+from relay.runtime.ownership import ShardRunner
 from relay.runtime.status import ShardingStatus, SinkDescription
 from relay.runtime.supervisor import RelayService
 from relay.sinks import Sink
@@ -175,10 +176,11 @@ async def build_service(
     console_stream: TextIO | None = None,
     hostname: str | None = None,
     observer: PrometheusObserver | None = None,
-    checkpoints: CheckpointSource | None = None,
+    checkpoints: CheckpointStore | None = None,
 ) -> AsyncIterator[Running]:
     """Open every component the settings ask for; close them all on exit. Lease mode:
-    ``checkpoints`` is the broker's copy of the Ver each new owner starts from."""
+    ``checkpoints`` (opened by the caller; default: one built from the settings) is the
+    broker's copy of the Ver each new owner starts from."""
     observer = observer or PrometheusObserver()
     async with contextlib.AsyncExitStack() as stack:
         js = settings.journal
@@ -231,14 +233,12 @@ async def build_service(
             log.warning("[[clients]] are configured but [http] is off: the API gateway is off")
         unread = UnreadCache()
         listener_observer: Observer = UnreadFeed(observer, unread) if gateway_on else observer
-        if leases is not None and checkpoints is None:
-            # Lease mode: every committed Ver also goes to the broker, where the next
-            # owner of the shard reads it before its first listen (docs/leases.md).
-            stream = await stack.enter_async_context(
-                CheckpointStream(url=settings.amqp.url, prefix=settings.sharding.prefix)
-            )
-            checkpoints = stream
-            listener_observer = CheckpointObserver(listener_observer, stream)
+        # Lease mode: every committed Ver also goes to the broker for the shard's next owner
+        # (docs/leases.md); the listeners take it explicitly. Static mode: nothing.
+        store = None if leases is None else checkpoints
+        if leases is not None and store is None:
+            store = await stack.enter_async_context(_checkpoint_store(settings, leases, observer))
+        publisher: CheckpointPublisher = store or NoCheckpoints()
         gateway_tenants: dict[str, GatewayTenant] = {}
         if gateway_on:
             g = settings.gateway
@@ -290,6 +290,7 @@ async def build_service(
                 enrich_concurrency=tenant.enrich_concurrency,
                 observer=listener_observer,
                 on_listen=on_listen,
+                checkpoints=publisher,
             )
 
         runner = None
@@ -302,7 +303,8 @@ async def build_service(
                 leases=leases,
                 tenants=list(clients),
                 make_listener=make_listener,
-                checkpoints=checkpoints,
+                checkpoints=store,
+                checkpoint_store=store,
                 stop_timeout=settings.shutdown.timeout,
                 observer=observer,
             )
@@ -451,6 +453,21 @@ def _lease_manager(settings: Settings, hostname: str | None, observer: Observer)
         heartbeat=sh.heartbeat,
         tick=min(1.0, sh.heartbeat / 3),
         on_refused=lambda reason: observer.broker_message_refused("presence", reason),
+    )
+
+
+def _checkpoint_store(
+    settings: Settings, leases: LeaseManager, observer: Observer
+) -> CheckpointStore:
+    """Lease mode's checkpoint store on ``[amqp] url``, signed with the deployment secret."""
+    sh = settings.sharding
+    return CheckpointStore(
+        url=settings.amqp.url,
+        secrets=sh.secret,
+        shards=leases.shards,
+        prefix=sh.prefix,
+        heartbeat=sh.heartbeat,
+        observer=observer,
     )
 
 

@@ -1,20 +1,24 @@
-"""Checkpoint records on the broker: what is sent, what is read back, what is owed.
+"""Checkpoint snapshots on the broker: what is sent, what is read back, what is owed.
 
-Where it sits: :class:`relay.runtime.checkpoints.CheckpointStream` publishes every
-committed Ver to a RabbitMQ stream so that the next owner of a shard can resume from
-it, and reads the stream back on takeover. This module holds the parts without I/O:
-the message format (:func:`encode`, :func:`encode_marker`, :func:`decode`) and the
-ledger of what is still owed to the broker (:class:`CheckpointBook`).
+Where it sits: :class:`relay.runtime.checkpoints.CheckpointStore` keeps, per shard, a
+few signed snapshots of the shard's newest Vers in a queue on the broker, so that the
+next owner of a shard can resume from them, and reads them back on takeover. This
+module holds the parts without I/O: the message format (:func:`encode`,
+:func:`decode`), the check of one received message (:func:`open_message`: signature,
+shape, shard) and the ledger of what is still owed to the broker
+(:class:`CheckpointBook`).
 
 Ver only grows for a tenant, so "the newest" is the largest: two replicas publishing
-for one tenant (an old owner not yet fenced, a new one) cannot make a reader go
-backwards, and a reader keeps the maximum of everything it sees (:func:`merge`).
+for one shard (an old owner not yet fenced, a new one) cannot make a reader go
+backwards while a newer snapshot is still kept, and a reader keeps the maximum of
+everything it sees (:func:`merge`).
 
-A message carries many tenants at once: ``{"vers": {"<tenant>": <ver>, ...}}``. A
-reader appends ``{"marker": "<id>"}`` before it reads, and stops at its own marker: it
-then has everything confirmed before it asked. Anything else on the stream (foreign
-JSON, a tenant that is not a string, a Ver that is not a non-negative integer) decodes
-as :class:`Malformed` and is skipped whole.
+A message is one shard's whole snapshot: ``{"shard": 3, "vers": {"<tenant>": <ver>,
+...}}``, signed with the deployment secret as a ``checkpoint`` message
+(:mod:`relay.core.envelope`, header ``x-relay-auth``). Anything unsigned or signed
+with another secret is :class:`relay.core.envelope.Refused`; anything signed but not
+of this shape (another shard, a Ver that is not a non-negative integer) is
+:class:`Malformed`. Both are skipped whole, never merged.
 
 The book coalesces: only the newest Ver per tenant is owed, however often a tenant
 commits between two sends, and a batch that failed is owed again unless a newer Ver
@@ -24,70 +28,82 @@ arrived meanwhile.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+from relay.core.envelope import Refused, verify
 
 __all__ = [
+    "KIND",
     "CheckpointBook",
     "Malformed",
-    "Marker",
-    "Vers",
-    "chunks",
+    "Snapshot",
     "decode",
     "encode",
-    "encode_marker",
     "merge",
+    "open_message",
 ]
+
+#: The envelope kind of checkpoint messages: a presence message cannot pass for one.
+KIND: Final = "checkpoint"
 
 
 @dataclass(frozen=True, slots=True)
-class Vers:
-    """Checkpoints read from one message: the Ver of each tenant it names."""
+class Snapshot:
+    """One message's content: the Ver of each tenant of ``shard`` it names."""
 
+    shard: int
     vers: Mapping[str, int]
 
 
 @dataclass(frozen=True, slots=True)
-class Marker:
-    """A reader's end-of-read mark."""
-
-    marker: str
-
-
-@dataclass(frozen=True, slots=True)
 class Malformed:
-    """A message that is not ours, or not readable: skipped whole."""
+    """A signed message that is not a snapshot of the expected shard: skipped whole."""
 
     reason: str
 
 
-def encode(vers: Mapping[str, int]) -> bytes:
-    return json.dumps({"vers": dict(vers)}, separators=(",", ":"), sort_keys=True).encode()
+def encode(shard: int, vers: Mapping[str, int]) -> bytes:
+    return json.dumps(
+        {"shard": shard, "vers": dict(vers)}, separators=(",", ":"), sort_keys=True
+    ).encode()
 
 
-def encode_marker(marker: str) -> bytes:
-    return json.dumps({"marker": marker}).encode()
-
-
-def decode(body: bytes) -> Vers | Marker | Malformed:
-    """What one stream message says; never raises."""
+def decode(body: bytes) -> Snapshot | Malformed:
+    """What one message says; never raises."""
     try:
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return Malformed("not JSON")
-    if not isinstance(data, dict):
-        return Malformed("not an object")
-    if set(data) == {"marker"} and isinstance(data["marker"], str):
-        return Marker(data["marker"])
-    vers = data.get("vers")
-    if set(data) != {"vers"} or not isinstance(vers, dict):
-        return Malformed("neither vers nor marker")
+    if not isinstance(data, dict) or set(data) != {"shard", "vers"}:
+        return Malformed("not a snapshot")
+    shard, vers = data["shard"], data["vers"]
+    if type(shard) is not int or shard < 0 or not isinstance(vers, dict):
+        return Malformed("not a snapshot")
     for tenant, ver in vers.items():
         # bool is an int to Python, never a Ver.
         if not tenant or type(ver) is not int or ver < 0:
             return Malformed(f"bad entry for {tenant[:64]!r}")
-    return Vers(vers)
+    return Snapshot(shard, vers)
+
+
+def open_message(
+    body: bytes, header: object, *, shard: int, secrets: Sequence[bytes]
+) -> Snapshot | Refused | Malformed:
+    """A received message of ``shard``'s queue, authenticated and decoded; never raises.
+
+    The signature is checked first and over the raw body: nothing unauthenticated is
+    even parsed. No age limit: an old snapshot replayed holds older Vers, which the
+    maximum ignores.
+    """
+    sent = verify(KIND, body, header, secrets=secrets)
+    if isinstance(sent, Refused):
+        return sent
+    decoded = decode(body)
+    if isinstance(decoded, Snapshot) and decoded.shard != shard:
+        return Malformed(f"a snapshot of shard {decoded.shard} in shard {shard}'s queue")
+    return decoded
 
 
 def merge(into: dict[str, int], vers: Mapping[str, int]) -> None:
@@ -95,15 +111,6 @@ def merge(into: dict[str, int], vers: Mapping[str, int]) -> None:
     for tenant, ver in vers.items():
         if ver > into.get(tenant, -1):
             into[tenant] = ver
-
-
-def chunks(vers: Mapping[str, int], size: int) -> Iterator[dict[str, int]]:
-    """``vers`` split into dicts of at most ``size`` tenants (none when empty)."""
-    if size < 1:
-        raise ValueError("size must be at least 1")
-    items = sorted(vers.items())
-    for start in range(0, len(items), size):
-        yield dict(items[start : start + size])
 
 
 class CheckpointBook:
@@ -139,16 +146,15 @@ class CheckpointBook:
         return True
 
     def learn(self, vers: Mapping[str, int]) -> None:
-        """Vers read from the broker: known (and snapshotted again), not owed."""
+        """Vers read from the broker: known (part of the next snapshots), not owed."""
         merge(self._known, vers)
 
-    def take(self, *, snapshot: bool = False) -> dict[str, int]:
-        """What to send now: the owed Vers, or with ``snapshot`` every known one (which
-        covers the owed ones). Everything owed is in flight until the answer."""
+    def take(self) -> dict[str, int]:
+        """What is owed now; in flight until :meth:`confirmed` or :meth:`failed`."""
         if self._in_flight:
             raise RuntimeError("a batch is already in flight")
         self._in_flight, self._pending = self._pending, {}
-        return dict(self._known if snapshot else self._in_flight)
+        return dict(self._in_flight)
 
     def confirmed(self) -> None:
         self._in_flight = {}

@@ -3,22 +3,24 @@
 Pure code, no I/O. An :class:`Event` becomes a CloudEvents 1.0 document in structured
 mode (:meth:`Event.encode`); the AMQP routing key is ``<tenant>.<type minus "exmail.">``.
 
-Ids are derived from the input wherever the input identifies the happening, so the
-same happening reported twice gets the same id and the journal stores it once:
+Ids are derived from the fact itself, never from a random number or from when or
+through which listing it was seen, so the same fact emitted twice (a redelivered
+``listen`` answer, a takeover that resumes from an older checkpoint and lists the same
+changes again) gets the same id and the journal stores it once (docs/events.md, "Ids"):
 
 - ``exmail.mail.new``: tenant, account and MailId;
-- ``exmail.directory.changed``: tenant, old and new Ver;
-- ``exmail.user.*``: tenant, account, action and the Ver that reported it.
-
-An unread-count update carries nothing unique (the same count can recur), so its id is
-random, assigned once at ingest and stored with the event.
+- ``exmail.mail.unread``: tenant, account, the count, and the MailId of the newest
+  reminder for that account seen before it (the count alone recurs: 3, read one, 2, a
+  new mail, 3, read one, 2 again are two facts "2", told apart by the mail between);
+- ``exmail.directory.changed``: tenant, old and new Ver (it reports that listing);
+- ``exmail.user.*``: tenant, account, change and the profile the change left (none for
+  a deletion), never the Ver of the listing that reported it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +40,8 @@ __all__ = [
     "mail_new",
     "mail_unread",
     "type_matches",
+    "unread_id",
+    "user_change_id",
     "user_changed",
 ]
 
@@ -126,6 +130,20 @@ def derive_id(*parts: str) -> str:
     return digest[:16].hex()
 
 
+def unread_id(tenant: str, user: str, unread: int, after_mail: str | None) -> str:
+    """The id of an unread count: equal for the same count after the same mail."""
+    return derive_id(MAIL_UNREAD, tenant, user.lower(), str(unread), after_mail or "")
+
+
+def user_change_id(
+    event_type: str, tenant: str, alias: str, profile: Mapping[str, Any] | None
+) -> str:
+    """The id of a directory change: the account and the state the change left it in,
+    so listing it again from an older Ver (a takeover) gives the same id."""
+    state = "" if profile is None else json.dumps(profile, sort_keys=True, ensure_ascii=True)
+    return derive_id(event_type, tenant, alias.lower(), state)
+
+
 def type_matches(event_type: str, pattern: str) -> bool:
     """Filter match: ``*`` matches all, ``exmail.mail.*`` a prefix, otherwise equality."""
     if pattern in ("*", "#"):
@@ -171,9 +189,14 @@ def mail_new(
     )
 
 
-def mail_unread(*, tenant: str, user: str, unread: int, now: datetime) -> Event:
+def mail_unread(
+    *, tenant: str, user: str, unread: int, after_mail: str | None = None, now: datetime
+) -> Event:
+    """An unread count. ``after_mail``: the MailId of the newest new-mail reminder for
+    ``user`` seen before this update (None: none seen), which tells a count that recurs
+    after a new mail from the same count reported again."""
     return Event(
-        id=uuid.uuid4().hex,
+        id=unread_id(tenant, user, unread, after_mail),
         tenant=tenant,
         type=MAIL_UNREAD,
         subject=user,
@@ -207,7 +230,7 @@ def user_changed(
     """A directory entry. ``profile`` is ``None`` for a deleted account."""
     event_type = _USER_TYPES[change]
     return Event(
-        id=derive_id(event_type, tenant, alias.lower(), str(ver)),
+        id=user_change_id(event_type, tenant, alias, profile),
         tenant=tenant,
         type=event_type,
         subject=alias,

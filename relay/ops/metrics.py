@@ -256,6 +256,16 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=r,
         )
+        self.checkpoint_store_up = Gauge(
+            "exmail_relay_checkpoint_store_up",
+            "Lease mode: 1 while the checkpoint store's broker link is up.",
+            registry=r,
+        )
+        self.checkpoint_waiting_shards = Gauge(
+            "exmail_relay_checkpoint_waiting_shards",
+            "Lease mode: held shards whose tenants wait for a complete checkpoint read.",
+            registry=r,
+        )
         self.broker_messages_refused = Counter(
             "exmail_relay_broker_messages_refused",
             "Broker messages dropped unread (lease mode), by kind (presence, checkpoint) and "
@@ -395,3 +405,9 @@ class PrometheusObserver(Observer):
 
     def takeover_gap(self, seconds: float) -> None:
         self.metrics.takeover_gap.observe(seconds)
+
+    def checkpoint_store(self, connected: bool) -> None:
+        self.metrics.checkpoint_store_up.set(1 if connected else 0)
+
+    def checkpoint_waiting(self, shards: int) -> None:
+        self.metrics.checkpoint_waiting_shards.set(shards)

@@ -412,6 +412,16 @@ def _sharding_line(s: ShardingStatus | None) -> str:
             text += f"; presence messages refused: {counts}"
         if s.unhealthy:
             text += f"; unhealthy, holds no shard: {_e(s.unhealthy)}"
+        if (c := s.checkpoints) is not None:
+            text += f"; checkpoints: {'connected' if c.connected else 'not connected'}"
+            if c.last_error:
+                text += f" ({_e(c.last_error)})"
+            for shard, why in c.waiting.items():
+                text += f"; shard {_e(shard)} waits for its checkpoints: {_e(why)}"
+            if c.refused or c.malformed:
+                text += f"; checkpoint messages dropped: {c.refused + c.malformed}"
+                if c.last_refused:
+                    text += f" (last: {_e(c.last_refused)})"
     return f'<p id="sharding"><small>{text}</small></p>\n'
 
 

@@ -1,47 +1,43 @@
-"""Checkpoints that follow the shard: every committed Ver also goes to the broker.
+"""Checkpoints that follow the shard, with no time window: a few signed snapshots of
+each shard's newest Vers, kept on the broker for as long as the deployment exists.
 
-Where it sits: with lease mode, a shard's tenants move between replicas. The listener
-reports each committed Ver through the observer seam (``TenantObserver.checkpoint``);
-:class:`CheckpointObserver` hands it to a :class:`CheckpointStream`, which publishes it.
-The next owner of a shard calls :meth:`CheckpointStream.latest` for the shard's tenants
-before their first ``listen`` and resumes from the newer of that and its own journal's
-checkpoint, so directory changes made during a takeover are reported, not skipped.
+Where it sits: in lease mode a shard's tenants move between replicas. The listener
+hands every Ver it commits to its :class:`relay.runtime.checkpointing.CheckpointPublisher`
+(this store); the next owner of a shard calls :meth:`CheckpointStore.latest` before its
+tenants' first ``listen`` and resumes from the newer of that and its own journal's
+checkpoint (:class:`relay.runtime.ownership.ShardRunner`).
 
-Where the Vers live: one RabbitMQ stream, ``<prefix>.checkpoints`` (``x-queue-type:
-stream``, retention ``x-max-age`` 7 days). A stream keeps history and any number of
-readers can read it from any point without taking messages away from each other. The
-other options, and why not:
+Where the Vers live: one durable classic queue per shard, ``<prefix>.checkpoint.<n>``,
+``x-max-length`` 8 with ``x-overflow: drop-head``. Each message is a snapshot of the
+*whole* shard's Vers (every tenant of the shard this replica knows), signed with the
+deployment secret (kind ``checkpoint``, :mod:`relay.core.envelope`), persistent. The
+broker keeps the newest 8 snapshots of each shard and nothing else, with no age limit,
+so the newest Ver of every tenant stays readable however long every replica was down.
+A reader takes the largest Ver per tenant over all kept snapshots: Vers only grow, so
+a late snapshot of an old owner cannot take a tenant backwards while a newer one is
+kept. docs/leases.md says why this store and not the others.
 
-- a last-value queue per shard: RabbitMQ has no last-value queue without a plugin;
-  ``x-max-length: 1`` keeps the *last published*, not the newest Ver, so an old owner
-  publishing late could take a tenant backwards, and each shard's message would have
-  to carry the whole shard, written by whoever published last;
-- stream filtering (``x-stream-filter-value``) needs RabbitMQ 3.13; the broker here is
-  3.10;
-- reading the whole stream from ``first``: the cost grows with retention (and a
-  segment, 500 MB by default, is only dropped whole).
+Publishing never blocks and never raises: :meth:`CheckpointStore.publish` records the
+Ver in a :class:`relay.core.checkpoints.CheckpointBook`; the one sender task sends, at
+most once per ``linger``, one snapshot per shard with something owed, with publisher
+confirms. A shard is published when a tenant of it commits here (so an old owner that
+lost a shard sends at most what it committed before its listeners were fenced: one or
+two snapshots, fewer than are kept) and, at once, after a complete read: the new
+owner's merged snapshot, so the kept snapshots hold the newest Vers known. (Publishing
+only "while the lease is held" would lose a handed-over shard's last commit: the lease
+manager counts a shard as released before the handoff gate's flush.)
 
-So a reader starts at a timestamp, ``lookback`` seconds ago (default 2 minutes), and
-every publisher re-publishes everything it knows every ``snapshot_interval`` (default
-30 s) and after each reconnect. A tenant's newest Ver is then within the lookback as
-long as some replica that knew it was alive in the last ``lookback - snapshot_interval``
-seconds, and a read costs two minutes of stream, whatever the retention. The timestamp
-is this host's clock against the broker's: they must agree within that margin (NTP). A
-takeover after every replica was gone for longer than that finds nothing here, and the
-local journal's checkpoint is what is left (``lookback=None`` reads from ``first``).
+Reading: :meth:`CheckpointStore.latest` takes every message of the shard's queue with
+``basic.get`` (no ack) until the queue says empty, then hands them all back
+(``nack``, requeue). Messages that are unsigned or signed with another secret are
+dropped from the merge and counted (``refused``, metric, status), malformed ones too
+(``malformed``). A read that fails or does not finish within its bound raises
+:class:`relay.runtime.checkpointing.CheckpointUnavailable`: the caller waits and tries
+again; "nothing found" is an answer only after a complete read.
 
-Publishing never blocks and never raises: :meth:`CheckpointStream.publish` records the
-Ver in a :class:`relay.core.checkpoints.CheckpointBook`, which keeps only the newest
-Ver per tenant, and the stream's one sender task sends what is owed, many tenants per
-message, at most once per ``linger`` (0.1 s), with publisher confirms:
-:meth:`CheckpointStream.flush` returning True means the broker has every Ver published
-so far. While the broker is away the sender reconnects with capped, jittered backoff,
-logs at most every ``log_every`` seconds, and shows ``connected`` and ``last_error``.
-
-Reading: :meth:`CheckpointStream.latest` appends a marker to the stream (confirmed),
-then consumes from ``now - lookback`` up to that marker, keeping the largest Ver per
-tenant (Vers only grow). Messages that are not ours are counted (``malformed``),
-logged and skipped; a read that cannot finish in time returns what it found so far.
+The connection lives in :class:`relay.runtime.checkpoint_link.CheckpointLink` (connect,
+reconnect with capped backoff, throttled logs, ``connected``/``last_error``); the store
+only says what a session does.
 """
 
 from __future__ import annotations
@@ -49,54 +45,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
-from collections.abc import Awaitable, Sequence
-from datetime import UTC, datetime, timedelta
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import aio_pika
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractConnection,
-    AbstractIncomingMessage,
-    AbstractQueue,
-)
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 from pamqp.common import FieldTable
 from pydantic import SecretStr
 
 from relay.core.backoff import Backoff
 from relay.core.checkpoints import (
+    KIND,
     CheckpointBook,
     Malformed,
-    Marker,
-    chunks,
-    decode,
+    Snapshot,
     encode,
-    encode_marker,
     merge,
+    open_message,
 )
-from relay.core.redact import redact_url, scrub
-from relay.runtime.observer import (
-    ForwardingObserver,
-    ForwardingTenantObserver,
-    Observer,
-    TenantObserver,
-)
+from relay.core.envelope import HEADER, Refused, sign
+from relay.core.shards import shard_of
+from relay.runtime.checkpoint_link import CheckpointLink
+from relay.runtime.checkpointing import CheckpointUnavailable
+from relay.runtime.observer import Observer
 from relay.sinks.connect import LINK_ERRORS as _LINK_ERRORS
-from relay.sinks.connect import open_connection
 
-__all__ = ["CheckpointObserver", "CheckpointStream"]
+__all__ = ["KEEP", "CheckpointStore"]
 
 log = logging.getLogger("relay.runtime.checkpoints")
 
 T = TypeVar("T")
 
-
 CONTENT_TYPE = "application/json"
+#: Snapshots kept per shard. More than one, so a few late snapshots of an old owner
+#: cannot push the new owner's out; few, so a read stays a handful of messages.
+KEEP = 8
+# A queue holding more than this (messages unacked by a reader come back on top of
+# KEEP) is not ours to trust as complete: the read fails and is tried again.
+MAX_READ = 1000
 
 
-class CheckpointStream:
-    """Publishes committed Vers to the broker; reads the newest per tenant.
+class CheckpointStore:
+    """Publishes committed Vers as signed shard snapshots; reads a shard's newest.
 
     Use as an async context manager: it owns its connection and its sender task.
     Leaving the block sends what is owed (up to ``close_timeout`` seconds), then closes.
@@ -106,122 +97,136 @@ class CheckpointStream:
         self,
         *,
         url: SecretStr,
+        secrets: Sequence[SecretStr],
+        shards: int,
         prefix: str = "exmail.relay",
-        max_age: str = "7D",
-        lookback: float | None = 120.0,
-        snapshot_interval: float = 30.0,
         linger: float = 0.1,
-        batch: int = 500,
         heartbeat: int = 5,
         confirm_timeout: float = 10.0,
+        read_timeout: float = 10.0,
         close_timeout: float = 5.0,
         reconnect_backoff: Backoff | None = None,
         log_every: float = 30.0,
+        observer: Observer | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        if lookback is not None and lookback <= snapshot_interval:
-            raise ValueError("lookback must be longer than snapshot_interval")
-        if batch < 1:
-            raise ValueError("batch must be at least 1")
-        self._url = url
-        self.stream = f"{prefix}.checkpoints"
-        self._arguments: FieldTable = {
-            "x-queue-type": "stream",
-            "x-max-age": max_age,
-            # Retention drops whole segments: keep them small enough to expire.
-            "x-stream-max-segment-size-bytes": 50_000_000,
-        }
-        self._lookback = lookback
-        self._snapshot_interval = snapshot_interval
+        keys = [s.get_secret_value().encode() for s in secrets if s.get_secret_value()]
+        if not keys:
+            raise ValueError("checkpoints need the deployment secret ([sharding] secret)")
+        self._keys = keys
+        self.shards = shards
+        self.prefix = prefix
         self._linger = linger
-        self._batch = batch
-        self._heartbeat = heartbeat
         self._confirm_timeout = confirm_timeout
+        self._read_timeout = read_timeout
         self._close_timeout = close_timeout
-        self._backoff = reconnect_backoff or Backoff(base=0.2, cap=5.0)
-        self._log_every = log_every
-        self.target = redact_url(url.get_secret_value(), keep_user=True)
-
+        self._observer = observer or Observer()
+        self._clock = clock
+        self._arguments: FieldTable = {
+            "x-queue-type": "classic",
+            "x-max-length": KEEP,
+            "x-overflow": "drop-head",
+        }
+        self._link = CheckpointLink(
+            url,
+            name="exmail-relay checkpoints",
+            heartbeat=heartbeat,
+            backoff=reconnect_backoff or Backoff(base=0.2, cap=5.0),
+            log_every=log_every,
+            on_state=self._observer.checkpoint_store,
+        )
+        self.target = self._link.target
         self._book = CheckpointBook()
-        self._connection: AbstractConnection | None = None
-        self._up = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
+        self._forced: set[int] = set()  # shards whose merged snapshot goes out next
         self._settled = asyncio.Event()  # set while nothing is owed
         self._settled.set()
         self._task: asyncio.Task[None] | None = None
-        self._logged_at: float | None = None
-        self.last_error: str | None = None
-        self.published = 0  # messages confirmed by the broker
-        self.malformed = 0  # messages skipped by readers
+        self.published = 0  # snapshots confirmed by the broker
+        self.refused = 0  # messages dropped: unsigned or not signed by this deployment
+        self.malformed = 0  # signed messages that are not a snapshot of their shard
+        self.last_refused: str | None = None
 
     def __repr__(self) -> str:
-        return f"CheckpointStream({self.target!r}, stream={self.stream!r})"
+        return f"CheckpointStore({self.target!r}, prefix={self.prefix!r})"
 
-    # -- what the rest of the relay calls ----------------------------------------------
+    def queue_of(self, shard: int) -> str:
+        return f"{self.prefix}.checkpoint.{shard}"
+
+    # -- what the rest of the relay reads ----------------------------------------------
 
     @property
     def connected(self) -> bool:
-        connection = self._connection
-        return self._up.is_set() and connection is not None and not connection.is_closed
+        return self._link.connected
+
+    @property
+    def last_error(self) -> str | None:
+        return self._link.last_error
+
+    @property
+    def down_since(self) -> float | None:
+        """Monotonic time since which the link is down (None: up)."""
+        return self._link.down_since
 
     @property
     def owed(self) -> int:
         """Tenants whose newest Ver the broker has not confirmed yet."""
         return self._book.owed
 
+    # -- CheckpointPublisher and CheckpointSource --------------------------------------
+
     def publish(self, tenant: str, ver: int) -> None:
-        """Queue ``ver`` for ``tenant``; the sender task sends it. Never blocks."""
+        """Owe ``ver`` for ``tenant``; the sender task sends its shard. Never blocks."""
         if self._book.offer(tenant, ver):
             self._settled.clear()
-            self._wake.set()
+            self._link.wake.set()
 
     async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 - the agreed protocol
         """Wait until every Ver published so far is confirmed; False after ``timeout``."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._settled.wait(), timeout)
-        return self._book.idle
+        return self._book.idle and not self._forced
 
     async def latest(
         self,
+        shard: int,
         tenants: Sequence[str],
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109 - the agreed protocol: a bound, never raised
+        timeout: float | None = None,  # noqa: ASYNC109 - the agreed protocol
     ) -> dict[str, int]:
-        """The newest Ver on the broker of each of ``tenants`` (absent: none found).
+        """The newest Ver kept for each of ``tenants`` of ``shard`` (absent: none kept).
 
-        Never raises for a broker fault: after ``timeout`` (or a lost link) it logs,
-        keeps ``last_error`` and returns what it has read so far, possibly nothing; the
-        caller's own journal checkpoint is then all it has.
+        Raises :class:`CheckpointUnavailable` when the broker is away, the read fails
+        or does not finish within ``timeout`` (default ``read_timeout``): never a
+        partial answer.
         """
-        wanted = set(tenants)
-        found: dict[str, int] = {}
-        if not wanted:
-            return found
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         try:
-            async with asyncio.timeout_at(deadline):
-                await self._up.wait()
-                connection = self._connection
+            async with asyncio.timeout(self._read_timeout if timeout is None else timeout):
+                await self._link.up.wait()
+                connection = self._link.connection
                 if connection is None or connection.is_closed:
                     raise ConnectionError("checkpoint connection not open")
-                complete = await self._read(connection, wanted, found)
-        except _LINK_ERRORS as exc:
-            complete = False
-            self._note_error("cannot read checkpoints", exc, force=True)
-        if complete:
-            self._book.learn(found)
-        else:
-            log.warning(
-                "checkpoint read incomplete",
-                extra={"found": len(found), "tenants": len(wanted), "stream": self.stream},
-            )
-        return found
+                found = await self._read(connection, shard)
+        except (*_LINK_ERRORS, CheckpointUnavailable) as exc:
+            why = self._link.note_error(f"cannot read the checkpoints of shard {shard}", exc)
+            if isinstance(exc, TimeoutError) and self._link.up.is_set():
+                self._link.reset()  # open but silent: the next try gets a new connection
+            raise CheckpointUnavailable(why) from exc
+        if self._link.connected:
+            self._link.last_error = None  # a read error of before is history now
+        self._book.learn(found)
+        # The new owner's merged snapshot goes out at once: the kept snapshots then hold
+        # the newest Vers however many stale ones an old owner sends late.
+        self._forced.add(shard)
+        self._settled.clear()
+        self._link.wake.set()
+        wanted = set(tenants)
+        return {t: v for t, v in found.items() if t in wanted}
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def __aenter__(self) -> CheckpointStream:
-        self._task = asyncio.create_task(self._run(), name=f"checkpoints-{self.stream}")
+    async def __aenter__(self) -> CheckpointStore:
+        self._observer.checkpoint_store(False)
+        self._task = asyncio.create_task(self._link.run(self._session), name="checkpoints")
         self._task.add_done_callback(self._task_done)
         return self
 
@@ -230,8 +235,8 @@ class CheckpointStream:
         if task.cancelled() or task.exception() is None:
             return
         error = task.exception()
-        self.last_error = f"internal error: {type(error).__name__}"
-        log.error("checkpoint sender crashed", exc_info=error, extra={"stream": self.stream})
+        self._link.last_error = f"internal error: {type(error).__name__}"
+        log.error("checkpoint sender crashed", exc_info=error)
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
@@ -243,12 +248,9 @@ class CheckpointStream:
         if task is None:
             return
         if not task.done() and not await self.flush(self._close_timeout):
-            log.warning(
-                "checkpoints not confirmed at close",
-                extra={"owed": self._book.owed, "stream": self.stream},
-            )
-        self._stop.set()
-        self._wake.set()
+            log.warning("checkpoints not confirmed at close", extra={"owed": self._book.owed})
+        self._link.stop.set()
+        self._link.wake.set()
         done, _ = await asyncio.wait([task], timeout=self._close_timeout)
         if not done:
             task.cancel()
@@ -260,192 +262,129 @@ class CheckpointStream:
 
     # -- the sender --------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                connection = await open_connection(
-                    self._url.get_secret_value(),
-                    within=10,
-                    heartbeat=self._heartbeat,
-                    name="exmail-relay checkpoints",
-                )
-            except _LINK_ERRORS as exc:
-                self._note_error(f"cannot connect to {self.target}", exc)
-                attempt += 1
-                await self._pause(self._backoff.delay(attempt))
-                continue
-            self._connection = connection
-            connection.close_callbacks.add(self._connection_closed)
-            try:
-                await self._session(connection)
-                attempt = 0
-            except _LINK_ERRORS as exc:
-                self._note_error("checkpoint connection lost", exc)
-                attempt = 0 if self._up.is_set() else attempt + 1
-            finally:
-                self._up.clear()
-                self._connection = None
-                self._book.failed()  # a batch without its confirm is owed again
-                with contextlib.suppress(*_LINK_ERRORS):
-                    await asyncio.wait_for(connection.close(), timeout=5)
-            if not self._stop.is_set():
-                await self._pause(self._backoff.delay(attempt))
-
     async def _session(self, connection: AbstractConnection) -> None:
         channel = await self._op(connection.channel(publisher_confirms=True))
-        await self._op(self._declare(channel))
-        self._up.set()
-        if self.last_error is not None:
-            log.info("checkpoint connection up again", extra={"target": self.target})
-        self.last_error = None
-        self._logged_at = None
-        loop = asyncio.get_running_loop()
-        snapshot_at = loop.time()  # everything known goes out again at once
-        while not self._stop.is_set():
-            if connection.is_closed:
-                raise ConnectionError("checkpoint connection closed")
-            self._wake.clear()
-            snapshot = loop.time() >= snapshot_at
-            if snapshot:
-                snapshot_at = loop.time() + self._snapshot_interval
-            batch = self._book.take(snapshot=snapshot)
-            if batch:
-                await self._send(channel, batch)
-            self._book.confirmed()
-            if self._book.idle:
-                self._settled.set()
-            if batch:
-                # What arrives meanwhile goes out together: at most one send per
-                # ``linger``, which bounds what a reader has to go through.
-                await self._pause(self._linger)
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, snapshot_at - loop.time()))
+        declared: set[int] = set()
+        self._link.went_up()
+        try:
+            while not self._link.stop.is_set():
+                if self._link.broken():
+                    raise ConnectionError("checkpoint connection closed or silent")
+                self._link.wake.clear()
+                batch = self._book.take()
+                shards = {shard_of(t, self.shards) for t in batch} | self._forced
+                forced, self._forced = self._forced, set()
+                try:
+                    sent = await self._send(channel, shards, declared)
+                except BaseException:
+                    self._forced |= forced
+                    raise
+                self._book.confirmed()
+                if self._book.idle and not self._forced:
+                    self._settled.set()
+                if sent:
+                    # What arrives meanwhile goes out together: at most one snapshot
+                    # per shard per ``linger``.
+                    await self._link.pause(self._linger)
+                    continue
+                # Woken by a publish or a closed link; a look at the link now and then
+                # in case a close went unnoticed.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._link.wake.wait(), 5.0)
+        finally:
+            self._book.failed()  # a batch without its confirm is owed again
 
-    async def _send(self, channel: AbstractChannel, batch: dict[str, int]) -> None:
-        """Every chunk published and confirmed, or an error."""
+    async def _send(self, channel: AbstractChannel, shards: set[int], declared: set[int]) -> int:
+        """One signed snapshot per shard, published and confirmed, or an error."""
+        by_shard: dict[int, dict[str, int]] = {s: {} for s in shards}
+        for tenant, ver in self._book.known.items():
+            entry = by_shard.get(shard_of(tenant, self.shards))
+            if entry is not None:
+                entry[tenant] = ver
         exchange = channel.default_exchange
-        publishes = [
-            exchange.publish(
-                aio_pika.Message(encode(part), content_type=CONTENT_TYPE),
-                routing_key=self.stream,
+        publishes = []
+        for shard, vers in sorted(by_shard.items()):
+            if not vers:
+                continue
+            if shard not in declared:
+                await self._op(self._declare(channel, shard))
+                declared.add(shard)
+            body = encode(shard, vers)
+            at_ms = int(self._clock() * 1000)
+            message = aio_pika.Message(
+                body,
+                content_type=CONTENT_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={HEADER: sign(KIND, body, secret=self._keys[0], at_ms=at_ms)},
             )
-            for part in chunks(batch, self._batch)
-        ]
-        await self._op(asyncio.gather(*publishes))
-        self.published += len(publishes)
+            publishes.append(exchange.publish(message, routing_key=self.queue_of(shard)))
+        if publishes:
+            await self._op(asyncio.gather(*publishes))
+            self.published += len(publishes)
+        return len(publishes)
 
     # -- the reader --------------------------------------------------------------------
 
-    async def _read(
-        self, connection: AbstractConnection, wanted: set[str], found: dict[str, int]
-    ) -> bool:
-        """Consume from the lookback up to a fresh marker into ``found``; True when the
-        marker was reached (everything confirmed before the call was seen)."""
-        marker = uuid.uuid4().hex
-        start: datetime | str = "first"
-        if self._lookback is not None:
-            start = datetime.now(UTC) - timedelta(seconds=self._lookback)
-        channel = await connection.channel(publisher_confirms=True)
+    async def _read(self, connection: AbstractConnection, shard: int) -> dict[str, int]:
+        """Every kept snapshot of ``shard``, merged; each handed back to the queue."""
+        found: dict[str, int] = {}
+        refused: list[str] = []
+        channel = await self._op(connection.channel(publisher_confirms=False))
         try:
-            await channel.set_qos(prefetch_count=1000)
-            queue = await self._declare(channel)
-            await channel.default_exchange.publish(
-                aio_pika.Message(encode_marker(marker), content_type=CONTENT_TYPE),
-                routing_key=self.stream,
-            )
-            reached = asyncio.Event()
-            seen_marker = False
-            unacked = 0
-            skipped: list[str] = []
-
-            async def on_message(message: AbstractIncomingMessage) -> None:
-                nonlocal unacked, seen_marker
-                decoded = decode(message.body)
-                if isinstance(decoded, Malformed):
+            queue = await self._op(self._declare(channel, shard))
+            last = None
+            for _ in range(MAX_READ):
+                message = await queue.get(no_ack=False, fail=False, timeout=self._confirm_timeout)
+                if message is None:
+                    break
+                last = message
+                opened = open_message(
+                    message.body,
+                    (message.headers or {}).get(HEADER),
+                    shard=shard,
+                    secrets=self._keys,
+                )
+                if isinstance(opened, Refused):
+                    self.refused += 1
+                    refused.append(opened.reason)
+                elif isinstance(opened, Malformed):
                     self.malformed += 1
-                    skipped.append(decoded.reason)
-                elif isinstance(decoded, Marker):
-                    if decoded.marker == marker:
-                        seen_marker = True
-                        reached.set()
-                else:
-                    merge(found, {t: v for t, v in decoded.vers.items() if t in wanted})
-                # Acks only return credit to the stream; one per hundred is enough.
-                unacked += 1
-                if unacked >= 100 or reached.is_set():
-                    unacked = 0
-                    await message.ack(multiple=True)
-
-            # A channel (or connection) lost mid-read ends the wait too, not the timeout.
-            channel.close_callbacks.add(lambda *_: reached.set())
-            tag = await queue.consume(on_message, arguments={"x-stream-offset": start})
-            try:
-                await reached.wait()
-            finally:
-                if skipped:  # one line per read, however many there were
-                    log.warning(
-                        "malformed checkpoint messages skipped",
-                        extra={"count": len(skipped), "reason": skipped[0], "stream": self.stream},
+                    refused.append(f"not a snapshot: {opened.reason}")
+                elif isinstance(opened, Snapshot):
+                    merge(
+                        found,
+                        {t: v for t, v in opened.vers.items() if shard_of(t, self.shards) == shard},
                     )
-            if not seen_marker:
-                raise ConnectionError("checkpoint channel closed during the read")
-            with contextlib.suppress(*_LINK_ERRORS):
-                await queue.cancel(tag)
-            return True
+            else:
+                raise CheckpointUnavailable(f"more than {MAX_READ} messages in {queue.name}")
+            if last is not None:
+                await self._op(last.nack(multiple=True, requeue=True))
         finally:
+            if refused:
+                self._refused(shard, refused)
             if not channel.is_closed:
+                # Closing also hands back anything still unacked after a failure.
                 with contextlib.suppress(*_LINK_ERRORS):
                     await asyncio.wait_for(channel.close(), timeout=5)
+        return found
+
+    def _refused(self, shard: int, reasons: list[str]) -> None:
+        """Counted and shown, one log line per read however many there were."""
+        for reason in reasons:
+            self._observer.broker_message_refused(KIND, reason.split(":")[0])
+        self.last_refused = f"shard {shard}: {len(reasons)} message(s) dropped ({reasons[0]})"
+        log.warning(
+            "checkpoint messages dropped",
+            extra={"shard": shard, "count": len(reasons), "reason": reasons[0]},
+        )
 
     # -- small things ------------------------------------------------------------------
 
-    async def _declare(self, channel: AbstractChannel) -> AbstractQueue:
-        return await channel.declare_queue(self.stream, durable=True, arguments=self._arguments)
+    async def _declare(self, channel: AbstractChannel, shard: int) -> AbstractQueue:
+        return await channel.declare_queue(
+            self.queue_of(shard), durable=True, arguments=self._arguments
+        )
 
     async def _op(self, awaitable: Awaitable[T]) -> T:
-        """One broker operation, bounded: a silent broker must not hang the sender."""
+        """One broker operation, bounded: a silent broker must not hang the store."""
         return await asyncio.wait_for(awaitable, timeout=self._confirm_timeout)
-
-    def _connection_closed(self, sender: object, _exc: BaseException | None = None) -> None:
-        if sender is self._connection:
-            self._up.clear()
-            self._wake.set()
-
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-
-    def _note_error(self, what: str, exc: BaseException, *, force: bool = False) -> None:
-        detail = scrub(str(exc) or type(exc).__name__, [self._url.get_secret_value()])[:200]
-        self.last_error = f"{what}: {detail}"
-        now = asyncio.get_running_loop().time()
-        if force or self._logged_at is None or now - self._logged_at >= self._log_every:
-            self._logged_at = now
-            log.warning(self.last_error, extra={"stream": self.stream})
-
-
-class _CheckpointTenant(ForwardingTenantObserver):
-    """Forwards everything to the wrapped handle; a checkpoint is also published."""
-
-    def __init__(self, inner: TenantObserver, tenant: str, stream: CheckpointStream) -> None:
-        super().__init__(inner)
-        self._tenant = tenant
-        self._stream = stream
-
-    def checkpoint(self, ver: int) -> None:
-        self.inner.checkpoint(ver)
-        self._stream.publish(self._tenant, ver)
-
-
-class CheckpointObserver(ForwardingObserver):
-    """An :class:`Observer` that wraps another (the Prometheus one in production) and
-    also publishes every tenant's checkpoint to ``stream``."""
-
-    def __init__(self, inner: Observer, stream: CheckpointStream) -> None:
-        super().__init__(inner)
-        self._stream = stream
-
-    def tenant(self, tenant: str) -> TenantObserver:
-        return _CheckpointTenant(self.inner.tenant(tenant), tenant, self._stream)

@@ -45,12 +45,10 @@ way to lose it, and that is logged with the count.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -67,9 +65,12 @@ from relay.exmail import (
     TokenFenced,
 )
 from relay.journal import Journal, JournalClosed, JournalError
+from relay.runtime.checkpointing import CheckpointPublisher, NoCheckpoints
 from relay.runtime.directory import DirectoryWorker, PendingDirectory, classify
 from relay.runtime.enrich import Enricher
 from relay.runtime.observer import Observer
+from relay.runtime.status import ListenerState as State
+from relay.runtime.status import ListenerStatus
 from relay.runtime.translate import Translation, translate_listen
 
 __all__ = ["Listener", "ListenerStatus"]
@@ -77,34 +78,10 @@ __all__ = ["Listener", "ListenerStatus"]
 log = logging.getLogger("relay.runtime.listener")
 
 T = TypeVar("T")
-State = Literal["starting", "connected", "backoff", "paused", "failed", "stopped"]
 Bootstrap = Literal["skip", "snapshot"]
 
 # How often an ongoing outage is logged again (the first failure is always logged).
 LOG_EVERY = 60.0
-
-
-@dataclass
-class ListenerStatus:
-    """What the status page and readiness know about one tenant (mutable, loop-owned)."""
-
-    tenant: str
-    state: State = "starting"
-    ver: int | None = None
-    last_event_at: float | None = None
-    last_error: str | None = None
-    last_error_at: float | None = None
-    failures: int = 0
-    # Set while the journal refuses this tenant's commit (the events are held in memory).
-    journal_error: str | None = None
-    # Clock time since which Exmail has not answered a listen (None: the last one was).
-    unanswered_since: float | None = None
-    # A directory change announced and not yet committed (the mail goes on meanwhile).
-    directory_pending: PendingDirectory | None = None
-    events_by_type: collections.Counter[str] = field(default_factory=collections.Counter)
-    recent: collections.deque[tuple[float, str, str, str]] = field(
-        default_factory=lambda: collections.deque(maxlen=50)
-    )
 
 
 class Listener:
@@ -127,8 +104,11 @@ class Listener:
         observer: Observer | None = None,
         silence_limit: float | None = None,
         on_listen: Callable[[], None] | None = None,
+        checkpoints: CheckpointPublisher | None = None,
     ) -> None:
         self.tenant = tenant
+        # Every Ver committed or resumed from (lease mode: the broker's copy), explicit.
+        self._checkpoints: CheckpointPublisher = checkpoints or NoCheckpoints()
         # Unanswered longer than this fails readiness; default: the listen deadline.
         self.silence_limit = client.listen_timeout if silence_limit is None else silence_limit
         self._observe = (observer or Observer()).tenant(tenant)
@@ -137,6 +117,7 @@ class Listener:
         self.route = route
         self.bootstrap = bootstrap
         self.status = ListenerStatus(tenant)
+        self._last_mail: dict[str, str] = {}  # account -> newest MailId (unread ids)
         self._on_listen = on_listen or (lambda: None)  # before every listen (takeover gap)
         self._enricher = Enricher(
             tenant, client, concurrency=enrich_concurrency, skipped=self._skip
@@ -264,6 +245,7 @@ class Listener:
             if ver is not None:
                 self.status.ver = ver
                 self._observe.checkpoint(ver)
+                self._checkpoints.publish(self.tenant, ver)
                 self._directory.resume(ver, pending)
                 return True
             try:
@@ -297,7 +279,9 @@ class Listener:
         if messages is None:  # stopped while waiting
             return
         self.status.unanswered_since = None
-        translation = translate_listen(self.tenant, ver, messages, now=self._now())
+        translation = translate_listen(
+            self.tenant, ver, messages, now=self._now(), last_mail=self._last_mail
+        )
         for skipped in translation.skipped:
             self._skip(skipped.kind, skipped.detail)
         if translation.truncated:
@@ -337,6 +321,7 @@ class Listener:
         if checkpoint is not None:
             self.status.ver = checkpoint
             self._observe.checkpoint(checkpoint)
+            self._checkpoints.publish(self.tenant, checkpoint)
         self._observe.committed(built)
         stamp = self._clock()
         for event in built:

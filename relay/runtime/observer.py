@@ -124,6 +124,12 @@ class Observer:
     def takeover_gap(self, seconds: float) -> None:
         """Lease mode: from a shard's acquisition to its first tenant's first listen."""
 
+    def checkpoint_store(self, connected: bool) -> None:
+        """Lease mode: whether the checkpoint store's broker link is up."""
+
+    def checkpoint_waiting(self, shards: int) -> None:
+        """Lease mode: how many held shards wait for a complete checkpoint read."""
+
     def broker_message_refused(self, kind: str, reason: str) -> None:
         """Lease mode: a broker message of ``kind`` (``presence``, ``checkpoint``) was
         dropped, unread, for ``reason`` (``unsigned``, ``bad signature``, ``stale``, ...)."""
@@ -162,7 +168,7 @@ class ForwardingTenantObserver(TenantObserver):
 
 class ForwardingObserver(Observer):
     """Passes every report on to ``inner``: the base of observers that add to another
-    (the unread cache, the checkpoint stream), so a method added to the seam is never
+    (the unread cache), so a method added to the seam is never
     dropped by a wrapper that forgot it (tests/runtime/test_runtime_observer.py)."""
 
     def __init__(self, inner: Observer) -> None:
@@ -197,6 +203,12 @@ class ForwardingObserver(Observer):
 
     def takeover_gap(self, seconds: float) -> None:
         self.inner.takeover_gap(seconds)
+
+    def checkpoint_store(self, connected: bool) -> None:
+        self.inner.checkpoint_store(connected)
+
+    def checkpoint_waiting(self, shards: int) -> None:
+        self.inner.checkpoint_waiting(shards)
 
     def broker_message_refused(self, kind: str, reason: str) -> None:
         self.inner.broker_message_refused(kind, reason)

@@ -3,7 +3,10 @@
 Where it sits: :class:`relay.runtime.leases.LeaseManager` says which shards this replica
 holds; a :class:`ShardRunner` turns that into listeners. On ``acquired(n)`` it reads the
 newest checkpoints of shard ``n``'s tenants (:class:`CheckpointSource`, the broker's
-copy; the newer of it and the journal wins), then starts their listeners. On
+copy; the newer of it and the journal wins), then starts their listeners. A read that
+fails or does not finish is tried again with backoff while the shard's tenants wait,
+shown in ``waiting``, readiness (:meth:`ShardRunner.checkpoint_trouble`) and status:
+no tenant bootstraps from a guess. On
 ``released(n, reason)`` it stops them at once (an open long poll ends immediately) and
 awaits them. Drainers are not the runner's business: a replica drains what its own
 journal holds whether or not it still owns those tenants.
@@ -29,15 +32,21 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from relay.core.backoff import Backoff
 from relay.core.shards import ReleaseReason, shard_of
 from relay.journal import JournalError
+from relay.runtime.checkpointing import (
+    CheckpointSource,
+    CheckpointUnavailable,
+    NoCheckpoints,
+    StoreHealth,
+)
 from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
 from relay.runtime.observer import Observer
-from relay.runtime.status import HandoffStatus, ShardingStatus
+from relay.runtime.status import CheckpointStatus, HandoffStatus, ShardingStatus
 
 __all__ = ["CheckpointSource", "Handoff", "NoCheckpoints", "ShardRunner"]
 
@@ -46,32 +55,11 @@ log = logging.getLogger("relay.runtime.ownership")
 # Readiness fails once the lease connection has been down this long: a standby that
 # cannot reach the broker cannot take over, and an owner has already let go.
 LEASE_DOWN_LIMIT = 30.0
+# How often a shard still waiting for its checkpoints is logged again.
+WAIT_LOG_EVERY = 60.0
 
 MakeListener = Callable[[str, Callable[[], None]], Listener]
 """Builds a fresh listener for a tenant; the callable is its ``on_listen`` hook."""
-
-
-class CheckpointSource(Protocol):
-    """The broker's copy of the tenants' checkpoints (the newest Ver seen committed):
-    :class:`relay.runtime.checkpoints.CheckpointStream` in production."""
-
-    async def latest(self, tenants: Sequence[str]) -> dict[str, int]:
-        """The newest Ver known for each of ``tenants`` (absent: none known)."""
-        ...
-
-    async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, never raised
-        """Wait until every Ver published so far is on the broker (False: not in time)."""
-        ...
-
-
-class NoCheckpoints:
-    """No broker copy: every new owner starts from its own journal's Ver."""
-
-    async def latest(self, tenants: Sequence[str]) -> dict[str, int]:
-        return {}
-
-    async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, never raised
-        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +89,9 @@ class ShardRunner:
         tenants: Sequence[str],
         make_listener: MakeListener,
         checkpoints: CheckpointSource | None = None,
-        checkpoint_timeout: float = 5.0,
+        checkpoint_store: StoreHealth | None = None,
+        checkpoint_timeout: float = 15.0,
+        checkpoint_backoff: Backoff | None = None,
         flush_timeout: float = 1.0,
         stop_timeout: float = 5.0,
         restart_backoff: Backoff | None = None,
@@ -113,7 +103,11 @@ class ShardRunner:
         self.tenants = tuple(tenants)
         self._make_listener = make_listener
         self._checkpoints = checkpoints or NoCheckpoints()
+        self._store = checkpoint_store
         self._checkpoint_timeout = checkpoint_timeout
+        self._checkpoint_backoff = checkpoint_backoff or Backoff(base=0.5, cap=15.0)
+        # Held shards whose tenants wait for a complete checkpoint read, and why.
+        self.waiting: dict[int, str] = {}
         self._flush_timeout = flush_timeout
         self._stop_timeout = stop_timeout
         self._restart_backoff = restart_backoff or Backoff(base=1.0, cap=60.0)
@@ -159,7 +153,38 @@ class ShardRunner:
             conflicts=tuple(self.leases.conflicts()),
             refused=dict(sorted(self.leases.refused.items())),
             unhealthy=self.leases.health(),
+            checkpoints=self._checkpoint_status(),
         )
+
+    def _checkpoint_status(self) -> CheckpointStatus | None:
+        store = self._store
+        if store is None:
+            return None
+        return CheckpointStatus(
+            queues=store.queue_of(0).removesuffix(".0") + ".<shard>",
+            connected=store.connected,
+            last_error=store.last_error,
+            published=store.published,
+            refused=store.refused,
+            malformed=store.malformed,
+            last_refused=store.last_refused,
+            waiting={str(shard): why for shard, why in sorted(self.waiting.items())},
+        )
+
+    def checkpoint_trouble(self) -> str | None:
+        """Why readiness should fail: a held shard waits for its checkpoints (its
+        tenants do not listen), or the store's link has been down for too long."""
+        problems = [
+            f"shard {shard} waits for its checkpoints: {why}"
+            for shard, why in sorted(self.waiting.items())
+        ]
+        store = self._store
+        if store is not None and (since := store.down_since) is not None:
+            down = time.monotonic() - since
+            if down > LEASE_DOWN_LIMIT:
+                why = store.last_error or "connecting"
+                problems.append(f"checkpoint store down for {down:.0f} s: {why}")
+        return "; ".join(problems) or None
 
     def trouble(self) -> str | None:
         """Why readiness should fail: another deployment or shard space on our presence
@@ -283,44 +308,80 @@ class ShardRunner:
             self._observer.owned_shards(len(self._shards))
 
     async def _serve(self, shard: int, entry: _Shard) -> None:
-        await self._sync_checkpoints(shard, entry.listeners)
+        if not await self._sync_checkpoints(shard, entry.listeners, entry.stopped):
+            return  # let go while still waiting
         await asyncio.gather(*(self._supervised(lst, entry.stopped) for lst in entry.listeners))
 
-    async def _sync_checkpoints(self, shard: int, listeners: Sequence[Listener]) -> None:
+    async def _sync_checkpoints(
+        self, shard: int, listeners: Sequence[Listener], stopped: asyncio.Event
+    ) -> bool:
         """Newest of journal and broker wins: a newer broker Ver is written to the
-        journal before the tenant's first ``listen``."""
+        journal before the tenant's first ``listen``. A read that fails or does not
+        finish, or a journal that refuses the Ver, is tried again with backoff while the
+        tenants wait (never a bootstrap from a guess); False when the shard was let go
+        meanwhile."""
         if not listeners:
-            return
+            return True
         names = [lst.tenant for lst in listeners]
+        attempt = 0
+        logged_at: float | None = None
         try:
-            latest = await asyncio.wait_for(
-                self._checkpoints.latest(names), self._checkpoint_timeout
-            )
-        except TimeoutError:
-            log.warning(
-                "broker checkpoints not read in time; starting from the journal's",
-                extra={"replica": self.leases.replica_id, "shard": shard},
-            )
-            return
+            while not stopped.is_set():
+                try:
+                    latest = await asyncio.wait_for(
+                        self._checkpoints.latest(shard, names), self._checkpoint_timeout
+                    )
+                    await self._store_checkpoints(listeners, latest)
+                    break
+                except (CheckpointUnavailable, TimeoutError) as exc:
+                    why = str(exc) or "the read did not finish in time"
+                except JournalError as exc:
+                    why = f"journal: cannot store the broker's checkpoint: {exc}"
+                self._set_waiting(shard, why, listeners)
+                now = self._monotonic()
+                if logged_at is None or now - logged_at >= WAIT_LOG_EVERY:
+                    logged_at = now
+                    log.warning(
+                        "shard waits for its checkpoints",
+                        extra={"replica": self.leases.replica_id, "shard": shard, "error": why},
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopped.wait(), self._checkpoint_backoff.delay(attempt))
+                attempt += 1
+            else:
+                return False
+        finally:
+            if self.waiting.pop(shard, None) is not None:
+                self._observer.checkpoint_waiting(len(self.waiting))
+                for listener in listeners:
+                    listener.status.last_error = None
+        if attempt:
+            log.info("shard checkpoints read", extra={"shard": shard, "after_failures": attempt})
+        return True
+
+    @staticmethod
+    async def _store_checkpoints(listeners: Sequence[Listener], latest: dict[str, int]) -> None:
+        """Each broker Ver newer than the journal's goes into the journal."""
         for listener in listeners:
             ver = latest.get(listener.tenant)
             if ver is None:
                 continue
-            try:
-                local = await listener.journal.checkpoint(listener.tenant)
-                if local is None or ver > local:
-                    await listener.journal.append(
-                        listener.tenant, [], route=listener.route, checkpoint=ver
-                    )
-                    log.info(
-                        "checkpoint taken from the broker",
-                        extra={"tenant": listener.tenant, "ver": ver, "journal_ver": local},
-                    )
-            except JournalError as exc:  # the listener meets it again and shows it
-                log.error(
-                    "cannot store the broker's checkpoint",
-                    extra={"tenant": listener.tenant, "error": str(exc)},
+            local = await listener.journal.checkpoint(listener.tenant)
+            if local is None or ver > local:
+                await listener.journal.append(
+                    listener.tenant, [], route=listener.route, checkpoint=ver
                 )
+                log.info(
+                    "checkpoint taken from the broker",
+                    extra={"tenant": listener.tenant, "ver": ver, "journal_ver": local},
+                )
+
+    def _set_waiting(self, shard: int, why: str, listeners: Sequence[Listener]) -> None:
+        """The shard's tenants wait: readiness, status and each tenant say why."""
+        self.waiting[shard] = why
+        self._observer.checkpoint_waiting(len(self.waiting))
+        for listener in listeners:
+            listener.status.last_error = f"waiting for checkpoints: {why}"
 
     async def _supervised(self, listener: Listener, stopped: asyncio.Event) -> None:
         """Run one listener; a crash (a bug) shows it failed and restarts it with backoff."""

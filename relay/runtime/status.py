@@ -1,10 +1,11 @@
 """What the relay says about itself: readiness, liveness and the status document, typed.
 
 Where it sits: :class:`relay.runtime.supervisor.RelayService` builds these values from its
-components (each listener's :class:`~relay.runtime.listener.ListenerStatus`, each
-drainer's counters, the journal's stats and counters); :mod:`relay.ops.http` serves them
-as JSON and :mod:`relay.ops.page` renders them. Never built from the Prometheus registry:
-metrics are one view of the components, this is another.
+components (each listener's :class:`ListenerStatus`, defined here and updated by the
+listener in place; each drainer's counters, the journal's stats and counters);
+:mod:`relay.ops.http` serves them as JSON and :mod:`relay.ops.page` renders them. Never
+built from the Prometheus registry: metrics are one view of the components, this is
+another.
 
 Why the field names matter: ``to_json()`` emits every field under its own name, in
 declaration order, so the dataclasses below *are* the ``/status.json`` contract (see
@@ -17,22 +18,26 @@ description, an event's subject when ``[status] show_content`` is off), as it al
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from relay.journal import Journal, JournalStats
+    from relay.runtime.directory import PendingDirectory
     from relay.runtime.drainer import Drainer
-    from relay.runtime.listener import ListenerStatus
 
 __all__ = [
     "OMIT_NONE",
+    "CheckpointStatus",
     "ClientStatus",
     "DirectoryPendingStatus",
     "HandoffStatus",
     "Health",
     "JournalStatus",
+    "ListenerState",
+    "ListenerStatus",
     "Liveness",
     "OrphanStatus",
     "PruneStatus",
@@ -46,6 +51,31 @@ __all__ = [
 ]
 
 OMIT_NONE: Mapping[str, bool] = {"omit_none": True}
+
+ListenerState = Literal["starting", "connected", "backoff", "paused", "failed", "stopped"]
+
+
+@dataclass
+class ListenerStatus:
+    """What the status page and readiness know about one tenant (mutable, loop-owned)."""
+
+    tenant: str
+    state: ListenerState = "starting"
+    ver: int | None = None
+    last_event_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failures: int = 0
+    # Set while the journal refuses this tenant's commit (the events are held in memory).
+    journal_error: str | None = None
+    # Clock time since which Exmail has not answered a listen (None: the last one was).
+    unanswered_since: float | None = None
+    # A directory change announced and not yet committed (the mail goes on meanwhile).
+    directory_pending: PendingDirectory | None = None
+    events_by_type: collections.Counter[str] = field(default_factory=collections.Counter)
+    recent: collections.deque[tuple[float, str, str, str]] = field(
+        default_factory=lambda: collections.deque(maxlen=50)
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -213,6 +243,23 @@ class HandoffStatus(_JsonRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointStatus(_JsonRecord):
+    """Lease mode: the checkpoint store on the broker. ``waiting``: held shards whose
+    tenants wait for a complete read, with why (``"<shard>": "<reason>"``); ``refused``:
+    messages dropped on read because they were unsigned or not signed by this
+    deployment (``malformed``: signed but not a snapshot of their shard)."""
+
+    queues: str
+    connected: bool
+    last_error: str | None
+    published: int
+    refused: int
+    malformed: int
+    last_refused: str | None
+    waiting: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class ShardingStatus(_JsonRecord):
     """Which shards this replica runs. ``static``: the one fixed shard ``index`` of
     ``count`` (``live`` empty: nothing is heard from the others); ``lease``: the leases
@@ -232,6 +279,7 @@ class ShardingStatus(_JsonRecord):
     refused: dict[str, int] = field(default_factory=dict)
     unhealthy: str | None = None
     """Lease mode: why this replica holds no shard and takes none (``None``: healthy)."""
+    checkpoints: CheckpointStatus | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True)

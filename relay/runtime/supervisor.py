@@ -342,6 +342,10 @@ class RelayService:
                 ok.append("leases")
             else:
                 failing["leases"] = lease_trouble
+            if (checkpoint_trouble := self.runner.checkpoint_trouble()) is None:
+                ok.append("checkpoints")
+            else:
+                failing["checkpoints"] = checkpoint_trouble
         for listener in self.all_listeners():
             part = f"tenant:{listener.tenant}"
             if listener.status.state == "failed":

@@ -20,7 +20,7 @@ types, and the client itself builds on the core.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,9 +67,20 @@ class Translation:
 
 
 def translate_listen(
-    tenant: str, ver: int, messages: Sequence[ListenMessage], *, now: datetime
+    tenant: str,
+    ver: int,
+    messages: Sequence[ListenMessage],
+    *,
+    now: datetime,
+    last_mail: MutableMapping[str, str] | None = None,
 ) -> Translation:
-    """Sort one ``listen`` answer for ``tenant``, whose current directory Ver is ``ver``."""
+    """Sort one ``listen`` answer for ``tenant``, whose current directory Ver is ``ver``.
+
+    ``last_mail`` (account, lower case -> MailId of its newest reminder seen) is what an
+    unread count's id is anchored on; it is updated by the reminders of this answer.
+    """
+    if last_mail is None:
+        last_mail = {}
     built: list[Event] = []
     skipped: list[Skipped] = []
     update: VersionUpdate | None = None
@@ -77,6 +88,7 @@ def translate_listen(
     for message in messages:
         match message:
             case NewMail():
+                last_mail[message.user.lower()] = message.mail_id
                 built.append(
                     ev.mail_new(
                         tenant=tenant,
@@ -95,7 +107,11 @@ def translate_listen(
             case UnreadCount():
                 built.append(
                     ev.mail_unread(
-                        tenant=tenant, user=message.user, unread=message.new_count, now=now
+                        tenant=tenant,
+                        user=message.user,
+                        unread=message.new_count,
+                        after_mail=last_mail.get(message.user.lower()),
+                        now=now,
                     )
                 )
             case VersionUpdate():

@@ -69,12 +69,86 @@ def test_account_case_does_not_change_the_mail_id() -> None:
     assert _mail(user="Bob@GZDEV.com").id == _mail().id
 
 
-def test_unread_ids_are_unique_per_ingest() -> None:
-    a = ev.mail_unread(tenant="acme", user="bob@gzdev.com", unread=2, now=NOW)
-    b = ev.mail_unread(tenant="acme", user="bob@gzdev.com", unread=2, now=NOW)
-    assert a.id != b.id
+def test_an_unread_count_reported_again_keeps_its_id() -> None:
+    a = ev.mail_unread(tenant="acme", user="bob@gzdev.com", unread=2, after_mail="M1", now=NOW)
+    b = ev.mail_unread(
+        tenant="acme", user="Bob@gzdev.com", unread=2, after_mail="M1", now=NOW + timedelta(1)
+    )
+    assert a.id == b.id
+    # The same count after another mail is another fact.
+    later = ev.mail_unread(tenant="acme", user="bob@gzdev.com", unread=2, after_mail="M2", now=NOW)
+    assert later.id != a.id
     assert a.routing_key == "acme.mail.unread"
     assert a.data == {"user": "bob@gzdev.com", "unread": 2}
+
+
+texts = st.text(alphabet=st.characters(exclude_characters="\x1f"), max_size=12)
+# Accounts are compared case-insensitively; ASCII, whose case round-trips.
+accounts = st.text(alphabet="abcXYZ09@.-", max_size=12).map(str.lower)
+unread_facts = st.tuples(texts, accounts, st.integers(0, 2**31), st.none() | texts.filter(bool))
+
+
+@given(unread_facts, unread_facts)
+def test_unread_ids_are_equal_exactly_for_the_same_fact(
+    a: tuple[str, str, int, str | None], b: tuple[str, str, int, str | None]
+) -> None:
+    assert (ev.unread_id(*a) == ev.unread_id(*b)) == (a == b)
+    assert ev.unread_id(a[0], a[1].upper(), a[2], a[3]) == ev.unread_id(*a)
+
+
+profiles = st.none() | st.dictionaries(
+    st.sampled_from(["name", "position", "tel", "slaves", "open_type"]),
+    st.none() | st.integers(-3, 3) | texts | st.lists(texts, max_size=3),
+    max_size=5,
+)
+
+
+@given(
+    st.sampled_from(list(ev.ALL_TYPES[3:])),
+    texts,
+    accounts,
+    profiles,
+    profiles,
+    st.integers(0, 2**40),
+    st.integers(0, 2**40),
+)
+def test_user_change_ids_follow_the_fact_not_the_listing(
+    kind: str,
+    tenant: str,
+    alias: str,
+    profile: dict[str, object] | None,
+    other: dict[str, object] | None,
+    ver: int,
+    later_ver: int,
+) -> None:
+    change = kind.rsplit(".", 1)[1]
+    first = ev.user_changed(
+        tenant=tenant,
+        alias=alias,
+        change=change,
+        ver=ver,
+        profile=profile,
+        now=NOW,  # type: ignore[arg-type]
+    )
+    # Listed again from an older Ver (a takeover): another list Ver, the same fact.
+    again = ev.user_changed(
+        tenant=tenant,
+        alias=alias.upper(),
+        change=change,  # type: ignore[arg-type]
+        ver=later_ver,
+        profile=None if profile is None else dict(reversed(list(profile.items()))),
+        now=NOW + timedelta(hours=1),
+    )
+    assert first.id == again.id
+    changed = ev.user_changed(
+        tenant=tenant,
+        alias=alias,
+        change=change,
+        ver=ver,
+        profile=other,
+        now=NOW,  # type: ignore[arg-type]
+    )
+    assert (changed.id == first.id) == (other == profile)
 
 
 def test_directory_and_user_events() -> None:

@@ -42,6 +42,28 @@ def test_the_same_reminder_twice_gets_one_id() -> None:
     assert first.id == again.id != other_tenant.id
 
 
+def test_an_unread_count_is_told_apart_by_the_mail_before_it() -> None:
+    """3, read one: 2; a new mail: 3; read one: 2 again. The two 2s are two facts (the
+    second came after another mail); the answer redelivered gives the same ids."""
+    bob = "bob@example.com"
+    answers = [
+        [mail("m1"), UnreadCount(bob, 2)],
+        [mail("m2")],
+        [UnreadCount("Bob@Example.com", 2)],
+    ]
+    seen: dict[str, str] = {}
+    ids = [
+        e.id
+        for a in answers
+        for e in translate_listen("acme", 5, a, now=NOW, last_mail=seen).events
+    ]
+    assert len(set(ids)) == 4
+    # A new owner gets the first answer again (it was never acknowledged): same ids.
+    fresh: dict[str, str] = {}
+    again = [e.id for e in translate_listen("acme", 5, answers[0], now=NOW, last_mail=fresh).events]
+    assert again == ids[:2]
+
+
 @given(st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=8))
 def test_the_newest_version_update_that_moves_the_ver_wins(vers: list[int]) -> None:
     current = 25

@@ -46,7 +46,8 @@ async def prefix() -> AsyncIterator[str]:
     async with connection:
         channel = await connection.channel()
         await channel.queue_delete(name)
-        await channel.queue_delete(f"{name}.checkpoints")
+        for shard in range(2):  # the checkpoint queues
+            await channel.queue_delete(f"{name}.checkpoint.{shard}")
         await channel.exchange_delete(name)
         await channel.exchange_delete(f"{name}.presence")
 

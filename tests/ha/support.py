@@ -186,10 +186,15 @@ class Cluster:
         self.replicas[name] = replica
         return replica
 
-    async def restart(self, replica: Replica) -> None:
+    async def restart(self, replica: Replica, *, empty_journal: bool = False) -> None:
         """Start a stopped replica again on its configuration and journal (as Kubernetes
-        recreates a pod): it drains what its journal still holds, and rejoins."""
+        recreates a pod): it drains what its journal still holds, and rejoins. With
+        ``empty_journal``, its journal is deleted first (a pod on a new volume)."""
         assert not replica.process.alive
+        if empty_journal:
+            journal = self.root / f"{replica.name}.sqlite3"
+            for path in (journal, Path(f"{journal}-wal"), Path(f"{journal}-shm")):
+                path.unlink(missing_ok=True)
         await replica.process.start()
         await self.serving(replica)
 
@@ -287,7 +292,8 @@ async def _delete_names(broker: Broker, prefix: str) -> None:
         await channel.queue_delete(broker.queue)
         await channel.exchange_delete(broker.exchange)
         await channel.exchange_delete(f"{prefix}.presence")
-        await channel.queue_delete(f"{prefix}.checkpoints")
+        for shard in range(16):  # the checkpoint queues
+            await channel.queue_delete(f"{prefix}.checkpoint.{shard}")
 
 
 @contextlib.asynccontextmanager

@@ -17,6 +17,7 @@ from aiohttp import web
 from relay.emulator import Emulator
 from relay.ops import page
 from relay.runtime.status import (
+    CheckpointStatus,
     ClientStatus,
     DirectoryPendingStatus,
     HandoffStatus,
@@ -60,8 +61,19 @@ SHARDING_KEYS = [
     "conflicts",
     "refused",
     "unhealthy",
+    "checkpoints",
 ]
 HANDOFF_KEYS = ["shard", "kind", "reason", "at"]
+CHECKPOINT_KEYS = [
+    "queues",
+    "connected",
+    "last_error",
+    "published",
+    "refused",
+    "malformed",
+    "last_refused",
+    "waiting",
+]
 TENANT_KEYS = [
     "name",
     "state",
@@ -321,6 +333,7 @@ def test_the_records_declare_exactly_the_pinned_keys() -> None:
     assert ClientStatus.json_keys() == set(CLIENT_KEYS)
     assert ShardingStatus.json_keys() == set(SHARDING_KEYS)
     assert HandoffStatus.json_keys() == set(HANDOFF_KEYS)
+    assert CheckpointStatus.json_keys() == set(CHECKPOINT_KEYS)
 
 
 def test_health_and_liveness_json() -> None:
@@ -453,7 +466,8 @@ async def test_status_json_keys_are_pinned_and_cover_the_page_script(
     assert list(data["journal"]["last_prune"]) == PRUNE_KEYS
     assert {tuple(e) for e in data["recent_events"]} == {tuple(EVENT_KEYS_WITH_CONTENT)}
     assert data["orphans"] == [], "every sink with rows in the journal is configured"
-    assert list(data["sharding"]) == SHARDING_KEYS
+    # ``checkpoints`` only in lease mode (omitted while None).
+    assert list(data["sharding"]) == [k for k in SHARDING_KEYS if k != "checkpoints"]
     assert data["sharding"]["mode"] == "static", "no [amqp]: static is the default"
 
     objects: dict[str, list[dict[str, Any]]] = {

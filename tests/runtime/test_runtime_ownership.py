@@ -27,18 +27,22 @@ from pydantic import SecretStr
 
 from relay.app.settings import Settings, TenantSettings
 from relay.app.wiring import Running, build_service, client_for
+from relay.core.backoff import Backoff
+from relay.core.checkpoints import KIND, encode
+from relay.core.envelope import HEADER, sign
 from relay.core.routing import Router
 from relay.emulator import Emulator
 from relay.exmail import TokenFenced, UserAction, UserListEntry
 from relay.exmail._token import TokenCache
 from relay.journal import Journal
 from relay.ops.metrics import Metrics, PrometheusObserver
+from relay.runtime.checkpoints import CheckpointStore
 from relay.runtime.enrich import Enricher
 from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
-from relay.runtime.ownership import CheckpointSource, ShardRunner
+from relay.runtime.ownership import ShardRunner
 from tests.pipeline.support import control
-from tests.support import AMQP_URL, DEPLOYMENT_SECRET, eventually
+from tests.support import AMQP_URL, BROKER_ADDRESS, DEPLOYMENT_SECRET, TcpProxy, eventually
 
 TENANTS = [f"t{i}" for i in range(6)]
 SHARDS = 16
@@ -70,7 +74,8 @@ async def prefix() -> AsyncIterator[str]:
         await channel.queue_delete(name)
         await channel.exchange_delete(name)
         await channel.exchange_delete(f"{name}.presence")
-        await channel.queue_delete(f"{name}.checkpoints")  # the checkpoint stream
+        for shard in range(16):  # the checkpoint queues
+            await channel.queue_delete(f"{name}.checkpoint.{shard}")
 
 
 def tenant_settings(emu: Emulator, name: str) -> dict[str, Any]:
@@ -107,7 +112,7 @@ def lease_settings(
 
 @contextlib.asynccontextmanager
 async def relay(
-    s: Settings, *, checkpoints: CheckpointSource | None = None
+    s: Settings, *, checkpoints: CheckpointStore | None = None
 ) -> AsyncIterator[tuple[Running, CollectorRegistry]]:
     """One relay with a registry of its own, running until the block ends (graceful)."""
     registry = CollectorRegistry()
@@ -284,6 +289,157 @@ async def test_a_standby_is_ready_and_takes_over_from_the_broker_checkpoint(
             status = (await b.service.status()).sharding
             assert status is not None and not status.standby
             assert status.last_handoff is not None and status.last_handoff.kind == "acquired"
+
+
+@pytest.mark.rabbitmq
+async def test_a_checkpoint_read_that_fails_makes_the_shard_wait_not_bootstrap(
+    tmp_path: Path, emu: Emulator, prefix: str
+) -> None:
+    """The lease is held, but the checkpoint store cannot reach the broker: the shard's
+    tenants wait (no listen, no token, no bootstrap into the journal), readiness and
+    status say why; once the store's link is back the read completes (nothing kept: a
+    new deployment) and the tenants bootstrap as usual."""
+    proxy = TcpProxy(*BROKER_ADDRESS)
+    await proxy.start()
+    port = proxy.port
+    await proxy.stop()  # the store's path to the broker is down from the start
+    url = f"amqp://guest:guest@127.0.0.1:{port}/"
+    s = lease_settings(emu, tmp_path, "r-wait", prefix, shards=1)
+    store = CheckpointStore(
+        url=SecretStr(url),
+        secrets=[SecretStr(DEPLOYMENT_SECRET)],
+        shards=1,
+        prefix=prefix,
+        heartbeat=2,
+        read_timeout=0.5,
+        reconnect_backoff=Backoff(base=0.05, cap=0.3),
+    )
+    try:
+        async with store, relay(s, checkpoints=store) as (running, registry):
+            runner = runner_of(running)
+            await eventually(lambda: runner.leases.owned == {0}, what="the lease")
+            await eventually(lambda: 0 in runner.waiting, what="the shard to wait")
+            health = await running.service.health()
+            assert "checkpoints" in health.failing, health
+            assert "shard 0 waits for its checkpoints" in health.failing["checkpoints"]
+            sharding = (await running.service.status()).sharding
+            assert sharding is not None and sharding.checkpoints is not None
+            assert "0" in sharding.checkpoints.waiting
+            assert not sharding.checkpoints.connected
+            tenants = (await running.service.status()).tenants
+            assert all("waiting for checkpoints" in (t.last_error or "") for t in tenants)
+            assert registry.get_sample_value("exmail_relay_checkpoint_waiting_shards") == 1
+            await asyncio.sleep(1.5)  # several failed reads: still nothing bootstrapped
+            assert await running.service.journal.checkpoints() == {}, "no bootstrap"
+            assert sum((await listening(emu)).values()) == 0
+            assert await token_fetches(emu) == 0
+
+            await proxy.start()
+            await eventually(
+                lambda: _all_of(running.service.journal.checkpoints, TENANTS),
+                seconds=15,
+                what="the tenants to bootstrap after a complete read",
+            )
+            assert runner.waiting == {}
+            health = await running.service.health()
+            assert "checkpoints" in health.ok, health
+            assert registry.get_sample_value("exmail_relay_checkpoint_waiting_shards") == 0
+    finally:
+        await proxy.stop()
+
+
+@pytest.mark.rabbitmq
+async def test_a_forged_checkpoint_changes_no_tenants_ver(
+    tmp_path: Path, emu: Emulator, prefix: str
+) -> None:
+    """Somebody with publish rights on the vhost puts snapshots in the shard's queue that
+    push every tenant far ahead (which would make the next owner skip every change):
+    unsigned, and signed with another deployment's secret. The new owner resumes from
+    the Vers the deployment committed and counts the forgeries."""
+    one_shard = {"shards": 1}
+    async with relay(lease_settings(emu, tmp_path, "r-a", prefix, **one_shard)) as (a, _):
+        ra = runner_of(a)
+        await eventually(lambda: settled(emu, [ra], 1), what="A owns the one shard")
+        committed = await eventually(
+            lambda: _all_of(a.service.journal.checkpoints, TENANTS), what="A's bootstrap"
+        )
+    body = encode(0, dict.fromkeys(TENANTS, 10**15))
+    other = sign(KIND, body, secret=b"another-deployment-secret-0000", at_ms=1)
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        for headers in ({}, {HEADER: other}):
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, headers=headers), routing_key=f"{prefix}.checkpoint.0"
+            )
+    async with relay(lease_settings(emu, tmp_path, "r-b", prefix, **one_shard)) as (b, registry):
+        rb = runner_of(b)
+        await eventually(lambda: settled(emu, [rb], 1), seconds=10, what="B took over")
+        assert await b.service.journal.checkpoints() == committed
+        sharding = (await b.service.status()).sharding
+        assert sharding is not None and sharding.checkpoints is not None
+        assert sharding.checkpoints.refused == 2
+        refused = {
+            reason: registry.get_sample_value(
+                "exmail_relay_broker_messages_refused_total",
+                {"kind": "checkpoint", "reason": reason},
+            )
+            for reason in ("unsigned", "bad_signature")
+        }
+        assert refused == {"unsigned": 1.0, "bad_signature": 1.0}
+
+
+def user_event_ids(running: Running, tenant: str) -> dict[tuple[str, str], str]:
+    """(type, account) -> event id of the ``exmail.user.*`` events ``tenant`` committed."""
+    found: dict[tuple[str, str], str] = {}
+    for listener in runner_of(running).listeners:
+        if listener.tenant == tenant:
+            for _, kind, event_id, subject in listener.status.recent:
+                if kind.startswith("exmail.user."):
+                    found[(kind, subject)] = event_id
+    return found
+
+
+@pytest.mark.rabbitmq
+async def test_a_takeover_from_an_older_checkpoint_re_emits_with_identical_ids(
+    tmp_path: Path, emu: Emulator, prefix: str
+) -> None:
+    """A reports a directory change (Ver v1 -> v2) and stops. The broker's checkpoint is
+    then older than what A committed (v1: as after a lost confirm), and another change
+    is made. B, with an empty journal, lists from v1 and reports A's change again, in a
+    listing with another new Ver: the same change carries the same id."""
+    one_shard = {"shards": 1}
+    hire = {"action": "add", "alias": "hire@t0.example.com", "name": "Hire"}
+    async with relay(lease_settings(emu, tmp_path, "r-a", prefix, **one_shard)) as (a, _):
+        ra = runner_of(a)
+        await eventually(lambda: settled(emu, [ra], 1), what="A owns the one shard")
+        before = await eventually(
+            lambda: _all_of(a.service.journal.checkpoints, TENANTS), what="A's bootstrap"
+        )
+        await control(emu, "user", {**hire, "company": admin("t0")})
+        await eventually(lambda: user_event_ids(a, "t0"), what="A reports the hire")
+        a_ids = user_event_ids(a, "t0")
+    # The kept snapshot goes back to v1 (signed: it is the deployment's own).
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        queue = f"{prefix}.checkpoint.0"
+        await (await channel.get_queue(queue)).purge()
+        body = encode(0, before)
+        header = sign(KIND, body, secret=DEPLOYMENT_SECRET.encode(), at_ms=int(time.time() * 1000))
+        await channel.default_exchange.publish(
+            aio_pika.Message(body, headers={HEADER: header}), routing_key=queue
+        )
+    other = {"action": "add", "alias": "other@t0.example.com", "name": "Other"}
+    await control(emu, "user", {**other, "company": admin("t0")})
+    async with relay(lease_settings(emu, tmp_path, "r-b", prefix, **one_shard)) as (b, _):
+        await eventually(
+            lambda: len(user_event_ids(b, "t0")) >= 2, seconds=15, what="B lists from v1"
+        )
+        b_ids = user_event_ids(b, "t0")
+    key = ("exmail.user.added", "hire@t0.example.com")
+    assert b_ids[key] == a_ids[key], "the same change, the same id"
+    assert b_ids[("exmail.user.added", "other@t0.example.com")] != a_ids[key]
 
 
 async def _all_of(

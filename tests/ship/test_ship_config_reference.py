@@ -150,8 +150,9 @@ DESCRIPTIONS: dict[str, str] = {
     "sharding.heartbeat": "Lease mode: heartbeat of the lease connection in seconds; a dead "
     "replica's shards move after about 3 heartbeats (a clean death: about 1 s).",
     "sharding.prefix": "Lease mode: prefix of the broker names (`<prefix>.lease.<n>`, "
-    "`<prefix>.presence`, `<prefix>.member.<id>`); the same on every replica, and its own "
-    "for every deployment on a vhost (the Helm chart derives it from the release name).",
+    "`<prefix>.presence`, `<prefix>.member.<id>`, `<prefix>.checkpoint.<n>`); the same on "
+    "every replica, and its own for every deployment on a vhost (the Helm chart derives it "
+    "from the release name).",
     "sharding.secret": "Lease mode (required there): the deployment secret, at least 16 "
     "characters, the same on every replica; it signs presence and checkpoint messages "
     "(HMAC-SHA256), and unsigned or badly signed ones are dropped. A list while rotating: "
