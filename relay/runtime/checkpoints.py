@@ -35,9 +35,12 @@ dropped from the merge and counted (``refused``, metric, status), malformed ones
 :class:`relay.runtime.checkpointing.CheckpointUnavailable`: the caller waits and tries
 again; "nothing found" is an answer only after a complete read.
 
-The connection lives in :class:`relay.runtime.checkpoint_link.CheckpointLink` (connect,
-reconnect with capped backoff, throttled logs, ``connected``/``last_error``); the store
-only says what a session does.
+The connection is a :class:`relay.sinks.brokerlink.BrokerLink`, the one reconnecting
+link the lease manager and the AMQP sink run on too (connect, reconnect with capped
+backoff, throttled logs, ``connected``/``last_error``); the store only says what a
+session does. A read that times out on a link that looks open gives the link up
+(``lose``), so the next try gets a new connection instead of waiting for the client
+library's heartbeat check, which may never notice a silent path.
 """
 
 from __future__ import annotations
@@ -46,8 +49,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
@@ -66,16 +68,15 @@ from relay.core.checkpoints import (
 )
 from relay.core.envelope import HEADER, Refused, sign
 from relay.core.shards import shard_of
-from relay.runtime.checkpoint_link import CheckpointLink
 from relay.runtime.checkpointing import CheckpointUnavailable
 from relay.runtime.observer import Observer
+from relay.sinks.brokerlink import BrokerLink
 from relay.sinks.connect import LINK_ERRORS as _LINK_ERRORS
 
 __all__ = ["KEEP", "CheckpointStore"]
 
 log = logging.getLogger("relay.runtime.checkpoints")
 
-T = TypeVar("T")
 
 CONTENT_TYPE = "application/json"
 #: Snapshots kept per shard. More than one, so a few late snapshots of an old owner
@@ -127,20 +128,27 @@ class CheckpointStore:
             "x-max-length": KEEP,
             "x-overflow": "drop-head",
         }
-        self._link = CheckpointLink(
-            url,
+        self._wake = asyncio.Event()  # a publish, a lost link or the stop: the sender looks
+        self._link = BrokerLink(
+            url=url,
+            session=self._session,
             name="exmail-relay checkpoints",
+            what="checkpoint connection",
             heartbeat=heartbeat,
+            op_timeout=confirm_timeout,
             backoff=reconnect_backoff or Backoff(base=0.2, cap=5.0),
             log_every=log_every,
-            on_state=self._observer.checkpoint_store,
+            logger=log,
+            on_lost=self._lost,
+            on_down=self._down,
+            on_stop=self._wake.set,
         )
         self.target = self._link.target
         self._book = CheckpointBook()
         self._forced: set[int] = set()  # shards whose merged snapshot goes out next
         self._settled = asyncio.Event()  # set while nothing is owed
         self._settled.set()
-        self._task: asyncio.Task[None] | None = None
+        self._started = False
         self.published = 0  # snapshots confirmed by the broker
         self.refused = 0  # messages dropped: unsigned or not signed by this deployment
         self.malformed = 0  # signed messages that are not a snapshot of their shard
@@ -178,7 +186,7 @@ class CheckpointStore:
         """Owe ``ver`` for ``tenant``; the sender task sends its shard. Never blocks."""
         if self._book.offer(tenant, ver):
             self._settled.clear()
-            self._link.wake.set()
+            self._wake.set()
 
     async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 - the agreed protocol
         """Wait until every Ver published so far is confirmed; False after ``timeout``."""
@@ -200,16 +208,19 @@ class CheckpointStore:
         partial answer.
         """
         try:
-            async with asyncio.timeout(self._read_timeout if timeout is None else timeout):
-                await self._link.up.wait()
+            bound = self._read_timeout if timeout is None else timeout
+            async with asyncio.timeout(bound):
+                await self._link.wait_connected(bound)
                 connection = self._link.connection
-                if connection is None or connection.is_closed:
+                if not self._link.connected or connection is None:
                     raise ConnectionError("checkpoint connection not open")
                 found = await self._read(connection, shard)
         except (*_LINK_ERRORS, CheckpointUnavailable) as exc:
-            why = self._link.note_error(f"cannot read the checkpoints of shard {shard}", exc)
-            if isinstance(exc, TimeoutError) and self._link.up.is_set():
-                self._link.reset()  # open but silent: the next try gets a new connection
+            self._link.note_error(f"cannot read the checkpoints of shard {shard}", exc)
+            why = self._link.last_error or "checkpoint read failed"
+            if isinstance(exc, TimeoutError) and self._link.connected:
+                # Open but silent: the next try gets a new connection.
+                self._link.lose("checkpoint read timed out on an open connection")
             raise CheckpointUnavailable(why) from exc
         if self._link.connected:
             self._link.last_error = None  # a read error of before is history now
@@ -218,7 +229,7 @@ class CheckpointStore:
         # the newest Vers however many stale ones an old owner sends late.
         self._forced.add(shard)
         self._settled.clear()
-        self._link.wake.set()
+        self._wake.set()
         wanted = set(tenants)
         return {t: v for t, v in found.items() if t in wanted}
 
@@ -226,51 +237,41 @@ class CheckpointStore:
 
     async def __aenter__(self) -> CheckpointStore:
         self._observer.checkpoint_store(False)
-        self._task = asyncio.create_task(self._link.run(self._session), name="checkpoints")
-        self._task.add_done_callback(self._task_done)
+        await self._link.__aenter__()
+        self._started = True
         return self
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        """A crash of the sender (a bug) shows at once; :meth:`close` re-raises it."""
-        if task.cancelled() or task.exception() is None:
-            return
-        error = task.exception()
-        self._link.last_error = f"internal error: {type(error).__name__}"
-        log.error("checkpoint sender crashed", exc_info=error)
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def close(self) -> None:
         """Send what is owed (up to ``close_timeout``), stop the sender, close the link;
-        re-raises a crash of the sender."""
-        task = self._task
-        if task is None:
+        re-raises a crash of the sender (the link logged it and showed it at once)."""
+        if not self._started:
             return
-        if not task.done() and not await self.flush(self._close_timeout):
+        self._started = False
+        if self._link.connected and not await self.flush(self._close_timeout):
             log.warning("checkpoints not confirmed at close", extra={"owed": self._book.owed})
-        self._link.stop.set()
-        self._link.wake.set()
-        done, _ = await asyncio.wait([task], timeout=self._close_timeout)
-        if not done:
-            task.cancel()
-            await asyncio.wait([task])
-        self._task = None
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
-            raise error
+        await self._link.close(grace=self._close_timeout)
+
+    def _lost(self) -> None:
+        self._observer.checkpoint_store(False)
+        self._wake.set()  # the sender's wait ends; its check() raises LinkLost
+
+    def _down(self) -> None:
+        self._observer.checkpoint_store(False)
 
     # -- the sender --------------------------------------------------------------------
 
     async def _session(self, connection: AbstractConnection) -> None:
-        channel = await self._op(connection.channel(publisher_confirms=True))
+        channel = await self._link.op(connection.channel(publisher_confirms=True))
         declared: set[int] = set()
-        self._link.went_up()
+        self._link.up()
+        self._observer.checkpoint_store(True)
         try:
-            while not self._link.stop.is_set():
-                if self._link.broken():
-                    raise ConnectionError("checkpoint connection closed or silent")
-                self._link.wake.clear()
+            while not self._link.stopping:
+                self._link.check()  # LinkLost once closed or given up
+                self._wake.clear()
                 batch = self._book.take()
                 shards = {shard_of(t, self.shards) for t in batch} | self._forced
                 forced, self._forced = self._forced, set()
@@ -287,10 +288,10 @@ class CheckpointStore:
                     # per shard per ``linger``.
                     await self._link.pause(self._linger)
                     continue
-                # Woken by a publish or a closed link; a look at the link now and then
-                # in case a close went unnoticed.
+                # Woken by a publish, a lost link or the stop; a look at the link now
+                # and then in case a close went unnoticed.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._link.wake.wait(), 5.0)
+                    await asyncio.wait_for(self._wake.wait(), 5.0)
         finally:
             self._book.failed()  # a batch without its confirm is owed again
 
@@ -307,7 +308,7 @@ class CheckpointStore:
             if not vers:
                 continue
             if shard not in declared:
-                await self._op(self._declare(channel, shard))
+                await self._link.op(self._declare(channel, shard))
                 declared.add(shard)
             body = encode(shard, vers)
             at_ms = int(self._clock() * 1000)
@@ -319,7 +320,7 @@ class CheckpointStore:
             )
             publishes.append(exchange.publish(message, routing_key=self.queue_of(shard)))
         if publishes:
-            await self._op(asyncio.gather(*publishes))
+            await self._link.op(asyncio.gather(*publishes))
             self.published += len(publishes)
         return len(publishes)
 
@@ -329,9 +330,9 @@ class CheckpointStore:
         """Every kept snapshot of ``shard``, merged; each handed back to the queue."""
         found: dict[str, int] = {}
         refused: list[str] = []
-        channel = await self._op(connection.channel(publisher_confirms=False))
+        channel = await self._link.op(connection.channel(publisher_confirms=False))
         try:
-            queue = await self._op(self._declare(channel, shard))
+            queue = await self._link.op(self._declare(channel, shard))
             last = None
             for _ in range(MAX_READ):
                 message = await queue.get(no_ack=False, fail=False, timeout=self._confirm_timeout)
@@ -358,7 +359,7 @@ class CheckpointStore:
             else:
                 raise CheckpointUnavailable(f"more than {MAX_READ} messages in {queue.name}")
             if last is not None:
-                await self._op(last.nack(multiple=True, requeue=True))
+                await self._link.op(last.nack(multiple=True, requeue=True))
         finally:
             if refused:
                 self._refused(shard, refused)
@@ -384,7 +385,3 @@ class CheckpointStore:
         return await channel.declare_queue(
             self.queue_of(shard), durable=True, arguments=self._arguments
         )
-
-    async def _op(self, awaitable: Awaitable[T]) -> T:
-        """One broker operation, bounded: a silent broker must not hang the store."""
-        return await asyncio.wait_for(awaitable, timeout=self._confirm_timeout)

@@ -33,6 +33,7 @@ from typing import Literal, Protocol, TypeVar
 from relay.core import events as ev
 from relay.core.backoff import Backoff
 from relay.core.events import Event
+from relay.core.throttle import LogThrottle
 from relay.exmail import (
     ExmailClient,
     ExmailError,
@@ -145,7 +146,7 @@ class DirectoryWorker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._generation = 0  # bumped by every announcement: a newer one arrived meanwhile
-        self._last_log = 0.0
+        self._log_throttle = LogThrottle(every=LOG_EVERY)
 
     def __repr__(self) -> str:
         return f"DirectoryWorker({self.tenant!r}, ver={self.ver}, pending={self.pending})"
@@ -291,9 +292,10 @@ class DirectoryWorker:
         self._on_fault(summary)
         policy = self._failed_backoff if kind == "config" else self._backoff
         delay = policy.delay(streak)
-        now = self._monotonic()
-        if streak == 0 or now - self._last_log >= LOG_EVERY:
-            self._last_log = now
+        if streak == 0:
+            self._log_throttle.reset()  # a new streak of trouble is logged at once
+        suppressed = self._log_throttle.admit(self._monotonic())
+        if suppressed is not None:
             log.warning(
                 "directory expansion failed, mail goes on; retrying",
                 extra={
@@ -302,6 +304,7 @@ class DirectoryWorker:
                     "error": str(exc),
                     "retry_in": round(delay, 3),
                     "failures": streak + 1,
+                    "suppressed": suppressed,
                 },
             )
         return delay

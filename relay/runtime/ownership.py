@@ -36,6 +36,7 @@ from typing import Literal
 
 from relay.core.backoff import Backoff
 from relay.core.shards import ReleaseReason, shard_of
+from relay.core.throttle import LogThrottle
 from relay.journal import JournalError
 from relay.runtime.checkpointing import (
     CheckpointSource,
@@ -324,7 +325,7 @@ class ShardRunner:
             return True
         names = [lst.tenant for lst in listeners]
         attempt = 0
-        logged_at: float | None = None
+        throttle = LogThrottle(every=WAIT_LOG_EVERY)
         try:
             while not stopped.is_set():
                 try:
@@ -338,12 +339,16 @@ class ShardRunner:
                 except JournalError as exc:
                     why = f"journal: cannot store the broker's checkpoint: {exc}"
                 self._set_waiting(shard, why, listeners)
-                now = self._monotonic()
-                if logged_at is None or now - logged_at >= WAIT_LOG_EVERY:
-                    logged_at = now
+                suppressed = throttle.admit(self._monotonic())
+                if suppressed is not None:
                     log.warning(
                         "shard waits for its checkpoints",
-                        extra={"replica": self.leases.replica_id, "shard": shard, "error": why},
+                        extra={
+                            "replica": self.leases.replica_id,
+                            "shard": shard,
+                            "error": why,
+                            "suppressed": suppressed,
+                        },
                     )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopped.wait(), self._checkpoint_backoff.delay(attempt))
