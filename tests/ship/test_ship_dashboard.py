@@ -80,6 +80,26 @@ def queries(values: dict[str, Any] | None = None) -> dict[str, str]:
     return found
 
 
+def legends() -> dict[str, tuple[str, str]]:
+    """Where -> (PromQL, legendFormat), for every dashboard target with a legend."""
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    return {
+        f"panel {panel['title']!r} target {n}": (target["expr"], target["legendFormat"])
+        for panel in _panels(dashboard["panels"])
+        for n, target in enumerate(panel.get("targets", []))
+        if target.get("legendFormat")
+    }
+
+
+def documented_alerts() -> dict[str, str]:
+    """Where -> PromQL, for the alerts docs/operations.md suggests (placeholders filled)."""
+    text = (CHART.parents[1] / "docs" / "operations.md").read_text()
+    block = re.search(r"## Suggested alerts.*?```yaml\n(.*?)```", text, re.DOTALL)
+    assert block, "docs/operations.md lost its suggested alerts"
+    rules = yaml.safe_load(block.group(1).replace("<max_events>", "100000"))
+    return {f"docs alert {rule['alert']}": rule["expr"] for rule in rules}
+
+
 def for_promtool(expr: str) -> str:
     """A dashboard query as Grafana sends it (variables filled in)."""
     for name, value in GRAFANA_VARS.items():
@@ -171,7 +191,7 @@ def mismatches(found: dict[str, str], exported: dict[str, set[str]]) -> list[str
 def test_every_shipped_query_is_valid_promql(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     assert promtool is not None, "promtool is missing: .ci/test installs Debian's 'prometheus'"
-    found = queries()
+    found = queries() | documented_alerts()
     rules = [
         {"record": f"check:query_{n}", "expr": for_promtool(used(where, expr)[0].text)}
         for n, (where, expr) in enumerate(found.items())
@@ -205,6 +225,7 @@ def test_a_renamed_metric_or_label_is_named() -> None:
     exported = defined()
     found = queries()
     assert mismatches(found, exported) == []
+    assert mismatches(documented_alerts(), exported) == []
     renamed = {
         where: expr.replace("exmail_relay_sink_backlog", "exmail_relay_sink_pending")
         for where, expr in found.items()
@@ -215,6 +236,26 @@ def test_a_renamed_metric_or_label_is_named() -> None:
     assert mismatches(relabelled, exported) == [
         "panel: by (endpoint_name) but exmail_relay_deliveries_total has no label 'endpoint_name'"
     ]
+
+
+def test_legends_name_labels_the_query_keeps() -> None:
+    exported = defined()
+    problems = []
+    for where, (expr, legend) in legends().items():
+        parsed = promql.read(expr)
+        by = [g for g in parsed.groupings if g.clause == "by"]
+        # the outermost aggregation closes last: its labels are what the series keep
+        kept = (
+            set(by[-1].labels)
+            if by
+            else set().union(
+                *(exported.get(s.metric, set()) | TARGET_LABELS for s in parsed.selectors)
+            )
+        )
+        for name in re.findall(r"\{\{\s*(\w+)\s*\}\}", legend):
+            if name not in kept:
+                problems.append(f"{where}: legend {{{{{name}}}}} is not a label of {expr!r}")
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture
@@ -310,5 +351,5 @@ async def test_dashboard_and_alerts_use_what_a_running_relay_exports(
     assert re.search(r"^exmail_relay_checkpoint_store_up 1", text, re.MULTILINE)
     for name, labels in definitions.items():
         exported[name] |= labels  # labelled families with no child yet
-    problems = mismatches(queries(), exported)
+    problems = mismatches(queries() | documented_alerts(), exported)
     assert not problems, "\n".join(problems)
