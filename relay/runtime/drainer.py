@@ -121,6 +121,9 @@ class Drainer:
         self._retry_at: float | None = None
         self._retry_known = False
         self._unavailable_streak = 0
+        # Unavailable answers since the last pause count as one failed probe: a batch of
+        # attempts in flight when the link went (or before it came up) fails together.
+        self._unavailable_counted = False
         self._limiter = (
             RateLimiter(policy.rate_limit, clock=monotonic) if policy.rate_limit > 0 else None
         )
@@ -331,6 +334,7 @@ class Drainer:
         await self._quiesce()
         if self._unavailable_streak and not self._inflight.errors:
             await self._sleep(delay)
+        self._unavailable_counted = False  # the next probe's failure is a new step
 
     async def _journal_pause(self) -> None:
         """The journal refused a write: let the attempts in flight end, back off, then
@@ -429,6 +433,7 @@ class Drainer:
         name = self.name
         if isinstance(outcome, Delivered):
             self._unavailable_streak = 0
+            self._unavailable_counted = False
             self._outcome_error = None
             if self._is_connected is not True:
                 self._is_connected = True
@@ -438,12 +443,15 @@ class Drainer:
             return
         self._is_connected = None
         if isinstance(outcome, Unavailable):
-            self._unavailable_streak += 1
+            if not self._unavailable_counted:
+                self._unavailable_streak += 1
+                self._unavailable_counted = True
             self.observer.connected(False)
             self._failed("unavailable")
             self._outcome_error = outcome.error
             return
         self._unavailable_streak = 0
+        self._unavailable_counted = False
         self._outcome_error = outcome.error
         if update is not None and update.state == "dead":
             self._failed("dead")

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from relay.core.backoff import Backoff
-from relay.core.delivery import Delivered, Delivery, Disable, DrainPolicy, Outcome
+from relay.core.delivery import Delivered, Delivery, Disable, DrainPolicy, Outcome, Unavailable
 from relay.journal import Journal
 from relay.runtime.drainer import Drainer
 from relay.runtime.observer import SinkObserver
@@ -346,3 +346,27 @@ async def test_a_rate_limit_spaces_the_starts_of_attempts(tmp_path: Path) -> Non
         for j in range(i + rate, count):
             assert j - i + 1 <= rate + rate * (starts[j] - starts[i]) + 1, (i, j, starts)
     assert starts[-1] - starts[0] >= (count - rate) / rate * 0.9
+
+
+async def test_a_batch_refused_at_start_up_pauses_one_step_not_twenty(tmp_path: Path) -> None:
+    """The sink's link comes up just after the first claim: every attempt of that batch
+    answers Unavailable at once, and so does the probe right after it. That is one
+    failed probe, not twenty-one: the pause is the first backoff step. (Counted per
+    attempt, the streak reached 21 and the drainer slept up to ``retry_max``: bench
+    bursts saw nothing published for 12-30 s after start-up.)"""
+    count = 20
+    sink = MemorySink()
+    refused = count + 1  # the batch, and the probe that follows it at once
+    sink.answer = lambda _d: Delivered() if len(sink.sent) > refused else Unavailable("up soon")
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        await journal.append("acme", [mail(n) for n in range(count)], route=to("mem"))
+        policy = DrainPolicy(backoff=Backoff(base=0.05, cap=30.0))
+        drainer = Drainer(journal, sink, policy, rand=lambda: 1.0)
+        task = asyncio.create_task(drainer.run())
+        await eventually(lambda: journal.backlog_events == 0, seconds=5, what="the backlog")
+        await drainer.stop(1.0)
+        await task
+    times = [t for t, _ in sink.sent]
+    before, after = times[:refused], times[refused:]
+    assert len(after) == count  # every event delivered once the link was up
+    assert after[0] - before[-1] < 1.0, "one backoff step (0.05 s), not the cap"
