@@ -1,6 +1,7 @@
-"""Processes of one benchmark run: the emulator, the target (relay, floor or naive), the
-RabbitMQ consumer and the webhook receivers, plus the /proc readings (CPU, RSS) taken
-from the target's own process. No third-party process library: /proc is enough on Linux.
+"""Processes of one benchmark run: the emulator, the target (relay, durable-floor, floor
+or naive), the RabbitMQ consumer and the webhook receivers, plus the /proc readings (CPU,
+RSS) taken from the target's own process. No third-party process library: /proc is
+enough on Linux.
 """
 
 from __future__ import annotations
@@ -293,6 +294,7 @@ def baseline_spec(
         "amqp_url": AMQP_URL,
         "exchange": exchange,
         "hold": hold,
+        "journal": str(workdir / "journal.sqlite3"),  # durable-floor's only
         "tenants": [
             {
                 "name": t.name,
@@ -330,7 +332,8 @@ def start_target(
         return start("relay", [PYTHON, *argv], workdir)
     assert exchange is not None
     spec = baseline_spec(workdir, emulator, tenants, hold=hold, exchange=exchange)
-    return start(target, [PYTHON, "-m", f"bench.{target}", str(spec)], workdir)
+    module = "bench." + target.replace("-", "_")  # durable-floor: bench/durable_floor.py
+    return start(target, [PYTHON, "-m", module, str(spec)], workdir)
 
 
 def workdir(root: Path | None = None) -> Path:

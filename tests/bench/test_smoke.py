@@ -40,6 +40,7 @@ def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
     runs = [line for line in lines if line["target"] != "summary"]
     assert {(r["scenario"], r["target"]) for r in runs} >= {
         ("burst", "relay"),
+        ("burst", "durable-floor"),
         ("burst", "floor"),
         ("burst", "naive"),
         ("latency", "relay"),
@@ -59,3 +60,11 @@ def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
         else:
             assert run["lost"] == 0, run
     assert isinstance(summaries["ha"]["takeover_p50_s relay/static"], float)
+    # Issue 20's ratios against every baseline of the burst are in its summary.
+    for key in (
+        "cpu_us_per_event relay/durable-floor",
+        "cpu_us_per_event relay/floor",
+        "cpu_us_per_event relay/naive",
+        "events_per_s relay/floor",
+    ):
+        assert key in summaries["burst"], (key, summaries["burst"])
