@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="run the relay under cProfile, stats to DIR (figures then are not comparable)",
+        help="run every target under cProfile, stats to DIR (figures then are not comparable)",
     )
     parser.add_argument("--note", default="", help="free text stored with every result line")
     parser.add_argument(

@@ -26,7 +26,7 @@ import requests
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# Set by ``--profile DIR``: the relay then runs under cProfile (slower; figures not valid).
+# Set by ``--profile DIR``: every target then runs under cProfile (slower; figures not valid).
 PROFILE_DIR: Path | None = None
 
 
@@ -332,8 +332,10 @@ def start_target(
         return start("relay", [PYTHON, *argv], workdir)
     assert exchange is not None
     spec = baseline_spec(workdir, emulator, tenants, hold=hold, exchange=exchange)
-    module = "bench." + target.replace("-", "_")  # durable-floor: bench/durable_floor.py
-    return start(target, [PYTHON, "-m", module, str(spec)], workdir)
+    argv = ["-m", "bench." + target.replace("-", "_"), str(spec)]  # bench/durable_floor.py
+    if PROFILE_DIR is not None:  # the baselines too, so profiles compare like with like
+        argv = ["-m", "cProfile", "-o", str(PROFILE_DIR / f"{target}-{workdir.name}.pstats"), *argv]
+    return start(target, [PYTHON, *argv], workdir)
 
 
 def workdir(root: Path | None = None) -> Path:

@@ -21,9 +21,11 @@ from typing import Any
 # First match wins: (bucket, substrings of the file name or of a built-in's name).
 # A built-in other than the epoll wait (a socket send, a queue put) is charged to the
 # buckets of its callers, in proportion to the time each caller spent in it: the
-# ``send`` of an AMQP frame is the AMQP's cost, not the event loop's.
+# ``put`` that hands a write to the journal thread is the journal's cost.
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("idle (epoll wait)", ("'poll' of 'select.epoll'",)),
+    # Its own bucket: the transport's callers are asyncio's, one level up from who wrote.
+    ("socket send/recv syscalls", ("'_socket.socket'",)),
     ("start-up (imports)", ("<frozen importlib", "builtins.compile", "builtins.exec")),
     ("JSON", ("/json/", "_json", "orjson", "relay/exmail/_json.py", "relay/exmail/_decode")),
     ("journal/SQLite", ("relay/journal/", "sqlite3", "concurrent/futures", "threading.py")),
