@@ -72,7 +72,7 @@ def ratios(name: str, runs: dict[str, dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {}
     relay = runs.get("relay", {})
     for key, _higher in HEADLINE[name]:
-        for base in ("floor", "naive", "direct"):
+        for base in ("durable-floor", "floor", "naive", "direct"):
             if key in relay and key in runs.get(base, {}) and runs[base][key]:
                 out[f"{key} relay/{base}"] = round(relay[key] / runs[base][key], 3)
     static = runs.get("static", {})
@@ -102,6 +102,17 @@ def verdicts(name: str, runs: dict[str, dict[str, Any]], sizes_label: str) -> di
             out["target: events/s >= 5 x naive"] = (
                 relay["events_per_s"] >= 5 * naive["events_per_s"]
             )
+    if name == "burst" and "cpu_us_per_event" in relay:
+        # Issue 20's four goals, each a ratio within this one invocation.
+        cpu = relay["cpu_us_per_event"]
+        for label, limit in (("durable-floor", 1.15), ("floor", 1.25), ("naive", 0.8)):
+            base = runs.get(label, {}).get("cpu_us_per_event")
+            if base:
+                out[f"issue 20: cpu/event <= {limit} x {label}"] = cpu <= limit * base
+        if floor.get("events_per_s"):
+            out["issue 20: events/s >= 1.0 x floor"] = (
+                relay["events_per_s"] >= floor["events_per_s"]
+            )
     if name == "latency" and "p99_ms" in relay and "p99_ms" in floor:
         out["target: p99 <= floor p99 + 10 ms"] = relay["p99_ms"] <= floor["p99_ms"] + 10
     if name == "gateway" and "token_fetches" in relay:
@@ -127,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="run the relay under cProfile, stats to DIR (figures then are not comparable)",
+        help="run every target under cProfile, stats to DIR (figures then are not comparable)",
     )
     parser.add_argument("--note", default="", help="free text stored with every result line")
     parser.add_argument(

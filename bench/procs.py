@@ -1,6 +1,7 @@
-"""Processes of one benchmark run: the emulator, the target (relay, floor or naive), the
-RabbitMQ consumer and the webhook receivers, plus the /proc readings (CPU, RSS) taken
-from the target's own process. No third-party process library: /proc is enough on Linux.
+"""Processes of one benchmark run: the emulator, the target (relay, durable-floor, floor
+or naive), the RabbitMQ consumer and the webhook receivers, plus the /proc readings (CPU,
+RSS) taken from the target's own process. No third-party process library: /proc is
+enough on Linux.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import requests
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# Set by ``--profile DIR``: the relay then runs under cProfile (slower; figures not valid).
+# Set by ``--profile DIR``: every target then runs under cProfile (slower; figures not valid).
 PROFILE_DIR: Path | None = None
 
 
@@ -293,6 +294,7 @@ def baseline_spec(
         "amqp_url": AMQP_URL,
         "exchange": exchange,
         "hold": hold,
+        "journal": str(workdir / "journal.sqlite3"),  # durable-floor's only
         "tenants": [
             {
                 "name": t.name,
@@ -330,7 +332,10 @@ def start_target(
         return start("relay", [PYTHON, *argv], workdir)
     assert exchange is not None
     spec = baseline_spec(workdir, emulator, tenants, hold=hold, exchange=exchange)
-    return start(target, [PYTHON, "-m", f"bench.{target}", str(spec)], workdir)
+    argv = ["-m", "bench." + target.replace("-", "_"), str(spec)]  # bench/durable_floor.py
+    if PROFILE_DIR is not None:  # the baselines too, so profiles compare like with like
+        argv = ["-m", "cProfile", "-o", str(PROFILE_DIR / f"{target}-{workdir.name}.pstats"), *argv]
+    return start(target, [PYTHON, *argv], workdir)
 
 
 def workdir(root: Path | None = None) -> Path:

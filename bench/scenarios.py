@@ -1,6 +1,6 @@
 """The four workloads. Each run gets fresh processes: its own emulator (so exactly one
 consumer ever holds a tenant's token), its own exchange and queue (deleted afterwards),
-its own consumer, and one target: ``relay``, ``floor`` or ``naive``.
+its own consumer, and one target: ``relay``, ``durable-floor``, ``floor`` or ``naive``.
 
 A run returns one flat dict (a JSON line of the results file). A lost event is not a
 figure but a failure: :class:`~bench.procs.BenchError`.
@@ -405,7 +405,7 @@ def ha(target: str, sizes: Sizes) -> dict[str, Any]:
 
 
 SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ...]]] = {
-    "burst": (burst, ("relay", "floor", "naive")),
+    "burst": (burst, ("relay", "durable-floor", "floor", "naive")),
     "latency": (latency, ("relay", "floor")),
     "idle": (idle, ("relay", "floor")),
     "webhook": (webhook, ("relay",)),

@@ -40,6 +40,7 @@ def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
     runs = [line for line in lines if line["target"] != "summary"]
     assert {(r["scenario"], r["target"]) for r in runs} >= {
         ("burst", "relay"),
+        ("burst", "durable-floor"),
         ("burst", "floor"),
         ("burst", "naive"),
         ("latency", "relay"),
@@ -59,3 +60,11 @@ def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
         else:
             assert run["lost"] == 0, run
     assert isinstance(summaries["ha"]["takeover_p50_s relay/static"], float)
+    # Issue 20's ratios against every baseline of the burst are in its summary (a CPU
+    # ratio only where the baseline used at least one clock tick: smoke runs are tiny).
+    burst = {r["target"]: r for r in runs if r["scenario"] == "burst"}
+    assert "events_per_s relay/durable-floor" in summaries["burst"], summaries["burst"]
+    assert "events_per_s relay/floor" in summaries["burst"], summaries["burst"]
+    for base in ("durable-floor", "floor", "naive"):
+        if burst[base]["cpu_us_per_event"]:
+            assert f"cpu_us_per_event relay/{base}" in summaries["burst"], summaries["burst"]
