@@ -50,7 +50,7 @@ from pydantic import SecretStr
 from relay.core.amqp_message import ContentMode, HeaderPrefix, MessageError, amqp_message
 from relay.core.backoff import Backoff
 from relay.core.delivery import Dead, Delivered, Delivery, Outcome, Retry, Unavailable
-from relay.sinks.brokerlink import BrokerLink
+from relay.sinks.brokerlink import BrokerLink, wait_until
 
 __all__ = ["AmqpSink"]
 
@@ -165,12 +165,7 @@ class AmqpSink:
 
     async def wait_connected(self, seconds: float) -> bool:
         """Wait until connected (tests, start-up logs); False after ``seconds``."""
-        deadline = asyncio.get_running_loop().time() + seconds
-        while not self.connected:
-            if asyncio.get_running_loop().time() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await wait_until(lambda: self.connected, seconds)
 
     async def _session(self, connection: AbstractConnection) -> None:
         """One connection: declare, then publish (``send``) until the link is lost."""

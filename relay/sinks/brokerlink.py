@@ -56,7 +56,7 @@ from relay.core.redact import redact_url, scrub
 from relay.core.throttle import LogThrottle
 from relay.sinks.connect import LINK_ERRORS, open_connection
 
-__all__ = ["BrokerLink", "LinkLost", "Session"]
+__all__ = ["BrokerLink", "LinkLost", "Session", "wait_until"]
 
 T = TypeVar("T")
 
@@ -222,12 +222,7 @@ class BrokerLink:
 
     async def wait_connected(self, seconds: float) -> bool:
         """Wait until connected (start-up, tests); False after ``seconds``."""
-        deadline = asyncio.get_running_loop().time() + seconds
-        while not self.connected:
-            if asyncio.get_running_loop().time() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await wait_until(lambda: self.connected, seconds)
 
     def note_error(self, what: str, exc: BaseException, *, force: bool = False) -> None:
         """Keep ``what: <exc>`` as ``last_error`` (URL and password scrubbed) and log it,
@@ -340,6 +335,17 @@ class BrokerLink:
         if not self._stop.is_set() and not self._lost.is_set():
             self.last_error = f"{self.what} to {self.target} closed{why}"
         self.lose()
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``condition`` every 50 ms until it holds (True) or ``seconds`` pass (False):
+    for a holder's own notion of connected, which no single event marks."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def _describe(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ with the new Ver, each event exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,9 +34,10 @@ async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
         yield made
 
 
-@pytest.fixture
-async def listener(emulator: Emulator, journal: Journal) -> AsyncIterator[Listener]:
-    """A listener for the demo company, bootstrapped and holding its first listen."""
+@contextlib.asynccontextmanager
+async def running_listener(emulator: Emulator, journal: Journal) -> AsyncIterator[Listener]:
+    """A listener for the demo company on ``journal``, holding its first listen; stopped
+    when the block ends."""
     async with ExmailClient(
         client_id=ADMIN,
         client_secret=KEY,
@@ -64,6 +66,13 @@ async def listener(emulator: Emulator, journal: Journal) -> AsyncIterator[Listen
         finally:
             made.stop()
             await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+async def listener(emulator: Emulator, journal: Journal) -> AsyncIterator[Listener]:
+    """A listener for the demo company, bootstrapped and holding its first listen."""
+    async with running_listener(emulator, journal) as made:
+        yield made
 
 
 async def committed(journal: Journal) -> list[dict[str, Any]]:
@@ -157,34 +166,14 @@ async def test_a_pending_change_survives_a_restart_and_is_committed_once(
 
     # A new listener on the same journal resumes the change without being told again.
     await control(emulator, "faults", method="DELETE")
-    async with ExmailClient(
-        client_id=ADMIN,
-        client_secret=KEY,
-        api_url=emulator.api_url,
-        token_url=emulator.token_url,
-        login_url=emulator.login_url,
-        timeout=5.0,
-        listen_timeout=5.0,
-    ) as client:
-        again = Listener(
-            tenant="acme",
-            client=client,
-            journal=journal,
-            route=Router((Route(PROBE),)),
-            backoff=Backoff(base=0.05, cap=0.2),
-        )
-        task = asyncio.create_task(again.run())
-        try:
+    async with running_listener(emulator, journal) as again:
 
-            async def at_new_ver() -> bool:
-                return await journal.checkpoint("acme") == new_ver
+        async def at_new_ver() -> bool:
+            return await journal.checkpoint("acme") == new_ver
 
-            await eventually(at_new_ver, what=f"the checkpoint at Ver {new_ver}")
-            assert await journal.directory_pending("acme") is None
-            assert again.status.directory_pending is None
-        finally:
-            again.stop()
-            await asyncio.wait_for(task, 15)
+        await eventually(at_new_ver, what=f"the checkpoint at Ver {new_ver}")
+        assert await journal.directory_pending("acme") is None
+        assert again.status.directory_pending is None
     events = await committed(journal)
     updates = [e for e in events if e["type"] == "exmail.user.updated"]
     assert [u["data"]["alias"] for u in updates] == ["bob@example.com"]
