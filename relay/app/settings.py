@@ -24,13 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BeforeValidator,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from relay.app.fields import LEASE_MODE_NEEDS_SIGNING, ConfigError, Duration, parse_duration
@@ -230,12 +224,18 @@ class HttpSettings(_Section):
     basic_user: str | None = None
     basic_password: SecretStr | None = None
     protect_probes: bool = False
+    admin_token: SecretStr | None = None
+    """Turns the admin API (``/admin/v1/``) on; never a ``[[clients]]`` key."""
+    admin_token_file: Path | None = None
 
     @model_validator(mode="after")
     def _auth(self) -> HttpSettings:
-        if self.auth_token_file is not None:
-            token = _read_secret_file(self.auth_token_file, "auth_token_file")
-            object.__setattr__(self, "auth_token", SecretStr(token))
+        for key in ("auth_token", "admin_token"):
+            path = getattr(self, key + "_file")
+            if path is not None:
+                object.__setattr__(self, key, SecretStr(_read_secret_file(path, key + "_file")))
+        if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 16:
+            raise ValueError("admin_token must be at least 16 characters")
         if (self.basic_user is None) != (self.basic_password is None):
             raise ValueError("basic_user and basic_password go together")
         return self

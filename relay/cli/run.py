@@ -42,7 +42,11 @@ def secrets_of(settings: Settings) -> Iterator[str]:
     for hook in settings.webhooks:
         for secret in hook.secret:
             yield secret.get_secret_value()
-    for maybe in (settings.http.auth_token, settings.http.basic_password):
+    for maybe in (
+        settings.http.auth_token,
+        settings.http.basic_password,
+        settings.http.admin_token,
+    ):
         if maybe is not None:
             yield maybe.get_secret_value()
     for client in settings.clients:

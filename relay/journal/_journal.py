@@ -20,6 +20,7 @@ from relay.core.delivery import Delivery, Settlement
 from relay.core.events import Event
 from relay.journal import _admin, _reads
 from relay.journal._exceptions import JournalClosed, JournalError, from_sqlite
+from relay.journal._filter import DeadFilter
 from relay.journal._records import DeadLetter, JournalStats
 from relay.journal._schema import PENDING, STATES
 from relay.journal._writer import Tx, Writer
@@ -354,6 +355,12 @@ class Journal:
     async def dead_letters(self, sink: str | None = None, *, limit: int = 1000) -> list[DeadLetter]:
         return await self._read(_reads.dead_letters(sink, limit=limit))
 
+    async def dead_page(
+        self, where: DeadFilter, *, after: tuple[int, str] | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        """A page of the dead letters ``where`` matches, after the (seq, sink) cursor."""
+        return await self._read(_reads.dead_page(where, after=after, limit=limit))
+
     async def replay(
         self,
         *,
@@ -361,16 +368,13 @@ class Journal:
         event_id: str | None = None,
         since: float | None = None,
         include_delivered: bool = False,
+        where: DeadFilter | None = None,
     ) -> int:
-        """Queue dead letters (or, with ``include_delivered``, delivered events) again."""
+        """Queue dead letters (or, with ``include_delivered``, delivered events) again:
+        those ``where`` matches, else those of ``sink``, ``event_id`` and ``since``."""
+        where = where or DeadFilter(sink=sink, event_id=event_id, since=since)
         return await self._writer.write(
-            _admin.replay(
-                now=self._clock(),
-                sink=sink,
-                event_id=event_id,
-                since=since,
-                include_delivered=include_delivered,
-            )
+            _admin.replay(now=self._clock(), where=where, include_delivered=include_delivered)
         )
 
     async def retire_orphans(self, configured: Collection[str]) -> dict[str, int]:
@@ -381,10 +385,17 @@ class Journal:
             _admin.retire_orphans(now=self._clock(), configured=configured)
         )
 
-    async def drop_dead(self, sink: str, *, event_id: str | None = None) -> tuple[int, int]:
-        """Delete ``sink``'s dead letters (only ``event_id``'s, if given) and the events
-        left with no delivery: (dead letters, events) deleted."""
-        return await self._writer.write(_admin.drop_dead(sink=sink, event_id=event_id))
+    async def drop_dead(
+        self,
+        sink: str | None = None,
+        *,
+        event_id: str | None = None,
+        where: DeadFilter | None = None,
+    ) -> tuple[int, int]:
+        """Delete the dead letters ``where`` matches (else ``sink``'s, only ``event_id``'s if
+        given) and the events left with no delivery: (dead letters, events) deleted."""
+        where = where or DeadFilter(sink=sink, event_id=event_id)
+        return await self._writer.write(_admin.drop_dead(where=where))
 
     async def set_disabled(self, sink: str, disabled: bool, reason: str | None = None) -> None:
         await self._writer.write(

@@ -13,6 +13,7 @@ red and cause a restart storm.
 | ``/`` | the status page (HTML, server-rendered, refreshes from ``/status.json``) |
 | ``/v1/...`` | the API gateway (:mod:`relay.gateway`; its own client keys, 404 with none) |
 | ``/sso/{tenant}/{email}`` | signed SSO links for browsers (:mod:`relay.gateway.sso_links`) |
+| ``/admin/v1/...`` | the admin API (:mod:`relay.ops.admin`; its own token, 404 with none) |
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from pydantic import SecretStr
 from relay.gateway import Gateway, gateway_app
 from relay.gateway.routes import GATEWAY
 from relay.gateway.sso_links import gateway_sso_route
+from relay.ops.admin import AdminApi, admin_off_app
+from relay.ops.admin_routes import admin_app
 from relay.ops.auth import auth_middleware
 from relay.ops.page import render_status_page
 from relay.runtime.status import ClientStatus, Status
@@ -133,6 +136,7 @@ def build_app(
     recent: int = 50,
     registry: CollectorRegistry = REGISTRY,
     gateway: Gateway | None = None,
+    admin: AdminApi | None = None,
 ) -> web.Application:
     middlewares: list[Middleware] = []
     if auth_token is not None or basic_auth is not None:
@@ -142,7 +146,7 @@ def build_app(
                 token=auth_token,
                 basic=basic_auth,
                 open_paths=open_paths,
-                open_prefixes=("/v1/", "/sso/"),
+                open_prefixes=("/v1/", "/sso/", "/admin/"),
             )
         )
     app = web.Application(middlewares=middlewares)
@@ -157,6 +161,7 @@ def build_app(
     app.router.add_get("/status.json", status_json)
     app.router.add_get("/", status_page)
     app.add_subapp("/v1/", gateway_app(gateway))
+    app.add_subapp("/admin/v1/", admin_off_app() if admin is None else admin_app(admin))
     if gateway is not None and gateway.clients:
         app.add_routes([gateway_sso_route(gateway)])
     return app

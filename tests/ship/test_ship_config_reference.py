@@ -129,6 +129,9 @@ DESCRIPTIONS: dict[str, str] = {
     "http.basic_user": "HTTP Basic user for the status page and metrics.",
     "http.basic_password": "HTTP Basic password (secret).",
     "http.protect_probes": "Also require authentication on `/livez` and `/readyz`.",
+    "http.admin_token": "Bearer token of the admin API (`/admin/v1/`, docs/operations.md), "
+    "at least 16 characters; unset: the admin API answers 404 (secret). Never a client key.",
+    "http.admin_token_file": "File holding `admin_token` (a mounted Secret).",
     "log.format": "`auto`: JSON lines when stderr is not a TTY, text when it is.",
     "log.level": "Minimum level logged.",
     "status.show_content": "Show mail subjects and summaries on the status page.",
