@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
     AmqpSettings,
     ClientSettings,
@@ -33,7 +34,6 @@ from relay.core.routing import Route, Router
 from relay.core.shards import shard_of
 from relay.exmail import ExmailClient, fence_trace
 from relay.gateway import ApiClient, ClientRegistry, Gateway, GatewayTenant, UnreadCache, UnreadFeed
-from relay.gateway.forwarding import Forwarder, OwnerLookup, lease_owner, static_owner
 from relay.gateway.limits import TenantGate
 from relay.journal import Journal
 from relay.ops.http import OpsServer, build_app
@@ -343,9 +343,9 @@ async def build_service(
                 max_link_ttl=settings.gateway.max_link_ttl,
                 sso_expires_in=settings.gateway.sso_expires_in,
                 min_token_age=settings.gateway.min_token_age,
-                owner_of=_owner_lookup(settings, hostname, leases),
-                serves=_serves(leases),
-                forwarder=await _forwarder(stack, settings, hostname, leases),
+                owner_of=owner_lookup(settings, hostname, leases),
+                serves=serves(leases),
+                forwarder=await forwarder(stack, settings, hostname, leases),
             )
         server = None
         if settings.http.enabled:
@@ -364,47 +364,12 @@ async def build_service(
                 recent=settings.status.recent_events,
                 registry=observer.metrics.registry,
                 gateway=gateway,
+                admin=await admin_api(
+                    stack, settings, hostname, leases, journal, frozenset(describers)
+                ),
             )
             server = await stack.enter_async_context(OpsServer(app, host=h.host, port=h.port))
         yield Running(service, server, gateway)
-
-
-def _owner_lookup(
-    settings: Settings, hostname: str | None, leases: LeaseManager | None
-) -> OwnerLookup:
-    """Who owns a tenant not served here: the shard arithmetic (static), or the replica
-    holding its shard's lease as presence tells (lease)."""
-    enabled = [t.name for t in settings.tenants if t.enabled]
-    if leases is None:
-        sh = settings.sharding
-        return static_owner(enabled, count=sh.count, me=sh.resolved_index(hostname))
-    return lease_owner(
-        enabled, shards=leases.shards, holder_of=leases.holder_of, me=leases.replica_id
-    )
-
-
-def _serves(leases: LeaseManager | None) -> Callable[[str], bool]:
-    """Lease mode: the gateway serves a tenant only while holding its shard's lease."""
-    if leases is None:
-        return lambda tenant: True
-    return lambda tenant: leases.holds(shard_of(tenant, leases.shards))
-
-
-async def _forwarder(
-    stack: contextlib.AsyncExitStack,
-    settings: Settings,
-    hostname: str | None,
-    leases: LeaseManager | None,
-) -> Forwarder | None:
-    """Sends requests for another replica's tenants there (``[gateway] peer_url``)."""
-    g = settings.gateway
-    if g.peer_url is None or (leases is None and settings.sharding.count == 1):
-        return None
-    session = await stack.enter_async_context(aiohttp.ClientSession())
-    if leases is not None:
-        return Forwarder(session, g.peer_url, leases.replica_id, timeout=g.forward_timeout)
-    me = str(settings.sharding.resolved_index(hostname))
-    return Forwarder(session, g.peer_url, me, timeout=g.forward_timeout)
 
 
 def _api_client(c: ClientSettings) -> ApiClient:

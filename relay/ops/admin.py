@@ -43,6 +43,7 @@ __all__ = [
     "AdminApi",
     "actor_of",
     "admin_off_app",
+    "asked",
     "audit",
     "fingerprint",
     "guard",
@@ -92,8 +93,14 @@ class AdminApi:
 
 
 ADMIN: web.AppKey[AdminApi] = web.AppKey("admin", AdminApi)
-WHAT = "relay.admin.what"
+WHAT: web.RequestKey[dict[str, Any]] = web.RequestKey("admin_what", dict)
 """The request key where a mutating handler puts what it was asked, for the audit line."""
+
+
+def asked(request: web.Request) -> dict[str, Any]:
+    """What a mutating handler was asked (:data:`WHAT`), for its audit line."""
+    what: dict[str, Any] = request.get(WHAT) or {}
+    return what
 
 
 def json_answer(data: object, status: int = 200) -> web.Response:
@@ -175,8 +182,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             ) from None
     except Problem as problem:
         if request.method == "POST" and problem.status not in (401, 403, 405):
-            what = request.get(WHAT, {})
-            write_audit(request, admin, what, {"problem": problem.kind, "status": problem.status})
+            result = {"problem": problem.kind, "status": problem.status}
+            write_audit(request, admin, asked(request), result)
         return problem.response(instance=request.path)
 
 

@@ -36,6 +36,7 @@ from relay.ops.admin import (
     WHAT,
     AdminApi,
     actor_of,
+    asked,
     guard,
     hopped,
     json_answer,
@@ -222,13 +223,13 @@ async def replay_deadletters(request: web.Request) -> web.Response:
             for name in sorted(dead & admin.configured):
                 count += await journal.replay(where=dataclasses.replace(where, sink=name))
             skipped = sorted(dead - admin.configured)
-        write_audit(request, admin, request[WHAT], {"replayed": count, "skipped": skipped})
+        write_audit(request, admin, asked(request), {"replayed": count, "skipped": skipped})
         return _one(admin, {}, replayed=count, skipped=skipped)
 
     parts = await _gather(request, _targets(request, replica), local, body=data)
     answer = _merge(parts, ("replayed",))
     if not hopped(request):
-        write_audit(request, admin, request[WHAT], _summary(answer, "replayed"))
+        write_audit(request, admin, asked(request), _summary(answer, "replayed"))
     return json_answer(answer)
 
 
@@ -249,13 +250,13 @@ async def drop_deadletters(request: web.Request) -> web.Response:
 
     async def local() -> Part:
         dropped, events = await admin.journal.drop_dead(where=where)
-        write_audit(request, admin, request[WHAT], {"dropped": dropped, "events": events})
+        write_audit(request, admin, asked(request), {"dropped": dropped, "events": events})
         return _one(admin, {}, dropped=dropped, events_deleted=events)
 
     parts = await _gather(request, _targets(request, replica), local, body=data)
     answer = _merge(parts, ("dropped", "events_deleted"))
     if not hopped(request):
-        write_audit(request, admin, request[WHAT], _summary(answer, "dropped"))
+        write_audit(request, admin, asked(request), _summary(answer, "dropped"))
     return json_answer(answer)
 
 
@@ -297,7 +298,7 @@ async def switch_endpoint(request: web.Request) -> web.Response:
     name = request.match_info["name"].removeprefix(WEBHOOK_PREFIX)
     enable = request.match_info["action"] == "enable"
     data = await _body(request)
-    request[WHAT] = {"endpoint": name, **request[WHAT]}
+    request[WHAT] = {"endpoint": name, **asked(request)}
     reason = data.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
         raise Problem(400, "invalid-request", "Invalid request", "reason: a string of <= 200")
@@ -313,7 +314,7 @@ async def switch_endpoint(request: web.Request) -> web.Response:
         was = await admin.journal.disabled(sink)
         why = None if enable else (reason or OPERATOR_REASON)
         await admin.journal.set_disabled(sink, not enable, why)
-        write_audit(request, admin, request[WHAT], {"disabled": not enable, "was": was})
+        write_audit(request, admin, asked(request), {"disabled": not enable, "was": was})
         return _one(admin, {}, was_disabled=was is not None, was_reason=was)
 
     # Every replica, whatever the body says: each drains the endpoint from its own journal.
@@ -321,7 +322,7 @@ async def switch_endpoint(request: web.Request) -> web.Response:
     answer = {"endpoint": name, "disabled": not enable, **_merge(parts)}
     if not hopped(request):
         summary = {"disabled": not enable, "unreachable": answer["unreachable"]}
-        write_audit(request, admin, request[WHAT], summary)
+        write_audit(request, admin, asked(request), summary)
     return json_answer(answer)
 
 
