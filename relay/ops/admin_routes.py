@@ -296,7 +296,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
 async def switch_endpoint(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     name = request.match_info["name"].removeprefix(WEBHOOK_PREFIX)
-    enable = request.match_info["action"] == "enable"
+    enable = request.path.endswith("/enable")
     data = await _body(request)
     request[WHAT] = {"endpoint": name, **asked(request)}
     reason = data.get("reason")
@@ -372,7 +372,8 @@ def admin_app(admin: AdminApi) -> web.Application:
     app.router.add_post("/deadletters/replay", replay_deadletters)
     app.router.add_post("/deadletters/drop", drop_deadletters)
     app.router.add_get("/endpoints", list_endpoints, allow_head=False)
-    app.router.add_post("/endpoints/{name}/{action:enable|disable}", switch_endpoint)
+    app.router.add_post("/endpoints/{name}/enable", switch_endpoint)
+    app.router.add_post("/endpoints/{name}/disable", switch_endpoint)
     app.router.add_get("/journal/check", journal_check, allow_head=False)
     app.router.add_get("/shards", shards, allow_head=False)
     app.router.add_get("/openapi.json", openapi, allow_head=False)
