@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 TOKEN_ENV = "RELAY_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a token
-TIMEOUT = 60.0
+TIMEOUT = 660.0
+"""Seconds a call may take: a journal check reads each replica's whole file."""
 
 
 def add_admin_relay_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +106,7 @@ def admin_call(
     headers = {"Authorization": f"Bearer {_token(args)}"}
 
     async def call() -> dict[str, Any]:
-        timeout = aiohttp.ClientTimeout(total=TIMEOUT)
+        timeout = aiohttp.ClientTimeout(total=TIMEOUT, sock_connect=10)
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout, headers=headers) as http,

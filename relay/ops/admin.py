@@ -15,7 +15,8 @@ journal file, on every replica at once (:mod:`relay.ops.admin_peers`).
 - **Audit.** Every mutating call writes one ``relay.audit`` line on each replica that
   applies it: who (:func:`fingerprint` of the token, ``admin:`` and 12 hex digits; a
   forwarded call names the original caller and the replica it came through), what (the
-  route and its filter), and the result or the problem. Never the token.
+  route and its filter), and the result or the problem (a refused token too: ``anonymous``
+  or the offered token's fingerprint). Never the token.
 """
 
 from __future__ import annotations
@@ -117,8 +118,10 @@ def actor_of(request: web.Request) -> str:
     forwarded = request.headers.get(ACTOR_HEADER, "")
     if hopped(request) and _ACTOR.match(forwarded):
         return forwarded
-    token = request.headers.get("Authorization", "")[7:].strip()
-    return fingerprint(token)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return "anonymous"
+    return fingerprint(token.strip())
 
 
 def _via(request: web.Request) -> str | None:
@@ -181,7 +184,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                 404, "no-route", "Not found", f"no route {request.method} {request.path}"
             ) from None
     except Problem as problem:
-        if request.method == "POST" and problem.status not in (401, 403, 405):
+        if request.method == "POST" and problem.status != 405:  # refused calls too
             result = {"problem": problem.kind, "status": problem.status}
             write_audit(request, admin, asked(request), result)
         return problem.response(instance=request.path)

@@ -72,9 +72,18 @@ class Peers:
         return base.rstrip("/") + path_qs
 
     async def call(
-        self, replica: str, method: str, path_qs: str, body: Any, *, actor: str
+        self,
+        replica: str,
+        method: str,
+        path_qs: str,
+        body: Any,
+        *,
+        actor: str,
+        within: float | None = None,
     ) -> dict[str, Any] | PeerFailure:
-        """``method path_qs`` on ``replica`` with ``body`` as JSON: its JSON answer."""
+        """``method path_qs`` on ``replica`` with ``body`` as JSON: its JSON answer
+        (within ``within`` seconds, default the peers' own)."""
+        within = self.timeout if within is None else within
         if replica not in self.known():
             return PeerFailure(replica, "not a live replica (as presence tells)")
         if self.template is None or self.session is None or self.token is None:
@@ -91,12 +100,12 @@ class Peers:
                 json=body,
                 headers=headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                timeout=aiohttp.ClientTimeout(total=within),
             ) as answer:
                 text = await answer.text()
                 status = answer.status
         except TimeoutError:
-            return PeerFailure(replica, f"no answer within {self.timeout:g} s")
+            return PeerFailure(replica, f"no answer within {within:g} s")
         except aiohttp.ClientError as exc:
             return PeerFailure(replica, f"unreachable ({type(exc).__name__})")
         try:

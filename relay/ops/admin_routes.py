@@ -62,6 +62,8 @@ __all__ = ["admin_app"]
 Part = dict[str, Any]
 Local = Callable[[], Awaitable[Part]]
 OPERATOR_REASON = "disabled by an operator (admin API)"
+CHECK_TIMEOUT = 600.0
+"""Seconds a peer's journal check may take: it reads the whole file."""
 
 
 def _one(admin: AdminApi, fields: Part, **figures: Any) -> Part:
@@ -80,6 +82,7 @@ async def _gather(
     local: Local,
     path_qs: Callable[[str], str] | None = None,
     body: Any = None,
+    within: float | None = None,
 ) -> list[tuple[str, Part | PeerFailure]]:
     """Each target's part: this replica's from ``local``, the others' over HTTP (the same
     path and query, unless ``path_qs`` gives a replica's own)."""
@@ -90,7 +93,9 @@ async def _gather(
         if replica == admin.me:
             return await local()
         where = request.path_qs if path_qs is None else path_qs(replica)
-        return await admin.peers.call(replica, request.method, where, body, actor=actor)
+        return await admin.peers.call(
+            replica, request.method, where, body, actor=actor, within=within
+        )
 
     answers = await asyncio.gather(*(part(r) for r in targets))
     return list(zip(targets, answers, strict=True))
@@ -175,19 +180,22 @@ async def list_deadletters(request: web.Request) -> web.Response:
     return json_answer(answer)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+FILTER_BODY = frozenset({*FILTER_FIELDS, "replica", "force"})
+SWITCH_BODY = frozenset({"reason", "force"})
+
+
+async def _body(request: web.Request, known: frozenset[str]) -> dict[str, Any]:
     admin = request.app[ADMIN]
     raw = await read_body(request, admin.max_body_bytes)
     data = parse_json(raw) if raw.strip() else {}
     if not isinstance(data, dict):
         raise Problem(400, "invalid-request", "Invalid request", "the body must be a JSON object")
-    known = {*FILTER_FIELDS, "replica", "force", "reason"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise Problem(
             400, "invalid-request", "Invalid request", f"unknown field(s): {', '.join(unknown)}"
         )
-    request[WHAT] = {k: v for k, v in data.items() if k != "reason"}
+    request[WHAT] = dict(data)
     return data
 
 
@@ -200,7 +208,7 @@ def _force(data: dict[str, Any]) -> bool:
 
 async def replay_deadletters(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
-    data = await _body(request)
+    data = await _body(request, FILTER_BODY)
     where = parse_filter(data)
     replica = parse_replica(data.get("replica"))
     force = _force(data)
@@ -239,7 +247,7 @@ def _summary(answer: Part, total: str) -> dict[str, Any]:
 
 async def drop_deadletters(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
-    data = await _body(request)
+    data = await _body(request, FILTER_BODY)
     where = parse_filter(data)
     replica = parse_replica(data.get("replica"))
     if where == DeadFilter():
@@ -297,7 +305,7 @@ async def switch_endpoint(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     name = request.match_info["name"].removeprefix(WEBHOOK_PREFIX)
     enable = request.path.endswith("/enable")
-    data = await _body(request)
+    data = await _body(request, SWITCH_BODY)
     request[WHAT] = {"endpoint": name, **asked(request)}
     reason = data.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
@@ -350,7 +358,8 @@ async def journal_check(request: web.Request) -> web.Response:
         return _one(admin, {"items": [item]}, sound=found.ok)
 
     replica = parse_replica(request.query.get("replica"))
-    parts = await _gather(request, _targets(request, replica), local)
+    targets = _targets(request, replica)
+    parts = await _gather(request, targets, local, within=CHECK_TIMEOUT)
     answer = _merge(parts)
     answer["ok"] = answer["complete"] and all(i["ok"] for i in answer["items"])
     return json_answer(answer)

@@ -109,6 +109,13 @@ async def test_the_token_gates_the_admin_api_and_never_leaks(
         )
         assert status == 403
     assert await dead_count(http, relay) == 5, "a refused drop dropped nothing"
+    refused = [r for r in caplog.records if r.name == "relay.audit"]
+    assert len(refused) == 4, "each refused mutation is audited"
+    assert {r.result["problem"] for r in refused} == {"forbidden"}  # type: ignore[attr-defined]
+    assert fingerprint(OPS_TOKEN) in {getattr(r, "actor", None) for r in refused}
+    async with http.post(url(relay, "deadletters/drop"), json={"tenant": "acme"}) as resp:
+        assert resp.status == 401
+    assert caplog.records[-1].actor == "anonymous"  # type: ignore[attr-defined]
     # The admin token does not open the status page (its own auth_token does).
     async with http.get(url(relay, "").replace("/admin/v1/", "/status.json"), headers=AUTH) as r:
         assert r.status == 401
@@ -241,6 +248,10 @@ async def test_endpoints_switched_the_journal_checked_and_the_shards_described(
     status, body = await call(http, relay, "POST", "endpoints/good/enable")
     assert status == 200 and body["replicas"][0]["was_reason"] == "maintenance"
     assert await journal.disabled("webhook:good") is None
+    status, problem = await call(
+        http, relay, "POST", "endpoints/good/disable", json={"tenant": "acme"}
+    )
+    assert status == 400 and "unknown field(s): tenant" in problem["detail"]
     status, problem = await call(http, relay, "POST", "endpoints/nope/disable")
     assert status == 404 and "bad, good" in problem["detail"]
     status, problem = await call(http, relay, "GET", "endpoints/good/disable")
