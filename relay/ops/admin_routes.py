@@ -172,10 +172,15 @@ async def list_deadletters(request: web.Request) -> web.Response:
     answer = _merge(parts)
     following: Cursor = {}
     for peer, part in parts:
+        place = START if cursor is None else cursor.get(peer, START)
+        try:
+            told = None if isinstance(part, PeerFailure) else decode_cursor(part.get("next"))
+        except Problem:  # a peer's answer this replica cannot read: ask it again later
+            told = {peer: place}
         if isinstance(part, PeerFailure):  # keeps its place: asked again on the next page
-            following[peer] = START if cursor is None else cursor[peer]
+            following[peer] = place
         else:
-            following.update(decode_cursor(part.get("next")) or {})
+            following.update(told or {})
     answer["next"] = encode_cursor(following)
     return json_answer(answer)
 
