@@ -1,12 +1,14 @@
 """The admin API's pure part: filters from a query or a body, limits, replica ids and
-paging cursors (no I/O)."""
+paging cursors (no I/O); and its token setting."""
 
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
+from relay.app.settings import HttpSettings
 from relay.gateway.problems import Problem
 from relay.journal import DeadFilter
 from relay.ops.admin_query import (
@@ -83,3 +85,15 @@ def test_a_cursor_round_trips_and_a_forged_one_is_refused() -> None:
     for text in forged:
         with pytest.raises(Problem):
             decode_cursor(text)
+
+
+def test_the_admin_token_is_a_secret_of_at_least_16_characters(tmp_path: Path) -> None:
+    assert HttpSettings().admin_token is None
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        HttpSettings(admin_token="short")
+    held = tmp_path / "admin-token"
+    held.write_text("from-a-mounted-secret-01\n")
+    settings = HttpSettings(admin_token_file=held)
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "from-a-mounted-secret-01"
+    assert "from-a-mounted" not in repr(settings)
