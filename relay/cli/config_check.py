@@ -173,7 +173,7 @@ async def connect_checks(settings: Settings) -> list[tuple[str, str | None]]:
     checks = [
         _check_tenant(settings, index)
         for index, tenant in enumerate(settings.tenants)
-        if tenant.enabled
+        if tenant.enabled and tenant.api == "openapi"
     ]
     if settings.amqp.enabled:
         checks.append(_check_broker(settings))

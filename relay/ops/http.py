@@ -13,6 +13,7 @@ red and cause a restart storm.
 | ``/`` | the status page (HTML, server-rendered, refreshes from ``/status.json``) |
 | ``/v1/...`` | the API gateway (:mod:`relay.gateway`; its own client keys, 404 with none) |
 | ``/sso/{tenant}/{email}`` | signed SSO links for browsers (:mod:`relay.gateway.sso_links`) |
+| ``/callback/{tenant}`` | the second API's new-mail callback (:mod:`relay.gateway.callback`) |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from pydantic import SecretStr
 
 from relay.gateway import Gateway, gateway_app
+from relay.gateway.callback import CALLBACK_PREFIX, CallbackReceiver
 from relay.gateway.routes import GATEWAY
 from relay.gateway.sso_links import gateway_sso_route
 from relay.ops.auth import auth_middleware
@@ -133,6 +135,7 @@ def build_app(
     recent: int = 50,
     registry: CollectorRegistry = REGISTRY,
     gateway: Gateway | None = None,
+    callback: CallbackReceiver | None = None,
 ) -> web.Application:
     middlewares: list[Middleware] = []
     if auth_token is not None or basic_auth is not None:
@@ -142,7 +145,7 @@ def build_app(
                 token=auth_token,
                 basic=basic_auth,
                 open_paths=open_paths,
-                open_prefixes=("/v1/", "/sso/"),
+                open_prefixes=("/v1/", "/sso/", CALLBACK_PREFIX),
             )
         )
     app = web.Application(middlewares=middlewares)
@@ -159,6 +162,8 @@ def build_app(
     app.add_subapp("/v1/", gateway_app(gateway))
     if gateway is not None and gateway.clients:
         app.add_routes([gateway_sso_route(gateway)])
+    if callback is not None:  # signed by the tenant's Token, not by [http] auth
+        app.add_routes(callback.routes())
     return app
 
 

@@ -57,7 +57,8 @@ def test_encrypt_is_found_by_tag_name_or_as_the_last_cdata() -> None:
     [
         b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
         b"<xml><Encrypt>&e;</Encrypt></xml>",
-        b'<!DOCTYPE xml [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><xml><Encrypt>&b;</Encrypt></xml>',
+        b'<!DOCTYPE xml [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+        b"<xml><Encrypt>&b;</Encrypt></xml>",
         b"<xml><Encrypt>abc</Encrypt>",
         b"<xml><Encrypt><x>deep</x></Encrypt></xml>",
         b"",
@@ -132,8 +133,10 @@ def test_post_vector_b_mail_gives_the_listen_reminders_id() -> None:
         "summary": "",
         "unread": 11,
     }
-    listen = mail_new(tenant="acme", user="ZhangSanP@gzdev.com", mail_id=event.data["mail_id"],
-                      sender="", receiver="", subject="", summary="", unread=None, now=NOW)  # fmt: skip
+    listen = mail_new(
+        tenant="acme", user="ZhangSanP@gzdev.com", mail_id=event.data["mail_id"],
+        sender="", receiver="", subject="", summary="", unread=None, now=NOW,
+    )  # fmt: skip
     assert event.id == listen.id
 
 

@@ -31,7 +31,8 @@ PREFIX_B = b"0123456789abcdef"
 A_GET = {
     "timestamp": "1476416373",
     "nonce": "47744683",
-    "echostr": "fsi1xnbH4yQh0+PJxcOdhhK6TDXkjMyhEPA7xB2TGz6b+g7xyAbEkRxN/3cNXW9qdqjnoVzEtpbhnFyq6SVHyA==",
+    "echostr": "fsi1xnbH4yQh0+PJxcOdhhK6TDXkjMyhEPA7xB2TGz6b+g7xyAbEkRxN/3cNXW9qdqjnoVzEtpbhnF"
+    "yq6SVHyA==",
     "msg_signature": "012bc692d0a58dd4b10f8dfe5c4ac00ae211ebeb",
 }
 A_POST_ENCRYPT = (
