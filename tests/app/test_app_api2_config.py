@@ -31,7 +31,7 @@ def test_openapi_is_the_default_and_unchanged(tmp_path: Path) -> None:
         environ={
             "RELAY_TENANTS": '[{"name": "acme", "client_id": "admin@acme", '
             '"client_secret": "s3cret-value"}]'
-        }  # fmt: skip
+        }
     )
     tenant = settings.tenant("acme")
     assert tenant.api == "openapi" and tenant.api_url == DEFAULT_API_URL
