@@ -196,7 +196,12 @@ async def test_forged_tampered_replayed_and_malformed_callbacks_are_refused(
     big = b"<xml><Encrypt>" + b"A" * 5000 + b"</Encrypt></xml>"
     assert (await _post(relay, query, big))[0] == 413
     # Truncated: a Content-Length the body never reaches.
-    assert await _truncated(relay, query) in (400, None)
+    # Truncated: a Content-Length the body never reaches (the sender closed early), and
+    # a chunked body whose encoding breaks off.
+    head = f"POST /callback/newco?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    await _raw(relay, head + "Content-Length: 500\r\n\r\n<xml><Encrypt>abc", eof=True)
+    chunked = head + "Transfer-Encoding: chunked\r\n\r\n10\r\n<xml><Encrypt>abc\r\nzz\r\n"
+    assert await _raw(relay, chunked, eof=False) == 400
     # An unknown tenant.
     async with relay.http.post(relay.url.replace("newco", "nope") + "?" + query) as answer:
         assert answer.status == 404
@@ -204,21 +209,20 @@ async def test_forged_tampered_replayed_and_malformed_callbacks_are_refused(
     await asyncio.sleep(0.3)
     assert await relay.journaled() == 1, "only the one good mail"
     outcomes = relay.outcomes()
-    for reason in ("bad-signature", "wrong-corpid", "stale", "malformed-body", "too-large"):
+    for reason in (
+        "bad-signature", "wrong-corpid", "stale", "malformed-body", "too-large", "incomplete-body",
+    ):  # fmt: skip
         assert outcomes.get(reason, 0) >= 1, (reason, outcomes)
 
 
-async def _truncated(relay: Relay, query: str) -> int | None:
-    """POST a body shorter than its Content-Length and half-close: the status, if any."""
+async def _raw(relay: Relay, request: str, *, eof: bool) -> int | None:
+    """Send ``request`` as bytes (half-closing after it with ``eof``): the status, if any."""
     assert relay.running.server is not None and relay.running.server.port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", relay.running.server.port)
-    head = (
-        f"POST /callback/newco?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        "Content-Type: text/xml\r\nContent-Length: 500\r\n\r\n<xml><Encrypt>abc"
-    )
-    writer.write(head.encode())
+    writer.write(request.encode())
     await writer.drain()
-    writer.write_eof()
+    if eof:
+        writer.write_eof()
     try:
         line = await asyncio.wait_for(reader.readline(), 5)
     finally:

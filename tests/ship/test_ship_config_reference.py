@@ -53,7 +53,7 @@ DESCRIPTIONS: dict[str, str] = {
     "tenants.api": "Which Exmail API the tenant uses: `openapi` (the BizMail OpenApi: "
     "`client_id`/`client_secret`, a `listen` worker) or `api2` (`api.exmail.qq.com`: `corpid`, "
     "per-application secrets, new mail by callback on `[http]` `/callback/<name>`; no listen "
-    "worker). docs/protocol.md, \"The second API\".",
+    'worker). docs/protocol.md, "The second API".',
     "tenants.corpid": "`api2`: the company's CorpID (admin console, 工具箱 → 应用中心); "
     "every callback's decrypted ReceiveId must equal it.",
     "tenants.contact_secret": "`api2`: secret of the 通讯录管理 application (directory).",
