@@ -14,7 +14,8 @@ Pure code, no I/O (``spec/EXMAIL-API-2-NOTES.md`` §9.4, §9.5):
 
 :func:`decrypt` checks the ReceiveId against the CorpID (WeCom's -40005) and refuses a
 malformed buffer; :func:`encrypt` is the sender's side (the emulator, tests), with the
-random prefix injectable so that the notes' vector B is reproducible.
+random prefix given by the caller (random for a real sender, fixed for the notes'
+vector B).
 
 Every failure is a :class:`CryptoError` whose ``reason`` is a short stable word (a
 metric label, a log field) and whose message never holds the token, the key, the
@@ -27,7 +28,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import re
 import struct
 from dataclasses import dataclass
@@ -121,10 +121,11 @@ def pad(data: bytes) -> bytes:
     return data + bytes([amount]) * amount
 
 
-def encrypt(key: bytes, msg: bytes, receive_id: str, *, random_prefix: bytes | None = None) -> str:
+def encrypt(key: bytes, msg: bytes, receive_id: str, *, random_prefix: bytes) -> str:
     """``msg_encrypt`` for ``msg`` addressed to ``receive_id`` (the CorpID).
-    ``random_prefix``: 16 bytes (default: random, as real senders do)."""
-    prefix = os.urandom(PREFIX) if random_prefix is None else random_prefix
+    ``random_prefix``: 16 bytes, random for a real sender (the caller draws them: the
+    core has no effects), fixed for a reproducible vector."""
+    prefix = random_prefix
     if len(prefix) != PREFIX:
         raise ValueError(f"the random prefix is {PREFIX} bytes")
     plain = prefix + struct.pack(">I", len(msg)) + msg + receive_id.encode("utf-8")
@@ -205,7 +206,7 @@ class WeComCrypto:
         return decrypt(self.key, msg_encrypt, self.corpid).msg
 
     def seal(
-        self, msg: bytes, timestamp: str, nonce: str, *, random_prefix: bytes | None = None
+        self, msg: bytes, timestamp: str, nonce: str, *, random_prefix: bytes
     ) -> tuple[str, str]:
         """``(msg_encrypt, msg_signature)`` for ``msg``: the sender's side."""
         sealed = encrypt(self.key, msg, self.corpid, random_prefix=random_prefix)

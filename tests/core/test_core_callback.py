@@ -3,6 +3,7 @@ events (relay.core.callback). No I/O."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -37,7 +38,7 @@ CRYPTO = WeComCrypto.create(token=TOKEN, encoding_aes_key=KEY, corpid=CORPID)
 
 def _post(msg: bytes, *, timestamp: str = "1610007415", nonce: str = "1372623149",
           crypto: WeComCrypto = CRYPTO) -> tuple[dict[str, str], bytes]:  # fmt: skip
-    sealed, sig = crypto.seal(msg, timestamp, nonce)
+    sealed, sig = crypto.seal(msg, timestamp, nonce, random_prefix=os.urandom(16))
     query = {"msg_signature": sig, "timestamp": timestamp, "nonce": nonce}
     return query, envelope_xml(sealed, corpid=crypto.corpid, agentid="1000002")
 

@@ -188,7 +188,7 @@ def test_wrong_corpid_is_refused(crypto: WeComCrypto) -> None:
         decrypt(crypto.key, B_MAIL_ENCRYPT, "ww0000000000000000")
     assert caught.value.reason == "wrong-corpid"
     other = WeComCrypto.create(token=TOKEN, encoding_aes_key=KEY, corpid="wwother")
-    sealed, sig = other.seal(b"<xml/>", "1", "2")
+    sealed, sig = other.seal(b"<xml/>", "1", "2", random_prefix=PREFIX_B)
     with pytest.raises(CryptoError, match="wrong-corpid"):
         crypto.verify(sig, "1", "2", sealed)
 

@@ -182,7 +182,9 @@ async def test_forged_tampered_replayed_and_malformed_callbacks_are_refused(
     # Tampered ciphertext: one base64 character changed, the signature kept.
     good = await CallbackSender(relay.http, attempts=1).send_mail(relay.target, **mail)
     query = f"msg_signature={good.msg_signature}&timestamp={good.timestamp}&nonce={good.nonce}"
-    sealed, _ = relay.target.crypto.seal(good.message, good.timestamp, good.nonce)
+    sealed, _ = relay.target.crypto.seal(
+        good.message, good.timestamp, good.nonce, random_prefix=b"r" * 16
+    )
     tampered = ("B" if sealed[5] != "B" else "C").join((sealed[:5], sealed[6:]))
     assert (await _post(relay, query, f"<xml><Encrypt>{tampered}</Encrypt></xml>".encode()))[
         0
