@@ -128,3 +128,13 @@ def test_config_check_exits_2_on_a_bad_key(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     for secret in (TOKEN, KEY, "contact-secret-value"):
         assert secret not in done.stdout + done.stderr
+
+
+def test_config_check_warns_when_the_callback_url_is_not_served(tmp_path: Path) -> None:
+    config = _write(tmp_path, API2 + f'encoding_aes_key = "{KEY}"\n[http]\nenabled = false\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "relay", "config", "check", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "callback URL of api2 tenant(s) ['newco'] is not served" in done.stderr
