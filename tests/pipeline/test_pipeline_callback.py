@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,9 +21,11 @@ from standardwebhooks.webhooks import Webhook
 from relay.app.settings import Settings
 from relay.app.wiring import Running
 from relay.core.events import mail_new
+from relay.emulator import Emulator
 from relay.emulator._callback import CallbackSender, CallbackTarget
 from relay.ops.metrics import Metrics, PrometheusObserver
-from tests.pipeline.support import Broker, Consumer
+from tests.pipeline.support import ADMIN, Broker, Consumer, accounts, control, settings_for
+from tests.pipeline.support import KEY as EMULATOR_KEY
 from tests.support import running_relay
 from tests.webhook.conftest import Receiver, hook, make_secret, receiver
 
@@ -166,8 +169,9 @@ async def _post(relay: Relay, query: str, body: bytes) -> tuple[int, bytes]:
 
 
 async def test_forged_tampered_replayed_and_malformed_callbacks_are_refused(
-    relay: Relay,
+    relay: Relay, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="relay.callback")
     sender = CallbackSender(relay.http, attempts=1)
     mail = {"mail_id": "m-1", "to_user": "bob@gzdev.com", "from_user": "a", "title": "t"}
     # A forged signature: another Token.
@@ -215,6 +219,12 @@ async def test_forged_tampered_replayed_and_malformed_callbacks_are_refused(
         "bad-signature", "wrong-corpid", "stale", "malformed-body", "too-large", "incomplete-body",
     ):  # fmt: skip
         assert outcomes.get(reason, 0) >= 1, (reason, outcomes)
+    # The audit lines: one per reason (throttled), naming it, never a secret or content.
+    refused = [r for r in caplog.records if r.getMessage() == "callback refused"]
+    assert {r.reason for r in refused} >= {"bad-signature", "wrong-corpid", "stale"}  # type: ignore[attr-defined]
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    for secret in (TOKEN, KEY, tampered, good.msg_signature, "bob@gzdev.com"):
+        assert secret not in logged
 
 
 async def _raw(relay: Relay, request: str, *, eof: bool) -> int | None:
@@ -248,3 +258,46 @@ async def test_the_ops_auth_does_not_cover_the_callback_but_covers_the_rest(rela
         assert answer.status == 401
     delivery = await relay.sender.send_unread(relay.target, user="bob@gzdev.com", unread=1)
     assert delivery.delivered
+
+
+async def test_a_relay_with_one_tenant_of_each_api(
+    emulator: Emulator, broker: Broker, tmp_path: Path
+) -> None:
+    """The openapi tenant keeps its listen worker; the api2 tenant gets its callback."""
+    users = await accounts(emulator)
+    openapi = {
+        "name": "acme", "client_id": ADMIN, "client_secret": EMULATOR_KEY,
+        "api_url": emulator.api_url, "token_url": emulator.token_url,
+        "login_url": emulator.login_url, "hold": 1.0,
+    }  # fmt: skip
+    api2 = {"name": "newco", "api": "api2", "corpid": CORPID, "callback_token": TOKEN,
+            "encoding_aes_key": KEY}  # fmt: skip
+    settings = settings_for(
+        emulator, tmp_path, broker, tenants=[openapi, api2],
+        http={"host": "127.0.0.1", "port": 0},
+    )  # fmt: skip
+    async with (
+        Consumer(broker) as consumer,
+        running_relay(settings) as running,
+        aiohttp.ClientSession() as http,
+    ):
+        assert [li.tenant for li in running.service.listeners] == ["acme"]
+        await consumer.wait_for(1)  # acme's bootstrap: directory.changed
+        await control(emulator, "mail", {"to": users[0], "subject": "to acme"})
+        assert running.server is not None
+        target = CallbackTarget(f"{running.server.url}callback/newco", TOKEN, KEY, CORPID)
+        sent = await CallbackSender(http).send_mail(
+            target, mail_id="n-1", to_user="zhangsanp@gzdev.com", from_user="x", title="to newco"
+        )
+        assert sent.delivered
+        # The openapi tenant has no callback URL.
+        other = CallbackTarget(f"{running.server.url}callback/acme", TOKEN, KEY, CORPID)
+        assert (await CallbackSender(http, attempts=1).send_unread(other, user="u", unread=1)) \
+            .attempts[0].status == 404  # fmt: skip
+        await consumer.wait_for(3)
+    mails = {
+        m.routing_key: json.loads(m.body)["data"]["subject"]
+        for m in consumer.messages
+        if m.type == "exmail.mail.new"
+    }
+    assert mails == {"acme.mail.new": "to acme", "newco.mail.new": "to newco"}
