@@ -7,8 +7,9 @@ Pure code, no I/O (``spec/EXMAIL-API-2-NOTES.md`` §9.3, §9.6). Both are flat:
   no DTD, no entity declaration, no external entity is ever read (and no entity
   expansion bomb); only the five predefined entities and character references exist.
 - **The envelope** (:func:`envelope_ciphertext`): only ``Encrypt`` is relied on, found
-  by tag name; when no element is named so, the last CDATA section is taken (PYCB reads
-  the third of three). The other elements are unverified and ignored (§11 q1).
+  by tag name at any depth; when no element is named so, the last CDATA section is
+  taken (PYCB reads the third of three). The other elements are unverified and ignored
+  (§11 q1).
 - **Messages** (:func:`parse_message`): by tag name; ``MsgType`` compared
   case-insensitively: ``Mail`` → :class:`MailMessage`, ``UnRead`` →
   :class:`UnreadMessage`, anything else → :class:`OtherMessage` (logged and counted by
@@ -51,12 +52,15 @@ class MessageError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Flat:
-    """A flat document: the first text of each child of the root, by tag name, and
-    every CDATA section in document order."""
+    """A parsed document: the text of each element below the root by tag name (the
+    first of a name), and every CDATA section in document order."""
 
     root: str
     fields: dict[str, str] = field(default_factory=dict)
     cdata: list[str] = field(default_factory=list)
+
+
+MAX_DEPTH: Final = 8
 
 
 class _DoctypeRefused(Exception):
@@ -64,48 +68,39 @@ class _DoctypeRefused(Exception):
 
 
 def parse_flat(raw: bytes) -> Flat:
-    """Parse ``raw`` as a flat document. Raises :class:`MessageError` on any XML error,
-    on a DTD, or on nesting deeper than root → child."""
+    """Parse ``raw``: the text of every element below the root, by tag name (the first
+    of a repeated name counts), and the CDATA sections. Raises :class:`MessageError` on
+    any XML error, on a DTD, or past :data:`MAX_DEPTH` levels."""
     parser = expat.ParserCreate(encoding=None)
     parser.buffer_text = True
-    depth = 0
     root = ""
-    current: str | None = None
-    texts: dict[str, list[str]] = {}
+    stack: list[str | None] = []  # the open elements: a recorded name, or None
+    texts: dict[str, str] = {}
     cdata: list[str] = []
     in_cdata = False
     piece: list[str] = []
 
     def start(name: str, _attrs: dict[str, str]) -> None:
-        nonlocal depth, root, current
-        depth += 1
-        if depth == 1:
+        nonlocal root
+        if len(stack) >= MAX_DEPTH:
+            raise MessageError(f"elements are nested deeper than {MAX_DEPTH} levels")
+        if not stack:
             root = name
-        elif depth == 2:
-            # A repeated element: the first one counts (ignore the rest).
-            current = None if name in texts else name
-            if current is not None:
-                texts[current] = []
+            stack.append(None)
+        elif name in texts:
+            stack.append(None)
         else:
-            raise MessageError("elements are nested deeper than the callback format has")
+            texts[name] = ""
+            stack.append(name)
 
     def end(_name: str) -> None:
-        nonlocal depth, current
-        if depth == 2 and current is not None and not texts[current]:
-            texts[current].append("")
-        depth -= 1
-        if depth == 1:
-            current = None
+        stack.pop()
 
     def chars(data: str) -> None:
         if in_cdata:
             piece.append(data)
-        if depth == 2 and current is not None:
-            bucket = texts[current]
-            if bucket:
-                bucket[0] += data
-            else:
-                bucket.append(data)
+        if stack and (name := stack[-1]) is not None:
+            texts[name] += data
 
     def cdata_start() -> None:
         nonlocal in_cdata
@@ -134,7 +129,7 @@ def parse_flat(raw: bytes) -> Flat:
         raise MessageError("a DTD is not allowed") from None
     except expat.ExpatError as exc:
         raise MessageError(f"not well-formed XML ({expat.errors.messages[exc.code]})") from None
-    return Flat(root=root, fields={k: v[0] if v else "" for k, v in texts.items()}, cdata=cdata)
+    return Flat(root=root, fields=texts, cdata=cdata)
 
 
 def envelope_ciphertext(raw: bytes) -> str:

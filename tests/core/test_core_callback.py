@@ -49,6 +49,10 @@ def test_encrypt_is_found_by_tag_name_or_as_the_last_cdata() -> None:
     assert envelope_ciphertext(pycb) == "sealed=="
     reordered = b"<xml><Encrypt><![CDATA[e1]]></Encrypt><ToUserName>x</ToUserName></xml>"
     assert envelope_ciphertext(reordered) == "e1"
+    nested = (
+        b"<xml><Data><AgentID>7</AgentID><Encrypt>e2</Encrypt></Data><Encrypt>x</Encrypt></xml>"
+    )
+    assert envelope_ciphertext(nested) == "e2"  # the first Encrypt, at any depth
     with pytest.raises(MessageError):
         envelope_ciphertext(b"<xml><CorpID>ww</CorpID></xml>")
 
@@ -61,7 +65,7 @@ def test_encrypt_is_found_by_tag_name_or_as_the_last_cdata() -> None:
         b'<!DOCTYPE xml [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
         b"<xml><Encrypt>&b;</Encrypt></xml>",
         b"<xml><Encrypt>abc</Encrypt>",
-        b"<xml><Encrypt><x>deep</x></Encrypt></xml>",
+        b"<xml>" + b"<a>" * 8 + b"</a>" * 8 + b"</xml>",
         b"",
         b"\xff\xfe",
     ],
