@@ -108,10 +108,9 @@ class CallbackReceiver:
         except Problem as exc:
             reason = "too-large" if exc.status == 413 else "incomplete-body"
             return self._refused(request, tenant.name, exc.status, reason, exc.detail, started)
+        now = self.clock()
         try:
-            message = open_post(
-                tenant.crypto, request.query, body, now=self.clock(), max_age=self.max_age
-            )
+            message = open_post(tenant.crypto, request.query, body, now=now, max_age=self.max_age)
         except Refused as exc:
             return self._refused(request, tenant.name, exc.status, exc.reason, exc.detail, started)
         if isinstance(message, OtherMessage):
@@ -122,7 +121,7 @@ class CallbackReceiver:
                     extra={"tenant": tenant.name, "msg_type": message.msg_type},
                 )
             return web.Response(status=200)
-        events = events_of(tenant.name, message, now=datetime.now(UTC))
+        events = events_of(tenant.name, message, now=datetime.fromtimestamp(now, UTC))
         if self.journal.full:
             detail = self.journal.backpressure_reason() or "the journal is full"
             return self._refused(
