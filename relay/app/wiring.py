@@ -1,12 +1,10 @@
-"""Wiring: the composition root, where :class:`relay.app.settings.Settings` become
-components.
+"""Wiring: the composition root, where :class:`relay.app.settings.Settings` become components.
 
-Configuration is read only at the edge: this module turns the settings into explicit
-keyword arguments for the journal, the sinks, their drain policies and routes, the
-Exmail clients and the listeners, opens them in order on one exit stack, and hands back
-a ready :class:`relay.runtime.supervisor.RelayService` plus the HTTP server. Closing
-the stack closes everything in reverse order. Every sink is assembled here, the same
-way; the sink modules are adapters that know nothing of the settings.
+Configuration is read only at the edge: the settings become explicit keyword arguments
+for the journal, the sinks (drain policies, routes), the Exmail clients, the listeners
+and the callback receiver (relay.app.callbacks), opened in order on one exit stack that
+yields a :class:`relay.runtime.supervisor.RelayService` and the HTTP server and closes
+everything in reverse order. Sink modules are adapters that know nothing of settings.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from relay.app.callbacks import callback_receiver
 from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
     AmqpSettings,
@@ -219,8 +218,7 @@ async def build_service(
             if settings.sharding_mode == "lease"
             else None
         )
-        # One shared HTTP session: no connection limit, since every tenant holds a poll.
-        # fence_trace: a fenced request asks the lease once more as it leaves.
+        # One shared session, no connection limit (every tenant holds a poll); fence_trace.
         session = await stack.enter_async_context(
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0), trace_configs=[fence_trace()]
@@ -251,9 +249,9 @@ async def build_service(
                 )
             )
         clients: dict[str, tuple[TenantSettings, ExmailClient]] = {}
-        for tenant in tenants:
+        for tenant in (t for t in tenants if t.api == "openapi"):  # api2: callbacks
             tenant_observer = observer.tenant(tenant.name)
-            # The emulator-only header, only where configured: never to Exmail by default.
+            # The emulator-only header, only where configured (never to Exmail by default).
             replica = (
                 settings.sharding.resolved_replica_id(hostname) if tenant.replica_header else None
             )
@@ -367,6 +365,7 @@ async def build_service(
                 admin=await admin_api(
                     stack, settings, hostname, leases, journal, frozenset(describers)
                 ),
+                callback=callback_receiver(settings, journal, router, observer),
             )
             server = await stack.enter_async_context(OpsServer(app, host=h.host, port=h.port))
         yield Running(service, server, gateway)
@@ -387,9 +386,10 @@ def _api_client(c: ClientSettings) -> ApiClient:
 
 def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
     """The API client for one configured tenant; ``options`` add or override keywords."""
+    client_id, client_secret = tenant.credentials()  # ConfigError for an api2 tenant
     kwargs: dict[str, Any] = {
-        "client_id": tenant.client_id,
-        "client_secret": tenant.secret(),
+        "client_id": client_id,
+        "client_secret": client_secret,
         "api_url": tenant.api_url,
         "token_url": tenant.token_url,
         "login_url": tenant.login_url,

@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def secrets_of(settings: Settings) -> Iterator[str]:
     """Every secret value in the settings, for the log redaction filter."""
     for tenant in settings.tenants:
-        yield tenant.secret().get_secret_value()
+        if tenant.client_secret is not None:
+            yield tenant.client_secret.get_secret_value()
+        yield from tenant.api2_secret_values()
     yield settings.amqp.url.get_secret_value()
     for hook in settings.webhooks:
         for secret in hook.secret:

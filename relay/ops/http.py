@@ -14,6 +14,7 @@ red and cause a restart storm.
 | ``/v1/...`` | the API gateway (:mod:`relay.gateway`; its own client keys, 404 with none) |
 | ``/sso/{tenant}/{email}`` | signed SSO links for browsers (:mod:`relay.gateway.sso_links`) |
 | ``/admin/v1/...`` | the admin API (:mod:`relay.ops.admin`; its own token, 404 with none) |
+| ``/callback/{tenant}`` | the second API's new-mail callback (:mod:`relay.gateway.callback`) |
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from pydantic import SecretStr
 
 from relay.gateway import Gateway, gateway_app
+from relay.gateway.callback import CALLBACK_PREFIX, CallbackReceiver
 from relay.gateway.routes import GATEWAY
 from relay.gateway.sso_links import gateway_sso_route
 from relay.ops.admin import AdminApi, admin_off_app
@@ -137,6 +139,7 @@ def build_app(
     registry: CollectorRegistry = REGISTRY,
     gateway: Gateway | None = None,
     admin: AdminApi | None = None,
+    callback: CallbackReceiver | None = None,
 ) -> web.Application:
     middlewares: list[Middleware] = []
     if auth_token is not None or basic_auth is not None:
@@ -146,7 +149,7 @@ def build_app(
                 token=auth_token,
                 basic=basic_auth,
                 open_paths=open_paths,
-                open_prefixes=("/v1/", "/sso/", "/admin/"),
+                open_prefixes=("/v1/", "/sso/", "/admin/", CALLBACK_PREFIX),
             )
         )
     app = web.Application(middlewares=middlewares)
@@ -164,6 +167,8 @@ def build_app(
     app.add_subapp("/admin/v1/", admin_off_app() if admin is None else admin_app(admin))
     if gateway is not None and gateway.clients:
         app.add_routes([gateway_sso_route(gateway)])
+    if callback is not None:  # signed by the tenant's Token, not by [http] auth
+        app.add_routes(callback.routes())
     return app
 
 

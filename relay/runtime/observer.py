@@ -134,6 +134,11 @@ class Observer:
         """Lease mode: a broker message of ``kind`` (``presence``, ``checkpoint``) was
         dropped, unread, for ``reason`` (``unsigned``, ``bad signature``, ``stale``, ...)."""
 
+    def callback(self, tenant: str, outcome: str, seconds: float) -> None:
+        """One request to the second API's callback URL of ``tenant`` was answered after
+        ``seconds``: ``verified`` (GET handshake), ``accepted`` (committed), ``duplicate``
+        (already journaled), ``ignored`` (an unknown MsgType), or the refusal's reason."""
+
 
 class ForwardingTenantObserver(TenantObserver):
     """Passes every report on to ``inner``; subclasses override what they add to."""
@@ -212,3 +217,6 @@ class ForwardingObserver(Observer):
 
     def broker_message_refused(self, kind: str, reason: str) -> None:
         self.inner.broker_message_refused(kind, reason)
+
+    def callback(self, tenant: str, outcome: str, seconds: float) -> None:
+        self.inner.callback(tenant, outcome, seconds)
