@@ -47,6 +47,7 @@ __all__ = [
     "SinkStatus",
     "Status",
     "TenantStatus",
+    "TenantsPage",
     "build_status",
 ]
 
@@ -283,6 +284,21 @@ class ShardingStatus(_JsonRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class TenantsPage(_JsonRecord):
+    """Which page of the tenants ``tenants`` holds, when one was asked for (the status
+    page, or ``/status.json?q=&page=&per_page=``): ``matched`` of ``total`` tenants match
+    ``q``; ``states`` counts every tenant by state (not only this page)."""
+
+    q: str
+    page: int
+    per_page: int
+    pages: int
+    matched: int
+    total: int
+    states: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Status(_JsonRecord):
     """The whole ``/status.json`` document."""
 
@@ -297,6 +313,7 @@ class Status(_JsonRecord):
     orphans: tuple[OrphanStatus, ...] = ()
     clients: tuple[ClientStatus, ...] = ()
     sharding: ShardingStatus | None = field(default=None, metadata=OMIT_NONE)
+    tenants_page: TenantsPage | None = field(default=None, metadata=OMIT_NONE)
 
 
 def _tenant(st: ListenerStatus) -> TenantStatus:
