@@ -1,9 +1,10 @@
 """Line charts as inline SVG, drawn on the server: no script, no font, no external file.
 
 Pure: :func:`render_chart` turns a :class:`Chart` (lines of ``(time, value)`` points,
-``None`` a gap) into one ``<svg>`` element for the window ``[start, end]``: a y axis from 0
-to a round maximum with its values, a time axis in UTC (HH:MM), one polyline per line, and
-a legend with each line's latest value. A chart with no value at all says "no data yet".
+``None`` a gap) into one ``<svg>`` element for the window ``[start, end]``: a y axis from
+0 in round steps (1, 2, 2.5 or 5 times a power of ten) with its values, a time axis in
+UTC (HH:MM; HH:MM:SS for a window under 10 minutes), one polyline per line, and a
+legend with each line's latest value. A chart with no value at all says "no data yet".
 Every text that comes from the data (a sink's name) is escaped; colours are fixed
 attributes, and text and axes use ``currentColor`` so the page's light or dark scheme
 applies.
@@ -78,8 +79,8 @@ def format_value(value: float | None, unit: str) -> str:
     return _number(round(value, 2)) + unit
 
 
-def _clock(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, UTC).strftime("%H:%M")
+def _clock(stamp: float, seconds: bool) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%H:%M:%S" if seconds else "%H:%M")
 
 
 def _segments(points: Sequence[Point]) -> list[list[tuple[float, float]]]:
@@ -103,7 +104,10 @@ def render_chart(chart: Chart, *, start: float, end: float) -> str:
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     span = max(end - start, 1e-9)
     values = [v for line in chart.lines for at, v in line.points if v is not None and at >= start]
-    top = nice_ceiling(max(values, default=0.0)) if values else 1.0
+    step = nice_ceiling(max(values, default=0.0) / 4)
+    ticks = max(1, math.ceil(max(values, default=0.0) / step - 1e-9))
+    top = step * ticks
+    axis_unit = "" if chart.unit == "/min" else chart.unit  # the rate's unit is in the title
     title = html.escape(chart.title)
     parts = [
         f'<svg class="chart" id="chart-{html.escape(chart.key)}" viewBox="0 0 {WIDTH} {HEIGHT}"'
@@ -119,21 +123,21 @@ def render_chart(chart: Chart, *, start: float, end: float) -> str:
     def y(value: float) -> float:
         return TOP + plot_h * (1 - value / top)
 
-    for i in range(5):  # y grid and values: 0, 1/4, ... top
-        value = top * i / 4
+    for i in range(ticks + 1):  # y grid and values: 0, a round step, ... top
+        value = step * i
         py = y(value)
         parts.append(
             f'<line x1="{LEFT}" y1="{py:.1f}" x2="{WIDTH - RIGHT}" y2="{py:.1f}" '
             f'stroke="currentColor" stroke-opacity="{0.5 if i == 0 else 0.15}"/>'
             f'<text x="{LEFT - 5}" y="{py + 4:.1f}" text-anchor="end">'
-            f"{html.escape(format_value(value, chart.unit))}</text>"
+            f"{html.escape(format_value(value, axis_unit))}</text>"
         )
     for i in range(5):  # time axis: start, every quarter, end
         at = start + span * i / 4
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
         parts.append(
             f'<text x="{x(at):.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">'
-            f"{_clock(at)}{' UTC' if i == 4 else ''}</text>"
+            f"{_clock(at, span < 600)}{' UTC' if i == 4 else ''}</text>"
         )
     legend_x = float(LEFT)
     for line in chart.lines:

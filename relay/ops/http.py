@@ -177,7 +177,9 @@ def build_app(
     app[SERVICE] = service
     app[METRICS] = registry
     app[OPTIONS] = PageOptions(show_content=show_content, recent=recent)
-    app[SAMPLER] = sampler = Sampler(registry, history or History(interval=10.0, span=3600.0))
+    app[SAMPLER] = sampler = Sampler(
+        registry, history if history is not None else History(interval=10.0, span=3600.0)
+    )
     app.cleanup_ctx.append(sampler.context)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)

@@ -212,7 +212,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:0;f
 dt{font-weight:600} dd{margin:0} #stale{color:#c0262d}
 #banner{padding:.4rem .6rem;border-radius:.3rem;margin:.4rem 0}
 #banner.ok{background:#0a7a2f22} #banner.bad{background:#c0262d22}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(21rem,1fr));gap:.5rem 1rem}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(26rem,1fr));gap:.5rem 1rem}
 figure{margin:0} figcaption{font-size:.85rem;font-weight:600}
 svg.chart{width:100%;height:auto;max-width:32rem;display:block}
 #tenant-search{display:flex;gap:.4rem;margin:.2rem 0} #tenant-search input{flex:0 1 18rem}

@@ -49,7 +49,7 @@ def build_charts(samples: Sequence[Sample]) -> list[Chart]:
         Chart("backlog", "Backlog per sink (pending deliveries)", "", backlog, note),
         Chart(
             "latency",
-            "Delivery latency over the minute before each point",
+            "Delivery latency (p50, p99 over the minute before)",
             "s",
             [
                 Line("p50", latency_series(samples, 0.5), PALETTE[0]),
@@ -81,8 +81,8 @@ def render_charts(
         if error
         else ""
     )
-    minutes = round(span / 60)
+    window = f"{round(span / 60)} minutes" if span >= 120 else f"{round(span)} seconds"
     return (
-        f'<section id="charts"><h2>Last {minutes} minutes</h2>{trouble}'
+        f'<section id="charts"><h2>Last {window}</h2>{trouble}'
         f'<div class="charts">{figures}</div></section>\n'
     )

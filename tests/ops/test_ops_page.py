@@ -183,7 +183,7 @@ async def test_page_in_headless_chromium_matches_status_json(
         await eventually(four_new, what="fourth mail delivered")
         dom = await chromium("--virtual-time-budget=8000", "--dump-dom", url)
         _, data = await get_json(http, url + "status.json")
-        # docs/images/status.png was taken this way (copy tmp_path's file to refresh it).
+        # docs/images/status.png comes from test_ops_status_glance (with charts).
         shot = tmp_path / "status.png"
         await chromium(
             "--virtual-time-budget=4000", "--window-size=1100,900", f"--screenshot={shot}", url
