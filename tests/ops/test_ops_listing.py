@@ -4,6 +4,7 @@ paging; and the page's search form, pager and dead-letter links. Pure."""
 from __future__ import annotations
 
 import html
+import random
 import re
 from dataclasses import replace
 
@@ -17,7 +18,13 @@ from relay.ops.listing import (
     parse_query,
 )
 from relay.ops.page import render_status_page
-from relay.runtime.status import SinkStatus, TenantStatus
+from relay.runtime.status import (
+    ListenerStatus,
+    RecentEvent,
+    SinkStatus,
+    TenantStatus,
+    _recent,
+)
 from tests.ops.test_ops_page import sample
 
 STATES = ("connected", "failed", "backoff", "connected", "paused", "starting", "stopped")
@@ -135,3 +142,29 @@ def test_the_page_has_search_pager_summary_and_the_query_for_its_refresh() -> No
     last_page_first = render_status_page(page_status(healthy, TenantQuery(q="tenant")))
     assert '<div id="banner" class="bad">Degraded</div>' in last_page_first
     assert 'data-tenant="zz"' not in last_page_first
+
+
+def _sorted_recent(
+    listeners: list[ListenerStatus], limit: int
+) -> list[tuple[float, str, str, str]]:
+    """The plain definition: every recent event of every tenant, sorted, the first few."""
+    every = sorted(
+        ((stamp, st.tenant, etype, eid) for st in listeners for stamp, etype, eid, _ in st.recent),
+        reverse=True,
+    )
+    return every[:limit]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_newest_events_of_many_tenants_are_those_of_a_full_sort(seed: int) -> None:
+    rnd = random.Random(seed)
+    listeners = []
+    for i in range(rnd.randint(0, 30)):
+        st = ListenerStatus(tenant=f"{rnd.choice('abc')}{i}")
+        for j in range(rnd.randint(0, 60)):  # the deque keeps the last 50
+            stamp = float(rnd.randint(0, 40))  # many ties: the tenant name decides
+            st.recent.append((stamp, rnd.choice(["exmail.mail.new", "exmail.x"]), f"{i}-{j}", None))
+        listeners.append(st)
+    limit = rnd.choice([0, 1, 5, 50])
+    recent: tuple[RecentEvent, ...] = _recent(listeners, show_content=False, limit=limit)
+    assert [(e.time, e.tenant, e.type, e.id) for e in recent] == _sorted_recent(listeners, limit)
