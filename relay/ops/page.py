@@ -214,6 +214,7 @@ dt{font-weight:600} dd{margin:0} #stale{color:#c0262d}
 #banner.ok{background:#0a7a2f22} #banner.bad{background:#c0262d22}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(26rem,1fr));gap:.5rem 1rem}
 figure{margin:0} figcaption{font-size:.85rem;font-weight:600}
+h2 small{font-weight:400;font-size:.75rem;opacity:.75}
 svg.chart{width:100%;height:auto;max-width:32rem;display:block}
 #tenant-search{display:flex;gap:.4rem;margin:.2rem 0} #tenant-search input{flex:0 1 18rem}
 #tenants-pager{margin:.4rem 0;font-size:.9rem} #tenants-pager a{margin-right:.8rem}

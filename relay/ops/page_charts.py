@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from relay.ops.charts import PALETTE, Chart, Line, render_chart
 from relay.ops.history import Sample, gauge_series, latency_series, rate_series
@@ -82,7 +83,9 @@ def render_charts(
         else ""
     )
     window = f"{round(span / 60)} minutes" if span >= 120 else f"{round(span)} seconds"
+    drawn = datetime.fromtimestamp(now, UTC).strftime("%H:%M:%S UTC")
     return (
-        f'<section id="charts"><h2>Last {window}</h2>{trouble}'
+        f'<section id="charts"><h2>Last {window} <small id="charts-drawn">drawn {drawn};'
+        f" reload for newer points</small></h2>{trouble}"
         f'<div class="charts">{figures}</div></section>\n'
     )

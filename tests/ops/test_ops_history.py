@@ -156,7 +156,8 @@ def test_page_charts_from_a_history() -> None:
     assert backlog.lines[0].label == f"webhook:s{MAX_SINK_LINES + 1}"  # the biggest first
     section = render_charts(samples, now=T0 + 3600, span=3600)
     assert section.count("<svg") == 4 and section.count("<polyline") >= 4
-    assert "<h2>Last 60 minutes</h2>" in section and "no data yet" not in section
+    assert "<h2>Last 60 minutes <small" in section and "no data yet" not in section
+    assert "drawn 09:00:00 UTC; reload for newer points" in section
     empty = render_charts([], now=T0, span=3600, error="ValueError: boom")
     assert empty.count("no data yet") == 4
     assert "sampling failed: ValueError: boom" in empty
