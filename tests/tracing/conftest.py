@@ -5,7 +5,7 @@ decodes every ``POST /v1/traces`` with the official protobuf definitions
 from __future__ import annotations
 
 import gzip
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,11 +127,11 @@ async def otlp() -> AsyncIterator[OtlpReceiver]:
 
 
 @pytest.fixture
-def traced(otlp: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
+def traced(otlp: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> OtlpReceiver:
     """The standard variables that turn a relay's tracing on, exporting to ``otlp``."""
     for name in OTEL_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url)
     monkeypatch.setenv("OTEL_SERVICE_NAME", "relay-under-test")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
-    yield otlp
+    return otlp
