@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cloudevents.core.bindings import http as cloudevents_http
 from standardwebhooks.webhooks import Webhook
 
 from relay.emulator import Emulator
@@ -20,6 +21,7 @@ from relay.journal import Journal
 from tests.pipeline.support import Broker, Consumer, accounts, control, settings_for
 from tests.support import eventually, running_relay
 from tests.tracing.conftest import OtlpReceiver, ReceivedSpan
+from tests.tracing.waterfall import waterfall_svg
 from tests.webhook.conftest import Answer, Receiver, hook, make_secret
 
 SUBJECT = "quarterly numbers, do not forward"
@@ -105,6 +107,16 @@ async def test_one_mail_is_one_trace_from_listen_to_publish(
     assert posted.headers["traceparent"] == traceparent(trace_id, post, flags)
     payload = Webhook(secret).verify(posted.body, posted.headers)
     assert payload["traceparent"] == event["traceparent"] == traceparent(trace_id, root, flags)
+    # A CloudEvents SDK reads the attribute as the distributed-tracing extension.
+    read = cloudevents_http.from_http_event(
+        cloudevents_http.HTTPMessage(headers=posted.headers, body=posted.body)
+    )
+    assert read.get_extension("traceparent") == event["traceparent"]
+
+    # docs/images/trace.svg was drawn this way (copy tmp_path's file to refresh it).
+    picture = waterfall_svg(spans, "one mail: listen answer -> journal -> RabbitMQ, webhook")
+    (tmp_path / "trace.svg").write_text(picture, encoding="utf-8")
+    assert all(f">{span.name}<" in picture for span in spans)
 
     # Nothing of the mail is in any span: no subject, no account.
     for span in traced.spans:
