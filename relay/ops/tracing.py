@@ -10,7 +10,8 @@ One trace per listen answer that carries messages (docs/operations.md, "Tracing"
 
 - ``exmail.listen`` (root, CONSUMER): from the moment the ``listen`` went out to the
   end of its commit; its context is what the journal stores with each event and what
-  the CloudEvent's ``traceparent`` attribute carries;
+  the CloudEvent's ``traceparent`` attribute carries. A directory change expanded
+  (``user/list``, ``user/get``) is ``exmail.directory``, the same way;
 - ``journal.commit`` (INTERNAL, child of the answer): one per commit attempt;
 - ``send <sink>`` (PRODUCER, child of the stored context, so also a retry hours later
   or after a restart): one per delivery attempt; its own context goes out as the AMQP
@@ -112,16 +113,19 @@ class OtelTracing(Tracing):
         return "OtelTracing()"
 
     def answer(self, tenant: str, sent_ns: int, messages: int, events: int) -> Trace:
+        attributes = {"exmail.listen.messages": messages, "exmail.events": events}
+        return self._root("exmail.listen", tenant, sent_ns, attributes)
+
+    def expansion(self, tenant: str, started_ns: int, events: int) -> Trace:
+        return self._root("exmail.directory", tenant, started_ns, {"exmail.events": events})
+
+    def _root(self, name: str, tenant: str, start_ns: int, attributes: dict[str, int]) -> Trace:
         span = self._tracer.start_span(
-            "exmail.listen",
-            context=Context(),  # a root: nothing upstream of a listen answer is traced
+            name,
+            context=Context(),  # a root: nothing upstream of an Exmail answer is traced
             kind=SpanKind.CONSUMER,
-            start_time=sent_ns,
-            attributes={
-                "exmail.tenant": tenant,
-                "exmail.listen.messages": messages,
-                "exmail.events": events,
-            },
+            start_time=start_ns,
+            attributes={"exmail.tenant": tenant, **attributes},
         )
         return _OtelTrace(self._tracer, span, tenant)
 

@@ -30,8 +30,7 @@ poll at its hold, so silence means a stalled link. :meth:`Listener.silent_for` s
 long Exmail has left this tenant unanswered; readiness fails once that passes the listen
 deadline, which is at the first such timeout (or a refused link's first deadline).
 
-A listener never raises out of :meth:`Listener.run` for an upstream fault, so one
-tenant's trouble never touches another tenant.
+An upstream fault never leaves :meth:`Listener.run`: one tenant's trouble stays its own.
 
 A journal that refuses a commit (:class:`~relay.journal.JournalError`: a full disk, a
 write lock held by another process, a bad page) is not an upstream fault either: the
@@ -129,6 +128,7 @@ class Listener:
         self._failed_backoff = failed_backoff or Backoff(base=30.0, cap=300.0)
         self._directory = DirectoryWorker(
             tenant=tenant,
+            tracing=self._tracing,
             client=client,
             enricher=self._enricher,
             commit=self._commit,

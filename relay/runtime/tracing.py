@@ -1,7 +1,8 @@
 """Tracing's one seam: what the listener and the drainers call, and the no-op behind it.
 
 Where it sits: the listener opens a :class:`Trace` per listen answer that carries
-messages (:meth:`Tracing.answer`) and a commit span inside it for each journal commit
+messages (:meth:`Tracing.answer`), its directory worker one per directory change
+expanded (:meth:`Tracing.expansion`), and a commit span inside it for each journal commit
 (:meth:`Trace.commit`); the journal stores the answer's context (``traceparent``,
 ``tracestate``) with each event; every delivery attempt goes through
 :meth:`Tracing.send`, which the drainer calls instead of ``sink.send``.
@@ -65,6 +66,11 @@ class Tracing:
     def answer(self, tenant: str, sent_ns: int, messages: int, events: int) -> Trace:
         """The trace of one listen answer of ``tenant``: its listen was sent at
         ``sent_ns`` (epoch ns); it held ``messages`` messages, which made ``events``."""
+        return NO_TRACE
+
+    def expansion(self, tenant: str, started_ns: int, events: int) -> Trace:
+        """The trace of one directory change of ``tenant`` expanded (``user/list``,
+        ``user/get``) from ``started_ns`` (epoch ns) into ``events`` events."""
         return NO_TRACE
 
     def send(self, sink: Sink, delivery: Delivery) -> Awaitable[Outcome]:

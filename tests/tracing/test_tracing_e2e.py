@@ -158,3 +158,35 @@ async def test_a_retry_after_a_restart_joins_the_events_trace(
     assert second.attributes["exmail.delivery.attempt"] >= 2
     assert refused.headers["traceparent"] == traceparent(trace_id, first, flags)
     assert posted.headers["traceparent"] == traceparent(trace_id, second, flags)
+
+
+async def test_a_directory_change_is_one_trace_too(
+    emulator: Emulator, receiver: Receiver, traced: OtlpReceiver, tmp_path: Path
+) -> None:
+    """The directory worker's expansion (user/list, user/get) is the root of the trace
+    of the events it commits together: directory.changed and each user event."""
+    secret = make_secret()
+    settings = settings_for(emulator, tmp_path, webhooks=[hook(receiver, "oa", secret=[secret])])
+    alias = "newbie@example.com"
+    async with running_relay(settings):
+        await receiver.wait_for("oa", 1, within=15)  # the bootstrap's directory.changed
+        await control(emulator, "user", {"action": "add", "alias": alias, "name": "New Bie"})
+        posted = await receiver.wait_for("oa", 3, within=15)
+
+    payloads = [Webhook(secret).verify(p.body, p.headers) for p in posted]
+    (bootstrap,) = [p for p in payloads if "traceparent" not in p]
+    assert bootstrap["type"] == "exmail.directory.changed"  # at start-up, outside any trace
+    by_type = {p["type"]: p for p in payloads if "traceparent" in p}
+    assert set(by_type) == {"exmail.directory.changed", "exmail.user.added"}
+    changed, added = by_type["exmail.directory.changed"], by_type["exmail.user.added"]
+    assert changed["traceparent"] == added["traceparent"]
+    trace_id, root_id = added["traceparent"].split("-")[1:3]
+    root = one(traced.named(trace_id, "exmail.directory"))
+    assert (root.span_id, root.parent_span_id) == (root_id, "")
+    assert root.attributes == {"exmail.tenant": "acme", "exmail.events": 2}
+    commit = one(traced.named(trace_id, "journal.commit"))
+    assert commit.parent_span_id == root.span_id
+    sends = traced.named(trace_id, "send webhook:oa")
+    assert len(sends) == 2 and {s.parent_span_id for s in sends} == {root.span_id}
+    for span in traced.spans:
+        assert alias not in json.dumps(span.attributes) + span.name + span.status_message
