@@ -10,6 +10,7 @@ AMQP and webhook headers the attempt's, so a consumer's spans join the same trac
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,30 @@ async def test_a_directory_change_is_one_trace_too(
     assert len(sends) == 2 and {s.parent_span_id for s in sends} == {root.span_id}
     for span in traced.spans:
         assert alias not in json.dumps(span.attributes) + span.name + span.status_message
+
+
+@pytest.mark.timeout(60)
+async def test_a_collector_that_is_down_holds_up_no_event(
+    emulator: Emulator,
+    receiver: Receiver,
+    traced: OtlpReceiver,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spans that cannot be exported are dropped by the SDK's background thread: the
+    events still go out, traced, and the relay still stops."""
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{closed}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    secret = make_secret()
+    hooks = [hook(receiver, "oa", secret=[secret], types=["exmail.mail.new"])]
+    settings = settings_for(emulator, tmp_path, webhooks=hooks)
+    user = (await accounts(emulator))[0]
+    async with running_relay(settings):
+        await control(emulator, "mail", {"to": user})
+        (posted,) = await receiver.wait_for("oa", 1, within=15)
+    event = Webhook(secret).verify(posted.body, posted.headers)
+    assert event["traceparent"].split("-")[1] == posted.headers["traceparent"].split("-")[1]
+    assert traced.spans == []  # nothing reached the (other) receiver either
