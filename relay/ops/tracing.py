@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from opentelemetry import trace as api
@@ -128,6 +129,9 @@ class OtelTracing(Tracing):
             attributes={"exmail.tenant": tenant, **attributes},
         )
         return _OtelTrace(self._tracer, span, tenant)
+
+    def sender(self, sink: Sink) -> Callable[[Delivery], Awaitable[Outcome]]:
+        return functools.partial(self.send, sink)
 
     async def send(self, sink: Sink, delivery: Delivery) -> Outcome:
         parent = Context()  # a row journaled untraced (older, or tracing was off): a root

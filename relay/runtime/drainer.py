@@ -106,7 +106,7 @@ class Drainer:
         tracing: Tracing | None = None,
     ) -> None:
         self.journal = journal
-        self._tracing = tracing or Tracing()  # each attempt in its span when tracing
+        self._send = (tracing or Tracing()).sender(sink)  # sink.send; tracing: in a span
         self.sink = sink
         self.policy = policy
         self._clock = clock
@@ -385,7 +385,7 @@ class Drainer:
 
     async def _attempt(self, row: Delivery) -> None:
         try:
-            outcome = await self._tracing.send(self.sink, row)  # tracing: sink.send(row)
+            outcome = await self._send(row)  # sink.send(row), or its span around it
         except Exception:
             # A bug in a sink must not lose the event or kill the drainer: the row stays
             # pending, the traceback goes to the log, and the sink is treated as down.

@@ -5,19 +5,19 @@ messages (:meth:`Tracing.answer`), its directory worker one per directory change
 expanded (:meth:`Tracing.expansion`), and a commit span inside it for each journal commit
 (:meth:`Trace.commit`); the journal stores the answer's context (``traceparent``,
 ``tracestate``) with each event; every delivery attempt goes through
-:meth:`Tracing.send`, which the drainer calls instead of ``sink.send``.
+:meth:`Tracing.send` when tracing (the drainer calls what :meth:`Tracing.sender` gave it).
 
 This module is the no-op: what runs without the ``[otel]`` extra, or with it and no
 ``OTEL_`` variable that asks for traces (:mod:`relay.app.tracing` decides at start-up).
 It imports nothing of OpenTelemetry, and its hot-path calls allocate nothing:
-:meth:`Tracing.answer` hands back one shared :data:`NO_TRACE`, and :meth:`Tracing.send`
-returns the sink's own coroutine. The OpenTelemetry implementation
+:meth:`Tracing.answer` hands back one shared :data:`NO_TRACE`, and :meth:`Tracing.sender`
+hands the drainer ``sink.send`` itself. The OpenTelemetry implementation
 (:class:`relay.ops.tracing.OtelTracing`) subclasses these classes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Final, Self
 
 from relay.core.delivery import Delivery, Outcome
@@ -72,6 +72,11 @@ class Tracing:
         """The trace of one directory change of ``tenant`` expanded (``user/list``,
         ``user/get``) from ``started_ns`` (epoch ns) into ``events`` events."""
         return NO_TRACE
+
+    def sender(self, sink: Sink) -> Callable[[Delivery], Awaitable[Outcome]]:
+        """What a drainer calls for each attempt: ``sink.send`` itself (no extra call
+        per attempt), or with tracing on, :meth:`send` bound to ``sink``."""
+        return sink.send
 
     def send(self, sink: Sink, delivery: Delivery) -> Awaitable[Outcome]:
         """One delivery attempt: ``sink.send(delivery)``, in its span when tracing."""
