@@ -27,6 +27,7 @@ from relay.app.settings import (
     TenantSettings,
     WebhookSettings,
 )
+from relay.app.tracing import open_tracing
 from relay.core.backoff import Backoff
 from relay.core.delivery import DrainPolicy
 from relay.core.routing import Route, Router
@@ -42,7 +43,7 @@ from relay.runtime.checkpoints import CheckpointStore
 from relay.runtime.drainer import Drainer
 from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
-from relay.runtime.observer import Observer
+from relay.runtime.observer import Observer, upstream_observer
 from relay.runtime.ownership import ShardRunner
 from relay.runtime.status import ShardingStatus, SinkDescription
 from relay.runtime.supervisor import RelayService
@@ -194,12 +195,15 @@ async def build_service(
             )
         )
         plans = await stack.enter_async_context(_open_sinks(settings, observer, console_stream))
+        tracing = await stack.enter_async_context(open_tracing())  # the OTEL_ variables
         drainers: list[Drainer] = []
         for plan in plans:
             sink_observer = observer.sink(plan.sink.name)
             if isinstance(plan.sink, WebhookSink):
                 sink_observer.export_webhook_zeros()
-            drainers.append(Drainer(journal, plan.sink, plan.policy, observer=sink_observer))
+            drainers.append(
+                Drainer(journal, plan.sink, plan.policy, observer=sink_observer, tracing=tracing)
+            )
         describers = {plan.sink.name: plan.description for plan in plans}
         # Before anything drains or appends: rows no drainer will ever take must not hold
         # the backlog bound (they become dead letters, listed, replayable, droppable).
@@ -258,7 +262,7 @@ async def build_service(
             client = client_for(
                 tenant,
                 session=session,
-                on_request=_upstream_observer(observer),
+                on_request=upstream_observer(observer),
                 on_token=tenant_observer.token_fetched,
                 token_fence=None if leases is None else _fence(leases, tenant.name),
                 replica=replica,
@@ -268,7 +272,7 @@ async def build_service(
                 gateway_client = client_for(
                     tenant,
                     session=gateway_session,
-                    on_request=_upstream_observer(observer),
+                    on_request=upstream_observer(observer),
                     tokens=client.tokens,
                     read_retries=0,  # the caller retries, told so by 503 + Retry-After
                     replica=replica,
@@ -289,6 +293,7 @@ async def build_service(
                 observer=listener_observer,
                 on_listen=on_listen,
                 checkpoints=publisher,
+                tracing=tracing,
             )
 
         runner = None
@@ -453,13 +458,3 @@ def _static_sharding(settings: Settings, hostname: str | None) -> Callable[[], S
         standby=False,
     )
     return lambda: described
-
-
-def _upstream_observer(observer: Observer) -> Callable[[str, float, str], None]:
-    """The client's ``on_request``: every operation but ``listen`` (which holds)."""
-
-    def observe(operation: str, seconds: float, outcome: str) -> None:
-        if operation != "listen":
-            observer.upstream(operation, seconds, outcome)
-
-    return observe

@@ -110,6 +110,15 @@ class Event:
         stores, and the body every sink sends in structured mode."""
         return encode_json(self.to_cloudevent())
 
+    def encode_traced(self, traceparent: str, tracestate: str | None) -> bytes:
+        """:meth:`encode` with the CloudEvents distributed-tracing extension: the W3C
+        ``traceparent`` (and ``tracestate``, if any) of the trace that made the event."""
+        document = self.to_cloudevent()
+        document["traceparent"] = traceparent
+        if tracestate:
+            document["tracestate"] = tracestate
+        return encode_json(document)
+
 
 def encode_json(value: Any) -> bytes:
     """Compact UTF-8 JSON, the way every body the relay sends is written.

@@ -182,6 +182,8 @@ class Journal:
         checkpoint: int | None = None,
         announced: int | None = None,
         settled: bool = False,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> int:
         """Store ``events`` (and the tenant's new Ver) in one durable transaction.
 
@@ -189,9 +191,17 @@ class Journal:
         an id already stored is skipped, so a repeated happening is stored once.
         ``announced``: a directory Ver that listen announced and that is not expanded
         yet (:meth:`directory_pending`); ``settled``: the pending change is done.
+        ``traceparent``/``tracestate``: the trace the events belong to (tracing on),
+        stored with each and written into its CloudEvent.
         """
         now = self._clock()
-        rows = [(event, event.encode(), tuple(route(event))) for event in events]
+        if traceparent is None:
+            rows = [(event, event.encode(), tuple(route(event))) for event in events]
+        else:
+            rows = [
+                (event, event.encode_traced(traceparent, tracestate), tuple(route(event)))
+                for event in events
+            ]
 
         def write(tx: Tx) -> int:
             db = tx.db
@@ -199,8 +209,18 @@ class Journal:
             for event, body, sinks in rows:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO events (id, tenant, type, routing_key, body, created,"
-                    " remaining) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (event.id, tenant, event.type, event.routing_key, body, now, len(sinks)),
+                    " remaining, traceparent, tracestate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event.id,
+                        tenant,
+                        event.type,
+                        event.routing_key,
+                        body,
+                        now,
+                        len(sinks),
+                        traceparent,
+                        tracestate,
+                    ),
                 )
                 if cursor.rowcount != 1:
                     continue

@@ -137,7 +137,8 @@ def claim(
     skipped = tuple(set(skip))
     sql = (
         "SELECT d.seq, e.id, e.tenant, e.type, e.routing_key, e.body, e.created,"
-        " d.attempts, d.next_at FROM deliveries d INDEXED BY deliveries_pending"
+        " d.attempts, d.next_at, e.traceparent, e.tracestate"
+        " FROM deliveries d INDEXED BY deliveries_pending"
         " JOIN events e ON e.seq = d.seq WHERE d.sink = ? AND d.state = 0"
     )
     params: list[object] = [sink]

@@ -17,7 +17,7 @@ back out of a metrics registry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "Observer",
     "SinkObserver",
     "TenantObserver",
+    "upstream_observer",
 ]
 
 # Every state a listener can be in, in the order the metrics export them.
@@ -220,3 +221,13 @@ class ForwardingObserver(Observer):
 
     def callback(self, tenant: str, outcome: str, seconds: float) -> None:
         self.inner.callback(tenant, outcome, seconds)
+
+
+def upstream_observer(observer: Observer) -> Callable[[str, float, str], None]:
+    """The Exmail client's ``on_request``: every operation but ``listen`` (which holds)."""
+
+    def observe(operation: str, seconds: float, outcome: str) -> None:
+        if operation != "listen":
+            observer.upstream(operation, seconds, outcome)
+
+    return observe
