@@ -18,6 +18,7 @@ from relay.exmail import _validation as validation
 from relay.exmail._client import ExmailClient
 from relay.exmail._exceptions import (
     ApiError,
+    Conflict,
     ExmailError,
     ExmailTimeout,
     HTTPStatusError,
@@ -27,6 +28,8 @@ from relay.exmail._exceptions import (
     MalformedResponse,
     NetworkError,
     NotFound,
+    PermissionDenied,
+    RateLimited,
     ResponseTooLarge,
     TemporarilyUnavailable,
     TokenFenced,
@@ -87,6 +90,7 @@ __all__ = [
     "ApiError",
     "Backoff",
     "CheckResult",
+    "Conflict",
     "ExmailClient",
     "ExmailError",
     "ExmailTimeout",
@@ -111,6 +115,8 @@ __all__ = [
     "OpenType",
     "Params",
     "PartySyncRequest",
+    "PermissionDenied",
+    "RateLimited",
     "Request",
     "ResponseTooLarge",
     "SyncAction",
