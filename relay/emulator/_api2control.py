@@ -171,7 +171,16 @@ async def _settings(request: web.Request, body: Any) -> Any:
         if body["token_rotation"] not in TOKEN_ROTATIONS:
             raise ControlError(f"'token_rotation' must be one of {list(TOKEN_ROTATIONS)}")
         state.set_token_rotation(body["token_rotation"])
-    return {"token_rotation": state.token_rotation, "token_ttl": state.token_ttl}
+    if "invalid_token_errcode" in body:
+        code = body["invalid_token_errcode"]
+        if code not in (40001, 40014) or isinstance(code, bool):
+            raise ControlError("'invalid_token_errcode' must be 40001 or 40014")
+        state.invalid_token_errcode = code
+    return {
+        "token_rotation": state.token_rotation,
+        "token_ttl": state.token_ttl,
+        "invalid_token_errcode": state.invalid_token_errcode,
+    }
 
 
 def _route(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:

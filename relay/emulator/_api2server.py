@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -56,7 +57,10 @@ def _login_url(
 ) -> dict[str, Any]:
     userid, key = state.login_key(tenant, params)
     base = f"{request.url.origin()}/cgi-bin/login"
-    query = f"fun=bizopenssologin&method=openapi&userid={userid}&authkey={key}"
+    query = urlencode(
+        {"fun": "bizopenssologin", "method": "openapi", "userid": userid, "authkey": key},
+        safe="@",
+    )
     return {"login_url": f"{base}?{query}", "expires_in": int(state.login_ttl)}
 
 
@@ -178,13 +182,14 @@ async def api2_fault(request: web.Request, fault: Fault) -> web.StreamResponse |
     API-2 form of its own (``http_500``, ``drop``, ``delay``: the shared path serves it).
 
     ``errcode_1002`` answers -1 "system busy"; ``invalid_token`` makes the presented
-    token unknown and answers 40014; ``api_error`` answers the armed ``errcode`` (a
-    number unless armed as a string) and ``error`` as ``errmsg``."""
+    token unknown and answers as for an unknown token (40014, or 40001 by setting);
+    ``api_error`` answers the armed ``errcode`` (a number unless armed as a string) and
+    ``error`` as ``errmsg``."""
     if fault.kind == "errcode_1002":
         return json_response({"errcode": -1, "errmsg": "system busy"})
     if fault.kind == "invalid_token":
         request.app[API2].revoke(request.query.get("access_token"))
-        return json_response({"errcode": 40014, "errmsg": "invalid access_token"})
+        return json_response(request.app[API2].invalid_token().body())
     if fault.kind == "malformed":
         return web.Response(body=b'{"errcode": 0, "errmsg', content_type="application/json")
     if fault.kind == "api_error":

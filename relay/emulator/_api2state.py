@@ -15,8 +15,9 @@ it is a setting, ``token_rotation``:
 - ``invalidate_previous``: every ``gettoken`` issues a new token and the previous one of
   the same (corpid, app) stops working (40014), like the first API's one-token rule.
 
-Refusals: no token 41001; unknown or superseded 40014; expired 42001; another app's
-token 48002 ("api forbidden": the emulator's choice, WeCom's code for it). Time comes
+Refusals: no token 41001; unknown or superseded 40014 (``invalid_token_errcode``: 40001,
+"invalid credential", is the other code the sources give for it); expired 42001; another
+app's token 48002 ("api forbidden": the emulator's choice, WeCom's code for it). Time comes
 from an injectable ``clock``; ``expire_tokens`` ends tokens at once for tests.
 """
 
@@ -77,6 +78,7 @@ class Api2State:
         self.seeds = tuple(tenants)
         self.token_ttl = token_ttl
         self.token_rotation = self._rotation(token_rotation)
+        self.invalid_token_errcode = 40014  # or 40001 (see the module docstring)
         self.login_ttl = login_ttl
         self.max_log_days = max_log_days
         self.clock = clock
@@ -196,12 +198,17 @@ class Api2State:
             raise Api2Error(41001, "access_token missing")
         found = self._tokens.get(token)
         if found is None:
-            raise Api2Error(40014, "invalid access_token")
+            raise self.invalid_token()
         if self.clock() >= found.expires:
             raise Api2Error(42001, "access_token expired")
         if found.app != app:
             raise Api2Error(48002, "api forbidden")
         return self.tenants[found.corpid]
+
+    def invalid_token(self) -> Api2Error:
+        if self.invalid_token_errcode == 40001:
+            return Api2Error(40001, "invalid credential")
+        return Api2Error(40014, "invalid access_token")
 
     def revoke(self, token: str | None) -> None:
         """Make ``token`` unknown (an injected ``invalid_token`` fault)."""
@@ -391,6 +398,7 @@ class Api2State:
         return {
             "token_rotation": self.token_rotation,
             "token_ttl": self.token_ttl,
+            "invalid_token_errcode": self.invalid_token_errcode,
             "tenants": [
                 {
                     "corpid": t.corpid,
