@@ -108,6 +108,7 @@ async def _user(request: web.Request, body: Any) -> Any:
     params["userid"] = userid
     now = state.clock()
     if action == "add":
+        params.setdefault("name", userid.strip().lower().partition("@")[0])
         params.setdefault("password", "Emulator1")
         params.setdefault("department", [1])
         directory.user_create(tenant, params, now)
