@@ -4,8 +4,11 @@ routes with the ``on_mail`` / ``on_unread`` seams."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +20,7 @@ from relay.emulator._api2seed import API2_APPS
 CORPID = "wwdemo0000000001"
 SECRET = {app: f"demo-{app}-secret" for app in API2_APPS}
 RD = 4913577855806636138
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Api2:
@@ -324,3 +328,29 @@ def test_seed_files_carry_second_api_tenants() -> None:
     for message, data in problems.items():
         with pytest.raises(EmulatorSeedError, match=re.escape(message)):
             parse_seed(data)
+
+
+async def test_cli_serves_the_second_api_with_its_rotation(session: aiohttp.ClientSession) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "relay", "emulator", "--port", "0",
+        "--token-rotation", "invalidate_previous", "--companies", "1",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        match = re.search(r"control (\S+) api2 (\S+)", line)
+        assert match, line
+        params = {"corpid": CORPID, "corpsecret": SECRET["directory"]}
+        tokens = []
+        for _ in range(2):
+            async with session.get(match.group(2) + "gettoken", params=params) as resp:
+                tokens.append((await resp.json())["access_token"])
+        assert tokens[0] != tokens[1]  # --companies kept the demo's second-API tenant
+        query = {"access_token": tokens[0], "userid": "lisi@example.org"}
+        async with session.get(match.group(2) + "user/get", params=query) as resp:
+            assert (await resp.json())["errcode"] == 40014
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+    assert proc.returncode == 0
