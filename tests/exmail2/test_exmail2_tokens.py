@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from relay.emulator import Emulator
-from relay.exmail import InvalidCredentials, InvalidToken, TokenFenced, fence_trace
+from relay.exmail import InvalidCredentials, InvalidToken, NetworkError, TokenFenced, fence_trace
 from relay.exmail2 import App, Exmail2Client
 from tests.exmail2.conftest import CORPID, SECRETS, Control
 
@@ -165,3 +165,22 @@ async def test_tokens_are_shared_between_clients(make_client: Make, control: Con
     await one.user_get("lisi@example.org")
     await two.user_get("lisi@example.org")
     assert await control.token_fetches("directory") == 1
+
+
+async def test_transport_errors_name_no_secret_nor_token(emulator: Emulator) -> None:
+    reported: list[tuple[str, str]] = []
+    client = Exmail2Client(
+        corpid=CORPID,
+        secrets=SECRETS,
+        base_url="http://127.0.0.1:9/cgi-bin/",  # the discard port: nothing listens
+        read_retries=0,
+        on_request=lambda op, seconds, outcome: reported.append((op, outcome)),
+    )
+    async with client:
+        with pytest.raises(NetworkError) as caught:
+            await client.user_get("lisi@example.org")
+    text = f"{caught.value} {caught.value.__cause__!s} {reported}"
+    assert "demo-directory-secret" not in str(caught.value)
+    assert "corpsecret" not in str(caught.value)
+    assert reported == [("gettoken", "network")]
+    assert "127.0.0.1:9" in text
