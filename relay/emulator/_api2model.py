@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from hmac import compare_digest
 from typing import Any
 
 from ._errors import Api2Error
@@ -150,8 +151,9 @@ class Tenant2:
         return address.rpartition("@")[2] in self.domains
 
     def app_of_secret(self, secret: str) -> str | None:
+        given = secret.encode("utf-8")
         for app, value in self.secrets.items():
-            if value == secret:
+            if compare_digest(value.encode("utf-8"), given):
                 return app
         return None
 
