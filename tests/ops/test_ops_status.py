@@ -18,7 +18,6 @@ from aiohttp import web
 from relay.emulator import Emulator
 from relay.ops import page
 from relay.runtime.status import (
-    CallbackStatus,
     CheckpointStatus,
     ClientStatus,
     DirectoryPendingStatus,
