@@ -144,11 +144,19 @@ class CallbackBoard(ForwardingObserver):
         super().__init__(inner)
         self._clock = clock
         self.tallies: dict[str, CallbackTally] = {name: CallbackTally(name) for name in tenants}
+        # One handle per api2 tenant, made at its first commit (the receiver asks per commit).
+        self._handles: dict[str, TenantObserver] = {}
 
     def tenant(self, tenant: str) -> TenantObserver:
-        inner = self.inner.tenant(tenant)
         tally = self.tallies.get(tenant)
-        return inner if tally is None else _CommitTally(inner, tally, self._clock)
+        if tally is None:
+            return self.inner.tenant(tenant)
+        handle = self._handles.get(tenant)
+        if handle is None:
+            handle = self._handles[tenant] = _CommitTally(
+                self.inner.tenant(tenant), tally, self._clock
+            )
+        return handle
 
     def callback(self, tenant: str, outcome: str, seconds: float) -> None:
         tally = self.tallies.get(tenant)
