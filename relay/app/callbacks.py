@@ -14,9 +14,18 @@ from relay.core.events import Event
 from relay.core.wecom_crypto import WeComCrypto
 from relay.gateway.callback import CallbackReceiver, CallbackTenant
 from relay.journal import Journal
+from relay.runtime.callback_status import CallbackBoard
 from relay.runtime.observer import Observer
 
-__all__ = ["callback_receiver"]
+__all__ = ["callback_board", "callback_receiver"]
+
+
+def callback_board(settings: Settings, observer: Observer) -> CallbackBoard:
+    """The status tallies of the enabled api2 tenants, in front of ``observer``: the
+    receiver reports to it, the supervisor shows its tallies (every replica receives
+    every api2 tenant's callbacks, so every replica lists them all)."""
+    names = [t.name for t in settings.tenants if t.api == "api2" and t.enabled]
+    return CallbackBoard(observer, names)
 
 
 def callback_receiver(

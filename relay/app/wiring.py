@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from relay.app.callbacks import callback_receiver
+from relay.app.callbacks import callback_board, callback_receiver
 from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
     AmqpSettings,
@@ -315,6 +315,7 @@ async def build_service(
             await stack.enter_async_context(leases)
             sharding = runner.describe
 
+        board = callback_board(settings, observer)  # api2 tenants: their callbacks
         service = RelayService(
             journal=journal,
             listeners=listeners,
@@ -329,6 +330,7 @@ async def build_service(
             sharding=sharding,
             release_after=settings.sharding.release_after if leases is not None else None,
             delivery_links=[p.sink.name for p in plans if isinstance(p.sink, AmqpSink)],
+            callbacks=tuple(board.tallies.values()),
         )
         if leases is not None:
             leases.health = service.unfit  # an unhealthy replica lets its shards go
@@ -370,7 +372,7 @@ async def build_service(
                 admin=await admin_api(
                     stack, settings, hostname, leases, journal, frozenset(describers)
                 ),
-                callback=callback_receiver(settings, journal, router, observer),
+                callback=callback_receiver(settings, journal, router, board),
             )
             server = await stack.enter_async_context(OpsServer(app, host=h.host, port=h.port))
         yield Running(service, server, gateway)

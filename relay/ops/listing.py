@@ -20,6 +20,7 @@ from relay.runtime.status import SinkStatus, Status, TenantsPage, TenantStatus
 
 __all__ = [
     "DEFAULT_PER_PAGE",
+    "FAILING_STATES",
     "MAX_PER_PAGE",
     "MAX_QUERY",
     "PAGING_PARAMS",
@@ -37,9 +38,15 @@ MAX_PAGE = 1_000_000
 MAX_QUERY = 200
 PAGING_PARAMS = ("q", "page", "per_page")
 
-# Failing first: the order of the tenants table, by state.
-_TENANT_ORDER = ("failed", "backoff", "paused", "starting", "stopped", "connected")
-_TENANT_RANK = {state: i for i, state in enumerate(_TENANT_ORDER)}
+# Failing first: the order of the tenants table, by state. An api2 tenant is
+# "refusing" (its recent callbacks were all refused: failing, next to "failed") or
+# "callback" (served, ranked with the healthy "connected"; configuration order between).
+_TENANT_ORDER = ("failed", "refusing", "backoff", "paused", "starting", "stopped", "connected")
+_TENANT_RANK = {state: i for i, state in enumerate(_TENANT_ORDER)} | {
+    "callback": len(_TENANT_ORDER) - 1
+}
+# The states that make the page's banner say "Degraded".
+FAILING_STATES = ("failed", "refusing")
 
 
 class QueryError(ValueError):
@@ -85,9 +92,13 @@ def parse_query(params: Mapping[str, str]) -> TenantQuery:
     )
 
 
+def _rank_of(state: str) -> int:
+    return _TENANT_RANK.get(state, _TENANT_RANK["starting"])
+
+
 def tenant_rank(tenant: TenantStatus) -> int:
-    """0 for a failed tenant, up to the healthy (connected) ones last."""
-    return _TENANT_RANK.get(tenant.state, _TENANT_RANK["starting"])
+    """0 for a failed tenant, up to the healthy (connected, callback) ones last."""
+    return _rank_of(tenant.state)
 
 
 def sink_rank(sink: SinkStatus) -> int:
@@ -112,7 +123,7 @@ def page_status(status: Status, query: TenantQuery) -> Status:
         pages=max(1, math.ceil(len(ranked) / query.per_page)),
         matched=len(ranked),
         total=len(status.tenants),
-        states=dict(sorted(states.items(), key=lambda item: _TENANT_RANK.get(item[0], 3))),
+        states=dict(sorted(states.items(), key=lambda item: _rank_of(item[0]))),
     )
     return dataclasses.replace(
         status,

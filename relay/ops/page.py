@@ -19,8 +19,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
+from relay.ops.listing import FAILING_STATES
 from relay.ops.page_script import SCRIPT, SCRIPT_READS
 from relay.runtime.status import (
+    CallbackStatus,
     ClientStatus,
     JournalStatus,
     OrphanStatus,
@@ -77,11 +79,26 @@ _TENANT_LABEL = {
     "paused": "paused (backpressure)",
     "starting": "starting",
     "stopped": "stopped",
+    "refusing": "refusing callbacks",
+    "callback": "by callback",
 }
+
+
+def _callback_state(tenant: TenantStatus, cb: CallbackStatus) -> tuple[str, str]:
+    """An api2 tenant: when its last callback came, or which refusals it keeps getting."""
+    if tenant.state == "refusing":
+        label = f"refusing callbacks ({cb.refused_in_a_row} in a row): {cb.last_refused}"
+    elif cb.last_at is None:
+        label = "by callback, none yet"
+    else:
+        label = f"by callback, last {_time(cb.last_at)}"
+    return tenant.state, label
 
 
 def tenant_state(tenant: TenantStatus) -> tuple[str, str]:
     """(css class, label) of a tenant, with the reason when it is not connected."""
+    if tenant.callbacks is not None:
+        return _callback_state(tenant, tenant.callbacks)
     label = _TENANT_LABEL.get(tenant.state, tenant.state)
     if tenant.state in ("backoff", "failed") and tenant.last_error:
         label += f": {tenant.last_error}"
@@ -206,7 +223,7 @@ h1{font-size:1.3rem;margin:.2rem 0} h2{font-size:1.05rem;margin:1.2rem 0 .4rem}
 table{border-collapse:collapse;width:100%;font-size:.88rem}
 th,td{border-bottom:1px solid #8884;padding:.3rem .4rem;text-align:left;vertical-align:top}
 th{font-weight:600;white-space:nowrap} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.state{font-weight:600} .connected{color:#0a7a2f} .failed,.down{color:#c0262d}
+.state{font-weight:600} .connected,.callback{color:#0a7a2f} .failed,.down,.refusing{color:#c0262d}
 .backoff,.paused,.starting,.disabled{color:#b36b00} .stopped{color:#777}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:0;font-size:.9rem}
 dt{font-weight:600} dd{margin:0} #stale{color:#c0262d}
@@ -318,9 +335,9 @@ def _tenants_section(status: Status) -> str:
 def _banner(status: Status) -> tuple[str, str]:
     g = status.tenants_page
     failed = (
-        g.states.get("failed", 0) > 0
+        any(g.states.get(state, 0) > 0 for state in FAILING_STATES)
         if g is not None
-        else any(t.state == "failed" for t in status.tenants)
+        else any(t.state in FAILING_STATES for t in status.tenants)
     )
     bad = (
         status.stopping

@@ -10,7 +10,8 @@ The status dataclasses are the one place the JSON field names live: the script w
 each read of the data as ``var.$field``, and :func:`_bind_fields` checks, when this
 module is imported, that ``field`` is a field of the dataclass that ``var`` holds (``s``
 the status, ``t`` a tenant, ``k`` a sink, ``e`` an event, ``j`` the journal, ``p`` its last
-prune, ``o`` a sink no longer configured, ``c`` an API client, ``g`` the tenants page)
+prune, ``o`` a sink no longer configured, ``c`` an API client, ``g`` the tenants page,
+``cb`` an api2 tenant's callbacks)
 before it writes the plain ``var.field``. A script that reads a key the JSON does not have
 cannot load.
 """
@@ -21,6 +22,7 @@ import re
 from collections.abc import Mapping
 
 from relay.runtime.status import (
+    CallbackStatus,
     ClientStatus,
     JournalStatus,
     OrphanStatus,
@@ -40,7 +42,9 @@ _SCRIPT_TEMPLATE = """
 (function () {
   var DASH = "\\u2013";
   var LABEL = {connected: "connected", backoff: "backing off", failed: "failed",
-    paused: "paused (backpressure)", starting: "starting", stopped: "stopped"};
+    paused: "paused (backpressure)", starting: "starting", stopped: "stopped",
+    refusing: "refusing callbacks", callback: "by callback"};
+  var FAILING = ["failed", "refusing"];
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function time(v) {
     if (typeof v !== "number") return DASH;
@@ -58,7 +62,16 @@ _SCRIPT_TEMPLATE = """
       return type.replace(/^exmail\\./, "") + " " + counts[type];
     }).join(", ");
   }
+  function callbackState(t, cb) {
+    if (t.$state === "refusing") {
+      return [t.$state, "refusing callbacks (" + cb.$refused_in_a_row + " in a row): " +
+        cb.$last_refused];
+    }
+    if (typeof cb.$last_at !== "number") return [t.$state, "by callback, none yet"];
+    return [t.$state, "by callback, last " + time(cb.$last_at)];
+  }
   function tenantState(t) {
+    if (t.$callbacks) return callbackState(t, t.$callbacks);
     var l = LABEL[t.$state] || t.$state;
     if ((t.$state === "backoff" || t.$state === "failed") && t.$last_error) {
       l += ": " + t.$last_error;
@@ -155,8 +168,10 @@ _SCRIPT_TEMPLATE = """
     set("generated", "Updated " + time(s.$now));
     var g = s.$tenants_page;
     if (g) set("tenants-summary", summary(g));
-    var failed = g ? (g.$states.failed || 0) > 0 :
-      s.$tenants.some(function (t) { return t.$state === "failed"; });
+    var failed = FAILING.some(function (st) {
+      return g ? (g.$states[st] || 0) > 0 :
+        s.$tenants.some(function (t) { return t.$state === st; });
+    });
     var bad = s.$stopping || failed ||
       s.$sinks.some(function (k) { return !k.$connected || k.$disabled; }) || !!j.$backpressure;
     var b = document.getElementById("banner");
@@ -201,6 +216,7 @@ _Record = (
     | OrphanStatus
     | ClientStatus
     | TenantsPage
+    | CallbackStatus
 )
 _SCRIPT_VARS: Mapping[str, type[_Record]] = {
     "s": Status,
@@ -212,6 +228,7 @@ _SCRIPT_VARS: Mapping[str, type[_Record]] = {
     "o": OrphanStatus,
     "c": ClientStatus,
     "g": TenantsPage,
+    "cb": CallbackStatus,
 }
 _MEMBER = re.compile(r"(?<![\w.$])([A-Za-z_]\w*)\.(\$?)(\w+)")
 

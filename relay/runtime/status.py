@@ -22,7 +22,7 @@ import collections
 import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
     from relay.journal import Journal, JournalStats
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OMIT_NONE",
+    "CallbackSource",
+    "CallbackStatus",
     "CheckpointStatus",
     "ClientStatus",
     "DirectoryPendingStatus",
@@ -151,6 +153,23 @@ class DirectoryPendingStatus(_JsonRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackStatus(_JsonRecord):
+    """``tenants[].callbacks`` of an api2 tenant: its callback requests since start
+    (relay.runtime.callback_status; docs/operations.md says what each key means)."""
+
+    last_at: float | None
+    last_ok_at: float | None
+    verified: int
+    accepted: int
+    duplicate: int
+    ignored: int
+    refused: Mapping[str, int]
+    refused_in_a_row: int
+    last_refused: str | None
+    last_refused_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class TenantStatus(_JsonRecord):
     name: str
     state: str
@@ -161,6 +180,10 @@ class TenantStatus(_JsonRecord):
     failures: int
     events_by_type: Mapping[str, int]
     directory_pending: DirectoryPendingStatus | None = None
+    # Which Exmail API: "openapi" (a listen worker) or "api2" (callbacks, with
+    # ``callbacks``: relay.runtime.callback_status; its state "callback" or "refusing").
+    api: str = "openapi"
+    callbacks: CallbackStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,8 +421,17 @@ def _orphans(
     )
 
 
+class CallbackSource(Protocol):
+    """An api2 tenant's tally (:class:`relay.runtime.callback_status.CallbackTally`)."""
+
+    tenant: str
+    recent: collections.deque[tuple[float, str, str, str]]
+
+    def to_tenant(self) -> TenantStatus: ...
+
+
 def _recent(
-    listeners: Sequence[ListenerStatus], *, show_content: bool, limit: int
+    listeners: Sequence[ListenerStatus | CallbackSource], *, show_content: bool, limit: int
 ) -> tuple[RecentEvent, ...]:
     """The newest ``limit`` events over all tenants, newest first (ties: the greater
     tenant name, type, id first). Visits tenants newest first and stops at the first
@@ -445,19 +477,21 @@ def build_status(
     retired: Mapping[str, int] | None = None,
     retired_at: float | None = None,
     sharding: ShardingStatus | None = None,
+    callbacks: Sequence[CallbackSource] = (),
 ) -> Status:
     """The status document from the components' current state (no I/O). ``retired``:
-    the orphaned sinks' deliveries retired to dead letters at start, at ``retired_at``."""
+    the orphaned sinks' deliveries retired to dead letters at start, at ``retired_at``;
+    ``callbacks``: the api2 tenants, listed after the listeners' tenants."""
     nothing = SinkDescription()
     return Status(
         now=now,
         started_at=started_at,
         stopping=stopping,
         show_content=show_content,
-        tenants=tuple(_tenant(st) for st in listeners),
+        tenants=(*(_tenant(st) for st in listeners), *(c.to_tenant() for c in callbacks)),
         sinks=tuple(_sink(d, stats, descriptions.get(d.name, nothing), now) for d in drainers),
         journal=_journal(journal, stats, last_prune),
-        recent_events=_recent(listeners, show_content=show_content, limit=recent),
+        recent_events=_recent([*listeners, *callbacks], show_content=show_content, limit=recent),
         orphans=_orphans(drainers, stats, retired or {}, retired_at),
         sharding=sharding,
     )

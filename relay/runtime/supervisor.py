@@ -24,6 +24,7 @@ from relay.core.backoff import Backoff
 from relay.core.health import HealthWindow
 from relay.core.throttle import LogThrottle
 from relay.journal import Journal, JournalError, JournalStats
+from relay.runtime.callback_status import CallbackTally
 from relay.runtime.drainer import Drainer
 from relay.runtime.listener import Listener
 from relay.runtime.observer import Observer
@@ -69,8 +70,12 @@ class RelayService:
         release_after: float | None = None,
         delivery_links: Sequence[str] = (),
         health_interval: float = 1.0,
+        callbacks: Sequence[CallbackTally] = (),
     ) -> None:
         self.journal = journal
+        # The api2 tenants (no listener: callbacks), shown on the status page, never in
+        # readiness (relay.runtime.callback_status says why).
+        self.callbacks = tuple(callbacks)
         # Lease mode: the runner starts and stops the listeners of the held shards
         # (``listeners`` is then empty); static mode: ``listeners`` run all along.
         self.runner = runner
@@ -396,6 +401,7 @@ class RelayService:
             retired=self.retired_orphans,
             retired_at=self.retired_at,
             sharding=self._sharding() if self._sharding is not None else None,
+            callbacks=self.callbacks,
         )
 
     def all_listeners(self) -> list[Listener]:

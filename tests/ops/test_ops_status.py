@@ -86,6 +86,8 @@ TENANT_KEYS = [
     "failures",
     "events_by_type",
     "directory_pending",
+    "api",
+    "callbacks",
 ]
 DIRECTORY_PENDING_KEYS = ["target", "since", "attempts", "last_error"]
 SINK_KEYS = [
@@ -229,6 +231,8 @@ def test_to_json_is_the_documented_document() -> None:
                 "failures": 0,
                 "events_by_type": {"exmail.mail.new": 2},
                 "directory_pending": None,
+                "api": "openapi",
+                "callbacks": None,
             }
         ],
         "sinks": [
@@ -373,9 +377,10 @@ SCRIPT_VARS = {
     "o": "orphan",
     "c": "client",
     "g": "tenants_page",
+    "cb": "callbacks",
 }
 # A member access ``x.name`` or ``x["name"]`` on one of those variables.
-SCRIPT_READ = re.compile(r"""(?<![\w.$])([stkejpocg])(?:\.(\w+)|\[["'](\w+)["']\])""")
+SCRIPT_READ = re.compile(r"""(?<![\w.$])(cb|[stkejpocg])(?:\.(\w+)|\[["'](\w+)["']\])""")
 
 
 def script_reads(html_page: str) -> set[tuple[str, str]]:
@@ -409,6 +414,7 @@ def test_script_reads_parse_the_rendered_page() -> None:
         "OrphanStatus": "orphan",
         "ClientStatus": "client",
         "TenantsPage": "tenants_page",
+        "CallbackStatus": "callbacks",
     }
     assert {(names[cls], key) for cls, key in page.SCRIPT_READS} == reads
 
@@ -492,6 +498,7 @@ async def test_status_json_keys_are_pinned_and_cover_the_page_script(
         "prune": [data["journal"]["last_prune"]],
         "orphan": data["orphans"],
         "client": data["clients"],
+        "callbacks": [],  # no api2 tenant here: test_ops_callback_status.py
     }
     reads = script_reads(html_page)
     assert len(reads) > 30, reads
