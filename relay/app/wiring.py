@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from relay.app.api2_clients import client2_for, open_clients2
 from relay.app.callbacks import callback_board, callback_receiver
 from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
@@ -234,7 +235,10 @@ async def build_service(
         if settings.clients and not settings.http.enabled:
             log.warning("[[clients]] are configured but [http] is off: the API gateway is off")
         unread = UnreadCache()
-        listener_observer: Observer = UnreadFeed(observer, unread) if gateway_on else observer
+        api2_names = [t.name for t in settings.tenants if t.api == "api2"]
+        listener_observer: Observer = (
+            UnreadFeed(observer, unread, callback_tenants=api2_names) if gateway_on else observer
+        )
         # Lease mode: every committed Ver also goes to the broker for the shard's next owner
         # (docs/leases.md); the listeners take it explicitly. Static mode: nothing.
         store = None if leases is None else checkpoints
@@ -280,6 +284,25 @@ async def build_service(
                 gate = TenantGate(g.tenant_concurrency, queue_timeout=g.queue_timeout)
                 gateway_tenants[tenant.name] = GatewayTenant(tenant.name, gateway_client, gate)
             clients[tenant.name] = (tenant, client)
+        # api2 tenants: one client each holds the per-application tokens; the gateway's
+        # client shares them (and, in lease mode, their fence).
+        clients2 = await open_clients2(
+            stack,
+            tenants,
+            session=session,
+            observer=observer,
+            fence=None if leases is None else lambda name: _fence(leases, name),
+        )
+        for tenant in (t for t in tenants if t.name in clients2 and gateway_on):
+            gateway_client2 = client2_for(
+                tenant,
+                session=gateway_session,
+                on_request=upstream_observer(observer),
+                tokens=clients2[tenant.name].tokens,
+                read_retries=0,  # as for the first API: the caller retries
+            )
+            gate = TenantGate(g.tenant_concurrency, queue_timeout=g.queue_timeout)
+            gateway_tenants[tenant.name] = GatewayTenant(tenant.name, gateway_client2, gate)
 
         def make_listener(name: str, on_listen: Callable[[], None] | None = None) -> Listener:
             tenant, client = clients[name]
@@ -315,7 +338,8 @@ async def build_service(
             await stack.enter_async_context(leases)
             sharding = runner.describe
 
-        board = callback_board(settings, observer)  # api2 tenants: their callbacks
+        # api2 tenants' callbacks; their unread counts feed the gateway's cache too.
+        board = callback_board(settings, listener_observer)
         service = RelayService(
             journal=journal,
             listeners=listeners,
