@@ -10,9 +10,10 @@ gateway runs: what breaks one is refused 400 and nothing is sent; unknown keys a
 refused.
 
 A JSON body is validated *strictly* (a string is not a number, a lone string is not an
-array); a urlencoded form leniently (every value is text; a repeated key, or a single
-one for an array field, is a list). GET operations send the values in the query,
-POST ones as the JSON body (``relay.exmail2`` decides which).
+array; ``2.0`` is the integer 2, as in JSON Schema); a urlencoded form leniently (every
+value is text; a repeated key, or a single one for an array field, is a list). GET
+operations send the values in the query, POST ones as the JSON body (``relay.exmail2``
+decides which).
 
 Scopes: reads (``department/list``, ``user/get``, ``log/*``, ``useroption/get``...) need
 ``read``; ``service/get_login_url`` (a login URL) needs ``sso``; every change ``write``.
@@ -38,7 +39,15 @@ Id = Annotated[int, Field(ge=1, le=2**64 - 1, description="a 64-bit id (1: the r
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 Text = Annotated[str, Field(max_length=64)]
 Day = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="YYYY-MM-DD")]
-Flag = Literal[0, 1]
+Flag = Annotated[int, Field(ge=0, le=1)]
+
+
+# Ranges, not enums: a form's "1" is taken as 1 (a Literal would refuse the text).
+Gender = Annotated[int, Field(ge=1, le=2, description="1 male, 2 female")]
+AllowType = Annotated[int, Field(ge=0, le=3, description="0 company, 1 anyone, 2 group, 3 list")]
+MailType = Annotated[int, Field(ge=0, le=2, description="0 both ways, 1 sent, 2 received")]
+OptionType = Annotated[int, Field(ge=1, le=4)]
+SettableOption = Annotated[int, Field(ge=1, le=3)]
 Emails = list[v.EmailAddress]
 
 
@@ -83,7 +92,7 @@ class UserCreate2(_Body):
     mobile: Text | None = None
     tel: Text | None = None
     extid: Text | None = None
-    gender: Literal[1, 2] | None = None
+    gender: Gender | None = None
     slaves: Emails | None = Field(default=None, max_length=5)
     cpwd_login: Flag | None = None
 
@@ -97,7 +106,7 @@ class UserUpdate2(_Body):
     mobile: Text | None = None
     tel: Text | None = None
     extid: Text | None = None
-    gender: Literal[1, 2] | None = None
+    gender: Gender | None = None
     slaves: Emails | None = Field(default=None, max_length=5)
     cpwd_login: Flag | None = None
     enable: Flag | None = None
@@ -121,7 +130,7 @@ class BatchCheck2(_Body):
 class GroupCreate2(_Body):
     groupid: v.EmailAddress
     groupname: Name
-    allow_type: Literal[0, 1, 2, 3]
+    allow_type: AllowType
     userlist: Emails | None = None
     grouplist: Emails | None = None
     department: list[Id] | None = None
@@ -131,7 +140,7 @@ class GroupCreate2(_Body):
 class GroupUpdate2(_Body):
     groupid: v.EmailAddress
     groupname: Name | None = None
-    allow_type: Literal[0, 1, 2, 3] | None = None
+    allow_type: AllowType | None = None
     userlist: Emails | None = None
     grouplist: Emails | None = None
     department: list[Id] | None = None
@@ -184,7 +193,7 @@ class MailStatus2(_Body):
 class MailLog2(_Body):
     begin_date: Day
     end_date: Day
-    mailtype: Literal[0, 1, 2] | None = None
+    mailtype: MailType | None = None
     userid: v.EmailAddress | None = None
     subject: Annotated[str, Field(max_length=256)] | None = None
 
@@ -208,11 +217,11 @@ class OperationLog2(_Body):
 
 class OptionGet2(_Body):
     userid: v.EmailAddress
-    type: list[Literal[1, 2, 3, 4]] = Field(min_length=1, max_length=4)
+    type: list[OptionType] = Field(min_length=1, max_length=4)
 
 
 class OptionValue2(_Body):
-    type: Literal[1, 2, 3]
+    type: SettableOption
     value: Literal["0", "1"]
 
 
@@ -288,6 +297,18 @@ class Prepared:
     body: dict[str, Any] | None
 
 
+def _whole(value: Any) -> Any:
+    """JSON's ``2.0`` is the integer 2 (as JSON Schema has it): integral floats become
+    ints, in lists and objects too; strict validation then takes them where ints go."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole(item) for item in value]
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    return value
+
+
 @functools.cache
 def _list_fields(body: type[BaseModel]) -> frozenset[str]:
     schema = body.model_json_schema()
@@ -308,7 +329,7 @@ def _error(exc: ValidationError, operation: Operation2) -> InvalidRequest:
 def prepare(operation: Operation2, data: Mapping[str, Any], *, form: bool) -> Prepared:
     """The call ``data`` asks for (a JSON object, or a form's values); InvalidRequest
     (400) when it breaks the operation's schema."""
-    values = dict(data)
+    values = dict(data) if form else {k: _whole(v) for k, v in data.items()}
     if form and not operation.form:
         raise Problem(
             415, "unsupported-media-type", "Unsupported media type",

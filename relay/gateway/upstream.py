@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from relay.exmail import ExmailClient, OpenType, User
+from relay.exmail import ExmailClient, MalformedResponse, OpenType, User
 from relay.exmail2 import Exmail2Client, Member
 
 __all__ = [
@@ -101,5 +102,9 @@ async def login_url(client: UpstreamClient, email: str) -> LoginUrl:
     """A one-click login URL into ``email``'s mailbox."""
     if isinstance(client, Exmail2Client):
         got = await client.get_login_url(email)
+        # The redirect's target comes from upstream here: an http(s) URL only, never a
+        # javascript: or data: one, whatever the answer says.
+        if urlsplit(got.login_url).scheme.lower() not in ("http", "https"):
+            raise MalformedResponse("service/get_login_url: login_url is not an http(s) URL")
         return LoginUrl(got.login_url, got.expires_in)
     return LoginUrl(await client.sso_login_url(email), None)
