@@ -49,7 +49,10 @@ class _Strict(_Body):
 
 class TenantState(_Body):
     name: str
-    state: str = Field(description="the tenant's listener state: connected, backoff, ...")
+    state: str = Field(
+        description="the tenant's listener state: connected, backoff, ...; callback for a "
+        "tenant of the second API (no listener: its new mail comes by callback)"
+    )
 
 
 class TenantList(_Body):

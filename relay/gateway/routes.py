@@ -216,13 +216,17 @@ def _as_list(value: str | list[str]) -> list[str]:
 # -- handlers --------------------------------------------------------------------------
 
 
+_NO_STATE: dict[Api, str] = {"openapi": "unknown", "api2": "callback"}
+
+
 async def list_tenants(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     client = _client(request)
     states = gateway.states()
     tenants = [
-        TenantState(name=name, state=states.get(name, "unknown"))
-        for name in sorted(gateway.tenants)
+        # An api2 tenant has no listener: its new mail comes by callback.
+        TenantState(name=name, state=states.get(name, _NO_STATE[tenant.api]))
+        for name, tenant in sorted(gateway.tenants.items())
         if client.may_use(name)
     ]
     return _json(TenantList(tenants=tenants).model_dump(mode="json"))

@@ -57,7 +57,8 @@ async def _post(
 async def test_the_tenant_list_names_both(both: Running, http: aiohttp.ClientSession) -> None:
     status, body = await _get(http, f"{base(both)}/v1/tenants")
     assert status == 200
-    assert {t["name"] for t in body["tenants"]} == {"acme", "orient"}
+    states = {t["name"]: t["state"] for t in body["tenants"]}
+    assert set(states) == {"acme", "orient"} and states["orient"] == "callback"
 
 
 async def test_a_user_has_one_shape_for_both_apis(
