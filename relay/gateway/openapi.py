@@ -65,7 +65,8 @@ _STATUS_TEXT = {
     404: "Unknown tenant, user or operation, or an operation (or body) of the other API "
          "than the tenant's (operation-not-in-api)",
     409: "Exmail refused a valid request (its state or its own rules: an address in use, "
-         "a domain it does not serve, ...; errcode says which)",
+         "a domain it does not serve, ...; errcode says which), or an api2 tenant has no "
+         "secret for the application the call needs (app-not-configured)",
     413: "Body over [gateway] max_body_bytes (declared or counted; forwarded calls too)",
     415: "Unsupported media type", 421: "Tenant owned by another replica (no peer_url)",
     429: "Rate limited (Retry-After)", 502: "Upstream or peer failed",

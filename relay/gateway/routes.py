@@ -58,7 +58,15 @@ from relay.gateway.problems import Problem, from_exmail_error
 from relay.gateway.request_body import parse_json, read_body
 from relay.gateway.tokens import token_routes
 from relay.gateway.unread import UnreadCache
-from relay.gateway.upstream import API_NAMES, Api, api_of, login_url, unread_count, user_answer
+from relay.gateway.upstream import (
+    API_NAMES,
+    Api,
+    api_of,
+    login_url,
+    require_app,
+    unread_count,
+    user_answer,
+)
 from relay.runtime.observer import Observer
 
 __all__ = ["GATEWAY", "Gateway", "GatewayTenant", "gateway_app"]
@@ -296,6 +304,7 @@ async def post_openapi(request: web.Request) -> web.Response:
     client = tenant.client
     if isinstance(planned, SecondCall):
         assert isinstance(client, Exmail2Client)
+        require_app(client, planned.operation.name)
         call = planned.call
         async with tenant.gate.slot(tenant.name):
             answer = await client.call(planned.operation.name, query=call.query, body=call.body)

@@ -211,6 +211,9 @@ def sso_link_handler(
         except BaseException as exc:  # an upstream error, or the request cancelled
             if single_use and seen is not None:
                 seen.release(key)  # not spent: no redirect was answered
+            if isinstance(exc, Problem):  # an api2 tenant without the sso application
+                record(name, tenant, email, f"upstream_error ({exc.kind})")
+                return name, _page(_UNAVAILABLE, 502)
             if not isinstance(exc, ExmailError):
                 raise
             record(name, tenant, email, f"upstream_error ({type(exc).__name__})")

@@ -28,7 +28,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from relay.exmail import ExmailClient, MalformedResponse, OpenType, User
-from relay.exmail2 import Exmail2Client, Member
+from relay.exmail2 import Exmail2Client, Member, app_of
+from relay.gateway.problems import Problem
 
 __all__ = [
     "API_NAMES",
@@ -38,6 +39,7 @@ __all__ = [
     "api_of",
     "login_url",
     "member_as_user",
+    "require_app",
     "unread_count",
     "user_answer",
 ]
@@ -63,6 +65,27 @@ def api_of(client: UpstreamClient) -> Api:
     return "api2" if isinstance(client, Exmail2Client) else "openapi"
 
 
+def require_app(client: Exmail2Client, operation: str) -> None:
+    """409 ``app-not-configured`` when the tenant has no secret for the application whose
+    token ``operation`` needs (a configuration gap, not a bad request: never 400)."""
+    app = app_of(operation)
+    if app is not None and app not in client.apps:
+        raise Problem(
+            409, "app-not-configured", "Application not configured",
+            f"{operation} needs the {app.value} application's token, and this tenant has no "
+            f"secret for it ([[tenants]] {_SECRET_KEYS[app.value]})",
+        )  # fmt: skip
+
+
+_SECRET_KEYS = {
+    "directory": "contact_secret",
+    "sso": "sso_secret",
+    "newmail": "newmail_secret",
+    "logs": "log_secret",
+    "settings": "option_secret",
+}
+
+
 def member_as_user(member: Member) -> dict[str, Any]:
     """A second-API member in the first API's ``user/get`` shape, plus its own keys."""
     user = User(
@@ -86,6 +109,7 @@ def member_as_user(member: Member) -> dict[str, Any]:
 async def user_answer(client: UpstreamClient, email: str) -> dict[str, Any]:
     """``GET .../users/{email}``: the user as typed JSON (the first API's shape)."""
     if isinstance(client, Exmail2Client):
+        require_app(client, "user/get")
         return member_as_user(await client.user_get(email))
     answer: dict[str, Any] = (await client.user_get(email)).model_dump(mode="json")
     return answer
@@ -94,6 +118,7 @@ async def user_answer(client: UpstreamClient, email: str) -> dict[str, Any]:
 async def unread_count(client: UpstreamClient, email: str) -> int:
     """The user's unread count, asked upstream (``mail/newcount`` of either API)."""
     if isinstance(client, Exmail2Client):
+        require_app(client, "mail/newcount")
         return await client.mail_newcount(email)
     return (await client.mail_newcount(email)).new_count
 
@@ -101,6 +126,7 @@ async def unread_count(client: UpstreamClient, email: str) -> int:
 async def login_url(client: UpstreamClient, email: str) -> LoginUrl:
     """A one-click login URL into ``email``'s mailbox."""
     if isinstance(client, Exmail2Client):
+        require_app(client, "service/get_login_url")
         got = await client.get_login_url(email)
         # The redirect's target comes from upstream here: an http(s) URL only, never a
         # javascript: or data: one, whatever the answer says.

@@ -64,9 +64,14 @@ def both_apis_settings(emu: Emulator, tmp_path: Path, **sections: Any) -> Settin
         "tenants": [
             openapi_tenant(emu),
             api2_tenant(emu),
-            {**openapi_tenant(emu, "zeta"), "client_id": "zeta@example.com", "enabled": False},
+            zeta_off(emu),
         ],
         "clients": [*CLIENTS, BOTH_CLIENT],
     }
     data.update(sections)
     return gateway_settings(emu, tmp_path, **data)
+
+
+def zeta_off(emu: Emulator) -> dict[str, Any]:
+    """conftest's zeta: configured (its clients name it), not enabled."""
+    return {**openapi_tenant(emu, "zeta"), "client_id": "zeta@example.com", "enabled": False}

@@ -28,7 +28,10 @@ from tests.gateway.api2_support import (
     BOTH_LINK_SECRET,
     CALLBACK_TOKEN,
     CORPID,
+    api2_tenant,
     both_apis_settings,
+    openapi_tenant,
+    zeta_off,
 )
 from tests.gateway.conftest import READER_KEY, base, bearer, control
 from tests.support import running_relay
@@ -278,3 +281,34 @@ async def test_the_document_lists_both_catalogues(
     assert paths[ops + "service/get_login_url"]["post"]["x-scopes"] == ["sso"]
     token_params = {p["name"] for p in paths["/v1/tenants/{tenant}/token"]["get"]["parameters"]}
     assert "app" in token_params
+
+
+async def test_a_call_needing_an_application_the_tenant_lacks_is_409(
+    emulator: Emulator, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    lean = {**api2_tenant(emulator), "sso_secret": None, "log_secret": None}
+    settings = both_apis_settings(
+        emulator, tmp_path, tenants=[openapi_tenant(emulator), lean, zeta_off(emulator)]
+    )
+    async with running_relay(settings) as run:
+        v1 = f"{base(run)}/v1/tenants/orient"
+        status, problem = await _post(http, f"{v1}/sso", {"email": "amy@example.org"})
+        assert status == 409 and problem["type"] == PROBLEM + "app-not-configured"
+        assert "sso_secret" in problem["detail"]
+        status, problem = await _post(
+            http,
+            f"{v1}/openapi/log/batchjob",
+            {"begin_date": "2026-01-01", "end_date": "2026-01-02"},
+        )
+        assert status == 409 and "log_secret" in problem["detail"]
+        link = sign_sso_link(
+            base_url=base(run),
+            tenant="orient",
+            email="amy@example.org",
+            secret=BOTH_LINK_SECRET.encode(),
+            expires_at=int(time.time()) + 60,
+        )
+        async with http.get(link, allow_redirects=False) as resp:
+            assert resp.status == 502
+        status, _ = await _get(http, f"{v1}/users/amy@example.org")
+        assert status == 200  # the directory application is there
