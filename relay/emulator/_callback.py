@@ -14,7 +14,10 @@ The uncertain parts of the protocol are settings (§11 q1, q2): the envelope
 a 200 whose body is empty or ``success``). Tests may fix the random prefix, the
 timestamp and the nonce, so the notes' vector B is reproducible. A retry re-sends the
 same request (same timestamp, nonce and signature), as a sender that re-tries a request
-does; the receiver sees a repeat.
+does; the receiver sees a repeat. ``lose_answers`` (a fault, 0 by default) discards the
+first N answers of each delivery after reading them, recorded as ``answer_lost``: the
+receiver did its work and answered, the sender retries, as when a connection drops or
+the sender's timeout fires just before the answer.
 
 Standalone: nothing here knows the emulator's tenant model; the emulator's ``on_mail``
 / ``on_unread`` seam calls :meth:`CallbackSender.send_mail` / :meth:`send_unread`.
@@ -27,7 +30,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -81,11 +84,11 @@ class Attempt:
     seconds: float
     status: int | None = None
     body: bytes = b""
-    error: str | None = None  # "timeout", or the exception's class name
+    error: str | None = None  # "timeout", "answer_lost", or the exception's class name
 
     @property
     def ok(self) -> bool:
-        return self.status == 200
+        return self.status == 200 and self.error is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,7 @@ class CallbackSender:
     clock: Callable[[], float] = time.time
     random_prefix: Callable[[], bytes] = field(default=lambda: os.urandom(16))
     nonce: Callable[[], str] = _nonce
+    lose_answers: int = 0  # a fault: see below
     history: list[Delivery] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -170,8 +174,12 @@ class CallbackSender:
             if number > 1 and self.retry_delay > 0:
                 await asyncio.sleep(self.retry_delay)
             attempt = await self._post(url, body, number)
+            if number <= self.lose_answers and attempt.error is None:
+                # The receiver answered, but the answer "never arrived": retry.
+                attempt = replace(attempt, error="answer_lost")
             attempts.append(attempt)
-            if attempt.status is not None and self._passes(attempt.status, attempt.body):
+            passed = attempt.status is not None and self._passes(attempt.status, attempt.body)
+            if attempt.error is None and passed:
                 delivered = True
                 break
         delivery = Delivery(
