@@ -19,7 +19,7 @@ from aiohttp import web
 
 from relay.core.callback_xml import MailMessage, UnreadMessage, envelope_ciphertext, parse_message
 from relay.core.wecom_crypto import WeComCrypto
-from relay.emulator import Emulator, EmulatorSeedError, parse_seed
+from relay.emulator import Api2CallbackSeed, Emulator, EmulatorSeedError, parse_seed
 from tests.support import eventually
 
 TOKEN = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"
@@ -224,3 +224,16 @@ async def test_closing_cancels_callbacks_still_being_sent(console: Console) -> N
         assert await emu.callbacks.drain(timeout=0.05) == 1
     assert emu.callbacks.pending == 0 and emu.callbacks.errors == []
     assert console.messages == []
+
+
+async def test_a_failing_send_task_is_seen_not_lost(
+    emu: Emulator, console: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A configuration no route accepts (set directly on the model): the task fails.
+    emu.api2.tenants[CORPID].callback = Api2CallbackSeed(console.url, TOKEN, "not-a-key")
+    await call(emu, "mail", {"to": "amy@example.org"})
+    assert await emu.callbacks.drain() == 0
+    [error] = (await call(emu, "callbacks", method="GET"))[1]["errors"]
+    assert error.startswith(f"emulator-callback-{CORPID}: ") and "not-a-key" not in error
+    assert "emulator callback task failed" in caplog.text
+    assert console.posts == []
