@@ -29,17 +29,17 @@ async def test_the_demo_never_takes_shard_leases(tmp_path: Path) -> None:
     assert with_broker.sharding_mode == "static"
 
 
-def test_the_demo_serves_one_tenant_of_each_api(tmp_path: Path) -> None:
-    emulator = Emulator(port=0)
-    emulator._bound_port = 1  # only the URLs are read; nothing is served
-    settings = demo_settings(
-        emulator, journal=tmp_path / "j.sqlite3", port=0, amqp_url=None, hold=1.0
-    )
+async def test_the_demo_serves_one_tenant_of_each_api(tmp_path: Path) -> None:
+    async with Emulator(port=0) as emulator:
+        settings = demo_settings(
+            emulator, journal=tmp_path / "j.sqlite3", port=0, amqp_url=None, hold=1.0
+        )
+        api2_url = emulator.api2_url
     by_api = {t.api: t for t in settings.tenants}
     assert set(by_api) == {"openapi", "api2"} and len(settings.tenants) == 2
     api2 = by_api["api2"]
     assert api2.name == DEMO_API2_TENANT and api2.corpid == "wwdemo0000000001"
-    assert api2.api_url == emulator.api2_url
+    assert api2.api_url == api2_url
     assert api2.callback_token is not None
     assert api2.callback_token.get_secret_value() == DEMO_CALLBACK_TOKEN
     assert DEMO_CALLBACK_TOKEN not in repr(settings)
