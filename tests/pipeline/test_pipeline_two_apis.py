@@ -13,6 +13,7 @@ SSO cases for both tenants belong here too, as more tests on the same fixture.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from relay.emulator import Emulator
 from relay.emulator._callback import CallbackSender, CallbackTarget
 from relay.ops.metrics import Metrics, PrometheusObserver
 from tests.pipeline.support import ADMIN, KEY, Broker, Consumer, control
-from tests.support import eventually, running_relay
+from tests.support import TcpProxy, eventually, running_relay
 from tests.webhook.conftest import Receiver, hook, make_secret, receiver
 
 __all__ = ["receiver"]  # the webhook tests' real HTTP receiver, as a fixture here
@@ -216,6 +217,47 @@ async def test_the_emulators_retries_of_one_callback_make_one_event(two_apis: Tw
     ).id  # fmt: skip
     assert message.message_id == payload["id"] == headers["webhook-id"] == expected
     assert two_apis.outcomes().get("duplicate") == 2.0
+
+
+class CountingProxy(TcpProxy):
+    """A :class:`TcpProxy` that counts the connections it accepted."""
+
+    accepted = 0
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        await super()._accept(reader, writer)
+
+
+async def test_a_slow_network_makes_the_emulator_retry_and_still_one_event(
+    two_apis: TwoApis,
+) -> None:
+    # The callback goes through a proxy that holds every byte for a while: the emulator's
+    # first attempt times out and it sends again; the held request reaches the relay too.
+    assert two_apis.running.server is not None
+    relay_port = int(two_apis.running.server.url.rsplit(":", 1)[1].strip("/"))
+    proxy = CountingProxy("127.0.0.1", relay_port)
+    await proxy.start()
+    try:
+        url = f"http://127.0.0.1:{proxy.port}/callback/newco"
+        await two_apis.save_callback(url=url, timeout=1.0, attempts=3)  # handshake via proxy
+        proxy.stall()
+        before = proxy.accepted
+        sent = await control(two_apis.emulator, "api2/mail", {"to": API2_USER, "title": "slow"})
+        await eventually(lambda: proxy.accepted >= before + 2, what="a second attempt")
+        proxy.resume()
+        await two_apis.arrived("exmail.mail.new", 1)
+        await two_apis.settled()
+    finally:
+        await proxy.stop()
+    [delivery] = two_apis.emulator.callbacks.snapshot(CORPID)["deliveries"]
+    assert delivery["delivered"] and delivery["attempts"][0]["error"] == "timeout"
+    [message] = two_apis.messages("exmail.mail.new")
+    assert json.loads(message.body)["data"]["mail_id"] == sent["mail_id"]
+    assert [p["id"] for p, _ in two_apis.hooks("exmail.mail.new")] == [message.message_id]
+    # How many of the held attempts the relay read before their connection's reset is up
+    # to the kernel; whatever it read, it accepted once (the lost-answer test counts them).
+    assert two_apis.outcomes()["accepted"] == 1.0
 
 
 async def test_forged_replayed_and_tampered_callbacks_are_refused(two_apis: TwoApis) -> None:
