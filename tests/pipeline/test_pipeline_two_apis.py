@@ -240,7 +240,7 @@ async def test_a_slow_network_makes_the_emulator_retry_and_still_one_event(
     await proxy.start()
     try:
         url = f"http://127.0.0.1:{proxy.port}/callback/newco"
-        await two_apis.save_callback(url=url, timeout=1.0, attempts=3)  # handshake via proxy
+        await two_apis.save_callback(url=url, timeout=1.0, attempts=5)  # handshake via proxy
         proxy.stall()
         before = proxy.accepted
         sent = await control(two_apis.emulator, "api2/mail", {"to": API2_USER, "title": "slow"})
