@@ -163,7 +163,8 @@ async def test_lost_answers_make_the_sender_retry_the_same_request(
 ) -> None:
     await call(emu, "callback", _config(console, lose_answers=2, attempts=3))
     await call(emu, "mail", {"to": "amy@example.org"})
-    assert await emu.callbacks.drain() == 0
+    assert await call(emu, "callbacks/wait", {"timeout": 10}) == (200, {"pending": 0})
+    assert (await call(emu, "callbacks/wait", {"timeout": 0}))[0] == 400
     [delivery] = (await call(emu, "callbacks", method="GET"))[1]["deliveries"]
     assert delivery["delivered"] is True
     assert [(a["status"], a["error"]) for a in delivery["attempts"]] == [
