@@ -140,13 +140,16 @@ def run(target: str, sizes: Sizes) -> dict[str, Any]:
         spec = workdir / "load.json"
         spec.write_text(json.dumps({**keys, "url": f"{base}/callback/{TENANT}"}))
         out = workdir / "load-result.json"
-        cpu0 = procs.cpu_seconds(relay.pid)
+        cpu0, wait0 = procs.cpu_seconds(relay.pid), procs.runqueue_wait_s(relay.pid)
         argv = [procs.PYTHON, "-m", "bench.callback_load", str(spec), "--run", run_id]
         argv += ["--rate", str(rate), "--seconds", str(seconds), "--out", str(out)]
         argv += ["--in-flight", str(sizes.cb_in_flight), "--timeout", str(ANSWER_TIMEOUT)]
         load = procs.start("load", argv, workdir)
         started.append(load)
         samples = _sample_while(load, relay.pid, seconds + ANSWER_TIMEOUT + 60)
+        load_s = samples[-1][0] - samples[0][0]
+        load_cpu = samples[-1][1] - cpu0
+        load_wait = procs.runqueue_wait_s(relay.pid) - wait0
         if load.stop() != 0 or not out.exists():
             tail = load.log.read_text(errors="replace")[-2000:]
             raise BenchError(f"the load generator failed (verification or crash):\n{tail}")
@@ -158,8 +161,12 @@ def run(target: str, sizes: Sizes) -> dict[str, Any]:
         samples += _sample_while(consumer, relay.pid, 240)
         got = procs.consumer_result(consumer, workdir, 30)
         relay.check()
-        rss = procs.rss_kb(relay.pid)
-        ok = True
+        row = figures(run_id, count, rate, sent, got, samples, cpu0, procs.rss_kb(relay.pid))
+        # While the generator ran: the share of a core the relay used, and the time its
+        # threads were runnable but not scheduled (the machine's other work).
+        row["relay_cpu_share_during_load"] = round(load_cpu / load_s, 3)
+        row["relay_runqueue_wait_s_during_load"] = round(load_wait, 2)
+        ok = row.get("status") != "failed"  # a failed run keeps its logs
     finally:
         for p in reversed(started):
             p.stop()
@@ -169,7 +176,7 @@ def run(target: str, sizes: Sizes) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"  (logs of the failed run kept in {workdir})")
-    return figures(run_id, count, rate, sent, got, samples, cpu0, rss)
+    return row
 
 
 def figures(

@@ -17,7 +17,7 @@ import pytest
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.timeout(150)]
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = {"burst", "latency", "idle", "webhook", "gateway", "ha"}
+SCENARIOS = {"burst", "latency", "idle", "webhook", "gateway", "ha", "callbacks"}
 
 
 def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
@@ -51,6 +51,7 @@ def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
         ("gateway", "direct"),
         ("ha", "relay"),
         ("ha", "static"),
+        ("callbacks", "relay"),
     }
     for run in runs:
         assert run["status"] == "ok", run
