@@ -227,7 +227,7 @@ def figures(
         "lost": missing,
         "wrong_ids": wrong,
         "sent_per_s": round((len(sends) - 1) / span, 1) if span else None,
-        "answered_200_per_s": round(len(answered) / (last_answer - sent["start_wall"]), 1),
+        "answered_200_per_s": round(len(answered) / max(last_answer - sent["start_wall"], 1e-9), 1),
         "answer_p50_ms": round(pct(answers, 0.50), 2),
         "answer_p90_ms": round(pct(answers, 0.90), 2),
         "answer_p99_ms": round(pct(answers, 0.99), 2),
