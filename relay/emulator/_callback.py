@@ -46,6 +46,7 @@ __all__ = [
     "CallbackTarget",
     "Delivery",
     "Verification",
+    "sealed_post",
 ]
 
 AnswerCheck = Literal["status", "empty_or_success"]
@@ -118,6 +119,20 @@ class Verification:
         return self.status == 200 and self.body == self.expected
 
 
+def sealed_post(
+    target: CallbackTarget, message: bytes, *, timestamp: str, nonce: str, random_prefix: bytes
+) -> tuple[str, bytes, str]:
+    """``(url, body, msg_signature)`` of the POST that carries ``message`` to ``target``:
+    encrypted and signed (§9.4, §9.5), in the target's envelope. Pure; the sender and
+    the callback load generator of the benchmarks (bench/callback_load.py) both use it."""
+    sealed, signature = target.crypto.seal(message, timestamp, nonce, random_prefix=random_prefix)
+    body = envelope_xml(
+        sealed, corpid=target.corpid, agentid=target.agentid, template=target.envelope
+    )
+    query = urlencode({"msg_signature": signature, "timestamp": timestamp, "nonce": nonce})
+    return f"{target.url}{'&' if '?' in target.url else '?'}{query}", body, signature
+
+
 def _nonce() -> str:
     return str(secrets.randbelow(9_000_000_000) + 1_000_000_000)
 
@@ -162,12 +177,9 @@ class CallbackSender:
         stamp = timestamp if timestamp is not None else str(int(self.clock()))
         once = nonce if nonce is not None else self.nonce()
         prefix = random_prefix if random_prefix is not None else self.random_prefix()
-        sealed, signature = target.crypto.seal(message, stamp, once, random_prefix=prefix)
-        body = envelope_xml(
-            sealed, corpid=target.corpid, agentid=target.agentid, template=target.envelope
+        url, body, signature = sealed_post(
+            target, message, timestamp=stamp, nonce=once, random_prefix=prefix
         )
-        query = urlencode({"msg_signature": signature, "timestamp": stamp, "nonce": once})
-        url = f"{target.url}{'&' if '?' in target.url else '?'}{query}"
         attempts: list[Attempt] = []
         delivered = False
         for number in range(1, self.attempts + 1):
