@@ -72,6 +72,11 @@ DESCRIPTIONS: dict[str, str] = {
     "tenants.encoding_aes_key": "`api2`, required: the callback's EncodingAESKey (exactly 43 "
     "characters of A-Z, a-z, 0-9; the AES-256 key of every callback).",
     "tenants.encoding_aes_key_file": "File holding `encoding_aes_key`.",
+    "tenants.directory_interval": "`api2`: how often the whole directory is listed and "
+    "diffed against the last listing for `exmail.user.*` events (the second API has no "
+    'change feed; docs/protocol.md, "Directory events on the second API"); 0 turns it '
+    "off, otherwise at least 1 s. Default 5 min: about 4 MB and 1-2 s of CPU per poll "
+    "for 10 000 members (docs/benchmarks.md).",
     "callback.max_body_bytes": "Largest callback POST body read; a larger one is refused "
     "(413) before it is decrypted.",
     "callback.max_age": "A callback whose `timestamp` is further than this from the relay's "
