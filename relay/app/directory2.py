@@ -26,7 +26,9 @@ from relay.runtime.leases import LeaseManager
 from relay.runtime.observer import Observer, upstream_observer
 from relay.runtime.polling import DirectoryPollers
 
-__all__ = ["directory_pollers", "polled_tenants"]
+__all__ = ["LISTING_CAP", "directory_pollers", "polled_tenants"]
+
+LISTING_CAP = 32 * 1024 * 1024
 
 
 def polled_tenants(settings: Settings, hostname: str | None) -> list[TenantSettings]:
@@ -74,7 +76,9 @@ async def directory_pollers(
             base_url=tenant.api_url,
             session=session,
             timeout=tenant.request_timeout,
-            max_response_bytes=max(tenant.max_response_bytes, 64 * 1024 * 1024),
+            # user/list of the whole company grows with it (about 225 bytes a member):
+            # never capped below 32 MiB (about 140 000 members).
+            max_response_bytes=max(tenant.max_response_bytes, LISTING_CAP),
             on_request=upstream_observer(observer),
             token_fence=fence,
         )
