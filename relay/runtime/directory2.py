@@ -231,6 +231,8 @@ class DirectoryPoller:
 
     async def _poll(self) -> Outcome:
         stored = await self.journal.listing(self.tenant)
+        if stored is not None:
+            self.state.members = len(stored.members)
         departments = await self.client.department_list(ROOT)
         members = await self.client.user_list(ROOT, fetch_child=True)
         listed = listed_members(departments, members)
