@@ -107,9 +107,13 @@ async def test_changes_become_user_events_once_and_a_restart_emits_nothing(
             assert baseline["data"]["old_ver"] == 0 and baseline["data"]["count"] == 2
             assert consumer.messages[0].routing_key == "dirco.directory.changed"
 
+            # Three changes seen by one poll: listings fail (and emit nothing) meanwhile.
+            await control(company, "faults", {"kind": "http_500", "count": 1000,
+                                               "path": "/cgi-bin/user/list"})  # fmt: skip
             await user(company, "add", f"cat@{DOMAIN}", name="Cat", position="Ops")
             await user(company, "mod", f"ann@{DOMAIN}", position="Lead")
             await user(company, "del", f"bob@{DOMAIN}")
+            await control(company, "faults", method="DELETE")
             await consumer.wait_for(5)
             await settle(metrics)
             got = bodies(consumer)[1:]
