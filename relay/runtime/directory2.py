@@ -31,7 +31,13 @@ from typing import Literal, Protocol
 
 from relay.core.backoff import Backoff
 from relay.core.events import Event
-from relay.core.listing import diff_listing, implausible
+from relay.core.listing import (
+    ListedMember,
+    ListingDiff,
+    StoredMember,
+    diff_listing,
+    implausible,
+)
 from relay.core.throttle import LogThrottle
 from relay.exmail import ExmailError, TokenFenced
 from relay.exmail2 import Department, Member
@@ -235,16 +241,12 @@ class DirectoryPoller:
             self.state.members = len(stored.members)
         departments = await self.client.department_list(ROOT)
         members = await self.client.user_list(ROOT, fetch_child=True)
-        listed = listed_members(departments, members)
         before = None if stored is None else stored.members
-        if (why := implausible(None if before is None else len(before), len(listed))) is not None:
-            raise _Implausible(why)
-        diff = diff_listing(
-            self.tenant,
-            before,
-            listed,
-            now=datetime.fromtimestamp(self._clock(), UTC),
-            bootstrap=self._bootstrap,
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        # Pure and CPU-bound (a profile and a digest per member: ~0.2 s for 10 000): off
+        # the event loop, so the callbacks it serves are not held up meanwhile.
+        listed, diff = await asyncio.to_thread(
+            _diff, self.tenant, departments, members, before, now, self._bootstrap
         )
         self.state.members = len(listed)
         if not diff.changed:
@@ -287,3 +289,18 @@ class DirectoryPoller:
 
 class _Implausible(Exception):
     pass
+
+
+def _diff(
+    tenant: str,
+    departments: Sequence[Department],
+    members: Sequence[Member],
+    before: Mapping[str, StoredMember] | None,
+    now: datetime,
+    bootstrap: Literal["skip", "snapshot"],
+) -> tuple[dict[str, ListedMember], ListingDiff]:
+    """The listing read and diffed (runs on a worker thread: touches nothing shared)."""
+    listed = listed_members(departments, members)
+    if (why := implausible(None if before is None else len(before), len(listed))) is not None:
+        raise _Implausible(why)
+    return listed, diff_listing(tenant, before, listed, now=now, bootstrap=bootstrap)
