@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import aiohttp
 
 from relay.app.callbacks import callback_board, callback_receiver
+from relay.app.directory2 import directory_pollers
 from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
     AmqpSettings,
@@ -31,7 +32,7 @@ from relay.app.tracing import open_tracing
 from relay.core.backoff import Backoff
 from relay.core.delivery import DrainPolicy
 from relay.core.routing import Route, Router
-from relay.core.shards import shard_of
+from relay.core.shards import ReleaseReason, shard_of
 from relay.exmail import ExmailClient, fence_trace
 from relay.gateway import ApiClient, ClientRegistry, Gateway, GatewayTenant, UnreadCache, UnreadFeed
 from relay.gateway.limits import TenantGate
@@ -316,6 +317,12 @@ async def build_service(
             sharding = runner.describe
 
         board = callback_board(settings, observer)  # api2 tenants: their callbacks
+        pollers = await directory_pollers(  # and their directories, listed on an interval
+            stack, settings=settings, hostname=hostname, journal=journal, route=router,
+            session=session, board=board, observer=observer, leases=leases,
+        )  # fmt: skip
+        if leases is not None and pollers is not None and runner is not None:
+            leases.before_release = _chain(runner.before_release, pollers.before_release)
         service = RelayService(
             journal=journal,
             listeners=listeners,
@@ -331,6 +338,7 @@ async def build_service(
             release_after=settings.sharding.release_after if leases is not None else None,
             delivery_links=[p.sink.name for p in plans if isinstance(p.sink, AmqpSink)],
             callbacks=tuple(board.tallies.values()),
+            pollers=pollers,
         )
         if leases is not None:
             leases.health = service.unfit  # an unhealthy replica lets its shards go
@@ -447,6 +455,14 @@ def _fence(leases: LeaseManager, tenant: str) -> Callable[[], bool]:
     """The token fence: renew a refused token only while holding the tenant's shard."""
     shard = shard_of(tenant, leases.shards)
     return lambda: leases.holds(shard)
+
+
+def _chain(*gates: Callable[[int, ReleaseReason], Awaitable[None]]) -> Any:
+    async def gate(shard: int, reason: ReleaseReason) -> None:
+        for one in gates:
+            await one(shard, reason)
+
+    return gate
 
 
 def _static_sharding(settings: Settings, hostname: str | None) -> Callable[[], ShardingStatus]:
