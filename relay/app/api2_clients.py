@@ -9,17 +9,19 @@ each key prefix to the :class:`relay.exmail2.App` of the client, whose token it 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import aiohttp
 from pydantic import SecretStr
 
-from relay.app.settings import TenantSettings
+from relay.app.settings import GatewaySettings, TenantSettings
 from relay.exmail2 import App, Exmail2Client
+from relay.gateway import GatewayTenant
+from relay.gateway.limits import TenantGate
 from relay.runtime.observer import Observer, upstream_observer
 
-__all__ = ["SECRET_APPS", "api2_secrets", "client2_for", "open_clients2"]
+__all__ = ["SECRET_APPS", "api2_secrets", "client2_for", "gateway_tenants2", "open_clients2"]
 
 SECRET_APPS: Final[dict[str, App]] = {
     "contact": App.DIRECTORY,
@@ -83,3 +85,29 @@ async def open_clients2(
         )
         clients[tenant.name] = await stack.enter_async_context(client)
     return clients
+
+
+def gateway_tenants2(
+    tenants: Iterable[TenantSettings],
+    clients: Mapping[str, Exmail2Client],
+    session: aiohttp.ClientSession,
+    gateway: GatewaySettings,
+    observer: Observer,
+) -> dict[str, GatewayTenant]:
+    """The gateway's view of the api2 tenants of ``clients``: a client of its own on the
+    gateway's ``session`` over the same token caches, and the tenant's gate."""
+    out: dict[str, GatewayTenant] = {}
+    for tenant in tenants:
+        held = clients.get(tenant.name)
+        if held is None:
+            continue
+        client = client2_for(
+            tenant,
+            session=session,
+            on_request=upstream_observer(observer),
+            tokens=held.tokens,
+            read_retries=0,  # as for the first API: the caller retries, told by 503
+        )
+        gate = TenantGate(gateway.tenant_concurrency, queue_timeout=gateway.queue_timeout)
+        out[tenant.name] = GatewayTenant(tenant.name, client, gate)
+    return out

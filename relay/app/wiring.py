@@ -12,14 +12,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import aiohttp
 
-from relay.app.api2_clients import client2_for, open_clients2
+from relay.app.api2_clients import gateway_tenants2, open_clients2
 from relay.app.callbacks import callback_board, callback_receiver
+from relay.app.directory2 import directory_pollers
 from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
     AmqpSettings,
@@ -32,7 +33,7 @@ from relay.app.tracing import open_tracing
 from relay.core.backoff import Backoff
 from relay.core.delivery import DrainPolicy
 from relay.core.routing import Route, Router
-from relay.core.shards import shard_of
+from relay.core.shards import ReleaseReason, shard_of
 from relay.exmail import ExmailClient, fence_trace
 from relay.gateway import ApiClient, ClientRegistry, Gateway, GatewayTenant, UnreadCache, UnreadFeed
 from relay.gateway.limits import TenantGate
@@ -293,16 +294,8 @@ async def build_service(
             observer=observer,
             fence=None if leases is None else lambda name: _fence(leases, name),
         )
-        for tenant in (t for t in tenants if t.name in clients2 and gateway_on):
-            gateway_client2 = client2_for(
-                tenant,
-                session=gateway_session,
-                on_request=upstream_observer(observer),
-                tokens=clients2[tenant.name].tokens,
-                read_retries=0,  # as for the first API: the caller retries
-            )
-            gate = TenantGate(g.tenant_concurrency, queue_timeout=g.queue_timeout)
-            gateway_tenants[tenant.name] = GatewayTenant(tenant.name, gateway_client2, gate)
+        if gateway_on:
+            gateway_tenants |= gateway_tenants2(tenants, clients2, gateway_session, g, observer)
 
         def make_listener(name: str, on_listen: Callable[[], None] | None = None) -> Listener:
             tenant, client = clients[name]
@@ -338,8 +331,15 @@ async def build_service(
             await stack.enter_async_context(leases)
             sharding = runner.describe
 
-        # api2 tenants' callbacks; their unread counts feed the gateway's cache too.
+        # api2 tenants: their callbacks (whose unread counts feed the gateway's cache too)
         board = callback_board(settings, listener_observer)
+        pollers = await directory_pollers(  # and their directories, listed on an interval
+            stack, settings=settings, hostname=hostname, journal=journal, route=router,
+            session=session, board=board, observer=observer, leases=leases,
+            tokens={name: client2.tokens for name, client2 in clients2.items()},
+        )  # fmt: skip
+        if leases is not None and pollers is not None and runner is not None:
+            leases.before_release = _chain(runner.before_release, pollers.before_release)
         service = RelayService(
             journal=journal,
             listeners=listeners,
@@ -355,6 +355,7 @@ async def build_service(
             release_after=settings.sharding.release_after if leases is not None else None,
             delivery_links=[p.sink.name for p in plans if isinstance(p.sink, AmqpSink)],
             callbacks=tuple(board.tallies.values()),
+            pollers=pollers,
         )
         if leases is not None:
             leases.health = service.unfit  # an unhealthy replica lets its shards go
@@ -471,6 +472,14 @@ def _fence(leases: LeaseManager, tenant: str) -> Callable[[], bool]:
     """The token fence: renew a refused token only while holding the tenant's shard."""
     shard = shard_of(tenant, leases.shards)
     return lambda: leases.holds(shard)
+
+
+def _chain(*gates: Callable[[int, ReleaseReason], Awaitable[None]]) -> Any:
+    async def gate(shard: int, reason: ReleaseReason) -> None:
+        for one in gates:
+            await one(shard, reason)
+
+    return gate
 
 
 def _static_sharding(settings: Settings, hostname: str | None) -> Callable[[], ShardingStatus]:

@@ -184,6 +184,8 @@ class TenantStatus(_JsonRecord):
     # ``callbacks``: relay.runtime.callback_status; its state "callback" or "refusing").
     api: str = "openapi"
     callbacks: CallbackStatus | None = None
+    # An api2 tenant's directory polls (relay.runtime.directory2.DirectoryPollStatus).
+    directory: _JsonRecord | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, slots=True)
