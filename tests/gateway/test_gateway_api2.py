@@ -34,7 +34,7 @@ from tests.gateway.api2_support import (
     zeta_off,
 )
 from tests.gateway.conftest import READER_KEY, base, bearer, control
-from tests.support import running_relay
+from tests.support import eventually, running_relay
 
 PROBLEM = "urn:exmail-relay:problem:"
 
@@ -257,9 +257,21 @@ async def test_the_token_service_hands_out_one_applications_token(
         assert (await resp.json())["errcode"] == 0  # the borrowed token works upstream
     status, sso = await _get(http, f"{tenants}/orient/token?app=sso")
     assert status == 200 and sso["access_token"] != token["access_token"]
-    # the gateway's own calls share the same cache: no second fetch of the directory token
+    # the gateway's own calls and the directory poll share the same cache: after the
+    # poll's first listing, still one fetch of the directory token
+    tally = next(t for t in both.service.callbacks if t.tenant == "orient")
+    assert tally.directory is not None
+
+    def polled() -> bool:
+        assert tally.directory is not None
+        return tally.directory().last_ok_at is not None
+
+    await eventually(polled, what="the first directory poll of orient")
     status, again = await _get(http, f"{tenants}/orient/token?app=directory")
     assert again["access_token"] == token["access_token"]
+    status, _ = await _get(http, f"{tenants}/orient/users/amy@example.org")
+    assert status == 200
+    assert emulator.api2.token_fetches[(CORPID, "directory")] == 1
     for url in (f"{tenants}/orient/token?app=bogus", f"{tenants}/acme/token?app=directory"):
         status, problem = await _get(http, url)
         assert status == 404 and problem["type"] == PROBLEM + "unknown-app", problem
