@@ -2,11 +2,14 @@
 
 The document is OpenAPI 3.1. Every body schema is a pydantic model's JSON Schema
 (:mod:`relay.gateway.bodies`, the client's request models for the writes of
-``openapi/...``, :class:`relay.exmail.User`), gathered under ``components/schemas``.
+``openapi/...``, the second API's bodies of :mod:`relay.gateway.operations2`,
+:class:`~relay.gateway.bodies.UserAnswer`), gathered under ``components/schemas``.
 Every error is ``application/problem+json`` (:class:`~relay.gateway.bodies.ProblemBody`).
 Authentication is the ``bearerAuth`` scheme (a ``[[clients]]`` key); the scope a route
 needs is in its description and in the ``x-scopes`` extension. The ``openapi/{operation}``
-route is listed once per operation (each has its own body and scope).
+route is listed once per operation of either API (each has its own body and scope), with
+``x-api`` naming the APIs that have it; an operation both have takes either body
+(``anyOf``, the first API's first), the tenant's API deciding which applies.
 
 ``/v1/docs`` is the same document as plain server-rendered HTML: no script, no CDN.
 A test checks that every mounted ``/v1/`` and ``/sso/`` route is in the document.
