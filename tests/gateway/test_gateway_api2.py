@@ -324,3 +324,45 @@ async def test_a_call_needing_an_application_the_tenant_lacks_is_409(
             assert resp.status == 502
         status, _ = await _get(http, f"{v1}/users/amy@example.org")
         assert status == 200  # the directory application is there
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "kind"),
+    [
+        ({"kind": "errcode_1002"}, 503, "upstream-unavailable"),  # errcode -1: busy
+        (
+            {"kind": "api_error", "errcode": 60011, "errmsg": "no privilege"},
+            409,
+            "upstream-refused",
+        ),
+        ({"kind": "http_500"}, 503, "upstream-unavailable"),
+        ({"kind": "malformed"}, 502, "upstream-failed"),
+    ],
+)
+async def test_the_second_apis_errors_are_the_first_apis_problems(
+    both: Running,
+    http: aiohttp.ClientSession,
+    emulator: Emulator,
+    fault: dict[str, Any],
+    status: int,
+    kind: str,
+) -> None:
+    await control(http, emulator, "faults", {**fault, "count": 1, "path": "/cgi-bin/user/get"})
+    got, problem = await _get(http, f"{base(both)}/v1/tenants/orient/users/amy@example.org")
+    assert (got, problem["type"]) == (status, PROBLEM + kind), problem
+    if fault["kind"] == "api_error":
+        assert problem["errcode"] == "60011"
+
+
+async def test_a_refused_token_is_replaced_once_and_the_call_answers(
+    both: Running, http: aiohttp.ClientSession, emulator: Emulator
+) -> None:
+    url = f"{base(both)}/v1/tenants/orient/users/amy@example.org"
+    assert (await _get(http, url))[0] == 200
+    fetched = emulator.api2.token_fetches[(CORPID, "directory")]
+    await control(
+        http, emulator, "faults", {"kind": "invalid_token", "count": 1, "path": "/cgi-bin/user/get"}
+    )
+    status, user = await _get(http, url)
+    assert status == 200 and user["alias"] == "amy@example.org"
+    assert emulator.api2.token_fetches[(CORPID, "directory")] == fetched + 1
