@@ -1,4 +1,4 @@
-"""The four workloads. Each run gets fresh processes: its own emulator (so exactly one
+"""The workloads. Each run gets fresh processes: its own emulator (so exactly one
 consumer ever holds a tenant's token), its own exchange and queue (deleted afterwards),
 its own consumer, and one target: ``relay``, ``durable-floor``, ``floor`` or ``naive``.
 
@@ -51,13 +51,16 @@ class Sizes:
     ha_tenants: int = 12  # ha: tenants over 3 replicas
     ha_kills: int = 10  # ha: kill -9 of the biggest owner (and of the static baseline)
     ha_handoffs: int = 5  # ha: SIGTERM of the biggest owner
+    wan_one_mails: int = 3000  # wan: one busy tenant's mails
+    wan_tenants: int = 20  # wan: the many-tenant shape
+    wan_mails: int = 250  # wan: mails per tenant of the many-tenant shape
 
 
 SMOKE = Sizes(
     "smoke", tenants=2, mails=10, rate=20, duration=2, latency_tenants=2, idle_tenants=10,
     idle_window=5, hook_tenants=2, hook_mails=5, hold=2, idle_hold=5,
     gw_concurrency=5, gw_duration=1, gw_mail_rate=5,
-    ha_tenants=6, ha_kills=1, ha_handoffs=1,
+    ha_tenants=6, ha_kills=1, ha_handoffs=1, wan_one_mails=10, wan_tenants=2, wan_mails=5,
 )  # fmt: skip
 DEFAULT = Sizes("default")
 FULL = Sizes(
@@ -129,7 +132,10 @@ def harness(
     consumer_timeout: float,
     listen_timeout: float = 120.0,
     webhooks: list[dict[str, Any]] | None = None,
+    wan: tuple[float, float] | None = None,
 ) -> Iterator[Harness]:
+    """``wan``: one-way delays in ms (Exmail, broker) of the delay proxies the target
+    reaches both through; the harness itself (injection, consumer) goes direct."""
     run_id = secrets.token_hex(4)
     workdir = procs.workdir()
     tenants = procs.make_tenants(n_tenants, run_id)
@@ -139,6 +145,10 @@ def harness(
     try:
         emulator = procs.start_emulator(workdir, tenants, hold)
         started.append(emulator.proc)
+        route = None
+        if wan is not None:
+            route = procs.start_wan(workdir, emulator, *wan)
+            started += route.proxies
         consumer = None
         if webhooks is None:
             consumer = procs.start_consumer(workdir, exchange, queue, expect, consumer_timeout)
@@ -152,6 +162,7 @@ def harness(
             hold=hold,
             exchange=None if webhooks is not None else exchange,
             webhooks=webhooks or [],
+            route=route,
         )
         started.append(proc)
         emulator.wait_listens(n_tenants, listen_timeout, proc)
@@ -178,12 +189,15 @@ def cpu_at(samples: list[tuple[float, float]], when: float) -> float:
 
 def burst(target: str, sizes: Sizes) -> dict[str, Any]:
     """T tenants x N mails injected at once; events/s from first injection to last receipt."""
-    expect = sizes.tenants * sizes.mails
-    with harness(target, sizes.tenants, hold=sizes.hold, expect=expect, consumer_timeout=300) as h:
-        mails = [
-            {"to": h.tenants[i % sizes.tenants].user(), "subject": subject(i)}
-            for i in range(expect)
-        ]
+    return measure_burst(target, sizes.tenants, sizes.mails, hold=sizes.hold)
+
+
+def measure_burst(
+    target: str, n: int, per_tenant: int, *, hold: float, wan: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    expect = n * per_tenant
+    with harness(target, n, hold=hold, expect=expect, consumer_timeout=300, wan=wan) as h:
+        mails = [{"to": h.tenants[i % n].user(), "subject": subject(i)} for i in range(expect)]
         rss_before = procs.rss_kb(h.proc.pid)
         cpu0 = procs.cpu_seconds(h.proc.pid)
         t0 = time.time()
@@ -196,7 +210,7 @@ def burst(target: str, sizes: Sizes) -> dict[str, Any]:
     cpu = cpu_at(samples, last) - cpu0
     return {
         "events": expect,
-        "tenants": sizes.tenants,
+        "tenants": n,
         "received": result["received"],
         "lost": result["lost"],
         "duplicates": result["duplicates"],
@@ -404,6 +418,27 @@ def ha(target: str, sizes: Sizes) -> dict[str, Any]:
     return bench_ha.static(tenants=sizes.ha_tenants, kills=sizes.ha_kills, hold=sizes.hold)
 
 
+# The wan scenario's one-way delays in ms: Exmail 30 ms round trip, the broker 2 ms.
+WAN_EXMAIL_MS = 15.0
+WAN_BROKER_MS = 1.0
+
+
+def wan(target: str, sizes: Sizes) -> dict[str, Any]:
+    """The burst through delay proxies (:mod:`bench.delay_proxy`): one busy tenant
+    (``one_*``), then many tenants (``many_*``), each in fresh processes."""
+    out: dict[str, Any] = {"exmail_rtt_ms": 2 * WAN_EXMAIL_MS, "broker_rtt_ms": 2 * WAN_BROKER_MS}
+    shapes = (("one", 1, sizes.wan_one_mails), ("many", sizes.wan_tenants, sizes.wan_mails))
+    for prefix, n, per_tenant in shapes:
+        row = measure_burst(
+            target, n, per_tenant, hold=sizes.hold, wan=(WAN_EXMAIL_MS, WAN_BROKER_MS)
+        )
+        for key in ("tenants", "events", "seconds", "events_per_s", "cpu_us_per_event"):
+            out[f"{prefix}_{key}"] = row[key]
+        out["lost"] = out.get("lost", 0) + row["lost"]
+        out["duplicates"] = out.get("duplicates", 0) + row["duplicates"]
+    return out
+
+
 SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ...]]] = {
     "burst": (burst, ("relay", "durable-floor", "floor", "naive")),
     "latency": (latency, ("relay", "floor")),
@@ -411,4 +446,5 @@ SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ..
     "webhook": (webhook, ("relay",)),
     "gateway": (gateway.run, ("relay", "direct")),
     "ha": (ha, ("relay", "static")),
+    "wan": (wan, ("relay", "durable-floor", "floor", "naive")),
 }
