@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 
 HOST = "127.0.0.1"
@@ -93,6 +94,7 @@ class DelayProxy:
         self.port = port
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self.accepted = 0  # connections accepted so far
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, HOST, self.port)
@@ -118,6 +120,7 @@ class DelayProxy:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        self.accepted += 1
         up_writer: asyncio.StreamWriter | None = None
         try:
             up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream)
@@ -142,9 +145,11 @@ async def _serve(upstream: int, delay: float, port: int) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    async with DelayProxy(upstream, delay, port):
+    async with DelayProxy(upstream, delay, port) as proxy:
         print("ready", flush=True)
         await stop.wait()
+    # In the run's log: how many connections the target opened (keep-alive or not).
+    print(f"accepted {proxy.accepted} connections", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

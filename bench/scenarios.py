@@ -200,9 +200,11 @@ def measure_burst(
         mails = [{"to": h.tenants[i % n].user(), "subject": subject(i)} for i in range(expect)]
         rss_before = procs.rss_kb(h.proc.pid)
         cpu0 = procs.cpu_seconds(h.proc.pid)
+        waited0 = procs.runqueue_seconds(h.proc.pid)
         t0 = time.time()
         inject(h.emulator, mails)
         samples = h.sample_cpu_until_consumer_exits(330)
+        waited = procs.runqueue_seconds(h.proc.pid) - waited0
         rss_after = procs.rss_kb(h.proc.pid)
         result = h.received(expect, 30)
     last = max(r for _, _, r in result["records"])
@@ -218,6 +220,8 @@ def measure_burst(
         "events_per_s": round(expect / seconds, 1),
         "cpu_s": round(cpu, 3),
         "cpu_us_per_event": round(cpu / expect * 1e6, 1),
+        # Runnable but not running (all its threads): the machine's load on this run.
+        "runq_wait_s": round(waited, 3),
         "rss_kb_before": rss_before,
         "rss_kb_after": rss_after,
     }
@@ -432,7 +436,14 @@ def wan(target: str, sizes: Sizes) -> dict[str, Any]:
         row = measure_burst(
             target, n, per_tenant, hold=sizes.hold, wan=(WAN_EXMAIL_MS, WAN_BROKER_MS)
         )
-        for key in ("tenants", "events", "seconds", "events_per_s", "cpu_us_per_event"):
+        for key in (
+            "tenants",
+            "events",
+            "seconds",
+            "events_per_s",
+            "cpu_us_per_event",
+            "runq_wait_s",
+        ):
             out[f"{prefix}_{key}"] = row[key]
         out["lost"] = out.get("lost", 0) + row["lost"]
         out["duplicates"] = out.get("duplicates", 0) + row["duplicates"]
