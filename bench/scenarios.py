@@ -54,6 +54,7 @@ class Sizes:
     wan_one_mails: int = 3000  # wan: one busy tenant's mails
     wan_tenants: int = 20  # wan: the many-tenant shape
     wan_mails: int = 250  # wan: mails per tenant of the many-tenant shape
+    wan_rounds: int = 3  # wan: runs per shape and target; the fastest is reported
 
 
 SMOKE = Sizes(
@@ -61,6 +62,7 @@ SMOKE = Sizes(
     idle_window=5, hook_tenants=2, hook_mails=5, hold=2, idle_hold=5,
     gw_concurrency=5, gw_duration=1, gw_mail_rate=5,
     ha_tenants=6, ha_kills=1, ha_handoffs=1, wan_one_mails=10, wan_tenants=2, wan_mails=5,
+    wan_rounds=1,
 )  # fmt: skip
 DEFAULT = Sizes("default")
 FULL = Sizes(
@@ -429,24 +431,29 @@ WAN_BROKER_MS = 1.0
 
 def wan(target: str, sizes: Sizes) -> dict[str, Any]:
     """The burst through delay proxies (:mod:`bench.delay_proxy`): one busy tenant
-    (``one_*``), then many tenants (``many_*``), each in fresh processes."""
+    (``one_*``) and many tenants (``many_*``), each run in fresh processes,
+    ``wan_rounds`` times in turn; the fastest run of each shape is reported (the
+    machine's other work only ever slows a run down), the slowest beside it."""
     out: dict[str, Any] = {"exmail_rtt_ms": 2 * WAN_EXMAIL_MS, "broker_rtt_ms": 2 * WAN_BROKER_MS}
     shapes = (("one", 1, sizes.wan_one_mails), ("many", sizes.wan_tenants, sizes.wan_mails))
-    for prefix, n, per_tenant in shapes:
-        row = measure_burst(
-            target, n, per_tenant, hold=sizes.hold, wan=(WAN_EXMAIL_MS, WAN_BROKER_MS)
-        )
-        for key in (
-            "tenants",
-            "events",
-            "seconds",
-            "events_per_s",
-            "cpu_us_per_event",
-            "runq_wait_s",
-        ):
+    best: dict[str, dict[str, Any]] = {}
+    slowest: dict[str, float] = {}
+    for _ in range(sizes.wan_rounds):
+        for prefix, n, per_tenant in shapes:
+            row = measure_burst(
+                target, n, per_tenant, hold=sizes.hold, wan=(WAN_EXMAIL_MS, WAN_BROKER_MS)
+            )
+            out["lost"] = out.get("lost", 0) + row["lost"]
+            out["duplicates"] = out.get("duplicates", 0) + row["duplicates"]
+            if prefix not in best or row["events_per_s"] > best[prefix]["events_per_s"]:
+                best[prefix] = row
+            slowest[prefix] = min(slowest.get(prefix, row["events_per_s"]), row["events_per_s"])
+    for prefix, row in best.items():
+        for key in ("tenants", "events", "seconds", "events_per_s", "cpu_us_per_event"):
             out[f"{prefix}_{key}"] = row[key]
-        out["lost"] = out.get("lost", 0) + row["lost"]
-        out["duplicates"] = out.get("duplicates", 0) + row["duplicates"]
+        out[f"{prefix}_runq_wait_s"] = row["runq_wait_s"]
+        out[f"{prefix}_slowest_events_per_s"] = slowest[prefix]
+    out["rounds"] = sizes.wan_rounds
     return out
 
 
