@@ -124,12 +124,12 @@ class DelayProxy:
         up_writer: asyncio.StreamWriter | None = None
         try:
             up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream)
-            # Both directions run until each has forwarded its EOF; a reset ends both.
-            await asyncio.gather(
-                _Pipe(reader, up_writer, self.delay).run(),
-                _Pipe(up_reader, writer, self.delay).run(),
-            )
-        except (ConnectionError, OSError):
+            # Both directions run until each has forwarded its EOF; a reset ends both
+            # (the task group cancels the other direction).
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_Pipe(reader, up_writer, self.delay).run())
+                group.create_task(_Pipe(up_reader, writer, self.delay).run())
+        except* (ConnectionError, OSError):
             pass
         finally:
             self._connections.discard(task)

@@ -7,6 +7,7 @@ busy machine may make the proxy later, never earlier.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -110,6 +111,28 @@ async def test_messages_written_back_to_back_come_back_whole_and_in_order(
     assert echoed == b"".join(messages)
     writer.close()
     await writer.wait_closed()
+
+
+async def test_a_connection_the_upstream_drops_is_closed_for_the_client() -> None:
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(1)
+        writer.transport.abort()  # a reset, not a clean close
+
+    server = await asyncio.start_server(drop, "127.0.0.1", 0)
+    async with DelayProxy(server.sockets[0].getsockname()[1], DELAY) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"x")
+        await writer.drain()
+        try:
+            rest = await reader.read()
+        except ConnectionResetError:
+            rest = b""
+        assert rest == b""  # closed, with nothing invented
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    server.close()
+    await server.wait_closed()
 
 
 def test_a_negative_delay_is_refused() -> None:
