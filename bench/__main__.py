@@ -35,6 +35,12 @@ HEADLINE: dict[str, list[tuple[str, bool]]] = {
     "gateway": [("calls_per_s", True), ("p99_ms", False), ("mail_p99_ms", False)],
     "ha": [],
     "callbacks": [],
+    "wan": [
+        ("one_events_per_s", True),
+        ("one_cpu_us_per_event", False),
+        ("many_events_per_s", True),
+        ("many_cpu_us_per_event", False),
+    ],
 }
 
 
@@ -114,6 +120,15 @@ def verdicts(name: str, runs: dict[str, dict[str, Any]], sizes_label: str) -> di
             out["issue 20: events/s >= 1.0 x floor"] = (
                 relay["events_per_s"] >= floor["events_per_s"]
             )
+    if name == "wan":
+        # Issue 20 item 3: per shape, relay events/s >= 4 x naive and >= 0.9 x floor.
+        for shape in ("one", "many"):
+            key = f"{shape}_events_per_s"
+            for label, base, limit in (("naive", naive, 4.0), ("floor", floor, 0.9)):
+                if relay.get(key) and base.get(key):
+                    out[f"issue 20: {shape} events/s >= {limit} x {label}"] = (
+                        relay[key] >= limit * base[key]
+                    )
     if name == "latency" and "p99_ms" in relay and "p99_ms" in floor:
         out["target: p99 <= floor p99 + 10 ms"] = relay["p99_ms"] <= floor["p99_ms"] + 10
     if name == "gateway" and "token_fetches" in relay:
