@@ -103,6 +103,7 @@ class AmqpSink:
             on_down=self._down,
         )
         self._channel: AbstractChannel | None = None
+        self._underlay: aiormq.abc.AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._confirm_timeout = confirm_timeout
         # Publishes awaiting their confirm: ticket -> loop time sent, oldest first.
@@ -185,6 +186,8 @@ class AmqpSink:
                 channel.declare_queue(self._queue_name, durable=True, arguments=arguments)
             )
             await op(queue.bind(exchange, routing_key=self._binding_key))
+        # The aiormq channel under ``channel``, fetched once per session, not per publish.
+        self._underlay = await channel.get_underlay_channel()
         self._channel, self._exchange = channel, exchange
         self._stalled = None
         self._link.up()
@@ -192,6 +195,7 @@ class AmqpSink:
 
     def _down(self) -> None:
         self._channel = self._exchange = None
+        self._underlay = None
 
     async def _watch_confirms(self) -> None:
         """Every ``confirm_timeout / 4`` s (at most 1 s): is the oldest publish awaiting
@@ -219,8 +223,8 @@ class AmqpSink:
         await self._link.abort(reason)
 
     async def send(self, delivery: Delivery) -> Outcome:
-        exchange, channel = self._exchange, self._channel
-        if exchange is None or channel is None or not self.connected:
+        exchange, underlay = self._exchange, self._underlay
+        if exchange is None or underlay is None or not self.connected:
             return Unavailable(self.last_error or "not connected to RabbitMQ")
         try:
             message = self._message(delivery.body)
@@ -228,7 +232,7 @@ class AmqpSink:
             return Dead(f"cannot be sent in this content mode: {exc}")
         properties = spec.Basic.Properties(
             content_type=message.content_type,
-            headers=dict(message.headers) or None,
+            headers=dict(message.headers) if message.headers else None,
             message_id=delivery.event_id,
             message_type=delivery.type,
             timestamp=datetime.fromtimestamp(delivery.created, UTC),
@@ -238,7 +242,6 @@ class AmqpSink:
         ticket = next(self._tickets)
         self._unconfirmed[ticket] = asyncio.get_running_loop().time()
         try:
-            underlay = await channel.get_underlay_channel()
             # Straight to aiormq, not through aio-pika's Exchange.publish, and without
             # waiting for the socket write (wait=False): publishes then do not queue
             # behind each other on the channel lock while the writer flushes, and the
