@@ -47,6 +47,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the threads of ``pid`` have waited runnable for a CPU (the second field
+    of each ``/proc/<pid>/task/<tid>/schedstat``): on a shared machine, time a process
+    was ready to work and not scheduled. Threads that already exited are not counted."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -211,9 +224,17 @@ def start_emulator(workdir: Path, tenants: list[Tenant], hold: float) -> Emulato
     raise BenchError("the emulator did not start within 30s")
 
 
-def start_consumer(workdir: Path, exchange: str, queue: str, expect: int, timeout: float) -> Proc:
+def start_consumer(
+    workdir: Path,
+    exchange: str,
+    queue: str,
+    expect: int,
+    timeout: float,
+    extra: Sequence[str] = (),
+) -> Proc:
+    """bench/consumer.py on the run's exchange and queue; ``extra``: more of its options."""
     argv = [PYTHON, "-m", "bench.consumer", "--url", AMQP_URL, "--exchange", exchange]
-    argv += ["--queue", queue, "--expect", str(expect), "--timeout", str(timeout)]
+    argv += ["--queue", queue, "--expect", str(expect), "--timeout", str(timeout), *extra]
     proc = start("consumer", [*argv, "--out", str(workdir / "consumer.json")], workdir, pipe=True)
     try:
         proc.wait_line("ready", 30)
@@ -325,17 +346,22 @@ def start_target(
         config = relay_config(
             workdir, emulator, tenants, hold=hold, exchange=exchange, webhooks=webhooks
         )
-        argv = ["-m", "relay", "run", "--config", str(config)]
-        if PROFILE_DIR is not None:  # cProfile writes its stats when the relay exits cleanly
-            stats = PROFILE_DIR / f"relay-{workdir.name}.pstats"
-            argv = ["-m", "cProfile", "-o", str(stats), *argv]
-        return start("relay", [PYTHON, *argv], workdir)
+        return start_relay(config, workdir)
     assert exchange is not None
     spec = baseline_spec(workdir, emulator, tenants, hold=hold, exchange=exchange)
     argv = ["-m", "bench." + target.replace("-", "_"), str(spec)]  # bench/durable_floor.py
     if PROFILE_DIR is not None:  # the baselines too, so profiles compare like with like
         argv = ["-m", "cProfile", "-o", str(PROFILE_DIR / f"{target}-{workdir.name}.pstats"), *argv]
     return start(target, [PYTHON, *argv], workdir)
+
+
+def start_relay(config: Path, workdir: Path) -> Proc:
+    """``exmail-relay run`` on ``config`` (under cProfile with ``--profile``)."""
+    argv = ["-m", "relay", "run", "--config", str(config)]
+    if PROFILE_DIR is not None:  # cProfile writes its stats when the relay exits cleanly
+        stats = PROFILE_DIR / f"relay-{workdir.name}.pstats"
+        argv = ["-m", "cProfile", "-o", str(stats), *argv]
+    return start("relay", [PYTHON, *argv], workdir)
 
 
 def workdir(root: Path | None = None) -> Path:

@@ -1,4 +1,5 @@
-"""The four workloads. Each run gets fresh processes: its own emulator (so exactly one
+"""The workloads (``callbacks``: bench/callbacks.py, ``gateway``: bench/gateway.py).
+Each run gets fresh processes: its own emulator (so exactly one
 consumer ever holds a tenant's token), its own exchange and queue (deleted afterwards),
 its own consumer, and one target: ``relay``, ``durable-floor``, ``floor`` or ``naive``.
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import requests
 
-from bench import gateway, procs
+from bench import callbacks, gateway, procs
 from bench import ha as bench_ha
 from bench.procs import BenchError, Emulator, Proc, Tenant
 
@@ -51,13 +52,16 @@ class Sizes:
     ha_tenants: int = 12  # ha: tenants over 3 replicas
     ha_kills: int = 10  # ha: kill -9 of the biggest owner (and of the static baseline)
     ha_handoffs: int = 5  # ha: SIGTERM of the biggest owner
+    cb_rate: float = 500.0  # callbacks: callbacks/s offered to one relay (issue 21)
+    cb_seconds: float = 20.0  # callbacks: seconds of load
+    cb_in_flight: int = 500  # callbacks: the generator's bound on unanswered callbacks
 
 
 SMOKE = Sizes(
     "smoke", tenants=2, mails=10, rate=20, duration=2, latency_tenants=2, idle_tenants=10,
     idle_window=5, hook_tenants=2, hook_mails=5, hold=2, idle_hold=5,
     gw_concurrency=5, gw_duration=1, gw_mail_rate=5,
-    ha_tenants=6, ha_kills=1, ha_handoffs=1,
+    ha_tenants=6, ha_kills=1, ha_handoffs=1, cb_rate=20, cb_seconds=2,
 )  # fmt: skip
 DEFAULT = Sizes("default")
 FULL = Sizes(
@@ -411,4 +415,5 @@ SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ..
     "webhook": (webhook, ("relay",)),
     "gateway": (gateway.run, ("relay", "direct")),
     "ha": (ha, ("relay", "static")),
+    "callbacks": (callbacks.run, ("relay",)),
 }

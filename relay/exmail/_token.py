@@ -25,6 +25,11 @@ or the relay itself saw Exmail refuse it (:meth:`TokenCache.refresh` without
 ``min_age``, the client's path after a 1200); otherwise it answers the current token.
 
 The fetch itself is injected (the client's HTTP code), so this module has no I/O.
+
+The second API's client (:class:`relay.exmail2.Exmail2Client`) keeps one cache per
+application. Whether that API keeps one valid token per application is not known (its
+notes §11 q3); the rules above are right either way: they never fetch while a token is
+valid, and after a refusal exactly one caller fetches.
 """
 
 from __future__ import annotations

@@ -51,21 +51,28 @@ Exceptions::
 """
 
 from relay.journal._exceptions import JournalClosed, JournalCorrupt, JournalError
+from relay.journal._filter import DeadFilter
 from relay.journal._journal import Journal
+from relay.journal._listing import ListingWrite, StoredListing
+from relay.journal._listing import write as listing_write
 from relay.journal._records import DeadLetter, JournalStats, SinkStats
 from relay.journal._salvage import Check, Copied, Salvage, check_file, salvage_file
 
 __all__ = [
     "Check",
     "Copied",
+    "DeadFilter",
     "DeadLetter",
     "Journal",
     "JournalClosed",
     "JournalCorrupt",
     "JournalError",
     "JournalStats",
+    "ListingWrite",
     "Salvage",
     "SinkStats",
+    "StoredListing",
     "check_file",
+    "listing_write",
     "salvage_file",
 ]

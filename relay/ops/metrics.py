@@ -221,6 +221,35 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        # -- the second API's callback (relay.gateway.callback) --------------------------
+        self.callbacks = Counter(
+            "exmail_relay_callbacks",
+            "Requests to the second API's callback URL, by tenant and outcome (verified,"
+            " accepted, duplicate, ignored, or the reason of a refusal).",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.callback_seconds = Histogram(
+            "exmail_relay_callback_seconds",
+            "Time from a callback request's arrival to its answer (the journal commit included).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        # -- the second API's directory polls (relay.runtime.directory2) ----------------
+        self.directory_polls = Counter(
+            "exmail_relay_directory_polls",
+            "Directory listings of api2 tenants, by outcome (changed, unchanged, baseline,"
+            " or the failure: transient, timeout, token, config, too_large, malformed,"
+            " implausible, journal, fenced).",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.directory_poll_seconds = Histogram(
+            "exmail_relay_directory_poll_seconds",
+            "Time of one directory poll of an api2 tenant (both listings, diff and commit).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
         # -- shard leases (lease mode) -------------------------------------------------
         self.shard_acquisitions = Counter(
             "exmail_relay_shard_acquisitions", "Shard leases this replica took.", registry=r
@@ -402,6 +431,14 @@ class PrometheusObserver(Observer):
         self.metrics.lease_unhealthy.set(1 if unfit else 0)
         for condition in ("journal", "delivery link"):
             self.metrics.health_failing.labels(condition).set(failing.get(condition, 0.0))
+
+    def callback(self, tenant: str, outcome: str, seconds: float) -> None:
+        self.metrics.callbacks.labels(tenant, outcome).inc()
+        self.metrics.callback_seconds.observe(seconds)
+
+    def directory_poll(self, tenant: str, outcome: str, seconds: float) -> None:
+        self.metrics.directory_polls.labels(tenant, outcome).inc()
+        self.metrics.directory_poll_seconds.observe(seconds)
 
     def takeover_gap(self, seconds: float) -> None:
         self.metrics.takeover_gap.observe(seconds)

@@ -73,6 +73,7 @@ from relay.runtime.observer import SinkObserver
 from relay.runtime.ratelimit import RateLimiter
 from relay.runtime.refusals import JournalRefusals
 from relay.runtime.settle import SettleBatcher
+from relay.runtime.tracing import Tracing
 from relay.sinks import Sink
 
 __all__ = ["Drainer"]
@@ -102,8 +103,10 @@ class Drainer:
         monotonic: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
         observer: SinkObserver | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.journal = journal
+        self._send = (tracing or Tracing()).sender(sink)  # sink.send; tracing: in a span
         self.sink = sink
         self.policy = policy
         self._clock = clock
@@ -153,8 +156,7 @@ class Drainer:
 
     @property
     def in_flight(self) -> int:
-        """Attempts running, and ended ones whose outcome is not recorded yet."""
-        return len(self._inflight) + len(self._settler)
+        return len(self._inflight) + len(self._settler)  # and outcomes not yet recorded
 
     @property
     def last_error(self) -> str | None:
@@ -384,7 +386,7 @@ class Drainer:
 
     async def _attempt(self, row: Delivery) -> None:
         try:
-            outcome = await self.sink.send(row)
+            outcome = await self._send(row)  # sink.send(row), or its span around it
         except Exception:
             # A bug in a sink must not lose the event or kill the drainer: the row stays
             # pending, the traceback goes to the log, and the sink is treated as down.
@@ -408,10 +410,9 @@ class Drainer:
                     self._journal_failed(exc, during="disable")
         if error is None and update is not None:  # in flight until recorded: see _settled
             self._settler.record(update, wake=not isinstance(outcome, Delivered | Dead))
-        elif error is not None:
-            if not isinstance(error, JournalClosed):
-                self._failed("journal")
-        elif not isinstance(outcome, Delivered | Dead):
+        elif error is not None and not isinstance(error, JournalClosed):
+            self._failed("journal")
+        elif error is None and not isinstance(outcome, Delivered | Dead):
             self._wake.set()
 
     def _settled(self, updates: list[Settlement], error: BaseException | None, wake: bool) -> None:

@@ -30,8 +30,7 @@ poll at its hold, so silence means a stalled link. :meth:`Listener.silent_for` s
 long Exmail has left this tenant unanswered; readiness fails once that passes the listen
 deadline, which is at the first such timeout (or a refused link's first deadline).
 
-A listener never raises out of :meth:`Listener.run` for an upstream fault, so one
-tenant's trouble never touches another tenant.
+An upstream fault never leaves :meth:`Listener.run`: one tenant's trouble stays its own.
 
 A journal that refuses a commit (:class:`~relay.journal.JournalError`: a full disk, a
 write lock held by another process, a bad page) is not an upstream fault either: the
@@ -71,6 +70,7 @@ from relay.runtime.enrich import Enricher
 from relay.runtime.observer import Observer
 from relay.runtime.status import ListenerState as State
 from relay.runtime.status import ListenerStatus
+from relay.runtime.tracing import NO_TRACE, Trace, Tracing
 from relay.runtime.translate import Translation, translate_listen
 
 __all__ = ["Listener", "ListenerStatus"]
@@ -105,6 +105,7 @@ class Listener:
         silence_limit: float | None = None,
         on_listen: Callable[[], None] | None = None,
         checkpoints: CheckpointPublisher | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.tenant = tenant
         # Every Ver committed or resumed from (lease mode: the broker's copy), explicit.
@@ -112,6 +113,7 @@ class Listener:
         # Unanswered longer than this fails readiness; default: the listen deadline.
         self.silence_limit = client.listen_timeout if silence_limit is None else silence_limit
         self._observe = (observer or Observer()).tenant(tenant)
+        self._tracing = tracing or Tracing()  # tracing: a span per answer with events
         self.client = client
         self.journal = journal
         self.route = route
@@ -126,6 +128,7 @@ class Listener:
         self._failed_backoff = failed_backoff or Backoff(base=30.0, cap=300.0)
         self._directory = DirectoryWorker(
             tenant=tenant,
+            tracing=self._tracing,
             client=client,
             enricher=self._enricher,
             commit=self._commit,
@@ -269,6 +272,7 @@ class Listener:
         if self.status.unanswered_since is None:
             self.status.unanswered_since = self._clock()
         self._on_listen()
+        sent_ns = time.time_ns()  # tracing: the answer's span starts when the listen went
         try:
             messages = await self._interruptible(self.client.listen(ver))
         except ExmailError as exc:
@@ -296,16 +300,18 @@ class Listener:
             return
         self._set_state("connected")  # the listen answered
         self._observe.listen("data" if messages else "keepalive")
-        await self._handle(translation)
+        await self._handle(translation, sent_ns, len(messages))
         self._recovered()
 
-    async def _handle(self, translation: Translation) -> None:
+    async def _handle(self, translation: Translation, sent_ns: int, messages: int) -> None:
         """Commit the answer's events, with a newly announced directory Ver if any,
         and hand that Ver to the directory worker."""
         update = translation.update
         announced = None if update is None else update.ver
         if translation.events or announced is not None:
-            await self._commit(translation.events, announced=announced)
+            events = len(translation.events)
+            with self._tracing.answer(self.tenant, sent_ns, messages, events) as trace:
+                await self._commit(translation.events, announced=announced, trace=trace)
         if announced is not None:
             self._directory.announce(announced)
 
@@ -316,8 +322,9 @@ class Listener:
         checkpoint: int | None = None,
         announced: int | None = None,
         settled: bool = False,
+        trace: Trace = NO_TRACE,
     ) -> None:
-        inserted = await self._append(built, checkpoint, announced, settled)
+        inserted = await self._append(built, checkpoint, announced, settled, trace)
         if checkpoint is not None:
             self.status.ver = checkpoint
             self._observe.checkpoint(checkpoint)
@@ -336,7 +343,12 @@ class Listener:
             )
 
     async def _append(
-        self, built: Sequence[Event], checkpoint: int | None, announced: int | None, settled: bool
+        self,
+        built: Sequence[Event],
+        checkpoint: int | None,
+        announced: int | None,
+        settled: bool,
+        trace: Trace,
     ) -> int:
         """Append ``built`` durably, retrying for as long as the journal refuses it.
 
@@ -348,14 +360,18 @@ class Listener:
         previous = self.status.state
         while True:
             try:
-                inserted = await self.journal.append(
-                    self.tenant,
-                    built,
-                    route=self.route,
-                    checkpoint=checkpoint,
-                    announced=announced,
-                    settled=settled,
-                )
+                with trace.commit(len(built)) as span:
+                    inserted = await self.journal.append(
+                        self.tenant,
+                        built,
+                        route=self.route,
+                        checkpoint=checkpoint,
+                        announced=announced,
+                        settled=settled,
+                        traceparent=trace.traceparent,
+                        tracestate=trace.tracestate,
+                    )
+                    span.inserted(inserted)
             except JournalClosed:
                 raise
             except JournalError as exc:
