@@ -162,6 +162,12 @@ class CheckpointStore:
     # -- what the rest of the relay reads ----------------------------------------------
 
     @property
+    def link(self) -> BrokerLink:
+        """The store's connection, shared with the api2 listing snapshots
+        (:class:`relay.runtime.listings.ListingStore`)."""
+        return self._link
+
+    @property
     def connected(self) -> bool:
         return self._link.connected
 
