@@ -24,7 +24,7 @@ from relay.app.wiring import Running
 from relay.core.envelope import HEADER, sign
 from relay.core.events import USER_ADDED, USER_DELETED, USER_UPDATED, user_change_id
 from relay.core.listing import StoredMember
-from relay.core.listing_snapshots import KIND, encode
+from relay.core.listing_snapshots import KIND, ListingSnapshot, encode, open_message
 from relay.emulator import Emulator
 from relay.ops.metrics import Metrics, PrometheusObserver
 from relay.runtime.listings import KEEP
@@ -252,3 +252,44 @@ async def test_a_failed_read_makes_the_new_owner_wait_instead_of_baselining(
             await settle(metrics)
             assert_exactly_the_changes(bodies(consumer)[1:], baseline)
             assert "baseline" not in polls(metrics) and state.failures == 0
+
+
+async def test_a_publish_that_fails_is_owed_and_sent_after_the_next_poll(
+    company: Emulator, tmp_path: Path, prefix: str
+) -> None:
+    queue = f"{prefix}.listing.{TENANT}"
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        metrics = Metrics(CollectorRegistry())
+        async with replica(company, tmp_path, "relay-a", prefix, metrics) as a:
+            pollers = a.service.pollers
+            assert pollers is not None
+            state = pollers.states[TENANT]
+            await eventually(
+                lambda: state.snapshot_owed is False and polls(metrics).get("baseline"),
+                what="the baseline published",
+            )
+            # Declared again with other arguments: the owner's next publish fails.
+            await channel.queue_delete(queue)
+            await channel.declare_queue(queue, durable=True, arguments={"x-max-length": 1000})
+            await control(company, "api2/user", {"action": "add", "userid": f"cat@{DOMAIN}"})
+            await eventually(lambda: state.snapshot_error is not None, what="a failed publish")
+            assert state.snapshot_owed is True and polls(metrics).get("changed") == 1
+            assert "PRECONDITION_FAILED" in state.snapshot_error
+            assert state.failures == 0, "a failed publish is no failed poll"
+            await channel.queue_delete(queue)
+            # The next poll (unchanged) sends the owed listing.
+            await eventually(lambda: state.snapshot_owed is False, what="the owed snapshot sent")
+            assert state.snapshot_error is None and polls(metrics).get("changed") == 1
+        kept = await channel.declare_queue(queue, durable=True, arguments=ARGUMENTS)
+        message = await kept.get(no_ack=True, fail=False)
+        assert message is not None and message.headers is not None
+        opened = open_message(
+            message.body,
+            message.headers[HEADER],
+            tenant=TENANT,
+            secrets=[DEPLOYMENT_SECRET.encode()],
+        )
+        assert isinstance(opened, ListingSnapshot)
+        assert sorted(opened.members) == [f"ann@{DOMAIN}", f"bob@{DOMAIN}", f"cat@{DOMAIN}"]
