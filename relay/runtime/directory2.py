@@ -275,9 +275,8 @@ class DirectoryPoller:
                 extra={"tenant": self.tenant, "error": str(exc)},
             )
             return
-        if self._owed is not None and self._owed[1] == at:
-            self._owed = None
-        self.state.snapshot_owed = self._owed is not None
+        self._owed = None  # polls run one at a time: nothing newer came meanwhile
+        self.state.snapshot_owed = False
         self.state.snapshot_error = None
 
     async def _adopt(self) -> None:
