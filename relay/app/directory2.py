@@ -22,12 +22,14 @@ from relay.exmail import TokenCache
 from relay.exmail2 import App, Exmail2Client
 from relay.journal import Journal
 from relay.runtime.callback_status import CallbackBoard
+from relay.runtime.checkpoints import CheckpointStore
 from relay.runtime.directory2 import DirectoryPoller, PollState
 from relay.runtime.leases import LeaseManager
+from relay.runtime.listings import ListingCarrier, ListingStore
 from relay.runtime.observer import Observer, upstream_observer
 from relay.runtime.polling import DirectoryPollers
 
-__all__ = ["LISTING_CAP", "directory_pollers", "polled_tenants"]
+__all__ = ["LISTING_CAP", "directory_pollers", "listing_store", "polled_tenants"]
 
 LISTING_CAP = 32 * 1024 * 1024
 
@@ -58,6 +60,7 @@ async def directory_pollers(
     observer: Observer,
     leases: LeaseManager | None,
     tokens: Mapping[str, Mapping[App, TokenCache]] | None = None,
+    carrier: ListingCarrier | None = None,
 ) -> DirectoryPollers | None:
     """The pollers (None: no tenant to poll). Every poll's events and status go through
     ``board``, so they show on the tenant's row with its callbacks. ``tokens``: each
@@ -104,6 +107,7 @@ async def directory_pollers(
             state=state,
             observer=board,
             bootstrap=tenants[name].directory_bootstrap,
+            carrier=carrier,
         )
 
     return DirectoryPollers(
@@ -111,6 +115,17 @@ async def directory_pollers(
         make_poller=make,
         leases=leases,
         stop_timeout=settings.shutdown.timeout,
+    )
+
+
+def listing_store(
+    settings: Settings, checkpoints: CheckpointStore, observer: Observer
+) -> ListingStore:
+    """Lease mode's api2 listing snapshots: on the checkpoint store's connection, under
+    ``[sharding] prefix``, signed with the deployment secret (docs/leases.md)."""
+    sh = settings.sharding
+    return ListingStore(
+        link=checkpoints.link, secrets=sh.secret, prefix=sh.prefix, observer=observer
     )
 
 

@@ -20,7 +20,7 @@ import aiohttp
 
 from relay.app.api2_clients import gateway_tenants2, open_clients2
 from relay.app.callbacks import callback_board, callback_receiver
-from relay.app.directory2 import directory_pollers
+from relay.app.directory2 import directory_pollers, listing_store
 from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
     AmqpSettings,
@@ -337,6 +337,7 @@ async def build_service(
             stack, settings=settings, hostname=hostname, journal=journal, route=router,
             session=session, board=board, observer=observer, leases=leases,
             tokens={name: client2.tokens for name, client2 in clients2.items()},
+            carrier=None if store is None else listing_store(settings, store, observer),
         )  # fmt: skip
         if leases is not None and pollers is not None and runner is not None:
             leases.before_release = _chain(runner.before_release, pollers.before_release)
