@@ -8,10 +8,11 @@ lock, waited forever; their stale entries made the watchdog drop every new conne
 a second after it came up, and the drainer's window stayed full of them.
 
 Here the loop is starved for real (a task that blocks it for a few milliseconds every
-iteration, as the benchmark's load did), a burst is in flight, and the watchdog fires:
-once because the broker went silent (a stalling proxy, resumed later), once with a
-healthy broker (the burst is only slow). Either way every send must answer within a
-bound, the link must come back and stay up, and new publishes must be confirmed.
+iteration, as the benchmark's load did) and a burst is in flight: once with a broker
+gone silent (a stalling proxy, resumed later), which the watchdog must notice; once
+with a healthy broker, where the starved burst alone can outlast ``confirm_timeout``
+(its publishes count from before the channel lock). Either way every send answers
+within a bound, the link comes back and stays up, and new publishes are confirmed.
 """
 
 from __future__ import annotations
@@ -124,11 +125,14 @@ async def test_a_link_dropped_under_a_burst_answers_every_send_and_recovers(
                     proxy.stall()  # open, silent: no confirm comes back
                 sends = [asyncio.create_task(sink.send(d)) for d in burst]
                 await eventually(
-                    lambda: not sink.connected, seconds=30, what="the watchdog to drop the link"
+                    lambda: not sink.connected or all(s.done() for s in sends),
+                    seconds=30,
+                    what="the watchdog to drop the link, or the burst to be confirmed",
                 )
-                # The burst is still passing the channel lock when the link is dropped.
-                assert sum(not s.done() for s in sends) > 20
             if silent_broker:
+                # Dropped with the burst in flight (passing the channel lock, or queued).
+                assert not sink.connected
+                assert sum(not s.done() for s in sends) > 20
                 await asyncio.sleep(2 * CONFIRM_TIMEOUT)  # silent well past the limit
                 proxy.resume()
 
@@ -137,7 +141,7 @@ async def test_a_link_dropped_under_a_burst_answers_every_send_and_recovers(
             assert not hung, f"{len(hung)} of {BURST} sends never answered"
             outcomes = Counter(type(s.result()).__name__ for s in done)
             assert set(outcomes) <= {"Unavailable", "Delivered"}, outcomes
-            assert outcomes["Unavailable"] > 0
+            assert outcomes["Unavailable"] > 0 or not silent_broker
 
             # The link comes back, stays up past several watchdog periods, and confirms.
             assert await sink.wait_connected(30), sink.last_error
@@ -152,7 +156,9 @@ async def test_a_link_dropped_under_a_burst_answers_every_send_and_recovers(
         await proxy.stop()
 
     stalls = [r for r in caplog.records if "link stalled" in r.getMessage()]
-    assert len(stalls) == 1, [r.getMessage() for r in caplog.records]
+    # Dropped once, not again and again (with a healthy broker, only if the starved
+    # burst outlasted confirm_timeout: publishes count from before the channel lock).
+    assert len(stalls) == 1 if silent_broker else len(stalls) <= 1, caplog.text
     # Settled only after the confirm: every send answered Delivered is in the queue.
     delivered = {d.event_id for d in fresh}
     delivered |= {
