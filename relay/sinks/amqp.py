@@ -202,8 +202,8 @@ class AmqpSink:
         await self._link.until_lost()
 
     def _down(self) -> None:
-        self._channel = self._exchange = None
         self._release()
+        self._channel = self._exchange = None
 
     def _release(self) -> None:
         """The session is over: every send still in flight on it answers Unavailable.
