@@ -301,13 +301,22 @@ class AmqpSink:
             return Unavailable(f"publish failed: {_describe(exc)}")
         except asyncio.CancelledError:
             # Ours (_release: its session ended) unless someone else cancelled it too.
-            if ticket not in self._released or task is None or task.uncancel() > 0:
+            if not self._uncancel(ticket, task):
                 raise
-            return Unavailable(self._stalled or "the RabbitMQ connection was lost")
+            return Unavailable(self.last_error or "the RabbitMQ connection was lost")
         finally:
             unconfirmed.pop(ticket, None)
-            self._released.discard(ticket)
+            if self._released:  # a cancel of ours that did not arrive as CancelledError
+                self._uncancel(ticket, task)
         return Delivered()
+
+    def _uncancel(self, ticket: int, task: asyncio.Task[Any] | None) -> bool:
+        """Take back :meth:`_release`'s cancel of ``ticket``'s send, if it made one:
+        True when no other cancel of its task is pending."""
+        if task is None or ticket not in self._released:
+            return False
+        self._released.discard(ticket)
+        return task.uncancel() == 0
 
 
 def _describe(exc: BaseException) -> str:
