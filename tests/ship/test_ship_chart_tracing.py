@@ -99,6 +99,16 @@ def test_tracing_values_render_the_standard_otel_variables(chart: Any) -> None:
     assert resolved_env(node)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://10.0.0.7:4318"
 
 
+def test_the_install_notes_say_where_spans_go(chart: Any) -> None:
+    def notes(values: dict[str, Any]) -> str:
+        rendered = chart.render(values, name="relay", namespace="mail", is_install=True)
+        return str(next(text for path, text in rendered.items() if path.endswith("NOTES.txt")))
+
+    assert "Tracing:" not in notes({})
+    assert "to http://otel-collector.observability:4318," in notes(TRACED)
+    assert "as service relay-exmail-relay" in notes(TRACED)
+
+
 def test_the_sdk_reads_the_rendered_environment(chart: Any) -> None:
     """The resolved pod environment, given to the relay's own exporter set-up in a fresh
     process: the SDK takes the service name, resource attributes and sampler from it."""
