@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from relay.app.leasing import checkpoint_store, lease_manager, token_fence
 from relay.app.settings import (
     AmqpSettings,
     ClientSettings,
@@ -45,6 +46,7 @@ from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
 from relay.runtime.observer import Observer
 from relay.runtime.ownership import ShardRunner
+from relay.runtime.pacing import Pacer
 from relay.runtime.status import ShardingStatus, SinkDescription
 from relay.runtime.supervisor import RelayService
 from relay.sinks import Sink
@@ -215,7 +217,7 @@ async def build_service(
 
         tenants = settings.shard_tenants(hostname)
         leases = (
-            _lease_manager(settings, hostname, observer)
+            lease_manager(settings, hostname, observer)
             if settings.sharding_mode == "lease"
             else None
         )
@@ -237,7 +239,7 @@ async def build_service(
         # (docs/leases.md); the listeners take it explicitly. Static mode: nothing.
         store = None if leases is None else checkpoints
         if leases is not None and store is None:
-            store = await stack.enter_async_context(_checkpoint_store(settings, leases, observer))
+            store = await stack.enter_async_context(checkpoint_store(settings, leases, observer))
         publisher: CheckpointPublisher = store or NoCheckpoints()
         gateway_tenants: dict[str, GatewayTenant] = {}
         if gateway_on:
@@ -250,6 +252,9 @@ async def build_service(
                     trace_configs=[fence_trace()],
                 )
             )
+        # Token fetches and bootstraps wait their turn: a start or a takeover never storms
+        # Exmail's token endpoint ([sharding] takeover_rate; docs/leases.md, "Pacing").
+        pacer = Pacer(settings.sharding.takeover_rate, observer=observer)
         clients: dict[str, tuple[TenantSettings, ExmailClient]] = {}
         for tenant in tenants:
             tenant_observer = observer.tenant(tenant.name)
@@ -262,7 +267,8 @@ async def build_service(
                 session=session,
                 on_request=_upstream_observer(observer),
                 on_token=tenant_observer.token_fetched,
-                token_fence=None if leases is None else _fence(leases, tenant.name),
+                token_fence=None if leases is None else token_fence(leases, tenant.name),
+                token_pace=pacer.turn,
                 replica=replica,
             )
             await stack.enter_async_context(client)
@@ -437,44 +443,6 @@ def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
     }
     kwargs.update(options)
     return ExmailClient(**kwargs)
-
-
-def _lease_manager(settings: Settings, hostname: str | None, observer: Observer) -> LeaseManager:
-    """Lease mode's manager: its own plain connection to ``[amqp] url`` (not the
-    sink's: a lease must die with exactly the connection that holds it)."""
-    sh = settings.sharding
-    return LeaseManager(
-        url=settings.amqp.url,
-        replica_id=sh.lease_replica_id(hostname),
-        secrets=sh.secret,
-        tenants=[t.name for t in settings.tenants if t.enabled],
-        shards=sh.shards,
-        prefix=sh.prefix,
-        heartbeat=sh.heartbeat,
-        tick=min(1.0, sh.heartbeat / 3),
-        on_refused=lambda reason: observer.broker_message_refused("presence", reason),
-    )
-
-
-def _checkpoint_store(
-    settings: Settings, leases: LeaseManager, observer: Observer
-) -> CheckpointStore:
-    """Lease mode's checkpoint store on ``[amqp] url``, signed with the deployment secret."""
-    sh = settings.sharding
-    return CheckpointStore(
-        url=settings.amqp.url,
-        secrets=sh.secret,
-        shards=leases.shards,
-        prefix=sh.prefix,
-        heartbeat=sh.heartbeat,
-        observer=observer,
-    )
-
-
-def _fence(leases: LeaseManager, tenant: str) -> Callable[[], bool]:
-    """The token fence: renew a refused token only while holding the tenant's shard."""
-    shard = shard_of(tenant, leases.shards)
-    return lambda: leases.holds(shard)
 
 
 def _static_sharding(settings: Settings, hostname: str | None) -> Callable[[], ShardingStatus]:

@@ -19,8 +19,7 @@ Faults are classified (see :meth:`Listener._classify`):
   renewing (``TokenFenced``: another replica owns the tenant now), the listener stops;
 - transient (network, timeouts, 5xx, 1002, malformed bodies): capped exponential backoff
   with full jitter, reset by the next success;
-- bad credentials: the tenant is *failed* (readiness and the status page say so) and is
-  retried slowly;
+- bad credentials: the tenant is *failed* (readiness and the status page say so), retried;
 - the journal cannot read the tenant's checkpoint (a damaged page, a locked file): the
   tenant is *failed* with the reason and retried with backoff.
 
@@ -28,10 +27,11 @@ A ``listen`` that gets no answer by the client's deadline (hold plus a margin) i
 *timeout* fault (outcome ``timeout``), never a keep-alive: the server answers an idle
 poll at its hold, so silence means a stalled link. :meth:`Listener.silent_for` says how
 long Exmail has left this tenant unanswered; readiness fails once that passes the listen
-deadline, which is at the first such timeout (or a refused link's first deadline).
+deadline, which is at the first such timeout (or a refused link's first deadline). A
+listener never raises out of :meth:`Listener.run` for an upstream fault.
 
-A listener never raises out of :meth:`Listener.run` for an upstream fault, so one
-tenant's trouble never touches another tenant.
+Pacing: a start-up that needs a token or a bootstrap first waits for its turn (state
+``waiting``; :mod:`relay.runtime.pacing`), so a takeover never storms Exmail.
 
 A journal that refuses a commit (:class:`~relay.journal.JournalError`: a full disk, a
 write lock held by another process, a bad page) is not an upstream fault either: the
@@ -135,7 +135,7 @@ class Listener:
             failed_backoff=self._failed_backoff,
             clock=clock,
             monotonic=monotonic,
-            on_fault=self._directory_fault,
+            on_fault=self._note_fault,
             on_pending=self._directory_pending,
         )
         self._journal_backoff = journal_backoff or Backoff(base=0.2, cap=5.0)
@@ -167,9 +167,7 @@ class Listener:
 
     def crashed(self, reason: str) -> None:
         """The supervisor saw :meth:`run` raise (a bug): show the tenant as failed."""
-        self.status.last_error = reason
-        self.status.last_error_at = self._clock()
-        self.status.failures += 1
+        self._note_fault(reason)
         self._set_state("failed")
 
     async def run(self) -> None:
@@ -249,6 +247,8 @@ class Listener:
                 self._directory.resume(ver, pending)
                 return True
             try:
+                if not await self._take_turn(bootstrap=True):
+                    return False
                 result = await self._interruptible(self._directory.bootstrap(self.bootstrap))
             except ExmailError as exc:
                 await self._fault(exc, "bootstrap")
@@ -266,10 +266,12 @@ class Listener:
             await self._interruptible(self.journal.wait_capacity())
             if self._stop.is_set():
                 return
-        if self.status.unanswered_since is None:
-            self.status.unanswered_since = self._clock()
-        self._on_listen()
         try:
+            if not await self._take_turn():
+                return
+            if self.status.unanswered_since is None:
+                self.status.unanswered_since = self._clock()
+            self._on_listen()
             messages = await self._interruptible(self.client.listen(ver))
         except ExmailError as exc:
             if not isinstance(exc, ExmailTimeout | NetworkError):
@@ -298,6 +300,20 @@ class Listener:
         self._observe.listen("data" if messages else "keepalive")
         await self._handle(translation)
         self._recovered()
+
+    async def _take_turn(self, *, bootstrap: bool = False) -> bool:
+        """Pacing: needing a token (none fresh) or a bootstrap, wait for a turn (``waiting``,
+        neither a fault nor Exmail's silence) and fetch the token in it; False: stopped."""
+        tokens = self.client.tokens
+        if not tokens.paced or (not bootstrap and tokens.current() is not None):
+            return True
+        previous = self.status.state
+        self._set_state("waiting")
+        await self._interruptible(tokens.turn())
+        if not self._stop.is_set():
+            self._set_state(previous)
+            await self._interruptible(tokens.get(paced=False))
+        return not self._stop.is_set()
 
     async def _handle(self, translation: Translation) -> None:
         """Commit the answer's events, with a newly announced directory Ver if any,
@@ -437,8 +453,8 @@ class Listener:
             (log.warning if context else log.error)(message, extra=extra)
         await self._sleep(delay)
 
-    def _directory_fault(self, summary: str) -> None:
-        """The directory worker failed: counted and shown; the tenant stays connected."""
+    def _note_fault(self, summary: str) -> None:
+        """A fault counted and shown (the directory worker's: the tenant stays connected)."""
         self.status.failures += 1
         self.status.last_error = summary
         self.status.last_error_at = self._clock()

@@ -52,7 +52,9 @@ __all__ = [
 
 OMIT_NONE: Mapping[str, bool] = {"omit_none": True}
 
-ListenerState = Literal["starting", "connected", "backoff", "paused", "failed", "stopped"]
+ListenerState = Literal[
+    "starting", "waiting", "connected", "backoff", "paused", "failed", "stopped"
+]
 
 
 @dataclass
