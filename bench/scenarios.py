@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from bench import gateway, procs
+from bench import gateway, procs, scale
 from bench import ha as bench_ha
 from bench.procs import BenchError, Emulator, Proc, Tenant
 
@@ -51,13 +51,17 @@ class Sizes:
     ha_tenants: int = 12  # ha: tenants over 3 replicas
     ha_kills: int = 10  # ha: kill -9 of the biggest owner (and of the static baseline)
     ha_handoffs: int = 5  # ha: SIGTERM of the biggest owner
+    scale_tenants: int = 5000  # scale: tenants over scale_replicas lease replicas
+    scale_replicas: int = 3
+    scale_hold: float = 30.0  # scale: the emulator's listen hold
+    takeover_rate: float | None = None  # scale: [sharding] takeover_rate (None: default)
 
 
 SMOKE = Sizes(
     "smoke", tenants=2, mails=10, rate=20, duration=2, latency_tenants=2, idle_tenants=10,
     idle_window=5, hook_tenants=2, hook_mails=5, hold=2, idle_hold=5,
     gw_concurrency=5, gw_duration=1, gw_mail_rate=5,
-    ha_tenants=6, ha_kills=1, ha_handoffs=1,
+    ha_tenants=6, ha_kills=1, ha_handoffs=1, scale_tenants=60,
 )  # fmt: skip
 DEFAULT = Sizes("default")
 FULL = Sizes(
@@ -404,6 +408,16 @@ def ha(target: str, sizes: Sizes) -> dict[str, Any]:
     return bench_ha.static(tenants=sizes.ha_tenants, kills=sizes.ha_kills, hold=sizes.hold)
 
 
+def scale_scenario(target: str, sizes: Sizes) -> dict[str, Any]:
+    """Cold start, RSS and a kill -9 takeover of many tenants over lease replicas."""
+    return scale.run(
+        tenants=sizes.scale_tenants,
+        replicas=sizes.scale_replicas,
+        takeover_rate=sizes.takeover_rate,
+        hold=sizes.scale_hold,
+    )
+
+
 SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ...]]] = {
     "burst": (burst, ("relay", "durable-floor", "floor", "naive")),
     "latency": (latency, ("relay", "floor")),
@@ -411,4 +425,5 @@ SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ..
     "webhook": (webhook, ("relay",)),
     "gateway": (gateway.run, ("relay", "direct")),
     "ha": (ha, ("relay", "static")),
+    "scale": (scale_scenario, ("relay",)),
 }

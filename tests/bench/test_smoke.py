@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.timeout(210)]
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = {"burst", "latency", "idle", "webhook", "gateway", "ha"}
+SCENARIOS = {"burst", "latency", "idle", "webhook", "gateway", "ha", "scale"}
 
 
 def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -51,12 +51,16 @@ def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
         ("gateway", "direct"),
         ("ha", "relay"),
         ("ha", "static"),
+        ("scale", "relay"),
     }
     for run in runs:
         assert run["status"] == "ok", run
         assert run["sizes"] == "smoke"
         if run["scenario"] == "ha":  # counts gaps, not events: each kill was measured
             assert isinstance(run["takeover_max_s"], float), run
+        elif run["scenario"] == "scale":  # times and token fetches, not events
+            assert isinstance(run["takeover_s"], float), run
+            assert run["takeover_token_fetches"] >= run["moved_tenants"] > 0, run
         else:
             assert run["lost"] == 0, run
     assert isinstance(summaries["ha"]["takeover_p50_s relay/static"], float)

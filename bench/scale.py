@@ -1,0 +1,157 @@
+"""The ``scale`` scenario (issue 20 item 4): many tenants over lease replicas on one machine.
+
+Three (``replicas``) ``exmail-relay run`` processes in lease mode share ``tenants``
+emulator tenants (default 5,000), all started at once on fresh journals (so every tenant
+needs a token and a bootstrap). Figures:
+
+- ``cold_start_s``: from the start of the processes to the moment the last tenant's
+  first listen reached the emulator (from its listen log);
+- ``rss_mb_per_replica`` (each replica's RSS once settled; every replica configures
+  every tenant and runs its shards' share) and ``rss_kb_per_tenant`` (the mean replica
+  RSS over the tenants configured);
+- token fetches against the emulator, from its request log: in all, and the busiest
+  second, all replicas together (``*_peak_fetches_per_s``) and per replica;
+- a kill -9 of the replica running the most tenants: ``takeover_s``, from the kill to the
+  last of its tenants' first listen on another replica, and the same fetch figures.
+
+``takeover_rate`` is the relay's ``[sharding] takeover_rate`` (``None``: its default);
+a very high one (100000) shows the storm without pacing.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from bench import procs
+from bench.ha import (
+    DEPLOYMENT_SECRET,
+    HEARTBEAT,
+    SHARDS,
+    Replica,
+    _config,
+    _get,
+    _settled,
+    _world,
+    listening,
+)
+from bench.procs import BenchError, Emulator, Tenant
+from relay.core.shards import shard_of
+
+
+def _wait(what: str, condition: Callable[[], bool], timeout: float) -> None:
+    """Poll once a second: a listing of 5,000 listens is not free for the emulator."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(1.0)
+
+
+def busiest_second(moments: Iterable[float]) -> int:
+    """The most moments within any window of one second."""
+    times = sorted(moments)
+    most = j = 0
+    for i, start in enumerate(times):
+        j = max(j, i)
+        while j < len(times) and times[j] < start + 1.0:
+            j += 1
+        most = max(most, j - i)
+    return most
+
+
+def fetch_figures(emulator: Emulator, since: float, prefix: str) -> dict[str, Any]:
+    fetches = _get(emulator, "tokens", since=since)["fetches"]
+    by_replica: dict[str, list[float]] = {}
+    for fetch in fetches:
+        by_replica.setdefault(fetch["replica"], []).append(fetch["at"])
+    return {
+        f"{prefix}_token_fetches": len(fetches),
+        f"{prefix}_peak_fetches_per_s": busiest_second(f["at"] for f in fetches),
+        f"{prefix}_peak_per_replica": {r: busiest_second(t) for r, t in sorted(by_replica.items())},
+    }
+
+
+def first_listens(
+    emulator: Emulator, since: float, *, admins: set[str], besides: str = ""
+) -> dict[str, float]:
+    """Per tenant admin: the start of its first listen after ``since`` by a replica other
+    than ``besides``."""
+    first: dict[str, float] = {}
+    for listen in _get(emulator, "listens", since=since)["listens"]:
+        company, start = listen["company"], listen["start"]
+        if company in admins and start >= since and listen["replica"] != besides:
+            first[company] = min(start, first.get(company, start))
+    return first
+
+
+def run(
+    *, tenants: int, replicas: int = 3, takeover_rate: float | None, hold: float
+) -> dict[str, Any]:
+    with _world(tenants, hold) as (workdir, emulator, ts, name):
+        extra = {} if takeover_rate is None else {"takeover_rate": takeover_rate}
+        group = []
+        for n in range(1, replicas + 1):
+            port = procs.free_port()
+            config = _config(
+                workdir / f"r{n}.toml", emulator, ts, hold=hold, exchange=name, port=port,
+                replica_id=f"r{n}", prefix=name, heartbeat=HEARTBEAT, shards=SHARDS,
+                secret=DEPLOYMENT_SECRET, **extra,
+            )  # fmt: skip
+            group.append(Replica(f"r{n}", workdir, config, port))
+        admins = {t.admin for t in ts}
+        try:
+            started = time.monotonic()
+            for replica in group:
+                replica.start()
+            limit = 600 + tenants  # generous: pacing alone is tenants / (replicas x rate)
+            _wait("every tenant to listen", lambda: len(listening(emulator)) >= tenants, limit)
+            first = first_listens(emulator, started, admins=admins)
+            cold = max(first.values()) - started
+            _wait("the shards to settle", lambda: _settled(group, emulator, ts), limit)
+            rss = {r.name: procs.rss_kb(r.proc.pid) for r in group if r.proc is not None}
+            figures: dict[str, Any] = {
+                "tenants": tenants,
+                "replicas": replicas,
+                "takeover_rate": "default" if takeover_rate is None else takeover_rate,
+                "cold_start_s": round(cold, 1),
+                **fetch_figures(emulator, started, "cold"),
+                "rss_mb_per_replica": {n: round(kb / 1024) for n, kb in rss.items()},
+                "rss_kb_per_tenant": round(sum(rss.values()) / len(rss) / tenants, 1),
+            }
+            victim, moved = _biggest(group, ts)
+            killed_at = time.monotonic()
+            assert victim.proc is not None
+            victim.signal(signal.SIGKILL)
+            moved_admins = {t.admin for t in moved}
+            _wait(
+                "the victim's tenants to listen elsewhere",
+                lambda: (
+                    len(
+                        first_listens(emulator, killed_at, admins=moved_admins, besides=victim.name)
+                    )
+                    >= len(moved)
+                ),
+                limit,
+            )
+            taken = first_listens(emulator, killed_at, admins=moved_admins, besides=victim.name)
+            figures |= {
+                "moved_tenants": len(moved),
+                "takeover_s": round(max(taken.values()) - killed_at, 1),
+                **fetch_figures(emulator, killed_at, "takeover"),
+            }
+        finally:
+            for replica in group:
+                if replica.proc is not None:
+                    replica.proc.stop()
+    return figures
+
+
+def _biggest(group: list[Replica], ts: list[Tenant]) -> tuple[Replica, list[Tenant]]:
+    """The replica running the most tenants, and those tenants."""
+    owned = {r.name: r.owned() or set() for r in group}
+    runs = {n: [t for t in ts if shard_of(t.name, SHARDS) in shards] for n, shards in owned.items()}
+    victim = max(group, key=lambda r: len(runs[r.name]))
+    return victim, runs[victim.name]
