@@ -22,9 +22,12 @@ production default (5 s), so a kill -9 moves shards after the presence timeout (
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import requests
 
 from bench import procs
 from bench.ha import (
@@ -84,7 +87,34 @@ def fetch_figures(emulator: Emulator, since: float, prefix: str) -> dict[str, An
         f"{prefix}_peak_per_replica_5s": {
             r: round(busiest_window(t, 5.0) / 5, 1) for r, t in sorted(by_replica.items())
         },
+        f"{prefix}_peak_per_replica_10s": {
+            r: round(busiest_window(t, 10.0) / 10, 1) for r, t in sorted(by_replica.items())
+        },
     }
+
+
+class StallProbe(threading.Thread):
+    """Asks the emulator a tiny question every 0.2 s and keeps how late it answered
+    (its own clock at the answer minus the moment the question left): how long a request
+    could wait behind the emulator's own work, and so be logged late and bunched."""
+
+    def __init__(self, emulator: Emulator, admin: str) -> None:
+        super().__init__(daemon=True)
+        self.emulator, self.admin = emulator, admin
+        self.halt = threading.Event()
+        self.samples: list[tuple[float, float]] = []  # (sent, seconds late)
+
+    def run(self) -> None:
+        while not self.halt.wait(0.2):
+            sent = time.monotonic()
+            try:
+                answer = _get(self.emulator, "listens/overlaps", company=self.admin, since=sent)
+            except (requests.RequestException, BenchError, ValueError):
+                continue  # a probe: a question that failed is no figure
+            self.samples.append((sent, float(answer["now"]) - sent))
+
+    def worst(self, start: float, end: float) -> float:
+        return round(max((late for at, late in self.samples if start <= at < end), default=0.0), 2)
 
 
 def first_listens(
@@ -115,6 +145,8 @@ def run(
             )  # fmt: skip
             group.append(Replica(f"r{n}", workdir, config, port))
         admins = {t.admin for t in ts}
+        probe = StallProbe(emulator, ts[0].admin)
+        probe.start()
         try:
             started = time.monotonic()
             for replica in group:
@@ -131,6 +163,7 @@ def run(
                 "takeover_rate": "default" if takeover_rate is None else takeover_rate,
                 "cold_start_s": round(cold, 1),
                 **fetch_figures(emulator, started, "cold"),
+                "cold_emulator_worst_lag_s": probe.worst(started, started + cold),
                 "rss_mb_per_replica": {n: round(kb / 1024) for n, kb in rss.items()},
                 "rss_kb_per_tenant": round(sum(rss.values()) / len(rss) / tenants, 1),
             }
@@ -154,8 +187,10 @@ def run(
                 "moved_tenants": len(moved),
                 "takeover_s": round(max(taken.values()) - killed_at, 1),
                 **fetch_figures(emulator, killed_at, "takeover"),
+                "takeover_emulator_worst_lag_s": probe.worst(killed_at, time.monotonic()),
             }
         finally:
+            probe.halt.set()
             for replica in group:
                 if replica.proc is not None:
                     replica.proc.stop()
