@@ -188,6 +188,9 @@ def run(
                 "takeover_s": round(max(taken.values()) - killed_at, 1),
                 **fetch_figures(emulator, killed_at, "takeover"),
                 "takeover_emulator_worst_lag_s": probe.worst(killed_at, time.monotonic()),
+                # Every lease given up at once (the lease connection lost or gone stale):
+                # each costs a replica every token again.
+                "leases_lost": {r.name: _lost(r) for r in group},
             }
         finally:
             probe.halt.set()
@@ -203,3 +206,9 @@ def _biggest(group: list[Replica], ts: list[Tenant]) -> tuple[Replica, list[Tena
     runs = {n: [t for t in ts if shard_of(t.name, SHARDS) in shards] for n, shards in owned.items()}
     victim = max(group, key=lambda r: len(runs[r.name]))
     return victim, runs[victim.name]
+
+
+def _lost(replica: Replica) -> int:
+    """How often ``replica`` lost every lease at once, from its log (all its starts)."""
+    logs = replica.workdir.glob(f"{replica.name}-*.log")
+    return sum(log.read_text(errors="replace").count('"message": "leases lost"') for log in logs)
