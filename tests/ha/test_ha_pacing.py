@@ -6,10 +6,13 @@ bucket allows, and every tenant ends up listening.
 
 Everything is read from the emulator's request log (``token_fetches``, ``calls``: each
 request carries ``X-Relay-Replica``). The bound is per replica and per window of one
-second: at most ``rate + burst`` turns (the bucket's own guarantee), plus one for a
-request that left its loop a little late and so lands next to the following one. With
-``takeover_rate = 100000`` (unpaced) the takeover part fails: each survivor fetches its
-share of the ~45 moved tenants within a fraction of a second.
+second: at most ``rate + burst`` turns (the bucket's own guarantee), plus 3 for requests
+that reached the log up to 0.3 s late (this process runs the emulator and polls the
+replicas on one loop, on a busy machine) and so land next to later ones. A bootstrap's
+``user/list`` follows its token fetch by a round trip of varying length, so those are
+counted over 2 s: at most ``2 x rate + burst + 3``. With ``takeover_rate = 100000``
+(unpaced) both parts fail: 30 to 49 fetches in one second per replica at the cold
+start, up to 33 per survivor at the takeover.
 """
 
 from __future__ import annotations
@@ -30,17 +33,18 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.timeout(300)]
 
 TENANTS = 120
 RATE = 10
-BOUND = RATE + default_burst(RATE) + 1
+BOUND = RATE + default_burst(RATE) + 3  # in any second
+LIST_BOUND = 2 * RATE + default_burst(RATE) + 3  # in any 2 s
 
 
-def busiest_second(moments: Iterable[float]) -> int:
-    """The most moments in any window of one second."""
+def busiest(moments: Iterable[float], seconds: float = 1.0) -> int:
+    """The most moments in any window of ``seconds``."""
     times = sorted(moments)
     most = 0
     j = 0
     for i, start in enumerate(times):
         j = max(j, i)
-        while j < len(times) and times[j] < start + 1.0:
+        while j < len(times) and times[j] < start + seconds:
             j += 1
         most = max(most, j - i)
     return most
@@ -54,15 +58,15 @@ def per_replica(pairs: Iterable[tuple[str, float]]) -> dict[str, list[float]]:
 
 
 def peaks(group: Cluster, since: float) -> tuple[dict[str, int], dict[str, int], int]:
-    """Per replica since ``since``: the busiest second of token fetches and of
-    ``user/list`` calls (bootstraps); and the number of token fetches in all."""
+    """Per replica since ``since``: the busiest second of token fetches, the busiest 2 s
+    of ``user/list`` calls (bootstraps); and the number of token fetches in all."""
     fetches = group.emu.token_fetches(since=since)
     listings = [c for c in group.emu.calls(since=since) if c.operation == "user/list"]
     tokens = per_replica((f.replica, f.at) for f in fetches)
     lists = per_replica((c.replica, c.at) for c in listings)
     return (
-        {r: busiest_second(t) for r, t in sorted(tokens.items())},
-        {r: busiest_second(t) for r, t in sorted(lists.items())},
+        {r: busiest(t) for r, t in sorted(tokens.items())},
+        {r: busiest(t, 2.0) for r, t in sorted(lists.items())},
         len(fetches),
     )
 
@@ -75,7 +79,7 @@ async def states_seen(group: Cluster, until: asyncio.Event) -> set[str]:
             code, doc = await replica.process.get("status.json")
             if code == 200:
                 seen |= {t["state"] for t in doc["tenants"]}
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.25)
     return seen
 
 
@@ -117,17 +121,17 @@ async def test_cold_start_and_takeover_keep_token_fetches_within_the_rate(
     print(
         f"\ncold start, {TENANTS} tenants, rate {RATE}: settled after "
         f"{settled_at - started:.1f} s; token fetches {cold_total}, busiest second per "
-        f"replica {cold_tokens}, user/list {cold_lists}"
+        f"replica {cold_tokens}, user/list (2 s) {cold_lists}"
         f"\nkill -9 {victim.name} ({len(moved)} tenants): all listening elsewhere after "
         f"{moved_at - killed_at:.1f} s; token fetches {take_total}, busiest second per "
         f"survivor {take_tokens}, user/list {take_lists}; states seen {sorted(states)}"
     )
     assert cold_tokens and max(cold_tokens.values()) <= BOUND, cold_tokens
-    assert not cold_lists or max(cold_lists.values()) <= BOUND, cold_lists
+    assert not cold_lists or max(cold_lists.values()) <= LIST_BOUND, cold_lists
     assert cold_total >= TENANTS, "every tenant fetched its token"
     assert victim.name not in take_tokens, "the dead replica fetched nothing"
     assert take_tokens and max(take_tokens.values()) <= BOUND, take_tokens
-    assert not take_lists or max(take_lists.values()) <= BOUND, take_lists
+    assert not take_lists or max(take_lists.values()) <= LIST_BOUND, take_lists
     assert take_total >= len(moved), "every moved tenant fetched a token on its new owner"
     assert "waiting" in states, "a tenant waiting for its turn shows it"
     assert "failed" not in states and "backoff" not in states, states
