@@ -5,6 +5,8 @@ model validator asks for it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +23,7 @@ __all__ = [
     "Section",
     "check_http_url",
     "check_replica_id",
+    "check_webhook_secret",
     "parse_duration",
     "read_secret_file",
     "secret_lines",
@@ -130,3 +133,15 @@ def unique(values: list[str], section: str, key: str) -> None:
         if value in seen:
             raise ValueError(f"{section}[{index}].{key}: duplicate {value!r}")
         seen.add(value)
+
+
+def check_webhook_secret(value: str, index: int) -> None:
+    where = f"secret #{index + 1}"
+    if not value.startswith("whsec_"):
+        raise ValueError(f"{where} must start with 'whsec_' followed by base64")
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{where} is not valid base64 after 'whsec_'") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"{where} must decode to 24..64 bytes, got {len(key)}")

@@ -7,8 +7,8 @@ these models; everything below the app layer receives explicit keyword arguments
 from them (:mod:`relay.app.wiring`). Secrets are :class:`~pydantic.SecretStr`, so they
 never show in a repr, a log line or an error message.
 
-The ``*_file`` keys (``client_secret_file``, ``url_file``, ``secret_file``, ...) are
-read by the model validators, which is how Kubernetes Secrets are mounted.
+The ``*_file`` keys (``client_secret_file``, ``url_file``, ...) are read by the model
+validators (Kubernetes Secrets are mounted as files).
 
 An invalid configuration raises :class:`ConfigError`, whose message has one line per
 problem, each naming the key (``tenants[0].client_secret: ...``).
@@ -16,27 +16,21 @@ problem, each naming the key (``tenants[0].client_secret: ...``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BeforeValidator,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from relay.app.api2_settings import API2_URL, Api2TenantFields, CallbackSettings
 from relay.app.fields import LEASE_MODE_NEEDS_SIGNING, ConfigError, Duration, parse_duration
 from relay.app.fields import Section as _Section
 from relay.app.fields import check_http_url as _check_http_url
 from relay.app.fields import check_replica_id as _check_replica_id
+from relay.app.fields import check_webhook_secret as _check_webhook_secret
 from relay.app.fields import read_secret_file as _read_secret_file
 from relay.app.fields import secret_lines as _secret_lines
 from relay.app.fields import secret_list as _secret_list
@@ -48,6 +42,7 @@ from relay.core.shards import DEFAULT_SHARDS, shard_of
 
 __all__ = [
     "AmqpSettings",
+    "CallbackSettings",
     "ClientSettings",
     "ConfigError",
     "ConsoleSettings",
@@ -84,11 +79,12 @@ class JournalSettings(_Section):
     prune_interval: Duration = 60.0
 
 
-class TenantSettings(_Section):
-    """One ``[[tenants]]`` entry: an Exmail company, served by one long-poll listener."""
+class TenantSettings(Api2TenantFields):
+    """One ``[[tenants]]`` entry: an Exmail company, served by one long-poll listener
+    (``api = "openapi"``) or by its callback (``api = "api2"``: relay.app.api2_settings)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    client_id: str = Field(min_length=3)
+    client_id: str | None = Field(default=None, min_length=3)
     client_secret: SecretStr | None = None
     client_secret_file: Path | None = None
     api_url: str = DEFAULT_API_URL
@@ -105,8 +101,7 @@ class TenantSettings(_Section):
     max_field_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     enabled: bool = True
     replica_header: bool = False
-    """``X-Relay-Replica: <replica id>`` on ``listen``, for the emulator's listen log only
-    (off: the real Exmail never learns the relay's pod names)."""
+    """``X-Relay-Replica`` on ``listen``, for the emulator's listen log only (off by default)."""
 
     @field_validator("api_url", "token_url", "login_url")
     @classmethod
@@ -115,6 +110,12 @@ class TenantSettings(_Section):
 
     @model_validator(mode="after")
     def _secret(self) -> TenantSettings:
+        if self.api == "api2":
+            if "api_url" not in self.model_fields_set:
+                object.__setattr__(self, "api_url", API2_URL)
+            return self
+        if self.client_id is None:
+            raise ValueError('client_id is required (or set api = "api2" and its keys)')
         if self.client_secret_file is not None:
             if self.client_secret is not None:
                 raise ValueError("give client_secret or client_secret_file, not both")
@@ -126,13 +127,17 @@ class TenantSettings(_Section):
 
     @property
     def listen_timeout(self) -> float:
-        """Client read timeout for ``listen``: a margin above the server's hold (30 s
-        with the default hold: a stalled link fails readiness within 30 s)."""
+        """Read timeout for ``listen``: a margin above the hold (30 s for the default)."""
         return self.hold + max(5.0, self.hold * 0.2)
 
     def secret(self) -> SecretStr:
-        assert self.client_secret is not None  # guaranteed by _secret
-        return self.client_secret
+        return self.credentials()[1]
+
+    def credentials(self) -> tuple[str, SecretStr]:
+        """``(client_id, client_secret)`` of a BizMail OpenApi tenant; ConfigError for api2."""
+        if self.client_id is None or self.client_secret is None:
+            raise ConfigError(f'tenants: {self.name!r} uses api = "api2", not the BizMail OpenApi')
+        return self.client_id, self.client_secret
 
 
 class AmqpSettings(_Section):
@@ -208,18 +213,6 @@ class WebhookSettings(_Section):
         return self
 
 
-def _check_webhook_secret(value: str, index: int) -> None:
-    where = f"secret #{index + 1}"
-    if not value.startswith("whsec_"):
-        raise ValueError(f"{where} must start with 'whsec_' followed by base64")
-    try:
-        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{where} is not valid base64 after 'whsec_'") from None
-    if not 24 <= len(key) <= 64:
-        raise ValueError(f"{where} must decode to 24..64 bytes, got {len(key)}")
-
-
 class HttpSettings(_Section):
     """``[http]``: health, metrics and the status page."""
 
@@ -231,12 +224,18 @@ class HttpSettings(_Section):
     basic_user: str | None = None
     basic_password: SecretStr | None = None
     protect_probes: bool = False
+    admin_token: SecretStr | None = None
+    """Turns the admin API (``/admin/v1/``) on; never a ``[[clients]]`` key."""
+    admin_token_file: Path | None = None
 
     @model_validator(mode="after")
     def _auth(self) -> HttpSettings:
-        if self.auth_token_file is not None:
-            token = _read_secret_file(self.auth_token_file, "auth_token_file")
-            object.__setattr__(self, "auth_token", SecretStr(token))
+        for key in ("auth_token", "admin_token"):
+            path = getattr(self, key + "_file")
+            if path is not None:
+                object.__setattr__(self, key, SecretStr(_read_secret_file(path, key + "_file")))
+        if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 16:
+            raise ValueError("admin_token must be at least 16 characters")
         if (self.basic_user is None) != (self.basic_password is None):
             raise ValueError("basic_user and basic_password go together")
         return self
@@ -421,6 +420,7 @@ class Settings(BaseSettings):
     shutdown: ShutdownSettings = ShutdownSettings()
     clients: list[ClientSettings] = Field(default_factory=list)
     gateway: GatewaySettings = GatewaySettings()
+    callback: CallbackSettings = CallbackSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -439,7 +439,7 @@ class Settings(BaseSettings):
     def _cross_checks(self) -> Settings:
         _unique([t.name for t in self.tenants], "tenants", "name")
         _unique([w.name for w in self.webhooks], "webhooks", "name")
-        _unique([t.client_id for t in self.tenants], "tenants", "client_id")
+        _unique([t.client_id for t in self.tenants if t.client_id], "tenants", "client_id")
         known = {t.name for t in self.tenants}
         for index, hook in enumerate(self.webhooks):
             unknown = sorted(set(hook.tenants) - known)

@@ -1,12 +1,10 @@
-"""Wiring: the composition root, where :class:`relay.app.settings.Settings` become
-components.
+"""Wiring: the composition root, where :class:`relay.app.settings.Settings` become components.
 
-Configuration is read only at the edge: this module turns the settings into explicit
-keyword arguments for the journal, the sinks, their drain policies and routes, the
-Exmail clients and the listeners, opens them in order on one exit stack, and hands back
-a ready :class:`relay.runtime.supervisor.RelayService` plus the HTTP server. Closing
-the stack closes everything in reverse order. Every sink is assembled here, the same
-way; the sink modules are adapters that know nothing of the settings.
+Configuration is read only at the edge: the settings become explicit keyword arguments
+for the journal, the sinks (drain policies, routes), the Exmail clients, the listeners
+and the callback receiver (relay.app.callbacks), opened in order on one exit stack that
+yields a :class:`relay.runtime.supervisor.RelayService` and the HTTP server and closes
+everything in reverse order. Sink modules are adapters that know nothing of settings.
 """
 
 from __future__ import annotations
@@ -20,7 +18,9 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from relay.app.callbacks import callback_board, callback_receiver
 from relay.app.leasing import checkpoint_store, lease_manager, token_fence
+from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
     AmqpSettings,
     ClientSettings,
@@ -28,13 +28,12 @@ from relay.app.settings import (
     TenantSettings,
     WebhookSettings,
 )
+from relay.app.tracing import open_tracing
 from relay.core.backoff import Backoff
 from relay.core.delivery import DrainPolicy
 from relay.core.routing import Route, Router
-from relay.core.shards import shard_of
 from relay.exmail import ExmailClient, fence_trace
 from relay.gateway import ApiClient, ClientRegistry, Gateway, GatewayTenant, UnreadCache, UnreadFeed
-from relay.gateway.forwarding import Forwarder, OwnerLookup, lease_owner, static_owner
 from relay.gateway.limits import TenantGate
 from relay.journal import Journal
 from relay.ops.http import OpsServer, build_app
@@ -42,9 +41,8 @@ from relay.ops.metrics import PrometheusObserver
 from relay.runtime.checkpointing import CheckpointPublisher, NoCheckpoints
 from relay.runtime.checkpoints import CheckpointStore
 from relay.runtime.drainer import Drainer
-from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
-from relay.runtime.observer import Observer
+from relay.runtime.observer import Observer, upstream_observer
 from relay.runtime.ownership import ShardRunner
 from relay.runtime.pacing import Pacer
 from relay.runtime.status import ShardingStatus, SinkDescription
@@ -197,12 +195,15 @@ async def build_service(
             )
         )
         plans = await stack.enter_async_context(_open_sinks(settings, observer, console_stream))
+        tracing = await stack.enter_async_context(open_tracing())  # the OTEL_ variables
         drainers: list[Drainer] = []
         for plan in plans:
             sink_observer = observer.sink(plan.sink.name)
             if isinstance(plan.sink, WebhookSink):
                 sink_observer.export_webhook_zeros()
-            drainers.append(Drainer(journal, plan.sink, plan.policy, observer=sink_observer))
+            drainers.append(
+                Drainer(journal, plan.sink, plan.policy, observer=sink_observer, tracing=tracing)
+            )
         describers = {plan.sink.name: plan.description for plan in plans}
         # Before anything drains or appends: rows no drainer will ever take must not hold
         # the backlog bound (they become dead letters, listed, replayable, droppable).
@@ -221,8 +222,7 @@ async def build_service(
             if settings.sharding_mode == "lease"
             else None
         )
-        # One shared HTTP session: no connection limit, since every tenant holds a poll.
-        # fence_trace: a fenced request asks the lease once more as it leaves.
+        # One shared session, no connection limit (every tenant holds a poll); fence_trace.
         session = await stack.enter_async_context(
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0), trace_configs=[fence_trace()]
@@ -256,16 +256,16 @@ async def build_service(
         # Exmail's token endpoint ([sharding] takeover_rate; docs/leases.md, "Pacing").
         pacer = Pacer(settings.sharding.takeover_rate, observer=observer)
         clients: dict[str, tuple[TenantSettings, ExmailClient]] = {}
-        for tenant in tenants:
+        for tenant in (t for t in tenants if t.api == "openapi"):  # api2: callbacks
             tenant_observer = observer.tenant(tenant.name)
-            # The emulator-only header, only where configured: never to Exmail by default.
+            # The emulator-only header, only where configured (never to Exmail by default).
             replica = (
                 settings.sharding.resolved_replica_id(hostname) if tenant.replica_header else None
             )
             client = client_for(
                 tenant,
                 session=session,
-                on_request=_upstream_observer(observer),
+                on_request=upstream_observer(observer),
                 on_token=tenant_observer.token_fetched,
                 token_fence=None if leases is None else token_fence(leases, tenant.name),
                 token_pace=pacer.turn,
@@ -276,7 +276,7 @@ async def build_service(
                 gateway_client = client_for(
                     tenant,
                     session=gateway_session,
-                    on_request=_upstream_observer(observer),
+                    on_request=upstream_observer(observer),
                     tokens=client.tokens,
                     read_retries=0,  # the caller retries, told so by 503 + Retry-After
                     replica=replica,
@@ -297,6 +297,7 @@ async def build_service(
                 observer=listener_observer,
                 on_listen=on_listen,
                 checkpoints=publisher,
+                tracing=tracing,
             )
 
         runner = None
@@ -318,6 +319,7 @@ async def build_service(
             await stack.enter_async_context(leases)
             sharding = runner.describe
 
+        board = callback_board(settings, observer)  # api2 tenants: their callbacks
         service = RelayService(
             journal=journal,
             listeners=listeners,
@@ -332,6 +334,7 @@ async def build_service(
             sharding=sharding,
             release_after=settings.sharding.release_after if leases is not None else None,
             delivery_links=[p.sink.name for p in plans if isinstance(p.sink, AmqpSink)],
+            callbacks=tuple(board.tallies.values()),
         )
         if leases is not None:
             leases.health = service.unfit  # an unhealthy replica lets its shards go
@@ -349,9 +352,9 @@ async def build_service(
                 max_link_ttl=settings.gateway.max_link_ttl,
                 sso_expires_in=settings.gateway.sso_expires_in,
                 min_token_age=settings.gateway.min_token_age,
-                owner_of=_owner_lookup(settings, hostname, leases),
-                serves=_serves(leases),
-                forwarder=await _forwarder(stack, settings, hostname, leases),
+                owner_of=owner_lookup(settings, hostname, leases),
+                serves=serves(leases),
+                forwarder=await forwarder(stack, settings, hostname, leases),
             )
         server = None
         if settings.http.enabled:
@@ -370,47 +373,13 @@ async def build_service(
                 recent=settings.status.recent_events,
                 registry=observer.metrics.registry,
                 gateway=gateway,
+                admin=await admin_api(
+                    stack, settings, hostname, leases, journal, frozenset(describers)
+                ),
+                callback=callback_receiver(settings, journal, router, board),
             )
             server = await stack.enter_async_context(OpsServer(app, host=h.host, port=h.port))
         yield Running(service, server, gateway)
-
-
-def _owner_lookup(
-    settings: Settings, hostname: str | None, leases: LeaseManager | None
-) -> OwnerLookup:
-    """Who owns a tenant not served here: the shard arithmetic (static), or the replica
-    holding its shard's lease as presence tells (lease)."""
-    enabled = [t.name for t in settings.tenants if t.enabled]
-    if leases is None:
-        sh = settings.sharding
-        return static_owner(enabled, count=sh.count, me=sh.resolved_index(hostname))
-    return lease_owner(
-        enabled, shards=leases.shards, holder_of=leases.holder_of, me=leases.replica_id
-    )
-
-
-def _serves(leases: LeaseManager | None) -> Callable[[str], bool]:
-    """Lease mode: the gateway serves a tenant only while holding its shard's lease."""
-    if leases is None:
-        return lambda tenant: True
-    return lambda tenant: leases.holds(shard_of(tenant, leases.shards))
-
-
-async def _forwarder(
-    stack: contextlib.AsyncExitStack,
-    settings: Settings,
-    hostname: str | None,
-    leases: LeaseManager | None,
-) -> Forwarder | None:
-    """Sends requests for another replica's tenants there (``[gateway] peer_url``)."""
-    g = settings.gateway
-    if g.peer_url is None or (leases is None and settings.sharding.count == 1):
-        return None
-    session = await stack.enter_async_context(aiohttp.ClientSession())
-    if leases is not None:
-        return Forwarder(session, g.peer_url, leases.replica_id, timeout=g.forward_timeout)
-    me = str(settings.sharding.resolved_index(hostname))
-    return Forwarder(session, g.peer_url, me, timeout=g.forward_timeout)
 
 
 def _api_client(c: ClientSettings) -> ApiClient:
@@ -428,9 +397,10 @@ def _api_client(c: ClientSettings) -> ApiClient:
 
 def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
     """The API client for one configured tenant; ``options`` add or override keywords."""
+    client_id, client_secret = tenant.credentials()  # ConfigError for an api2 tenant
     kwargs: dict[str, Any] = {
-        "client_id": tenant.client_id,
-        "client_secret": tenant.secret(),
+        "client_id": client_id,
+        "client_secret": client_secret,
         "api_url": tenant.api_url,
         "token_url": tenant.token_url,
         "login_url": tenant.login_url,
@@ -456,13 +426,3 @@ def _static_sharding(settings: Settings, hostname: str | None) -> Callable[[], S
         standby=False,
     )
     return lambda: described
-
-
-def _upstream_observer(observer: Observer) -> Callable[[str, float, str], None]:
-    """The client's ``on_request``: every operation but ``listen`` (which holds)."""
-
-    def observe(operation: str, seconds: float, outcome: str) -> None:
-        if operation != "listen":
-            observer.upstream(operation, seconds, outcome)
-
-    return observe

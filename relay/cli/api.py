@@ -83,9 +83,10 @@ def client_from_args(args: argparse.Namespace) -> ExmailClient:
         from relay.app.loader import load_settings  # configuration is optional for this command
 
         tenant = load_settings(config_path).tenant(args.tenant)
+        client_id, client_secret = tenant.credentials()  # ConfigError: an api2 tenant
         values.update(
-            client_id=tenant.client_id,
-            client_secret=tenant.client_secret,
+            client_id=client_id,
+            client_secret=client_secret,
             api_url=tenant.api_url,
             token_url=tenant.token_url,
             login_url=tenant.login_url,

@@ -127,6 +127,9 @@ def _warnings(settings: Settings) -> list[str]:
     exposed = h.enabled and h.host not in ("127.0.0.1", "localhost", "::1")
     if exposed and h.auth_token is None and h.basic_user is None:
         notes.append(f"http: listening on {h.host} without auth_token or basic_user")
+    api2 = [t.name for t in settings.tenants if t.api == "api2" and t.enabled]
+    if api2 and not h.enabled:
+        notes.append(f"http: off, so the callback URL of api2 tenant(s) {api2} is not served")
     return notes
 
 
@@ -173,7 +176,7 @@ async def connect_checks(settings: Settings) -> list[tuple[str, str | None]]:
     checks = [
         _check_tenant(settings, index)
         for index, tenant in enumerate(settings.tenants)
-        if tenant.enabled
+        if tenant.enabled and tenant.api == "openapi"
     ]
     if settings.amqp.enabled:
         checks.append(_check_broker(settings))

@@ -16,12 +16,19 @@ The command opens the journal file directly (``--journal FILE``, or the
 safe while a relay runs on the same file: the two connections take turns on writes
 (``busy_timeout``). A running relay does not get a signal from this process; its idle
 drainers look at the journal every couple of seconds and pick the rows up then.
+
+``--tenant``, ``--type``, ``--since`` and ``--until`` narrow any action further. With
+``--relay URL`` (and the admin token in ``$RELAY_ADMIN_TOKEN`` or
+``--admin-token-file``) the command uses a running relay's admin API instead of the
+file, on every replica at once: ``list`` shows each letter's replica, ``--replica ID``
+narrows to one (:mod:`relay.cli.admin_relay`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -31,8 +38,14 @@ from typing import Any
 
 from relay.app.loader import load_settings
 from relay.app.settings import Settings, parse_duration
-from relay.cli.errors import CommandError
-from relay.journal import DeadLetter, Journal
+from relay.cli.admin_relay import (
+    add_admin_relay_arguments,
+    admin_call,
+    report_missing,
+    uses_relay,
+)
+from relay.cli.errors import EXIT_USAGE, CommandError
+from relay.journal import DeadFilter, DeadLetter, Journal
 
 __all__ = [
     "add_journal_arguments",
@@ -67,30 +80,45 @@ def register(subparsers: Any) -> None:
     listing = actions.add_parser("list", help="list dead letters")
     add_journal_arguments(listing)
     _add_sink_arguments(listing, required=False)
+    _add_filter_arguments(listing)
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     listing.add_argument("--limit", type=int, default=1000, help="at most this many (1000)")
+    add_admin_relay_arguments(listing)
 
     replay = actions.add_parser("replay", help="queue dead letters for delivery again")
     add_journal_arguments(replay)
     _add_sink_arguments(replay, required=False)
-    which = replay.add_mutually_exclusive_group()
-    which.add_argument("--id", dest="event_id", metavar="ID", help="only this event id")
-    which.add_argument(
-        "--since",
-        metavar="TIME",
-        help="only events since TIME: ISO 8601 (UTC if no offset) or a duration ago ('2h')",
-    )
+    replay.add_argument("--id", dest="event_id", metavar="ID", help="only this event id")
+    _add_filter_arguments(replay)
     replay.add_argument(
         "--force",
         action="store_true",
         help="replay to a sink the configuration does not have (its rows wait in the journal)",
     )
+    add_admin_relay_arguments(replay)
 
     drop = actions.add_parser("drop", help="delete one sink's dead letters for good")
     add_journal_arguments(drop)
     _add_sink_arguments(drop, required=True)
     drop.add_argument("--id", dest="event_id", metavar="ID", help="only this event id")
+    _add_filter_arguments(drop)
+    add_admin_relay_arguments(drop)
     parser.set_defaults(handler=run)
+
+
+def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenant", metavar="NAME", help="only this tenant's events")
+    parser.add_argument("--type", metavar="TYPE", help="only this event type")
+    for flag, text in (("--since", "since"), ("--until", "before")):
+        parser.add_argument(
+            flag,
+            metavar="TIME",
+            help=f"only events created {text} TIME: ISO 8601 (UTC if no offset) or a"
+            " duration ago ('2h')",
+        )
+    parser.add_argument(
+        "--replica", metavar="ID", help="with --relay: only this replica (default: every one)"
+    )
 
 
 def _add_sink_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -131,7 +159,7 @@ def sink_of(endpoint: str) -> str:
     return WEBHOOK_PREFIX + name
 
 
-def parse_since(text: str, *, now: float) -> float:
+def parse_since(text: str, *, now: float, flag: str = "--since") -> float:
     """Unix time from ISO 8601 (naive = UTC) or a duration ago (``90s``, ``2h``, ``1d``)."""
     try:
         return now - parse_duration(text)
@@ -141,7 +169,8 @@ def parse_since(text: str, *, now: float) -> float:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise CommandError(
-            f"--since: {text!r} is neither ISO 8601 nor a duration such as '2h'"
+            f"{flag}: {text!r} is neither ISO 8601 nor a duration such as '2h'",
+            exit_code=EXIT_USAGE,
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -165,69 +194,149 @@ def _configured(args: argparse.Namespace) -> frozenset[str] | None:
     return None
 
 
+def _filter(args: argparse.Namespace) -> DeadFilter:
+    now = time.time()
+    times = {
+        flag: parse_since(value, now=now, flag="--" + flag) if value else None
+        for flag, value in (("since", args.since), ("until", args.until))
+    }
+    for flag in ("tenant", "type", "event_id"):
+        value = getattr(args, flag, None)
+        if value is not None and not value.strip():
+            raise CommandError(f"--{flag.replace('_', '-')}: empty", exit_code=EXIT_USAGE)
+    return DeadFilter(
+        sink=_sink_filter(args),
+        tenant=args.tenant,
+        type=args.type,
+        event_id=getattr(args, "event_id", None),
+        since=times["since"],
+        until=times["until"],
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    limit = getattr(args, "limit", None)
+    if limit is not None and limit < 1:
+        raise CommandError("--limit: at least 1", exit_code=EXIT_USAGE)
+    where = _filter(args)
+    if uses_relay(args):
+        return _through_relay(args, where)
+    if args.replica:
+        raise CommandError("--replica goes with --relay", exit_code=EXIT_USAGE)
     path = journal_path(args)
-    sink = _sink_filter(args)
     if args.action == "list":
-        letters = asyncio.run(_list(path, sink, args.limit))
+        letters = asyncio.run(_list(path, where, args.limit))
+        rows = [_as_json(letter) for letter in letters]
         if args.json:
-            print(json.dumps([_as_json(letter) for letter in letters], indent=2))
+            print(json.dumps(rows, indent=2))
         else:
-            _print_table(letters)
+            _print_table(rows)
         return 0
     if args.action == "drop":
-        assert sink is not None  # the parser requires --endpoint or --sink
-        dropped, events = asyncio.run(_drop(path, sink, args.event_id))
+        assert where.sink is not None  # the parser requires --endpoint or --sink
+        dropped, events = asyncio.run(_drop(path, where))
         print(
-            f"{dropped} dead letter(s) of {sink} dropped, {events} event(s) deleted",
+            f"{dropped} dead letter(s) of {where.sink} dropped, {events} event(s) deleted",
             file=sys.stderr,
         )
         return 0
     configured = None if args.force else _configured(args)
+    sink = where.sink
     if sink is not None and configured is not None and sink not in configured:
         raise CommandError(
             f"sink {sink!r} is not configured: replayed, its deliveries would wait in the"
             " journal and count toward max_events (the next start retires them again)."
             " Configure it again first, drop them (deadletters drop), or pass --force"
         )
-    since = parse_since(args.since, now=time.time()) if args.since else None
-    count, skipped = asyncio.run(_replay(path, sink, args.event_id, since, configured))
+    count, skipped = asyncio.run(_replay(path, where, configured))
+    _say_skipped(skipped)
+    print(f"{count} dead letter(s) queued for delivery again", file=sys.stderr)
+    return 0
+
+
+def _say_skipped(skipped: list[str]) -> None:
     for name in skipped:
         print(
             f"skipped the dead letters of {name}, which is not configured"
             f" (replay them with --sink {name} --force, or drop them)",
             file=sys.stderr,
         )
-    print(f"{count} dead letter(s) queued for delivery again", file=sys.stderr)
-    return 0
 
 
-async def _list(path: Path, sink: str | None, limit: int) -> list[DeadLetter]:
+def _through_relay(args: argparse.Namespace, where: DeadFilter) -> int:
+    fields = {
+        "sink": where.sink,
+        "tenant": where.tenant,
+        "type": where.type,
+        "event_id": where.event_id,
+        "since": where.since,
+        "until": where.until,
+        "replica": args.replica,
+    }
+    given = {k: v for k, v in fields.items() if v is not None}
+    if args.action == "list":
+        return _list_through_relay(args, {k: str(v) for k, v in given.items()})
+    if args.action == "replay":
+        answer = admin_call(args, "POST", "deadletters/replay", body={**given, "force": args.force})
+        for part in answer["replicas"]:
+            if part.get("ok"):
+                _say_skipped([f"{s} (replica {part['replica']})" for s in part["skipped"]])
+        print(f"{answer['replayed']} dead letter(s) queued for delivery again", file=sys.stderr)
+        return report_missing(answer)
+    answer = admin_call(args, "POST", "deadletters/drop", body=given)
+    print(
+        f"{answer['dropped']} dead letter(s) of {where.sink} dropped,"
+        f" {answer['events_deleted']} event(s) deleted",
+        file=sys.stderr,
+    )
+    return report_missing(answer)
+
+
+def _list_through_relay(args: argparse.Namespace, query: dict[str, str]) -> int:
+    """Page through the admin API until ``--limit`` letters or the end."""
+    rows: list[dict[str, Any]] = []
+    missing = 0
+    cursor = None
+    while len(rows) < args.limit:
+        page = {**query, "limit": str(min(args.limit, 1000))}
+        if cursor is not None:
+            page["cursor"] = cursor
+        answer = admin_call(args, "GET", "deadletters", query=page)
+        rows += answer["items"]
+        missing = max(missing, report_missing(answer))
+        cursor = answer.get("next")
+        if cursor is None or (not answer["items"] and not answer["complete"]):
+            break
+    rows = rows[: args.limit]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows)
+    return missing
+
+
+async def _list(path: Path, where: DeadFilter, limit: int) -> list[DeadLetter]:
     async with Journal(path) as journal:
-        return await journal.dead_letters(sink, limit=limit)
+        return await journal.dead_page(where, limit=limit)
 
 
-async def _drop(path: Path, sink: str, event_id: str | None) -> tuple[int, int]:
+async def _drop(path: Path, where: DeadFilter) -> tuple[int, int]:
     async with Journal(path) as journal:
-        return await journal.drop_dead(sink, event_id=event_id)
+        return await journal.drop_dead(where=where)
 
 
 async def _replay(
-    path: Path,
-    sink: str | None,
-    event_id: str | None,
-    since: float | None,
-    configured: frozenset[str] | None,
+    path: Path, where: DeadFilter, configured: frozenset[str] | None
 ) -> tuple[int, list[str]]:
-    """Replay; with ``configured`` and no ``sink``, sink by sink, skipping (and naming)
-    the sinks with dead letters that are not configured."""
+    """Replay; with ``configured`` and no sink, sink by sink, skipping (and naming) the
+    sinks with dead letters that are not configured."""
     async with Journal(path) as journal:
-        if sink is not None or configured is None:
-            return await journal.replay(sink=sink, event_id=event_id, since=since), []
+        if where.sink is not None or configured is None:
+            return await journal.replay(where=where), []
         dead = [name for name, stats in (await journal.stats()).sinks.items() if stats.dead]
         count = 0
         for name in sorted(set(dead) & configured):
-            count += await journal.replay(sink=name, event_id=event_id, since=since)
+            count += await journal.replay(where=dataclasses.replace(where, sink=name))
         return count, sorted(set(dead) - configured)
 
 
@@ -249,21 +358,20 @@ def _as_json(letter: DeadLetter) -> dict[str, Any]:
     }
 
 
-def _print_table(letters: list[DeadLetter]) -> None:
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _print_table(letters: list[dict[str, Any]]) -> None:
     if not letters:
         print("no dead letters")
         return
-    header = ("ENDPOINT", "EVENT ID", "TYPE", "TENANT", "ATTEMPTS", "DEAD SINCE", "LAST ERROR")
+    columns = ["endpoint", "event_id", "type", "tenant", "attempts", "dead_since", "last_error"]
+    if any("replica" in letter for letter in letters):
+        columns.insert(0, "replica")
+    header = tuple(c.upper().replace("_", " ") for c in columns)
     rows = [
-        (
-            letter.sink.removeprefix(WEBHOOK_PREFIX),
-            letter.event_id,
-            letter.type,
-            letter.tenant,
-            str(letter.attempts),
-            _iso(letter.updated),
-            (letter.last_error or "")[:60],
-        )
+        tuple(_cell(letter.get(c))[: 60 if c == "last_error" else None] for c in columns)
         for letter in letters
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]

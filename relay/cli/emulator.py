@@ -1,7 +1,8 @@
 """``exmail-relay emulator``: serve the Exmail emulator alone until Ctrl-C or SIGTERM.
 
-On start it prints one line with the bound URLs (token, API, login, control), so
-``--port 0`` can be used and the actual port read from the output.
+On start it prints one line with the bound URLs (token, API, login, control, and the
+second API's base URL ``api2``), so ``--port 0`` can be used and the actual port read
+from the output.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ __all__ = ["register", "run"]
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "emulator",
-        help="serve the Exmail BizMail OpenApi emulator",
+        help="serve the Exmail emulator (the BizMail OpenApi and the second API)",
         description="Serve an emulator of the Exmail BizMail OpenApi server (token, API, "
-        "SSO login and the /_emulator/ control API) on one port.",
+        "SSO login and the /_emulator/ control API) and of the second API "
+        "(api.exmail.qq.com/cgi-bin: gettoken, its operations) on one port.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument(
@@ -64,6 +66,13 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="finished listens and token fetches kept per company (default %(default)s)",
     )
+    parser.add_argument(
+        "--token-rotation",
+        choices=("reuse_until_expiry", "invalidate_previous"),
+        default="reuse_until_expiry",
+        help="second API: whether gettoken answers the valid token again "
+        "(reuse_until_expiry, default) or replaces it (invalidate_previous)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -83,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--companies must be >= 0 and --listen-log >= 1")
     if args.companies:
         base = seed or demo_seed()
-        seed = Seed(companies=(*base.companies, *tenants_seed(args.companies)))
+        seed = Seed(companies=(*base.companies, *tenants_seed(args.companies)), api2=base.api2)
     emulator = Emulator(
         host=args.host,
         port=args.port,
@@ -93,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         action_codes=args.action_codes,
         redeliver=args.redeliver,
         listen_log=args.listen_log,
+        token_rotation=args.token_rotation,
     )
     try:
         asyncio.run(_serve(emulator))
@@ -110,7 +120,8 @@ async def _serve(emulator: Any) -> None:
     async with emulator:
         print(
             f"exmail emulator: token {emulator.token_url} api {emulator.api_url} "
-            f"login {emulator.login_url} control {emulator.control_url}",
+            f"login {emulator.login_url} control {emulator.control_url} "
+            f"api2 {emulator.api2_url}",
             flush=True,
         )
         await stop.wait()

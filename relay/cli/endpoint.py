@@ -5,7 +5,9 @@ journal. ``enable`` switches it back on and the waiting events go out; ``disable
 pauses it by hand. The state lives in the journal, so it survives restarts.
 
 Like ``deadletters``, this opens the journal file directly, which is safe while a
-relay runs (SQLite WAL); the running relay notices within a few seconds.
+relay runs (SQLite WAL); the running relay notices within a few seconds. With
+``--relay URL`` (and the admin token, :mod:`relay.cli.admin_relay`) it switches the
+endpoint on every replica through the admin API instead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from relay.app.loader import load_settings
+from relay.cli.admin_relay import (
+    add_admin_relay_arguments,
+    admin_call,
+    endpoint_path,
+    report_missing,
+    uses_relay,
+)
 from relay.cli.deadletters import add_journal_arguments, journal_path, sink_of
 from relay.cli.errors import CommandError
 from relay.journal import Journal
@@ -36,12 +45,15 @@ def register(subparsers: Any) -> None:
         sub = actions.add_parser(action, help=text)
         add_journal_arguments(sub)
         sub.add_argument("name", metavar="NAME", help="the [[webhooks]] name")
+        add_admin_relay_arguments(sub)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    path = journal_path(args)
     sink = sink_of(args.name)
+    if uses_relay(args):
+        return _through_relay(args, sink.removeprefix("webhook:"))
+    path = journal_path(args)
     if args.config or not args.journal:
         _check_configured(args.config, sink)
     enable = args.action == "enable"
@@ -50,6 +62,16 @@ def run(args: argparse.Namespace) -> int:
     before = "enabled" if was is None else f"disabled ({was})"
     print(f"endpoint {args.name} {state} (was {before}); a running relay notices within seconds")
     return 0
+
+
+def _through_relay(args: argparse.Namespace, name: str) -> int:
+    answer = admin_call(args, "POST", endpoint_path(name, args.action))
+    state = "enabled" if args.action == "enable" else "disabled"
+    for part in answer["replicas"]:
+        if part.get("ok"):
+            before = "disabled" if part["was_disabled"] else "enabled"
+            print(f"endpoint {name} {state} on replica {part['replica']} (was {before})")
+    return report_missing(answer)
 
 
 def _check_configured(config: str | None, sink: str) -> None:

@@ -11,7 +11,9 @@ It never writes the damaged file, and refuses an ``OUT`` that exists.
 
 Both find the journal like ``deadletters`` (``--journal FILE``, or the ``[journal].path``
 of ``--config``/``$RELAY_CONFIG``). Run them on a stopped relay's file: the procedure is
-in docs/operations.md ("Journal corruption: check and salvage").
+in docs/operations.md ("Journal corruption: check and salvage"). ``check --relay URL``
+(and the admin token, :mod:`relay.cli.admin_relay`) checks every replica's journal
+through the admin API instead; ``salvage`` stays a file command (the relay is stopped).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from relay.cli.admin_relay import add_admin_relay_arguments, admin_call, report_missing, uses_relay
 from relay.cli.deadletters import add_journal_arguments, journal_path
 from relay.journal import Copied, check_file, salvage_file
 
@@ -36,6 +39,7 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser("check", help="PRAGMA integrity_check, and what each sink owes")
     add_journal_arguments(check)
+    add_admin_relay_arguments(check)
     salvage = actions.add_parser(
         "salvage", help="copy every readable row into a new journal file OUT"
     )
@@ -45,6 +49,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "check" and uses_relay(args):
+        return _check_through_relay(args)
     path = journal_path(args)
     if args.action == "check":
         return _check(path)
@@ -70,6 +76,22 @@ def _check(path: Path) -> int:
     if not found.ok:
         print(f"to recover: exmail-relay journal salvage NEW_FILE --journal {path}")
     return 0 if found.ok else 1
+
+
+def _check_through_relay(args: argparse.Namespace) -> int:
+    answer = admin_call(args, "GET", "journal/check")
+    for item in answer["items"]:
+        print(f"replica {item['replica']}: journal {item['path']}")
+        problems = item["problems"]
+        print("integrity: ok" if item["ok"] else f"integrity: DAMAGED ({len(problems)} problem(s))")
+        for problem in problems:
+            print(f"  {problem}")
+        if item["sinks"] is None:
+            print(f"deliveries: unreadable ({item['sinks_error']})")
+        for sink, counts in sorted((item["sinks"] or {}).items()):
+            print(f"sink {sink}: {counts['pending']} pending, {counts['dead']} dead")
+    missing = report_missing(answer)
+    return 0 if answer["ok"] and not missing else 1
 
 
 def _lost(copied: Copied) -> str:

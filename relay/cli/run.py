@@ -37,12 +37,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def secrets_of(settings: Settings) -> Iterator[str]:
     """Every secret value in the settings, for the log redaction filter."""
     for tenant in settings.tenants:
-        yield tenant.secret().get_secret_value()
+        if tenant.client_secret is not None:
+            yield tenant.client_secret.get_secret_value()
+        yield from tenant.api2_secret_values()
     yield settings.amqp.url.get_secret_value()
     for hook in settings.webhooks:
         for secret in hook.secret:
             yield secret.get_secret_value()
-    for maybe in (settings.http.auth_token, settings.http.basic_password):
+    for maybe in (
+        settings.http.auth_token,
+        settings.http.basic_password,
+        settings.http.admin_token,
+    ):
         if maybe is not None:
             yield maybe.get_secret_value()
     for client in settings.clients:

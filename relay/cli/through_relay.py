@@ -29,7 +29,7 @@ import aiohttp
 
 from relay.cli.errors import EXIT_USAGE, CommandError
 
-__all__ = ["add_relay_arguments", "relay_call"]
+__all__ = ["add_relay_arguments", "read_answer", "relay_base", "relay_call"]
 
 KEY_ENV = "RELAY_CLIENT_KEY"
 
@@ -64,14 +64,14 @@ def _key(args: argparse.Namespace) -> str:
     return key
 
 
-def _base(url: str) -> str:
+def relay_base(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise CommandError(f"--relay must be an http(s) URL, got {url!r}", exit_code=EXIT_USAGE)
     return url.rstrip("/")
 
 
-async def _answer(resp: aiohttp.ClientResponse) -> Any:
+async def read_answer(resp: aiohttp.ClientResponse) -> Any:
     text = await resp.text()
     try:
         body = json.loads(text) if text.strip() else {}
@@ -94,7 +94,7 @@ async def _answer(resp: aiohttp.ClientResponse) -> Any:
 
 async def relay_call(args: argparse.Namespace, path: str, body: dict[str, Any]) -> Any:
     """``POST {relay}/v1/tenants/{tenant}/{path}`` with ``body`` as JSON; the JSON answer."""
-    base = _base(args.relay)
+    base = relay_base(args.relay)
     headers = {"Authorization": f"Bearer {_key(args)}"}
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     try:
@@ -102,7 +102,7 @@ async def relay_call(args: argparse.Namespace, path: str, body: dict[str, Any]) 
             tenant = args.tenant
             if tenant is None:
                 async with http.get(base + "/v1/tenants") as resp:
-                    names = [t["name"] for t in (await _answer(resp))["tenants"]]
+                    names = [t["name"] for t in (await read_answer(resp))["tenants"]]
                 if len(names) != 1:
                     raise CommandError(
                         f"give --tenant: this client may use {', '.join(names) or 'no tenant'}",
@@ -111,7 +111,7 @@ async def relay_call(args: argparse.Namespace, path: str, body: dict[str, Any]) 
                 tenant = names[0]
             url = f"{base}/v1/tenants/{quote(tenant, safe='')}/{path}"
             async with http.post(url, json=body) as resp:
-                return await _answer(resp)
+                return await read_answer(resp)
     except (aiohttp.ClientError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
         raise CommandError(f"cannot reach the relay at {base}: {reason}") from None

@@ -56,6 +56,10 @@ class Delivery:
     created: float
     attempts: int
     next_at: float = 0.0
+    # The W3C trace context the attempt goes out under (docs/operations.md, "Tracing"):
+    # from the journal, the event's; the tracer puts its attempt span's in its place.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,8 @@ changes again) gets the same id and the journal stores it once (docs/events.md, 
 - ``exmail.mail.unread``: tenant, account, the count, and the MailId of the newest
   reminder for that account seen before it (the count alone recurs: 3, read one, 2, a
   new mail, 3, read one, 2 again are two facts "2", told apart by the mail between);
+  from the second API's callback (:func:`callback_unread`), tenant, account, the count
+  and the callback's ``Time`` instead of that MailId (the message carries its time);
 - ``exmail.directory.changed``: tenant, old and new Ver (it reports that listing);
 - ``exmail.user.*``: tenant, account, change and the profile the change left (none for
   a deletion), never the Ver of the listing that reported it.
@@ -35,6 +37,7 @@ __all__ = [
     "USER_DELETED",
     "USER_UPDATED",
     "Event",
+    "callback_unread",
     "directory_changed",
     "encode_json",
     "mail_new",
@@ -106,6 +109,15 @@ class Event:
         """The CloudEvent as compact UTF-8 JSON (:func:`encode_json`): what the journal
         stores, and the body every sink sends in structured mode."""
         return encode_json(self.to_cloudevent())
+
+    def encode_traced(self, traceparent: str, tracestate: str | None) -> bytes:
+        """:meth:`encode` with the CloudEvents distributed-tracing extension: the W3C
+        ``traceparent`` (and ``tracestate``, if any) of the trace that made the event."""
+        document = self.to_cloudevent()
+        document["traceparent"] = traceparent
+        if tracestate:
+            document["tracestate"] = tracestate
+        return encode_json(document)
 
 
 def encode_json(value: Any) -> bytes:
@@ -197,6 +209,20 @@ def mail_unread(
     after a new mail from the same count reported again."""
     return Event(
         id=unread_id(tenant, user, unread, after_mail),
+        tenant=tenant,
+        type=MAIL_UNREAD,
+        subject=user,
+        time=now,
+        data={"user": user, "unread": unread},
+    )
+
+
+def callback_unread(*, tenant: str, user: str, unread: int, at: int, now: datetime) -> Event:
+    """An unread count told by the second API's callback (``UnRead``): its id is derived
+    from tenant, account, count and the message's ``Time`` (``at``, unix seconds), so
+    the same message delivered twice has one id (the ``@`` keeps it apart from a MailId)."""
+    return Event(
+        id=derive_id(MAIL_UNREAD, tenant, user.lower(), str(unread), f"@{at}"),
         tenant=tenant,
         type=MAIL_UNREAD,
         subject=user,

@@ -1,18 +1,23 @@
-"""An emulator of the Tencent Exmail BizMail OpenApi server, for tests, benchmarks and the demo.
+"""An emulator of both Tencent Exmail APIs, for tests, benchmarks and the demo.
 
-It serves ``/cgi-bin/token``, ``/cgi-bin/login`` and ``/openapi/...`` on one loopback
-port, from an in-memory ``EmulatorState``, plus a control API under ``/_emulator/`` (see
-``docs/emulator.md``)::
+It serves, on one loopback port: the BizMail OpenApi (``/cgi-bin/token``, ``/openapi/...``)
+from an in-memory ``EmulatorState``; the second API (``/cgi-bin/gettoken`` and its
+operations under ``/cgi-bin/``) from an ``Api2State``; the SSO login page of both
+(``/cgi-bin/login``); and a control API under ``/_emulator/`` (see ``docs/emulator.md``)::
 
     async with Emulator(port=0) as emu:
         emu.api_url, emu.token_url, emu.login_url, emu.state
+        emu.api2_url, emu.api2   # the second API's base URL and its state
 
 The modules: ``_model`` holds the data (companies, accounts, groups); ``_state`` and
 ``_directory`` hold the protocol's rules with no I/O; ``_seed`` reads seeds; ``_listen``
 holds long polls; ``_listenlog`` records them per company (overlaps and gaps, with the
 interval math in ``_intervals``); ``_faults`` arms injected faults; ``_server`` and
 ``_control`` are the aiohttp handlers, and ``_http`` holds the app keys and JSON answer
-they share.
+they share. The second API: ``_api2seed`` (seeds), ``_api2model`` (data, and the
+``on_mail``/``on_unread`` seams of the new-mail callback), ``_api2directory`` and
+``_api2state`` (rules, no I/O), ``_api2server`` and ``_api2control`` (handlers); ``_login``
+is the login page of both.
 """
 
 from __future__ import annotations
@@ -24,7 +29,18 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from ._errors import ApiError, ControlError, EmulatorError, EmulatorSeedError
+from ._api2model import MessageHook, Tenant2
+from ._api2seed import (
+    API2_APPS,
+    Api2DepartmentSeed,
+    Api2GroupSeed,
+    Api2TenantSeed,
+    Api2UserSeed,
+    demo_api2_tenant,
+    parse_api2_tenant,
+)
+from ._api2state import TOKEN_ROTATIONS, Api2State, TokenRotation
+from ._errors import Api2Error, ApiError, ControlError, EmulatorError, EmulatorSeedError
 from ._http import LISTENS, REPLICA_HEADER, ListenFormat
 from ._listenlog import Call, Gap, Listen, ListenLog, Outcome, Overlap, TokenFetch
 from ._seed import (
@@ -42,7 +58,15 @@ from ._server import build_app
 from ._state import ActionCodes, EmulatorState
 
 __all__ = [
+    "API2_APPS",
     "REPLICA_HEADER",
+    "TOKEN_ROTATIONS",
+    "Api2DepartmentSeed",
+    "Api2Error",
+    "Api2GroupSeed",
+    "Api2State",
+    "Api2TenantSeed",
+    "Api2UserSeed",
     "ApiError",
     "Call",
     "CompanySeed",
@@ -55,14 +79,19 @@ __all__ = [
     "GroupSeed",
     "Listen",
     "ListenLog",
+    "MessageHook",
     "Outcome",
     "Overlap",
     "Seed",
+    "Tenant2",
     "TokenFetch",
+    "TokenRotation",
     "UserSeed",
     "build_app",
+    "demo_api2_tenant",
     "demo_seed",
     "load_seed",
+    "parse_api2_tenant",
     "parse_seed",
     "tenant_key",
     "tenants_seed",
@@ -99,11 +128,22 @@ class Emulator:
         listen_format: ListenFormat = "array",
         redeliver: bool = False,
         listen_log: int = 1000,
+        token_rotation: TokenRotation = "reuse_until_expiry",  # noqa: S107 - the second API's mode
+        login_ttl: float = 300.0,
+        max_log_days: int = 92,
     ) -> None:
         self.host = host
         self.port = port
+        resolved = _resolve_seed(seed)
+        self.api2 = Api2State(
+            resolved.api2,
+            token_ttl=token_ttl,
+            token_rotation=token_rotation,
+            login_ttl=login_ttl,
+            max_log_days=max_log_days,
+        )
         self.state = EmulatorState(
-            _resolve_seed(seed),
+            resolved,
             token_ttl=token_ttl,
             action_codes=action_codes,
             authkey_ttl=authkey_ttl,
@@ -116,6 +156,7 @@ class Emulator:
             max_batch=max_batch,
             listen_format=listen_format,
             listen_log=listen_log,
+            api2=self.api2,
         )
         self._runner: web.AppRunner | None = None
         self._bound_port: int | None = None
@@ -142,6 +183,11 @@ class Emulator:
     @property
     def login_url(self) -> str:
         return self.base_url + "/cgi-bin/login"
+
+    @property
+    def api2_url(self) -> str:
+        """The second API's base URL (``Exmail2Client(base_url=...)``)."""
+        return self.base_url + "/cgi-bin/"
 
     @property
     def control_url(self) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from ._errors import ApiError, ControlError, EmulatorSeedError
-from ._http import COUNTERS, FAULTS, HUB, LISTENS, STATE, json_response
+from ._http import API2, COUNTERS, FAULTS, HUB, LISTENS, STATE, json_response
 from ._model import Company
 from ._seed import parse_company, tenants_seed
 from ._state import EmulatorState, api_error_status
@@ -243,6 +243,7 @@ async def _reset(request: web.Request, body: Any) -> Any:
     body = _obj(body) if body else {}
     empty = bool(body.get("empty", False))
     request.app[STATE].reset(empty=empty)
+    request.app[API2].reset(empty=empty)
     request.app[FAULTS].clear()
     request.app[COUNTERS].clear()
     request.app[LISTENS].clear()

@@ -8,6 +8,8 @@
 - ``EmulatorSeedError``: a seed (file or dict) that cannot be used; the message names
   the problem and where it is (``companies[0].users[3].alias: ...``).
 - ``ControlError``: a bad request to the ``/_emulator/`` control API (HTTP 400/404).
+- ``Api2Error``: a refusal of the second API (``/cgi-bin/...``), rendered as HTTP 200
+  ``{"errcode": <int>, "errmsg": "..."}``.
 
 The errcodes ``1001``, ``1101``, ``1401``, ``1500`` are the emulator's choice: the protocol
 documents give no codes for these cases (see ``docs/emulator.md``).
@@ -16,6 +18,7 @@ documents give no codes for these cases (see ``docs/emulator.md``).
 from __future__ import annotations
 
 __all__ = [
+    "Api2Error",
     "ApiError",
     "ControlError",
     "EmulatorError",
@@ -93,3 +96,18 @@ def group_not_found(alias: str) -> ApiError:
 
 def already_exists(detail: str) -> ApiError:
     return ApiError("1500", "already_exists", detail)
+
+
+class Api2Error(EmulatorError):
+    """A refusal of the second API: HTTP 200 ``{"errcode": <int>, "errmsg": "..."}``.
+
+    Codes seen for Exmail: 40001, 40014, 40031, 40070, 601002; the others are WeCom's
+    (the notes §3 mark them *inferred*), listed in ``docs/emulator.md``."""
+
+    def __init__(self, errcode: int, errmsg: str) -> None:
+        super().__init__(f"{errcode} {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+    def body(self) -> dict[str, int | str]:
+        return {"errcode": self.errcode, "errmsg": self.errmsg}

@@ -14,6 +14,9 @@ bad field. Kinds:
 - ``malformed``: HTTP 200 with a truncated JSON body;
 - ``api_error``: HTTP 200 ``{"errcode": <errcode>, "error": <error>}`` with the codes the
   request names (default ``1001 invalid_parameter``): any refusal the server could send.
+
+On a second-API path (``/cgi-bin/gettoken`` and the operations under ``/cgi-bin/``) the
+faults that answer a body answer it in that API's shape (``_api2server.api2_fault``).
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ class Fault:
     seconds: float = 0.0
     errcode: str = "1001"
     error: str = "invalid_parameter"
+    errcode_text: bool = False  # armed as a JSON string: the second API answers it so
 
     def matches(self, path: str) -> bool:
         if self.path is None:
@@ -133,6 +137,7 @@ class FaultPlan:
             seconds=spec.seconds,
             errcode=str(spec.errcode),
             error=spec.error,
+            errcode_text="errcode" in spec.model_fields_set and isinstance(spec.errcode, str),
         )
         self._faults.append(fault)
         return fault

@@ -1,4 +1,4 @@
-"""What the emulator's two HTTP faces share: the typed app keys and the JSON answer.
+"""What the emulator's HTTP faces share: the typed app keys and the JSON answer.
 
 ``_server`` (token, OpenApi, login, faults middleware) and ``_control`` (the
 ``/_emulator/`` API) both read the application's state through these keys and answer
@@ -15,12 +15,14 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from ._api2state import Api2State
 from ._faults import FaultPlan
 from ._listen import ListenHub
 from ._listenlog import ListenLog
 from ._state import EmulatorState
 
 __all__ = [
+    "API2",
     "CONFIG",
     "COUNTERS",
     "FAULTS",
@@ -52,6 +54,7 @@ CONFIG = web.AppKey("config", ServerConfig)
 FAULTS = web.AppKey("faults", FaultPlan)
 COUNTERS: web.AppKey[Counter[str]] = web.AppKey("counters")
 LISTENS = web.AppKey("listens", ListenLog)
+API2 = web.AppKey("api2", Api2State)  # the second API's tenants (``_api2server``)
 
 REPLICA_HEADER = "X-Relay-Replica"
 _MAX_REPLICA = 64

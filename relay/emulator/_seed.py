@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._api2seed import Api2TenantSeed, demo_api2_tenant, parse_api2_tenant
 from ._errors import EmulatorSeedError
+from ._seedcheck import _email, _fail, _int, _keys, _str, _strs, is_email, normalize_email
 
 __all__ = [
     "MAX_PARTY_DEPTH",
@@ -40,17 +40,6 @@ __all__ = [
 MAX_PARTY_DEPTH = 5
 MAX_PARTY_NAME = 64
 GROUP_STATUSES = ("all", "inner", "group", "list")
-
-_EMAIL = re.compile(r"^[a-z0-9][a-z0-9._+\-]{0,63}@[a-z0-9](?:[a-z0-9\-]{0,62}\.)+[a-z]{2,63}$")
-
-
-def normalize_email(value: str) -> str:
-    """Addresses compare case-insensitively and the documents' examples carry stray spaces."""
-    return value.strip().lower()
-
-
-def is_email(value: str) -> bool:
-    return _EMAIL.match(value) is not None
 
 
 def split_path(path: str) -> tuple[str, ...] | str:
@@ -106,55 +95,10 @@ class CompanySeed:
 @dataclass(frozen=True, slots=True)
 class Seed:
     companies: tuple[CompanySeed, ...] = ()
+    api2: tuple[Api2TenantSeed, ...] = ()  # second-API tenants (``_api2seed``)
 
 
 # -- parsing -------------------------------------------------------------------------------
-
-
-def _fail(where: str, problem: str) -> EmulatorSeedError:
-    return EmulatorSeedError(f"{where}: {problem}")
-
-
-def _keys(obj: Any, where: str, allowed: Sequence[str], required: Sequence[str]) -> None:
-    if not isinstance(obj, Mapping):
-        raise _fail(where, f"expected a JSON object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - set(allowed))
-    if unknown:
-        raise _fail(where, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    missing = [k for k in required if k not in obj]
-    if missing:
-        raise _fail(where, f"missing required key(s) {missing}")
-
-
-def _str(obj: Mapping[str, Any], key: str, where: str, default: str = "") -> str:
-    value = obj.get(key, default)
-    if not isinstance(value, str):
-        raise _fail(f"{where}.{key}", f"expected a string, got {type(value).__name__}")
-    return value
-
-
-def _int(obj: Mapping[str, Any], key: str, where: str, default: int, allowed: range) -> int:
-    value = obj.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
-        raise _fail(f"{where}.{key}", f"expected an integer in [{allowed.start}, {allowed.stop})")
-    return value
-
-
-def _strs(obj: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
-    value = obj.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _fail(f"{where}.{key}", "expected a list of strings")
-    return tuple(value)
-
-
-def _email(value: str, where: str, domains: Sequence[str] | None = None) -> str:
-    email = normalize_email(value)
-    if not is_email(email):
-        raise _fail(where, f"{value!r} is not an email address")
-    if domains is not None and email.split("@", 1)[1] not in domains:
-        raise _fail(where, f"{value!r} is not in the company's domains {list(domains)}")
-    return email
-
 
 _USER_KEYS = (
     "alias", "name", "gender", "position", "tel", "mobile", "extid",
@@ -271,9 +215,12 @@ def parse_company(obj: Any, where: str = "company") -> CompanySeed:
 
 
 def parse_seed(data: Any) -> Seed:
-    """Validate a decoded seed document ``{"companies": [...]}``."""
-    _keys(data, "seed", ("companies",), ("companies",))
-    companies_raw = data["companies"]
+    """Validate a decoded seed document ``{"companies": [...], "api2": [...]}`` (each
+    list optional; ``api2``: second-API tenants, see ``_api2seed``)."""
+    _keys(data, "seed", ("companies", "api2"), ())
+    if "companies" not in data and "api2" not in data:
+        raise _fail("seed", "missing required key(s) ['companies'] (or 'api2')")
+    companies_raw = data.get("companies", [])
     if not isinstance(companies_raw, list):
         raise _fail("companies", "expected a list")
     companies = tuple(parse_company(c, f"companies[{i}]") for i, c in enumerate(companies_raw))
@@ -287,7 +234,20 @@ def parse_seed(data: Any) -> Seed:
             if d in domains:
                 raise _fail(f"companies[{i}].domains", f"domain {d!r} belongs to two companies")
             domains.add(d)
-    return Seed(companies=companies)
+    api2_raw = data.get("api2", [])
+    if not isinstance(api2_raw, list):
+        raise _fail("api2", "expected a list")
+    api2 = tuple(parse_api2_tenant(t, f"api2[{i}]") for i, t in enumerate(api2_raw))
+    corpids: set[str] = set()
+    for i, t in enumerate(api2):
+        if t.corpid in corpids:
+            raise _fail(f"api2[{i}].corpid", f"{t.corpid!r} appears twice")
+        corpids.add(t.corpid)
+        for d in t.domains:
+            if d in domains:
+                raise _fail(f"api2[{i}].domains", f"domain {d!r} belongs to two tenants")
+            domains.add(d)
+    return Seed(companies=companies, api2=api2)
 
 
 def load_seed(path: str | os.PathLike[str]) -> Seed:
@@ -337,7 +297,8 @@ _DEMO_USERS = (
 
 
 def demo_seed() -> Seed:
-    """The built-in demo company: ``admin@example.com`` / ``exmail-demo-key`` on example.com."""
+    """The built-in demo company: ``admin@example.com`` / ``exmail-demo-key`` on example.com,
+    and the second API's demo tenant (``_api2seed.demo_api2_tenant``) on example.org."""
     users = tuple(
         UserSeed(
             alias=f"{alias}@example.com",
@@ -369,7 +330,7 @@ def demo_seed() -> Seed:
         ),
         name="Example Co.",
     )
-    return Seed(companies=(company,))
+    return Seed(companies=(company,), api2=(demo_api2_tenant(),))
 
 
 def tenant_key(prefix: str, number: int) -> str:

@@ -1,4 +1,7 @@
-"""The emulator's HTTP face: token, OpenApi, SSO login, faults middleware, ``build_app``.
+"""The emulator's HTTP face: token, OpenApi, faults middleware, ``build_app``.
+
+``build_app`` also mounts the SSO login page (``_login``), the second API under
+``/cgi-bin/`` (``_api2server``) and the control API (``_control``, ``_api2control``).
 
 Handlers only move bytes: they turn query/form parameters (names matched
 case-insensitively, repeated names as lists) into Python values, call one method of the
@@ -12,7 +15,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import html
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,10 +22,14 @@ from typing import Any
 from aiohttp import web
 
 from . import _directory
+from ._api2control import add_api2_control_routes
+from ._api2server import api2_fault, api2_operation, gettoken, operation
+from ._api2state import Api2State
 from ._control import add_control_routes
 from ._errors import ApiError, invalid_parameter, invalid_token, temporarily_unavailable
 from ._faults import Fault, FaultPlan
 from ._http import (
+    API2,
     CONFIG,
     COUNTERS,
     FAULTS,
@@ -39,8 +45,9 @@ from ._http import (
 )
 from ._listen import ListenHub
 from ._listenlog import ListenLog, Outcome
+from ._login import login
 from ._model import Company
-from ._state import EmulatorState, LoginRefused
+from ._state import EmulatorState
 
 __all__ = ["build_app"]
 
@@ -328,7 +335,7 @@ async def openapi(request: web.Request) -> web.Response:
         return _error(exc)
 
 
-# -- token and SSO login ----------------------------------------------------------------------
+# -- token ----------------------------------------------------------------------
 
 
 async def token(request: web.Request) -> web.Response:
@@ -365,41 +372,6 @@ async def token(request: web.Request) -> web.Response:
     )
 
 
-def _page(title: str, message: str, status: int) -> web.Response:
-    body = (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>"
-        f"<p>{html.escape(message)}</p></body></html>"
-    )
-    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
-
-
-async def login(request: web.Request) -> web.Response:
-    params = await Params.read(request)
-    if params.one("fun") != "bizopenssologin" or params.one("method") != "bizauth":
-        return _page("Bad request", "expected fun=bizopenssologin&method=bizauth", 400)
-    agent, user, ticket = params.text("agent"), params.text("user"), params.text("ticket")
-    if not (agent and user and ticket):
-        return _page("Bad request", "agent, user and ticket are required", 400)
-    try:
-        alias = request.app[STATE].sso_login(agent, user, ticket)
-    except LoginRefused as exc:
-        return _page("Login refused", str(exc), 403)
-    return _mailbox_page(alias)
-
-
-def _mailbox_page(alias: str) -> web.Response:
-    """The page a consumed ticket lands on: it names the account, for browser tests."""
-    body = (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        "<title>Exmail emulator mailbox</title></head><body>"
-        f"<h1 id='account'>{html.escape(alias)}</h1><p>Logged in by SSO ticket.</p></body></html>"
-    )
-    return web.Response(
-        text=body, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"}
-    )
-
-
 # -- faults and counters ----------------------------------------------------------------------
 
 
@@ -407,6 +379,8 @@ def _counter_key(path: str) -> str:
     if path.startswith("/openapi/"):
         operation = path[len("/openapi/") :].strip("/").lower()
         return "/openapi/" + operation if operation in OPERATIONS else "/openapi/<unknown>"
+    if api2_operation(path) is not None:
+        return "/cgi-bin/" + path.removeprefix("/cgi-bin/").strip("/").lower()
     return path if path in ("/cgi-bin/token", "/cgi-bin/login") else "<other>"
 
 
@@ -457,6 +431,8 @@ async def faults_middleware(
     if fault.kind == "delay":
         await asyncio.sleep(fault.seconds)
         return await handler(request)
+    if api2_operation(path) is not None and (answer := await api2_fault(request, fault)):
+        return answer
     return await _apply_fault(request, fault)
 
 
@@ -467,9 +443,11 @@ def build_app(
     max_batch: int = 100,
     listen_format: ListenFormat = "array",
     listen_log: int = 1000,
+    api2: Api2State | None = None,
 ) -> web.Application:
     """An aiohttp application serving ``state``: token, OpenApi, login and control API.
-    ``listen_log``: finished listens and token fetches kept per company (a ring buffer)."""
+    ``listen_log``: finished listens and token fetches kept per company (a ring buffer);
+    ``api2``: the second API's tenants (default: those of ``state``'s seed)."""
     if hold < 0:
         raise ValueError("hold must not be negative")
     if max_batch < 1:
@@ -483,11 +461,15 @@ def build_app(
     app[FAULTS] = FaultPlan()
     app[COUNTERS] = Counter()
     app[LISTENS] = ListenLog(size=listen_log)
+    app[API2] = api2 if api2 is not None else Api2State(state.seed.api2, clock=state.clock)
     for method in ("GET", "POST"):
         app.router.add_route(method, "/cgi-bin/token", token)
         app.router.add_route(method, "/cgi-bin/login", login)
+        app.router.add_route(method, "/cgi-bin/gettoken", gettoken)
         app.router.add_route(method, "/openapi/{operation:.+}", openapi)
+        app.router.add_route(method, "/cgi-bin/{operation:.+}", operation)
     add_control_routes(app)
+    add_api2_control_routes(app)
     app.on_shutdown.append(_close_hub)
     return app
 

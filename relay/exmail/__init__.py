@@ -6,7 +6,11 @@ The public surface is re-exported here; the private modules behind it are:
 - ``_listen``: :func:`parse_listen`, the pure listen-payload parser, and its messages;
 - ``_models`` / ``_requests``: tolerant response models and validated request models;
 - ``_exceptions``: the error tree (drawn in its docstring) and :func:`is_transient`;
-- ``_json``, ``_decode``, ``_validation``, ``_retry``, ``_token``: the pure pieces.
+- ``_json``, ``_decode``, ``_validation``, ``_retry``, ``_token``: the pure pieces;
+- ``_exchange`` (one HTTP exchange), ``_body`` and ``_fence``: the I/O pieces.
+
+:mod:`relay.exmail2`, the second API's client, reuses these pieces (the exception tree
+is one for both).
 
 See ``docs/protocol.md`` for the operation ↔ method table and the parsing decisions.
 The request models and the parameter checks are public too (``Request`` and its
@@ -18,6 +22,7 @@ from relay.exmail import _validation as validation
 from relay.exmail._client import ExmailClient
 from relay.exmail._exceptions import (
     ApiError,
+    Conflict,
     ExmailError,
     ExmailTimeout,
     HTTPStatusError,
@@ -27,6 +32,8 @@ from relay.exmail._exceptions import (
     MalformedResponse,
     NetworkError,
     NotFound,
+    PermissionDenied,
+    RateLimited,
     ResponseTooLarge,
     TemporarilyUnavailable,
     TokenFenced,
@@ -87,6 +94,7 @@ __all__ = [
     "ApiError",
     "Backoff",
     "CheckResult",
+    "Conflict",
     "ExmailClient",
     "ExmailError",
     "ExmailTimeout",
@@ -111,6 +119,8 @@ __all__ = [
     "OpenType",
     "Params",
     "PartySyncRequest",
+    "PermissionDenied",
+    "RateLimited",
     "Request",
     "ResponseTooLarge",
     "SyncAction",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -30,7 +29,6 @@ import aiohttp
 from pydantic import SecretStr, ValidationError
 
 from relay.exmail import _validation as v
-from relay.exmail._body import read_capped
 from relay.exmail._decode import (
     decode_empty,
     decode_listen,
@@ -44,16 +42,12 @@ from relay.exmail._decode import (
 )
 from relay.exmail._exceptions import (
     ExmailError,
-    ExmailTimeout,
     HTTPStatusError,
     InvalidToken,
     MalformedResponse,
-    NetworkError,
-    ResponseTooLarge,
-    TokenFenced,
-    describe_network_error,
     is_transient,
 )
+from relay.exmail._exchange import OnRequest, exchange
 from relay.exmail._fence import fence_trace, post_options
 from relay.exmail._listen import ListenMessage
 from relay.exmail._models import (
@@ -92,7 +86,6 @@ from relay.exmail._token import TokenCache
 __all__ = ["ExmailClient"]
 
 T = TypeVar("T")
-OnRequest = Callable[[str, float, str], None]
 OnToken = Callable[[str], None]
 
 
@@ -224,45 +217,23 @@ class ExmailClient:
     ) -> tuple[int, bytes]:
         """POST a form; (status, capped body). ``read_timeout``: a longer deadline (listen);
         passing it with no answer is an :class:`ExmailTimeout`, never "nothing happened"."""
-        session = self._get_session()
         # Encoded here rather than handed to aiohttp as a form: aiohttp builds a
         # multipart writer (and a random boundary) for every form, even a urlencoded one.
-        payload = urlencode(data).encode()
-        headers = {**headers, **self._replica, "Content-Type": FORM_CONTENT_TYPE}
-        total = read_timeout if read_timeout is not None else self.timeout
-        timeout = aiohttp.ClientTimeout(total=total, connect=self.timeout)
-        started = time.monotonic()
-        outcome = "ok"
-        try:
-            async with session.post(
-                url, data=payload, headers=headers, timeout=timeout, **self._post_options
-            ) as resp:
-                body = await read_capped(
-                    operation,
-                    resp,
-                    self.max_response_bytes,
-                    # A listen answer is never dropped whole: its long strings are cut.
-                    max_field_bytes=self.max_field_bytes if operation == "listen" else None,
-                )
-                status = resp.status
-            if not 200 <= status < 300:
-                outcome = "http_status"
-            return status, body
-        except (ResponseTooLarge, TokenFenced) as exc:  # fenced: asked as it left, not sent
-            outcome = "too_large" if isinstance(exc, ResponseTooLarge) else "fenced"
-            raise
-        except aiohttp.ConnectionTimeoutError as exc:
-            outcome = "timeout"
-            raise ExmailTimeout(f"{operation}: connect timed out after {self.timeout}s") from exc
-        except TimeoutError as exc:
-            outcome = "timeout"
-            raise ExmailTimeout(f"{operation}: no answer within {total:g} s") from exc
-        except aiohttp.ClientError as exc:
-            outcome = "network"
-            raise NetworkError(f"{operation}: {describe_network_error(exc)}") from exc
-        finally:
-            if self._on_request is not None:
-                self._on_request(operation, time.monotonic() - started, outcome)
+        return await exchange(
+            self._get_session(),
+            "POST",
+            operation,
+            url,
+            body=urlencode(data).encode(),
+            headers={**headers, **self._replica, "Content-Type": FORM_CONTENT_TYPE},
+            total=read_timeout if read_timeout is not None else self.timeout,
+            connect=self.timeout,
+            max_response_bytes=self.max_response_bytes,
+            # A listen answer is never dropped whole: its long strings are cut.
+            max_field_bytes=self.max_field_bytes if operation == "listen" else None,
+            options=self._post_options,
+            on_request=self._on_request,
+        )
 
     async def _api(
         self,

@@ -1,6 +1,9 @@
-"""Every error the Exmail client raises, rooted at :class:`ExmailError`.
+"""Every error both Exmail clients raise, rooted at :class:`ExmailError`.
 
-The tree separates who is at fault, because callers react differently to each::
+One tree serves :mod:`relay.exmail` (the BizMail OpenApi) and :mod:`relay.exmail2` (the
+second API, ``api.exmail.qq.com/cgi-bin``), so a caller handles a tenant of either API
+the same way. The tree separates who is at fault, because callers react differently to
+each::
 
     ExmailError
     ├── TransportError            no usable answer came back
@@ -9,15 +12,26 @@ The tree separates who is at fault, because callers react differently to each::
     │   ├── HTTPStatusError       non-2xx HTTP status (``.status``)
     │   ├── ResponseTooLarge      body over ``max_response_bytes``
     │   └── MalformedResponse     body is not the JSON the operation promises
-    ├── ApiError                  the server answered ``{"errcode", "error"}`` (``.errcode`` str)
-    │   ├── InvalidToken          1200: fetch a new token, retry once
-    │   ├── TemporarilyUnavailable 1002: retry later
-    │   ├── NotFound              1310, 1400, ``user_not_found`` / ``party_not_found``
+    ├── ApiError                  the server refused: ``.errcode`` (str), ``.error``
+    │   ├── InvalidToken          1200; API 2: 40001, 40014, 42001 (fetch a new token, retry once)
+    │   ├── TemporarilyUnavailable 1002; API 2: -1 (system busy): retry later
+    │   │   └── RateLimited       API 2: 45009 (call frequency limit): back off
+    │   ├── NotFound              1310, 1400, ``*_not_found``; API 2: 60003, 60004, 60111
+    │   ├── Conflict              API 2: 60005, 60006, 60008, 60102, 60104, 60106 (exists,
+    │   │                         or still has members / sub-departments)
+    │   ├── PermissionDenied      API 2: 48002 (API disabled for the app), 60011 (no
+    │   │                         privilege): the tenant's configuration, not the call
     │   └── InvalidCredentials    the token request refused the client id / secret
+    │                             (API 2: ``gettoken`` refused the corpid / app secret)
     ├── InvalidRequest            a documented limit was violated; nothing was sent
     └── TokenFenced               invalid token while the token fence says no (this replica
                                   no longer holds the tenant's shard lease): no new token
                                   was fetched; stop serving the tenant
+
+API 2 answers ``{"errcode": <int>, "errmsg": "..."}``: ``errcode`` is kept as its decimal
+string (``"60111"``, ``"-1"``) so both APIs' errors compare alike, ``.error`` is the
+``errmsg``; a code with no class here is a plain :class:`ApiError` (the mapping lives in
+:mod:`relay.exmail2._errors`).
 
 Messages are built from operation names, status codes and server error codes only:
 they never contain the client secret or an access token. Third-party exceptions
@@ -30,6 +44,7 @@ import aiohttp
 
 __all__ = [
     "ApiError",
+    "Conflict",
     "ExmailError",
     "ExmailTimeout",
     "HTTPStatusError",
@@ -39,6 +54,8 @@ __all__ = [
     "MalformedResponse",
     "NetworkError",
     "NotFound",
+    "PermissionDenied",
+    "RateLimited",
     "ResponseTooLarge",
     "TemporarilyUnavailable",
     "TokenFenced",
@@ -106,6 +123,19 @@ class TemporarilyUnavailable(ApiError):
 
 class NotFound(ApiError):
     """The account, department or group does not exist (1310, 1400, ``*_not_found``)."""
+
+
+class RateLimited(TemporarilyUnavailable):
+    """API 2's 45009: the call frequency limit; retry after a backoff."""
+
+
+class Conflict(ApiError):
+    """API 2: the thing exists already, or a department still has members or children."""
+
+
+class PermissionDenied(ApiError):
+    """API 2: the app may not call this (48002) or may not touch this member or
+    department (60011). The tenant's configuration must change; retrying will not help."""
 
 
 class InvalidCredentials(ApiError):

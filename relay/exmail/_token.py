@@ -27,10 +27,15 @@ or the relay itself saw Exmail refuse it (:meth:`TokenCache.refresh` without
 Pacing (``[sharding] takeover_rate``): ``pace()``, when given, is awaited before every
 fetch, so a replica that starts or takes over many tenants never sends more fetches a
 second than the pacer allows (:class:`relay.runtime.pacing.Pacer`). A caller that has
-already taken its turn (:meth:`TokenCache.turn`, the listener's start-up) fetches with
-``get(paced=False)``; a token that is cached and fresh never waits.
+already taken its turn fetches with ``get(paced=False)`` (:meth:`TokenCache.turn` does
+both: the listener's start-up); a token that is cached and fresh never waits.
 
 The fetch itself is injected (the client's HTTP code), so this module has no I/O.
+
+The second API's client (:class:`relay.exmail2.Exmail2Client`) keeps one cache per
+application. Whether that API keeps one valid token per application is not known (its
+notes §11 q3); the rules above are right either way: they never fetch while a token is
+valid, and after a refusal exactly one caller fetches.
 """
 
 from __future__ import annotations
@@ -113,11 +118,13 @@ class TokenCache:
         """Whether fetches wait for a turn (``[sharding] takeover_rate``)."""
         return self._pace is not None
 
-    async def turn(self) -> None:
-        """Wait for a turn of the pacer (at once without one); the caller then fetches
-        with ``get(paced=False)`` or bootstraps."""
+    async def turn(self) -> SecretStr:
+        """Wait for a turn of the pacer (at once without one) and return a token got in
+        it (the cached one if fresh, else fetched without waiting again): a listener's
+        start-up, which bootstraps in the same turn."""
         if self._pace is not None:
             await self._pace()
+        return await self.get(paced=False)
 
     def admit(self) -> None:
         """Raise :class:`TokenFenced` unless the fence (if any) says this replica holds

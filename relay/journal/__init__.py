@@ -51,6 +51,7 @@ Exceptions::
 """
 
 from relay.journal._exceptions import JournalClosed, JournalCorrupt, JournalError
+from relay.journal._filter import DeadFilter
 from relay.journal._journal import Journal
 from relay.journal._records import DeadLetter, JournalStats, SinkStats
 from relay.journal._salvage import Check, Copied, Salvage, check_file, salvage_file
@@ -58,6 +59,7 @@ from relay.journal._salvage import Check, Copied, Salvage, check_file, salvage_f
 __all__ = [
     "Check",
     "Copied",
+    "DeadFilter",
     "DeadLetter",
     "Journal",
     "JournalClosed",

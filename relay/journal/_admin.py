@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Final
 
+from relay.journal._filter import DeadFilter
 from relay.journal._schema import DEAD, DELIVERED
 from relay.journal._writer import Tx, Write
 
@@ -103,24 +104,27 @@ def retire_orphans(*, now: float, configured: Collection[str]) -> Write[dict[str
     return write
 
 
-def drop_dead(*, sink: str, event_id: str | None) -> Write[tuple[int, int]]:
-    """Delete the dead letters of ``sink`` (only event ``event_id``'s, if given), then the
-    events they leave with no delivery at all. Dead rows are outside the backlog, so
-    only the event total moves. The write's result: (dead letters, events) deleted."""
+def drop_dead(*, where: DeadFilter) -> Write[tuple[int, int]]:
+    """Delete the dead letters ``where`` matches, then the events they leave with no
+    delivery at all. Dead rows are outside the backlog, so only the event total moves.
+    The write's result: (dead letters, events) deleted."""
+    clause, values = where.sql()
 
     def write(tx: Tx) -> tuple[int, int]:
         db = tx.db
         seqs = [
             int(seq)
             for (seq,) in db.execute(
-                "DELETE FROM deliveries WHERE sink = ? AND state = ? AND (? IS NULL OR seq IN"
-                " (SELECT seq FROM events WHERE id = ?)) RETURNING seq",
-                (sink, DEAD, event_id, event_id),
+                "DELETE FROM deliveries WHERE state = ? AND (sink, seq) IN"  # noqa: S608 - bound values
+                " (SELECT d.sink, d.seq"
+                " FROM deliveries d INDEXED BY deliveries_dead JOIN events e ON e.seq = d.seq"
+                " WHERE d.state = 2" + clause + ") RETURNING seq",
+                (DEAD, *values),
             ).fetchall()
         ]
         events = 0
-        for start in range(0, len(seqs), _CHUNK):
-            chunk = seqs[start : start + _CHUNK]
+        for start in range(0, len(set(seqs)), _CHUNK):
+            chunk = sorted(set(seqs))[start : start + _CHUNK]
             events += int(
                 db.execute(
                     _with_marks(
@@ -138,25 +142,19 @@ def drop_dead(*, sink: str, event_id: str | None) -> Write[tuple[int, int]]:
     return write
 
 
-def replay(
-    *,
-    now: float,
-    sink: str | None,
-    event_id: str | None,
-    since: float | None,
-    include_delivered: bool,
-) -> Write[int]:
-    """Make dead deliveries (and, with ``include_delivered``, delivered ones) pending again,
-    due at once with their attempts reset. The write's result: how many rows."""
+def replay(*, now: float, where: DeadFilter, include_delivered: bool) -> Write[int]:
+    """Make the dead deliveries ``where`` matches (and, with ``include_delivered``,
+    delivered ones) pending again, due at once with their attempts reset. The write's
+    result: how many rows."""
     lowest_state = DELIVERED if include_delivered else DEAD
+    clause, values = where.sql()
 
     def write(tx: Tx) -> int:
         db = tx.db
         rows = db.execute(
-            "SELECT d.sink, d.seq FROM deliveries d JOIN events e ON e.seq = d.seq"
-            " WHERE d.state >= ? AND (? IS NULL OR d.sink = ?) AND (? IS NULL OR e.id = ?)"
-            " AND (? IS NULL OR e.created >= ?)",
-            (lowest_state, sink, sink, event_id, event_id, since, since),
+            "SELECT d.sink, d.seq FROM deliveries d JOIN events e"  # noqa: S608 - bound values
+            " ON e.seq = d.seq WHERE d.state >= ?" + clause,
+            (lowest_state, *values),
         ).fetchall()
         for row_sink, seq in rows:
             db.execute(

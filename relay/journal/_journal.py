@@ -20,6 +20,7 @@ from relay.core.delivery import Delivery, Settlement
 from relay.core.events import Event
 from relay.journal import _admin, _reads
 from relay.journal._exceptions import JournalClosed, JournalError, from_sqlite
+from relay.journal._filter import DeadFilter
 from relay.journal._records import DeadLetter, JournalStats
 from relay.journal._schema import PENDING, STATES
 from relay.journal._writer import Tx, Writer
@@ -181,6 +182,8 @@ class Journal:
         checkpoint: int | None = None,
         announced: int | None = None,
         settled: bool = False,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> int:
         """Store ``events`` (and the tenant's new Ver) in one durable transaction.
 
@@ -188,9 +191,17 @@ class Journal:
         an id already stored is skipped, so a repeated happening is stored once.
         ``announced``: a directory Ver that listen announced and that is not expanded
         yet (:meth:`directory_pending`); ``settled``: the pending change is done.
+        ``traceparent``/``tracestate``: the trace the events belong to (tracing on),
+        stored with each and written into its CloudEvent.
         """
         now = self._clock()
-        rows = [(event, event.encode(), tuple(route(event))) for event in events]
+        if traceparent is None:
+            rows = [(event, event.encode(), tuple(route(event))) for event in events]
+        else:
+            rows = [
+                (event, event.encode_traced(traceparent, tracestate), tuple(route(event)))
+                for event in events
+            ]
 
         def write(tx: Tx) -> int:
             db = tx.db
@@ -198,8 +209,18 @@ class Journal:
             for event, body, sinks in rows:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO events (id, tenant, type, routing_key, body, created,"
-                    " remaining) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (event.id, tenant, event.type, event.routing_key, body, now, len(sinks)),
+                    " remaining, traceparent, tracestate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event.id,
+                        tenant,
+                        event.type,
+                        event.routing_key,
+                        body,
+                        now,
+                        len(sinks),
+                        traceparent,
+                        tracestate,
+                    ),
                 )
                 if cursor.rowcount != 1:
                     continue
@@ -354,6 +375,12 @@ class Journal:
     async def dead_letters(self, sink: str | None = None, *, limit: int = 1000) -> list[DeadLetter]:
         return await self._read(_reads.dead_letters(sink, limit=limit))
 
+    async def dead_page(
+        self, where: DeadFilter, *, after: tuple[int, str] | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        """A page of the dead letters ``where`` matches, after the (seq, sink) cursor."""
+        return await self._read(_reads.dead_page(where, after=after, limit=limit))
+
     async def replay(
         self,
         *,
@@ -361,16 +388,13 @@ class Journal:
         event_id: str | None = None,
         since: float | None = None,
         include_delivered: bool = False,
+        where: DeadFilter | None = None,
     ) -> int:
-        """Queue dead letters (or, with ``include_delivered``, delivered events) again."""
+        """Queue dead letters (or, with ``include_delivered``, delivered events) again:
+        those ``where`` matches, else those of ``sink``, ``event_id`` and ``since``."""
+        where = where or DeadFilter(sink=sink, event_id=event_id, since=since)
         return await self._writer.write(
-            _admin.replay(
-                now=self._clock(),
-                sink=sink,
-                event_id=event_id,
-                since=since,
-                include_delivered=include_delivered,
-            )
+            _admin.replay(now=self._clock(), where=where, include_delivered=include_delivered)
         )
 
     async def retire_orphans(self, configured: Collection[str]) -> dict[str, int]:
@@ -381,10 +405,17 @@ class Journal:
             _admin.retire_orphans(now=self._clock(), configured=configured)
         )
 
-    async def drop_dead(self, sink: str, *, event_id: str | None = None) -> tuple[int, int]:
-        """Delete ``sink``'s dead letters (only ``event_id``'s, if given) and the events
-        left with no delivery: (dead letters, events) deleted."""
-        return await self._writer.write(_admin.drop_dead(sink=sink, event_id=event_id))
+    async def drop_dead(
+        self,
+        sink: str | None = None,
+        *,
+        event_id: str | None = None,
+        where: DeadFilter | None = None,
+    ) -> tuple[int, int]:
+        """Delete the dead letters ``where`` matches (else ``sink``'s, only ``event_id``'s if
+        given) and the events left with no delivery: (dead letters, events) deleted."""
+        where = where or DeadFilter(sink=sink, event_id=event_id)
+        return await self._writer.write(_admin.drop_dead(where=where))
 
     async def set_disabled(self, sink: str, disabled: bool, reason: str | None = None) -> None:
         await self._writer.write(

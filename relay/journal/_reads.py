@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from relay.core.delivery import Delivery
 from relay.journal._exceptions import JournalClosed, from_sqlite
+from relay.journal._filter import DeadFilter
 from relay.journal._records import DeadLetter, SinkStats
 from relay.journal._schema import open_reader
 
@@ -136,7 +137,8 @@ def claim(
     skipped = tuple(set(skip))
     sql = (
         "SELECT d.seq, e.id, e.tenant, e.type, e.routing_key, e.body, e.created,"
-        " d.attempts, d.next_at FROM deliveries d INDEXED BY deliveries_pending"
+        " d.attempts, d.next_at, e.traceparent, e.tracestate"
+        " FROM deliveries d INDEXED BY deliveries_pending"
         " JOIN events e ON e.seq = d.seq WHERE d.sink = ? AND d.state = 0"
     )
     params: list[object] = [sink]
@@ -198,6 +200,28 @@ def dead_letters(sink: str | None, *, limit: int) -> Read[list[DeadLetter]]:
             " WHERE d.state = 2 AND (? IS NULL OR d.sink = ?) ORDER BY d.seq LIMIT ?"
         )
         return [DeadLetter(*row) for row in db.execute(sql, (sink, sink, limit))]
+
+    return read
+
+
+def dead_page(
+    where: DeadFilter, *, after: tuple[int, str] | None, limit: int
+) -> Read[list[DeadLetter]]:
+    """Up to ``limit`` dead letters matching ``where``, in (seq, sink) order, after the
+    cursor ``after`` (the last (seq, sink) of the previous page)."""
+    seq, sink = after if after is not None else (-1, "")
+    clause, values = where.sql()
+
+    def read(db: sqlite3.Connection) -> list[DeadLetter]:
+        sql = (
+            "SELECT d.sink, d.seq, e.id, e.tenant, e.type, e.created,"  # noqa: S608 - bound values
+            " d.attempts, d.last_error, d.updated FROM deliveries d INDEXED BY deliveries_dead"
+            " JOIN events e ON e.seq = d.seq WHERE d.state = 2"
+            " AND (d.seq > ? OR (d.seq = ? AND d.sink > ?))"
+            + clause
+            + " ORDER BY d.seq, d.sink LIMIT ?"
+        )
+        return [DeadLetter(*row) for row in db.execute(sql, (seq, seq, sink, *values, limit))]
 
     return read
 

@@ -12,6 +12,9 @@ it to this one, and ``meta.schema`` is then set to :data:`SCHEMA_VERSION`.
 - 2 -> 3: a partial index on the events still owed to some sink (``events_backlog``), so
   recounting the backlog (at open, and when another connection committed) reads the
   backlog, not the delivered events kept for retention.
+- 3 -> 4: the events' trace context (``traceparent``, ``tracestate``: W3C, ``NULL``
+  when not traced, as in every older row), added by :func:`_add_trace_columns`
+  (``ALTER TABLE`` has no ``IF NOT EXISTS``). Docs: docs/operations.md, "Tracing".
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ DELIVERED: Final = 1
 DEAD: Final = 2
 STATES: Final = {"pending": PENDING, "delivered": DELIVERED, "dead": DEAD}
 
-SCHEMA_VERSION: Final = "3"
+SCHEMA_VERSION: Final = "4"
+
+_TRACE_COLUMNS: Final = ("traceparent", "tracestate")
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS events (
@@ -47,7 +52,9 @@ CREATE TABLE IF NOT EXISTS events (
     routing_key TEXT NOT NULL,
     body BLOB NOT NULL,
     created REAL NOT NULL,
-    remaining INTEGER NOT NULL
+    remaining INTEGER NOT NULL,
+    traceparent TEXT,
+    tracestate TEXT
 );
 CREATE INDEX IF NOT EXISTS events_prune ON events (remaining, created);
 -- Schema 3: the events some sink still owes (the backlog), for recounting it.
@@ -111,6 +118,7 @@ def open_writer(path: Path, *, synchronous: Literal["full", "normal"]) -> sqlite
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
+        _add_trace_columns(db)
         db.execute(
             "INSERT INTO meta (key, value) VALUES ('schema', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -120,6 +128,21 @@ def open_writer(path: Path, *, synchronous: Literal["full", "normal"]) -> sqlite
         db.close()
         raise
     return db
+
+
+def _add_trace_columns(db: sqlite3.Connection) -> None:
+    """Schema 4's trace columns on a file of an older version (a new file has them)."""
+    db.execute("BEGIN IMMEDIATE")  # another process opening the same file waits here
+    try:
+        have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        for column in _TRACE_COLUMNS:
+            if column not in have:
+                # Only names from _TRACE_COLUMNS are formatted in.
+                db.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def open_reader(path: Path) -> sqlite3.Connection:

@@ -9,10 +9,13 @@ red and cause a restart storm.
 | ``/livez`` | 200 while the event loop answers and the supervisor's tasks live |
 | ``/readyz`` | 200 or 503, JSON ``{ok, failing}`` naming each failing part and why |
 | ``/metrics`` | Prometheus text format |
-| ``/status.json`` | the status data |
-| ``/`` | the status page (HTML, server-rendered, refreshes from ``/status.json``) |
+| ``/status.json`` | the status data (``?q=&page=&per_page=``: one page of tenants) |
+| ``/`` | the status page (HTML, server-rendered, refreshes from ``/status.json``; charts of
+  the last hour from :mod:`relay.ops.sampler`; ``?q=&page=&per_page=`` as status.json) |
 | ``/v1/...`` | the API gateway (:mod:`relay.gateway`; its own client keys, 404 with none) |
 | ``/sso/{tenant}/{email}`` | signed SSO links for browsers (:mod:`relay.gateway.sso_links`) |
+| ``/admin/v1/...`` | the admin API (:mod:`relay.ops.admin`; its own token, 404 with none) |
+| ``/callback/{tenant}`` | the second API's new-mail callback (:mod:`relay.gateway.callback`) |
 """
 
 from __future__ import annotations
@@ -27,17 +30,25 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from pydantic import SecretStr
 
 from relay.gateway import Gateway, gateway_app
+from relay.gateway.callback import CALLBACK_PREFIX, CallbackReceiver
 from relay.gateway.routes import GATEWAY
 from relay.gateway.sso_links import gateway_sso_route
+from relay.ops.admin import AdminApi, admin_off_app
+from relay.ops.admin_routes import admin_app
 from relay.ops.auth import auth_middleware
+from relay.ops.history import History
+from relay.ops.listing import PAGING_PARAMS, QueryError, page_status, parse_query
 from relay.ops.page import render_status_page
+from relay.ops.page_charts import render_charts
+from relay.ops.sampler import Sampler
 from relay.runtime.status import ClientStatus, Status
 from relay.runtime.supervisor import RelayService
 
-__all__ = ["OpsServer", "build_app"]
+__all__ = ["SAMPLER", "OpsServer", "build_app"]
 
 SERVICE: web.AppKey[RelayService] = web.AppKey("service", RelayService)
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
+SAMPLER: web.AppKey[Sampler] = web.AppKey("sampler", Sampler)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +122,28 @@ async def _status(request: web.Request) -> Status:
 
 
 async def status_json(request: web.Request) -> web.Response:
-    return _json((await _status(request)).to_json())
+    status = await _status(request)
+    if any(name in request.query for name in PAGING_PARAMS):
+        try:
+            status = page_status(status, parse_query(request.query))
+        except QueryError as exc:
+            return _json({"error": str(exc)}, 400)
+    return _json(status.to_json())
 
 
 async def status_page(request: web.Request) -> web.Response:
+    try:
+        query = parse_query(request.query)
+    except QueryError as exc:
+        return web.Response(text=f"{exc}\n", status=400, headers=NO_STORE)
+    status = page_status(await _status(request), query)
+    sampler = request.app[SAMPLER]
+    history = sampler.history
+    charts = render_charts(
+        history.samples(), now=status.now, span=history.span, error=sampler.last_error
+    )
     return web.Response(
-        text=render_status_page(await _status(request)),
+        text=render_status_page(status, charts=charts),
         content_type="text/html",
         charset="utf-8",
         headers=PAGE_HEADERS,
@@ -133,7 +160,13 @@ def build_app(
     recent: int = 50,
     registry: CollectorRegistry = REGISTRY,
     gateway: Gateway | None = None,
+    admin: AdminApi | None = None,
+    callback: CallbackReceiver | None = None,
+    history: History | None = None,
 ) -> web.Application:
+    """The ops server's app. ``history``: where the status page's charts come from
+    (default: the last hour, one point every 10 s), sampled from ``registry`` while the
+    app runs."""
     middlewares: list[Middleware] = []
     if auth_token is not None or basic_auth is not None:
         open_paths = frozenset() if protect_probes else PROBES
@@ -142,7 +175,7 @@ def build_app(
                 token=auth_token,
                 basic=basic_auth,
                 open_paths=open_paths,
-                open_prefixes=("/v1/", "/sso/"),
+                open_prefixes=("/v1/", "/sso/", "/admin/", CALLBACK_PREFIX),
             )
         )
     app = web.Application(middlewares=middlewares)
@@ -151,14 +184,21 @@ def build_app(
     app[SERVICE] = service
     app[METRICS] = registry
     app[OPTIONS] = PageOptions(show_content=show_content, recent=recent)
+    app[SAMPLER] = sampler = Sampler(
+        registry, history if history is not None else History(interval=10.0, span=3600.0)
+    )
+    app.cleanup_ctx.append(sampler.context)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/status.json", status_json)
     app.router.add_get("/", status_page)
     app.add_subapp("/v1/", gateway_app(gateway))
+    app.add_subapp("/admin/v1/", admin_off_app() if admin is None else admin_app(admin))
     if gateway is not None and gateway.clients:
         app.add_routes([gateway_sso_route(gateway)])
+    if callback is not None:  # signed by the tenant's Token, not by [http] auth
+        app.add_routes(callback.routes())
     return app
 
 
@@ -171,6 +211,10 @@ class OpsServer:
         self._port = port
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+
+    @property
+    def app(self) -> web.Application:
+        return self._app
 
     @property
     def url(self) -> str:

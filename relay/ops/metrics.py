@@ -221,6 +221,20 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        # -- the second API's callback (relay.gateway.callback) --------------------------
+        self.callbacks = Counter(
+            "exmail_relay_callbacks",
+            "Requests to the second API's callback URL, by tenant and outcome (verified,"
+            " accepted, duplicate, ignored, or the reason of a refusal).",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.callback_seconds = Histogram(
+            "exmail_relay_callback_seconds",
+            "Time from a callback request's arrival to its answer (the journal commit included).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
         # -- shard leases (lease mode) -------------------------------------------------
         self.shard_acquisitions = Counter(
             "exmail_relay_shard_acquisitions", "Shard leases this replica took.", registry=r
@@ -413,6 +427,10 @@ class PrometheusObserver(Observer):
         self.metrics.lease_unhealthy.set(1 if unfit else 0)
         for condition in ("journal", "delivery link"):
             self.metrics.health_failing.labels(condition).set(failing.get(condition, 0.0))
+
+    def callback(self, tenant: str, outcome: str, seconds: float) -> None:
+        self.metrics.callbacks.labels(tenant, outcome).inc()
+        self.metrics.callback_seconds.observe(seconds)
 
     def takeover_gap(self, seconds: float) -> None:
         self.metrics.takeover_gap.observe(seconds)

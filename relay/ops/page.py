@@ -1,20 +1,12 @@
 """The status page: one self-contained HTML document, rendered on the server.
 
-Pure: ``render_status_page(status) -> str`` turns a typed
-:class:`relay.runtime.status.Status` into HTML. No external assets, no build step.
-The first paint is complete without JavaScript; a small inline script then fetches
-``status.json`` (that same ``Status``, as JSON) every few seconds and rewrites the figures
-in place (text nodes only, never ``innerHTML``, so nothing from the data can become
-markup). The script and the Python below format each cell the same way, so a refresh
-changes only what changed.
-
-The status dataclasses are the one place the JSON field names live. The Python side
-reads them as attributes (mypy checks each one); the script writes each read of the data
-as ``var.$field``, and :func:`_bind_fields` checks, when this module is imported, that
-``field`` is a field of the dataclass that ``var`` holds (``s`` the status, ``t`` a tenant,
-``k`` a sink, ``e`` an event, ``j`` the journal, ``p`` its last prune, ``o`` a sink no
-longer configured) before it writes
-the plain ``var.field``. A script that reads a key the JSON does not have cannot load.
+Pure: ``render_status_page(status, charts=...) -> str`` turns a typed
+:class:`relay.runtime.status.Status` (narrowed to one page of tenants by
+:mod:`relay.ops.listing`) and the charts of the last hour (:mod:`relay.ops.page_charts`,
+inline SVG) into HTML. No external assets, no build step. The first paint is complete
+without JavaScript; a small inline script (:mod:`relay.ops.page_script`) then fetches
+``status.json`` for the same page of tenants every few seconds and rewrites the figures in
+place. The charts are drawn at each load (their points are 10 s apart).
 
 The page shows only what ``status()`` hands it: no secrets are in the status, and event
 subjects are present only when ``[status] show_content`` is on.
@@ -23,27 +15,41 @@ subjects are present only when ``[status] show_content`` is on.
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from urllib.parse import quote, urlencode
 
+from relay.ops.listing import FAILING_STATES
+from relay.ops.page_script import SCRIPT, SCRIPT_READS
 from relay.runtime.status import (
+    CallbackStatus,
     ClientStatus,
     JournalStatus,
     OrphanStatus,
-    PruneStatus,
     RecentEvent,
     ShardingStatus,
     SinkStatus,
     Status,
+    TenantsPage,
     TenantStatus,
 )
 
-__all__ = ["REFRESH_SECONDS", "SCRIPT_READS", "render_status_page", "sink_state", "tenant_state"]
+__all__ = [
+    "DEADLETTERS_PATH",
+    "REFRESH_SECONDS",
+    "SCRIPT_READS",
+    "deadletters_link",
+    "render_status_page",
+    "sink_state",
+    "tenant_state",
+]
 
 REFRESH_SECONDS = 5
 
 DASH = "–"
+# The admin API's dead letters (relay.ops.admin); relative, so a path prefix in front of
+# the ops server (a proxy) still works.
+DEADLETTERS_PATH = "admin/v1/deadletters"
 
 
 def _time(stamp: float | None) -> str:
@@ -74,11 +80,26 @@ _TENANT_LABEL = {
     "starting": "starting",
     "stopped": "stopped",
     "waiting": "waiting for its turn (takeover_rate)",
+    "refusing": "refusing callbacks",
+    "callback": "by callback",
 }
+
+
+def _callback_state(tenant: TenantStatus, cb: CallbackStatus) -> tuple[str, str]:
+    """An api2 tenant: when its last callback came, or which refusals it keeps getting."""
+    if tenant.state == "refusing":
+        label = f"refusing callbacks ({cb.refused_in_a_row} in a row): {cb.last_refused}"
+    elif cb.last_at is None:
+        label = "by callback, none yet"
+    else:
+        label = f"by callback, last {_time(cb.last_at)}"
+    return tenant.state, label
 
 
 def tenant_state(tenant: TenantStatus) -> tuple[str, str]:
     """(css class, label) of a tenant, with the reason when it is not connected."""
+    if tenant.callbacks is not None:
+        return _callback_state(tenant, tenant.callbacks)
     label = _TENANT_LABEL.get(tenant.state, tenant.state)
     if tenant.state in ("backoff", "failed") and tenant.last_error:
         label += f": {tenant.last_error}"
@@ -102,6 +123,16 @@ def sink_state(sink: SinkStatus) -> tuple[str, str]:
 def _cell(key: str, text: str, css: str = "") -> str:
     klass = f' class="{html.escape(css)}"' if css else ""
     return f'<td data-k="{key}"{klass}>{html.escape(text)}</td>'
+
+
+def deadletters_link(sink: str) -> str:
+    """Where a sink's dead letters are listed (the admin API, behind its own token)."""
+    return f"{DEADLETTERS_PATH}?sink={quote(sink, safe='')}"
+
+
+def _dead_cell(sink: str, dead: int) -> str:
+    href = html.escape(deadletters_link(sink))
+    return f'<td data-k="dead" class="num"><a href="{href}">{dead}</a></td>'
 
 
 def _tenant_row(t: TenantStatus) -> str:
@@ -129,7 +160,7 @@ def _sink_row(s: SinkStatus) -> str:
         + _cell("oldest_pending_age", _age(s.oldest_pending_age), "num")
         + _cell("delivered", str(s.delivered), "num")
         + _cell("failed", str(s.failed), "num")
-        + _cell("dead", str(s.dead), "num")
+        + _dead_cell(s.name, s.dead)
         + "</tr>"
     )
 
@@ -138,7 +169,7 @@ def _orphan_row(o: OrphanStatus) -> str:
     return (
         f'<tr data-orphan="{_e(o.name)}">'
         + _cell("name", o.name)
-        + _cell("dead", str(o.dead), "num")
+        + _dead_cell(o.name, o.dead)
         + _cell("pending", str(o.pending), "num")
         + _cell("retired", str(o.retired), "num")
         + _cell("retired_at", _time(o.retired_at))
@@ -193,201 +224,19 @@ h1{font-size:1.3rem;margin:.2rem 0} h2{font-size:1.05rem;margin:1.2rem 0 .4rem}
 table{border-collapse:collapse;width:100%;font-size:.88rem}
 th,td{border-bottom:1px solid #8884;padding:.3rem .4rem;text-align:left;vertical-align:top}
 th{font-weight:600;white-space:nowrap} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.state{font-weight:600} .connected{color:#0a7a2f} .failed,.down{color:#c0262d}
+.state{font-weight:600} .connected,.callback{color:#0a7a2f} .failed,.down,.refusing{color:#c0262d}
 .backoff,.paused,.starting,.waiting,.disabled{color:#b36b00} .stopped{color:#777}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:0;font-size:.9rem}
 dt{font-weight:600} dd{margin:0} #stale{color:#c0262d}
 #banner{padding:.4rem .6rem;border-radius:.3rem;margin:.4rem 0}
 #banner.ok{background:#0a7a2f22} #banner.bad{background:#c0262d22}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(26rem,1fr));gap:.5rem 1rem}
+figure{margin:0} figcaption{font-size:.85rem;font-weight:600}
+h2 small{font-weight:400;font-size:.75rem;opacity:.75}
+svg.chart{width:100%;height:auto;max-width:32rem;display:block}
+#tenant-search{display:flex;gap:.4rem;margin:.2rem 0} #tenant-search input{flex:0 1 18rem}
+#tenants-pager{margin:.4rem 0;font-size:.9rem} #tenants-pager a{margin-right:.8rem}
 """
-
-# Kept in step with the Python formatters above; textContent only, never innerHTML.
-# Every read of the data is written ``var.$field`` (see the module docstring).
-_SCRIPT_TEMPLATE = """
-(function () {
-  var DASH = "\\u2013";
-  var LABEL = {connected: "connected", backoff: "backing off", failed: "failed",
-    paused: "paused (backpressure)", starting: "starting", stopped: "stopped",
-    waiting: "waiting for its turn (takeover_rate)"};
-  function pad(n) { return (n < 10 ? "0" : "") + n; }
-  function time(v) {
-    if (typeof v !== "number") return DASH;
-    var d = new Date(v * 1000);
-    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) +
-      " " + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" +
-      pad(d.getUTCSeconds()) + " UTC";
-  }
-  function txt(v) { return v === null || v === undefined || v === "" ? DASH : String(v); }
-  function age(v) { return typeof v === "number" ? v.toFixed(1) + " s" : DASH; }
-  function byType(counts) {
-    var types = Object.keys(counts || {}).sort();
-    if (!types.length) return DASH;
-    return types.map(function (type) {
-      return type.replace(/^exmail\\./, "") + " " + counts[type];
-    }).join(", ");
-  }
-  function tenantState(t) {
-    var l = LABEL[t.$state] || t.$state;
-    if ((t.$state === "backoff" || t.$state === "failed") && t.$last_error) {
-      l += ": " + t.$last_error;
-    }
-    var d = t.$directory_pending;
-    if (d) {
-      l += "; directory change to Ver " + d.target + " pending (" + d.attempts + " tries)";
-      if (d.last_error) l += ": " + d.last_error;
-    }
-    return [t.$state, l];
-  }
-  function sinkState(k) {
-    if (k.$disabled) return ["disabled", "disabled: " + k.$disabled];
-    if (k.$connected) return ["connected", "connected"];
-    return ["down", "not connected: " + (k.$last_error || "connecting")];
-  }
-  function cell(tr, key, text, css) {
-    var td = document.createElement("td");
-    td.setAttribute("data-k", key);
-    if (css) td.className = css;
-    td.textContent = text;
-    tr.appendChild(td);
-  }
-  function fill(id, items, build) {
-    var body = document.getElementById(id);
-    var rows = items.map(build);
-    while (body.firstChild) body.removeChild(body.firstChild);
-    rows.forEach(function (r) { body.appendChild(r); });
-  }
-  function set(id, text) { var n = document.getElementById(id); if (n) n.textContent = text; }
-  function render(s) {
-    fill("tenants-body", s.$tenants, function (t) {
-      var tr = document.createElement("tr"); tr.setAttribute("data-tenant", t.$name);
-      var st = tenantState(t);
-      cell(tr, "name", t.$name); cell(tr, "state", st[1], "state " + st[0]);
-      cell(tr, "ver", txt(t.$ver)); cell(tr, "last_event_at", time(t.$last_event_at));
-      cell(tr, "events_by_type", byType(t.$events_by_type));
-      cell(tr, "last_error", txt(t.$last_error));
-      cell(tr, "last_error_at", time(t.$last_error_at));
-      return tr;
-    });
-    fill("sinks-body", s.$sinks, function (k) {
-      var tr = document.createElement("tr"); tr.setAttribute("data-sink", k.$name);
-      var st = sinkState(k);
-      cell(tr, "name", k.$name); cell(tr, "state", st[1], "state " + st[0]);
-      cell(tr, "backlog", String(k.$backlog || 0), "num");
-      cell(tr, "oldest_pending_age", age(k.$oldest_pending_age), "num");
-      cell(tr, "delivered", String(k.$delivered || 0), "num");
-      cell(tr, "failed", String(k.$failed || 0), "num");
-      cell(tr, "dead", String(k.$dead || 0), "num");
-      return tr;
-    });
-    fill("orphans-body", s.$orphans, function (o) {
-      var tr = document.createElement("tr"); tr.setAttribute("data-orphan", o.$name);
-      cell(tr, "name", o.$name); cell(tr, "dead", String(o.$dead || 0), "num");
-      cell(tr, "pending", String(o.$pending || 0), "num");
-      cell(tr, "retired", String(o.$retired || 0), "num");
-      cell(tr, "retired_at", time(o.$retired_at));
-      return tr;
-    });
-    document.getElementById("orphans").hidden = !s.$orphans.length;
-    fill("clients-body", s.$clients, function (c) {
-      var tr = document.createElement("tr"); tr.setAttribute("data-client", c.$name);
-      cell(tr, "name", c.$name); cell(tr, "tenants", c.$tenants.join(", ") || "all");
-      cell(tr, "scopes", c.$scopes.join(", ") || DASH);
-      cell(tr, "requests", String(c.$requests || 0), "num");
-      cell(tr, "last_used_at", time(c.$last_used_at));
-      return tr;
-    });
-    document.getElementById("clients").hidden = !s.$clients.length;
-    var showSubject = !!document.getElementById("events-subject");
-    fill("events-body", s.$recent_events, function (e) {
-      var tr = document.createElement("tr");
-      cell(tr, "time", time(e.$time)); cell(tr, "tenant", txt(e.$tenant));
-      cell(tr, "type", txt(e.$type));
-      if (showSubject) cell(tr, "subject", txt(e.$subject));
-      return tr;
-    });
-    var j = s.$journal, p = j.$last_prune;
-    set("j-events", txt(j.$events));
-    set("j-backlog", txt(j.$backlog_events) + " / " + txt(j.$max_events) + " events, " +
-      txt(j.$backlog_bytes) + " / " + txt(j.$max_bytes) + " bytes");
-    set("j-file_bytes", txt(j.$file_bytes));
-    set("j-backpressure", j.$backpressure || "none");
-    set("j-pruning", "keeps delivered events " + txt(j.$retention_seconds) + " s; " +
-      (p ? "last pruned " + time(p.$at) + ", " + txt(p.$events) + " events" : "not pruned yet"));
-    set("generated", "Updated " + time(s.$now));
-    var bad = s.$stopping || s.$tenants.some(function (t) { return t.$state === "failed"; }) ||
-      s.$sinks.some(function (k) { return !k.$connected || k.$disabled; }) || !!j.$backpressure;
-    var b = document.getElementById("banner");
-    b.className = bad ? "bad" : "ok";
-    b.textContent = s.$stopping ? "Shutting down" : (bad ? "Degraded" : "All parts healthy");
-    set("stale", "");
-    document.body.setAttribute("data-refreshed", String(s.$now));
-  }
-  function tick() {
-    fetch("status.json", {cache: "no-store", credentials: "same-origin"})
-      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
-      .then(render)
-      .catch(function (err) {
-        set("stale", "refresh failed (" + err.message + "); figures may be old");
-      });
-  }
-  tick();
-  setInterval(tick, REFRESH_MS);
-})();
-"""
-
-
-# Which status dataclass each one-letter variable of the script holds; the script uses
-# these letters for nothing else.
-_Record = (
-    Status
-    | TenantStatus
-    | SinkStatus
-    | RecentEvent
-    | JournalStatus
-    | PruneStatus
-    | OrphanStatus
-    | ClientStatus
-)
-_SCRIPT_VARS: Mapping[str, type[_Record]] = {
-    "s": Status,
-    "t": TenantStatus,
-    "k": SinkStatus,
-    "e": RecentEvent,
-    "j": JournalStatus,
-    "p": PruneStatus,
-    "o": OrphanStatus,
-    "c": ClientStatus,
-}
-_MEMBER = re.compile(r"(?<![\w.$])([A-Za-z_]\w*)\.(\$?)(\w+)")
-
-
-def _bind_fields(template: str) -> tuple[str, frozenset[tuple[str, str]]]:
-    """The script with each ``var.$field`` checked and written ``var.field``, and the
-    (record, field) pairs it reads. Raises ValueError for a field the record lacks, a
-    ``$`` on a variable that holds no record, or a record read without its ``$``."""
-    reads: set[tuple[str, str]] = set()
-
-    def bind(match: re.Match[str]) -> str:
-        var, marked, name = match.groups()
-        record = _SCRIPT_VARS.get(var)
-        if record is None and not marked:
-            return match.group(0)
-        if record is None:
-            raise ValueError(f"status page script: {var}.${name}: {var} holds no record")
-        if not marked:
-            raise ValueError(f"status page script: write {var}.{name} as {var}.${name}")
-        if name not in record.json_keys():
-            raise ValueError(f"status page script reads {record.__name__}.{name}: no such field")
-        reads.add((record.__name__, name))
-        return f"{var}.{name}"
-
-    script = _MEMBER.sub(bind, template)
-    if "$" in script:
-        raise ValueError("status page script: a $ that is not a field read")
-    return script, frozenset(reads)
-
-
-_SCRIPT, SCRIPT_READS = _bind_fields(_SCRIPT_TEMPLATE)
 
 
 def _sharding_line(s: ShardingStatus | None) -> str:
@@ -427,10 +276,73 @@ def _sharding_line(s: ShardingStatus | None) -> str:
     return f'<p id="sharding"><small>{text}</small></p>\n'
 
 
+def tenants_summary(g: TenantsPage) -> str:
+    """ "12 tenants; page 1 of 1 · all tenants: 1 failed, 11 connected" (as the script)."""
+    text = f"{g.matched}" + (f" of {g.total} tenants match" if g.q else " tenants")
+    text += f"; page {g.page} of {g.pages}"
+    parts = [f"{n} {_TENANT_LABEL.get(state, state)}" for state, n in g.states.items()]
+    return f"{text} \u00b7 all tenants: {', '.join(parts)}" if parts else text
+
+
+def tenants_query(g: TenantsPage, page: int | None = None) -> str:
+    """The query string of page ``page`` (default: this one) of the same search."""
+    params: dict[str, object] = {"q": g.q} if g.q else {}
+    params.update(page=g.page if page is None else page, per_page=g.per_page)
+    return urlencode(params)
+
+
+def _pager(g: TenantsPage) -> str:
+    if g.pages <= 1 and g.page == 1:
+        return ""
+    links = [
+        (label, target)
+        for label, target, show in (
+            ("« first", 1, g.page > 1),
+            ("‹ previous", min(g.page - 1, g.pages), g.page > 1),
+            ("next ›", g.page + 1, g.page < g.pages),
+            ("last »", g.pages, g.page < g.pages),
+        )
+        if show
+    ]
+    anchors = " ".join(
+        f'<a href="?{html.escape(tenants_query(g, target))}" rel="nofollow">{label}</a>'
+        for label, target in links
+    )
+    return f'<nav id="tenants-pager">{anchors}</nav>'
+
+
+def _tenants_section(status: Status) -> str:
+    g = status.tenants_page
+    rows = "".join(_tenant_row(t) for t in status.tenants)
+    head = "<h2>Tenants</h2>"
+    pager = ""
+    if g is not None:
+        per_page = f'<input type="hidden" name="per_page" value="{g.per_page}">'
+        head += (
+            '<form id="tenant-search" method="get"><input type="search" name="q" '
+            f'value="{html.escape(g.q)}" placeholder="tenant name contains" maxlength="200" '
+            f'aria-label="Search tenants">{per_page}<button type="submit">Search</button>'
+            f'</form><p><small id="tenants-summary">{html.escape(tenants_summary(g))}'
+            "</small></p>"
+        )
+        pager = _pager(g)
+    return f"""{head}<div class="wrap"><table id="tenants"><thead>
+<tr><th>Tenant</th><th>State</th><th>Ver</th><th>Last event</th><th>Events by type</th>
+<th>Last error</th><th>Error at</th></tr></thead>
+<tbody id="tenants-body">{rows}</tbody></table></div>{pager}
+"""
+
+
 def _banner(status: Status) -> tuple[str, str]:
+    g = status.tenants_page
+    failed = (
+        any(g.states.get(state, 0) > 0 for state in FAILING_STATES)
+        if g is not None
+        else any(t.state in FAILING_STATES for t in status.tenants)
+    )
     bad = (
         status.stopping
-        or any(t.state == "failed" for t in status.tenants)
+        or failed
         or any(not s.connected or s.disabled for s in status.sinks)
         or bool(status.journal.backpressure)
     )
@@ -439,10 +351,12 @@ def _banner(status: Status) -> tuple[str, str]:
     return ("bad", "Degraded") if bad else ("ok", "All parts healthy")
 
 
-def render_status_page(status: Status, *, refresh_seconds: int = REFRESH_SECONDS) -> str:
-    """The whole page for one ``status``; same input, same output."""
+def render_status_page(
+    status: Status, *, charts: str = "", refresh_seconds: int = REFRESH_SECONDS
+) -> str:
+    """The whole page for one ``status`` and the ``charts`` section (HTML from
+    :func:`relay.ops.page_charts.render_charts`); same input, same output."""
     show_subject = status.show_content or any(e.subject is not None for e in status.recent_events)
-    tenant_rows = "".join(_tenant_row(t) for t in status.tenants)
     sink_rows = "".join(_sink_row(s) for s in status.sinks)
     event_rows = "".join(_event_row(e, show_subject) for e in status.recent_events)
     orphan_rows = "".join(_orphan_row(o) for o in status.orphans)
@@ -452,25 +366,23 @@ def render_status_page(status: Status, *, refresh_seconds: int = REFRESH_SECONDS
     journal = _journal_text(status.journal)
     banner_css, banner_text = _banner(status)
     subject_head = '<th id="events-subject">Subject</th>' if show_subject else ""
-    script = _SCRIPT.replace("REFRESH_MS", str(int(refresh_seconds * 1000)))
+    script = SCRIPT.replace("REFRESH_MS", str(int(refresh_seconds * 1000)))
+    g = status.tenants_page
+    query = f' data-tenants-query="{html.escape(tenants_query(g))}"' if g is not None else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>exmail-relay status</title>
-<style>{_STYLE}</style></head><body data-refreshed="{_e(status.now)}">
+<style>{_STYLE}</style></head><body data-refreshed="{_e(status.now)}"{query}>
 <h1>exmail-relay</h1>
 <div id="banner" class="{banner_css}">{banner_text}</div>
 <p><small id="generated">Updated {_time(status.now)}</small>
 <small>&middot; up since {_time(status.started_at)}</small> <small id="stale"></small></p>
-{_sharding_line(status.sharding)}<h2>Tenants</h2><div class="wrap"><table id="tenants"><thead>
-<tr><th>Tenant</th><th>State</th><th>Ver</th><th>Last event</th><th>Events by type</th>
-<th>Last error</th><th>Error at</th></tr></thead>
-<tbody id="tenants-body">{tenant_rows}</tbody></table></div>
-<h2>Sinks</h2><div class="wrap"><table id="sinks"><thead>
-<tr><th>Sink</th><th>State</th><th>Backlog</th><th>Oldest pending</th><th>Delivered</th>
-<th>Failed</th><th>Dead letters</th></tr></thead>
+{_sharding_line(status.sharding)}{charts}<h2>Sinks</h2><div class="wrap"><table id="sinks">
+<thead><tr><th>Sink</th><th>State</th><th>Backlog</th><th>Oldest pending</th>
+<th>Delivered</th><th>Failed</th><th>Dead letters</th></tr></thead>
 <tbody id="sinks-body">{sink_rows}</tbody></table></div>
-<section id="orphans"{orphans_hidden}><h2>Sinks no longer configured</h2>
+{_tenants_section(status)}<section id="orphans"{orphans_hidden}><h2>Sinks no longer configured</h2>
 <p><small>Their pending deliveries were retired to dead letters at start, out of the
 backlog: <code>exmail-relay deadletters list|replay|drop --sink NAME</code>.</small></p>
 <div class="wrap"><table><thead>

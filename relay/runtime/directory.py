@@ -46,6 +46,7 @@ from relay.exmail import (
 )
 from relay.runtime.enrich import Enricher
 from relay.runtime.observer import TenantObserver
+from relay.runtime.tracing import Trace, Tracing
 
 __all__ = ["DirectoryWorker", "Fault", "PendingDirectory", "classify"]
 
@@ -82,6 +83,7 @@ class _Change:
     built: list[Event]
     ver: int
     generation: int
+    started_ns: int  # tracing: when the expansion began (epoch ns)
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Commit(Protocol):
         checkpoint: int | None = None,
         announced: int | None = None,
         settled: bool = False,
+        trace: Trace = ...,
     ) -> Awaitable[None]: ...
 
 
@@ -128,6 +131,7 @@ class DirectoryWorker:
         monotonic: Callable[[], float] = time.monotonic,
         on_fault: Callable[[str], None] = lambda _summary: None,
         on_pending: Callable[[PendingDirectory | None], None] = lambda _pending: None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.tenant = tenant
         self.client = client
@@ -135,6 +139,7 @@ class DirectoryWorker:
         self.pending: PendingDirectory | None = None
         self._enricher = enricher
         self._commit = commit
+        self._tracing = tracing or Tracing()  # tracing: a trace per expansion committed
         self._observe = observer
         self._now = now
         self._backoff = backoff
@@ -233,6 +238,7 @@ class DirectoryWorker:
         """One expansion from the committed Ver (``user/list``, then ``user/get``)."""
         assert self.pending is not None
         generation = self._generation
+        started_ns = time.time_ns()
         self.pending.attempts += 1
         old_ver = self.ver
         listing = await self.client.user_list(old_ver)
@@ -248,19 +254,22 @@ class DirectoryWorker:
             )
         ]
         built += await self._enricher.user_events(listing.entries, new_ver, now, snapshot=False)
-        return _Change(built, new_ver, generation)
+        return _Change(built, new_ver, generation, started_ns)
 
     async def _commit_change(self, change: _Change) -> None:
         assert self.pending is not None
         # Settled unless listen announced a newer Ver while this one was being expanded
         # (then that one is still pending, from the Ver committed now).
         settled = change.generation == self._generation or self.pending.target == change.ver
-        await self._commit(
-            change.built,
-            checkpoint=change.ver,
-            settled=settled,
-            announced=None if settled else self.pending.target,
-        )
+        events = len(change.built)
+        with self._tracing.expansion(self.tenant, change.started_ns, events) as trace:
+            await self._commit(
+                change.built,
+                checkpoint=change.ver,
+                settled=settled,
+                announced=None if settled else self.pending.target,
+                trace=trace,
+            )
         self.ver = change.ver
         self._observe.directory("ok")
         if settled:

@@ -73,6 +73,7 @@ from relay.runtime.observer import SinkObserver
 from relay.runtime.ratelimit import RateLimiter
 from relay.runtime.refusals import JournalRefusals
 from relay.runtime.settle import SettleBatcher
+from relay.runtime.tracing import Tracing
 from relay.sinks import Sink
 
 __all__ = ["Drainer"]
@@ -102,8 +103,10 @@ class Drainer:
         monotonic: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
         observer: SinkObserver | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.journal = journal
+        self._send = (tracing or Tracing()).sender(sink)  # sink.send; tracing: in a span
         self.sink = sink
         self.policy = policy
         self._clock = clock
@@ -382,7 +385,7 @@ class Drainer:
 
     async def _attempt(self, row: Delivery) -> None:
         try:
-            outcome = await self.sink.send(row)
+            outcome = await self._send(row)  # sink.send(row), or its span around it
         except Exception:
             # A bug in a sink must not lose the event or kill the drainer: the row stays
             # pending, the traceback goes to the log, and the sink is treated as down.

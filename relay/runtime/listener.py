@@ -25,13 +25,11 @@ Faults are classified (see :meth:`Listener._classify`):
 
 A ``listen`` that gets no answer by the client's deadline (hold plus a margin) is a
 *timeout* fault (outcome ``timeout``), never a keep-alive: the server answers an idle
-poll at its hold, so silence means a stalled link. :meth:`Listener.silent_for` says how
-long Exmail has left this tenant unanswered; readiness fails once that passes the listen
-deadline, which is at the first such timeout (or a refused link's first deadline). A
-listener never raises out of :meth:`Listener.run` for an upstream fault.
+poll at its hold, so silence means a stalled link. :func:`~relay.runtime.supervisor.silent_for`
+says how long Exmail has left a tenant unanswered; readiness fails once that passes the
+listen deadline, at the first such timeout (or a refused link's first deadline).
 
-Pacing: a start-up that needs a token or a bootstrap first waits for its turn (state
-``waiting``; :mod:`relay.runtime.pacing`), so a takeover never storms Exmail.
+An upstream fault never leaves :meth:`Listener.run`: one tenant's trouble stays its own.
 
 A journal that refuses a commit (:class:`~relay.journal.JournalError`: a full disk, a
 write lock held by another process, a bad page) is not an upstream fault either: the
@@ -71,6 +69,7 @@ from relay.runtime.enrich import Enricher
 from relay.runtime.observer import Observer
 from relay.runtime.status import ListenerState as State
 from relay.runtime.status import ListenerStatus
+from relay.runtime.tracing import NO_TRACE, Trace, Tracing
 from relay.runtime.translate import Translation, translate_listen
 
 __all__ = ["Listener", "ListenerStatus"]
@@ -105,6 +104,7 @@ class Listener:
         silence_limit: float | None = None,
         on_listen: Callable[[], None] | None = None,
         checkpoints: CheckpointPublisher | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.tenant = tenant
         # Every Ver committed or resumed from (lease mode: the broker's copy), explicit.
@@ -112,6 +112,7 @@ class Listener:
         # Unanswered longer than this fails readiness; default: the listen deadline.
         self.silence_limit = client.listen_timeout if silence_limit is None else silence_limit
         self._observe = (observer or Observer()).tenant(tenant)
+        self._tracing = tracing or Tracing()  # tracing: a span per answer with events
         self.client = client
         self.journal = journal
         self.route = route
@@ -126,6 +127,7 @@ class Listener:
         self._failed_backoff = failed_backoff or Backoff(base=30.0, cap=300.0)
         self._directory = DirectoryWorker(
             tenant=tenant,
+            tracing=self._tracing,
             client=client,
             enricher=self._enricher,
             commit=self._commit,
@@ -272,6 +274,7 @@ class Listener:
             if self.status.unanswered_since is None:
                 self.status.unanswered_since = self._clock()
             self._on_listen()
+            sent_ns = time.time_ns()  # tracing: the answer's span starts when the listen went
             messages = await self._interruptible(self.client.listen(ver))
         except ExmailError as exc:
             if not isinstance(exc, ExmailTimeout | NetworkError):
@@ -298,30 +301,27 @@ class Listener:
             return
         self._set_state("connected")  # the listen answered
         self._observe.listen("data" if messages else "keepalive")
-        await self._handle(translation)
+        await self._handle(translation, sent_ns, len(messages))
         self._recovered()
 
     async def _take_turn(self, *, bootstrap: bool = False) -> bool:
-        """Pacing: needing a token (none fresh) or a bootstrap, wait for a turn (``waiting``,
-        neither a fault nor Exmail's silence) and fetch the token in it; False: stopped."""
-        tokens = self.client.tokens
-        if not tokens.paced or (not bootstrap and tokens.current() is not None):
-            return True
-        previous = self.status.state
-        self._set_state("waiting")
-        await self._interruptible(tokens.turn())
-        if not self._stop.is_set():
+        """Pacing: wait for a turn (``waiting``) when a token or a bootstrap is needed."""
+        tokens, previous = self.client.tokens, self.status.state
+        if tokens.paced and (bootstrap or tokens.current() is None):
+            self._set_state("waiting")
+            await self._interruptible(tokens.turn())  # and the token, fetched in the turn
             self._set_state(previous)
-            await self._interruptible(tokens.get(paced=False))
         return not self._stop.is_set()
 
-    async def _handle(self, translation: Translation) -> None:
+    async def _handle(self, translation: Translation, sent_ns: int, messages: int) -> None:
         """Commit the answer's events, with a newly announced directory Ver if any,
         and hand that Ver to the directory worker."""
         update = translation.update
         announced = None if update is None else update.ver
         if translation.events or announced is not None:
-            await self._commit(translation.events, announced=announced)
+            events = len(translation.events)
+            with self._tracing.answer(self.tenant, sent_ns, messages, events) as trace:
+                await self._commit(translation.events, announced=announced, trace=trace)
         if announced is not None:
             self._directory.announce(announced)
 
@@ -332,8 +332,9 @@ class Listener:
         checkpoint: int | None = None,
         announced: int | None = None,
         settled: bool = False,
+        trace: Trace = NO_TRACE,
     ) -> None:
-        inserted = await self._append(built, checkpoint, announced, settled)
+        inserted = await self._append(built, checkpoint, announced, settled, trace)
         if checkpoint is not None:
             self.status.ver = checkpoint
             self._observe.checkpoint(checkpoint)
@@ -352,7 +353,12 @@ class Listener:
             )
 
     async def _append(
-        self, built: Sequence[Event], checkpoint: int | None, announced: int | None, settled: bool
+        self,
+        built: Sequence[Event],
+        checkpoint: int | None,
+        announced: int | None,
+        settled: bool,
+        trace: Trace,
     ) -> int:
         """Append ``built`` durably, retrying for as long as the journal refuses it.
 
@@ -364,14 +370,18 @@ class Listener:
         previous = self.status.state
         while True:
             try:
-                inserted = await self.journal.append(
-                    self.tenant,
-                    built,
-                    route=self.route,
-                    checkpoint=checkpoint,
-                    announced=announced,
-                    settled=settled,
-                )
+                with trace.commit(len(built)) as span:
+                    inserted = await self.journal.append(
+                        self.tenant,
+                        built,
+                        route=self.route,
+                        checkpoint=checkpoint,
+                        announced=announced,
+                        settled=settled,
+                        traceparent=trace.traceparent,
+                        tracestate=trace.tracestate,
+                    )
+                    span.inserted(inserted)
             except JournalClosed:
                 raise
             except JournalError as exc:
@@ -474,16 +484,6 @@ class Listener:
         log.warning(
             "listen message skipped", extra={"tenant": self.tenant, "kind": kind, "detail": detail}
         )
-
-    def silent_for(self, now: float) -> float | None:
-        """Seconds Exmail has left this tenant's listen unanswered, once that is longer
-        than ``silence_limit`` (readiness fails); ``None`` otherwise. A tenant paused on
-        a full journal or stopped is not waiting for Exmail."""
-        since = self.status.unanswered_since
-        if since is None or self.status.state in ("paused", "stopped"):
-            return None
-        silent = now - since
-        return silent if silent > self.silence_limit else None
 
     def _set_state(self, state: State) -> None:
         if state == self.status.state and self._state_shown:

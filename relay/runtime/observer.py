@@ -17,7 +17,7 @@ back out of a metrics registry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "Observer",
     "SinkObserver",
     "TenantObserver",
+    "upstream_observer",
 ]
 
 # Every state a listener can be in, in the order the metrics export them.
@@ -149,6 +150,11 @@ class Observer:
         """Lease mode: a broker message of ``kind`` (``presence``, ``checkpoint``) was
         dropped, unread, for ``reason`` (``unsigned``, ``bad signature``, ``stale``, ...)."""
 
+    def callback(self, tenant: str, outcome: str, seconds: float) -> None:
+        """One request to the second API's callback URL of ``tenant`` was answered after
+        ``seconds``: ``verified`` (GET handshake), ``accepted`` (committed), ``duplicate``
+        (already journaled), ``ignored`` (an unknown MsgType), or the refusal's reason."""
+
 
 class ForwardingTenantObserver(TenantObserver):
     """Passes every report on to ``inner``; subclasses override what they add to."""
@@ -233,3 +239,16 @@ class ForwardingObserver(Observer):
 
     def broker_message_refused(self, kind: str, reason: str) -> None:
         self.inner.broker_message_refused(kind, reason)
+
+    def callback(self, tenant: str, outcome: str, seconds: float) -> None:
+        self.inner.callback(tenant, outcome, seconds)
+
+
+def upstream_observer(observer: Observer) -> Callable[[str, float, str], None]:
+    """The Exmail client's ``on_request``: every operation but ``listen`` (which holds)."""
+
+    def observe(operation: str, seconds: float, outcome: str) -> None:
+        if operation != "listen":
+            observer.upstream(operation, seconds, outcome)
+
+    return observe

@@ -19,9 +19,10 @@ description, an event's subject when ``[status] show_content`` is off), as it al
 from __future__ import annotations
 
 import collections
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
     from relay.journal import Journal, JournalStats
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OMIT_NONE",
+    "CallbackSource",
+    "CallbackStatus",
     "CheckpointStatus",
     "ClientStatus",
     "DirectoryPendingStatus",
@@ -47,6 +50,7 @@ __all__ = [
     "SinkStatus",
     "Status",
     "TenantStatus",
+    "TenantsPage",
     "build_status",
 ]
 
@@ -151,6 +155,23 @@ class DirectoryPendingStatus(_JsonRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackStatus(_JsonRecord):
+    """``tenants[].callbacks`` of an api2 tenant: its callback requests since start
+    (relay.runtime.callback_status; docs/operations.md says what each key means)."""
+
+    last_at: float | None
+    last_ok_at: float | None
+    verified: int
+    accepted: int
+    duplicate: int
+    ignored: int
+    refused: Mapping[str, int]
+    refused_in_a_row: int
+    last_refused: str | None
+    last_refused_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class TenantStatus(_JsonRecord):
     name: str
     state: str
@@ -161,6 +182,10 @@ class TenantStatus(_JsonRecord):
     failures: int
     events_by_type: Mapping[str, int]
     directory_pending: DirectoryPendingStatus | None = None
+    # Which Exmail API: "openapi" (a listen worker) or "api2" (callbacks, with
+    # ``callbacks``: relay.runtime.callback_status; its state "callback" or "refusing").
+    api: str = "openapi"
+    callbacks: CallbackStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +310,21 @@ class ShardingStatus(_JsonRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class TenantsPage(_JsonRecord):
+    """Which page of the tenants ``tenants`` holds, when one was asked for (the status
+    page, or ``/status.json?q=&page=&per_page=``): ``matched`` of ``total`` tenants match
+    ``q``; ``states`` counts every tenant by state (not only this page)."""
+
+    q: str
+    page: int
+    per_page: int
+    pages: int
+    matched: int
+    total: int
+    states: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Status(_JsonRecord):
     """The whole ``/status.json`` document."""
 
@@ -299,6 +339,7 @@ class Status(_JsonRecord):
     orphans: tuple[OrphanStatus, ...] = ()
     clients: tuple[ClientStatus, ...] = ()
     sharding: ShardingStatus | None = field(default=None, metadata=OMIT_NONE)
+    tenants_page: TenantsPage | None = field(default=None, metadata=OMIT_NONE)
 
 
 def _tenant(st: ListenerStatus) -> TenantStatus:
@@ -382,21 +423,43 @@ def _orphans(
     )
 
 
+class CallbackSource(Protocol):
+    """An api2 tenant's tally (:class:`relay.runtime.callback_status.CallbackTally`)."""
+
+    tenant: str
+    recent: collections.deque[tuple[float, str, str, str]]
+
+    def to_tenant(self) -> TenantStatus: ...
+
+
 def _recent(
-    listeners: Sequence[ListenerStatus], *, show_content: bool, limit: int
+    listeners: Sequence[ListenerStatus | CallbackSource], *, show_content: bool, limit: int
 ) -> tuple[RecentEvent, ...]:
-    """The newest ``limit`` events over all tenants, newest first."""
-    latest = sorted(
-        (
-            (stamp, st.tenant, etype, eid, subj)
-            for st in listeners
-            for stamp, etype, eid, subj in st.recent
-        ),
-        reverse=True,
+    """The newest ``limit`` events over all tenants, newest first (ties: the greater
+    tenant name, type, id first). Visits tenants newest first and stops at the first
+    whose newest event cannot make the list, so 10 000 tenants of 50 recent events each
+    cost a few of them, not a sort of all 500 000."""
+    if limit <= 0:
+        return ()
+    tops = sorted(
+        ((newest[0], st.tenant, *newest[1:]), st)
+        for st in listeners
+        if st.recent
+        for newest in (max(st.recent),)
     )
+    best: list[tuple[float, str, str, str, str | None]] = []
+    for top, st in reversed(tops):
+        if len(best) >= limit and top <= best[0]:
+            break  # neither this tenant's events nor any later one's are newer
+        for stamp, etype, eid, subj in st.recent:
+            entry = (stamp, st.tenant, etype, eid, subj)
+            if len(best) < limit:
+                heapq.heappush(best, entry)
+            elif entry > best[0]:
+                heapq.heapreplace(best, entry)
     return tuple(
         RecentEvent(stamp, tenant, etype, eid, subj if show_content else None)
-        for stamp, tenant, etype, eid, subj in latest[:limit]
+        for stamp, tenant, etype, eid, subj in sorted(best, reverse=True)
     )
 
 
@@ -416,19 +479,21 @@ def build_status(
     retired: Mapping[str, int] | None = None,
     retired_at: float | None = None,
     sharding: ShardingStatus | None = None,
+    callbacks: Sequence[CallbackSource] = (),
 ) -> Status:
     """The status document from the components' current state (no I/O). ``retired``:
-    the orphaned sinks' deliveries retired to dead letters at start, at ``retired_at``."""
+    the orphaned sinks' deliveries retired to dead letters at start, at ``retired_at``;
+    ``callbacks``: the api2 tenants, listed after the listeners' tenants."""
     nothing = SinkDescription()
     return Status(
         now=now,
         started_at=started_at,
         stopping=stopping,
         show_content=show_content,
-        tenants=tuple(_tenant(st) for st in listeners),
+        tenants=(*(_tenant(st) for st in listeners), *(c.to_tenant() for c in callbacks)),
         sinks=tuple(_sink(d, stats, descriptions.get(d.name, nothing), now) for d in drainers),
         journal=_journal(journal, stats, last_prune),
-        recent_events=_recent(listeners, show_content=show_content, limit=recent),
+        recent_events=_recent([*listeners, *callbacks], show_content=show_content, limit=recent),
         orphans=_orphans(drainers, stats, retired or {}, retired_at),
         sharding=sharding,
     )

@@ -24,6 +24,7 @@ from relay.core.backoff import Backoff
 from relay.core.health import HealthWindow
 from relay.core.throttle import LogThrottle
 from relay.journal import Journal, JournalError, JournalStats
+from relay.runtime.callback_status import CallbackTally
 from relay.runtime.drainer import Drainer
 from relay.runtime.listener import Listener
 from relay.runtime.observer import Observer
@@ -37,12 +38,24 @@ from relay.runtime.status import (
     build_status,
 )
 
-__all__ = ["RelayService"]
+__all__ = ["RelayService", "silent_for"]
 
 log = logging.getLogger("relay.runtime.supervisor")
 
 # How often housekeeping logs a journal error again while it lasts (the first is logged).
 JOURNAL_LOG_EVERY = 60.0
+
+
+def silent_for(listener: Listener, now: float) -> float | None:
+    """Seconds Exmail has left ``listener``'s tenant unanswered, once that is longer than
+    its ``silence_limit`` (readiness fails); ``None`` otherwise. A tenant paused on a full
+    journal, stopped, or waiting for its turn to fetch a token is not waiting for Exmail."""
+    status = listener.status
+    since = status.unanswered_since
+    if since is None or status.state in ("paused", "stopped", "waiting"):
+        return None
+    silent = now - since
+    return silent if silent > listener.silence_limit else None
 
 
 class RelayService:
@@ -69,8 +82,12 @@ class RelayService:
         release_after: float | None = None,
         delivery_links: Sequence[str] = (),
         health_interval: float = 1.0,
+        callbacks: Sequence[CallbackTally] = (),
     ) -> None:
         self.journal = journal
+        # The api2 tenants (no listener: callbacks), shown on the status page, never in
+        # readiness (relay.runtime.callback_status says why).
+        self.callbacks = tuple(callbacks)
         # Lease mode: the runner starts and stops the listeners of the held shards
         # (``listeners`` is then empty); static mode: ``listeners`` run all along.
         self.runner = runner
@@ -350,7 +367,7 @@ class RelayService:
             part = f"tenant:{listener.tenant}"
             if listener.status.state == "failed":
                 failing[part] = f"failed: {listener.status.last_error}"
-            elif (silent := listener.silent_for(self._clock())) is not None:
+            elif (silent := silent_for(listener, self._clock())) is not None:
                 failing[part] = f"no answer from Exmail for {silent:.0f} s"
             else:
                 ok.append(part)
@@ -396,6 +413,7 @@ class RelayService:
             retired=self.retired_orphans,
             retired_at=self.retired_at,
             sharding=self._sharding() if self._sharding is not None else None,
+            callbacks=self.callbacks,
         )
 
     def all_listeners(self) -> list[Listener]:

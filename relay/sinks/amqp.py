@@ -14,7 +14,8 @@ The connection is a :class:`~relay.sinks.brokerlink.BrokerLink`: it connects, de
 the exchange (and queue), and after any loss reconnects and declares again, with capped,
 jittered backoff, the first connect included. While disconnected, :meth:`AmqpSink.send`
 answers :class:`~relay.sinks.Unavailable` and the drainer pauses: events wait in the
-journal and go out in order when the broker returns.
+journal and go out in order when the broker returns. With tracing on, the attempt's
+W3C ``traceparent`` (and ``tracestate``) are application headers of the message.
 
 A *stalled* link (packets dropped, nothing refused) must show too, and fast. Two
 guards, both sized so that readiness fails well within 30 s with the defaults:
@@ -226,9 +227,14 @@ class AmqpSink:
             message = self._message(delivery.body)
         except MessageError as exc:
             return Dead(f"cannot be sent in this content mode: {exc}")
+        headers: FieldTable = dict(message.headers)
+        if delivery.traceparent is not None:  # tracing on: the W3C trace context
+            headers["traceparent"] = delivery.traceparent
+            if delivery.tracestate:
+                headers["tracestate"] = delivery.tracestate
         properties = spec.Basic.Properties(
             content_type=message.content_type,
-            headers=dict(message.headers) or None,
+            headers=headers or None,
             message_id=delivery.event_id,
             message_type=delivery.type,
             timestamp=datetime.fromtimestamp(delivery.created, UTC),

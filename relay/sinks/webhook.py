@@ -11,7 +11,9 @@ journaled, in the CloudEvents HTTP binding's structured content mode (``Content-
 application/cloudevents+json; charset=utf-8``), signed the Standard Webhooks way
 (:mod:`relay.core.signing`): ``webhook-id`` is the event id (the receiver's dedup key,
 the same on every retry), ``webhook-timestamp`` is this attempt's time.
-The answer becomes an :data:`~relay.sinks.Outcome`:
+With tracing on, the attempt's W3C ``traceparent`` (and ``tracestate``) go along as
+headers (unsigned, as every header; the CloudEvent in the body, signed, carries the
+event's own). The answer becomes an :data:`~relay.sinks.Outcome`:
 
 - 2xx: delivered;
 - 410 Gone: :class:`~relay.sinks.Disable` -- the drainer disables the endpoint until
@@ -159,6 +161,10 @@ class WebhookSink:
             raise RuntimeError(f"{self._name}: send() outside 'async with'")
         headers = sign_headers(self._keys, delivery.event_id, int(self._clock()), delivery.body)
         headers["Content-Type"] = CONTENT_TYPE
+        if delivery.traceparent is not None:  # tracing on: the W3C trace context
+            headers["traceparent"] = delivery.traceparent
+            if delivery.tracestate:
+                headers["tracestate"] = delivery.tracestate
         started = time.monotonic()
         try:
             async with session.post(

@@ -55,9 +55,9 @@ async def test_a_caller_that_took_its_turn_fetches_without_another() -> None:
     gate = Gate()
     cache = TokenCache(fetcher(fetched), pace=gate.turn)
     gate.opened.set()
-    await cache.turn()
+    assert (await cache.turn()).get_secret_value() == "t0", "the token, fetched in the turn"
     assert (await cache.get(paced=False)).get_secret_value() == "t0"
-    assert gate.asked == 1
+    assert gate.asked == 1 and fetched == ["t0"]
 
 
 async def test_the_fence_is_asked_after_the_wait() -> None:
@@ -78,5 +78,6 @@ async def test_without_a_pacer_nothing_waits() -> None:
     fetched: list[str] = []
     cache = TokenCache(fetcher(fetched))
     assert not cache.paced
-    await cache.turn()
+    assert (await cache.turn()).get_secret_value() == "t0"
     assert (await cache.get()).get_secret_value() == "t0"
+    assert fetched == ["t0"]

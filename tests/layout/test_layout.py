@@ -28,6 +28,7 @@ RANKS: dict[str, int] = {
     "relay.core": 1,
     "relay.exmail": 2,
     "relay.emulator": 2,
+    "relay.exmail2": 3,
     "relay.journal": 2,
     "relay.sinks": 3,
     "relay.runtime": 4,

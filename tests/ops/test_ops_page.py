@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 
 from relay.emulator import Emulator
-from relay.ops.page import _bind_fields, render_status_page
+from relay.ops.page import render_status_page
+from relay.ops.page_script import _bind_fields
 from relay.runtime.status import (
     JournalStatus,
     OrphanStatus,
@@ -156,7 +157,7 @@ def _cells(dom: str, attr: str, name: str) -> dict[str, str]:
     row = re.search(rf'<tr data-{attr}="{re.escape(name)}">(.*?)</tr>', dom, re.S)
     assert row is not None, f"no row for {attr} {name}"
     return {
-        k: html.unescape(v)
+        k: html.unescape(re.sub(r"<[^>]+>", "", v))
         for k, v in re.findall(r'<td data-k="([a-z_]+)"[^>]*>(.*?)</td>', row.group(1), re.S)
     }
 
@@ -189,7 +190,7 @@ async def test_page_in_headless_chromium_matches_status_json(
         await eventually(four_new, what="fourth mail delivered")
         dom = await chromium("--virtual-time-budget=8000", "--dump-dom", url)
         _, data = await get_json(http, url + "status.json")
-        # docs/images/status.png was taken this way (copy tmp_path's file to refresh it).
+        # docs/images/status.png comes from test_ops_status_glance (with charts).
         shot = tmp_path / "status.png"
         await chromium(
             "--virtual-time-budget=4000", "--window-size=1100,900", f"--screenshot={shot}", url

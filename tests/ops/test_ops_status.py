@@ -5,6 +5,7 @@ present in the JSON of a running relay."""
 from __future__ import annotations
 
 import base64
+import html
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from relay.runtime.status import (
     ShardingStatus,
     SinkStatus,
     Status,
+    TenantsPage,
     TenantStatus,
 )
 from tests.ops.conftest import Control, eventually, get_json, settings, tenant
@@ -84,6 +86,8 @@ TENANT_KEYS = [
     "failures",
     "events_by_type",
     "directory_pending",
+    "api",
+    "callbacks",
 ]
 DIRECTORY_PENDING_KEYS = ["target", "since", "attempts", "last_error"]
 SINK_KEYS = [
@@ -112,6 +116,7 @@ JOURNAL_KEYS = [
     "last_prune",
 ]
 PRUNE_KEYS = ["at", "events"]
+TENANTS_PAGE_KEYS = ["q", "page", "per_page", "pages", "matched", "total", "states"]
 ORPHAN_KEYS = ["name", "dead", "pending", "retired", "retired_at"]
 CLIENT_KEYS = ["name", "tenants", "scopes", "last_used_at", "requests"]
 EVENT_KEYS = ["time", "tenant", "type", "id"]
@@ -226,6 +231,8 @@ def test_to_json_is_the_documented_document() -> None:
                 "failures": 0,
                 "events_by_type": {"exmail.mail.new": 2},
                 "directory_pending": None,
+                "api": "openapi",
+                "callbacks": None,
             }
         ],
         "sinks": [
@@ -322,7 +329,8 @@ def test_key_order_and_optional_keys() -> None:
 
 
 def test_the_records_declare_exactly_the_pinned_keys() -> None:
-    assert Status.json_keys() == set(STATUS_KEYS)
+    assert Status.json_keys() == {*STATUS_KEYS, "tenants_page"}  # only when paged
+    assert TenantsPage.json_keys() == set(TENANTS_PAGE_KEYS)
     assert TenantStatus.json_keys() == set(TENANT_KEYS)
     assert DirectoryPendingStatus.json_keys() == set(DIRECTORY_PENDING_KEYS)
     assert SinkStatus.json_keys() == set(WEBHOOK_SINK_KEYS)
@@ -368,9 +376,11 @@ SCRIPT_VARS = {
     "p": "prune",
     "o": "orphan",
     "c": "client",
+    "g": "tenants_page",
+    "cb": "callbacks",
 }
 # A member access ``x.name`` or ``x["name"]`` on one of those variables.
-SCRIPT_READ = re.compile(r"""(?<![\w.$])([stkejpoc])(?:\.(\w+)|\[["'](\w+)["']\])""")
+SCRIPT_READ = re.compile(r"""(?<![\w.$])(cb|[stkejpocg])(?:\.(\w+)|\[["'](\w+)["']\])""")
 
 
 def script_reads(html_page: str) -> set[tuple[str, str]]:
@@ -403,6 +413,8 @@ def test_script_reads_parse_the_rendered_page() -> None:
         "PruneStatus": "prune",
         "OrphanStatus": "orphan",
         "ClientStatus": "client",
+        "TenantsPage": "tenants_page",
+        "CallbackStatus": "callbacks",
     }
     assert {(names[cls], key) for cls, key in page.SCRIPT_READS} == reads
 
@@ -455,6 +467,10 @@ async def test_status_json_keys_are_pinned_and_cover_the_page_script(
             _, data = await get_json(http, url + "status.json")
             async with http.get(url) as resp:
                 html_page = await resp.text()
+            # What the page's script fetches: status.json for the page of tenants it shows.
+            query = re.search(r'data-tenants-query="([^"]*)"', html_page)
+            assert query is not None
+            _, paged = await get_json(http, url + "status.json?" + html.unescape(query[1]))
     finally:
         await runner.cleanup()
 
@@ -470,8 +486,11 @@ async def test_status_json_keys_are_pinned_and_cover_the_page_script(
     assert list(data["sharding"]) == [k for k in SHARDING_KEYS if k != "checkpoints"]
     assert data["sharding"]["mode"] == "static", "no [amqp]: static is the default"
 
+    assert list(paged) == [*STATUS_KEYS, "tenants_page"]
+    assert list(paged["tenants_page"]) == TENANTS_PAGE_KEYS
     objects: dict[str, list[dict[str, Any]]] = {
-        "status": [data],
+        "status": [paged],
+        "tenants_page": [paged["tenants_page"]],
         "tenant": data["tenants"],
         "sink": data["sinks"],
         "event": data["recent_events"],
@@ -479,6 +498,7 @@ async def test_status_json_keys_are_pinned_and_cover_the_page_script(
         "prune": [data["journal"]["last_prune"]],
         "orphan": data["orphans"],
         "client": data["clients"],
+        "callbacks": [],  # no api2 tenant here: test_ops_callback_status.py
     }
     reads = script_reads(html_page)
     assert len(reads) > 30, reads

@@ -408,6 +408,22 @@ def test_default_relay_toml_loads(chart: Any, tmp_path: Path) -> None:
     assert settings.gateway.peer_url is None  # one replica: nothing to forward to
 
 
+def test_the_admin_api_token_goes_through_the_secret(chart: Any, tmp_path: Path) -> None:
+    token = "admin-token-from-the-chart-0001"
+    objects = render(chart, {"adminApi": {"enabled": True, "token": token}})
+    data = {k: base64.b64decode(v).decode() for k, v in one(objects, "Secret")["data"].items()}
+    assert data["admin-token"] == token
+    assert token not in relay_toml(objects)
+    settings = load_settings(_write_pod_files(objects, tmp_path, data), environ={})
+    assert settings.http.admin_token is not None
+    assert settings.http.admin_token.get_secret_value() == token
+    assert settings.http.port == 8080  # the rest of [http] as the values give it
+    with pytest.raises(helm.HelmError, match=r"adminApi\.token is required"):
+        render(chart, {"adminApi": {"enabled": True}})
+    off = render(chart)
+    assert "admin_token" not in relay_toml(off)
+
+
 def test_existing_secret_replaces_the_charts_secret(chart: Any) -> None:
     values = copy.deepcopy(FULL)
     values["secrets"] = {"existingSecret": "relay-credentials"}
@@ -496,6 +512,8 @@ def test_network_policy(chart: Any) -> None:
         ({"serviceMonitor": {"enabled": "yes"}}, "/serviceMonitor/enabled"),
         ({"persistence": {"size": 10}}, "/persistence/size"),
         ({"replicaCount": 3}, "replicaCount"),
+        ({"adminApi": {"enabled": True, "token": "short"}}, "/adminApi/token"),
+        ({"config": {"http": {"admin_token": "in-a-configmap-0001"}}}, "/config/http"),
     ],
 )
 def test_schema_rejects_invalid_values(chart: Any, values: dict[str, Any], message: str) -> None:

@@ -58,11 +58,40 @@ DESCRIPTIONS: dict[str, str] = {
     "power loss (delivery outcomes may not: the event is then delivered again); `normal` "
     "survives process crashes only.",
     "journal.prune_interval": "How often delivered events past the retention are pruned.",
+    "tenants.api": "Which Exmail API the tenant uses: `openapi` (the BizMail OpenApi: "
+    "`client_id`/`client_secret`, a `listen` worker) or `api2` (`api.exmail.qq.com`: `corpid`, "
+    "per-application secrets, new mail by callback on `[http]` `/callback/<name>`; no listen "
+    'worker). docs/protocol.md, "The second API".',
+    "tenants.corpid": "`api2`: the company's CorpID (admin console, 工具箱 → 应用中心); "
+    "every callback's decrypted ReceiveId must equal it.",
+    "tenants.contact_secret": "`api2`: secret of the 通讯录管理 application (directory).",
+    "tenants.contact_secret_file": "File holding `contact_secret`.",
+    "tenants.sso_secret": "`api2`: secret of the 单点登录 application (`get_login_url`).",
+    "tenants.sso_secret_file": "File holding `sso_secret`.",
+    "tenants.newmail_secret": "`api2`: secret of the 新邮件提醒 application (`mail/newcount`).",
+    "tenants.newmail_secret_file": "File holding `newmail_secret`.",
+    "tenants.option_secret": "`api2`: secret of the 功能设置 application (`useroption`).",
+    "tenants.option_secret_file": "File holding `option_secret`.",
+    "tenants.log_secret": "`api2`: secret of the 日志查询 application (`log/*`).",
+    "tenants.log_secret_file": "File holding `log_secret`.",
+    "tenants.callback_token": "`api2`, required: the callback's Token, as saved in the "
+    "新邮件提醒 application (1 to 32 letters or digits; it signs every callback).",
+    "tenants.callback_token_file": "File holding `callback_token`.",
+    "tenants.encoding_aes_key": "`api2`, required: the callback's EncodingAESKey (exactly 43 "
+    "characters of A-Z, a-z, 0-9; the AES-256 key of every callback).",
+    "tenants.encoding_aes_key_file": "File holding `encoding_aes_key`.",
+    "callback.max_body_bytes": "Largest callback POST body read; a larger one is refused "
+    "(413) before it is decrypted.",
+    "callback.max_age": "A callback whose `timestamp` is further than this from the relay's "
+    "clock (past or future) is refused as a replay (403, `stale`); 0 turns the check off. "
+    "Exmail's retries of one callback are expected within seconds.",
     "tenants.name": "Tenant name: routing-key prefix, CloudEvent source, shard hash input.",
-    "tenants.client_id": "The Exmail administrator account (OAuth2 client id).",
-    "tenants.client_secret": "The interface key from the admin console.",
+    "tenants.client_id": "`openapi`, required: the Exmail administrator account (OAuth2 "
+    "client id).",
+    "tenants.client_secret": "`openapi`, required: the interface key from the admin console.",
     "tenants.client_secret_file": "File holding `client_secret` (a mounted Secret).",
-    "tenants.api_url": "BizMail OpenApi base URL.",
+    "tenants.api_url": "API base URL (default per `api`: the BizMail OpenApi's, or "
+    "`https://api.exmail.qq.com/cgi-bin/` for `api2`).",
     "tenants.token_url": "OAuth2 token URL.",
     "tenants.login_url": "SSO login page (for `sso-url`).",
     "tenants.auth_method": "How the token request sends credentials: form body or HTTP Basic.",
@@ -137,6 +166,9 @@ DESCRIPTIONS: dict[str, str] = {
     "http.basic_user": "HTTP Basic user for the status page and metrics.",
     "http.basic_password": "HTTP Basic password (secret).",
     "http.protect_probes": "Also require authentication on `/livez` and `/readyz`.",
+    "http.admin_token": "Bearer token of the admin API (`/admin/v1/`, docs/operations.md), "
+    "at least 16 characters; unset: the admin API answers 404 (secret). Never a client key.",
+    "http.admin_token_file": "File holding `admin_token` (a mounted Secret).",
     "log.format": "`auto`: JSON lines when stderr is not a TTY, text when it is.",
     "log.level": "Minimum level logged.",
     "status.show_content": "Show mail subjects and summaries on the status page.",

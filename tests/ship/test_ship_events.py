@@ -149,6 +149,34 @@ def test_built_events_validate_against_the_schemas(asyncapi: dict[str, Any]) -> 
         validator(asyncapi, schema_name(message_for(asyncapi, event.type))).validate(document)
 
 
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_traced_events_and_their_headers_validate_against_the_schemas(
+    asyncapi: dict[str, Any],
+) -> None:
+    """Tracing on: the distributed-tracing extension in the document, the attempt's
+    context in the headers (docs/operations.md, "Tracing"); a malformed one is refused."""
+    attempt = {"traceparent": TRACEPARENT.replace("b7ad", "c8be"), "tracestate": "v=1"}
+    for event in built_events():
+        body = event.encode_traced(TRACEPARENT, "vendor=1")
+        document = json.loads(body)
+        assert document["traceparent"] == TRACEPARENT
+        schema = validator(asyncapi, schema_name(message_for(asyncapi, event.type)))
+        schema.validate(document)
+        assert not schema.is_valid({**document, "traceparent": "00-not-a-trace"})
+        properties = {"content_type": "application/cloudevents+json", "message_id": event.id,
+                      "type": event.type, "timestamp": 0, "app_id": "exmail-relay",
+                      "delivery_mode": 2}  # fmt: skip
+        validator(asyncapi, "AmqpProperties").validate({**properties, "headers": attempt})
+        built = amqp_message.binary(body)
+        assert built.headers["cloudEvents_traceparent"] == TRACEPARENT
+        validator(asyncapi, "AmqpBinaryProperties").validate(
+            {**properties, "content_type": built.content_type,
+             "headers": {**built.headers, **attempt}}
+        )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

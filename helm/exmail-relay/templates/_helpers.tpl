@@ -77,6 +77,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- $_ := set $config "gateway" $gateway }}
 {{- end }}
+{{- if .Values.adminApi.enabled }}
+{{- $http := deepCopy (get $config "http" | default dict) }}
+{{- $_ := set $http "admin_token_file" (printf "%s/admin-token" (include "exmail-relay.secretDir" .)) }}
+{{- $_ := set $config "http" $http }}
+{{- end }}
 {{- range $section, $keys := $config }}
 
 [{{ $section }}]
@@ -161,6 +166,9 @@ link_secret_file = {{ printf "%s/client-%s-link-secret" $dir .name | toJson }}
 {{- end }}
 {{- if .Values.amqp.enabled }}
 amqp-url: {{ required "amqp.url is required when amqp.enabled (or set secrets.existingSecret)" .Values.amqp.url | b64enc | quote }}
+{{- end }}
+{{- if .Values.adminApi.enabled }}
+admin-token: {{ required "adminApi.token is required when adminApi.enabled (or set secrets.existingSecret)" .Values.adminApi.token | b64enc | quote }}
 {{- end }}
 {{- if eq (include "exmail-relay.leaseMode" .) "true" }}
 sharding-secret: {{ include "exmail-relay.shardingSecret" . | b64enc | quote }}

@@ -1,0 +1,204 @@
+"""``/admin/v1/``: the admin API on the ops port, behind its own token.
+
+Where it sits: a sub-application of :func:`relay.ops.http.build_app`; the handlers are in
+:mod:`relay.ops.admin_routes`, the document in :mod:`relay.ops.admin_openapi`. It does
+over HTTP what ``exmail-relay deadletters``, ``endpoint`` and ``journal check`` do on a
+journal file, on every replica at once (:mod:`relay.ops.admin_peers`).
+
+- **Its own token.** ``Authorization: Bearer <[http] admin_token>``, never a
+  ``[[clients]]`` key nor the status page's ``auth_token``. The offered token's SHA-256
+  is compared with the expected one's in constant time (:func:`hmac.compare_digest`).
+  No header: 401 with a challenge; another token: 403. Without ``admin_token`` every
+  path answers 404 ``admin-off``. ``/admin/v1/openapi.json`` is public.
+- **Errors are problems** (RFC 9457, :class:`relay.gateway.problems.Problem`), with the
+  gateway's ``urn:exmail-relay:problem:`` types.
+- **Audit.** Every mutating call writes one ``relay.audit`` line on each replica that
+  applies it: who (:func:`fingerprint` of the token, ``admin:`` and 12 hex digits; a
+  forwarded call names the original caller and the replica it came through), what (the
+  route and its filter), and the result or the problem (a refused token too: ``anonymous``
+  or the offered token's fingerprint). Never the token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from relay.gateway.forwarding import VIA_NAME
+from relay.gateway.problems import Problem
+from relay.journal import Journal
+from relay.ops.admin_peers import ACTOR_HEADER, Peers
+
+__all__ = [
+    "ADMIN",
+    "WHAT",
+    "AdminApi",
+    "actor_of",
+    "admin_off_app",
+    "asked",
+    "audit",
+    "fingerprint",
+    "guard",
+    "hopped",
+    "json_answer",
+    "write_audit",
+]
+
+audit = logging.getLogger("relay.audit")
+
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="exmail-relay admin"'}
+_ACTOR = re.compile(r"^admin:[0-9a-f]{12}$")
+_PUBLIC = frozenset({"/admin/v1/openapi.json"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def fingerprint(token: str) -> str:
+    """Who called, for the audit line: names the token without revealing it."""
+    return "admin:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+@dataclass(slots=True)
+class AdminApi:
+    """What the admin API works on. ``endpoints``: the configured ``[[webhooks]]`` names;
+    ``configured``: the sinks this relay runs; ``shards``: the ownership document."""
+
+    token: SecretStr = field(repr=False)
+    journal: Journal
+    peers: Peers
+    endpoints: tuple[str, ...] = ()
+    configured: frozenset[str] = frozenset()
+    shards: Callable[[], Mapping[str, Any]] = dict
+    max_body_bytes: int = 64 * 1024
+    clock: Callable[[], float] = time.time
+    _digest: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._digest = hashlib.sha256(self.token.get_secret_value().encode()).digest()
+
+    @property
+    def me(self) -> str:
+        return self.peers.me
+
+    def accepts(self, offered: str) -> bool:
+        digest = hashlib.sha256(offered.encode()).digest()
+        return hmac.compare_digest(digest, self._digest)
+
+
+ADMIN: web.AppKey[AdminApi] = web.AppKey("admin", AdminApi)
+WHAT: web.RequestKey[dict[str, Any]] = web.RequestKey("admin_what", dict)
+"""The request key where a mutating handler puts what it was asked, for the audit line."""
+
+
+def asked(request: web.Request) -> dict[str, Any]:
+    """What a mutating handler was asked (:data:`WHAT`), for its audit line."""
+    what: dict[str, Any] = request.get(WHAT) or {}
+    return what
+
+
+def json_answer(data: object, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
+
+
+def hopped(request: web.Request) -> bool:
+    """A call another replica forwarded here: answered from this replica's journal only."""
+    return any(VIA_NAME in value for value in request.headers.getall("Via", []))
+
+
+def actor_of(request: web.Request) -> str:
+    """The caller's fingerprint; on a forwarded call, the original caller's."""
+    forwarded = request.headers.get(ACTOR_HEADER, "")
+    if hopped(request) and _ACTOR.match(forwarded):
+        return forwarded
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return "anonymous"
+    return fingerprint(token.strip())
+
+
+def _via(request: web.Request) -> str | None:
+    for value in request.headers.getall("Via", []):
+        if VIA_NAME + "-" in value:
+            return value.rsplit(VIA_NAME + "-", 1)[1].strip()[:63]
+    return None
+
+
+def _authenticate(request: web.Request, admin: AdminApi) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, offered = header.partition(" ")
+    if scheme.lower() != "bearer" or not offered.strip():
+        raise Problem(
+            401, "unauthorized", "Authentication required",
+            "send Authorization: Bearer <[http] admin_token>", headers=CHALLENGE,
+        )  # fmt: skip
+    if not admin.accepts(offered.strip()):
+        raise Problem(
+            403, "forbidden", "Not the admin token",
+            "this token does not open the admin API (a [[clients]] key never does)",
+        )  # fmt: skip
+
+
+def write_audit(
+    request: web.Request, admin: AdminApi, what: Mapping[str, Any], result: object
+) -> None:
+    """One audit line for a mutating call (``POST``): who, what, and how it ended."""
+    audit.info(
+        "admin call",
+        extra={
+            "actor": actor_of(request),
+            "via": _via(request),
+            "replica": admin.me,
+            "route": f"{request.method} {request.path}",
+            "what": dict(what),
+            "result": result,
+        },
+    )
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    admin = request.app[ADMIN]
+    try:
+        if request.path in _PUBLIC:
+            return await handler(request)
+        refused = request.match_info.http_exception
+        _authenticate(request, admin)
+        if isinstance(refused, web.HTTPMethodNotAllowed):
+            allow = ", ".join(sorted(refused.allowed_methods))
+            raise Problem(
+                405, "method-not-allowed", "Method not allowed",
+                f"{request.path} takes {allow}, not {request.method}", headers={"Allow": allow},
+            )  # fmt: skip
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            raise Problem(
+                404, "no-route", "Not found", f"no route {request.method} {request.path}"
+            ) from None
+    except Problem as problem:
+        if request.method == "POST" and problem.status != 405:  # refused calls too
+            result = {"problem": problem.kind, "status": problem.status}
+            write_audit(request, admin, asked(request), result)
+        return problem.response(instance=request.path)
+
+
+async def _admin_off(request: web.Request) -> web.Response:
+    return Problem(
+        404, "admin-off", "Not found",
+        "the admin API is off: set [http] admin_token (or admin_token_file) to turn it on",
+    ).response(instance=request.path)  # fmt: skip
+
+
+def admin_off_app() -> web.Application:
+    """``/admin/v1/`` with no admin token: every path is 404 ``admin-off``."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", _admin_off)
+    return app
