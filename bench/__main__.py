@@ -35,6 +35,13 @@ HEADLINE: dict[str, list[tuple[str, bool]]] = {
     "gateway": [("calls_per_s", True), ("p99_ms", False), ("mail_p99_ms", False)],
     "ha": [],
     "scale": [],
+    "callbacks": [],
+    "wan": [
+        ("one_events_per_s", True),
+        ("one_cpu_us_per_event", False),
+        ("many_events_per_s", True),
+        ("many_cpu_us_per_event", False),
+    ],
 }
 
 
@@ -114,10 +121,26 @@ def verdicts(name: str, runs: dict[str, dict[str, Any]], sizes_label: str) -> di
             out["issue 20: events/s >= 1.0 x floor"] = (
                 relay["events_per_s"] >= floor["events_per_s"]
             )
+    if name == "wan":
+        # Issue 20 item 3: per shape, relay events/s >= 4 x naive and >= 0.9 x floor.
+        for shape in ("one", "many"):
+            key = f"{shape}_events_per_s"
+            for label, base, limit in (("naive", naive, 4.0), ("floor", floor, 0.9)):
+                if relay.get(key) and base.get(key):
+                    out[f"issue 20: {shape} events/s >= {limit} x {label}"] = (
+                        relay[key] >= limit * base[key]
+                    )
     if name == "latency" and "p99_ms" in relay and "p99_ms" in floor:
         out["target: p99 <= floor p99 + 10 ms"] = relay["p99_ms"] <= floor["p99_ms"] + 10
     if name == "gateway" and "token_fetches" in relay:
         out["target: one token fetch (the listener kept its token)"] = relay["token_fetches"] == 1
+    if name == "callbacks" and "answered_200" in relay:
+        out["issue 21: none lost (every callback answered 200 delivered once)"] = (
+            relay["missing"] == 0 and relay["duplicates"] == 0 and relay["wrong_ids"] == 0
+        )
+        out["issue 21: rate sustained (all answered 200, >= 0.95 x offered/s)"] = (
+            relay["failed"] == 0 and relay["answered_200_per_s"] >= 0.95 * relay["offered_rate"]
+        )
     if name == "idle" and "rss_kb_per_tenant" in relay:
         out["target: <= 60 KB RSS per tenant"] = relay["rss_kb_per_tenant"] <= 60
     return out
@@ -151,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         help="scale: the replicas' [sharding] takeover_rate (default: the relay's default)",
     )
     parser.add_argument("--mails", type=_positive, help="burst: mails per tenant (overrides)")
-    parser.add_argument("--rate", type=_positive, help="latency: events/s offered (overrides)")
+    parser.add_argument(
+        "--rate", type=_positive, help="latency: events/s, callbacks: callbacks/s offered"
+    )
+    parser.add_argument(
+        "--seconds", type=_positive, help="latency and callbacks: seconds of offered load"
+    )
     args = parser.parse_args(argv)
     sizes = scenarios.SMOKE if args.smoke else scenarios.FULL if args.full else scenarios.DEFAULT
     if args.tenants is not None:
@@ -169,7 +197,16 @@ def main(argv: list[str] | None = None) -> int:
             takeover_rate=args.takeover_rate,
         )
     if args.rate is not None:
-        sizes = dataclasses.replace(sizes, label=f"{sizes.label}, rate={args.rate}", rate=args.rate)
+        sizes = dataclasses.replace(
+            sizes, label=f"{sizes.label}, rate={args.rate}", rate=args.rate, cb_rate=args.rate
+        )
+    if args.seconds is not None:
+        sizes = dataclasses.replace(
+            sizes,
+            label=f"{sizes.label}, seconds={args.seconds}",
+            duration=args.seconds,
+            cb_seconds=args.seconds,
+        )
     if args.mails is not None:
         sizes = dataclasses.replace(
             sizes, label=f"{sizes.label}, mails={args.mails}", mails=args.mails
@@ -204,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"status": "failed", "error": str(exc)[:2000]}
                     print(f"   FAILED: {exc}", file=sys.stderr)
                 row.setdefault("status", "ok")
+                if row["status"] == "failed" and "error" in row:  # figures kept, run failed
+                    failed = True
+                    print(f"   FAILED: {row['error']}", file=sys.stderr)
                 row["wall_s"] = round(time.monotonic() - started, 1)
                 runs[target] = row
                 out.write(json.dumps({**meta, "scenario": name, "target": target, **row}) + "\n")

@@ -47,6 +47,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the threads of ``pid`` have waited runnable for a CPU (the second field
+    of each ``/proc/<pid>/task/<tid>/schedstat``): on a shared machine, time a process
+    was ready to work and not scheduled. Threads that already exited are not counted."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -211,9 +224,17 @@ def start_emulator(workdir: Path, tenants: list[Tenant], hold: float) -> Emulato
     raise BenchError("the emulator did not start within 30s")
 
 
-def start_consumer(workdir: Path, exchange: str, queue: str, expect: int, timeout: float) -> Proc:
+def start_consumer(
+    workdir: Path,
+    exchange: str,
+    queue: str,
+    expect: int,
+    timeout: float,
+    extra: Sequence[str] = (),
+) -> Proc:
+    """bench/consumer.py on the run's exchange and queue; ``extra``: more of its options."""
     argv = [PYTHON, "-m", "bench.consumer", "--url", AMQP_URL, "--exchange", exchange]
-    argv += ["--queue", queue, "--expect", str(expect), "--timeout", str(timeout)]
+    argv += ["--queue", queue, "--expect", str(expect), "--timeout", str(timeout), *extra]
     proc = start("consumer", [*argv, "--out", str(workdir / "consumer.json")], workdir, pipe=True)
     try:
         proc.wait_line("ready", 30)
@@ -236,6 +257,48 @@ def consumer_result(proc: Proc, workdir: Path, timeout: float) -> dict[str, Any]
     return result
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where a target reaches Exmail and the broker when not directly (the ``wan``
+    scenario's delay proxies), and the proxies' processes."""
+
+    exmail_url: str
+    amqp_url: str
+    proxies: tuple[Proc, ...]
+
+
+def start_delay_proxy(workdir: Path, name: str, upstream: int, delay_ms: float) -> tuple[Proc, int]:
+    """A :mod:`bench.delay_proxy` process in front of ``127.0.0.1:upstream``; its port."""
+    port = free_port()
+    argv = [PYTHON, "-m", "bench.delay_proxy", "--upstream", str(upstream), "--port", str(port)]
+    proc = start(name, [*argv, "--delay-ms", str(delay_ms)], workdir, pipe=True)
+    try:
+        proc.wait_line("ready", 30)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, port
+
+
+def start_wan(workdir: Path, emulator: Emulator, exmail_ms: float, broker_ms: float) -> Route:
+    """Delay proxies in front of the emulator and of RabbitMQ (one-way delays in ms)."""
+    exmail, exmail_port = start_delay_proxy(
+        workdir, "exmail-proxy", int(emulator.url.rsplit(":", 1)[1]), exmail_ms
+    )
+    try:
+        broker, broker_port = start_delay_proxy(
+            workdir, "broker-proxy", int(AMQP_URL.rsplit(":", 1)[1].rstrip("/")), broker_ms
+        )
+    except BaseException:
+        exmail.stop()
+        raise
+    return Route(
+        f"http://127.0.0.1:{exmail_port}",
+        f"amqp://guest:guest@127.0.0.1:{broker_port}/",
+        (exmail, broker),
+    )
+
+
 def _toml(value: Any) -> str:
     return json.dumps(value)  # a JSON string or number is a valid TOML value
 
@@ -248,7 +311,10 @@ def relay_config(
     hold: float,
     exchange: str | None,
     webhooks: Sequence[dict[str, Any]] = (),
+    route: Route | None = None,
 ) -> Path:
+    exmail_url = emulator.url if route is None else route.exmail_url
+    amqp_url = AMQP_URL if route is None else route.amqp_url
     lines = [
         "[journal]",
         f"path = {_toml(str(workdir / 'journal.sqlite3'))}",
@@ -265,7 +331,7 @@ def relay_config(
         "[amqp]",
     ]
     if exchange is not None:
-        lines += ["enabled = true", f"url = {_toml(AMQP_URL)}", f"exchange = {_toml(exchange)}"]
+        lines += ["enabled = true", f"url = {_toml(amqp_url)}", f"exchange = {_toml(exchange)}"]
         lines += ["declare_queue = false"]  # the consumer declares and binds its queue
     else:
         lines += ["enabled = false"]
@@ -275,9 +341,9 @@ def relay_config(
             f"name = {_toml(t.name)}",
             f"client_id = {_toml(t.admin)}",
             f"client_secret = {_toml(t.key)}",
-            f"api_url = {_toml(emulator.url + '/openapi/')}",
-            f"token_url = {_toml(emulator.url + '/cgi-bin/token')}",
-            f"login_url = {_toml(emulator.url + '/cgi-bin/login')}",
+            f"api_url = {_toml(exmail_url + '/openapi/')}",
+            f"token_url = {_toml(exmail_url + '/cgi-bin/token')}",
+            f"login_url = {_toml(exmail_url + '/cgi-bin/login')}",
             f"hold = {_toml(hold)}",
         ]
     for hook in webhooks:
@@ -288,10 +354,17 @@ def relay_config(
 
 
 def baseline_spec(
-    workdir: Path, emulator: Emulator, tenants: list[Tenant], *, hold: float, exchange: str
+    workdir: Path,
+    emulator: Emulator,
+    tenants: list[Tenant],
+    *,
+    hold: float,
+    exchange: str,
+    route: Route | None = None,
 ) -> Path:
+    exmail_url = emulator.url if route is None else route.exmail_url
     spec = {
-        "amqp_url": AMQP_URL,
+        "amqp_url": AMQP_URL if route is None else route.amqp_url,
         "exchange": exchange,
         "hold": hold,
         "journal": str(workdir / "journal.sqlite3"),  # durable-floor's only
@@ -300,8 +373,8 @@ def baseline_spec(
                 "name": t.name,
                 "client_id": t.admin,
                 "client_secret": t.key,
-                "api_url": emulator.url + "/openapi/",
-                "token_url": emulator.url + "/cgi-bin/token",
+                "api_url": exmail_url + "/openapi/",
+                "token_url": exmail_url + "/cgi-bin/token",
             }
             for t in tenants
         ],
@@ -320,22 +393,28 @@ def start_target(
     hold: float,
     exchange: str | None,
     webhooks: Sequence[dict[str, Any]] = (),
+    route: Route | None = None,
 ) -> Proc:
     if target == "relay":
         config = relay_config(
-            workdir, emulator, tenants, hold=hold, exchange=exchange, webhooks=webhooks
+            workdir, emulator, tenants, hold=hold, exchange=exchange, webhooks=webhooks, route=route
         )
-        argv = ["-m", "relay", "run", "--config", str(config)]
-        if PROFILE_DIR is not None:  # cProfile writes its stats when the relay exits cleanly
-            stats = PROFILE_DIR / f"relay-{workdir.name}.pstats"
-            argv = ["-m", "cProfile", "-o", str(stats), *argv]
-        return start("relay", [PYTHON, *argv], workdir)
+        return start_relay(config, workdir)
     assert exchange is not None
-    spec = baseline_spec(workdir, emulator, tenants, hold=hold, exchange=exchange)
+    spec = baseline_spec(workdir, emulator, tenants, hold=hold, exchange=exchange, route=route)
     argv = ["-m", "bench." + target.replace("-", "_"), str(spec)]  # bench/durable_floor.py
     if PROFILE_DIR is not None:  # the baselines too, so profiles compare like with like
         argv = ["-m", "cProfile", "-o", str(PROFILE_DIR / f"{target}-{workdir.name}.pstats"), *argv]
     return start(target, [PYTHON, *argv], workdir)
+
+
+def start_relay(config: Path, workdir: Path) -> Proc:
+    """``exmail-relay run`` on ``config`` (under cProfile with ``--profile``)."""
+    argv = ["-m", "relay", "run", "--config", str(config)]
+    if PROFILE_DIR is not None:  # cProfile writes its stats when the relay exits cleanly
+        stats = PROFILE_DIR / f"relay-{workdir.name}.pstats"
+        argv = ["-m", "cProfile", "-o", str(stats), *argv]
+    return start("relay", [PYTHON, *argv], workdir)
 
 
 def workdir(root: Path | None = None) -> Path:

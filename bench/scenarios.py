@@ -1,4 +1,5 @@
-"""The four workloads. Each run gets fresh processes: its own emulator (so exactly one
+"""The workloads (``callbacks``: bench/callbacks.py, ``gateway``: bench/gateway.py).
+Each run gets fresh processes: its own emulator (so exactly one
 consumer ever holds a tenant's token), its own exchange and queue (deleted afterwards),
 its own consumer, and one target: ``relay``, ``durable-floor``, ``floor`` or ``naive``.
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import requests
 
-from bench import gateway, procs, scale
+from bench import callbacks, gateway, procs, scale
 from bench import ha as bench_ha
 from bench.procs import BenchError, Emulator, Proc, Tenant
 
@@ -55,13 +56,21 @@ class Sizes:
     scale_replicas: int = 3
     scale_hold: float = 30.0  # scale: the emulator's listen hold
     takeover_rate: float | None = None  # scale: [sharding] takeover_rate (None: default)
+    cb_rate: float = 500.0  # callbacks: callbacks/s offered to one relay (issue 21)
+    cb_seconds: float = 20.0  # callbacks: seconds of load
+    cb_in_flight: int = 500  # callbacks: the generator's bound on unanswered callbacks
+    wan_one_mails: int = 3000  # wan: one busy tenant's mails
+    wan_tenants: int = 20  # wan: the many-tenant shape
+    wan_mails: int = 250  # wan: mails per tenant of the many-tenant shape
+    wan_rounds: int = 3  # wan: runs per shape and target; the fastest is reported
 
 
 SMOKE = Sizes(
     "smoke", tenants=2, mails=10, rate=20, duration=2, latency_tenants=2, idle_tenants=10,
     idle_window=5, hook_tenants=2, hook_mails=5, hold=2, idle_hold=5,
     gw_concurrency=5, gw_duration=1, gw_mail_rate=5,
-    ha_tenants=6, ha_kills=1, ha_handoffs=1, scale_tenants=60,
+    ha_tenants=6, ha_kills=1, ha_handoffs=1, cb_rate=20, cb_seconds=2, wan_one_mails=10,
+    wan_tenants=2, wan_mails=5, wan_rounds=1, scale_tenants=60,
 )  # fmt: skip
 DEFAULT = Sizes("default")
 FULL = Sizes(
@@ -133,7 +142,10 @@ def harness(
     consumer_timeout: float,
     listen_timeout: float = 120.0,
     webhooks: list[dict[str, Any]] | None = None,
+    wan: tuple[float, float] | None = None,
 ) -> Iterator[Harness]:
+    """``wan``: one-way delays in ms (Exmail, broker) of the delay proxies the target
+    reaches both through; the harness itself (injection, consumer) goes direct."""
     run_id = secrets.token_hex(4)
     workdir = procs.workdir()
     tenants = procs.make_tenants(n_tenants, run_id)
@@ -143,6 +155,10 @@ def harness(
     try:
         emulator = procs.start_emulator(workdir, tenants, hold)
         started.append(emulator.proc)
+        route = None
+        if wan is not None:
+            route = procs.start_wan(workdir, emulator, *wan)
+            started += route.proxies
         consumer = None
         if webhooks is None:
             consumer = procs.start_consumer(workdir, exchange, queue, expect, consumer_timeout)
@@ -156,6 +172,7 @@ def harness(
             hold=hold,
             exchange=None if webhooks is not None else exchange,
             webhooks=webhooks or [],
+            route=route,
         )
         started.append(proc)
         emulator.wait_listens(n_tenants, listen_timeout, proc)
@@ -182,17 +199,22 @@ def cpu_at(samples: list[tuple[float, float]], when: float) -> float:
 
 def burst(target: str, sizes: Sizes) -> dict[str, Any]:
     """T tenants x N mails injected at once; events/s from first injection to last receipt."""
-    expect = sizes.tenants * sizes.mails
-    with harness(target, sizes.tenants, hold=sizes.hold, expect=expect, consumer_timeout=300) as h:
-        mails = [
-            {"to": h.tenants[i % sizes.tenants].user(), "subject": subject(i)}
-            for i in range(expect)
-        ]
+    return measure_burst(target, sizes.tenants, sizes.mails, hold=sizes.hold)
+
+
+def measure_burst(
+    target: str, n: int, per_tenant: int, *, hold: float, wan: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    expect = n * per_tenant
+    with harness(target, n, hold=hold, expect=expect, consumer_timeout=300, wan=wan) as h:
+        mails = [{"to": h.tenants[i % n].user(), "subject": subject(i)} for i in range(expect)]
         rss_before = procs.rss_kb(h.proc.pid)
         cpu0 = procs.cpu_seconds(h.proc.pid)
+        waited0 = procs.runqueue_wait_s(h.proc.pid)
         t0 = time.time()
         inject(h.emulator, mails)
         samples = h.sample_cpu_until_consumer_exits(330)
+        waited = procs.runqueue_wait_s(h.proc.pid) - waited0
         rss_after = procs.rss_kb(h.proc.pid)
         result = h.received(expect, 30)
     last = max(r for _, _, r in result["records"])
@@ -200,7 +222,7 @@ def burst(target: str, sizes: Sizes) -> dict[str, Any]:
     cpu = cpu_at(samples, last) - cpu0
     return {
         "events": expect,
-        "tenants": sizes.tenants,
+        "tenants": n,
         "received": result["received"],
         "lost": result["lost"],
         "duplicates": result["duplicates"],
@@ -208,6 +230,8 @@ def burst(target: str, sizes: Sizes) -> dict[str, Any]:
         "events_per_s": round(expect / seconds, 1),
         "cpu_s": round(cpu, 3),
         "cpu_us_per_event": round(cpu / expect * 1e6, 1),
+        # Runnable but not running (all its threads): the machine's load on this run.
+        "runq_wait_s": round(waited, 3),
         "rss_kb_before": rss_before,
         "rss_kb_after": rss_after,
     }
@@ -418,6 +442,39 @@ def scale_scenario(target: str, sizes: Sizes) -> dict[str, Any]:
     )
 
 
+# The wan scenario's one-way delays in ms: Exmail 30 ms round trip, the broker 2 ms.
+WAN_EXMAIL_MS = 15.0
+WAN_BROKER_MS = 1.0
+
+
+def wan(target: str, sizes: Sizes) -> dict[str, Any]:
+    """The burst through delay proxies (:mod:`bench.delay_proxy`): one busy tenant
+    (``one_*``) and many tenants (``many_*``), each run in fresh processes,
+    ``wan_rounds`` times in turn; the fastest run of each shape is reported (the
+    machine's other work only ever slows a run down), the slowest beside it."""
+    out: dict[str, Any] = {"exmail_rtt_ms": 2 * WAN_EXMAIL_MS, "broker_rtt_ms": 2 * WAN_BROKER_MS}
+    shapes = (("one", 1, sizes.wan_one_mails), ("many", sizes.wan_tenants, sizes.wan_mails))
+    best: dict[str, dict[str, Any]] = {}
+    slowest: dict[str, float] = {}
+    for _ in range(sizes.wan_rounds):
+        for prefix, n, per_tenant in shapes:
+            row = measure_burst(
+                target, n, per_tenant, hold=sizes.hold, wan=(WAN_EXMAIL_MS, WAN_BROKER_MS)
+            )
+            out["lost"] = out.get("lost", 0) + row["lost"]
+            out["duplicates"] = out.get("duplicates", 0) + row["duplicates"]
+            if prefix not in best or row["events_per_s"] > best[prefix]["events_per_s"]:
+                best[prefix] = row
+            slowest[prefix] = min(slowest.get(prefix, row["events_per_s"]), row["events_per_s"])
+    for prefix, row in best.items():
+        for key in ("tenants", "events", "seconds", "events_per_s", "cpu_us_per_event"):
+            out[f"{prefix}_{key}"] = row[key]
+        out[f"{prefix}_runq_wait_s"] = row["runq_wait_s"]
+        out[f"{prefix}_slowest_events_per_s"] = slowest[prefix]
+    out["rounds"] = sizes.wan_rounds
+    return out
+
+
 SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ...]]] = {
     "burst": (burst, ("relay", "durable-floor", "floor", "naive")),
     "latency": (latency, ("relay", "floor")),
@@ -426,4 +483,6 @@ SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ..
     "gateway": (gateway.run, ("relay", "direct")),
     "ha": (ha, ("relay", "static")),
     "scale": (scale_scenario, ("relay",)),
+    "callbacks": (callbacks.run, ("relay",)),
+    "wan": (wan, ("relay", "durable-floor", "floor", "naive")),
 }

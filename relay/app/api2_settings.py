@@ -49,6 +49,7 @@ _API2_ONLY = (
     "callback_token_file",
     "encoding_aes_key",
     "encoding_aes_key_file",
+    "directory_interval",
 )
 
 
@@ -85,6 +86,9 @@ class Api2TenantFields(Section):
     callback_token_file: Path | None = None
     encoding_aes_key: SecretStr | None = None
     encoding_aes_key_file: Path | None = None
+    directory_interval: Duration = Field(default=300.0, ge=0, le=86400)
+    """How often the whole directory is listed for ``exmail.user.*`` events (the second
+    API has no change feed; docs/protocol.md, "Directory events"); 0: never."""
 
     @model_validator(mode="after")
     def _api2(self) -> Api2TenantFields:
@@ -102,6 +106,8 @@ class Api2TenantFields(Section):
             )
         if self.corpid is None:
             raise ValueError('corpid is required with api = "api2"')
+        if 0 < self.directory_interval < 1:
+            raise ValueError("directory_interval must be 0 (off) or at least 1 s")
         for app in API2_APPLICATIONS:
             _take_secret(self, f"{app}_secret")
         token = _take_secret(self, "callback_token")

@@ -12,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import aiohttp
 
+from relay.app.api2_clients import gateway_tenants2, open_clients2
 from relay.app.callbacks import callback_board, callback_receiver
+from relay.app.directory2 import directory_pollers
 from relay.app.leasing import checkpoint_store, lease_manager, token_fence
 from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
@@ -32,6 +34,7 @@ from relay.app.tracing import open_tracing
 from relay.core.backoff import Backoff
 from relay.core.delivery import DrainPolicy
 from relay.core.routing import Route, Router
+from relay.core.shards import ReleaseReason
 from relay.exmail import ExmailClient, fence_trace
 from relay.gateway import ApiClient, ClientRegistry, Gateway, GatewayTenant, UnreadCache, UnreadFeed
 from relay.gateway.limits import TenantGate
@@ -234,7 +237,10 @@ async def build_service(
         if settings.clients and not settings.http.enabled:
             log.warning("[[clients]] are configured but [http] is off: the API gateway is off")
         unread = UnreadCache()
-        listener_observer: Observer = UnreadFeed(observer, unread) if gateway_on else observer
+        api2_names = [t.name for t in settings.tenants if t.api == "api2"]
+        listener_observer: Observer = (
+            UnreadFeed(observer, unread, callback_tenants=api2_names) if gateway_on else observer
+        )
         # Lease mode: every committed Ver also goes to the broker for the shard's next owner
         # (docs/leases.md); the listeners take it explicitly. Static mode: nothing.
         store = None if leases is None else checkpoints
@@ -284,6 +290,17 @@ async def build_service(
                 gate = TenantGate(g.tenant_concurrency, queue_timeout=g.queue_timeout)
                 gateway_tenants[tenant.name] = GatewayTenant(tenant.name, gateway_client, gate)
             clients[tenant.name] = (tenant, client)
+        # api2 tenants: one client each holds the per-application tokens; the gateway's
+        # client shares them (and, in lease mode, their fence).
+        clients2 = await open_clients2(
+            stack,
+            tenants,
+            session=session,
+            observer=observer,
+            fence=None if leases is None else lambda name: token_fence(leases, name),
+        )
+        if gateway_on:
+            gateway_tenants |= gateway_tenants2(tenants, clients2, gateway_session, g, observer)
 
         def make_listener(name: str, on_listen: Callable[[], None] | None = None) -> Listener:
             tenant, client = clients[name]
@@ -319,7 +336,15 @@ async def build_service(
             await stack.enter_async_context(leases)
             sharding = runner.describe
 
-        board = callback_board(settings, observer)  # api2 tenants: their callbacks
+        # api2 tenants: their callbacks (whose unread counts feed the gateway's cache too)
+        board = callback_board(settings, listener_observer)
+        pollers = await directory_pollers(  # and their directories, listed on an interval
+            stack, settings=settings, hostname=hostname, journal=journal, route=router,
+            session=session, board=board, observer=observer, leases=leases,
+            tokens={name: client2.tokens for name, client2 in clients2.items()},
+        )  # fmt: skip
+        if leases is not None and pollers is not None and runner is not None:
+            leases.before_release = _chain(runner.before_release, pollers.before_release)
         service = RelayService(
             journal=journal,
             listeners=listeners,
@@ -335,6 +360,7 @@ async def build_service(
             release_after=settings.sharding.release_after if leases is not None else None,
             delivery_links=[p.sink.name for p in plans if isinstance(p.sink, AmqpSink)],
             callbacks=tuple(board.tallies.values()),
+            pollers=pollers,
         )
         if leases is not None:
             leases.health = service.unfit  # an unhealthy replica lets its shards go
@@ -413,6 +439,14 @@ def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
     }
     kwargs.update(options)
     return ExmailClient(**kwargs)
+
+
+def _chain(*gates: Callable[[int, ReleaseReason], Awaitable[None]]) -> Any:
+    async def gate(shard: int, reason: ReleaseReason) -> None:
+        for one in gates:
+            await one(shard, reason)
+
+    return gate
 
 
 def _static_sharding(settings: Settings, hostname: str | None) -> Callable[[], ShardingStatus]:

@@ -138,22 +138,53 @@ def warn_if_own_token(command: str, client: ExmailClient) -> None:
         )
 
 
-def parse_params(pairs: Sequence[str]) -> dict[str, str | list[str]]:
-    """``key=value`` arguments to parameters; a repeated key becomes a list."""
-    params: dict[str, str | list[str]] = {}
+def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` arguments to parameters; a repeated key becomes a list.
+
+    ``key:=JSON`` gives a typed value (``department_id:=1``, ``enable:=true``,
+    ``userlist:='["a@x.com","b@x.com"]'``): the second API's bodies are typed JSON, and
+    ``--relay`` sends them as they are. A direct first-API call sends every value as a
+    form string, so a JSON scalar becomes its text there.
+    """
+    params: dict[str, Any] = {}
+    repeated: set[str] = set()  # keys already turned into a list by repetition
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        typed: Any = value
+        if key.endswith(":"):
+            key = key[:-1]
+            try:
+                typed = json.loads(value)
+            except ValueError as exc:
+                raise CommandError(
+                    f"{key.strip()}:= takes a JSON value, got {value!r} ({exc})",
+                    exit_code=EXIT_USAGE,
+                ) from None
         if not sep or not key.strip():
-            raise CommandError(f"expected key=value, got {pair!r}", exit_code=EXIT_USAGE)
+            raise CommandError(
+                f"expected key=value or key:=JSON, got {pair!r}", exit_code=EXIT_USAGE
+            )
         key = key.strip()
-        previous = params.get(key)
-        if previous is None:
-            params[key] = value
-        elif isinstance(previous, list):
-            previous.append(value)
+        if key not in params:
+            params[key] = typed
+        elif key in repeated:
+            params[key].append(typed)
         else:
-            params[key] = [previous, value]
+            params[key] = [params[key], typed]
+            repeated.add(key)
     return params
+
+
+def _form_values(params: dict[str, Any]) -> dict[str, str | list[str]]:
+    """The first API's form parameters: every value as text (JSON scalars as JSON)."""
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+    return {
+        key: [text(v) for v in value] if isinstance(value, list) else text(value)
+        for key, value in params.items()
+    }
 
 
 def register(subparsers: Any) -> None:
@@ -162,13 +193,14 @@ def register(subparsers: Any) -> None:
         help="call any BizMail OpenApi operation and print the JSON",
         description=(
             "Call OPERATION (e.g. user/get) with key=value parameters; repeat a key for a "
-            "list (email=a@x.com email=b@x.com). Prints the JSON answer, {} for an empty one."
+            "list (email=a@x.com email=b@x.com); key:=JSON for a typed value "
+            "(department_id:=1). Prints the JSON answer, {} for an empty one."
         ),
     )
     add_connection_arguments(parser)
     add_relay_arguments(parser)
     parser.add_argument("operation", metavar="OPERATION", help="e.g. user/get, party/list")
-    parser.add_argument("params", nargs="*", metavar="key=value")
+    parser.add_argument("params", nargs="*", metavar="key=value|key:=JSON")
     parser.set_defaults(handler=run)
 
 
@@ -184,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     async def call() -> dict[str, Any] | None:
         async with client:
             try:
-                return await client.call(args.operation, params)
+                return await client.call(args.operation, _form_values(params))
             finally:
                 warn_if_own_token("api", client)
 

@@ -126,8 +126,13 @@ def encode_json(value: Any) -> bytes:
     A lone surrogate (JSON lets a server send ``"\\ud800"``) cannot be UTF-8; it is
     written back as its JSON escape, so the bytes stay valid UTF-8 and valid JSON.
     """
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = _COMPACT.encode(value)
     return text.encode("utf-8", "backslashreplace")
+
+
+# What ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` builds on every
+# call, built once: the same bytes, without an encoder object per event.
+_COMPACT: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def format_time(moment: datetime) -> str:

@@ -16,7 +16,9 @@ interval math in ``_intervals``); ``_faults`` arms injected faults; ``_server`` 
 ``_control`` are the aiohttp handlers, and ``_http`` holds the app keys and JSON answer
 they share. The second API: ``_api2seed`` (seeds), ``_api2model`` (data, and the
 ``on_mail``/``on_unread`` seams of the new-mail callback), ``_api2directory`` and
-``_api2state`` (rules, no I/O), ``_api2server`` and ``_api2control`` (handlers); ``_login``
+``_api2state`` (rules, no I/O), ``_api2server`` and ``_api2control`` (handlers),
+``_api2callbacks`` (the new-mail callback sender ``_callback`` wired to the tenants,
+``emu.callbacks``); ``_login``
 is the login page of both.
 """
 
@@ -29,15 +31,18 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from ._api2callbacks import CALLBACKS, CallbackHub
 from ._api2model import MessageHook, Tenant2
 from ._api2seed import (
     API2_APPS,
+    Api2CallbackSeed,
     Api2DepartmentSeed,
     Api2GroupSeed,
     Api2TenantSeed,
     Api2UserSeed,
     demo_api2_tenant,
     parse_api2_tenant,
+    parse_callback,
 )
 from ._api2state import TOKEN_ROTATIONS, Api2State, TokenRotation
 from ._errors import Api2Error, ApiError, ControlError, EmulatorError, EmulatorSeedError
@@ -61,6 +66,7 @@ __all__ = [
     "API2_APPS",
     "REPLICA_HEADER",
     "TOKEN_ROTATIONS",
+    "Api2CallbackSeed",
     "Api2DepartmentSeed",
     "Api2Error",
     "Api2GroupSeed",
@@ -69,6 +75,7 @@ __all__ = [
     "Api2UserSeed",
     "ApiError",
     "Call",
+    "CallbackHub",
     "CompanySeed",
     "ControlError",
     "Emulator",
@@ -92,6 +99,7 @@ __all__ = [
     "demo_seed",
     "load_seed",
     "parse_api2_tenant",
+    "parse_callback",
     "parse_seed",
     "tenant_key",
     "tenants_seed",
@@ -188,6 +196,11 @@ class Emulator:
     def api2_url(self) -> str:
         """The second API's base URL (``Exmail2Client(base_url=...)``)."""
         return self.base_url + "/cgi-bin/"
+
+    @property
+    def callbacks(self) -> CallbackHub:
+        """The second API's callback sender: saved targets, deliveries, ``drain()``."""
+        return self.app[CALLBACKS]
 
     @property
     def control_url(self) -> str:

@@ -4,8 +4,10 @@ How tests and the demo drive those tenants: add one, change its directory (throu
 same rules as the API, so a control change is an admin's call), deliver mail to a member
 or mark it read (each calls the tenant's ``on_mail`` / ``on_unread`` seams with the
 callback message's fields, see ``_api2model``), end tokens early, switch the token
-rotation, read the state. Bad requests answer 400 ``{"error"}``; naming an unknown
-tenant, member or department answers 404 (with the API's ``errcode`` when a rule refused).
+rotation, save a tenant's callback URL (the "save settings" handshake first, see
+``_api2callbacks``) and read what was sent, read the state. Bad requests answer 400
+``{"error"}``; naming an unknown tenant, member or department answers 404 (with the
+API's ``errcode`` when a rule refused).
 ``POST /_emulator/reset`` resets these tenants too.
 """
 
@@ -17,8 +19,9 @@ from typing import Any
 from aiohttp import web
 
 from . import _api2directory as directory
+from ._api2callbacks import CALLBACKS
 from ._api2model import Tenant2
-from ._api2seed import API2_APPS, parse_api2_tenant
+from ._api2seed import API2_APPS, parse_api2_tenant, parse_callback
 from ._api2state import TOKEN_ROTATIONS, Api2State
 from ._control import _body, _obj, _string
 from ._errors import Api2Error, ControlError, EmulatorError, EmulatorSeedError
@@ -184,10 +187,56 @@ async def _settings(request: web.Request, body: Any) -> Any:
     }
 
 
+async def _callback(request: web.Request, body: Any) -> Any:
+    """Save a tenant's callback (after the GET handshake, unless ``verify`` is false),
+    or remove it with ``"url": null``."""
+    state, hub = request.app[API2], request.app[CALLBACKS]
+    body = _obj(body)
+    tenant = _tenant(state, body)
+    if "url" in body and body["url"] is None:
+        tenant.callback = None
+        return {"saved": False, "removed": True, "corpid": tenant.corpid}
+    verify = body.get("verify", True)
+    if not isinstance(verify, bool):
+        raise ControlError("'verify' must be true or false")
+    spec = {k: v for k, v in body.items() if k not in ("corpid", "verify")}
+    try:
+        config = parse_callback(spec)
+    except EmulatorSeedError as exc:
+        raise ControlError(str(exc)) from None
+    checked = await hub.save(tenant, config, verify=verify)
+    answer = {"corpid": tenant.corpid, "callback": config.describe(), "verification": checked}
+    if checked is not None and not checked["ok"]:
+        why = checked["error"] or f"HTTP {checked['status']} {checked['body'][:60]!r}"
+        return json_response(
+            {**answer, "saved": False, "error": f"the URL did not echo the plaintext: {why}"},
+            status=400,
+        )
+    return {**answer, "saved": True}
+
+
+async def _callbacks(request: web.Request) -> web.Response:
+    corpid = request.query.get("corpid")
+    try:
+        since = int(request.query.get("since", "0"))
+    except ValueError:
+        return json_response({"error": "'since' must be an integer"}, status=400)
+    return json_response(request.app[CALLBACKS].snapshot(corpid, since))
+
+
+async def _callbacks_wait(request: web.Request, body: Any) -> Any:
+    body = _obj(body) if body else {}
+    timeout = body.get("timeout", 30)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
+        raise ControlError("'timeout' must be seconds in (0, 300]")
+    return {"pending": await request.app[CALLBACKS].drain(float(timeout))}
+
+
 def _route(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         try:
-            return json_response(await handler(request, await _body(request)))
+            answer = await handler(request, await _body(request))
+            return answer if isinstance(answer, web.Response) else json_response(answer)
         except ControlError as exc:
             return json_response({"error": str(exc)}, status=exc.status)
         except Api2Error as exc:
@@ -210,3 +259,6 @@ def add_api2_control_routes(app: web.Application) -> None:
     app.router.add_post("/_emulator/api2/tokens/expire", _route(_expire))
     app.router.add_post("/_emulator/api2/settings", _route(_settings))
     app.router.add_get("/_emulator/api2/state", _state)
+    app.router.add_post("/_emulator/api2/callback", _route(_callback))
+    app.router.add_get("/_emulator/api2/callbacks", _callbacks)
+    app.router.add_post("/_emulator/api2/callbacks/wait", _route(_callbacks_wait))

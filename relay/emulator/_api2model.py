@@ -14,8 +14,9 @@ the member's unread count changes, through the control API:
   "NewCount"}`` (``MsgType`` ``Mail`` is implied);
 - ``on_unread(fields)``: ``{"CorpID", "UserID", "Time", "UnReadCount"}`` (``UnRead``).
 
-The callback sender (signing, encryption, retries) is wired in there; a callable must
-not block (it runs inside the control request): to send over the network it queues.
+The callback sender (signing, encryption, retries: ``_api2callbacks``) is wired in there
+as an emulator-wide hook that sends for every tenant whose ``callback`` is saved; a
+callable must not block (it runs inside the control request): to send it queues.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from hmac import compare_digest
 from typing import Any
 
+from ._api2seed import Api2CallbackSeed
 from ._errors import Api2Error
 
 __all__ = [
@@ -146,6 +148,7 @@ class Tenant2:
     mail_log: list[dict[str, Any]] = field(default_factory=list, repr=False)  # log/mail
     on_mail: list[MessageHook] = field(default_factory=list, repr=False)
     on_unread: list[MessageHook] = field(default_factory=list, repr=False)
+    callback: Api2CallbackSeed | None = field(default=None, repr=False)  # the saved settings
 
     def owns(self, address: str) -> bool:
         return address.rpartition("@")[2] in self.domains

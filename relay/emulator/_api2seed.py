@@ -14,16 +14,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from relay.core.callback_xml import DEFAULT_ENVELOPE
+from relay.core.wecom_crypto import valid_encoding_aes_key, valid_token
+
 from ._seedcheck import _email, _fail, _int, _keys, _str, _strs, is_email
 
 __all__ = [
+    "ANSWER_CHECKS",
     "API2_APPS",
+    "ENVELOPES",
+    "Api2CallbackSeed",
     "Api2DepartmentSeed",
     "Api2GroupSeed",
     "Api2TenantSeed",
     "Api2UserSeed",
     "demo_api2_tenant",
     "parse_api2_tenant",
+    "parse_callback",
 ]
 
 API2_APPS = ("directory", "sso", "newmail", "logs", "settings")
@@ -61,6 +68,106 @@ class Api2GroupSeed:
     userlist: tuple[str, ...] = ()
 
 
+ENVELOPES: dict[str, str] = {
+    # The notes' default (§9.3): CorpID, AgentID, Encrypt (PYCB's three CDATA sections).
+    "corpid_agentid": DEFAULT_ENVELOPE,
+    # WeCom's own envelope, which O2 says Exmail does not send (§9.3, §11 q1).
+    "wecom": "<xml><ToUserName><![CDATA[{corpid}]]></ToUserName>"
+    "<AgentID><![CDATA[{agentid}]]></AgentID><Encrypt><![CDATA[{msg_encrypt}]]></Encrypt></xml>",
+    # The least a receiver may rely on: Encrypt alone.
+    "encrypt_only": "<xml><Encrypt><![CDATA[{msg_encrypt}]]></Encrypt></xml>",
+}
+"""Named readings of the callback POST envelope; a seed may also give its own template."""
+ANSWER_CHECKS = ("status", "empty_or_success")
+
+
+@dataclass(frozen=True, slots=True)
+class Api2CallbackSeed:
+    """A tenant's new-mail callback as saved in the admin console (URL, Token,
+    EncodingAESKey), and how the emulator's sender behaves (the notes' open parts:
+    envelope §9.3/§11 q1, answer check, timeout, attempts and delay §9.7/§11 q2).
+    ``lose_answers`` is a fault: the first N answers of each delivery are read and then
+    discarded, as if the connection dropped after the receiver had answered."""
+
+    url: str
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
+    agentid: str = ""
+    envelope: str = "corpid_agentid"
+    answer: str = "status"
+    timeout: float = 5.0
+    attempts: int = 3
+    retry_delay: float = 0.0
+    lose_answers: int = 0
+
+    @property
+    def template(self) -> str:
+        return ENVELOPES.get(self.envelope, self.envelope)
+
+    def describe(self) -> dict[str, Any]:
+        """Everything but the Token and the key (the control API's answers)."""
+        return {
+            "url": self.url,
+            "agentid": self.agentid,
+            "envelope": self.envelope,
+            "answer": self.answer,
+            "timeout": self.timeout,
+            "attempts": self.attempts,
+            "retry_delay": self.retry_delay,
+            "lose_answers": self.lose_answers,
+        }
+
+
+_CALLBACK_KEYS = (
+    "url", "token", "encoding_aes_key", "agentid", "envelope", "answer",
+    "timeout", "attempts", "retry_delay", "lose_answers",
+)  # fmt: skip
+
+
+def _seconds(obj: Mapping[str, Any], key: str, where: str, default: float, low: float) -> float:
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= 600:
+        raise _fail(f"{where}.{key}", f"expected a number of seconds in [{low}, 600]")
+    return float(value)
+
+
+def parse_callback(obj: Any, where: str = "callback") -> Api2CallbackSeed:
+    """Validate a callback configuration (a seed tenant's ``callback``; also the body of
+    ``POST /_emulator/api2/callback`` without its ``corpid``). Values never appear in
+    the messages, only their place."""
+    _keys(obj, where, _CALLBACK_KEYS, ("url", "token", "encoding_aes_key"))
+    url = _str(obj, "url", where).strip()
+    if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+        raise _fail(f"{where}.url", "expected an http:// or https:// URL")
+    token = _str(obj, "token", where)
+    if not valid_token(token):
+        raise _fail(f"{where}.token", "expected 1 to 32 letters or digits")
+    key = _str(obj, "encoding_aes_key", where)
+    if not valid_encoding_aes_key(key):
+        raise _fail(f"{where}.encoding_aes_key", "expected exactly 43 characters of A-Z, a-z, 0-9")
+    envelope = _str(obj, "envelope", where, "corpid_agentid")
+    if envelope not in ENVELOPES and "{msg_encrypt}" not in envelope:
+        raise _fail(
+            f"{where}.envelope",
+            f"expected one of {sorted(ENVELOPES)} or a template holding {{msg_encrypt}}",
+        )
+    answer = _str(obj, "answer", where, "status")
+    if answer not in ANSWER_CHECKS:
+        raise _fail(f"{where}.answer", f"expected one of {list(ANSWER_CHECKS)}")
+    return Api2CallbackSeed(
+        url=url,
+        token=token,
+        encoding_aes_key=key,
+        agentid=_str(obj, "agentid", where),
+        envelope=envelope,
+        answer=answer,
+        timeout=_seconds(obj, "timeout", where, 5.0, 0.01),
+        attempts=_int(obj, "attempts", where, 3, range(1, 11)),
+        retry_delay=_seconds(obj, "retry_delay", where, 0.0, 0.0),
+        lose_answers=_int(obj, "lose_answers", where, 0, range(11)),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Api2TenantSeed:
     corpid: str
@@ -70,9 +177,12 @@ class Api2TenantSeed:
     departments: tuple[Api2DepartmentSeed, ...] = ()
     users: tuple[Api2UserSeed, ...] = ()
     groups: tuple[Api2GroupSeed, ...] = ()
+    callback: Api2CallbackSeed | None = None  # saved without the GET handshake
 
 
-_TENANT_KEYS = ("corpid", "secrets", "domains", "name", "departments", "users", "groups")
+_TENANT_KEYS = (
+    "corpid", "secrets", "domains", "name", "departments", "users", "groups", "callback",
+)  # fmt: skip
 _USER_KEYS = (
     "userid", "name", "departments", "position", "mobile", "tel", "extid",
     "gender", "enable", "slaves", "unread", "password",
@@ -215,6 +325,11 @@ def parse_api2_tenant(obj: Any, where: str = "tenant") -> Api2TenantSeed:
         departments=tuple(departments.values()),
         users=users,
         groups=groups,
+        callback=(
+            parse_callback(obj["callback"], f"{where}.callback")
+            if obj.get("callback") is not None
+            else None
+        ),
     )
 
 

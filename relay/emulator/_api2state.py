@@ -125,6 +125,7 @@ class Api2State:
         if taken:
             raise EmulatorError(f"domain {taken[0]!r} belongs to another tenant")
         tenant = Tenant2(corpid=seed.corpid, secrets=dict(seed.secrets), domains=seed.domains)
+        tenant.callback = seed.callback
         tenant.name = seed.name or seed.corpid
         tenant.departments[ROOT_ID] = Department2(ROOT_ID, tenant.name, 0)
         by_path = {"": ROOT_ID}

@@ -14,7 +14,10 @@ The uncertain parts of the protocol are settings (§11 q1, q2): the envelope
 a 200 whose body is empty or ``success``). Tests may fix the random prefix, the
 timestamp and the nonce, so the notes' vector B is reproducible. A retry re-sends the
 same request (same timestamp, nonce and signature), as a sender that re-tries a request
-does; the receiver sees a repeat.
+does; the receiver sees a repeat. ``lose_answers`` (a fault, 0 by default) discards the
+first N answers of each delivery after reading them, recorded as ``answer_lost``: the
+receiver did its work and answered, the sender retries, as when a connection drops or
+the sender's timeout fires just before the answer.
 
 Standalone: nothing here knows the emulator's tenant model; the emulator's ``on_mail``
 / ``on_unread`` seam calls :meth:`CallbackSender.send_mail` / :meth:`send_unread`.
@@ -27,7 +30,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -43,6 +46,7 @@ __all__ = [
     "CallbackTarget",
     "Delivery",
     "Verification",
+    "sealed_post",
 ]
 
 AnswerCheck = Literal["status", "empty_or_success"]
@@ -81,11 +85,11 @@ class Attempt:
     seconds: float
     status: int | None = None
     body: bytes = b""
-    error: str | None = None  # "timeout", or the exception's class name
+    error: str | None = None  # "timeout", "answer_lost", or the exception's class name
 
     @property
     def ok(self) -> bool:
-        return self.status == 200
+        return self.status == 200 and self.error is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,20 @@ class Verification:
         return self.status == 200 and self.body == self.expected
 
 
+def sealed_post(
+    target: CallbackTarget, message: bytes, *, timestamp: str, nonce: str, random_prefix: bytes
+) -> tuple[str, bytes, str]:
+    """``(url, body, msg_signature)`` of the POST that carries ``message`` to ``target``:
+    encrypted and signed (§9.4, §9.5), in the target's envelope. Pure; the sender and
+    the callback load generator of the benchmarks (bench/callback_load.py) both use it."""
+    sealed, signature = target.crypto.seal(message, timestamp, nonce, random_prefix=random_prefix)
+    body = envelope_xml(
+        sealed, corpid=target.corpid, agentid=target.agentid, template=target.envelope
+    )
+    query = urlencode({"msg_signature": signature, "timestamp": timestamp, "nonce": nonce})
+    return f"{target.url}{'&' if '?' in target.url else '?'}{query}", body, signature
+
+
 def _nonce() -> str:
     return str(secrets.randbelow(9_000_000_000) + 1_000_000_000)
 
@@ -131,6 +149,7 @@ class CallbackSender:
     clock: Callable[[], float] = time.time
     random_prefix: Callable[[], bytes] = field(default=lambda: os.urandom(16))
     nonce: Callable[[], str] = _nonce
+    lose_answers: int = 0  # a fault: see below
     history: list[Delivery] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -158,20 +177,21 @@ class CallbackSender:
         stamp = timestamp if timestamp is not None else str(int(self.clock()))
         once = nonce if nonce is not None else self.nonce()
         prefix = random_prefix if random_prefix is not None else self.random_prefix()
-        sealed, signature = target.crypto.seal(message, stamp, once, random_prefix=prefix)
-        body = envelope_xml(
-            sealed, corpid=target.corpid, agentid=target.agentid, template=target.envelope
+        url, body, signature = sealed_post(
+            target, message, timestamp=stamp, nonce=once, random_prefix=prefix
         )
-        query = urlencode({"msg_signature": signature, "timestamp": stamp, "nonce": once})
-        url = f"{target.url}{'&' if '?' in target.url else '?'}{query}"
         attempts: list[Attempt] = []
         delivered = False
         for number in range(1, self.attempts + 1):
             if number > 1 and self.retry_delay > 0:
                 await asyncio.sleep(self.retry_delay)
             attempt = await self._post(url, body, number)
+            if number <= self.lose_answers and attempt.error is None:
+                # The receiver answered, but the answer "never arrived": retry.
+                attempt = replace(attempt, error="answer_lost")
             attempts.append(attempt)
-            if attempt.status is not None and self._passes(attempt.status, attempt.body):
+            passed = attempt.status is not None and self._passes(attempt.status, attempt.body)
+            if attempt.error is None and passed:
                 delivered = True
                 break
         delivery = Delivery(

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ._api2callbacks import CALLBACKS
 from ._errors import ApiError, ControlError, EmulatorSeedError
 from ._http import API2, COUNTERS, FAULTS, HUB, LISTENS, STATE, json_response
 from ._model import Company
@@ -244,6 +245,7 @@ async def _reset(request: web.Request, body: Any) -> Any:
     empty = bool(body.get("empty", False))
     request.app[STATE].reset(empty=empty)
     request.app[API2].reset(empty=empty)
+    request.app[CALLBACKS].clear()
     request.app[FAULTS].clear()
     request.app[COUNTERS].clear()
     request.app[LISTENS].clear()

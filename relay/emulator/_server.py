@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from . import _directory
+from ._api2callbacks import CALLBACKS, CallbackHub
 from ._api2control import add_api2_control_routes
 from ._api2server import api2_fault, api2_operation, gettoken, operation
 from ._api2state import Api2State
@@ -462,6 +463,8 @@ def build_app(
     app[COUNTERS] = Counter()
     app[LISTENS] = ListenLog(size=listen_log)
     app[API2] = api2 if api2 is not None else Api2State(state.seed.api2, clock=state.clock)
+    app[CALLBACKS] = CallbackHub(app[API2])  # sends the api2 tenants' callbacks; owns its tasks
+    app.cleanup_ctx.append(app[CALLBACKS].context)
     for method in ("GET", "POST"):
         app.router.add_route(method, "/cgi-bin/token", token)
         app.router.add_route(method, "/cgi-bin/login", login)

@@ -11,6 +11,9 @@ modules, each named after what it holds:
 - ``limits``: the per-client token bucket and the per-tenant concurrency gate;
 - ``unread``: the unread-count cache fed from ``listen`` (through the observer seam);
 - ``operations``: the ``openapi/{operation}`` table, validated like the client validates;
+- ``operations2``: the second API's table (tenants with ``api = "api2"``), its bodies;
+- ``catalogues``: which of the two tables a tenant takes, and the call a body becomes;
+- ``upstream``: the shared routes' calls (user, unread, SSO) for a client of either API;
 - ``routes``: the aiohttp sub-application (handlers, auth, metrics and the audit line);
 - ``sso_links``: ``GET /sso/{tenant}/{email}``, the browser route of signed SSO links
   (signing itself is pure, in :mod:`relay.core.links`);
@@ -20,7 +23,9 @@ modules, each named after what it holds:
 Where it sits: above :mod:`relay.runtime` (it reads the listeners' states and wraps the
 observer), below :mod:`relay.ops`, which mounts it, and :mod:`relay.app`, which builds a
 second :class:`~relay.exmail.ExmailClient` per tenant on the listener's token cache
-(same token, separate connection pool). See ``docs/gateway.md``.
+(same token, separate connection pool), or for a tenant of the second API a
+:class:`~relay.exmail2.Exmail2Client` on the relay's per-application token caches. See
+``docs/gateway.md``.
 """
 
 from relay.gateway.clients import ApiClient, ClientRegistry

@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from relay.exmail import User
 from relay.exmail import validation as v
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "TenantState",
     "TokenAnswer",
     "UnreadAnswer",
+    "UserAnswer",
     "VerBody",
 ]
 
@@ -47,7 +49,10 @@ class _Strict(_Body):
 
 class TenantState(_Body):
     name: str
-    state: str = Field(description="the tenant's listener state: connected, backoff, ...")
+    state: str = Field(
+        description="the tenant's listener state: connected, backoff, ...; callback for a "
+        "tenant of the second API (no listener: its new mail comes by callback)"
+    )
 
 
 class TenantList(_Body):
@@ -61,9 +66,10 @@ class UnreadAnswer(_Body):
 
     email: str
     unread: int
-    source: Literal["listen", "cache", "upstream"] = Field(
-        description="listen: pushed by listen; cache: an earlier upstream answer; "
-        "upstream: asked mail/newcount now"
+    source: Literal["listen", "callback", "cache", "upstream"] = Field(
+        description="listen: pushed by listen; callback: sent by the second API's new-mail "
+        "callback (api2 tenants); cache: an earlier upstream answer; upstream: asked "
+        "mail/newcount now"
     )
     age: float = Field(description="seconds since the count was true")
 
@@ -80,7 +86,8 @@ class SsoUrl(_Body):
 
 
 class TokenAnswer(_Body):
-    """The tenant's one access token, borrowed (scope ``token``)."""
+    """The tenant's one access token (a second-API tenant: the token of one of its
+    applications), borrowed (scope ``token``)."""
 
     access_token: str
     expires_in: int = Field(description="seconds until the relay renews it: come back then")
@@ -106,6 +113,26 @@ class ProblemBody(_Body):
     owner: str | None = Field(default=None, description="the owning replica (421, 508)")
     limit: int | None = Field(
         default=None, description="the largest body read, [gateway] max_body_bytes (413)"
+    )
+    api: Literal["openapi", "api2"] | None = Field(
+        default=None, description="the tenant's Exmail API (404 operation-not-in-api)"
+    )
+
+
+class UserAnswer(User):
+    """``GET .../users/{email}``: ``user/get`` as typed JSON, one shape for both APIs. The
+    second API's member is mapped onto the first's keys (``userid`` -> ``alias``,
+    ``slaves`` -> ``slave_list``, ``extid`` -> ``ext_id``, ``enable`` -> ``open_type``
+    1/2); the last three keys are the second API's only."""
+
+    department: list[int] | None = Field(
+        default=None,
+        description="api2 tenants only: the member's department ids (64-bit; party_list "
+        "stays empty, that API names no department paths)",
+    )
+    enable: int | None = Field(default=None, description="api2 tenants only: 1 enabled, 0 not")
+    cpwd_login: int | None = Field(
+        default=None, description="api2 tenants only: 1 must change the password at next login"
     )
 
 

@@ -2,11 +2,14 @@
 
 The document is OpenAPI 3.1. Every body schema is a pydantic model's JSON Schema
 (:mod:`relay.gateway.bodies`, the client's request models for the writes of
-``openapi/...``, :class:`relay.exmail.User`), gathered under ``components/schemas``.
+``openapi/...``, the second API's bodies of :mod:`relay.gateway.operations2`,
+:class:`~relay.gateway.bodies.UserAnswer`), gathered under ``components/schemas``.
 Every error is ``application/problem+json`` (:class:`~relay.gateway.bodies.ProblemBody`).
 Authentication is the ``bearerAuth`` scheme (a ``[[clients]]`` key); the scope a route
 needs is in its description and in the ``x-scopes`` extension. The ``openapi/{operation}``
-route is listed once per operation (each has its own body and scope).
+route is listed once per operation of either API (each has its own body and scope), with
+``x-api`` naming the APIs that have it; an operation both have takes either body
+(``anyOf``, the first API's first), the tenant's API deciding which applies.
 
 ``/v1/docs`` is the same document as plain server-rendered HTML: no script, no CDN.
 A test checks that every mounted ``/v1/`` and ``/sso/`` route is in the document.
@@ -24,8 +27,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from relay import __version__
-from relay.exmail import User
 from relay.exmail import validation as v
+from relay.exmail2 import App
 from relay.gateway.bodies import (
     ProblemBody,
     RefreshBody,
@@ -34,8 +37,10 @@ from relay.gateway.bodies import (
     TenantList,
     TokenAnswer,
     UnreadAnswer,
+    UserAnswer,
 )
 from relay.gateway.operations import OPERATIONS
+from relay.gateway.operations2 import OPERATIONS2
 
 __all__ = ["docs_page", "openapi_document"]
 
@@ -48,6 +53,11 @@ _TENANT: _Param = (
     "tenant", "path", "the relay's tenant name ([[tenants]] name)", {"type": "string"},
 )  # fmt: skip
 _EMAIL: _Param = ("email", "path", "the user's address", _EMAIL_SCHEMA)
+_APP: _Param = (
+    "app", "query", "api2 tenants: whose token, one of the second API's applications "
+    "(default directory); an openapi tenant has one token and takes no app (404)",
+    {"type": "string", "enum": [a.value for a in App]},
+)  # fmt: skip
 _MAX_AGE: _Param = (
     "max_age", "query", "seconds a held count may be old (60)", {"type": "number", "minimum": 0},
 )  # fmt: skip
@@ -55,9 +65,11 @@ _STATUS_TEXT = {
     200: "OK", 302: "Redirect to the login page",
     400: "Invalid request, or a body cut short of its Content-Length",
     401: "No or unknown key", 403: "Missing scope or tenant not allowed",
-    404: "Unknown tenant, user or operation",
+    404: "Unknown tenant, user or operation, or an operation (or body) of the other API "
+         "than the tenant's (operation-not-in-api)",
     409: "Exmail refused a valid request (its state or its own rules: an address in use, "
-         "a domain it does not serve, ...; errcode says which)",
+         "a domain it does not serve, ...; errcode says which), or an api2 tenant has no "
+         "secret for the application the call needs (app-not-configured)",
     413: "Body over [gateway] max_body_bytes (declared or counted; forwarded calls too)",
     415: "Unsupported media type", 421: "Tenant owned by another replica (no peer_url)",
     429: "Rate limited (Retry-After)", 502: "Upstream or peer failed",
@@ -68,6 +80,13 @@ _STATUS_TEXT = {
 # request's body is read (whole, bounded) whatever the method.
 # 400: a body cut short of its Content-Length (read before forwarding, too).
 _AUTHED_ERRORS = (400, 401, 403, 404, 409, 413, 421, 429, 502, 503, 504, 508)
+
+
+_WHICH: dict[tuple[str, ...], str] = {
+    ("openapi",): "BizMail OpenApi tenants only",
+    ("api2",): "second-API (api2) tenants only",
+    (): "both APIs: an openapi tenant takes the first body schema, an api2 tenant the second",
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,11 @@ class _Route:
     form: bool = False
     """The body may also be a urlencoded form."""
     example: dict[str, Any] | None = None
+    alt_body: type[BaseModel] | None = None
+    """The second API's body for an operation both APIs have (the body is the first's)."""
+    alt_form: bool = False
+    apis: tuple[str, ...] = ()
+    """``openapi/...``: the tenant APIs offering the operation (``x-api``)."""
     public: bool = False
     """No key needed."""
     content_type: str = "application/json"
@@ -94,8 +118,9 @@ def _routes() -> list[_Route]:
     routes = [
         _Route("get", "/v1/tenants", "listTenants", "The tenants this client may use", (),
                answer=TenantList),
-        _Route("get", tenant_routes + "/users/{email}", "getUser", "user/get, as typed JSON",
-               ("read",), (_TENANT, _EMAIL), answer=User),
+        _Route("get", tenant_routes + "/users/{email}", "getUser",
+               "user/get, as typed JSON (one shape for both APIs)",
+               ("read",), (_TENANT, _EMAIL), answer=UserAnswer),
         _Route("get", tenant_routes + "/users/{email}/unread", "getUnread",
                "The user's unread count: from listen when younger than max_age, else "
                "mail/newcount", ("read",),
@@ -106,11 +131,11 @@ def _routes() -> list[_Route]:
                form=True, example={"email": "alice@example.com"}),
         _Route("get", tenant_routes + "/token", "getToken",
                "Borrow the tenant's access token (fetched only if none is held)", ("token",),
-               (_TENANT,), answer=TokenAnswer),
+               (_TENANT, _APP), answer=TokenAnswer),
         _Route("post", tenant_routes + "/token/refresh", "refreshToken",
                "Compare-and-swap refresh: a new token only if `stale` is still the current "
                "one and at least [gateway] min_token_age (60 s) old or refused upstream, else "
-               "the current one (a herd causes one fetch)", ("token",), (_TENANT,),
+               "the current one (a herd causes one fetch)", ("token",), (_TENANT, _APP),
                RefreshBody, TokenAnswer, _AUTHED_ERRORS,
                example={"stale": "<the token Exmail refused>"}),
         _Route("get", "/v1/openapi.json", "getOpenApi", "This document (OpenAPI 3.1)", (),
@@ -118,20 +143,28 @@ def _routes() -> list[_Route]:
         _Route("get", "/v1/docs", "getDocs", "This document as an HTML page", (), errors=(),
                public=True, content_type="text/html"),
     ]  # fmt: skip
-    for name, operation in OPERATIONS.items():
+    for name in sorted(OPERATIONS.keys() | OPERATIONS2.keys()):
+        first, second = OPERATIONS.get(name), OPERATIONS2.get(name)
+        apis = tuple(api for api, op in (("openapi", first), ("api2", second)) if op)
+        which = _WHICH.get(apis, _WHICH[()])
+        main = first.body if first is not None else second.body if second is not None else None
+        scope = first.scope if first is not None else second.scope if second is not None else ""
         routes.append(
             _Route(
                 "post",
                 f"{tenant_routes}/openapi/{name}",
                 "openapi_" + name.replace("/", "_"),
-                f"Exmail {name}: the body is validated by the client's request model; the "
-                "answer is the upstream JSON",
-                (operation.scope,),
+                f"Exmail {name} ({which}): the body is validated by the request model of "
+                "the tenant's API; the answer is the upstream JSON",
+                (scope,),
                 (_TENANT,),
-                operation.body,
+                main,
                 None,
                 (415, *_AUTHED_ERRORS),
-                form=True,
+                form=first is not None or (second is not None and second.form),
+                alt_body=second.body if first is not None and second is not None else None,
+                alt_form=second is not None and second.form,
+                apis=apis,
             )
         )
     return routes
@@ -187,7 +220,11 @@ def _document_text() -> str:
     routes = _routes()
     models: list[type[BaseModel]] = [ProblemBody]
     for route in routes:
-        models += [m for m in (route.body, route.answer) if m is not None and m not in models]
+        models += [
+            m
+            for m in (route.body, route.alt_body, route.answer)
+            if m is not None and m not in models
+        ]
     pairs: list[tuple[type[BaseModel], Any]] = [(m, "validation") for m in models]
     refs, top = models_json_schema(pairs, by_alias=False, ref_template=_REF)
     schemas: dict[str, Any] = top.get("$defs", {})
@@ -215,6 +252,7 @@ def _document_text() -> str:
             "description": f"{route.summary}.\n\nScope: {scopes}.",
             "security": [] if route.public else [{"bearerAuth": []}],
             "x-scopes": list(route.scopes),
+            **({"x-api": list(route.apis)} if route.apis else {}),
             "parameters": [
                 {
                     "name": pname,
@@ -227,19 +265,7 @@ def _document_text() -> str:
             ],
         }
         if route.body is not None:
-            content: dict[str, Any] = {"application/json": {"schema": ref(route.body)}}
-            example = route.example or _example(
-                schemas.get(route.body.__name__, {}), schemas, route.body.__name__
-            )
-            content["application/json"]["example"] = example
-            if route.form:
-                name = ref(route.body)["$ref"].rsplit("/", 1)[1]
-                schemas.setdefault(name + "Form", _form_schema(schemas[name]))
-                form_ref = {"$ref": _REF.format(model=name + "Form")}
-                content["application/x-www-form-urlencoded"] = {"schema": form_ref}
-            # A body with no required key may be left out (party/list: the root).
-            required = bool(route.body.model_json_schema().get("required"))
-            op["requestBody"] = {"required": required, "content": content}
+            op["requestBody"] = _request_body(route, ref, schemas)
         answer_schema = ref(route.answer) if route.answer is not None else {"type": "object"}
         if route.content_type != "application/json":
             answer_schema = {"type": "string"}
@@ -274,6 +300,39 @@ def _document_text() -> str:
         },
     }
     return json.dumps(document, ensure_ascii=False)
+
+
+def _form_ref(model: type[BaseModel], ref: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    name = ref(model)["$ref"].rsplit("/", 1)[1]
+    schemas.setdefault(name + "Form", _form_schema(schemas[name]))
+    return {"$ref": _REF.format(model=name + "Form")}
+
+
+def _required(model: type[BaseModel]) -> bool:
+    return bool(model.model_json_schema().get("required"))
+
+
+def _request_body(route: _Route, ref: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    """A route's request body: one model's schema, or (an operation both APIs have) the
+    first API's and the second's as ``anyOf``."""
+    assert route.body is not None
+    example = route.example or _example(
+        schemas.get(route.body.__name__, {}), schemas, route.body.__name__
+    )
+    json_schema = ref(route.body)
+    forms = [_form_ref(route.body, ref, schemas)] if route.form else []
+    # A body with no required key may be left out (party/list: the root).
+    required = _required(route.body)
+    if route.alt_body is not None:
+        json_schema = {"anyOf": [ref(route.body), ref(route.alt_body)]}
+        if route.alt_form:
+            forms.append(_form_ref(route.alt_body, ref, schemas))
+        required = required and _required(route.alt_body)
+    content: dict[str, Any] = {"application/json": {"schema": json_schema, "example": example}}
+    if forms:
+        form_schema = forms[0] if len(forms) == 1 else {"anyOf": forms}
+        content["application/x-www-form-urlencoded"] = {"schema": form_schema}
+    return {"required": required, "content": content}
 
 
 def _sso_link_operation() -> dict[str, Any]:

@@ -46,16 +46,27 @@ from aiohttp import web
 from relay.core.links import DEFAULT_MAX_TTL, SeenLinks
 from relay.exmail import ExmailClient, ExmailError, InvalidRequest, TokenCache
 from relay.exmail import validation as v
+from relay.exmail2 import App, Exmail2Client
 from relay.gateway.bodies import SsoUrl, TenantList, TenantState, UnreadAnswer
+from relay.gateway.catalogues import SecondCall, plan, scope_of
 from relay.gateway.clients import ApiClient, ClientRegistry
 from relay.gateway.forwarding import Forwarder, Misdirected, OwnerLookup, forward_or_refuse
 from relay.gateway.limits import TenantGate, TokenBucket, retry_after
 from relay.gateway.openapi import docs_page, openapi_document
-from relay.gateway.operations import OPERATIONS, Operation, Values, json_values, params_for
+from relay.gateway.operations import Values
 from relay.gateway.problems import Problem, from_exmail_error
 from relay.gateway.request_body import parse_json, read_body
 from relay.gateway.tokens import token_routes
 from relay.gateway.unread import UnreadCache
+from relay.gateway.upstream import (
+    API_NAMES,
+    Api,
+    api_of,
+    login_url,
+    require_app,
+    unread_count,
+    user_answer,
+)
 from relay.runtime.observer import Observer
 
 __all__ = ["GATEWAY", "Gateway", "GatewayTenant", "gateway_app"]
@@ -70,11 +81,16 @@ _AUDIT_USER: web.RequestKey[str] = web.RequestKey("audit_user", str)
 
 @dataclass(frozen=True, slots=True)
 class GatewayTenant:
-    """One tenant as the gateway sees it: its gateway client and its gate."""
+    """One tenant as the gateway sees it: its gateway client (of the tenant's API) and
+    its gate."""
 
     name: str
-    client: ExmailClient
+    client: ExmailClient | Exmail2Client
     gate: TenantGate
+
+    @property
+    def api(self) -> Api:
+        return api_of(self.client)
 
 
 @dataclass(slots=True)
@@ -166,36 +182,39 @@ def _json(data: object, status: int = 200) -> web.Response:
     )
 
 
-async def _body(request: web.Request, operation: Operation | None = None) -> Values:
-    """The request body as key -> value (or list), JSON or a urlencoded form: read whole
-    and bounded (:mod:`~relay.gateway.request_body`), or a problem. A JSON body for
-    ``operation`` is held to the JSON types of its schema (:func:`json_values`); without
-    one, only its string values are kept."""
+async def _raw(request: web.Request) -> tuple[dict[str, Any], bool]:
+    """The request body as ``(values, form)``: a JSON object (``form`` false) or a
+    urlencoded form (``form`` true; a repeated key is a list), read whole and bounded
+    (:mod:`~relay.gateway.request_body`), or a problem. No body: ``({}, False)``."""
     raw = await read_body(request, request.app[GATEWAY].max_body_bytes)
     if not raw:  # no body; whitespace alone is not JSON
-        return {}
+        return {}, False
     if request.content_type == "application/json":
         data = parse_json(raw)
         if not isinstance(data, dict):
             raise InvalidRequest("the JSON body must be an object")
-        if operation is not None:
-            return json_values(operation, data)
-        # SSO: only its string keys matter (others are ignored, as its schema says).
-        return {key: value for key, value in data.items() if isinstance(value, str)}
+        return data, False
     if request.content_type in ("application/x-www-form-urlencoded", "application/octet-stream"):
         try:
             pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=True)
         except (ValueError, UnicodeDecodeError):
             raise InvalidRequest("the body is not a valid urlencoded form") from None
-        form: dict[str, str | list[str]] = {}
+        form: dict[str, Any] = {}
         for key, value in pairs:
             held = form.get(key)
             form[key] = value if held is None else [*_as_list(held), value]
-        return form
+        return form, True
     raise Problem(
         415, "unsupported-media-type", "Unsupported media type",
         "send application/json or application/x-www-form-urlencoded",
     )  # fmt: skip
+
+
+async def _body(request: web.Request) -> Values:
+    """The SSO body: only its string values are kept (others are ignored, as its schema
+    says)."""
+    data, form = await _raw(request)
+    return data if form else {key: value for key, value in data.items() if isinstance(value, str)}
 
 
 def _as_list(value: str | list[str]) -> list[str]:
@@ -205,13 +224,17 @@ def _as_list(value: str | list[str]) -> list[str]:
 # -- handlers --------------------------------------------------------------------------
 
 
+_NO_STATE: dict[Api, str] = {"openapi": "unknown", "api2": "callback"}
+
+
 async def list_tenants(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     client = _client(request)
     states = gateway.states()
     tenants = [
-        TenantState(name=name, state=states.get(name, "unknown"))
-        for name in sorted(gateway.tenants)
+        # An api2 tenant has no listener: its new mail comes by callback.
+        TenantState(name=name, state=states.get(name, _NO_STATE[tenant.api]))
+        for name, tenant in sorted(gateway.tenants.items())
         if client.may_use(name)
     ]
     return _json(TenantList(tenants=tenants).model_dump(mode="json"))
@@ -220,8 +243,8 @@ async def list_tenants(request: web.Request) -> web.Response:
 async def get_user(request: web.Request) -> web.Response:
     tenant = _tenant(request, "read")
     async with tenant.gate.slot(tenant.name):
-        user = await tenant.client.user_get(request.match_info["email"])
-    return _json(user.model_dump(mode="json"))
+        user = await user_answer(tenant.client, request.match_info["email"])
+    return _json(user)
 
 
 def _unread(email: str, count: int, source: str, age: float) -> dict[str, Any]:
@@ -246,14 +269,14 @@ async def get_unread(request: web.Request) -> web.Response:
     now = gateway.clock()
     held = gateway.unread.get(tenant.name, email)
     if held is not None and max(0.0, now - held.at) < max_age:
-        source = "listen" if held.source == "listen" else "cache"
+        source = "cache" if held.source == "upstream" else held.source
         age = round(max(0.0, now - held.at), 3)
         return _json(_unread(email, held.count, source, age))
     async with tenant.gate.slot(tenant.name):
-        answer = await tenant.client.mail_newcount(email)
+        count = await unread_count(tenant.client, email)
     at = gateway.clock()
-    gateway.unread.record(tenant.name, email, answer.new_count, at=at, source="upstream")
-    return _json(_unread(email, answer.new_count, "upstream", 0.0))
+    gateway.unread.record(tenant.name, email, count, at=at, source="upstream")
+    return _json(_unread(email, count, "upstream", 0.0))
 
 
 async def post_sso(request: web.Request) -> web.Response:
@@ -264,30 +287,36 @@ async def post_sso(request: web.Request) -> web.Response:
         raise InvalidRequest("the body must name one email")
     request[_AUDIT_USER] = v.check_email("email", email)
     async with tenant.gate.slot(tenant.name):
-        url = await tenant.client.sso_login_url(email)
-    answer = SsoUrl(url=url, expires_in=request.app[GATEWAY].sso_expires_in)
+        got = await login_url(tenant.client, email)
+    # The second API says how long its URL lives; the first says nothing (our setting).
+    expires_in = got.expires_in
+    if expires_in is None:
+        expires_in = request.app[GATEWAY].sso_expires_in
+    answer = SsoUrl(url=got.url, expires_in=expires_in)
     return _json(answer.model_dump(mode="json"))
 
 
 async def post_openapi(request: web.Request) -> web.Response:
     name = request.match_info["operation"].strip("/")
-    operation = OPERATIONS.get(name)
-    if operation is None:
-        detail = (
-            "listen is the relay's own (its listener holds it)"
-            if name == "listen"
-            else f"no operation {name!r}"
-        )
-        raise Problem(404, "unknown-operation", "Unknown operation", detail)
-    tenant = _tenant(request, operation.scope)
-    params = params_for(operation, await _body(request, operation))
-    form: dict[str, str | list[str]] = {}
-    for key, value in params:
-        held = form.get(key)
-        form[key] = value if held is None else [*_as_list(held), value]
+    tenant = _tenant(request, scope_of(name))
+    data, form = await _raw(request)
+    planned = plan(tenant.name, tenant.api, name, data, form=form)
+    client = tenant.client
+    if isinstance(planned, SecondCall):
+        assert isinstance(client, Exmail2Client)
+        require_app(client, planned.operation.name)
+        call = planned.call
+        async with tenant.gate.slot(tenant.name):
+            answer = await client.call(planned.operation.name, query=call.query, body=call.body)
+        return _json(answer)
+    assert isinstance(client, ExmailClient)
+    form_values: dict[str, str | list[str]] = {}
+    for key, value in planned.params:
+        held = form_values.get(key)
+        form_values[key] = value if held is None else [*_as_list(held), value]
     async with tenant.gate.slot(tenant.name):
-        answer = await tenant.client.call(operation.name, form)
-    return _json(answer if answer is not None else {})
+        upstream = await client.call(planned.operation.name, form_values)
+    return _json(upstream if upstream is not None else {})
 
 
 # -- the application -------------------------------------------------------------------
@@ -311,7 +340,26 @@ async def get_docs(request: web.Request) -> web.Response:
 
 
 def _token_cache(request: web.Request) -> TokenCache:
-    return _tenant(request, "token").client.tokens
+    """The tenant's token cache: the first API's one token, or the ``?app=`` application's
+    token of a second-API tenant (default ``directory``)."""
+    tenant = _tenant(request, "token")
+    app = request.query.get("app")
+    if not isinstance(tenant.client, Exmail2Client):
+        if app is not None:
+            raise Problem(
+                404, "unknown-app", "No such application",
+                f"tenant {tenant.name!r} uses {API_NAMES['openapi']}: one token, no ?app=",
+            )  # fmt: skip
+        return tenant.client.tokens
+    wanted = app if app is not None else App.DIRECTORY.value
+    cache = tenant.client.tokens.get(App(wanted)) if wanted in set(App) else None
+    if cache is None or App(wanted) not in tenant.client.apps:
+        raise Problem(
+            404, "unknown-app", "No such application",
+            f"tenant {tenant.name!r} has no secret for application {wanted[:40]!r} "
+            f"(configured: {', '.join(sorted(a.value for a in tenant.client.apps)) or 'none'})",
+        )  # fmt: skip
+    return cache
 
 
 @web.middleware

@@ -6,7 +6,10 @@ checks the link (pure, :func:`relay.core.links.verify_sso_link`), fetches a one-
 with the tenant's own client (so the relay stays the only holder of the tenant's token)
 and answers ``302`` to the SSO URL built from the tenant's **configured** login URL. The
 only part of the request that reaches the ``Location`` is the verified email, as a query
-value: the route is never an open redirect.
+value: the route is never an open redirect. A tenant of the second API (``api = "api2"``)
+gets its ready one-time URL from ``service/get_login_url`` instead
+(:func:`relay.gateway.upstream.login_url`): there the ``Location`` is the URL that API
+answered for the verified email.
 
 Every refusal (malformed, tampered, expired, living longer than ``max_link_ttl``,
 replayed, a tenant no client signs for) is the same plain ``403`` page, so a prober
@@ -44,10 +47,11 @@ from relay.core.links import (
     normalize_email,
     verify_sso_link,
 )
-from relay.exmail import ExmailClient, ExmailError
+from relay.exmail import ExmailError
 from relay.gateway.forwarding import Misdirected, forward_or_refuse
 from relay.gateway.problems import Problem
 from relay.gateway.routes import Gateway
+from relay.gateway.upstream import UpstreamClient, login_url
 
 __all__ = [
     "LinkSecret",
@@ -62,7 +66,7 @@ audit = logging.getLogger("relay.gateway.audit")
 LinkSecret = tuple[str, SecretStr | bytes, bool]
 """``(client name, link secret, single_use)``: one API client allowed to sign for a tenant."""
 SecretsLookup = Callable[[str], Sequence[LinkSecret]]
-ClientLookup = Callable[[str], ExmailClient | None]
+ClientLookup = Callable[[str], UpstreamClient | None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HEADERS = {
@@ -134,7 +138,8 @@ def sso_link_handler(
 
     ``secrets_for_tenant(tenant)`` lists the clients that may sign links for the tenant
     (an empty list refuses every link); ``client_for_tenant(tenant)`` is the tenant's
-    :class:`ExmailClient` (the listener's, sharing its token). ``seen`` is required as
+    :class:`~relay.exmail.ExmailClient` (the listener's, sharing its token) or
+    :class:`~relay.exmail2.Exmail2Client`. ``seen`` is required as
     soon as one client is ``single_use``; without it such links answer 503.
     ``max_ttl``: a link whose ``exp`` is further ahead than ``now + max_ttl + skew`` is
     refused (``[gateway] max_link_ttl``). ``on_done(client, status, seconds)`` is told
@@ -202,10 +207,13 @@ def sso_link_handler(
                     _page(_REFUSED, 403) if claim is Claim.REPLAYED else _page(_UNAVAILABLE, 503)
                 )
         try:
-            location = await client.sso_login_url(email)
+            location = (await login_url(client, email)).url
         except BaseException as exc:  # an upstream error, or the request cancelled
             if single_use and seen is not None:
                 seen.release(key)  # not spent: no redirect was answered
+            if isinstance(exc, Problem):  # an api2 tenant without the sso application
+                record(name, tenant, email, f"upstream_error ({exc.kind})")
+                return name, _page(_UNAVAILABLE, 502)
             if not isinstance(exc, ExmailError):
                 raise
             record(name, tenant, email, f"upstream_error ({type(exc).__name__})")
@@ -257,7 +265,7 @@ def gateway_sso_route(gateway: Gateway) -> web.RouteDef:
             if c.link_secret is not None and "sso" in c.scopes and c.may_use(tenant)
         ]
 
-    def client_for_tenant(tenant: str) -> ExmailClient | None:
+    def client_for_tenant(tenant: str) -> UpstreamClient | None:
         served = gateway.tenants.get(tenant)
         return served.client if served is not None else None
 

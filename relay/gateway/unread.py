@@ -1,4 +1,5 @@
-"""The unread-count cache: the last count seen per user, fed from ``listen``.
+"""The unread-count cache: the last count seen per user, fed from ``listen`` and from
+the second API's new-mail callbacks.
 
 The listener commits two kinds of events that carry a user's unread count: the unread
 push (``exmail.mail.unread``) and the new-mail push (``exmail.mail.new``, its ``unread``
@@ -6,8 +7,16 @@ is the push's NewCount). :class:`UnreadFeed` is an :class:`~relay.runtime.observ
 wrapped around the real one: it forwards every report unchanged and, for committed
 events, records those counts with the event's time. The journal is never read.
 
+A tenant of the second API (``api = "api2"``) has no ``listen``: its ``Mail`` and
+``UnRead`` callbacks become the same two events, committed by the callback receiver
+(:mod:`relay.gateway.callback`), whose observer is wrapped by the same feed; their
+counts are recorded with source ``callback``. A callback is received by whichever
+replica the sender reached, so in lease mode only that replica's cache sees it: the
+owner answering the gateway may not, and then asks ``mail/newcount`` once ``max_age``
+has passed (docs/gateway.md).
+
 ``GET /v1/tenants/{tenant}/users/{email}/unread?max_age=S`` answers from here when the
-count is younger than ``S`` seconds (``source`` ``listen`` or ``cache``), else calls
+count is younger than ``S`` seconds (``source`` ``listen``, ``callback`` or ``cache``), else calls
 ``mail/newcount`` and records the answer (``source`` ``upstream``).
 
 Bounded: past ``max_entries`` users the least recently updated entry is dropped.
@@ -15,7 +24,7 @@ Bounded: past ``max_entries`` users the least recently updated entry is dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -32,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["UnreadCache", "UnreadCount", "UnreadFeed"]
 
-Source = Literal["listen", "upstream"]
+Source = Literal["listen", "callback", "upstream"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,33 +78,41 @@ class UnreadCache:
         while len(self._counts) > self.max_entries:
             del self._counts[next(iter(self._counts))]
 
-    def feed(self, tenant: str, events: Sequence[Event]) -> None:
+    def feed(self, tenant: str, events: Sequence[Event], source: Source = "listen") -> None:
         """Record the counts that committed ``events`` carry."""
         for event in events:
             if event.type not in (MAIL_NEW, MAIL_UNREAD):
                 continue
             user, unread = event.data.get("user"), event.data.get("unread")
             if isinstance(user, str) and isinstance(unread, int) and not isinstance(unread, bool):
-                self.record(tenant, user, unread, at=event.time.timestamp(), source="listen")
+                self.record(tenant, user, unread, at=event.time.timestamp(), source=source)
 
 
 class _FeedTenant(ForwardingTenantObserver):
-    def __init__(self, inner: TenantObserver, cache: UnreadCache, tenant: str) -> None:
+    def __init__(
+        self, inner: TenantObserver, cache: UnreadCache, tenant: str, source: Source
+    ) -> None:
         super().__init__(inner)
         self._cache = cache
         self._tenant = tenant
+        self._source: Source = source
 
     def committed(self, events: Sequence[Event]) -> None:
         self.inner.committed(events)
-        self._cache.feed(self._tenant, events)
+        self._cache.feed(self._tenant, events, self._source)
 
 
 class UnreadFeed(ForwardingObserver):
-    """``inner`` unchanged, plus every committed unread count into ``cache``."""
+    """``inner`` unchanged, plus every committed unread count into ``cache``; the counts
+    of ``callback_tenants`` (the api2 ones) with source ``callback``."""
 
-    def __init__(self, inner: Observer, cache: UnreadCache) -> None:
+    def __init__(
+        self, inner: Observer, cache: UnreadCache, callback_tenants: Iterable[str] = ()
+    ) -> None:
         super().__init__(inner)
         self.cache = cache
+        self.callback_tenants = frozenset(callback_tenants)
 
     def tenant(self, tenant: str) -> TenantObserver:
-        return _FeedTenant(self.inner.tenant(tenant), self.cache, tenant)
+        source: Source = "callback" if tenant in self.callback_tenants else "listen"
+        return _FeedTenant(self.inner.tenant(tenant), self.cache, tenant, source)

@@ -53,6 +53,8 @@ Exceptions::
 from relay.journal._exceptions import JournalClosed, JournalCorrupt, JournalError
 from relay.journal._filter import DeadFilter
 from relay.journal._journal import Journal
+from relay.journal._listing import ListingWrite, StoredListing
+from relay.journal._listing import write as listing_write
 from relay.journal._records import DeadLetter, JournalStats, SinkStats
 from relay.journal._salvage import Check, Copied, Salvage, check_file, salvage_file
 
@@ -66,8 +68,11 @@ __all__ = [
     "JournalCorrupt",
     "JournalError",
     "JournalStats",
+    "ListingWrite",
     "Salvage",
     "SinkStats",
+    "StoredListing",
     "check_file",
+    "listing_write",
     "salvage_file",
 ]

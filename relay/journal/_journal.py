@@ -18,7 +18,7 @@ from typing import Final, Literal, TypeVar
 
 from relay.core.delivery import Delivery, Settlement
 from relay.core.events import Event
-from relay.journal import _admin, _reads
+from relay.journal import _admin, _listing, _reads
 from relay.journal._exceptions import JournalClosed, JournalError, from_sqlite
 from relay.journal._filter import DeadFilter
 from relay.journal._records import DeadLetter, JournalStats
@@ -184,6 +184,7 @@ class Journal:
         settled: bool = False,
         traceparent: str | None = None,
         tracestate: str | None = None,
+        listing: _listing.ListingWrite | None = None,
     ) -> int:
         """Store ``events`` (and the tenant's new Ver) in one durable transaction.
 
@@ -192,7 +193,8 @@ class Journal:
         ``announced``: a directory Ver that listen announced and that is not expanded
         yet (:meth:`directory_pending`); ``settled``: the pending change is done.
         ``traceparent``/``tracestate``: the trace the events belong to (tracing on),
-        stored with each and written into its CloudEvent.
+        stored with each and written into its CloudEvent. ``listing``: the change to the
+        tenant's stored directory listing these events report (second API).
         """
         now = self._clock()
         if traceparent is None:
@@ -248,6 +250,8 @@ class Journal:
                     " ON CONFLICT (tenant) DO UPDATE SET target = excluded.target",
                     (tenant, announced, now),
                 )
+            if listing is not None:
+                listing(db, now)
             tx.stored(inserted)
             return inserted
 
@@ -262,6 +266,10 @@ class Journal:
     async def directory_pending(self, tenant: str) -> tuple[int, float] | None:
         """The announced, not yet expanded directory Ver of ``tenant`` and since when."""
         return await self._read(_reads.directory_pending(tenant))
+
+    async def listing(self, tenant: str) -> _listing.StoredListing | None:
+        """The tenant's stored directory listing (second API); None: none yet."""
+        return await self._read(_listing.read(tenant))
 
     # -- the sinks' side ---------------------------------------------------------------
 

@@ -15,6 +15,8 @@ it to this one, and ``meta.schema`` is then set to :data:`SCHEMA_VERSION`.
 - 3 -> 4: the events' trace context (``traceparent``, ``tracestate``: W3C, ``NULL``
   when not traced, as in every older row), added by :func:`_add_trace_columns`
   (``ALTER TABLE`` has no ``IF NOT EXISTS``). Docs: docs/operations.md, "Tracing".
+- 4 -> 5: the second API's last directory listing per tenant (``directory_listings``,
+  ``directory_members``: :mod:`._listing`); an older file starts without one (a baseline).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ DELIVERED: Final = 1
 DEAD: Final = 2
 STATES: Final = {"pending": PENDING, "delivered": DELIVERED, "dead": DEAD}
 
-SCHEMA_VERSION: Final = "4"
+SCHEMA_VERSION: Final = "5"
 
 _TRACE_COLUMNS: Final = ("traceparent", "tracestate")
 
@@ -100,6 +102,21 @@ CREATE TABLE IF NOT EXISTS directory_pending (
     target INTEGER NOT NULL,
     since REAL NOT NULL
 );
+-- Schema 5: the last whole directory listing of a tenant on the second API (no change
+-- feed: relay.core.listing), changed in the transaction of the events it produced. A
+-- journal without it (older, salvaged) starts from a baseline.
+CREATE TABLE IF NOT EXISTS directory_listings (
+    tenant TEXT PRIMARY KEY,
+    members INTEGER NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS directory_members (
+    tenant TEXT NOT NULL,
+    member TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (tenant, member)
+) WITHOUT ROWID;
 """
 
 

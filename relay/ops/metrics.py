@@ -235,6 +235,21 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        # -- the second API's directory polls (relay.runtime.directory2) ----------------
+        self.directory_polls = Counter(
+            "exmail_relay_directory_polls",
+            "Directory listings of api2 tenants, by outcome (changed, unchanged, baseline,"
+            " or the failure: transient, timeout, token, config, too_large, malformed,"
+            " implausible, journal, fenced).",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.directory_poll_seconds = Histogram(
+            "exmail_relay_directory_poll_seconds",
+            "Time of one directory poll of an api2 tenant (both listings, diff and commit).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
         # -- shard leases (lease mode) -------------------------------------------------
         self.shard_acquisitions = Counter(
             "exmail_relay_shard_acquisitions", "Shard leases this replica took.", registry=r
@@ -431,6 +446,10 @@ class PrometheusObserver(Observer):
     def callback(self, tenant: str, outcome: str, seconds: float) -> None:
         self.metrics.callbacks.labels(tenant, outcome).inc()
         self.metrics.callback_seconds.observe(seconds)
+
+    def directory_poll(self, tenant: str, outcome: str, seconds: float) -> None:
+        self.metrics.directory_polls.labels(tenant, outcome).inc()
+        self.metrics.directory_poll_seconds.observe(seconds)
 
     def takeover_gap(self, seconds: float) -> None:
         self.metrics.takeover_gap.observe(seconds)

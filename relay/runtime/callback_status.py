@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from relay.runtime.observer import ForwardingObserver, ForwardingTenantObserver, Observer
-from relay.runtime.status import CallbackStatus, TenantStatus
+from relay.runtime.status import CallbackStatus, TenantStatus, _JsonRecord
 
 if TYPE_CHECKING:
     from relay.core.events import Event
@@ -67,6 +67,8 @@ class CallbackTally:
     recent: collections.deque[tuple[float, str, str, str]] = field(
         default_factory=lambda: collections.deque(maxlen=50)
     )
+    # The tenant's directory polls (relay.runtime.directory2), when it has them.
+    directory: Callable[[], _JsonRecord] | None = None
 
     @property
     def state(self) -> str:
@@ -116,6 +118,7 @@ class CallbackTally:
                 last_refused=self.last_refused,
                 last_refused_at=self.last_refused_at,
             ),
+            directory=None if self.directory is None else self.directory(),
         )
 
 

@@ -140,6 +140,7 @@ class Drainer:
             refused=functools.partial(self._journal_failed, during="settle"),
             recorded=self._refusals.recovered,
             crashed=self._inflight.collect,
+            settled=self._settled,
         )
         self._outcome_error: str | None = None
         # This sink's handle of the observer seam (``Observer.sink(name)``); none: no metrics.
@@ -155,7 +156,7 @@ class Drainer:
 
     @property
     def in_flight(self) -> int:
-        return len(self._inflight)
+        return len(self._inflight) + len(self._settler)  # and outcomes not yet recorded
 
     @property
     def last_error(self) -> str | None:
@@ -246,7 +247,7 @@ class Drainer:
             self.name,
             limit=free,
             now=claimed_at,
-            skip=(*self._inflight, *self._refusals.held),
+            skip=(*self._inflight, *self._settler, *self._refusals.held),
             due_only=not self.policy.ordered,
             horizon=self._due.horizon,
         )
@@ -321,7 +322,7 @@ class Drainer:
 
     async def _quiesce(self) -> None:
         """Wait until no attempt is in flight (or stop(), or a bug for run() to raise)."""
-        while self._inflight and not self._stopping.is_set() and not self._inflight.errors:
+        while self.in_flight and not self._stopping.is_set() and not self._inflight.errors:
             self._wake.clear()
             self._resume_at = 0
             await self._wait(None)
@@ -374,7 +375,7 @@ class Drainer:
     def _attempt_ended(self, failed: bool) -> None:
         # A bug wakes the loop at once (to raise it); an attempt that ended otherwise
         # wakes it only once the window has room down to ``_resume_at``.
-        if failed or len(self._inflight) <= self._resume_at:
+        if failed or self.in_flight <= self._resume_at:
             self._wake.set()
 
     async def _abandon(self) -> None:
@@ -394,7 +395,6 @@ class Drainer:
         update = decide(self.policy, row, outcome, now=self._due.now(), rand=self._rand)
         self._observe(row, outcome, update, self._clock())
         error: JournalError | None = None
-        held = False  # the outcome was refused by settle: keep it (not a refused disable)
         if isinstance(outcome, Disable):
             self.disabled_reason = outcome.error
             self._note_disabled()
@@ -408,21 +408,23 @@ class Drainer:
                 error = exc
                 if not isinstance(exc, JournalClosed):
                     self._journal_failed(exc, during="disable")
-        if error is None and update is not None:
-            error = await self._settler.record(update)
-            # Held only if an attempt was made: an untried hand-back leaves the row
-            # pending as it was, so losing its record costs nothing.
-            held = error is not None and update.attempted
-        if isinstance(error, JournalClosed):
-            return
-        if error is not None:
+        if error is None and update is not None:  # in flight until recorded: see _settled
+            self._settler.record(update, wake=not isinstance(outcome, Delivered | Dead))
+        elif error is not None and not isinstance(error, JournalClosed):
             self._failed("journal")
-            if held and update is not None:
-                self._refusals.hold(update)  # retried by _journal_pause, not re-sent
-            return
-        if update is not None and update.state == "pending" and update.next_at > 0:
-            self._retry_at = min(self._retry_at or update.next_at, update.next_at)
-        if not isinstance(outcome, Delivered | Dead):
+        elif error is None and not isinstance(outcome, Delivered | Dead):
+            self._wake.set()
+
+    def _settled(self, updates: list[Settlement], error: BaseException | None, wake: bool) -> None:
+        """A settle flush ended and its rows left the flight (see SettleBatcher)."""
+        for update in updates:
+            if error is None and update.state == "pending" and update.next_at > 0:
+                self._retry_at = min(self._retry_at or update.next_at, update.next_at)
+            elif isinstance(error, JournalError) and not isinstance(error, JournalClosed):
+                self._failed("journal")
+                if update.attempted:  # an untried hand-back loses nothing: left pending
+                    self._refusals.hold(update)  # retried by _journal_pause, not re-sent
+        if wake or self.in_flight <= self._resume_at:
             self._wake.set()
 
     def _journal_failed(self, error: JournalError, *, during: str) -> None:

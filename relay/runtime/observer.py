@@ -150,6 +150,10 @@ class Observer:
         """Lease mode: a broker message of ``kind`` (``presence``, ``checkpoint``) was
         dropped, unread, for ``reason`` (``unsigned``, ``bad signature``, ``stale``, ...)."""
 
+    def directory_poll(self, tenant: str, outcome: str, seconds: float) -> None:
+        """One listing of an api2 tenant's directory took ``seconds``: ``changed``,
+        ``unchanged``, ``baseline``, or why it failed (relay.runtime.directory2)."""
+
     def callback(self, tenant: str, outcome: str, seconds: float) -> None:
         """One request to the second API's callback URL of ``tenant`` was answered after
         ``seconds``: ``verified`` (GET handshake), ``accepted`` (committed), ``duplicate``
@@ -239,6 +243,9 @@ class ForwardingObserver(Observer):
 
     def broker_message_refused(self, kind: str, reason: str) -> None:
         self.inner.broker_message_refused(kind, reason)
+
+    def directory_poll(self, tenant: str, outcome: str, seconds: float) -> None:
+        self.inner.directory_poll(tenant, outcome, seconds)
 
     def callback(self, tenant: str, outcome: str, seconds: float) -> None:
         self.inner.callback(tenant, outcome, seconds)

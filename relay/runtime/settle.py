@@ -2,22 +2,24 @@
 the same event-loop iteration.
 
 Where it sits: inside :class:`relay.runtime.drainer.Drainer`. An attempt hands its
-:class:`~relay.core.delivery.Settlement` to :meth:`SettleBatcher.record` and awaits the
-flush it gets back; the row stays in flight until then, so it cannot be claimed twice.
-A burst of finishing attempts costs one ``Journal.settle`` call (set-wise statements),
-not one per row.
+:class:`~relay.core.delivery.Settlement` to :meth:`SettleBatcher.record` and ends; the
+drainer keeps the row in flight until the flush has told it (``settled``), so it cannot
+be claimed twice. A burst of finishing attempts costs one ``Journal.settle`` call
+(set-wise statements), not one per row, and one call of ``settled`` for the batch, not
+a task wake-up per row (issue 20).
 
-Every flush is a task owned here, never fire-and-forget: its batch learns ``None``
-(recorded) or the :class:`~relay.journal.JournalError` that refused it, after the
-drainer was told through ``refused`` or ``recorded``. Anything else it raises is a bug,
-handed to ``crashed`` (the drainer raises it out of ``run``); the batch's attempts are
-cancelled (their rows stay pending).
+Every flush is a task owned here, never fire-and-forget: ``settled(updates, error)`` is
+called with ``None`` (recorded) or the :class:`~relay.journal.JournalError` that refused
+the write, after the drainer was told through ``refused`` or ``recorded``; the future
+:meth:`SettleBatcher.record` returns learns the same. Anything else the flush raises is
+a bug: ``settled`` hears it (the rows leave the flight: they stay pending), then it is
+handed to ``crashed`` (the drainer raises it out of ``run``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from relay.core.delivery import Settlement
 from relay.journal import Journal, JournalClosed, JournalError
@@ -27,6 +29,9 @@ __all__ = ["SettleBatcher"]
 Flush = asyncio.Task[None]
 # What a batch's attempts await: None (recorded) or the error that refused the write.
 Recorded = asyncio.Future[JournalError | None]
+# Told once per batch, after its write: None (recorded), the JournalError that refused
+# it, or the bug the flush raised; and whether any of its rows asked for a wake-up.
+Settled = Callable[[list[Settlement], BaseException | None, bool], None]
 
 
 class SettleBatcher:
@@ -40,20 +45,30 @@ class SettleBatcher:
         refused: Callable[[JournalError], None],
         recorded: Callable[[], None],
         crashed: Callable[[BaseException], None],
+        settled: Settled | None = None,
     ) -> None:
         self.journal = journal
         self.sink = sink
         self._refused = refused
         self._recorded = recorded
         self._crashed = crashed
+        self._settled = settled
+        # The rows queued and not yet told (seq -> wake the drainer once recorded).
+        self._settling: dict[int, bool] = {}
         # The settlements queued in this loop iteration, and what their attempts await.
         self._batch: tuple[list[Settlement], Recorded] | None = None
         self._flushes: set[Flush] = set()
 
-    def record(self, update: Settlement) -> Recorded:
+    def __len__(self) -> int:
+        return len(self._settling)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._settling)
+
+    def record(self, update: Settlement, *, wake: bool = False) -> Recorded:
         """Queue ``update``; the returned future is ``None`` once it is recorded, or the
-        error that refused it. One future per batch: cancelling an attempt that awaits
-        it cancels its neighbours too (stop() does that to all of them), never the
+        error that refused it (``settled`` hears it first). One future per batch:
+        cancelling an attempt that awaits it cancels its neighbours too, never the
         write itself, which is a task of its own."""
         if self._batch is None:
             updates: list[Settlement] = []
@@ -64,6 +79,7 @@ class SettleBatcher:
             self._batch = (updates, done)
         updates, done = self._batch
         updates.append(update)
+        self._settling[update.seq] = wake
         return done
 
     async def wait(self, seconds: float | None = None) -> None:
@@ -83,13 +99,20 @@ class SettleBatcher:
         except JournalError as exc:
             self._refused(exc)
             result = exc
-        except BaseException:
+        except BaseException as exc:
+            self._tell(updates, exc)
             done.cancel()  # the bug itself goes to ``crashed`` (see _flushed)
             raise
         else:
             self._recorded()
+        self._tell(updates, result)
         if not done.done():
             done.set_result(result)
+
+    def _tell(self, updates: list[Settlement], error: BaseException | None) -> None:
+        wakes = [self._settling.pop(update.seq, False) for update in updates]
+        if self._settled is not None:
+            self._settled(updates, error, any(wakes))
 
     def _flushed(self, flush: Flush) -> None:
         self._flushes.discard(flush)

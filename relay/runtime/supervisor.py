@@ -29,6 +29,7 @@ from relay.runtime.drainer import Drainer
 from relay.runtime.listener import Listener
 from relay.runtime.observer import Observer
 from relay.runtime.ownership import ShardRunner
+from relay.runtime.polling import DirectoryPollers
 from relay.runtime.status import (
     Health,
     Liveness,
@@ -83,11 +84,14 @@ class RelayService:
         delivery_links: Sequence[str] = (),
         health_interval: float = 1.0,
         callbacks: Sequence[CallbackTally] = (),
+        pollers: DirectoryPollers | None = None,
     ) -> None:
         self.journal = journal
         # The api2 tenants (no listener: callbacks), shown on the status page, never in
         # readiness (relay.runtime.callback_status says why).
         self.callbacks = tuple(callbacks)
+        # Their directory polls (relay.runtime.polling): one task, stopped with listeners.
+        self.pollers = pollers
         # Lease mode: the runner starts and stops the listeners of the held shards
         # (``listeners`` is then empty); static mode: ``listeners`` run all along.
         self.runner = runner
@@ -147,6 +151,8 @@ class RelayService:
             )
         if self.runner is not None:
             self._spawn("leases", self.runner.run())
+        if self.pollers is not None:
+            self._spawn("listen:directory", self.pollers.run())
         if self.fitness is not None:
             self._spawn("health", self._watch_health())
         self._spawn("housekeeping", self._housekeeping())
@@ -208,6 +214,8 @@ class RelayService:
             await self.runner.shutdown(self.shutdown_timeout)
         for listener in self.listeners:
             listener.stop()
+        if self.pollers is not None:
+            self.pollers.close()  # its task ("listen:directory") is awaited with them
         listener_tasks = [t for n, t in self._tasks.items() if n.startswith("listen:")]
         await self._bounded(listener_tasks, self.shutdown_timeout)
         remaining = max(0.5, self.shutdown_timeout - (self._monotonic() - started))

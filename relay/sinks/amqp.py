@@ -104,6 +104,7 @@ class AmqpSink:
             on_down=self._down,
         )
         self._channel: AbstractChannel | None = None
+        self._underlay: aiormq.abc.AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._confirm_timeout = confirm_timeout
         # Publishes awaiting their confirm: ticket -> loop time sent, oldest first.
@@ -186,6 +187,8 @@ class AmqpSink:
                 channel.declare_queue(self._queue_name, durable=True, arguments=arguments)
             )
             await op(queue.bind(exchange, routing_key=self._binding_key))
+        # The aiormq channel under ``channel``, fetched once per session, not per publish.
+        self._underlay = await channel.get_underlay_channel()
         self._channel, self._exchange = channel, exchange
         self._stalled = None
         self._link.up()
@@ -193,6 +196,7 @@ class AmqpSink:
 
     def _down(self) -> None:
         self._channel = self._exchange = None
+        self._underlay = None
 
     async def _watch_confirms(self) -> None:
         """Every ``confirm_timeout / 4`` s (at most 1 s): is the oldest publish awaiting
@@ -220,8 +224,8 @@ class AmqpSink:
         await self._link.abort(reason)
 
     async def send(self, delivery: Delivery) -> Outcome:
-        exchange, channel = self._exchange, self._channel
-        if exchange is None or channel is None or not self.connected:
+        exchange, underlay = self._exchange, self._underlay
+        if exchange is None or underlay is None or not self.connected:
             return Unavailable(self.last_error or "not connected to RabbitMQ")
         try:
             message = self._message(delivery.body)
@@ -244,7 +248,6 @@ class AmqpSink:
         ticket = next(self._tickets)
         self._unconfirmed[ticket] = asyncio.get_running_loop().time()
         try:
-            underlay = await channel.get_underlay_channel()
             # Straight to aiormq, not through aio-pika's Exchange.publish, and without
             # waiting for the socket write (wait=False): publishes then do not queue
             # behind each other on the channel lock while the writer flushes, and the

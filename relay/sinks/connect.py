@@ -20,6 +20,8 @@ import aiormq
 from aio_pika.abc import AbstractConnection
 from aio_pika.connection import make_url
 
+from relay.sinks.coalesce import CoalescingTCP, widen_write_queue
+
 __all__ = ["LINK_ERRORS", "open_connection"]
 
 #: What a broker or a dead link can throw at a client: anything else is a bug and
@@ -47,10 +49,14 @@ async def open_connection(
     cls = aio_pika.RobustConnection if robust else aio_pika.Connection
     properties: dict[str, Any] = {"client_properties": client_properties or {}}
     connection = cls(make_url(url, **options), **properties, **options)
+    if connection.url.scheme == "amqp":
+        # One socket send per loop iteration, not per published message (issue 20).
+        connection.kwargs["transport_factory"] = CoalescingTCP()
     try:
         await connection.connect(timeout=within)
     except BaseException:
         with contextlib.suppress(Exception):
             await connection.close()
         raise
+    widen_write_queue(connection)
     return connection

@@ -82,6 +82,8 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("", "callback_token and encoding_aes_key"),
         (f'encoding_aes_key = "{KEY}"\nsso_secret_file = "/nonexistent/sso"',
          "sso_secret_file: cannot read"),
+        (f'encoding_aes_key = "{KEY}"\ndirectory_interval = "500ms"',
+         "directory_interval must be 0 (off) or at least 1 s"),
     ],
 )  # fmt: skip
 def test_api2_errors_name_the_key(tmp_path: Path, extra: str, message: str) -> None:
@@ -107,6 +109,10 @@ def test_bad_token_and_missing_corpid(tmp_path: Path) -> None:
 def test_api2_keys_on_an_openapi_tenant_are_refused() -> None:
     with pytest.raises(ValueError, match='corpid: only for api = "api2"'):
         TenantSettings(name="acme", client_id="admin@acme", client_secret="x" * 8, corpid="ww1")
+    with pytest.raises(ValueError, match='directory_interval: only for api = "api2"'):
+        TenantSettings(
+            name="acme", client_id="admin@acme", client_secret="x" * 8, directory_interval=60
+        )
     with pytest.raises(ValueError, match="client_id is required"):
         TenantSettings(name="acme")
 

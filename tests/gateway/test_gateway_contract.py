@@ -15,8 +15,14 @@ The document is loaded once at collection, as the relay builds it
 document. The relay and the emulator run on their own event loop in a thread
 (schemathesis calls them with blocking ``requests``); the client has every scope and no
 rate limit; the path's
-tenant is the served ``acme``, so requests reach the handlers (an unknown tenant is 404
-before any body is read). Bounded and repeatable: a fixed seed, derandomized Hypothesis,
+tenant is a served one, so requests reach the handlers (an unknown tenant is 404 before
+any body is read): ``acme`` (the BizMail OpenApi), and for the operations only the second
+API has (``x-api`` ``["api2"]``) ``orient`` (``api = "api2"``). An operation both APIs
+have is called on ``acme``: a body of its second-API variant is 404
+``operation-not-in-api`` there, which the document allows. ``[gateway] max_body_bytes``
+is 4 MiB here, so a list one over its bound (1001 tag members) reaches the validation
+(400) instead of the body bound (413, which is not a refusal of invalid data).
+Bounded and repeatable: a fixed seed, derandomized Hypothesis,
 25 generated examples per operation besides the coverage phase's cases (about 13 s on a
 2-core machine at load 2.5).
 
@@ -26,6 +32,7 @@ Run it alone: ``.venv/bin/python -m pytest tests/gateway/test_gateway_contract.p
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +47,8 @@ from schemathesis.openapi import from_dict
 
 from relay.emulator import Emulator
 from relay.gateway.openapi import openapi_document
-from tests.gateway.conftest import CLIENTS, gateway_settings
+from tests.gateway.api2_support import both_apis_settings
+from tests.gateway.conftest import CLIENTS
 from tests.support import running_relay
 
 KEY = "contract-key-000000000000001"
@@ -83,7 +91,12 @@ class LiveRelay:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         async with Emulator(port=0, hold=0.5) as emu:
-            s = gateway_settings(emu, self.tmp, clients=[*CLIENTS, CONTRACT_CLIENT])
+            s = both_apis_settings(
+                emu,
+                self.tmp,
+                clients=[*CLIENTS, CONTRACT_CLIENT],
+                gateway={"max_body_bytes": 4 * 1024 * 1024},
+            )
             async with running_relay(s) as run:
                 assert run.server is not None
                 self.url = run.server.url.rstrip("/")
@@ -115,11 +128,25 @@ def live_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         relay.stop()
 
 
+def _api2_only() -> str:
+    """A regex of the paths of the operations only the second API has."""
+    paths = [
+        re.escape(path)
+        for path, methods in openapi_document()["paths"].items()
+        if methods.get("post", {}).get("x-api") == ["api2"]
+    ]
+    assert paths, "the document lists the second API's catalogue"
+    return "^(?:" + "|".join(paths) + ")$"
+
+
 CONFIG = SchemathesisConfig.from_dict(
     {
         "seed": SEED,
         "headers": {"Authorization": f"Bearer {KEY}"},
         "parameters": {"path.tenant": "acme"},
+        "operations": [
+            {"include-path-regex": _api2_only(), "parameters": {"path.tenant": "orient"}}
+        ],
         "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True},
     }
 )

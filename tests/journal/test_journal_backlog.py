@@ -272,7 +272,7 @@ async def test_schema_2_journal_is_migrated_in_place(tmp_path: Path) -> None:
             mail(3).id,
         ]
     schema, indexes = schema_of(path)
-    assert schema == "4"
+    assert schema == "5"
     assert "events_backlog" in indexes
     with contextlib.closing(sqlite3.connect(path)) as db:
         plan = db.execute(

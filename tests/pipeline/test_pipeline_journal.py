@@ -321,7 +321,7 @@ async def test_schema_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
         (schema,) = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     assert "deliveries_pending" in indexes
     assert "deliveries_state" not in indexes
-    assert schema == "4"
+    assert schema == "5"
 
 
 async def test_outcome_only_commits_skip_the_fsync_and_restore_full(tmp_path: Path) -> None:

@@ -121,3 +121,31 @@ async def test_a_bug_in_a_flush_propagates_out_of_the_drainer(
         assert drainer.in_flight == 0
         assert len(await journal.claim("mem", limit=10)) == 1
     assert_nothing_unhandled(unhandled, caplog)
+
+
+async def test_a_batch_is_told_once_and_its_rows_stay_counted_until_then(tmp_path: Path) -> None:
+    async with CountingJournal(tmp_path / "j.sqlite3") as journal:
+        told: list[tuple[list[int], BaseException | None, bool]] = []
+        batcher = SettleBatcher(
+            journal,
+            "mem",
+            refused=lambda error: None,
+            recorded=lambda: None,
+            crashed=lambda error: None,
+            settled=lambda updates, error, wake: told.append(
+                ([u.seq for u in updates], error, wake)
+            ),
+        )
+        first, second, third = await seqs(journal, 3)
+        batcher.record(Settlement(first, "delivered"))
+        done = batcher.record(Settlement(second, "pending", next_at=1.0), wake=True)
+        assert sorted(batcher) == [first, second] and told == []
+        assert await done is None
+        assert told == [([first, second], None, True)]
+        assert len(batcher) == 0  # out of the flight once told, not before
+        journal.bug = RuntimeError("settle bug")
+        batcher.record(Settlement(third, "delivered"))
+        await batcher.wait()
+        ((rows, error, wake),) = told[1:]
+        assert rows == [third] and isinstance(error, RuntimeError) and wake is False
+        assert len(batcher) == 0  # a bug leaves the row pending, not stuck in flight

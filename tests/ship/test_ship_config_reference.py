@@ -80,6 +80,11 @@ DESCRIPTIONS: dict[str, str] = {
     "tenants.encoding_aes_key": "`api2`, required: the callback's EncodingAESKey (exactly 43 "
     "characters of A-Z, a-z, 0-9; the AES-256 key of every callback).",
     "tenants.encoding_aes_key_file": "File holding `encoding_aes_key`.",
+    "tenants.directory_interval": "`api2`: how often the whole directory is listed and "
+    "diffed against the last listing for `exmail.user.*` events (the second API has no "
+    'change feed; docs/protocol.md, "Directory events on the second API"); 0 turns it '
+    "off, otherwise at least 1 s. Default 5 min: about 2.2 MB and 0.4 s of relay CPU per poll "
+    "for 10 000 members (docs/benchmarks.md).",
     "callback.max_body_bytes": "Largest callback POST body read; a larger one is refused "
     "(413) before it is decrypted.",
     "callback.max_age": "A callback whose `timestamp` is further than this from the relay's "
@@ -98,7 +103,9 @@ DESCRIPTIONS: dict[str, str] = {
     "tenants.action_codes": "Which reading of user/list action codes to use: the authority "
     "document or the v1.4 revision (see spec/PROTOCOL-NOTES.md).",
     "tenants.directory_bootstrap": "With no checkpoint: `skip` starts from the current Ver "
-    "silently, `snapshot` emits the whole directory as `exmail.user.added`.",
+    "silently, `snapshot` emits the whole directory as `exmail.user.added`. `api2`: the "
+    "same choice for the first listing with none stored (`skip`: one "
+    "`exmail.directory.changed` from 0).",
     "tenants.hold": "How long the server holds `listen` open. The client waits "
     "`hold + max(5 s, hold / 5)` (30 s by default) for an answer; none by then is a listen "
     "timeout, and readiness fails (`no answer from Exmail`). Never set it below the "

@@ -19,6 +19,9 @@ import yaml
 
 from relay.core import amqp_message, events
 from relay.core.events import Event
+from relay.core.listing import StoredMember, diff_listing, profile_digest
+from relay.exmail2 import Department, Member
+from relay.runtime.members import listed_members
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 NOW = datetime(2026, 11, 28, 8, 0, 0, 123000, tzinfo=UTC)
@@ -143,8 +146,30 @@ def test_every_message_shows_its_binary_mode_as_the_relay_builds_it(
         )  # fmt: skip
 
 
+def api2_directory_events() -> list[Event]:
+    """An api2 tenant's directory difference (relay.core.listing, relay.runtime.members):
+    the same types must fit the same schemas."""
+    departments = [Department(id=1, name="Corp"), Department(id=2**62, name="研发部", parentid=1)]
+    members = [
+        Member.model_validate({"userid": f"{n}@gzdev.com", "name": n, "department": [1, 2**62],
+                               "gender": "2", "enable": enable, "slaves": ["x@gzdev.com"]})
+        for n, enable in (("ann", 1), ("bob", 0))
+    ]  # fmt: skip
+    before = listed_members(departments, members[:1])
+    stored = {k: StoredMember(m.alias, profile_digest(m.profile)) for k, m in before.items()}
+    baseline = diff_listing("acme", None, before, now=NOW, bootstrap="snapshot").events
+    after = dict(listed_members(departments, members[1:]))
+    return baseline + diff_listing("acme", stored, after, now=NOW).events
+
+
 def test_built_events_validate_against_the_schemas(asyncapi: dict[str, Any]) -> None:
-    for event in built_events():
+    built = api2_directory_events()
+    assert {e.type for e in built} == {
+        events.DIRECTORY_CHANGED,
+        events.USER_ADDED,
+        events.USER_DELETED,
+    }
+    for event in [*built_events(), *built]:
         document = json.loads(event.encode())
         validator(asyncapi, schema_name(message_for(asyncapi, event.type))).validate(document)
 

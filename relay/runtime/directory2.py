@@ -1,0 +1,306 @@
+"""Directory events for a tenant on the second API: its whole directory, listed on an
+interval and diffed against the last listing the journal kept.
+
+Where it sits: one :class:`DirectoryPoller` per ``api = "api2"`` tenant this replica
+polls, run by :class:`relay.runtime.polling.DirectoryPollers`. The second API has no
+change feed (notes §10), so each poll is ``department/list`` (from the root, id 1) and
+``user/list?department_id=1&fetch_child=1``; :func:`relay.core.listing.diff_listing`
+turns the difference into ``exmail.user.*`` events, committed in one transaction with
+the rows of the stored listing they change (``Journal.append(listing=...)``).
+
+Failures: a listing that fails (any Exmail error of either call), cannot be read
+(:class:`relay.runtime.members.BadListing`) or is implausible (empty after a non-empty
+one) commits nothing and keeps the stored listing: never "everyone deleted" because an
+answer broke. The next try comes after a capped backoff (at most the interval). Mail is
+not this poller's business: an api2 tenant's mail arrives by callback on the HTTP server,
+so directory trouble never delays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from relay.core.backoff import Backoff
+from relay.core.events import Event
+from relay.core.listing import (
+    ListedMember,
+    ListingDiff,
+    StoredMember,
+    diff_listing,
+    implausible,
+)
+from relay.core.throttle import LogThrottle
+from relay.exmail import ExmailError, TokenFenced
+from relay.exmail2 import Department, Member
+from relay.journal import Journal, JournalError, listing_write
+from relay.runtime.directory import classify
+from relay.runtime.members import ROOT, BadListing, listed_members
+from relay.runtime.observer import Observer
+from relay.runtime.status import _JsonRecord
+
+__all__ = ["DirectoryClient", "DirectoryPollStatus", "DirectoryPoller", "PollState"]
+
+log = logging.getLogger("relay.runtime.directory2")
+
+LOG_EVERY = 60.0
+
+
+class DirectoryClient(Protocol):
+    """What a poller calls (:class:`relay.exmail2.Exmail2Client` has both)."""
+
+    async def department_list(self, id: int | None = None) -> list[Department]: ...
+
+    async def user_list(
+        self, department_id: int = 1, *, fetch_child: bool = False
+    ) -> list[Member]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryPollStatus(_JsonRecord):
+    """``tenants[].directory`` of an api2 tenant on ``/status.json``."""
+
+    polling: bool  # this replica polls the tenant now (lease mode: it owns the shard)
+    interval: float
+    members: int | None  # in the stored listing (None: none stored yet)
+    last_poll_at: float | None
+    last_ok_at: float | None
+    last_seconds: float | None
+    last_outcome: str | None
+    last_changes: Mapping[str, int]  # of the last poll that found any
+    last_error: str | None
+    last_error_at: float | None
+    failures: int  # polls failed in a row
+
+
+@dataclass
+class PollState:
+    """One tenant's polls so far (mutable, loop-owned; outlives its pollers)."""
+
+    tenant: str
+    interval: float
+    polling: bool = False
+    members: int | None = None
+    last_poll_at: float | None = None
+    last_ok_at: float | None = None
+    last_seconds: float | None = None
+    last_outcome: str | None = None
+    last_changes: dict[str, int] = field(default_factory=dict)
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failures: int = 0
+
+    def to_status(self) -> DirectoryPollStatus:
+        return DirectoryPollStatus(
+            polling=self.polling,
+            interval=self.interval,
+            members=self.members,
+            last_poll_at=self.last_poll_at,
+            last_ok_at=self.last_ok_at,
+            last_seconds=self.last_seconds,
+            last_outcome=self.last_outcome,
+            last_changes=dict(self.last_changes),
+            last_error=self.last_error,
+            last_error_at=self.last_error_at,
+            failures=self.failures,
+        )
+
+
+Outcome = Literal[
+    "changed", "unchanged", "baseline", "malformed", "implausible", "journal", "fenced"
+]
+
+
+class DirectoryPoller:
+    """Polls one tenant's directory until :meth:`stop`. ``jitter``: each wait is the
+    interval times a factor drawn from ``[1 - jitter, 1 + jitter]``, so tenants started
+    together drift apart instead of listing at the same moment."""
+
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        client: DirectoryClient,
+        journal: Journal,
+        route: Callable[[Event], Sequence[str]],
+        state: PollState,
+        observer: Observer | None = None,
+        bootstrap: Literal["skip", "snapshot"] = "skip",
+        backoff: Backoff | None = None,
+        jitter: float = 0.1,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tenant = tenant
+        self.client = client
+        self.journal = journal
+        self.route = route
+        self.state = state
+        self._observer = observer or Observer()
+        self._bootstrap: Literal["skip", "snapshot"] = bootstrap
+        self._backoff = backoff or Backoff(base=5.0, cap=state.interval)
+        self._jitter = jitter
+        self._clock = clock
+        self._monotonic = monotonic
+        self._stop = asyncio.Event()
+        self._throttle = LogThrottle(every=LOG_EVERY)
+
+    def __repr__(self) -> str:
+        return f"DirectoryPoller({self.tenant!r}, interval={self.state.interval})"
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    async def wait_stopped(self, seconds: float) -> None:
+        """Sleep ``seconds`` or until :meth:`stop`, whichever comes first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def run(self) -> None:
+        """Poll now, then every interval, until :meth:`stop` (or a fenced token: the
+        tenant is another replica's now). Bugs go up to the owner."""
+        self.state.polling = True
+        try:
+            while not self._stop.is_set():
+                task = asyncio.ensure_future(self.poll())
+                stopped = asyncio.ensure_future(self._stop.wait())
+                try:
+                    await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopped.cancel()
+                    if not task.done():
+                        task.cancel()  # stopped mid-listing: nothing was committed
+                    await asyncio.gather(task, stopped, return_exceptions=True)
+                if task.cancelled():
+                    return
+                outcome = task.result()
+                if outcome == "fenced":
+                    return
+                await self.wait_stopped(self._next_delay())
+        finally:
+            self.state.polling = False
+
+    def _next_delay(self) -> float:
+        if self.state.failures:
+            return self._backoff.delay(self.state.failures - 1)
+        spread = 1.0 + self._jitter * (2.0 * random.random() - 1.0)
+        return self.state.interval * spread
+
+    async def poll(self) -> str:
+        """One listing, diffed and committed. Its outcome: ``changed``, ``unchanged``,
+        ``baseline``, or the failure (an Exmail fault kind, ``malformed``,
+        ``implausible``, ``journal``, ``fenced``); a failure commits nothing."""
+        started = self._monotonic()
+        self.state.last_poll_at = self._clock()
+        outcome: str
+        try:
+            outcome = await self._poll()
+        except TokenFenced:
+            outcome, error = "fenced", None
+        except ExmailError as exc:
+            outcome, error = classify(exc), f"directory listing: {exc}"
+        except BadListing as exc:
+            outcome, error = "malformed", f"directory listing: {exc}"
+        except _Implausible as exc:
+            outcome, error = "implausible", f"directory listing refused: {exc}"
+        except JournalError as exc:
+            outcome, error = "journal", f"journal: {exc}"
+        else:
+            error = None
+        seconds = self._monotonic() - started
+        self.state.last_seconds = seconds
+        self.state.last_outcome = outcome
+        self._observer.directory_poll(self.tenant, outcome, seconds)
+        if error is not None:
+            self._failed(outcome, error)
+        elif outcome != "fenced":
+            if self.state.failures:
+                log.info(
+                    "directory listing works again",
+                    extra={"tenant": self.tenant, "after_failures": self.state.failures},
+                )
+            self.state.failures = 0
+            self.state.last_ok_at = self._clock()
+        return outcome
+
+    async def _poll(self) -> Outcome:
+        stored = await self.journal.listing(self.tenant)
+        if stored is not None:
+            self.state.members = len(stored.members)
+        departments = await self.client.department_list(ROOT)
+        members = await self.client.user_list(ROOT, fetch_child=True)
+        before = None if stored is None else stored.members
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        # Pure and CPU-bound (a profile and a digest per member: ~0.2 s for 10 000): off
+        # the event loop, so the callbacks it serves are not held up meanwhile.
+        listed, diff = await asyncio.to_thread(
+            _diff, self.tenant, departments, members, before, now, self._bootstrap
+        )
+        self.state.members = len(listed)
+        if not diff.changed:
+            return "unchanged"
+        await self.journal.wait_capacity()
+        await self.journal.append(
+            self.tenant,
+            diff.events,
+            route=self.route,
+            listing=listing_write(self.tenant, diff.upserts, diff.deletes, replace=diff.baseline),
+        )
+        self._observer.tenant(self.tenant).committed(diff.events)
+        changes = Counter(added=diff.added, updated=diff.updated, deleted=diff.deleted)
+        self.state.last_changes = dict(changes)
+        log.info(
+            "directory baseline stored" if diff.baseline else "directory changes committed",
+            extra={"tenant": self.tenant, "members": len(listed), **changes},
+        )
+        return "baseline" if diff.baseline else "changed"
+
+    def _failed(self, kind: str, error: str) -> None:
+        self.state.failures += 1
+        self.state.last_error = error
+        self.state.last_error_at = self._clock()
+        if self.state.failures == 1:
+            self._throttle.reset()  # a new streak of trouble is logged at once
+        suppressed = self._throttle.admit(self._monotonic())
+        if suppressed is not None:
+            log.warning(
+                "directory listing failed; the stored listing is kept, retrying",
+                extra={
+                    "tenant": self.tenant,
+                    "fault": kind,
+                    "error": error,
+                    "failures": self.state.failures,
+                    "suppressed": suppressed,
+                },
+            )
+
+
+class _Implausible(Exception):
+    pass
+
+
+def _diff(
+    tenant: str,
+    departments: Sequence[Department],
+    members: Sequence[Member],
+    before: Mapping[str, StoredMember] | None,
+    now: datetime,
+    bootstrap: Literal["skip", "snapshot"],
+) -> tuple[dict[str, ListedMember], ListingDiff]:
+    """The listing read and diffed (runs on a worker thread: touches nothing shared)."""
+    listed = listed_members(departments, members)
+    if (why := implausible(None if before is None else len(before), len(listed))) is not None:
+        raise _Implausible(why)
+    return listed, diff_listing(tenant, before, listed, now=now, bootstrap=bootstrap)
