@@ -233,3 +233,8 @@ async def test_paced_fetches_wait_their_turn_and_a_fresh_token_never_does(
         with pytest.raises(TokenFenced):
             await other
     assert len(emulator.token_fetches(CORPID)) == 1, "nothing fetched once fenced"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{emulator.base_url}/_emulator/tokens", params={"company": CORPID}) as resp,
+    ):
+        assert resp.status == 200 and (await resp.json())["counts"] == {CORPID: 1}
