@@ -13,10 +13,15 @@ served, so a call that needed one would come after all of them), and fetches not
 
 Unpaced (``takeover_rate = 100000``) both parts fail: all 12 tenants are listed before
 the gateway's call, and their 12 fetches land within 0.01 s (the bound is 5).
+
+One poller on its own (its turn a gate the test opens, so nothing is timed): a turn
+before the first listing, again for its retry after a failure, none once a listing was
+read, and again for a new poller of the tenant (a takeover).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,10 @@ from prometheus_client import CollectorRegistry
 from relay.app.settings import Settings
 from relay.core.pacing import default_burst
 from relay.emulator import Emulator
+from relay.exmail2 import App, Exmail2Client
+from relay.journal import Journal
 from relay.ops.metrics import Metrics, PrometheusObserver
+from relay.runtime.directory2 import DirectoryPoller, PollState
 from tests.pipeline.support import control
 from tests.support import eventually, running_relay
 
@@ -129,3 +137,53 @@ async def test_api2_first_listings_take_turns_and_a_fresh_token_never_waits(
     turns = registry.get_sample_value("exmail_relay_takeover_wait_seconds_count")
     assert turns is not None and turns >= TENANTS
     assert registry.get_sample_value("exmail_relay_takeover_queue") == 0
+
+
+async def test_a_poller_takes_a_turn_until_its_first_listing_is_read(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The poller's turn, given by the test: awaited before the first listing (status
+    ``waiting``), again for each retry of a listing that failed, never once one was
+    read; a new poller of the tenant (a takeover) takes one again."""
+    await seed(emulator)
+    turns: list[asyncio.Event] = []
+
+    async def turn() -> None:
+        gate = asyncio.Event()
+        turns.append(gate)
+        await gate.wait()
+
+    async with (
+        Journal(tmp_path / "journal.sqlite3") as journal,
+        Exmail2Client(
+            corpid=corpid(0), secrets={App.DIRECTORY: "pacing-directory-0"},
+            base_url=emulator.api2_url, read_retries=0,
+        ) as client,
+    ):  # fmt: skip
+        state = PollState("p00", 3600.0)
+
+        def poller() -> DirectoryPoller:
+            return DirectoryPoller(
+                tenant="p00", client=client, journal=journal, route=lambda e: [],
+                state=state, turn=turn,
+            )  # fmt: skip
+
+        first = poller()
+        await control(emulator, "faults", {"kind": "http_500", "count": 1,
+                                            "path": "/cgi-bin/user/list"})  # fmt: skip
+        polling = asyncio.ensure_future(first.poll())
+        await eventually(lambda: len(turns) == 1, what="the first listing waits its turn")
+        assert state.waiting and emulator.calls(corpid(0)) == []
+        turns[0].set()
+        assert await polling not in ("baseline", "changed", "unchanged")  # the fault
+        assert not state.waiting and state.failures == 1
+        polling = asyncio.ensure_future(first.poll())
+        await eventually(lambda: len(turns) == 2, what="the retry waits its turn again")
+        turns[1].set()
+        assert await polling == "baseline"
+        assert await first.poll() == "unchanged" and len(turns) == 2, "no turn once listed"
+        takeover = asyncio.ensure_future(poller().poll())
+        await eventually(lambda: len(turns) == 3, what="a new poller's first listing")
+        turns[2].set()
+        assert await takeover == "unchanged"
+    assert [f.generation for f in emulator.token_fetches(corpid(0))] == [1]
