@@ -291,13 +291,14 @@ async def build_service(
                 gateway_tenants[tenant.name] = GatewayTenant(tenant.name, gateway_client, gate)
             clients[tenant.name] = (tenant, client)
         # api2 tenants: one client each holds the per-application tokens; the gateway's
-        # client shares them (and, in lease mode, their fence).
+        # client shares them (and, in lease mode, their fence; their pacing too).
         clients2 = await open_clients2(
             stack,
             tenants,
             session=session,
             observer=observer,
             fence=None if leases is None else lambda name: token_fence(leases, name),
+            pace=pacer.turn,  # the same turns as the first API's tenants
         )
         if gateway_on:
             gateway_tenants |= gateway_tenants2(tenants, clients2, gateway_session, g, observer)
@@ -342,6 +343,7 @@ async def build_service(
             stack, settings=settings, hostname=hostname, journal=journal, route=router,
             session=session, board=board, observer=observer, leases=leases,
             tokens={name: client2.tokens for name, client2 in clients2.items()},
+            pacer=pacer,
             carrier=None if store is None else listing_store(settings, store, observer),
         )  # fmt: skip
         if leases is not None and pollers is not None and runner is not None:

@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -92,6 +92,7 @@ class DirectoryPollStatus(_JsonRecord):
     # Lease mode: the listing's copy on the broker (None in static mode).
     snapshot_owed: bool | None  # committed here, not yet confirmed by the broker
     snapshot_error: str | None  # why the last publish failed (None: it did not)
+    waiting: bool  # the first listing waits for its pacing turn ([sharding] takeover_rate)
 
 
 @dataclass
@@ -112,6 +113,7 @@ class PollState:
     failures: int = 0
     snapshot_owed: bool | None = None
     snapshot_error: str | None = None
+    waiting: bool = False
 
     def to_status(self) -> DirectoryPollStatus:
         return DirectoryPollStatus(
@@ -128,6 +130,7 @@ class PollState:
             failures=self.failures,
             snapshot_owed=self.snapshot_owed,
             snapshot_error=self.snapshot_error,
+            waiting=self.waiting,
         )
 
 
@@ -139,7 +142,14 @@ Outcome = Literal[
 class DirectoryPoller:
     """Polls one tenant's directory until :meth:`stop`. ``jitter``: each wait is the
     interval times a factor drawn from ``[1 - jitter, 1 + jitter]``, so tenants started
-    together drift apart instead of listing at the same moment."""
+    together drift apart instead of listing at the same moment.
+
+    ``turn`` (pacing, ``[sharding] takeover_rate``): awaited before the first listing
+    of this poller (after a start or a takeover: a full listing, a bootstrap), until one
+    listing has been read; the directory token is got in the same turn
+    (:meth:`relay.exmail.TokenCache.turn`). It is what spreads the first polls of many
+    tenants started together (the first poll itself has no jitter). Meanwhile
+    ``state.waiting`` is true."""
 
     def __init__(
         self,
@@ -154,6 +164,7 @@ class DirectoryPoller:
         carrier: ListingCarrier | None = None,
         backoff: Backoff | None = None,
         jitter: float = 0.1,
+        turn: Callable[[], Awaitable[object]] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -171,6 +182,9 @@ class DirectoryPoller:
             state.snapshot_owed = False
         self._backoff = backoff or Backoff(base=5.0, cap=state.interval)
         self._jitter = jitter
+        self._turn = turn
+        self._listed = False  # a listing was read since this poller started
+        self._turn_seconds = 0.0  # of the poll under way: its wait for the turn
         self._clock = clock
         self._monotonic = monotonic
         self._stop = asyncio.Event()
@@ -227,6 +241,7 @@ class DirectoryPoller:
         ``implausible``, ``journal``, ``fenced``); a failure commits nothing."""
         started = self._monotonic()
         self.state.last_poll_at = self._clock()
+        self._turn_seconds = 0.0
         outcome: str
         try:
             outcome = await self._poll()
@@ -244,7 +259,7 @@ class DirectoryPoller:
             outcome, error = "journal", f"journal: {exc}"
         else:
             error = None
-        seconds = self._monotonic() - started
+        seconds = self._monotonic() - started - self._turn_seconds  # the wait is not Exmail's
         self.state.last_seconds = seconds
         self.state.last_outcome = outcome
         self._observer.directory_poll(self.tenant, outcome, seconds)
@@ -316,8 +331,11 @@ class DirectoryPoller:
         stored = await self.journal.listing(self.tenant)
         if stored is not None:
             self.state.members = len(stored.members)
+        if not self._listed and self._turn is not None:
+            await self._take_turn()
         departments = await self.client.department_list(ROOT)
         members = await self.client.user_list(ROOT, fetch_child=True)
+        self._listed = True
         before = None if stored is None else stored.members
         now = datetime.fromtimestamp(self._clock(), UTC)
         # Pure and CPU-bound (a profile and a digest per member: ~0.2 s for 10 000): off
@@ -348,6 +366,17 @@ class DirectoryPoller:
             extra={"tenant": self.tenant, "members": len(listed), **changes},
         )
         return "baseline" if diff.baseline else "changed"
+
+    async def _take_turn(self) -> None:
+        """Pacing: wait for a turn (``state.waiting``) and get the token in it."""
+        assert self._turn is not None
+        waited = self._monotonic()
+        self.state.waiting = True
+        try:
+            await self._turn()
+        finally:
+            self.state.waiting = False
+            self._turn_seconds = self._monotonic() - waited
 
     def _failed(self, kind: str, error: str) -> None:
         self.state.failures += 1

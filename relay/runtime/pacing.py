@@ -1,8 +1,11 @@
 """The pacer: one per replica, it hands out turns to go to Exmail's token endpoint.
 
 Where it sits: every tenant's :class:`relay.exmail.TokenCache` awaits :meth:`Pacer.turn`
-before it fetches a token, and the :class:`relay.runtime.listener.Listener` takes a turn
-(shown as the state ``waiting``) before a start-up that needs a token or a bootstrap.
+before it fetches a token (an api2 tenant's caches too, one per application), the
+:class:`relay.runtime.listener.Listener` takes a turn (shown as the state ``waiting``)
+before a start-up that needs a token or a bootstrap, and an api2 tenant's
+:class:`relay.runtime.directory2.DirectoryPoller` takes one before its first listing
+(``directory.waiting``). One pacer per replica serves both APIs.
 The arithmetic is :class:`relay.core.pacing.TurnQueue`; this module only sleeps.
 
 No task of its own: waiters await a future each, and one timer (``loop.call_later``)
