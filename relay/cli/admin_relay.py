@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from relay.cli.errors import EXIT_USAGE, CommandError
-from relay.cli.through_relay import read_answer, relay_base
+from relay.cli.through_relay import read_answer, read_secret, relay_base
 
 __all__ = [
     "TOKEN_ENV",
@@ -75,22 +73,8 @@ def uses_relay(args: argparse.Namespace) -> bool:
 
 
 def _token(args: argparse.Namespace) -> str:
-    if args.admin_token_file:
-        try:
-            lines = Path(args.admin_token_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise CommandError(
-                f"cannot read --admin-token-file: {exc.strerror}", exit_code=EXIT_USAGE
-            ) from None
-        token = lines[0].strip() if lines else ""
-    else:
-        token = os.environ.get(TOKEN_ENV, "").strip()
-    if not token:
-        raise CommandError(
-            f"--relay needs the admin token: --admin-token-file FILE or ${TOKEN_ENV}",
-            exit_code=EXIT_USAGE,
-        )
-    return token
+    missing = f"--relay needs the admin token: --admin-token-file FILE or ${TOKEN_ENV}"
+    return read_secret(args.admin_token_file, TOKEN_ENV, flag="--admin-token-file", missing=missing)
 
 
 def admin_call(

@@ -29,7 +29,7 @@ import aiohttp
 
 from relay.cli.errors import EXIT_USAGE, CommandError
 
-__all__ = ["add_relay_arguments", "read_answer", "relay_base", "relay_call"]
+__all__ = ["add_relay_arguments", "read_answer", "read_secret", "relay_base", "relay_call"]
 
 KEY_ENV = "RELAY_CLIENT_KEY"
 
@@ -46,22 +46,27 @@ def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _key(args: argparse.Namespace) -> str:
-    if args.key_file:
+def read_secret(file: str | None, env: str, *, flag: str, missing: str) -> str:
+    """A credential read at the edge: the first line of ``file`` (given as ``flag``), else
+    the environment variable ``env``; none, or an unreadable file: exit 2 (``missing``)."""
+    if file:
         try:
-            lines = Path(args.key_file).read_text(encoding="utf-8").splitlines()
+            lines = Path(file).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise CommandError(
-                f"cannot read --key-file: {exc.strerror}", exit_code=EXIT_USAGE
+                f"cannot read {flag}: {exc.strerror}", exit_code=EXIT_USAGE
             ) from None
-        key = lines[0].strip() if lines else ""
+        secret = lines[0].strip() if lines else ""
     else:
-        key = os.environ.get(KEY_ENV, "").strip()
-    if not key:
-        raise CommandError(
-            f"--relay needs a client key: --key-file FILE or {KEY_ENV}", exit_code=EXIT_USAGE
-        )
-    return key
+        secret = os.environ.get(env, "").strip()
+    if not secret:
+        raise CommandError(missing, exit_code=EXIT_USAGE)
+    return secret
+
+
+def _key(args: argparse.Namespace) -> str:
+    missing = f"--relay needs a client key: --key-file FILE or {KEY_ENV}"
+    return read_secret(args.key_file, KEY_ENV, flag="--key-file", missing=missing)
 
 
 def relay_base(url: str) -> str:

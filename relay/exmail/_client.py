@@ -21,8 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -48,7 +47,7 @@ from relay.exmail._exceptions import (
     is_transient,
 )
 from relay.exmail._exchange import OnRequest, exchange
-from relay.exmail._fence import fence_trace, post_options
+from relay.exmail._fence import post_options
 from relay.exmail._listen import ListenMessage
 from relay.exmail._models import (
     ActionCodes,
@@ -81,6 +80,7 @@ from relay.exmail._requests import (
     UserSyncRequest,
 )
 from relay.exmail._retry import Backoff
+from relay.exmail._session import SessionOwner
 from relay.exmail._token import TokenCache
 
 __all__ = ["ExmailClient"]
@@ -89,7 +89,7 @@ T = TypeVar("T")
 OnToken = Callable[[str], None]
 
 
-class ExmailClient:
+class ExmailClient(SessionOwner):
     """Async client of the BizMail OpenApi for one administrator account (one tenant).
 
     Use as an async context manager. ``session``, when given, is used and not closed.
@@ -159,30 +159,6 @@ class ExmailClient:
 
     def __repr__(self) -> str:
         return f"ExmailClient(client_id={self.client_id!r}, api_url={self.api_url!r})"
-
-    async def __aenter__(self) -> Self:
-        self._get_session()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP session if this client created it."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(trace_configs=[fence_trace()])
-            self._owns_session = True
-        return self._session
 
     # -- token -------------------------------------------------------------------
 

@@ -23,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from pydantic import SecretStr
@@ -32,8 +31,9 @@ from pydantic import SecretStr
 from relay.exmail._decode import without_secrets
 from relay.exmail._exceptions import ExmailError, InvalidRequest, InvalidToken, is_transient
 from relay.exmail._exchange import OnRequest, exchange
-from relay.exmail._fence import fence_trace, post_options
+from relay.exmail._fence import post_options
 from relay.exmail._retry import Backoff
+from relay.exmail._session import SessionOwner
 from relay.exmail._token import TokenCache
 from relay.exmail2._apps import DEFAULT_BASE_URL, OPERATIONS, App
 from relay.exmail2._calls import Query
@@ -48,7 +48,7 @@ OnToken = Callable[[App, str], None]
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
-class Exmail2Client(DirectoryCalls, ServiceCalls):
+class Exmail2Client(DirectoryCalls, ServiceCalls, SessionOwner):
     """Async client of the second API for one company (``corpid``) and its app secrets.
 
     ``secrets`` maps each :class:`App` the tenant enabled to its secret; calling an
@@ -115,30 +115,6 @@ class Exmail2Client(DirectoryCalls, ServiceCalls):
     def __repr__(self) -> str:
         apps = ",".join(sorted(a.value for a in self._secrets))
         return f"Exmail2Client(corpid={self.corpid!r}, apps=[{apps}], base_url={self.base_url!r})"
-
-    async def __aenter__(self) -> Self:
-        self._get_session()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP session if this client created it."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(trace_configs=[fence_trace()])
-            self._owns_session = True
-        return self._session
 
     # -- tokens ------------------------------------------------------------------
 

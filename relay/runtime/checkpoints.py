@@ -51,9 +51,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
-from pamqp.common import FieldTable
 from pydantic import SecretStr
 
 from relay.core.backoff import Backoff
@@ -65,10 +63,17 @@ from relay.core.checkpoints import (
     merge,
     open_message,
 )
-from relay.core.envelope import HEADER, Refused, sign
+from relay.core.envelope import Refused
 from relay.core.shards import shard_of
 from relay.runtime.checkpointing import CheckpointUnavailable
-from relay.runtime.keptqueues import bounded_read, read_kept
+from relay.runtime.keptqueues import (
+    bounded_read,
+    deployment_keys,
+    kept_arguments,
+    note_dropped,
+    read_kept,
+    signed_message,
+)
 from relay.runtime.observer import Observer
 from relay.sinks.brokerlink import BrokerLink
 
@@ -110,10 +115,7 @@ class CheckpointStore:
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        keys = [s.get_secret_value().encode() for s in secrets if s.get_secret_value()]
-        if not keys:
-            raise ValueError("checkpoints need the deployment secret ([sharding] secret)")
-        self._keys = keys
+        self._keys = deployment_keys(secrets, "checkpoints")
         self.shards = shards
         self.prefix = prefix
         self._linger = linger
@@ -122,11 +124,7 @@ class CheckpointStore:
         self._close_timeout = close_timeout
         self._observer = observer or Observer()
         self._clock = clock
-        self._arguments: FieldTable = {
-            "x-queue-type": "classic",
-            "x-max-length": KEEP,
-            "x-overflow": "drop-head",
-        }
+        self._arguments = kept_arguments(KEEP)
         self._wake = asyncio.Event()  # a publish, a lost link or the stop: the sender looks
         self._link = BrokerLink(
             url=url,
@@ -308,11 +306,8 @@ class CheckpointStore:
                 declared.add(shard)
             body = encode(shard, vers)
             at_ms = int(self._clock() * 1000)
-            message = aio_pika.Message(
-                body,
-                content_type=CONTENT_TYPE,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={HEADER: sign(KIND, body, secret=self._keys[0], at_ms=at_ms)},
+            message = signed_message(
+                KIND, body, content_type=CONTENT_TYPE, key=self._keys[0], at_ms=at_ms
             )
             publishes.append(exchange.publish(message, routing_key=self.queue_of(shard)))
         if publishes:
@@ -352,12 +347,14 @@ class CheckpointStore:
 
     def _refused(self, shard: int, reasons: list[str]) -> None:
         """Counted and shown, one log line per read however many there were."""
-        for reason in reasons:
-            self._observer.broker_message_refused(KIND, reason.split(":")[0])
-        self.last_refused = f"shard {shard}: {len(reasons)} message(s) dropped ({reasons[0]})"
-        log.warning(
-            "checkpoint messages dropped",
-            extra={"shard": shard, "count": len(reasons), "reason": reasons[0]},
+        self.last_refused = note_dropped(
+            self._observer,
+            log,
+            KIND,
+            where=f"shard {shard}",
+            message="checkpoint messages dropped",
+            extra={"shard": shard},
+            reasons=reasons,
         )
 
     # -- small things ------------------------------------------------------------------

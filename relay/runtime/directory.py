@@ -46,6 +46,7 @@ from relay.exmail import (
 )
 from relay.runtime.enrich import Enricher
 from relay.runtime.observer import TenantObserver
+from relay.runtime.stopping import until_stopped
 from relay.runtime.tracing import Trace, Tracing
 
 __all__ = ["DirectoryWorker", "Fault", "PendingDirectory", "classify"]
@@ -279,18 +280,7 @@ class DirectoryWorker:
     async def _until_stopped(self, awaitable: Awaitable[T]) -> T | None:
         """``awaitable``'s result, or None if :meth:`stop` came first (it is then
         cancelled and awaited)."""
-        task = asyncio.ensure_future(awaitable)
-        stopped = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-            if not task.done():
-                task.cancel()
-            await asyncio.gather(task, stopped, return_exceptions=True)
-        if task.cancelled():
-            return None
-        return task.result()
+        return await until_stopped(awaitable, self._stop)
 
     def _fault(self, exc: ExmailError, streak: int) -> float:
         kind = classify(exc)

@@ -56,6 +56,7 @@ from relay.runtime.listings import ListingCarrier, ListingUnavailable
 from relay.runtime.members import ROOT, BadListing, listed_members
 from relay.runtime.observer import Observer
 from relay.runtime.status import _JsonRecord
+from relay.runtime.stopping import until_stopped
 
 __all__ = ["DirectoryClient", "DirectoryPollStatus", "DirectoryPoller", "PollState"]
 
@@ -211,19 +212,9 @@ class DirectoryPoller:
         self.state.polling = True
         try:
             while not self._stop.is_set():
-                task = asyncio.ensure_future(self.poll())
-                stopped = asyncio.ensure_future(self._stop.wait())
-                try:
-                    await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    stopped.cancel()
-                    if not task.done():
-                        task.cancel()  # stopped mid-listing: nothing was committed
-                    await asyncio.gather(task, stopped, return_exceptions=True)
-                if task.cancelled():
-                    return
-                outcome = task.result()
-                if outcome == "fenced":
+                # Stopped mid-listing: the poll is cancelled and nothing was committed.
+                outcome = await until_stopped(self.poll(), self._stop)
+                if outcome is None or outcome == "fenced":
                     return
                 await self.wait_stopped(self._next_delay())
         finally:

@@ -10,23 +10,42 @@ bounded in time. A read that fails or does not finish raises: the caller waits a
 tries again, it never takes a partial read for "nothing kept". A read that times out on
 a link that looks open gives the link up, so the next try gets a new connection instead
 of waiting for a heartbeat check that may never notice a silent path.
+
+Both stores also publish the same way (a persistent message signed with the deployment
+secret, :func:`signed_message`, on a queue declared with :func:`kept_arguments`) and
+count what a read dropped the same way (:func:`note_dropped`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
+from pamqp.common import FieldTable
+from pydantic import SecretStr
 
-from relay.core.envelope import HEADER
+from relay.core.envelope import HEADER, sign
+from relay.runtime.observer import Observer
 from relay.sinks.brokerlink import BrokerLink
 from relay.sinks.connect import LINK_ERRORS
 
-__all__ = ["Kept", "KeptReadFailed", "bounded_read", "read_kept"]
+__all__ = [
+    "Kept",
+    "KeptReadFailed",
+    "bounded_read",
+    "deployment_keys",
+    "kept_arguments",
+    "link_connection",
+    "note_dropped",
+    "read_kept",
+    "signed_message",
+]
 
 T = TypeVar("T")
 
@@ -90,11 +109,7 @@ async def bounded_read(
     first), or ``unavailable(why)`` raised: the link's error, noted and shown."""
     try:
         async with asyncio.timeout(bound):
-            await link.wait_connected(bound)
-            connection = link.connection
-            if not link.connected or connection is None:
-                raise ConnectionError(f"{link.what} not open")
-            result = await read(connection)
+            result = await read(await link_connection(link, bound))
     except (*LINK_ERRORS, KeptReadFailed) as exc:
         link.note_error(f"cannot read {what}", exc)
         why = link.last_error or f"{what}: read failed"
@@ -105,3 +120,56 @@ async def bounded_read(
     if link.connected:
         link.last_error = None  # a read error of before is history now
     return result
+
+
+async def link_connection(link: BrokerLink, bound: float) -> AbstractConnection:
+    """The link's connection once it is up (waiting up to ``bound`` seconds), or
+    :class:`ConnectionError`."""
+    await link.wait_connected(bound)
+    connection = link.connection
+    if not link.connected or connection is None:
+        raise ConnectionError(f"{link.what} not open")
+    return connection
+
+
+def deployment_keys(secrets: Sequence[SecretStr], what: str) -> list[bytes]:
+    """The non-empty deployment secrets as signing keys; none: ``ValueError``."""
+    keys = [s.get_secret_value().encode() for s in secrets if s.get_secret_value()]
+    if not keys:
+        raise ValueError(f"{what} need the deployment secret ([sharding] secret)")
+    return keys
+
+
+def kept_arguments(keep: int) -> FieldTable:
+    """A kept queue's arguments: the newest ``keep`` messages, with no age limit."""
+    return {"x-queue-type": "classic", "x-max-length": keep, "x-overflow": "drop-head"}
+
+
+def signed_message(
+    kind: str, body: bytes, *, content_type: str, key: bytes, at_ms: int
+) -> aio_pika.Message:
+    """A persistent message of ``body``, signed as ``kind`` with ``key``."""
+    return aio_pika.Message(
+        body,
+        content_type=content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers={HEADER: sign(kind, body, secret=key, at_ms=at_ms)},
+    )
+
+
+def note_dropped(
+    observer: Observer,
+    logger: logging.Logger,
+    kind: str,
+    *,
+    where: str,
+    message: str,
+    extra: dict[str, object],
+    reasons: list[str],
+) -> str:
+    """Counts the messages a read dropped, logs one line for them all, and returns what
+    the status page shows (``last_refused``)."""
+    for reason in reasons:
+        observer.broker_message_refused(kind, reason.split(":")[0])
+    logger.warning(message, extra={**extra, "count": len(reasons), "reason": reasons[0]})
+    return f"{where}: {len(reasons)} message(s) dropped ({reasons[0]})"

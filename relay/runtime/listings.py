@@ -33,12 +33,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
-from pamqp.common import FieldTable
 from pydantic import SecretStr
 
-from relay.core.envelope import HEADER, Refused, sign
+from relay.core.envelope import Refused
 from relay.core.listing import StoredMember
 from relay.core.listing_snapshots import (
     KIND,
@@ -48,7 +46,15 @@ from relay.core.listing_snapshots import (
     newest,
     open_message,
 )
-from relay.runtime.keptqueues import bounded_read, read_kept
+from relay.runtime.keptqueues import (
+    bounded_read,
+    deployment_keys,
+    kept_arguments,
+    link_connection,
+    note_dropped,
+    read_kept,
+    signed_message,
+)
 from relay.runtime.observer import Observer
 from relay.sinks.brokerlink import BrokerLink
 from relay.sinks.connect import LINK_ERRORS
@@ -99,10 +105,7 @@ class ListingStore:
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        keys = [s.get_secret_value().encode() for s in secrets if s.get_secret_value()]
-        if not keys:
-            raise ValueError("listing snapshots need the deployment secret ([sharding] secret)")
-        self._keys = keys
+        self._keys = deployment_keys(secrets, "listing snapshots")
         self._link = link
         self.prefix = prefix
         self._read_timeout = read_timeout
@@ -110,11 +113,7 @@ class ListingStore:
         self._get_timeout = get_timeout
         self._observer = observer or Observer()
         self._clock = clock
-        self._arguments: FieldTable = {
-            "x-queue-type": "classic",
-            "x-max-length": KEEP,
-            "x-overflow": "drop-head",
-        }
+        self._arguments = kept_arguments(KEEP)
         self.published = 0  # snapshots confirmed by the broker
         self.published_bytes = 0  # size of the last one
         self.refused = 0  # unsigned or not signed by this deployment
@@ -168,10 +167,7 @@ class ListingStore:
         body = await asyncio.to_thread(encode, tenant, members, at_ms=at_ms)
         try:
             async with asyncio.timeout(self._publish_timeout):
-                await self._link.wait_connected(self._publish_timeout)
-                connection = self._link.connection
-                if not self._link.connected or connection is None:
-                    raise ConnectionError(f"{self._link.what} not open")
+                connection = await link_connection(self._link, self._publish_timeout)
                 await self._send(connection, tenant, body, at_ms)
         except LINK_ERRORS as exc:
             self._link.note_error(f"cannot publish the listing of {tenant}", exc)
@@ -185,11 +181,8 @@ class ListingStore:
         channel = await self._link.op(connection.channel(publisher_confirms=True))
         try:
             await self._link.op(self._declare(channel, tenant))
-            message = aio_pika.Message(
-                body,
-                content_type=CONTENT_TYPE,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={HEADER: sign(KIND, body, secret=self._keys[0], at_ms=at_ms)},
+            message = signed_message(
+                KIND, body, content_type=CONTENT_TYPE, key=self._keys[0], at_ms=at_ms
             )
             await self._link.op(
                 channel.default_exchange.publish(message, routing_key=self.queue_of(tenant)),
@@ -202,12 +195,14 @@ class ListingStore:
 
     def _dropped(self, tenant: str, reasons: list[str]) -> None:
         """Counted and shown, one log line per read however many there were."""
-        for reason in reasons:
-            self._observer.broker_message_refused(KIND, reason.split(":")[0])
-        self.last_refused = f"{tenant}: {len(reasons)} message(s) dropped ({reasons[0]})"
-        log.warning(
-            "listing snapshot messages dropped",
-            extra={"tenant": tenant, "count": len(reasons), "reason": reasons[0]},
+        self.last_refused = note_dropped(
+            self._observer,
+            log,
+            KIND,
+            where=tenant,
+            message="listing snapshot messages dropped",
+            extra={"tenant": tenant},
+            reasons=reasons,
         )
 
     async def _declare(self, channel: AbstractChannel, tenant: str) -> AbstractQueue:
