@@ -17,7 +17,8 @@ work per message:
   walks a table of (name, flag, encoder) computed once from pamqp's definitions, and
   keeps the encodings of the short strings that repeat (content type, event type, app
   id);
-- the content header and body frames are pamqp's ``frame.marshal`` of them.
+- the content header and body frames are packed as pamqp's ``frame.marshal`` packs
+  them, without its type dispatch.
 
 Everything else is aiormq's ``basic_publish(mandatory=True, wait=False)``, step for
 step and on aiormq's own channel state: the channel lock, the delivery tag, the confirm
@@ -42,8 +43,7 @@ from uuid import UUID
 import aiormq
 from aiormq.abc import ChannelFrame
 from pamqp import commands, encode, frame
-from pamqp.body import ContentBody
-from pamqp.header import ContentHeader
+from pamqp.constants import FRAME_BODY, FRAME_END_CHAR, FRAME_HEADER
 
 __all__ = ["WireProperties", "frames", "publish"]
 
@@ -99,18 +99,29 @@ def frames(
 ) -> bytes:
     """The wire bytes of one mandatory publish: what aiormq's ``basic_publish`` hands
     its writer for the same arguments (``ChannelFrame.marshall`` of its frames)."""
+    header = _CONTENT_HEADER.pack(_BASIC, len(body)) + properties.marshal()
     parts = [
         _publish_frame(channel, exchange, routing_key),
-        frame.marshal(ContentHeader(body_size=len(body), properties=properties), channel),
+        _FRAME.pack(FRAME_HEADER, channel, len(header)),
+        header,
+        FRAME_END_CHAR,
     ]
     if body:
         if len(body) < max_content_size:
-            parts.append(frame.marshal(ContentBody(body), channel))
+            parts += (_FRAME.pack(FRAME_BODY, channel, len(body)), body, FRAME_END_CHAR)
         else:  # aiormq's split: chunks of max_content_size, the last one shorter
             for start in range(0, len(body), max_content_size):
                 chunk = body[start : start + max_content_size]
-                parts.append(frame.marshal(ContentBody(chunk), channel))
+                parts += (_FRAME.pack(FRAME_BODY, channel, len(chunk)), chunk, FRAME_END_CHAR)
     return b"".join(parts)
+
+
+# pamqp's frame layout (frame._marshal, ContentHeader.marshal): type, channel, size,
+# payload, end octet; a content header's payload is class id, weight 0, body size, then
+# the properties.
+_FRAME = struct.Struct(">BHI")
+_CONTENT_HEADER = struct.Struct(">HxxQ")
+_BASIC = commands.Basic.frame_id
 
 
 async def publish(
@@ -150,10 +161,6 @@ async def publish(
                     channel.message_id_delivery_tag[message_id] = delivery_tag
                 await channel.write_queue.put(ChannelFrame(payload=payload, should_close=False))
                 sent = True
-                if confirmation is not None:
-                    confirmation.add_done_callback(
-                        functools.partial(_forget, channel, message_id, delivery_tag)
-                    )
             except BaseException:
                 if not sent:
                     # The broker has not seen this publish: its sequence number is reused.
@@ -165,9 +172,8 @@ async def publish(
                         confirmation.cancel()
                 raise
         if confirmation is not None:
-            await confirmation
-
-
-def _forget(channel: aiormq.Channel, message_id: str, delivery_tag: int, _: object) -> None:
-    if channel.message_id_delivery_tag.get(message_id) == delivery_tag:
-        channel.message_id_delivery_tag.pop(message_id)
+            try:
+                await confirmation
+            finally:  # aiormq forgets it in a done callback: one loop callback more
+                if channel.message_id_delivery_tag.get(message_id) == delivery_tag:
+                    channel.message_id_delivery_tag.pop(message_id)

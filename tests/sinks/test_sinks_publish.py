@@ -144,6 +144,7 @@ async def test_publishes_are_confirmed_returned_and_failed_as_aiormq_answers() -
                 routing_key=f"{queue_name}.nobody",
                 properties=WireProperties(message_id="lost"),
             )
+        assert raw.message_id_delivery_tag == {}
         await queue.delete(if_unused=False, if_empty=False)
 
         # The connection closing under publishes that await their confirm: each one
