@@ -9,10 +9,17 @@
 # them, offline, into a virtualenv on the slim runtime image. No compiler, no pip cache
 # and no source tree reach the final image. tests/ship/test_image.py replays these steps
 # without a Docker engine.
+#
+# The image carries the [otel] extra (OpenTelemetry tracing, docs/operations.md
+# "Tracing"): it stays idle, nothing of it imported, until OTEL_ variables ask for
+# traces. `docker build --build-arg EXTRAS= .` builds an image without it;
+# EXTRAS is a comma-separated list of the project's extras.
 
 ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
+ARG EXTRAS=otel
 
 FROM ${PYTHON_IMAGE} AS build
+ARG EXTRAS
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -20,9 +27,11 @@ WORKDIR /src
 # hatchling reads README.md for the package metadata, so it is part of the build context.
 COPY pyproject.toml README.md ./
 COPY relay ./relay
-RUN pip wheel --wheel-dir /wheels .
+# The project's wheel and the wheels of its dependencies and of the extras in EXTRAS.
+RUN pip wheel --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
 
 FROM ${PYTHON_IMAGE} AS runtime
+ARG EXTRAS
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="exmail-relay" \
       org.opencontainers.image.description="Real-time mail and directory events out of Tencent Exmail, relayed to RabbitMQ and webhooks." \
@@ -41,7 +50,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # read-only and PYTHONDONTWRITEBYTECODE keeps Python from trying to write any.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv "$VIRTUAL_ENV" \
-    && "$VIRTUAL_ENV/bin/pip" install --no-index --find-links=/wheels /wheels/exmail_relay-*.whl \
+    && "$VIRTUAL_ENV/bin/pip" install --no-index --find-links=/wheels \
+       "exmail-relay${EXTRAS:+[$EXTRAS]}" \
     && "$VIRTUAL_ENV/bin/pip" uninstall --yes pip \
     && groupadd --system --gid 10001 relay \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \

@@ -34,6 +34,7 @@ HEADLINE: dict[str, list[tuple[str, bool]]] = {
     "webhook": [],
     "gateway": [("calls_per_s", True), ("p99_ms", False), ("mail_p99_ms", False)],
     "ha": [],
+    "scale": [],
     "callbacks": [],
     "wan": [
         ("one_events_per_s", True),
@@ -165,7 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--note", default="", help="free text stored with every result line")
     parser.add_argument(
-        "--tenants", type=_positive, help="burst and latency: tenants (overrides the size)"
+        "--tenants", type=_positive, help="burst, latency, scale: tenants (overrides the size)"
+    )
+    parser.add_argument(
+        "--takeover-rate",
+        type=float,
+        help="scale: the replicas' [sharding] takeover_rate (default: the relay's default)",
     )
     parser.add_argument("--mails", type=_positive, help="burst: mails per tenant (overrides)")
     parser.add_argument(
@@ -182,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
             label=f"{sizes.label}, tenants={args.tenants}",
             tenants=args.tenants,
             latency_tenants=args.tenants,
+            scale_tenants=args.tenants,
+        )
+    if args.takeover_rate is not None:
+        sizes = dataclasses.replace(
+            sizes,
+            label=f"{sizes.label}, takeover_rate={args.takeover_rate:g}",
+            takeover_rate=args.takeover_rate,
         )
     if args.rate is not None:
         sizes = dataclasses.replace(

@@ -22,7 +22,7 @@ from typing import Any
 
 import requests
 
-from bench import callbacks, gateway, procs
+from bench import callbacks, gateway, procs, scale
 from bench import ha as bench_ha
 from bench.procs import BenchError, Emulator, Proc, Tenant
 
@@ -52,6 +52,10 @@ class Sizes:
     ha_tenants: int = 12  # ha: tenants over 3 replicas
     ha_kills: int = 10  # ha: kill -9 of the biggest owner (and of the static baseline)
     ha_handoffs: int = 5  # ha: SIGTERM of the biggest owner
+    scale_tenants: int = 5000  # scale: tenants over scale_replicas lease replicas
+    scale_replicas: int = 3
+    scale_hold: float = 30.0  # scale: the emulator's listen hold
+    takeover_rate: float | None = None  # scale: [sharding] takeover_rate (None: default)
     cb_rate: float = 500.0  # callbacks: callbacks/s offered to one relay (issue 21)
     cb_seconds: float = 20.0  # callbacks: seconds of load
     cb_in_flight: int = 500  # callbacks: the generator's bound on unanswered callbacks
@@ -66,7 +70,7 @@ SMOKE = Sizes(
     idle_window=5, hook_tenants=2, hook_mails=5, hold=2, idle_hold=5,
     gw_concurrency=5, gw_duration=1, gw_mail_rate=5,
     ha_tenants=6, ha_kills=1, ha_handoffs=1, cb_rate=20, cb_seconds=2, wan_one_mails=10,
-    wan_tenants=2, wan_mails=5, wan_rounds=1,
+    wan_tenants=2, wan_mails=5, wan_rounds=1, scale_tenants=60,
 )  # fmt: skip
 DEFAULT = Sizes("default")
 FULL = Sizes(
@@ -428,6 +432,16 @@ def ha(target: str, sizes: Sizes) -> dict[str, Any]:
     return bench_ha.static(tenants=sizes.ha_tenants, kills=sizes.ha_kills, hold=sizes.hold)
 
 
+def scale_scenario(target: str, sizes: Sizes) -> dict[str, Any]:
+    """Cold start, RSS and a kill -9 takeover of many tenants over lease replicas."""
+    return scale.run(
+        tenants=sizes.scale_tenants,
+        replicas=sizes.scale_replicas,
+        takeover_rate=sizes.takeover_rate,
+        hold=sizes.scale_hold,
+    )
+
+
 # The wan scenario's one-way delays in ms: Exmail 30 ms round trip, the broker 2 ms.
 WAN_EXMAIL_MS = 15.0
 WAN_BROKER_MS = 1.0
@@ -468,6 +482,7 @@ SCENARIOS: dict[str, tuple[Callable[[str, Sizes], dict[str, Any]], tuple[str, ..
     "webhook": (webhook, ("relay",)),
     "gateway": (gateway.run, ("relay", "direct")),
     "ha": (ha, ("relay", "static")),
+    "scale": (scale_scenario, ("relay",)),
     "callbacks": (callbacks.run, ("relay",)),
     "wan": (wan, ("relay", "durable-floor", "floor", "naive")),
 }

@@ -129,7 +129,8 @@ class TcpProxy:
 
     :meth:`stall` is a silent partition instead of a refused one: connections stay open
     (new ones are accepted) but no byte, and no close, is passed on in either direction
-    until :meth:`resume`, which passes on what was held."""
+    until :meth:`resume`, which passes on what was held. ``delay``: seconds each chunk
+    waits before it is passed on (a slow link)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -139,6 +140,7 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self.delay = 0.0
 
     @property
     def stalled(self) -> bool:
@@ -188,6 +190,8 @@ class TcpProxy:
                 await self._flowing.wait()  # stalled: hold the bytes, and the close too
                 if not data:
                     break
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 dst.write(data)
                 await dst.drain()
         except OSError:

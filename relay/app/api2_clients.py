@@ -9,7 +9,7 @@ each key prefix to the :class:`relay.exmail2.App` of the client, whose token it 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -66,11 +66,15 @@ async def open_clients2(
     session: aiohttp.ClientSession,
     observer: Observer,
     fence: Callable[[str], Callable[[], bool]] | None = None,
+    pace: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Exmail2Client]:
     """One client per api2 tenant of ``tenants``, on ``session``, closed with ``stack``:
     the holder of the tenant's per-application token caches (every other client of the
     tenant, the gateway's too, is given them: ``tokens=``). ``fence(name)``, lease mode:
-    a token is fetched only while this replica holds the tenant's shard."""
+    a token is fetched only while this replica holds the tenant's shard. ``pace``: the
+    replica's :meth:`relay.runtime.pacing.Pacer.turn`, shared with the first API's
+    tenants: every token fetch of these caches (the gateway's and the directory poller's
+    too, which share them) waits its turn; a fresh cached token never waits."""
     clients: dict[str, Exmail2Client] = {}
     for tenant in tenants:
         if tenant.api != "api2":
@@ -82,6 +86,7 @@ async def open_clients2(
             on_request=upstream_observer(observer),
             on_token=lambda app, reason, handle=handle: handle.token_fetched(reason),
             token_fence=None if fence is None else fence(tenant.name),
+            token_pace=pace,
         )
         clients[tenant.name] = await stack.enter_async_context(client)
     return clients

@@ -22,12 +22,15 @@ from relay.exmail import TokenCache
 from relay.exmail2 import App, Exmail2Client
 from relay.journal import Journal
 from relay.runtime.callback_status import CallbackBoard
+from relay.runtime.checkpoints import CheckpointStore
 from relay.runtime.directory2 import DirectoryPoller, PollState
 from relay.runtime.leases import LeaseManager
+from relay.runtime.listings import ListingCarrier, ListingStore
 from relay.runtime.observer import Observer, upstream_observer
+from relay.runtime.pacing import Pacer
 from relay.runtime.polling import DirectoryPollers
 
-__all__ = ["LISTING_CAP", "directory_pollers", "polled_tenants"]
+__all__ = ["LISTING_CAP", "directory_pollers", "listing_store", "polled_tenants"]
 
 LISTING_CAP = 32 * 1024 * 1024
 
@@ -58,12 +61,17 @@ async def directory_pollers(
     observer: Observer,
     leases: LeaseManager | None,
     tokens: Mapping[str, Mapping[App, TokenCache]] | None = None,
+    carrier: ListingCarrier | None = None,
+    pacer: Pacer | None = None,
 ) -> DirectoryPollers | None:
     """The pollers (None: no tenant to poll). Every poll's events and status go through
     ``board``, so they show on the tenant's row with its callbacks. ``tokens``: each
     tenant's per-application token caches held by the relay's own client of it
     (:func:`relay.app.api2_clients.open_clients2`), so the poll and the gateway share one
-    ``directory`` token; a tenant not in it gets caches of its own."""
+    ``directory`` token; a tenant not in it gets caches of its own. ``pacer``: the
+    replica's (shared with every tenant): a poller's first listing after a start or a
+    takeover takes a turn, its token fetched in it, and every token fetch of caches made
+    here waits its turn (docs/leases.md, "Pacing")."""
     tenants = {t.name: t for t in polled_tenants(settings, hostname)}
     if not tenants:
         return None
@@ -86,6 +94,7 @@ async def directory_pollers(
             max_response_bytes=max(tenant.max_response_bytes, LISTING_CAP),
             on_request=upstream_observer(observer),
             token_fence=fence,
+            token_pace=None if pacer is None else pacer.turn,
             tokens=(tokens or {}).get(tenant.name),
         )
         clients[tenant.name] = await stack.enter_async_context(client)
@@ -96,6 +105,7 @@ async def directory_pollers(
             tally.directory = state.to_status  # tenants[].directory on /status.json
 
     def make(name: str, state: PollState) -> DirectoryPoller:
+        cache = clients[name].tokens[App.DIRECTORY]
         return DirectoryPoller(
             tenant=name,
             client=clients[name],
@@ -104,6 +114,8 @@ async def directory_pollers(
             state=state,
             observer=board,
             bootstrap=tenants[name].directory_bootstrap,
+            carrier=carrier,
+            turn=cache.turn if cache.paced else None,  # the first listing's turn
         )
 
     return DirectoryPollers(
@@ -111,6 +123,17 @@ async def directory_pollers(
         make_poller=make,
         leases=leases,
         stop_timeout=settings.shutdown.timeout,
+    )
+
+
+def listing_store(
+    settings: Settings, checkpoints: CheckpointStore, observer: Observer
+) -> ListingStore:
+    """Lease mode's api2 listing snapshots: on the checkpoint store's connection, under
+    ``[sharding] prefix``, signed with the deployment secret (docs/leases.md)."""
+    sh = settings.sharding
+    return ListingStore(
+        link=checkpoints.link, secrets=sh.secret, prefix=sh.prefix, observer=observer
     )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "read_secret_file",
     "secret_lines",
     "secret_list",
+    "unique",
 ]
 
 
@@ -123,6 +124,15 @@ def secret_lines(
         if len(value.get_secret_value()) < min_length:
             raise ValueError(f"{key} #{index + 1} must be at least {min_length} characters")
     return secrets
+
+
+def unique(values: list[str], section: str, key: str) -> None:
+    """Raise naming the first duplicate of ``values`` (``tenants[3].name: duplicate 'x'``)."""
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            raise ValueError(f"{section}[{index}].{key}: duplicate {value!r}")
+        seen.add(value)
 
 
 def check_webhook_secret(value: str, index: int) -> None:

@@ -34,6 +34,7 @@ from relay.app.fields import check_webhook_secret as _check_webhook_secret
 from relay.app.fields import read_secret_file as _read_secret_file
 from relay.app.fields import secret_lines as _secret_lines
 from relay.app.fields import secret_list as _secret_list
+from relay.app.fields import unique as _unique
 from relay.core.amqp_message import ContentMode, HeaderPrefix
 from relay.core.envelope import MIN_SECRET_LENGTH
 from relay.core.links import DEFAULT_MAX_TTL
@@ -280,6 +281,7 @@ class ShardingSettings(_Section):
     heartbeat: int = Field(default=5, ge=1, le=60)
     prefix: str = Field(default="exmail.relay", min_length=1, max_length=100)
     release_after: Duration = Field(default=30.0, gt=0, le=3600)  # unhealthy: shards go
+    takeover_rate: float = Field(default=20.0, gt=0, le=100_000)  # token fetches+bootstraps/s
     # The deployment secret that signs presence and checkpoint messages (lease mode):
     # several during a rotation (the first signs, any verifies), one per line in the file.
     secret: Annotated[list[SecretStr], BeforeValidator(_secret_list)] = Field(default_factory=list)
@@ -490,11 +492,3 @@ class Settings(BaseSettings):
         if count == 1:
             return mine
         return [t for t in mine if shard_of(t.name, count) == index]
-
-
-def _unique(values: list[str], section: str, key: str) -> None:
-    seen: set[str] = set()
-    for index, value in enumerate(values):
-        if value in seen:
-            raise ValueError(f"{section}[{index}].{key}: duplicate {value!r}")
-        seen.add(value)

@@ -20,7 +20,8 @@ import aiohttp
 
 from relay.app.api2_clients import gateway_tenants2, open_clients2
 from relay.app.callbacks import callback_board, callback_receiver
-from relay.app.directory2 import directory_pollers
+from relay.app.directory2 import directory_pollers, listing_store
+from relay.app.leasing import checkpoint_store, lease_manager, token_fence
 from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
     AmqpSettings,
@@ -33,7 +34,7 @@ from relay.app.tracing import open_tracing
 from relay.core.backoff import Backoff
 from relay.core.delivery import DrainPolicy
 from relay.core.routing import Route, Router
-from relay.core.shards import ReleaseReason, shard_of
+from relay.core.shards import ReleaseReason
 from relay.exmail import ExmailClient, fence_trace
 from relay.gateway import ApiClient, ClientRegistry, Gateway, GatewayTenant, UnreadCache, UnreadFeed
 from relay.gateway.limits import TenantGate
@@ -43,10 +44,10 @@ from relay.ops.metrics import PrometheusObserver
 from relay.runtime.checkpointing import CheckpointPublisher, NoCheckpoints
 from relay.runtime.checkpoints import CheckpointStore
 from relay.runtime.drainer import Drainer
-from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
 from relay.runtime.observer import Observer, upstream_observer
 from relay.runtime.ownership import ShardRunner
+from relay.runtime.pacing import Pacer
 from relay.runtime.status import ShardingStatus, SinkDescription
 from relay.runtime.supervisor import RelayService
 from relay.sinks import Sink
@@ -220,7 +221,7 @@ async def build_service(
 
         tenants = settings.shard_tenants(hostname)
         leases = (
-            _lease_manager(settings, hostname, observer)
+            lease_manager(settings, hostname, observer)
             if settings.sharding_mode == "lease"
             else None
         )
@@ -244,7 +245,7 @@ async def build_service(
         # (docs/leases.md); the listeners take it explicitly. Static mode: nothing.
         store = None if leases is None else checkpoints
         if leases is not None and store is None:
-            store = await stack.enter_async_context(_checkpoint_store(settings, leases, observer))
+            store = await stack.enter_async_context(checkpoint_store(settings, leases, observer))
         publisher: CheckpointPublisher = store or NoCheckpoints()
         gateway_tenants: dict[str, GatewayTenant] = {}
         if gateway_on:
@@ -257,6 +258,9 @@ async def build_service(
                     trace_configs=[fence_trace()],
                 )
             )
+        # Token fetches and bootstraps wait their turn: a start or a takeover never storms
+        # Exmail's token endpoint ([sharding] takeover_rate; docs/leases.md, "Pacing").
+        pacer = Pacer(settings.sharding.takeover_rate, observer=observer)
         clients: dict[str, tuple[TenantSettings, ExmailClient]] = {}
         for tenant in (t for t in tenants if t.api == "openapi"):  # api2: callbacks
             tenant_observer = observer.tenant(tenant.name)
@@ -269,7 +273,8 @@ async def build_service(
                 session=session,
                 on_request=upstream_observer(observer),
                 on_token=tenant_observer.token_fetched,
-                token_fence=None if leases is None else _fence(leases, tenant.name),
+                token_fence=None if leases is None else token_fence(leases, tenant.name),
+                token_pace=pacer.turn,
                 replica=replica,
             )
             await stack.enter_async_context(client)
@@ -286,13 +291,14 @@ async def build_service(
                 gateway_tenants[tenant.name] = GatewayTenant(tenant.name, gateway_client, gate)
             clients[tenant.name] = (tenant, client)
         # api2 tenants: one client each holds the per-application tokens; the gateway's
-        # client shares them (and, in lease mode, their fence).
+        # client shares them (and, in lease mode, their fence; their pacing too).
         clients2 = await open_clients2(
             stack,
             tenants,
             session=session,
             observer=observer,
-            fence=None if leases is None else lambda name: _fence(leases, name),
+            fence=None if leases is None else lambda name: token_fence(leases, name),
+            pace=pacer.turn,  # the same turns as the first API's tenants
         )
         if gateway_on:
             gateway_tenants |= gateway_tenants2(tenants, clients2, gateway_session, g, observer)
@@ -337,6 +343,8 @@ async def build_service(
             stack, settings=settings, hostname=hostname, journal=journal, route=router,
             session=session, board=board, observer=observer, leases=leases,
             tokens={name: client2.tokens for name, client2 in clients2.items()},
+            pacer=pacer,
+            carrier=None if store is None else listing_store(settings, store, observer),
         )  # fmt: skip
         if leases is not None and pollers is not None and runner is not None:
             leases.before_release = _chain(runner.before_release, pollers.before_release)
@@ -434,44 +442,6 @@ def client_for(tenant: TenantSettings, **options: Any) -> ExmailClient:
     }
     kwargs.update(options)
     return ExmailClient(**kwargs)
-
-
-def _lease_manager(settings: Settings, hostname: str | None, observer: Observer) -> LeaseManager:
-    """Lease mode's manager: its own plain connection to ``[amqp] url`` (not the
-    sink's: a lease must die with exactly the connection that holds it)."""
-    sh = settings.sharding
-    return LeaseManager(
-        url=settings.amqp.url,
-        replica_id=sh.lease_replica_id(hostname),
-        secrets=sh.secret,
-        tenants=[t.name for t in settings.tenants if t.enabled],
-        shards=sh.shards,
-        prefix=sh.prefix,
-        heartbeat=sh.heartbeat,
-        tick=min(1.0, sh.heartbeat / 3),
-        on_refused=lambda reason: observer.broker_message_refused("presence", reason),
-    )
-
-
-def _checkpoint_store(
-    settings: Settings, leases: LeaseManager, observer: Observer
-) -> CheckpointStore:
-    """Lease mode's checkpoint store on ``[amqp] url``, signed with the deployment secret."""
-    sh = settings.sharding
-    return CheckpointStore(
-        url=settings.amqp.url,
-        secrets=sh.secret,
-        shards=leases.shards,
-        prefix=sh.prefix,
-        heartbeat=sh.heartbeat,
-        observer=observer,
-    )
-
-
-def _fence(leases: LeaseManager, tenant: str) -> Callable[[], bool]:
-    """The token fence: renew a refused token only while holding the tenant's shard."""
-    shard = shard_of(tenant, leases.shards)
-    return lambda: leases.holds(shard)
 
 
 def _chain(*gates: Callable[[int, ReleaseReason], Awaitable[None]]) -> Any:

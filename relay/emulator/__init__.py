@@ -213,9 +213,12 @@ class Emulator:
         return self.app[LISTENS]
 
     def _admin(self, company: str | None) -> str | None:
-        """An admin address or a domain -> the admin address (``KeyError`` if unknown)."""
+        """An admin address or a domain -> the admin address; a second-API tenant's
+        corpid -> itself (its key in the request log). ``KeyError`` if unknown."""
         if company is None:
             return None
+        if company.strip() in self.api2.tenants:
+            return company.strip()
         name = company.strip().lower()
         found = self.state.companies.get(name) or self.state.company_for_address(f"x@{name}")
         if found is None:

@@ -29,7 +29,7 @@ from ._api2model import Tenant2
 from ._api2state import Api2State
 from ._errors import Api2Error
 from ._faults import Fault
-from ._http import API2, json_response
+from ._http import API2, LISTENS, json_response, replica_of
 
 __all__ = ["API2_OPERATIONS", "api2_fault", "api2_operation", "gettoken", "operation"]
 
@@ -155,6 +155,12 @@ async def gettoken(request: web.Request) -> web.Response:
         token, expires_in = state.gettoken(corpid, secret)
     except Api2Error as exc:
         return _error(exc)
+    # The request log (docs/emulator.md "Listen log"), keyed by corpid: who fetched when.
+    request.app[LISTENS].token_issued(
+        state.tenants[corpid.strip()].corpid,
+        state.generation_of(token),
+        replica=replica_of(request),
+    )
     return json_response(
         {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in}
     )
@@ -170,6 +176,7 @@ async def operation(request: web.Request) -> web.Response:
         if spec.method == "POST" and request.method != "POST":
             raise Api2Error(43002, "require POST method")
         tenant = state.authenticate(request.query.get("access_token"), spec.app)
+        request.app[LISTENS].called(tenant.corpid, name, replica=replica_of(request))
         params = await _params(request)
         payload = spec.rule(state, tenant, params, request)
     except Api2Error as exc:

@@ -193,6 +193,11 @@ class Api2State:
             self._tokens = {t: v for t, v in self._tokens.items() if v.expires > now}
         return token, self.token_ttl
 
+    def generation_of(self, token: str) -> int:
+        """The generation of a token just issued (0: unknown, never a token's)."""
+        found = self._tokens.get(token)
+        return 0 if found is None else found.generation
+
     def authenticate(self, token: str | None, app: str) -> Tenant2:
         """The tenant a valid token of ``app`` belongs to, or why not."""
         if not token:

@@ -304,14 +304,17 @@ def _query_company(request: web.Request) -> str | None:
     name = request.query.get("company")
     if name is None:
         return None
+    if name.strip() in request.app[API2].tenants:  # a second-API tenant: its corpid
+        return name.strip()
     return _company(request.app[STATE], {"company": name}, None).admin
 
 
 def _log_route(
     read: Callable[[web.Request, str | None, float | None], dict[str, Any]],
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """A listen-log reader: ``?company=`` (admin or domain) and ``?since=`` (seconds on
-    the server's monotonic clock), answered with the clock's ``now`` and ``now_wall``."""
+    """A listen-log reader: ``?company=`` (admin, domain or a second-API corpid) and
+    ``?since=`` (seconds on the server's monotonic clock), answered with the clock's
+    ``now`` and ``now_wall``."""
 
     async def handle(request: web.Request) -> web.Response:
         try:

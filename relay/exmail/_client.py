@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlencode
@@ -123,6 +123,7 @@ class ExmailClient:
         on_token: OnToken | None = None,
         tokens: TokenCache | None = None,
         token_fence: Callable[[], bool] | None = None,
+        token_pace: Callable[[], Awaitable[None]] | None = None,  # the pacer's turn
         replica: str | None = None,  # sent as X-Relay-Replica (the emulator's request log)
     ) -> None:
         if auth_method not in ("form", "basic"):
@@ -152,7 +153,8 @@ class ExmailClient:
         self._replica = {"X-Relay-Replica": replica} if replica else {}
         self._session = session
         self._owns_session = session is None
-        self._tokens = tokens or TokenCache(self._fetch_token, on_token=on_token, fence=token_fence)
+        cache = TokenCache(self._fetch_token, on_token=on_token, fence=token_fence, pace=token_pace)
+        self._tokens = tokens or cache
         self._post_options = post_options(self._tokens, session)  # the fence goes along
 
     def __repr__(self) -> str:
@@ -204,8 +206,6 @@ class ExmailClient:
             data += [("client_id", self.client_id), ("client_secret", secret)]
         status, body = await self._exchange("token", self.token_url, data, headers, None)
         return decode_token(status, without_secrets(body, secret))
-
-    # -- HTTP --------------------------------------------------------------------
 
     async def _exchange(
         self,

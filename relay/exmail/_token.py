@@ -24,6 +24,12 @@ min_age=...)`` fetches only when the current token is at least ``min_age`` secon
 or the relay itself saw Exmail refuse it (:meth:`TokenCache.refresh` without
 ``min_age``, the client's path after a 1200); otherwise it answers the current token.
 
+Pacing (``[sharding] takeover_rate``): ``pace()``, when given, is awaited before every
+fetch, so a replica that starts or takes over many tenants never sends more fetches a
+second than the pacer allows (:class:`relay.runtime.pacing.Pacer`). A caller that has
+already taken its turn fetches with ``get(paced=False)`` (:meth:`TokenCache.turn` does
+both: the listener's start-up); a token that is cached and fresh never waits.
+
 The fetch itself is injected (the client's HTTP code), so this module has no I/O.
 
 The second API's client (:class:`relay.exmail2.Exmail2Client`) keeps one cache per
@@ -55,9 +61,11 @@ class TokenCache:
         *,
         on_token: Callable[[str], None] | None = None,
         fence: Callable[[], bool] | None = None,
+        pace: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
+        self._pace = pace
         self._on_token = on_token
         self._fence = fence
         self._clock = clock
@@ -105,6 +113,19 @@ class TokenCache:
     def _valid(self) -> bool:
         return self._token is not None and self._clock() < self._expires_at
 
+    @property
+    def paced(self) -> bool:
+        """Whether fetches wait for a turn (``[sharding] takeover_rate``)."""
+        return self._pace is not None
+
+    async def turn(self) -> SecretStr:
+        """Wait for a turn of the pacer (at once without one) and return a token got in
+        it (the cached one if fresh, else fetched without waiting again): a listener's
+        start-up, which bootstraps in the same turn."""
+        if self._pace is not None:
+            await self._pace()
+        return await self.get(paced=False)
+
     def admit(self) -> None:
         """Raise :class:`TokenFenced` unless the fence (if any) says this replica holds
         the tenant's lease now. Every path that hands out a token asks it; the client
@@ -112,9 +133,10 @@ class TokenCache:
         if self._fence is not None and not self._fence():
             raise TokenFenced("no token: this replica does not hold the tenant's lease")
 
-    async def get(self, *, force: bool = False) -> SecretStr:
+    async def get(self, *, force: bool = False, paced: bool = True) -> SecretStr:
         """A valid token; fetched when there is none, it expired, or ``force``. With a
-        fence that says no, not even a cached one (:class:`TokenFenced`)."""
+        fence that says no, not even a cached one (:class:`TokenFenced`). A fetch waits
+        for its turn unless ``paced`` is False (the caller took it)."""
         self.admit()
         if not force and self._valid():
             assert self._token is not None
@@ -128,7 +150,7 @@ class TokenCache:
                 assert self._token is not None
                 return self._token
             reason = "forced" if force else ("initial" if self._token is None else "expired")
-            return await self._renew(reason)
+            return await self._renew(reason, paced=paced)
 
     async def refresh(self, stale: SecretStr, *, min_age: float | None = None) -> SecretStr:
         """A token other than ``stale``, which the server refused with 1200; raises
@@ -158,7 +180,9 @@ class TokenCache:
         self._token = None
         self._expires_at = 0.0
 
-    async def _renew(self, reason: str) -> SecretStr:
+    async def _renew(self, reason: str, *, paced: bool = True) -> SecretStr:
+        if paced and self._pace is not None:
+            await self._pace()  # the fence below is asked after the wait
         if self._fence is not None and not self._fence():
             raise TokenFenced("no token fetched: this replica does not hold the tenant's lease")
         if self._on_token is not None:

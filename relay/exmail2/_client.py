@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -58,7 +58,10 @@ class Exmail2Client(DirectoryCalls, ServiceCalls):
     HTTP exchange (``gettoken`` included) and ``on_token(app, reason)`` precedes every
     token fetch (``initial``, ``expired``, ``invalid_token``, ``forced``). ``tokens``:
     another client's :attr:`tokens`, to share them. ``token_fence`` (lease mode) guards
-    every app's token as in :class:`relay.exmail.ExmailClient`.
+    every app's token as in :class:`relay.exmail.ExmailClient`; ``token_pace`` (the
+    replica's :meth:`relay.runtime.pacing.Pacer.turn`) is awaited before every token
+    fetch of the caches it makes (a fresh cached token never waits; ``[sharding]
+    takeover_rate``). Caches handed in with ``tokens`` keep their own fence and pace.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class Exmail2Client(DirectoryCalls, ServiceCalls):
         on_token: OnToken | None = None,
         tokens: Mapping[App, TokenCache] | None = None,
         token_fence: Callable[[], bool] | None = None,
+        token_pace: Callable[[], Awaitable[None]] | None = None,  # the pacer's turn
         replica: str | None = None,  # sent as X-Relay-Replica (the emulator's request log)
     ) -> None:
         if timeout <= 0 or max_response_bytes <= 0 or read_retries < 0:
@@ -104,6 +108,7 @@ class Exmail2Client(DirectoryCalls, ServiceCalls):
                     self._fetcher(app),
                     on_token=None if on_token is None else _bind(on_token, app),
                     fence=token_fence,
+                    pace=token_pace,
                 )
         self._options = {app: post_options(t, session) for app, t in self._tokens.items()}
 

@@ -285,6 +285,17 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=r,
         )
+        self.takeover_queue = Gauge(
+            "exmail_relay_takeover_queue",
+            "Token fetches and bootstraps waiting for their turn ([sharding] takeover_rate).",
+            registry=r,
+        )
+        self.takeover_wait = Histogram(
+            "exmail_relay_takeover_wait_seconds",
+            "How long a token fetch or bootstrap waited for its turn ([sharding] takeover_rate).",
+            buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
         self.checkpoint_store_up = Gauge(
             "exmail_relay_checkpoint_store_up",
             "Lease mode: 1 while the checkpoint store's broker link is up.",
@@ -446,6 +457,12 @@ class PrometheusObserver(Observer):
 
     def takeover_gap(self, seconds: float) -> None:
         self.metrics.takeover_gap.observe(seconds)
+
+    def takeover_queue(self, waiting: int) -> None:
+        self.metrics.takeover_queue.set(waiting)
+
+    def takeover_turn(self, waited: float) -> None:
+        self.metrics.takeover_wait.observe(waited)
 
     def checkpoint_store(self, connected: bool) -> None:
         self.metrics.checkpoint_store_up.set(1 if connected else 0)

@@ -79,6 +79,7 @@ _TENANT_LABEL = {
     "paused": "paused (backpressure)",
     "starting": "starting",
     "stopped": "stopped",
+    "waiting": "waiting for its turn (takeover_rate)",
     "refusing": "refusing callbacks",
     "callback": "by callback",
 }
@@ -224,7 +225,7 @@ table{border-collapse:collapse;width:100%;font-size:.88rem}
 th,td{border-bottom:1px solid #8884;padding:.3rem .4rem;text-align:left;vertical-align:top}
 th{font-weight:600;white-space:nowrap} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .state{font-weight:600} .connected,.callback{color:#0a7a2f} .failed,.down,.refusing{color:#c0262d}
-.backoff,.paused,.starting,.disabled{color:#b36b00} .stopped{color:#777}
+.backoff,.paused,.starting,.waiting,.disabled{color:#b36b00} .stopped{color:#777}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:0;font-size:.9rem}
 dt{font-weight:600} dd{margin:0} #stale{color:#c0262d}
 #banner{padding:.4rem .6rem;border-radius:.3rem;margin:.4rem 0}

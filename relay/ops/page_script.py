@@ -43,7 +43,8 @@ _SCRIPT_TEMPLATE = """
   var DASH = "\\u2013";
   var LABEL = {connected: "connected", backoff: "backing off", failed: "failed",
     paused: "paused (backpressure)", starting: "starting", stopped: "stopped",
-    refusing: "refusing callbacks", callback: "by callback"};
+    refusing: "refusing callbacks", callback: "by callback",
+    waiting: "waiting for its turn (takeover_rate)"};
   var FAILING = ["failed", "refusing"];
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function time(v) {

@@ -61,7 +61,6 @@ from relay.core.checkpoints import (
     KIND,
     CheckpointBook,
     Malformed,
-    Snapshot,
     encode,
     merge,
     open_message,
@@ -69,9 +68,9 @@ from relay.core.checkpoints import (
 from relay.core.envelope import HEADER, Refused, sign
 from relay.core.shards import shard_of
 from relay.runtime.checkpointing import CheckpointUnavailable
+from relay.runtime.keptqueues import bounded_read, read_kept
 from relay.runtime.observer import Observer
 from relay.sinks.brokerlink import BrokerLink
-from relay.sinks.connect import LINK_ERRORS as _LINK_ERRORS
 
 __all__ = ["KEEP", "CheckpointStore"]
 
@@ -163,6 +162,12 @@ class CheckpointStore:
     # -- what the rest of the relay reads ----------------------------------------------
 
     @property
+    def link(self) -> BrokerLink:
+        """The store's connection, shared with the api2 listing snapshots
+        (:class:`relay.runtime.listings.ListingStore`)."""
+        return self._link
+
+    @property
     def connected(self) -> bool:
         return self._link.connected
 
@@ -207,23 +212,14 @@ class CheckpointStore:
         or does not finish within ``timeout`` (default ``read_timeout``): never a
         partial answer.
         """
-        try:
-            bound = self._read_timeout if timeout is None else timeout
-            async with asyncio.timeout(bound):
-                await self._link.wait_connected(bound)
-                connection = self._link.connection
-                if not self._link.connected or connection is None:
-                    raise ConnectionError("checkpoint connection not open")
-                found = await self._read(connection, shard)
-        except (*_LINK_ERRORS, CheckpointUnavailable) as exc:
-            self._link.note_error(f"cannot read the checkpoints of shard {shard}", exc)
-            why = self._link.last_error or "checkpoint read failed"
-            if isinstance(exc, TimeoutError) and self._link.connected:
-                # Open but silent: the next try gets a new connection.
-                self._link.lose("checkpoint read timed out on an open connection")
-            raise CheckpointUnavailable(why) from exc
-        if self._link.connected:
-            self._link.last_error = None  # a read error of before is history now
+        bound = self._read_timeout if timeout is None else timeout
+        found = await bounded_read(
+            self._link,
+            lambda connection: self._read(connection, shard),
+            bound=bound,
+            what=f"the checkpoints of shard {shard}",
+            unavailable=CheckpointUnavailable,
+        )
         self._book.learn(found)
         # The new owner's merged snapshot goes out at once: the kept snapshots then hold
         # the newest Vers however many stale ones an old owner sends late.
@@ -330,43 +326,28 @@ class CheckpointStore:
         """Every kept snapshot of ``shard``, merged; each handed back to the queue."""
         found: dict[str, int] = {}
         refused: list[str] = []
-        channel = await self._link.op(connection.channel(publisher_confirms=False))
-        try:
-            queue = await self._link.op(self._declare(channel, shard))
-            last = None
-            for _ in range(MAX_READ):
-                message = await queue.get(no_ack=False, fail=False, timeout=self._confirm_timeout)
-                if message is None:
-                    break
-                last = message
-                opened = open_message(
-                    message.body,
-                    (message.headers or {}).get(HEADER),
-                    shard=shard,
-                    secrets=self._keys,
-                )
-                if isinstance(opened, Refused):
-                    self.refused += 1
-                    refused.append(opened.reason)
-                elif isinstance(opened, Malformed):
-                    self.malformed += 1
-                    refused.append(f"not a snapshot: {opened.reason}")
-                elif isinstance(opened, Snapshot):
-                    merge(
-                        found,
-                        {t: v for t, v in opened.vers.items() if shard_of(t, self.shards) == shard},
-                    )
+        kept = await read_kept(
+            self._link,
+            connection,
+            lambda channel: self._declare(channel, shard),
+            limit=MAX_READ,
+            get_timeout=self._confirm_timeout,
+        )
+        for message in kept:
+            opened = open_message(message.body, message.header, shard=shard, secrets=self._keys)
+            if isinstance(opened, Refused):
+                self.refused += 1
+                refused.append(opened.reason)
+            elif isinstance(opened, Malformed):
+                self.malformed += 1
+                refused.append(f"not a snapshot: {opened.reason}")
             else:
-                raise CheckpointUnavailable(f"more than {MAX_READ} messages in {queue.name}")
-            if last is not None:
-                await self._link.op(last.nack(multiple=True, requeue=True))
-        finally:
-            if refused:
-                self._refused(shard, refused)
-            if not channel.is_closed:
-                # Closing also hands back anything still unacked after a failure.
-                with contextlib.suppress(*_LINK_ERRORS):
-                    await asyncio.wait_for(channel.close(), timeout=5)
+                merge(
+                    found,
+                    {t: v for t, v in opened.vers.items() if shard_of(t, self.shards) == shard},
+                )
+        if refused:
+            self._refused(shard, refused)
         return found
 
     def _refused(self, shard: int, reasons: list[str]) -> None:

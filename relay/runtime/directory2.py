@@ -14,6 +14,14 @@ one) commits nothing and keeps the stored listing: never "everyone deleted" beca
 answer broke. The next try comes after a capped backoff (at most the interval). Mail is
 not this poller's business: an api2 tenant's mail arrives by callback on the HTTP server,
 so directory trouble never delays it.
+
+Lease mode (a ``carrier``, :class:`relay.runtime.listings.ListingStore`): before its first
+poll a poller reads the newest listing the broker keeps for the tenant and stores it when
+it is newer than the journal's, so a new owner diffs against the old owner's last
+committed listing instead of making a baseline. A read that fails makes the poll fail
+(outcome ``waiting``): nothing is listed until a read completes. After every poll that
+changed the stored listing, the whole listing is published; one that fails is owed and
+sent again after the next poll (docs/leases.md, "Directory polls of api2 tenants").
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -36,6 +44,7 @@ from relay.core.listing import (
     ListingDiff,
     StoredMember,
     diff_listing,
+    fingerprint,
     implausible,
 )
 from relay.core.throttle import LogThrottle
@@ -43,6 +52,7 @@ from relay.exmail import ExmailError, TokenFenced
 from relay.exmail2 import Department, Member
 from relay.journal import Journal, JournalError, listing_write
 from relay.runtime.directory import classify
+from relay.runtime.listings import ListingCarrier, ListingUnavailable
 from relay.runtime.members import ROOT, BadListing, listed_members
 from relay.runtime.observer import Observer
 from relay.runtime.status import _JsonRecord
@@ -79,6 +89,10 @@ class DirectoryPollStatus(_JsonRecord):
     last_error: str | None
     last_error_at: float | None
     failures: int  # polls failed in a row
+    # Lease mode: the listing's copy on the broker (None in static mode).
+    snapshot_owed: bool | None  # committed here, not yet confirmed by the broker
+    snapshot_error: str | None  # why the last publish failed (None: it did not)
+    waiting: bool  # the first listing waits for its pacing turn ([sharding] takeover_rate)
 
 
 @dataclass
@@ -97,6 +111,9 @@ class PollState:
     last_error: str | None = None
     last_error_at: float | None = None
     failures: int = 0
+    snapshot_owed: bool | None = None
+    snapshot_error: str | None = None
+    waiting: bool = False
 
     def to_status(self) -> DirectoryPollStatus:
         return DirectoryPollStatus(
@@ -111,18 +128,28 @@ class PollState:
             last_error=self.last_error,
             last_error_at=self.last_error_at,
             failures=self.failures,
+            snapshot_owed=self.snapshot_owed,
+            snapshot_error=self.snapshot_error,
+            waiting=self.waiting,
         )
 
 
 Outcome = Literal[
-    "changed", "unchanged", "baseline", "malformed", "implausible", "journal", "fenced"
+    "changed", "unchanged", "baseline", "malformed", "implausible", "journal", "fenced", "waiting"
 ]
 
 
 class DirectoryPoller:
     """Polls one tenant's directory until :meth:`stop`. ``jitter``: each wait is the
     interval times a factor drawn from ``[1 - jitter, 1 + jitter]``, so tenants started
-    together drift apart instead of listing at the same moment."""
+    together drift apart instead of listing at the same moment.
+
+    ``turn`` (pacing, ``[sharding] takeover_rate``): awaited before the first listing
+    of this poller (after a start or a takeover: a full listing, a bootstrap), until one
+    listing has been read; the directory token is got in the same turn
+    (:meth:`relay.exmail.TokenCache.turn`). It is what spreads the first polls of many
+    tenants started together (the first poll itself has no jitter). Meanwhile
+    ``state.waiting`` is true."""
 
     def __init__(
         self,
@@ -134,8 +161,10 @@ class DirectoryPoller:
         state: PollState,
         observer: Observer | None = None,
         bootstrap: Literal["skip", "snapshot"] = "skip",
+        carrier: ListingCarrier | None = None,
         backoff: Backoff | None = None,
         jitter: float = 0.1,
+        turn: Callable[[], Awaitable[object]] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -146,8 +175,16 @@ class DirectoryPoller:
         self.state = state
         self._observer = observer or Observer()
         self._bootstrap: Literal["skip", "snapshot"] = bootstrap
+        self._carrier = carrier
+        self._adopted = carrier is None  # the broker's listing read (or none to read)
+        self._owed: tuple[dict[str, StoredMember], float] | None = None  # to publish
+        if carrier is not None:
+            state.snapshot_owed = False
         self._backoff = backoff or Backoff(base=5.0, cap=state.interval)
         self._jitter = jitter
+        self._turn = turn
+        self._listed = False  # a listing was read since this poller started
+        self._turn_seconds = 0.0  # of the poll under way: its wait for the turn
         self._clock = clock
         self._monotonic = monotonic
         self._stop = asyncio.Event()
@@ -204,11 +241,14 @@ class DirectoryPoller:
         ``implausible``, ``journal``, ``fenced``); a failure commits nothing."""
         started = self._monotonic()
         self.state.last_poll_at = self._clock()
+        self._turn_seconds = 0.0
         outcome: str
         try:
             outcome = await self._poll()
         except TokenFenced:
             outcome, error = "fenced", None
+        except ListingUnavailable as exc:
+            outcome, error = "waiting", f"waiting for the listing snapshot: {exc}"
         except ExmailError as exc:
             outcome, error = classify(exc), f"directory listing: {exc}"
         except BadListing as exc:
@@ -219,7 +259,7 @@ class DirectoryPoller:
             outcome, error = "journal", f"journal: {exc}"
         else:
             error = None
-        seconds = self._monotonic() - started
+        seconds = self._monotonic() - started - self._turn_seconds  # the wait is not Exmail's
         self.state.last_seconds = seconds
         self.state.last_outcome = outcome
         self._observer.directory_poll(self.tenant, outcome, seconds)
@@ -233,14 +273,69 @@ class DirectoryPoller:
                 )
             self.state.failures = 0
             self.state.last_ok_at = self._clock()
+        if self._owed is not None:
+            await self._publish()
         return outcome
 
+    async def _publish(self) -> None:
+        """Send the owed listing to the broker; kept owed when that fails."""
+        assert self._carrier is not None and self._owed is not None
+        members, at = self._owed
+        try:
+            await self._carrier.publish(self.tenant, members, at=at)
+        except ListingUnavailable as exc:
+            self.state.snapshot_error = str(exc)
+            log.warning(
+                "directory listing not published; sent again after the next poll",
+                extra={"tenant": self.tenant, "error": str(exc)},
+            )
+            return
+        self._owed = None  # polls run one at a time: nothing newer came meanwhile
+        self.state.snapshot_owed = False
+        self.state.snapshot_error = None
+
+    async def _adopt(self) -> None:
+        """Lease mode, before the first poll: store the broker's listing when it is newer
+        than the journal's; owe the journal's when it is the newer (or the only) one."""
+        assert self._carrier is not None
+        snapshot = await self._carrier.latest(self.tenant)
+        stored = await self.journal.listing(self.tenant)
+        mine = (
+            None
+            if stored is None
+            else fingerprint({k: m.digest for k, m in stored.members.items()})
+        )
+        if snapshot is not None and (stored is None or snapshot.at_ms / 1000 > stored.updated):
+            if mine != snapshot.fingerprint:
+                await self.journal.append(
+                    self.tenant,
+                    [],
+                    route=self.route,
+                    listing=listing_write(self.tenant, snapshot.members, [], replace=True),
+                )
+                log.info(
+                    "directory listing taken from the broker",
+                    extra={"tenant": self.tenant, "members": len(snapshot.members)},
+                )
+        elif stored is not None and (snapshot is None or mine != snapshot.fingerprint):
+            self._owe(dict(stored.members), stored.updated)
+
+    def _owe(self, members: dict[str, StoredMember], at: float) -> None:
+        self._owed = (members, at)
+        self.state.snapshot_owed = True
+
     async def _poll(self) -> Outcome:
+        if not self._adopted:
+            await self._adopt()
+            self._adopted = True
         stored = await self.journal.listing(self.tenant)
         if stored is not None:
             self.state.members = len(stored.members)
+        if not self._listed and self._turn is not None:
+            await self._take_turn()
         departments = await self.client.department_list(ROOT)
         members = await self.client.user_list(ROOT, fetch_child=True)
+        self._listed = True
         before = None if stored is None else stored.members
         now = datetime.fromtimestamp(self._clock(), UTC)
         # Pure and CPU-bound (a profile and a digest per member: ~0.2 s for 10 000): off
@@ -259,6 +354,11 @@ class DirectoryPoller:
             listing=listing_write(self.tenant, diff.upserts, diff.deletes, replace=diff.baseline),
         )
         self._observer.tenant(self.tenant).committed(diff.events)
+        if self._carrier is not None:
+            after = dict(diff.upserts) if diff.baseline else {**(before or {}), **diff.upserts}
+            for key in diff.deletes:
+                after.pop(key, None)
+            self._owe(after, self._clock())
         changes = Counter(added=diff.added, updated=diff.updated, deleted=diff.deleted)
         self.state.last_changes = dict(changes)
         log.info(
@@ -266,6 +366,17 @@ class DirectoryPoller:
             extra={"tenant": self.tenant, "members": len(listed), **changes},
         )
         return "baseline" if diff.baseline else "changed"
+
+    async def _take_turn(self) -> None:
+        """Pacing: wait for a turn (``state.waiting``) and get the token in it."""
+        assert self._turn is not None
+        waited = self._monotonic()
+        self.state.waiting = True
+        try:
+            await self._turn()
+        finally:
+            self.state.waiting = False
+            self._turn_seconds = self._monotonic() - waited
 
     def _failed(self, kind: str, error: str) -> None:
         self.state.failures += 1

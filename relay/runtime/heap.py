@@ -43,9 +43,10 @@ class _HasStatus(Protocol):
 
 def _started(listener: _HasStatus) -> bool:
     """Past start-up: it knows its Ver (checkpoint or bootstrap done, listening now)
-    or it has left "starting" some other way (failed, backing off)."""
+    or it has left "starting" some other way (failed, backing off); one ``waiting`` for
+    its turn to bootstrap has not."""
     status = listener.status
-    return status.ver is not None or status.state != "starting"
+    return status.ver is not None or status.state not in ("starting", "waiting")
 
 
 async def freeze_after_start(

@@ -10,24 +10,23 @@ them, a second connection declaring one gets ``RESOURCE_LOCKED`` (405, its chann
 closed), and the broker deletes them when the connection closes or misses heartbeats.
 So this replica holds a shard exactly while its one connection holds that queue.
 
-Presence only sizes the share (and routes gateway calls). Every tick the manager
-publishes ``{replica, owned, fingerprint}``, signed with the deployment secret
+Presence only sizes the share (and routes gateway calls). Every tick the manager publishes
+``{replica, owned, fingerprint}``, signed with the deployment secret
 (:mod:`relay.core.presence`), on the fanout exchange ``<prefix>.presence``, and reads the
-others' through its own exclusive inbox; a replica not heard from for
-``presence_timeout`` counts as gone. Unsigned, forged, stale or malformed messages are
-dropped and counted; another shard space or another secret is a *conflict* (logged,
-shown, failing readiness). Late or wrong presence makes a replica want too many or too
-few shards, never hold one that another holds. The member queue ``<prefix>.member.<id>``
-locks the replica id, and makes a replica that reconnects wait until the broker has
-dropped its previous connection (and with it the old leases).
+others' through its own exclusive inbox; a replica not heard from for ``presence_timeout``
+counts as gone. Unsigned, forged, stale or malformed messages are dropped and counted; another
+shard space or another secret is a *conflict* (logged, shown, failing readiness). Late or wrong
+presence makes a replica want too many or too few shards, never hold one that another holds. The
+member queue ``<prefix>.member.<id>`` locks the replica id, and makes a replica that reconnects
+wait until the broker has dropped its previous connection (and with it the old leases).
 
-The client must stop believing before the broker stops enforcing. aiormq only notices a
-silent broker after ``3 * (heartbeat + 1)`` seconds, later than the broker frees the
-leases (at least ``heartbeat`` seconds of silence), so the manager keeps its own
-clock: each tick's presence is published with a publisher confirm, a round trip, and
-every lease counts as held only until ``heartbeat`` seconds after the last confirmed
-publish was *sent* (the broker heard from us no earlier than that). Past that, every
-shard is reported released (``connection_lost``) and the connection is dropped.
+The client must stop believing before the broker stops enforcing. aiormq only notices a silent
+broker after ``3 * (heartbeat + 1)`` seconds, later than the broker frees the leases (at least
+``heartbeat`` seconds of silence), so the manager keeps its own clock: each tick's presence is
+published with a publisher confirm, a round trip, and every lease counts as held only until
+``heartbeat`` seconds after the last confirmed publish was *sent* (the broker heard from us no
+earlier than that). Past that, every shard is reported released (``connection_lost``) and the
+connection is dropped.
 """
 
 from __future__ import annotations
@@ -168,10 +167,8 @@ class LeaseManager:
         self._conflict_log = LogThrottle(every=30.0)
 
     def __repr__(self) -> str:
-        return (
-            f"LeaseManager({self.target!r}, replica={self.replica_id!r}, "
-            f"owned={sorted(self._owned)})"
-        )
+        owned = sorted(self._owned)
+        return f"LeaseManager({self.target!r}, replica={self.replica_id!r}, owned={owned})"
 
     # -- what the rest of the relay reads ----------------------------------------------
 
@@ -320,9 +317,12 @@ class LeaseManager:
         if p.release:
             await self._release(control, p.release, "balance")
             self._wake.set()  # tell the others at once (presence), not a tick later
-        taken = 0
+        taken, loop = 0, asyncio.get_running_loop()
         for shard in p.acquire:
             if taken >= p.room or self._link.stopping:
+                break
+            if loop.time() > self._fresh_until - self._heartbeat / 2:
+                self._wake.set()  # presence first (a round now, not a tick later), then more
                 break
             self._link.check()
             if await self._try_acquire(connection, shard):

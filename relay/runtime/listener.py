@@ -19,16 +19,15 @@ Faults are classified (see :meth:`Listener._classify`):
   renewing (``TokenFenced``: another replica owns the tenant now), the listener stops;
 - transient (network, timeouts, 5xx, 1002, malformed bodies): capped exponential backoff
   with full jitter, reset by the next success;
-- bad credentials: the tenant is *failed* (readiness and the status page say so) and is
-  retried slowly;
+- bad credentials: the tenant is *failed* (readiness and the status page say so), retried;
 - the journal cannot read the tenant's checkpoint (a damaged page, a locked file): the
   tenant is *failed* with the reason and retried with backoff.
 
 A ``listen`` that gets no answer by the client's deadline (hold plus a margin) is a
 *timeout* fault (outcome ``timeout``), never a keep-alive: the server answers an idle
-poll at its hold, so silence means a stalled link. :meth:`Listener.silent_for` says how
-long Exmail has left this tenant unanswered; readiness fails once that passes the listen
-deadline, which is at the first such timeout (or a refused link's first deadline).
+poll at its hold, so silence means a stalled link. :func:`~relay.runtime.supervisor.silent_for`
+says how long Exmail has left a tenant unanswered; readiness fails once that passes the
+listen deadline, at the first such timeout (or a refused link's first deadline).
 
 An upstream fault never leaves :meth:`Listener.run`: one tenant's trouble stays its own.
 
@@ -138,7 +137,7 @@ class Listener:
             failed_backoff=self._failed_backoff,
             clock=clock,
             monotonic=monotonic,
-            on_fault=self._directory_fault,
+            on_fault=self._note_fault,
             on_pending=self._directory_pending,
         )
         self._journal_backoff = journal_backoff or Backoff(base=0.2, cap=5.0)
@@ -170,9 +169,7 @@ class Listener:
 
     def crashed(self, reason: str) -> None:
         """The supervisor saw :meth:`run` raise (a bug): show the tenant as failed."""
-        self.status.last_error = reason
-        self.status.last_error_at = self._clock()
-        self.status.failures += 1
+        self._note_fault(reason)
         self._set_state("failed")
 
     async def run(self) -> None:
@@ -252,6 +249,8 @@ class Listener:
                 self._directory.resume(ver, pending)
                 return True
             try:
+                if not await self._take_turn(bootstrap=True):
+                    return False
                 result = await self._interruptible(self._directory.bootstrap(self.bootstrap))
             except ExmailError as exc:
                 await self._fault(exc, "bootstrap")
@@ -269,11 +268,13 @@ class Listener:
             await self._interruptible(self.journal.wait_capacity())
             if self._stop.is_set():
                 return
-        if self.status.unanswered_since is None:
-            self.status.unanswered_since = self._clock()
-        self._on_listen()
-        sent_ns = time.time_ns()  # tracing: the answer's span starts when the listen went
         try:
+            if not await self._take_turn():
+                return
+            if self.status.unanswered_since is None:
+                self.status.unanswered_since = self._clock()
+            self._on_listen()
+            sent_ns = time.time_ns()  # tracing: the answer's span starts when the listen went
             messages = await self._interruptible(self.client.listen(ver))
         except ExmailError as exc:
             if not isinstance(exc, ExmailTimeout | NetworkError):
@@ -302,6 +303,15 @@ class Listener:
         self._observe.listen("data" if messages else "keepalive")
         await self._handle(translation, sent_ns, len(messages))
         self._recovered()
+
+    async def _take_turn(self, *, bootstrap: bool = False) -> bool:
+        """Pacing: wait for a turn (``waiting``) when a token or a bootstrap is needed."""
+        tokens, previous = self.client.tokens, self.status.state
+        if tokens.paced and (bootstrap or tokens.current() is None):
+            self._set_state("waiting")
+            await self._interruptible(tokens.turn())  # and the token, fetched in the turn
+            self._set_state(previous)
+        return not self._stop.is_set()
 
     async def _handle(self, translation: Translation, sent_ns: int, messages: int) -> None:
         """Commit the answer's events, with a newly announced directory Ver if any,
@@ -453,8 +463,8 @@ class Listener:
             (log.warning if context else log.error)(message, extra=extra)
         await self._sleep(delay)
 
-    def _directory_fault(self, summary: str) -> None:
-        """The directory worker failed: counted and shown; the tenant stays connected."""
+    def _note_fault(self, summary: str) -> None:
+        """A fault counted and shown (the directory worker's: the tenant stays connected)."""
         self.status.failures += 1
         self.status.last_error = summary
         self.status.last_error_at = self._clock()
@@ -474,16 +484,6 @@ class Listener:
         log.warning(
             "listen message skipped", extra={"tenant": self.tenant, "kind": kind, "detail": detail}
         )
-
-    def silent_for(self, now: float) -> float | None:
-        """Seconds Exmail has left this tenant's listen unanswered, once that is longer
-        than ``silence_limit`` (readiness fails); ``None`` otherwise. A tenant paused on
-        a full journal or stopped is not waiting for Exmail."""
-        since = self.status.unanswered_since
-        if since is None or self.status.state in ("paused", "stopped"):
-            return None
-        silent = now - since
-        return silent if silent > self.silence_limit else None
 
     def _set_state(self, state: State) -> None:
         if state == self.status.state and self._state_shown:

@@ -35,7 +35,15 @@ __all__ = [
 ]
 
 # Every state a listener can be in, in the order the metrics export them.
-LISTENER_STATES = ("starting", "connected", "backoff", "paused", "failed", "stopped")
+LISTENER_STATES = (
+    "starting",
+    "waiting",
+    "connected",
+    "backoff",
+    "paused",
+    "failed",
+    "stopped",
+)
 
 
 class TenantObserver:
@@ -125,6 +133,13 @@ class Observer:
     def takeover_gap(self, seconds: float) -> None:
         """Lease mode: from a shard's acquisition to its first tenant's first listen."""
 
+    def takeover_queue(self, waiting: int) -> None:
+        """How many token fetches and bootstraps wait for their turn (``[sharding]
+        takeover_rate``) now."""
+
+    def takeover_turn(self, waited: float) -> None:
+        """A token fetch or bootstrap got its turn after waiting ``waited`` seconds."""
+
     def checkpoint_store(self, connected: bool) -> None:
         """Lease mode: whether the checkpoint store's broker link is up."""
 
@@ -213,6 +228,12 @@ class ForwardingObserver(Observer):
 
     def takeover_gap(self, seconds: float) -> None:
         self.inner.takeover_gap(seconds)
+
+    def takeover_queue(self, waiting: int) -> None:
+        self.inner.takeover_queue(waiting)
+
+    def takeover_turn(self, waited: float) -> None:
+        self.inner.takeover_turn(waited)
 
     def checkpoint_store(self, connected: bool) -> None:
         self.inner.checkpoint_store(connected)

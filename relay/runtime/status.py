@@ -4,8 +4,7 @@ Where it sits: :class:`relay.runtime.supervisor.RelayService` builds these value
 components (each listener's :class:`ListenerStatus`, defined here and updated by the
 listener in place; each drainer's counters, the journal's stats and counters);
 :mod:`relay.ops.http` serves them as JSON and :mod:`relay.ops.page` renders them. Never
-built from the Prometheus registry: metrics are one view of the components, this is
-another.
+built from the Prometheus registry: metrics are one view of the components, this is another.
 
 Why the field names matter: ``to_json()`` emits every field under its own name, in
 declaration order, so the dataclasses below *are* the ``/status.json`` contract (see
@@ -56,7 +55,9 @@ __all__ = [
 
 OMIT_NONE: Mapping[str, bool] = {"omit_none": True}
 
-ListenerState = Literal["starting", "connected", "backoff", "paused", "failed", "stopped"]
+ListenerState = Literal[
+    "starting", "waiting", "connected", "backoff", "paused", "failed", "stopped"
+]
 
 
 @dataclass

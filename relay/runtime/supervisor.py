@@ -39,12 +39,24 @@ from relay.runtime.status import (
     build_status,
 )
 
-__all__ = ["RelayService"]
+__all__ = ["RelayService", "silent_for"]
 
 log = logging.getLogger("relay.runtime.supervisor")
 
 # How often housekeeping logs a journal error again while it lasts (the first is logged).
 JOURNAL_LOG_EVERY = 60.0
+
+
+def silent_for(listener: Listener, now: float) -> float | None:
+    """Seconds Exmail has left ``listener``'s tenant unanswered, once that is longer than
+    its ``silence_limit`` (readiness fails); ``None`` otherwise. A tenant paused on a full
+    journal, stopped, or waiting for its turn to fetch a token is not waiting for Exmail."""
+    status = listener.status
+    since = status.unanswered_since
+    if since is None or status.state in ("paused", "stopped", "waiting"):
+        return None
+    silent = now - since
+    return silent if silent > listener.silence_limit else None
 
 
 class RelayService:
@@ -363,7 +375,7 @@ class RelayService:
             part = f"tenant:{listener.tenant}"
             if listener.status.state == "failed":
                 failing[part] = f"failed: {listener.status.last_error}"
-            elif (silent := listener.silent_for(self._clock())) is not None:
+            elif (silent := silent_for(listener, self._clock())) is not None:
                 failing[part] = f"no answer from Exmail for {silent:.0f} s"
             else:
                 ok.append(part)

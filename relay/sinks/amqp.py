@@ -30,6 +30,13 @@ guards, both sized so that readiness fails well within 30 s with the defaults:
   and every publish awaiting a confirm answers :class:`~relay.sinks.Unavailable`: the
   rows stay pending and are published again after the reconnect (at-least-once: the
   broker may have had some of them).
+
+Every publish belongs to the session it started on. When a session ends (lost, dropped
+or closed), each of its publishes still in flight answers Unavailable, whatever it was
+waiting for: aiormq rejects the confirms a closed connection owes, but not a publisher
+waiting for room in its writer queue (holding the channel lock, every later publish
+behind it), which would otherwise wait forever. The watchdog looks only at the current
+session's publishes: nothing left over from an ended session drops a new one.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import functools
 import itertools
 import logging
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import aio_pika
 import aiormq
@@ -107,8 +114,11 @@ class AmqpSink:
         self._underlay: aiormq.Channel | None = None
         self._exchange: AbstractExchange | None = None
         self._confirm_timeout = confirm_timeout
-        # Publishes awaiting their confirm: ticket -> loop time sent, oldest first.
-        self._unconfirmed: dict[int, float] = {}
+        # The current session's publishes awaiting their confirm: ticket -> (loop time
+        # sent, the task sending it), oldest first. A new dict per session (_release).
+        self._unconfirmed: dict[int, tuple[float, asyncio.Task[Any] | None]] = {}
+        # Tickets of an ended session whose send _release cancelled: it answers Unavailable.
+        self._released: set[int] = set()
         self._tickets = itertools.count()
         # Set while the link counts as stalled (until the next session is up).
         self._stalled: str | None = None
@@ -199,8 +209,24 @@ class AmqpSink:
         await self._link.until_lost()
 
     def _down(self) -> None:
+        self._release()
         self._channel = self._exchange = None
         self._underlay = None
+
+    def _release(self) -> None:
+        """The session is over: every send still in flight on it answers Unavailable.
+
+        aiormq rejects the confirms a closed connection owes, but a publisher waiting
+        for room in its writer queue (which nothing reads once the writer stopped) waits
+        forever, holding the channel lock that every later publish waits for. Each send
+        left is cancelled here (no timer per publish), and ``send`` answers Unavailable:
+        its row stays pending. The next session starts with an empty table.
+        """
+        ended, self._unconfirmed = self._unconfirmed, {}
+        for ticket, (_, task) in ended.items():
+            if task is not None and not task.done():
+                self._released.add(ticket)
+                task.cancel()
 
     async def _watch_confirms(self) -> None:
         """Every ``confirm_timeout / 4`` s (at most 1 s): is the oldest publish awaiting
@@ -209,10 +235,10 @@ class AmqpSink:
         period = min(1.0, self._confirm_timeout / 4)
         while True:
             await asyncio.sleep(period)
-            if self._stalled is not None:
-                continue
+            if self._stalled is not None or not self._link.connected:
+                continue  # being dropped already, or lost: its publishes are released
             oldest = next(iter(self._unconfirmed.values()), None)
-            if oldest is not None and loop.time() - oldest > self._confirm_timeout:
+            if oldest is not None and loop.time() - oldest[0] > self._confirm_timeout:
                 await self._drop_stalled_link()
 
     async def _drop_stalled_link(self) -> None:
@@ -249,8 +275,10 @@ class AmqpSink:
             app_id=APP_ID,
             delivery_mode=PERSISTENT,
         )
-        ticket = next(self._tickets)
-        self._unconfirmed[ticket] = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        ticket, unconfirmed = next(self._tickets), self._unconfirmed  # this session's table
+        task = asyncio.current_task(loop)  # with the loop: a third of the cost without
+        unconfirmed[ticket] = (loop.time(), task)
         try:
             # Straight to aiormq's channel, not through aio-pika's Exchange.publish, and
             # without waiting for the socket write: publishes then do not queue behind
@@ -280,9 +308,24 @@ class AmqpSink:
             if self._stalled is not None:  # rejected by the watchdog's close
                 return Unavailable(self._stalled)
             return Unavailable(f"publish failed: {_describe(exc)}")
+        except asyncio.CancelledError:
+            # Ours (_release: its session ended) unless someone else cancelled it too.
+            if not self._uncancel(ticket, task):
+                raise
+            return Unavailable(self.last_error or "the RabbitMQ connection was lost")
         finally:
-            del self._unconfirmed[ticket]
+            unconfirmed.pop(ticket, None)
+            if self._released:  # a cancel of ours that did not arrive as CancelledError
+                self._uncancel(ticket, task)
         return Delivered()
+
+    def _uncancel(self, ticket: int, task: asyncio.Task[Any] | None) -> bool:
+        """Take back :meth:`_release`'s cancel of ``ticket``'s send, if it made one:
+        True when no other cancel of its task is pending."""
+        if task is None or ticket not in self._released:
+            return False
+        self._released.discard(ticket)
+        return task.uncancel() == 0
 
 
 def _describe(exc: BaseException) -> str:

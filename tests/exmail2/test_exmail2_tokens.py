@@ -14,6 +14,7 @@ from relay.emulator import Emulator
 from relay.exmail import InvalidCredentials, InvalidToken, NetworkError, TokenFenced, fence_trace
 from relay.exmail2 import App, Exmail2Client
 from tests.exmail2.conftest import CORPID, SECRETS, Control
+from tests.support import eventually
 
 Make = Callable[..., Exmail2Client]
 CALLERS = 20
@@ -184,3 +185,56 @@ async def test_transport_errors_name_no_secret_nor_token(emulator: Emulator) -> 
     assert "corpsecret" not in str(caught.value)
     assert reported == [("gettoken", "network")]
     assert "127.0.0.1:9" in text
+
+
+async def test_paced_fetches_wait_their_turn_and_a_fresh_token_never_does(
+    client: Exmail2Client, emulator: Emulator
+) -> None:
+    """``token_pace`` (the pacer's turn, here a gate the test opens): every fetch awaits
+    it, the fence is asked after the wait, and a call with a fresh token never waits;
+    a client sharing the caches (the gateway's) neither. The request log shows it."""
+    turns: list[asyncio.Event] = []
+
+    async def pace() -> None:
+        gate = asyncio.Event()
+        turns.append(gate)
+        await gate.wait()
+
+    holds = [True]
+    paced = Exmail2Client(
+        corpid=CORPID,
+        secrets=SECRETS,
+        base_url=client.base_url,
+        token_pace=pace,
+        token_fence=lambda: holds[0],
+    )
+    async with paced:
+        first = asyncio.ensure_future(paced.user_get("lisi@example.org"))
+        await eventually(lambda: len(turns) == 1, what="the fetch waits its turn")
+        assert not first.done() and emulator.token_fetches(CORPID) == []
+        turns[0].set()
+        assert (await first).userid == "lisi@example.org"
+        assert len(emulator.token_fetches(CORPID)) == 1
+        # Fresh: no turn asked, also through a client sharing the caches.
+        gateway = Exmail2Client(
+            corpid=CORPID, secrets=SECRETS, base_url=client.base_url, tokens=paced.tokens
+        )
+        async with gateway:
+            await paced.user_get("lisi@example.org")
+            await gateway.user_get("lisi@example.org")
+        assert len(turns) == 1 and len(emulator.token_fetches(CORPID)) == 1
+        calls = [c.operation for c in emulator.calls(CORPID)]
+        assert calls == ["user/get"] * 3
+        # Another app's fetch waits; the lease goes meanwhile: fenced after the wait.
+        other = asyncio.ensure_future(paced.mail_newcount("lisi@example.org"))
+        await eventually(lambda: len(turns) == 2, what="the newmail fetch waits its turn")
+        holds[0] = False
+        turns[1].set()
+        with pytest.raises(TokenFenced):
+            await other
+    assert len(emulator.token_fetches(CORPID)) == 1, "nothing fetched once fenced"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{emulator.base_url}/_emulator/tokens", params={"company": CORPID}) as resp,
+    ):
+        assert resp.status == 200 and (await resp.json())["counts"] == {CORPID: 1}

@@ -39,16 +39,21 @@ def admin(tenant: str) -> str:
     return f"admin@{tenant}.test"
 
 
-def tenants_of(shards: Iterable[int]) -> set[str]:
+def tenants_of(shards: Iterable[int], tenants: Iterable[str] = TENANTS) -> set[str]:
     wanted = set(shards)
-    return {t for t in TENANTS if shard_of(t, SHARDS) in wanted}
+    return {t for t in tenants if shard_of(t, SHARDS) in wanted}
+
+
+def names(count: int) -> list[str]:
+    """The tenant names of ``tenants_seed(count)``: ``t01``, ``t02``, ..."""
+    return [f"t{n:02d}" for n in range(1, count + 1)]
 
 
 @contextlib.asynccontextmanager
-async def ha_emulator() -> AsyncIterator[Emulator]:
-    """12 tenants (``t01``..``t12``); a killed listener's last answer is sent again."""
-    seed = Seed(companies=tenants_seed(len(TENANTS)))
-    async with Emulator(port=0, hold=HOLD, seed=seed, redeliver=True) as emu:
+async def ha_emulator(count: int = len(TENANTS), hold: float = HOLD) -> AsyncIterator[Emulator]:
+    """``count`` tenants (``t01``..); a killed listener's last answer is sent again."""
+    seed = Seed(companies=tenants_seed(count))
+    async with Emulator(port=0, hold=hold, seed=seed, redeliver=True) as emu:
         yield emu
 
 
@@ -65,8 +70,10 @@ def _config(
     sharding: str = "",
     sections: str = "",
     tenant_options: str = "",
+    tenants: Iterable[str] = TENANTS,
+    hold: float = HOLD,
 ) -> Path:
-    tenants = "".join(
+    entries = "".join(
         f"""
 [[tenants]]
 name = "{t}"
@@ -75,18 +82,18 @@ client_secret = "{tenant_key("t", int(t[1:]))}"
 api_url = "{emu.api_url}"
 token_url = "{emu.token_url}"
 login_url = "{emu.login_url}"
-hold = {HOLD}
+hold = {hold}
 replica_header = true
 {tenant_options}
 """
-        for t in TENANTS
+        for t in tenants
     )
     path.write_text(
         f"""
 [journal]
 path = "{journal or path.with_suffix(".sqlite3")}"
 synchronous = "normal"
-{tenants}
+{entries}
 [amqp]
 enabled = true
 url = "{url}"
@@ -150,6 +157,8 @@ class Cluster:
     """More sections at the end of every replica's configuration (e.g. ``[[clients]]``)."""
     tenant_options: str = ""
     """More lines for every ``[[tenants]]`` entry (e.g. ``request_timeout = 90``)."""
+    tenants: list[str] = field(default_factory=lambda: list(TENANTS))
+    hold: float = HOLD
 
     async def add(
         self,
@@ -179,6 +188,8 @@ class Cluster:
             sharding=self.sharding,
             sections=self.sections,
             tenant_options=self.tenant_options,
+            tenants=self.tenants,
+            hold=self.hold,
         )
         process = RelayProcess(config, self.root / f"{name}.log", port)
         await process.start()
@@ -227,7 +238,7 @@ class Cluster:
             return None
         listening = self.listening()
         for name, shards in owned.items():
-            if any(listening.get(admin(t)) != {name} for t in tenants_of(shards)):
+            if any(listening.get(admin(t)) != {name} for t in tenants_of(shards, self.tenants)):
                 return None
         return owned
 
@@ -250,8 +261,8 @@ class Cluster:
     async def biggest(self) -> tuple[Replica, set[str]]:
         """The live replica owning the most shards (then the most tenants), and its tenants."""
         owned = await self.wait_settled()
-        name = max(owned, key=lambda n: (len(owned[n]), len(tenants_of(owned[n]))))
-        moved = tenants_of(owned[name])
+        name = max(owned, key=lambda n: (len(owned[n]), len(tenants_of(owned[n], self.tenants))))
+        moved = tenants_of(owned[name], self.tenants)
         assert moved, f"{name} owns shards {sorted(owned[name])} but no tenant: {owned}"
         return self.replicas[name], moved
 
@@ -304,15 +315,19 @@ async def cluster(
     sharding: str = "",
     sections: str = "",
     tenant_options: str = "",
+    tenants: int = len(TENANTS),
+    hold: float = HOLD,
+    settle: float = 60.0,
 ) -> AsyncIterator[tuple[Cluster, Consumer]]:
     """``replicas`` relays (``r1``..) on a fresh emulator, broker names and lease prefix,
     settled; the consumer already counting. Every replica still running at the end is
     stopped with SIGTERM and must exit 0. ``sharding``, ``sections``, ``tenant_options``:
-    see :class:`Cluster`."""
+    see :class:`Cluster`; ``tenants``: how many (``t01``..), ``hold``: the listen hold,
+    ``settle``: how long the start may take."""
     name = f"test.ha.{uuid.uuid4().hex[:10]}"
     broker = Broker(exchange=name, queue=name)
     try:
-        async with ha_emulator() as emu, Consumer(broker) as consumer:
+        async with ha_emulator(tenants, hold) as emu, Consumer(broker) as consumer:
             group = Cluster(
                 emu,
                 broker,
@@ -321,12 +336,14 @@ async def cluster(
                 sharding=sharding,
                 sections=sections,
                 tenant_options=tenant_options,
+                tenants=names(tenants),
+                hold=hold,
             )
             codes: dict[str, int | None] = {}
             try:
                 for n in range(1, replicas + 1):
                     await group.add(f"r{n}")
-                await group.wait_settled(60)
+                await group.wait_settled(settle)
                 yield group, consumer
             finally:
                 running = {r.name for r in group.alive()}

@@ -111,6 +111,13 @@ def test_failed_and_disabled_say_why() -> None:
     assert "failed: bad credentials" in page and "disabled: 410 Gone" in page
 
 
+def test_a_tenant_waiting_for_its_turn_says_so_not_an_error() -> None:
+    tenants = (replace(sample().tenants[0], state="waiting", last_error=None),)
+    page = render_status_page(sample(tenants=tenants))
+    assert "waiting for its turn (takeover_rate)" in page
+    assert 'waiting: "waiting for its turn (takeover_rate)"' in page, "the live script too"
+
+
 def test_healthy_pruned_and_stopping_banners() -> None:
     healthy = sample(
         tenants=(replace(sample().tenants[0], state="connected", last_error=None),),

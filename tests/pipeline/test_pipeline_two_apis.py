@@ -130,7 +130,7 @@ async def two_apis(broker: Broker, receiver: Receiver, tmp_path: Path) -> AsyncI
                 {"name": "newco", "api": "api2", "corpid": CORPID, "api_url": emulator.api2_url,
                  "contact_secret": "demo-directory-secret", "sso_secret": "demo-sso-secret",
                  "newmail_secret": "demo-newmail-secret", "callback_token": TOKEN,
-                 "encoding_aes_key": AES_KEY},
+                 "encoding_aes_key": AES_KEY, "directory_interval": 1},
             ],
             amqp=broker.amqp_settings(),
             sharding={"mode": "static"},
@@ -307,3 +307,30 @@ async def test_forged_replayed_and_tampered_callbacks_are_refused(two_apis: TwoA
     assert len(two_apis.hooks("exmail.mail.new")) == 1
     outcomes = two_apis.outcomes()
     assert outcomes.get("accepted") == 1.0 and "duplicate" not in outcomes, outcomes
+
+
+async def test_directory_changes_of_each_tenant_are_one_shape_of_user_events(
+    two_apis: TwoApis,
+) -> None:
+    """The first API by ``listen`` and ``Ver``, the second by a listing diffed every
+    second: an added and a deleted member of each tenant are the same events."""
+    emulator = two_apis.emulator
+    await control(emulator, "user", {"action": "add", "alias": "hire@example.com", "name": "Hire"})
+    await control(emulator, "api2/user",
+                  {"action": "add", "userid": "hire@example.org", "name": "Hire"})  # fmt: skip
+    await two_apis.arrived("exmail.user.added", 2)
+    await control(emulator, "user", {"action": "del", "alias": "hire@example.com"})
+    await control(emulator, "api2/user", {"action": "del", "userid": "hire@example.org"})
+    await two_apis.arrived("exmail.user.deleted", 2)
+    await two_apis.settled()
+
+    for kind in ("exmail.user.added", "exmail.user.deleted"):
+        messages = two_apis.messages(kind)
+        assert sorted(m.routing_key or "" for m in messages) == [
+            f"{t}.{kind.removeprefix('exmail.')}" for t in TENANTS
+        ], f"exactly one {kind} per tenant on the broker"
+        bodies = {json.loads(m.body)["source"]: json.loads(m.body) for m in messages}
+        openapi, api2 = bodies["exmail-relay/acme"], bodies["exmail-relay/newco"]
+        assert _shape(openapi) == _shape(api2), f"one {kind} shape for both APIs"
+        assert openapi["subject"] == "hire@example.com" and api2["subject"] == "hire@example.org"
+        assert len(two_apis.hooks(kind)) == 2, f"exactly one {kind} per tenant on the webhook"

@@ -154,6 +154,7 @@ def test_crd_kinds_are_structurally_sound(chart: Any) -> None:
         "ExmailRelayNotReady", "ExmailRelayBacklogGrowing", "ExmailRelayOldestPendingHigh",
         "ExmailRelayDeadLetters", "ExmailRelayBrokerMessagesRefused",
         "ExmailRelayLeaseUnhealthy", "ExmailRelayCheckpointsWaiting",
+        "ExmailRelayCallbacksRefused", "ExmailRelayDirectoryPollsFailing",
     }  # fmt: skip
     for item in rules:
         assert set(item) <= {"alert", "expr", "for", "labels", "annotations"}
@@ -161,6 +162,16 @@ def test_crd_kinds_are_structurally_sound(chart: Any) -> None:
         assert item["expr"].count("(") == item["expr"].count(")")
         assert "summary" in item["annotations"]
         assert "{{ $labels" in item["annotations"]["summary"]
+
+
+def test_the_rules_extra_labels_are_labels_and_nothing_else(chart: Any) -> None:
+    values = copy.deepcopy(FULL)
+    values.setdefault("prometheusRule", {})["labels"] = {"release": "kube-prometheus"}
+    rule = one(render(chart, values), "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert all(isinstance(v, str) for v in rule["metadata"]["labels"].values())
+    names = [r["alert"] for r in rule["spec"]["groups"][0]["rules"]]
+    assert len(names) == len(set(names)), "no alert twice"
 
 
 # test_ship_dashboard.py checks every query's metrics and labels against a running relay.

@@ -4,14 +4,19 @@ What the image does, and what this test does instead:
 
 1. build stage, ``pip wheel .``: here ``pip wheel --no-deps --no-build-isolation`` with
    the project venv's hatchling, so no network is needed;
-2. runtime stage, ``python -m venv`` + ``pip install --no-index --find-links`` of that
-   wheel: here the same, into a fresh venv in a world-readable temporary directory,
-   with ``--no-deps``. The dependencies come from the project venv through a ``.pth``
-   line that appends its site-packages to the fresh venv's ``sys.path`` (a plain path
-   line, so the project's editable-install hook in that directory is *not* run and
-   ``relay`` is imported from the installed wheel, which the test checks). This needs
-   only what ``pip install -e '.[dev]'`` already put on the machine, so it works on a
-   fresh CI machine without network;
+2. runtime stage, ``python -m venv`` + ``pip install --no-index --find-links`` of
+   ``exmail-relay[EXTRAS]``: here the same requirement (taken from the Dockerfile and
+   expanded by ``sh`` as the build would), into a fresh venv in a world-readable
+   temporary directory, with ``--no-deps``. The dependencies are what pip would resolve
+   for that requirement: the closure of the installed wheel's ``Requires-Dist`` with the
+   requested extras, taken from the project venv's distributions and linked into one
+   directory, which a ``.pth`` line appends to the fresh venv's ``sys.path`` (a plain
+   path line, so the project's editable-install hook is *not* run and ``relay`` is
+   imported from the installed wheel, which the test checks). A distribution outside
+   the closure, such as OpenTelemetry in a build without the extra, is not there. This
+   needs only what ``pip install -e '.[dev]'`` already put on the machine, so it works
+   on a fresh CI machine without network. Both builds are replayed: the default
+   (``EXTRAS=otel``) and ``--build-arg EXTRAS=``;
 3. ``USER 10001``, read-only root filesystem: here the commands run as uid/gid 65534
    (nobody) with the image's environment, from a root-owned venv they cannot write to,
    and the test checks that they wrote no bytecode.
@@ -19,6 +24,8 @@ What the image does, and what this test does instead:
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -31,6 +38,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
@@ -66,6 +75,75 @@ def _build_context() -> list[str]:
         if line.startswith("COPY ") and "--from" not in line:
             copied += [name.removeprefix("./") for name in line.split()[1:-1]]
     return copied
+
+
+def _default_extras() -> str:
+    match = re.search(r"^ARG EXTRAS=(\S*)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert match is not None, "the Dockerfile declares ARG EXTRAS=<default> before FROM"
+    return match.group(1)
+
+
+def _requirements(extras: str) -> tuple[str, str]:
+    """The requirements the build stage's ``pip wheel`` and the runtime stage's ``pip
+    install`` are given, expanded by ``sh`` with ``EXTRAS`` as the build would."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    wheel = re.search(r"pip wheel --wheel-dir /wheels (\S+)", text)
+    install = re.search(r'pip" install --no-index --find-links=/wheels\s+(\S+)', text)
+    assert wheel is not None and install is not None
+    expanded = subprocess.run(
+        ["/bin/sh", "-c", f"printf '%s\\n' {wheel.group(1)} {install.group(1)}"],
+        env={"EXTRAS": extras}, capture_output=True, text=True, check=True, timeout=10,
+    ).stdout.split()  # fmt: skip
+    assert len(expanded) == 2, expanded
+    return expanded[0], expanded[1]
+
+
+def _closure(root: importlib.metadata.Distribution, extras: set[str]) -> list[str]:
+    """The project venv's distributions that pip resolves for ``root[extras]``."""
+    installed = {
+        canonicalize_name(dist.metadata["Name"]): dist
+        for dist in importlib.metadata.distributions(path=[site.getsitepackages()[0]])
+    }
+    todo = [(root, frozenset(extras))]
+    needed: set[str] = set()
+    while todo:
+        dist, wanted = todo.pop()
+        for line in dist.requires or []:
+            req = Requirement(line)
+            environments = [{"extra": extra} for extra in wanted] or [{"extra": ""}]
+            if req.marker is not None and not any(req.marker.evaluate(e) for e in environments):
+                continue
+            name = canonicalize_name(req.name)
+            assert name in installed, f"{req} is not installed in the project venv"
+            assert installed[name].version in req.specifier, f"{req}: {installed[name].version}"
+            key = f"{name}[{','.join(sorted(req.extras))}]"
+            if key not in needed:
+                needed.add(key)
+                todo.append((installed[name], frozenset(req.extras)))
+    return sorted({key.partition("[")[0] for key in needed})
+
+
+def _link_dependencies(venv_purelib: Path, extras: set[str], deps: Path) -> list[str]:
+    """Links the top-level entries of every distribution in the closure into ``deps``."""
+    (root,) = importlib.metadata.distributions(path=[str(venv_purelib)], name="exmail-relay")
+    names = _closure(root, extras)
+    site_packages = Path(site.getsitepackages()[0])
+    deps.mkdir()
+    for name in names:
+        dist = importlib.metadata.distribution(name)
+        assert dist.files is not None, f"{name} has no RECORD"
+        for top in {f.parts[0] for f in dist.files}:
+            if top in {"..", "__pycache__"} or top.endswith(".pth") or "__editable__" in top:
+                continue
+            if (site_packages / top).exists() and not (deps / top).exists():
+                (deps / top).symlink_to(site_packages / top)
+    return names
+
+
+def test_the_image_installs_the_otel_extra_by_default() -> None:
+    assert _default_extras() == "otel"
+    assert _requirements("otel") == (".[otel]", "exmail-relay[otel]")
+    assert _requirements("") == (".", "exmail-relay")
 
 
 def test_dockerignore_lets_through_exactly_what_the_build_copies() -> None:
@@ -107,8 +185,14 @@ def _interpreter_for_nobody() -> str:
     raise AssertionError(f"no Python {version} that uid {NOBODY} can run among {candidates}")
 
 
+@pytest.fixture(scope="module", params=["default", "without-extras"])
+def build_extras(request: pytest.FixtureRequest) -> str:
+    """``EXTRAS`` of the replayed build: the Dockerfile's default, or ``--build-arg EXTRAS=``."""
+    return _default_extras() if request.param == "default" else ""
+
+
 @pytest.fixture(scope="module")
-def image_root() -> Iterator[Path]:
+def image_root(build_extras: str) -> Iterator[Path]:
     """A world-readable directory tree standing in for the image's filesystem."""
     root = Path(tempfile.mkdtemp(prefix="exmail-relay-image-"))
     root.chmod(0o755)
@@ -119,7 +203,8 @@ def image_root() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def installed_venv(image_root: Path) -> Path:
+def installed_venv(image_root: Path, build_extras: str) -> Path:
+    wheel_requirement, install_requirement = _requirements(build_extras)
     context = image_root / "src"
     context.mkdir()
     for name in _build_context():
@@ -132,7 +217,8 @@ def installed_venv(image_root: Path) -> Path:
     wheels = image_root / "wheels"
     built_wheel = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--no-index", "--wheel-dir", str(wheels), str(context)],
+         "--no-index", "--wheel-dir", str(wheels),
+         str(context) + wheel_requirement.removeprefix(".")],
         check=False, capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     assert built_wheel.returncode == 0, f"pip wheel failed:\n{built_wheel.stderr[-3000:]}"
@@ -145,12 +231,15 @@ def installed_venv(image_root: Path) -> Path:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     purelib = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
-    (purelib / "_project_deps.pth").write_text(site.getsitepackages()[0] + "\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-         "--no-deps", "--no-index", "--find-links", str(wheels), str(built[0])],
+         "--no-deps", "--no-index", "--find-links", str(wheels), install_requirement],
         check=True, capture_output=True, timeout=90,
     )  # fmt: skip
+    extras = set(Requirement(install_requirement).extras)
+    deps = image_root / "deps"
+    _link_dependencies(purelib, extras, deps)
+    (purelib / "_project_deps.pth").write_text(f"{deps}\n")
     for path in [image_root, *image_root.rglob("*")]:
         if path.is_dir():
             path.chmod(0o755)
@@ -263,3 +352,45 @@ def test_a_bad_config_fails_clearly_as_non_root(runtime: tuple[Path, dict[str, s
     result = _as_nobody(["python", "-c", code], env | {"RELAY_CONFIG": str(bad)}, journal_dir)
     assert result.returncode != 0
     assert "http.port" in result.stderr
+
+
+_TRACING_PROBE = """
+import asyncio, json, sys
+from relay.app.tracing import open_tracing
+import relay.cli.main  # the whole command line, as `exmail-relay run` imports it
+
+async def probe() -> dict[str, object]:
+    async with open_tracing() as tracing:
+        return {"enabled": tracing.enabled,
+                "otel_imported": any(m.startswith("opentelemetry") for m in sys.modules)}
+
+print(json.dumps(asyncio.run(probe())))
+"""
+
+
+def _trace_probe(env: dict[str, str], cwd: Path) -> tuple[dict[str, object], str]:
+    result = _as_nobody(["python", "-c", _TRACING_PROBE], env, cwd)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1]), result.stderr
+
+
+def test_tracing_is_in_the_default_image_and_idle_until_otel_variables_ask(
+    build_extras: str, runtime: tuple[Path, dict[str, str]]
+) -> None:
+    journal_dir, env = runtime
+    idle, _ = _trace_probe(env, journal_dir)
+    assert idle == {"enabled": False, "otel_imported": False}, "nothing imported, untraced"
+
+    asked, stderr = _trace_probe(env | {"OTEL_TRACES_EXPORTER": "console"}, journal_dir)
+    sdk = _as_nobody(
+        ["python", "-c", "import importlib.metadata as m; print(m.version('opentelemetry-sdk'))"],
+        env, journal_dir,
+    )  # fmt: skip
+    if build_extras:  # the default image: the extra is installed and traces when asked
+        assert "otel" in build_extras.split(",")
+        assert sdk.returncode == 0, sdk.stderr
+        assert asked == {"enabled": True, "otel_imported": True}
+    else:  # built with --build-arg EXTRAS=: no OpenTelemetry, a warning, untraced
+        assert sdk.returncode != 0 and "PackageNotFoundError" in sdk.stderr
+        assert asked == {"enabled": False, "otel_imported": False}
+        assert "[otel] extra is not installed" in stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 from relay.core import events
 from relay.core.delivery import Delivered, Delivery, Outcome
 from relay.journal import Journal
+from relay.journal._schema import SCHEMA_VERSION
 from relay.runtime.tracing import NO_SPAN, NO_TRACE, Tracing
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -80,7 +81,9 @@ async def test_a_schema_3_journal_gains_the_columns_and_its_rows_still_deliver(
         old, new = await journal.claim("s", limit=10)
     assert {"traceparent", "tracestate"} <= columns(path)
     with contextlib.closing(sqlite3.connect(path)) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+            SCHEMA_VERSION,
+        )
     assert (old.event_id, old.traceparent) == (mail(1).id, None)
     assert (new.event_id, new.traceparent, new.tracestate) == (mail(2).id, PARENT, None)
     assert "tracestate" not in json.loads(new.body)  # none given: the attribute is absent

@@ -1,0 +1,52 @@
+"""Lease mode's parts, built from the settings: the lease manager, the checkpoint store
+and the token fence of each tenant (docs/leases.md, "In the running relay")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from relay.app.settings import Settings
+from relay.core.shards import shard_of
+from relay.runtime.checkpoints import CheckpointStore
+from relay.runtime.leases import LeaseManager
+from relay.runtime.observer import Observer
+
+__all__ = ["checkpoint_store", "lease_manager", "token_fence"]
+
+
+def lease_manager(settings: Settings, hostname: str | None, observer: Observer) -> LeaseManager:
+    """Lease mode's manager: its own plain connection to ``[amqp] url`` (not the
+    sink's: a lease must die with exactly the connection that holds it)."""
+    sh = settings.sharding
+    return LeaseManager(
+        url=settings.amqp.url,
+        replica_id=sh.lease_replica_id(hostname),
+        secrets=sh.secret,
+        tenants=[t.name for t in settings.tenants if t.enabled],
+        shards=sh.shards,
+        prefix=sh.prefix,
+        heartbeat=sh.heartbeat,
+        tick=min(1.0, sh.heartbeat / 3),
+        on_refused=lambda reason: observer.broker_message_refused("presence", reason),
+    )
+
+
+def checkpoint_store(
+    settings: Settings, leases: LeaseManager, observer: Observer
+) -> CheckpointStore:
+    """Lease mode's checkpoint store on ``[amqp] url``, signed with the deployment secret."""
+    sh = settings.sharding
+    return CheckpointStore(
+        url=settings.amqp.url,
+        secrets=sh.secret,
+        shards=leases.shards,
+        prefix=sh.prefix,
+        heartbeat=sh.heartbeat,
+        observer=observer,
+    )
+
+
+def token_fence(leases: LeaseManager, tenant: str) -> Callable[[], bool]:
+    """The token fence: renew a refused token only while holding the tenant's shard."""
+    shard = shard_of(tenant, leases.shards)
+    return lambda: leases.holds(shard)
