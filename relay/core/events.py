@@ -21,6 +21,7 @@ changes again) gets the same id and the journal stores it once (docs/events.md, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -135,8 +136,12 @@ def encode_json(value: Any) -> bytes:
 _COMPACT: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=256)
 def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with millisecond precision and a ``Z``."""
+    """RFC 3339 in UTC with millisecond precision and a ``Z``.
+
+    Kept for the last few moments: the events of one ``listen`` answer share theirs,
+    and ``strftime`` was half of encoding an event (issue 20)."""
     utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 

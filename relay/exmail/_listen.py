@@ -136,7 +136,7 @@ def _classify_value(value: Any) -> ListenMessage:
 
 def classify(obj: Mapping[str, Any]) -> ListenMessage:
     """One decoded JSON object to its message, by its keys (see the module docstring)."""
-    keys = normalize_keys(dict(obj))
+    keys = normalize_keys(obj if type(obj) is dict else dict(obj))  # read, not changed
     try:
         if "errcode" in keys or "error" in keys:
             return ListenError(_text(keys.get("errcode", "")), _text(keys.get("error", "")))
@@ -176,6 +176,8 @@ def _field(value: Any, name: str, cut: list[str]) -> str:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:  # the usual case, first (a listen answer is mostly text)
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, (dict, list)):

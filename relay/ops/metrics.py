@@ -340,9 +340,13 @@ class _Tenant(TenantObserver):
         self._m.listen_requests.labels(self._tenant, outcome).inc()
 
     def committed(self, events: Sequence[Event]) -> None:
-        ingested = self._m.events_ingested
+        # One increment per event type, not per event (a listen answer is one type or two).
+        counts: dict[str, int] = {}
         for event in events:
-            ingested.labels(self._tenant, event.type).inc()
+            counts[event.type] = counts.get(event.type, 0) + 1
+        ingested = self._m.events_ingested
+        for event_type, count in counts.items():
+            ingested.labels(self._tenant, event_type).inc(count)
 
     def checkpoint(self, ver: int) -> None:
         self._checkpoint.set(ver)

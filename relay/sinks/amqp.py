@@ -51,7 +51,6 @@ from typing import Any, Literal
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from aiormq import spec
 from pamqp.common import FieldTable
 from pydantic import SecretStr
 
@@ -59,6 +58,7 @@ from relay.core.amqp_message import ContentMode, HeaderPrefix, MessageError, amq
 from relay.core.backoff import Backoff
 from relay.core.delivery import Dead, Delivered, Delivery, Outcome, Retry, Unavailable
 from relay.sinks.brokerlink import BrokerLink, wait_until
+from relay.sinks.publish import WireProperties, publish
 
 __all__ = ["AmqpSink"]
 
@@ -111,7 +111,7 @@ class AmqpSink:
             on_down=self._down,
         )
         self._channel: AbstractChannel | None = None
-        self._underlay: aiormq.abc.AbstractChannel | None = None
+        self._underlay: aiormq.Channel | None = None
         self._exchange: AbstractExchange | None = None
         self._confirm_timeout = confirm_timeout
         # The current session's publishes awaiting their confirm: ticket -> (loop time
@@ -197,8 +197,12 @@ class AmqpSink:
                 channel.declare_queue(self._queue_name, durable=True, arguments=arguments)
             )
             await op(queue.bind(exchange, routing_key=self._binding_key))
-        # The aiormq channel under ``channel``, fetched once per session, not per publish.
-        self._underlay = await channel.get_underlay_channel()
+        # The aiormq channel under ``channel``, fetched once per session, not per publish;
+        # publish() works on aiormq's own Channel (its lock, tags and confirm futures).
+        underlay = await channel.get_underlay_channel()
+        if not isinstance(underlay, aiormq.Channel):
+            raise TypeError(f"not an aiormq channel: {type(underlay).__name__}")
+        self._underlay = underlay
         self._channel, self._exchange = channel, exchange
         self._stalled = None
         self._link.up()
@@ -262,7 +266,7 @@ class AmqpSink:
             headers["traceparent"] = delivery.traceparent
             if delivery.tracestate:
                 headers["tracestate"] = delivery.tracestate
-        properties = spec.Basic.Properties(
+        properties = WireProperties(
             content_type=message.content_type,
             headers=headers or None,
             message_id=delivery.event_id,
@@ -276,19 +280,19 @@ class AmqpSink:
         task = asyncio.current_task(loop)  # with the loop: a third of the cost without
         unconfirmed[ticket] = (loop.time(), task)
         try:
-            # Straight to aiormq, not through aio-pika's Exchange.publish, and without
-            # waiting for the socket write (wait=False): publishes then do not queue
-            # behind each other on the channel lock while the writer flushes, and the
-            # only suspension per message is the broker's confirm. The window bounds
-            # what can be buffered. No per-publish timeout either: it costs a timer per
-            # message. The watchdog (_watch_confirms) puts an age limit on them all.
-            await underlay.basic_publish(  # type: ignore[call-arg]
+            # Straight to aiormq's channel, not through aio-pika's Exchange.publish, and
+            # without waiting for the socket write: publishes then do not queue behind
+            # each other on the channel lock while the writer flushes, and the only
+            # suspension per message is the broker's confirm. The window bounds what can
+            # be buffered. No per-publish timeout either: it costs a timer per message.
+            # The watchdog (_watch_confirms) puts an age limit on them all. publish() is
+            # aiormq's basic_publish(mandatory=True, wait=False) with cheaper marshalling.
+            await publish(
+                underlay,
                 message.body,
                 exchange=exchange.name,
                 routing_key=delivery.routing_key,
                 properties=properties,
-                mandatory=True,
-                wait=False,
             )
         except aiormq.exceptions.PublishError:
             return Retry(f"unroutable: no queue bound for {delivery.routing_key!r}")

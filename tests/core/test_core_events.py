@@ -224,3 +224,15 @@ def test_router_applies_type_and_tenant_filters() -> None:
     assert list(router(user)) == ["amqp", "webhook:acme-users"]
     assert list(router(other)) == ["amqp"]
     assert router.sinks == ["amqp", "webhook:mail", "webhook:acme-users"]
+
+
+def test_format_time_is_the_utc_text_of_the_instant_whatever_asked_before() -> None:
+    # format_time keeps its last answers: equal instants in other zones, and moments
+    # asked one after another, still get their own UTC text.
+    moment = datetime(2026, 12, 7, 1, 2, 3, 456789, tzinfo=UTC)
+    assert ev.format_time(moment) == "2026-12-07T01:02:03.456Z"
+    east = moment.astimezone(timezone(timedelta(hours=8)))
+    assert ev.format_time(east) == "2026-12-07T01:02:03.456Z"
+    later = moment + timedelta(milliseconds=1)
+    assert ev.format_time(later) == "2026-12-07T01:02:03.457Z"
+    assert ev.format_time(moment) == "2026-12-07T01:02:03.456Z"
