@@ -425,6 +425,7 @@ class ShardRunner:
                 return
             entry.listeners[index] = self._make_listener(listener.tenant, lambda: None)
             self.resumed[listener.tenant] = self.resumed.get(listener.tenant, 0) + 1
+            self._observer.fence_resumed()
             log.warning(
                 "tenant let go by the fence while its shard is still held; listening again",
                 extra={

@@ -571,7 +571,7 @@ async def test_tenants_let_go_by_a_freshness_lapse_listen_again_while_the_shard_
     "not owner", the listener lets its tenant go, and the lease is confirmed again
     without ever being lost. The runner must start such a tenant again; before, it stayed
     ``stopped`` until the shard was taken again (80 of 5,000 tenants in an unpaced run)."""
-    async with relay(lease_settings(emu, tmp_path, "r-lapse", prefix)) as (r, _):
+    async with relay(lease_settings(emu, tmp_path, "r-lapse", prefix)) as (r, metrics):
         runner = runner_of(r)
         await eventually(lambda: settled(emu, [runner]), what="one relay runs all 6 tenants")
         manager = runner.leases
@@ -593,3 +593,5 @@ async def test_tenants_let_go_by_a_freshness_lapse_listen_again_while_the_shard_
         assert manager.owned == held, "the same leases all along"
         assert await token_fetches(emu) == fetches, "the cached tokens were used again"
         assert runner.resumed == dict.fromkeys(TENANTS, 1), "each resume counted once"
+        resumes = metrics.get_sample_value("exmail_relay_fence_resumes_total")
+        assert resumes == len(TENANTS)
