@@ -437,8 +437,12 @@ class ShardRunner:
 
     async def _held_again(self, shard: int, stopped: asyncio.Event) -> bool:
         """Wait until the fence says this replica holds ``shard`` again (True) or the
-        shard is let go (False)."""
+        shard is let go (False). A shard seen out of ``owned`` is gone for this entry:
+        its release is on its way to :meth:`run`, and a later acquisition starts a new
+        entry from the broker's checkpoint, never this one from the journal."""
         while not stopped.is_set():
+            if shard not in self.leases.owned:
+                return False
             if self.leases.holds(shard):
                 return True
             with contextlib.suppress(TimeoutError):

@@ -178,6 +178,8 @@ class DirectoryPollers:
             return False
         shard = shard_of(poller.tenant, leases.shards)
         while not poller.stopped:
+            if shard not in leases.owned:
+                return False  # lost or released: a later acquisition starts a new poller
             if leases.holds(shard):
                 return True
             await poller.wait_stopped(self._recheck)

@@ -595,3 +595,30 @@ async def test_tenants_let_go_by_a_freshness_lapse_listen_again_while_the_shard_
         assert runner.resumed == dict.fromkeys(TENANTS, 1), "each resume counted once"
         resumes = metrics.get_sample_value("exmail_relay_fence_resumes_total")
         assert resumes == len(TENANTS)
+
+
+@pytest.mark.rabbitmq
+async def test_a_lapse_that_ends_in_a_lost_lease_restarts_nothing_until_the_shard_is_retaken(
+    tmp_path: Path, emu: Emulator, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other way a lapse ends: the freshness timer fires, every lease is given up.
+    The tenants let go must not be started again by the old shard entries; they listen
+    again only through the shards' next acquisition (from the broker's checkpoint)."""
+    async with relay(lease_settings(emu, tmp_path, "r-lost", prefix)) as (r, metrics):
+        runner = runner_of(r)
+        await eventually(lambda: settled(emu, [runner]), what="one relay runs all 6 tenants")
+        manager = runner.leases
+        monkeypatch.setattr(manager, "holds", lambda shard: False)
+        await eventually(
+            lambda: all(lst.status.state == "stopped" for lst in runner.listeners),
+            seconds=10,
+            what="every tenant let go by the fence",
+        )
+        manager._expired()  # the freshness timer: unconfirmed for a heartbeat, leases given up
+        assert manager.owned == frozenset()
+        monkeypatch.undo()
+
+        await eventually(lambda: settled(emu, [runner]), seconds=20, what="all shards retaken")
+        assert runner.resumed == {}, "no old entry started a tenant again"
+        assert metrics.get_sample_value("exmail_relay_fence_resumes_total") == 0
+        assert metrics.get_sample_value("exmail_relay_shard_acquisitions_total") == 2 * SHARDS
