@@ -4,8 +4,9 @@ different replica ids, on the real RabbitMQ and the real emulator (6 tenants).
 The shards split between the relays; a graceful stop hands every shard over; a shard
 handed over for balance stops its listeners before the other relay starts them (the
 emulator never sees two open listens for one tenant); a standby is ready; a new owner
-starts from the broker's checkpoint when it is newer than its journal's; and the token
-fence keeps a replica that lost a tenant from fetching its token again.
+starts from the broker's checkpoint when it is newer than its journal's; the token
+fence keeps a replica that lost a tenant from fetching its token again; and tenants let
+go by the fence during a freshness lapse listen again while the shard stays held.
 """
 
 from __future__ import annotations
