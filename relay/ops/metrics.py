@@ -279,6 +279,11 @@ class Metrics:
         self.owned_shards = Gauge(
             "exmail_relay_owned_shards", "Shards whose tenants this replica runs now.", registry=r
         )
+        self.fence_resumes = Counter(
+            "exmail_relay_fence_resumes",
+            "Tenants let go by the token fence while their shard stayed held, started again.",
+            registry=r,
+        )
         self.takeover_gap = Histogram(
             "exmail_relay_takeover_gap_seconds",
             "From taking a shard's lease to the first listen sent for its tenants.",
@@ -457,6 +462,9 @@ class PrometheusObserver(Observer):
 
     def takeover_gap(self, seconds: float) -> None:
         self.metrics.takeover_gap.observe(seconds)
+
+    def fence_resumed(self) -> None:
+        self.metrics.fence_resumes.inc()
 
     def takeover_queue(self, waiting: int) -> None:
         self.metrics.takeover_queue.set(waiting)

@@ -133,6 +133,10 @@ class Observer:
     def takeover_gap(self, seconds: float) -> None:
         """Lease mode: from a shard's acquisition to its first tenant's first listen."""
 
+    def fence_resumed(self) -> None:
+        """Lease mode: a tenant let go by the fence while its shard stayed held (a
+        freshness lapse) was started again."""
+
     def takeover_queue(self, waiting: int) -> None:
         """How many token fetches and bootstraps wait for their turn (``[sharding]
         takeover_rate``) now."""
@@ -228,6 +232,9 @@ class ForwardingObserver(Observer):
 
     def takeover_gap(self, seconds: float) -> None:
         self.inner.takeover_gap(seconds)
+
+    def fence_resumed(self) -> None:
+        self.inner.fence_resumed()
 
     def takeover_queue(self, waiting: int) -> None:
         self.inner.takeover_queue(waiting)

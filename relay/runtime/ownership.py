@@ -21,7 +21,11 @@ Every task is owned: one per held shard (its tenants' supervised listeners, gath
 kept in a dict and awaited when the shard goes or the runner stops. A listener that
 crashes (a bug) is shown as failed and restarted with backoff, as the supervisor does
 for static mode. A listener fenced by its token (:class:`relay.exmail.TokenFenced`)
-stops by itself and stays ``stopped`` until the shard is acquired again.
+stops by itself. When the shard is really going, the release stops the rest; when the
+lease's freshness only lapsed for a moment (a loaded loop ran a request past
+``fresh_until``, before the confirm that renews it), the runner waits until the fence
+says the shard is held again and starts a fresh listener for the tenant, from its
+journal's Ver (counted in ``resumed``, logged once per resume).
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ class ShardRunner:
         flush_timeout: float = 1.0,
         stop_timeout: float = 5.0,
         restart_backoff: Backoff | None = None,
+        recheck: float = 0.2,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -118,6 +123,9 @@ class ShardRunner:
         self._shards: dict[int, _Shard] = {}
         self.last_handoff: Handoff | None = None
         self.crashes: dict[str, int] = {}
+        # Tenants let go by the fence while their shard stayed held, started again.
+        self.resumed: dict[str, int] = {}
+        self._recheck = recheck
 
     def __repr__(self) -> str:
         return f"ShardRunner(replica={self.leases.replica_id!r}, running={sorted(self._shards)})"
@@ -311,7 +319,9 @@ class ShardRunner:
     async def _serve(self, shard: int, entry: _Shard) -> None:
         if not await self._sync_checkpoints(shard, entry.listeners, entry.stopped):
             return  # let go while still waiting
-        await asyncio.gather(*(self._supervised(lst, entry.stopped) for lst in entry.listeners))
+        await asyncio.gather(
+            *(self._supervised(shard, entry, i) for i in range(len(entry.listeners)))
+        )
 
     async def _sync_checkpoints(
         self, shard: int, listeners: Sequence[Listener], stopped: asyncio.Event
@@ -388,21 +398,56 @@ class ShardRunner:
         for listener in listeners:
             listener.status.last_error = f"waiting for checkpoints: {why}"
 
-    async def _supervised(self, listener: Listener, stopped: asyncio.Event) -> None:
-        """Run one listener; a crash (a bug) shows it failed and restarts it with backoff."""
-        name = f"listen:{listener.tenant}"
+    async def _supervised(self, shard: int, entry: _Shard, index: int) -> None:
+        """Run one listener; a crash (a bug) shows it failed and restarts it with backoff.
+        A listener that let its tenant go by itself (the fence said "not owner") while
+        the shard is still ours is replaced once the lease is confirmed again."""
+        stopped = entry.stopped
         crashes = 0
         while not stopped.is_set():
+            listener = entry.listeners[index]
+            name = f"listen:{listener.tenant}"
             try:
                 await listener.run()
-                return
             except Exception as exc:  # logged with its traceback, then restarted
                 crashes += 1
                 self.crashes[name] = crashes
                 log.exception("worker crashed, restarting", extra={"task": name})
                 listener.crashed(f"internal error: {type(exc).__name__}: {exc}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopped.wait(), self._restart_backoff.delay(crashes - 1))
+                continue
+            if stopped.is_set() or listener.status.state != "stopped":
+                return  # stopped by us, or its journal closed (shutdown)
+            # Let go by the fence, but not by us: the shard's release is on its way, or
+            # the lease's freshness lapsed for a moment and the next confirm renews it.
+            if not await self._held_again(shard, stopped):
+                return
+            entry.listeners[index] = self._make_listener(listener.tenant, lambda: None)
+            self.resumed[listener.tenant] = self.resumed.get(listener.tenant, 0) + 1
+            self._observer.fence_resumed()
+            log.warning(
+                "tenant let go by the fence while its shard is still held; listening again",
+                extra={
+                    "replica": self.leases.replica_id,
+                    "shard": shard,
+                    "tenant": listener.tenant,
+                },
+            )
+
+    async def _held_again(self, shard: int, stopped: asyncio.Event) -> bool:
+        """Wait until the fence says this replica holds ``shard`` again (True) or the
+        shard is let go (False). A shard seen out of ``owned`` is gone for this entry:
+        its release is on its way to :meth:`run`, and a later acquisition starts a new
+        entry from the broker's checkpoint, never this one from the journal."""
+        while not stopped.is_set():
+            if shard not in self.leases.owned:
+                return False
+            if self.leases.holds(shard):
+                return True
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopped.wait(), self._restart_backoff.delay(crashes - 1))
+                await asyncio.wait_for(stopped.wait(), self._recheck)
+        return False
 
     def _gap_probe(self, acquired_at: float) -> Callable[[], None]:
         """The listener's ``on_listen``: the first listen sent observes the takeover gap."""

@@ -10,7 +10,10 @@ goes (:meth:`before_release`, chained after the runner's gate).
 
 Every poller task is owned here: kept by tenant, awaited when its shard goes or on
 :meth:`close`. A poller that crashes (a bug) is logged with its traceback and restarted
-with backoff; it never stops another tenant's polls, nor the relay.
+with backoff; it never stops another tenant's polls, nor the relay. A poller refused by
+the token fence (outcome ``fenced``) while this replica still holds the shard (the
+lease's freshness lapsed for a moment) polls again once the fence says the shard is
+held; if the shard is really going, its release stops the poller first.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class DirectoryPollers:
         leases: LeaseManager | None = None,
         stop_timeout: float = 5.0,
         restart_backoff: Backoff | None = None,
+        recheck: float = 0.2,
     ) -> None:
         self.states = dict(states)
         self._make = make_poller
@@ -60,6 +64,8 @@ class DirectoryPollers:
         self._running: dict[str, _Running] = {}
         self._closed = asyncio.Event()
         self.crashes: dict[str, int] = {}
+        self.resumed: dict[str, int] = {}  # fenced while the shard stayed held, polled again
+        self._recheck = recheck
 
     def __repr__(self) -> str:
         return f"DirectoryPollers(tenants={len(self.states)}, running={sorted(self._running)})"
@@ -145,7 +151,6 @@ class DirectoryPollers:
         while not poller.stopped:
             try:
                 await poller.run()
-                return
             except Exception as exc:  # logged with its traceback, then restarted
                 crashes += 1
                 self.crashes[poller.tenant] = crashes
@@ -153,4 +158,29 @@ class DirectoryPollers:
                     "directory poller crashed, restarting", extra={"tenant": poller.tenant}
                 )
                 poller.state.last_error = f"internal error: {type(exc).__name__}: {exc}"
-            await poller.wait_stopped(self._restart.delay(crashes - 1))
+                await poller.wait_stopped(self._restart.delay(crashes - 1))
+                continue
+            # Returned unstopped: fenced. A release on its way stops it; a freshness
+            # lapse ends with the next confirm, and the tenant is ours to poll again.
+            if not await self._held_again(poller):
+                return
+            self.resumed[poller.tenant] = self.resumed.get(poller.tenant, 0) + 1
+            log.warning(
+                "directory polls fenced while the shard is still held; polling again",
+                extra={"tenant": poller.tenant},
+            )
+
+    async def _held_again(self, poller: DirectoryPoller) -> bool:
+        """Wait until the fence says this replica holds the poller's shard again (True)
+        or the poller is stopped (False; static mode has no fence)."""
+        leases = self._leases
+        if leases is None:
+            return False
+        shard = shard_of(poller.tenant, leases.shards)
+        while not poller.stopped:
+            if shard not in leases.owned:
+                return False  # lost or released: a later acquisition starts a new poller
+            if leases.holds(shard):
+                return True
+            await poller.wait_stopped(self._recheck)
+        return False

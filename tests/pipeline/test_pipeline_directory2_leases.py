@@ -106,3 +106,39 @@ async def test_only_the_owner_polls_and_a_takeover_baseline_keeps_the_id(
         assert changed["type"] == "exmail.directory.changed"
         assert changed["data"]["old_ver"] == baseline["data"]["new_ver"]
         assert added["type"] == "exmail.user.added"
+
+
+async def test_polls_fenced_by_a_freshness_lapse_go_on_while_the_shard_is_held(
+    emulator: Emulator, tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fence says "not owner" for a moment (the lease's freshness lapsed on a loaded
+    loop) while the lease stays held: the poller is fenced, then polls again once the
+    fence says the shard is held. Before, it stayed stopped until the shard moved."""
+    await control(
+        emulator,
+        "api2/tenant",
+        {"corpid": CORPID, "secrets": {"directory": SECRET}, "domains": [DOMAIN],
+         "users": [{"userid": f"ann@{DOMAIN}"}]},
+    )  # fmt: skip
+    async with running_relay(lease_settings(emulator, tmp_path, "relay-l", prefix)) as r:
+        await eventually(lambda: polling(r), what="polling")
+        pollers = r.service.pollers
+        runner = r.service.runner
+        assert pollers is not None and runner is not None
+        state = pollers.states["leaseco"]
+        await eventually(lambda: len(runner.leases.owned) == 16, what="every shard held")
+        held = runner.leases.owned
+        monkeypatch.setattr(runner.leases, "holds", lambda shard: False)
+        await eventually(
+            lambda: state.last_outcome == "fenced" and not state.polling,
+            what="the poller fenced",
+        )
+        assert runner.leases.owned == held, "no lease was lost"
+        monkeypatch.undo()
+        await eventually(
+            lambda: state.polling and state.last_outcome != "fenced",
+            seconds=10,
+            what="polling again",
+        )
+        assert "leaseco" in pollers.running
+        assert pollers.resumed == {"leaseco": 1}, "counted once"

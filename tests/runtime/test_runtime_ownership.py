@@ -4,8 +4,9 @@ different replica ids, on the real RabbitMQ and the real emulator (6 tenants).
 The shards split between the relays; a graceful stop hands every shard over; a shard
 handed over for balance stops its listeners before the other relay starts them (the
 emulator never sees two open listens for one tenant); a standby is ready; a new owner
-starts from the broker's checkpoint when it is newer than its journal's; and the token
-fence keeps a replica that lost a tenant from fetching its token again.
+starts from the broker's checkpoint when it is newer than its journal's; the token
+fence keeps a replica that lost a tenant from fetching its token again; and tenants let
+go by the fence during a freshness lapse listen again while the shard stays held.
 """
 
 from __future__ import annotations
@@ -557,3 +558,68 @@ async def test_a_fence_closing_during_a_directory_expansion_commits_nothing(
         with pytest.raises(TokenFenced):
             await enricher.user_events([entry], 7, datetime.now(UTC), snapshot=False)
     assert skipped == [], "a fenced lookup is not a refusal to skip past"
+
+
+# -- a freshness lapse while the shard stays held ---------------------------------------
+
+
+@pytest.mark.rabbitmq
+async def test_tenants_let_go_by_a_freshness_lapse_listen_again_while_the_shard_is_held(
+    tmp_path: Path, emu: Emulator, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load the lease's freshness can lapse by a hair (the loop runs a fenced
+    request after ``fresh_until`` and before the confirm that renews it): the fence says
+    "not owner", the listener lets its tenant go, and the lease is confirmed again
+    without ever being lost. The runner must start such a tenant again; before, it stayed
+    ``stopped`` until the shard was taken again (80 of 5,000 tenants in an unpaced run)."""
+    async with relay(lease_settings(emu, tmp_path, "r-lapse", prefix)) as (r, metrics):
+        runner = runner_of(r)
+        await eventually(lambda: settled(emu, [runner]), what="one relay runs all 6 tenants")
+        manager = runner.leases
+        held, fetches = manager.owned, await token_fetches(emu)
+
+        # The lapse: the fence answers "not owner" for every shard, the leases stay held.
+        monkeypatch.setattr(manager, "holds", lambda shard: False)
+        await eventually(
+            lambda: all(lst.status.state == "stopped" for lst in runner.listeners),
+            seconds=10,
+            what="every tenant let go by the fence",
+        )
+        assert manager.owned == held and manager.connected, "no lease was lost"
+        assert sum((await listening(emu)).values()) == 0
+        monkeypatch.undo()  # the next confirm: the leases are fresh again
+
+        await eventually(lambda: settled(emu, [runner]), seconds=10, what="all listen again")
+        assert running_tenants(runner) == set(TENANTS)
+        assert manager.owned == held, "the same leases all along"
+        assert await token_fetches(emu) == fetches, "the cached tokens were used again"
+        assert runner.resumed == dict.fromkeys(TENANTS, 1), "each resume counted once"
+        resumes = metrics.get_sample_value("exmail_relay_fence_resumes_total")
+        assert resumes == len(TENANTS)
+
+
+@pytest.mark.rabbitmq
+async def test_a_lapse_that_ends_in_a_lost_lease_restarts_nothing_until_the_shard_is_retaken(
+    tmp_path: Path, emu: Emulator, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other way a lapse ends: the freshness timer fires, every lease is given up.
+    The tenants let go must not be started again by the old shard entries; they listen
+    again only through the shards' next acquisition (from the broker's checkpoint)."""
+    async with relay(lease_settings(emu, tmp_path, "r-lost", prefix)) as (r, metrics):
+        runner = runner_of(r)
+        await eventually(lambda: settled(emu, [runner]), what="one relay runs all 6 tenants")
+        manager = runner.leases
+        monkeypatch.setattr(manager, "holds", lambda shard: False)
+        await eventually(
+            lambda: all(lst.status.state == "stopped" for lst in runner.listeners),
+            seconds=10,
+            what="every tenant let go by the fence",
+        )
+        manager._expired()  # the freshness timer: unconfirmed for a heartbeat, leases given up
+        assert manager.owned == frozenset()
+        monkeypatch.undo()
+
+        await eventually(lambda: settled(emu, [runner]), seconds=20, what="all shards retaken")
+        assert runner.resumed == {}, "no old entry started a tenant again"
+        assert metrics.get_sample_value("exmail_relay_fence_resumes_total") == 0
+        assert metrics.get_sample_value("exmail_relay_shard_acquisitions_total") == 2 * SHARDS
