@@ -148,3 +148,6 @@ class CallbackSettings(Section):
     max_age: Duration = Field(default=600.0, ge=0, le=7 * 86400)
     """A callback whose ``timestamp`` is further than this from the relay's clock, in
     the past or the future, is refused as a replay (403); 0 turns the check off."""
+    body_timeout: Duration = Field(default=10.0, gt=0, le=300)
+    """A POST body not whole within this many seconds is refused (408): a slow sender
+    holds no connection longer (Exmail's sender gives up after 5 s)."""

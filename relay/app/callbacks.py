@@ -57,4 +57,5 @@ def callback_receiver(
         observer=observer,
         max_body_bytes=c.max_body_bytes,
         max_age=c.max_age,
+        body_timeout=c.body_timeout,
     )

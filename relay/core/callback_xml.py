@@ -71,7 +71,10 @@ def parse_flat(raw: bytes) -> Flat:
     """Parse ``raw``: the text of every element below the root, by tag name (the first
     of a repeated name counts), and the CDATA sections. Raises :class:`MessageError` on
     any XML error, on a DTD, or past :data:`MAX_DEPTH` levels."""
-    parser = expat.ParserCreate(encoding=None)
+    # UTF-8, whatever an ``<?xml encoding=...?>`` declaration says: WeCom's messages are
+    # UTF-8, and a declared codec expat does not know (gbk, hex, idna, ...) would raise
+    # ValueError or LookupError, not ExpatError, before any signature was checked.
+    parser = expat.ParserCreate(encoding="utf-8")
     parser.buffer_text = True
     root = ""
     stack: list[str | None] = []  # the open elements: a recorded name, or None
@@ -129,6 +132,8 @@ def parse_flat(raw: bytes) -> Flat:
         raise MessageError("a DTD is not allowed") from None
     except expat.ExpatError as exc:
         raise MessageError(f"not well-formed XML ({expat.errors.messages[exc.code]})") from None
+    except (ValueError, LookupError):  # a codec question expat hands to Python
+        raise MessageError("not UTF-8 XML") from None
     return Flat(root=root, fields=texts, cdata=cdata)
 
 

@@ -74,6 +74,8 @@ class CallbackReceiver:
     observer: Observer = field(default_factory=Observer)
     max_body_bytes: int = 64 * 1024
     max_age: float = 600.0
+    body_timeout: float = 10.0
+    """Seconds a callback's body may take to arrive (the sender gives up after 5)."""
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     _throttles: dict[tuple[str, str], LogThrottle] = field(default_factory=dict)
@@ -104,9 +106,14 @@ class CallbackReceiver:
         if tenant is None:
             return _unknown()
         try:
-            body = await read_body(request, self.max_body_bytes)
+            body = await read_body(
+                request,
+                self.max_body_bytes,
+                setting="[callback] max_body_bytes",
+                within=self.body_timeout,
+            )
         except Problem as exc:
-            reason = "too-large" if exc.status == 413 else "incomplete-body"
+            reason = {413: "too-large", 408: "slow-body"}.get(exc.status, "incomplete-body")
             return self._refused(request, tenant.name, exc.status, reason, exc.detail, started)
         now = self.clock()
         try:

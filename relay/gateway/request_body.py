@@ -25,6 +25,7 @@ answers ``application/problem+json`` and writes the audit line.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -37,11 +38,11 @@ __all__ = ["body_too_large", "parse_json", "read_body"]
 _CHUNK = 64 * 1024
 
 
-def body_too_large(limit: int) -> Problem:
-    """The 413 of a body over ``limit`` bytes."""
+def body_too_large(limit: int, setting: str = "[gateway] max_body_bytes") -> Problem:
+    """The 413 of a body over ``limit`` bytes (``setting`` names the bound)."""
     return Problem(
         413, "body-too-large", "Request body too large",
-        f"the body is over {limit} bytes ([gateway] max_body_bytes)", extra={"limit": limit},
+        f"the body is over {limit} bytes ({setting})", extra={"limit": limit},
     )  # fmt: skip
 
 
@@ -49,12 +50,32 @@ def _incomplete(detail: str) -> Problem:
     return Problem(400, "body-incomplete", "Request body incomplete", detail)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(
+    request: web.Request,
+    limit: int,
+    *,
+    setting: str = "[gateway] max_body_bytes",
+    within: float | None = None,
+) -> bytes:
     """The whole body of ``request``, at most ``limit`` bytes; :class:`Problem` 413 if it is
-    larger (declared or counted), 400 if it ends before its declared length."""
+    larger (declared or counted), 400 if it ends before its declared length, 408 if it has
+    not all arrived within ``within`` seconds (None: no bound)."""
+    if within is None:
+        return await _read_body(request, limit, setting)
+    try:
+        async with asyncio.timeout(within):
+            return await _read_body(request, limit, setting)
+    except TimeoutError:
+        raise Problem(
+            408, "body-timeout", "Request body too slow",
+            f"the body did not arrive within {within:g} s",
+        ) from None  # fmt: skip
+
+
+async def _read_body(request: web.Request, limit: int, setting: str) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
-        raise body_too_large(limit)
+        raise body_too_large(limit, setting)
     chunks: list[bytes] = []
     size = 0
     try:
@@ -64,7 +85,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         while chunk := await request.content.readany():
             size += len(chunk)
             if size > limit:
-                raise body_too_large(limit)
+                raise body_too_large(limit, setting)
             chunks.append(chunk)
     except (ConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
         raise _incomplete(f"the body ended early ({type(exc).__name__})") from None

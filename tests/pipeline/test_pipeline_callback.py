@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,7 +80,7 @@ async def relay(broker: Broker, receiver: Receiver, tmp_path: Path) -> AsyncIter
         sharding={"mode": "static"},
         http={"host": "127.0.0.1", "port": 0, "auth_token": "ops-token-0123456789"},
         webhooks=[hook(receiver, "cb", secret=[secret])],
-        callback={"max_body_bytes": 4096, "max_age": 600},
+        callback={"max_body_bytes": 4096, "max_age": 600, "body_timeout": 1},
     )  # fmt: skip
     metrics = Metrics(CollectorRegistry())
     async with (
@@ -242,6 +243,26 @@ async def _raw(relay: Relay, request: str, *, eof: bool) -> int | None:
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     return int(line.split()[1]) if line else None
+
+
+async def test_a_slow_body_is_408_and_a_declared_foreign_codec_is_no_500(
+    relay: Relay,
+) -> None:
+    """A sender that declares 100 bytes and sends 10 holds the connection no longer than
+    ``[callback] body_timeout``; a body declaring a codec expat hands to Python (gbk) is
+    read as UTF-8 (it was a 500 before any signature was checked)."""
+    slow = (
+        f"POST /callback/newco?msg_signature=x&timestamp=1&nonce=1 HTTP/1.1\r\n"
+        f"Host: relay\r\nContent-Length: 100\r\n\r\n{'<' * 10}"
+    )
+    assert await _raw(relay, slow, eof=False) == 408
+    xml = '<?xml version="1.0" encoding="gbk"?><xml><Encrypt>eA==</Encrypt></xml>'
+    query = f"msg_signature={'0' * 40}&timestamp={int(time.time())}&nonce=1"
+    status, _ = await _post(relay, query, xml.encode())
+    assert status == 403, "read as UTF-8, then refused by the signature check"
+    outcomes = relay.outcomes()
+    assert outcomes.get("slow-body") == 1 and outcomes.get("bad-signature") == 1, outcomes
+    assert (await relay.running.service.journal.stats()).backlog_events == 0
 
 
 async def test_an_unknown_msgtype_is_answered_200_and_not_journaled(relay: Relay) -> None:

@@ -90,6 +90,9 @@ DESCRIPTIONS: dict[str, str] = {
     "callback.max_age": "A callback whose `timestamp` is further than this from the relay's "
     "clock (past or future) is refused as a replay (403, `stale`); 0 turns the check off. "
     "Exmail's retries of one callback are expected within seconds.",
+    "callback.body_timeout": "Seconds a callback's POST body may take to arrive whole; a "
+    "slower one is refused (408, `slow-body`), so a slow sender holds no connection longer. "
+    "Exmail's sender gives up after 5 s.",
     "tenants.name": "Tenant name: routing-key prefix, CloudEvent source, shard hash input.",
     "tenants.client_id": "`openapi`, required: the Exmail administrator account (OAuth2 "
     "client id).",
