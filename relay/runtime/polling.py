@@ -62,6 +62,9 @@ class DirectoryPollers:
         self._stop_timeout = stop_timeout
         self._restart = restart_backoff or Backoff(base=1.0, cap=60.0)
         self._running: dict[str, _Running] = {}
+        # Pollers told to stop whose task has not ended yet: kept (owned) until it has,
+        # so a release gate that comes after the release event still waits for them.
+        self._stopping: dict[str, _Running] = {}
         self._closed = asyncio.Event()
         self.crashes: dict[str, int] = {}
         self.resumed: dict[str, int] = {}  # fenced while the shard stayed held, polled again
@@ -112,7 +115,7 @@ class DirectoryPollers:
                 with contextlib.suppress(Exception):
                     await changes.aclose()  # type: ignore[attr-defined]
         finally:
-            await self._stop(list(self._running))
+            await self._stop([*self._running, *self._stopping])
 
     async def before_release(self, shard: int, reason: ReleaseReason) -> None:
         """A planned release: the shard's pollers stop (a commit under way finishes)
@@ -132,19 +135,31 @@ class DirectoryPollers:
             log.info("directory polling started", extra={"tenant": tenant})
 
     async def _stop(self, tenants: Iterable[str]) -> None:
-        gone = [self._running.pop(t) for t in list(tenants) if t in self._running]
-        for entry in gone:
-            entry.poller.stop()
+        names = list(tenants)
+        for tenant in names:
+            if (entry := self._running.pop(tenant, None)) is not None:
+                entry.poller.stop()
+                self._stopping[tenant] = entry
+        gone = [self._stopping[t] for t in names if t in self._stopping]
         if not gone:
             return
         tasks = [entry.task for entry in gone]
-        _, late = await asyncio.wait(tasks, timeout=self._stop_timeout)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            _, late = await asyncio.wait(tasks, timeout=self._stop_timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            # Cancelled while waiting (a release gate past its grace): the tasks are
+            # cancelled and stay in _stopping, so the final stop still awaits them.
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
         for entry in gone:
-            entry.poller.state.polling = False
-            log.info("directory polling stopped", extra={"tenant": entry.poller.tenant})
+            if self._stopping.get(entry.poller.tenant) is entry:
+                del self._stopping[entry.poller.tenant]
+                entry.poller.state.polling = False
+                log.info("directory polling stopped", extra={"tenant": entry.poller.tenant})
 
     async def _supervised(self, poller: DirectoryPoller) -> None:
         crashes = 0
