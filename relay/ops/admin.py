@@ -28,7 +28,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 from pydantic import SecretStr
@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 audit = logging.getLogger("relay.audit")
+log = logging.getLogger("relay.admin")
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="exmail-relay admin"'}
 _ACTOR = re.compile(r"^admin:[0-9a-f]{12}$")
@@ -113,10 +114,14 @@ def hopped(request: web.Request) -> bool:
     return any(VIA_NAME in value for value in request.headers.getall("Via", []))
 
 
+_AUTHENTICATED: Final = web.RequestKey("relay.admin.authenticated", bool)
+
+
 def actor_of(request: web.Request) -> str:
-    """The caller's fingerprint; on a forwarded call, the original caller's."""
+    """The caller's fingerprint; on a forwarded call that passed the token check, the
+    original caller's (a refused call's headers are the caller's word only)."""
     forwarded = request.headers.get(ACTOR_HEADER, "")
-    if hopped(request) and _ACTOR.match(forwarded):
+    if request.get(_AUTHENTICATED) and hopped(request) and _ACTOR.match(forwarded):
         return forwarded
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -125,6 +130,8 @@ def actor_of(request: web.Request) -> str:
 
 
 def _via(request: web.Request) -> str | None:
+    if not request.get(_AUTHENTICATED):
+        return None
     for value in request.headers.getall("Via", []):
         if VIA_NAME + "-" in value:
             return value.rsplit(VIA_NAME + "-", 1)[1].strip()[:63]
@@ -171,6 +178,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             return await handler(request)
         refused = request.match_info.http_exception
         _authenticate(request, admin)
+        request[_AUTHENTICATED] = True
         if isinstance(refused, web.HTTPMethodNotAllowed):
             allow = ", ".join(sorted(refused.allowed_methods))
             raise Problem(
@@ -188,6 +196,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             result = {"problem": problem.kind, "status": problem.status}
             write_audit(request, admin, asked(request), result)
         return problem.response(instance=request.path)
+    except Exception as exc:  # a journal or peer failure: still one audit line, a 500 problem
+        if request.method == "POST":
+            write_audit(request, admin, asked(request), {"error": type(exc).__name__})
+        log.exception("admin call failed", extra={"route": request.path})
+        return Problem(
+            500, "internal-error", "Internal error", f"the call failed: {type(exc).__name__}"
+        ).response(instance=request.path)
 
 
 async def _admin_off(request: web.Request) -> web.Response:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from relay.core.presence import valid_replica_id
 from relay.gateway.problems import Problem
@@ -59,19 +60,34 @@ def iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Unix seconds a time filter may take: 1970 to the year 5138. NaN, infinities and huge
+# numbers are refused: SQLite binds NaN as NULL, which the filter reads as "no bound".
+_MAX_SECONDS: Final = 1e11
+
+
 def parse_time(field: str, value: object) -> float | None:
-    """ISO 8601 (naive = UTC) or Unix seconds, or ``None`` when absent."""
+    """ISO 8601 (naive = UTC) or Unix seconds, or ``None`` when absent; a finite time."""
+    moment = _parse_time(field, value)
+    if moment is not None and not (math.isfinite(moment) and 0 <= moment <= _MAX_SECONDS):
+        raise _bad(field, "expected a time between 1970 and the year 5000")
+    return moment
+
+
+def _parse_time(field: str, value: object) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         raise _bad(field, "expected a time")
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise _bad(field, "expected a time between 1970 and the year 5000") from None
     if not isinstance(value, str):
         raise _bad(field, "expected ISO 8601 or Unix seconds")
     try:
         return float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         pass
     try:
         moment = datetime.fromisoformat(value.strip())

@@ -116,6 +116,15 @@ async def test_the_token_gates_the_admin_api_and_never_leaks(
     async with http.post(url(relay, "deadletters/drop"), json={"tenant": "acme"}) as resp:
         assert resp.status == 401
     assert caplog.records[-1].actor == "anonymous"  # type: ignore[attr-defined]
+    # A refused call's forwarding headers are its own word: the audit line never names
+    # the admin (or a hop) it claims to come from.
+    forged = {"Via": "1.1 exmail-relay-relay-1", "X-Relay-Admin-Actor": fingerprint(TOKEN)}
+    async with http.post(
+        url(relay, "deadletters/drop"), json={"tenant": "acme"}, headers=forged
+    ) as resp:
+        assert resp.status == 401
+    assert caplog.records[-1].actor == "anonymous"  # type: ignore[attr-defined]
+    assert caplog.records[-1].via is None  # type: ignore[attr-defined]
     # The admin token does not open the status page (its own auth_token does).
     async with http.get(url(relay, "").replace("/admin/v1/", "/status.json"), headers=AUTH) as r:
         assert r.status == 401

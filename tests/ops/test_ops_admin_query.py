@@ -44,6 +44,13 @@ def test_a_filter_from_a_query_or_a_body() -> None:
         ({"since": "yesterday"}, "since"),
         ({"since": True}, "since"),
         ({"since": 10, "until": 10}, "until"),
+        # NaN binds as NULL in SQLite, which the filter reads as "no bound": a drop
+        # {"since": "nan"} would have dropped every dead letter.
+        ({"since": "nan"}, "since"),
+        ({"since": float("nan")}, "since"),
+        ({"until": "inf"}, "until"),
+        ({"since": 10**400}, "since"),
+        ({"since": -1}, "since"),
     ],
 )
 def test_a_bad_filter_is_a_400_naming_the_field(values: dict[str, object], field: str) -> None:
