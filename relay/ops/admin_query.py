@@ -178,6 +178,7 @@ def decode_cursor(text: str | None) -> Cursor | None:
             and len(place) == 2
             and isinstance(place[0], int)
             and not isinstance(place[0], bool)
+            and START[0] <= place[0] < 2**63  # a journal sequence (SQLite INTEGER) or START
             and isinstance(place[1], str)
         )
         if not ok:

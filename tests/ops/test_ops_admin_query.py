@@ -86,6 +86,8 @@ def test_a_cursor_round_trips_and_a_forged_one_is_refused() -> None:
         b64("[1]"),  # not an object
         b64('{"Evil": [1, "a"]}'),  # not a replica id
         b64('{"10": [true, "a"]}'),
+        b64('{"10": [9223372036854775808, "a"]}'),  # past SQLite's INTEGER
+        b64('{"10": [-2, "a"]}'),
         b64('{"10": [1]}'),
         b64('{"10": [1, 2]}'),
     ]
