@@ -87,6 +87,19 @@ def ratios(name: str, runs: dict[str, dict[str, Any]]) -> dict[str, float]:
     for key in ("takeover_p50_s", "takeover_max_s"):
         if name == "ha" and relay.get(key) is not None and static.get(key):
             out[f"{key} relay/static"] = round(relay[key] / static[key], 3)
+    naive = runs.get("naive", {})
+    for shape in ("one", "many") if name == "wan" else ():
+        # What 4 x naive leaves the relay: the machine's cores at 4 x naive's rate, less
+        # the harness's own CPU per event in the relay's run (emulator, consumer,
+        # proxies, broker). Against it, the CPU per event of the cheapest target.
+        rate = naive.get(f"{shape}_events_per_s")
+        harness = relay.get(f"{shape}_harness_cpu_us_per_event")
+        if rate and harness is not None:
+            budget = round(len(os.sched_getaffinity(0)) * 1e6 / (4 * rate) - harness, 1)
+            out[f"{shape} relay cpu budget for 4 x naive (us/event)"] = budget
+            floor_cpu = runs.get("floor", {}).get(f"{shape}_cpu_us_per_event")
+            if floor_cpu and budget > 0:
+                out[f"{shape} floor cpu / that budget"] = round(floor_cpu / budget, 3)
     if name == "latency" and "p99_ms" in relay and "p99_ms" in runs.get("floor", {}):
         out["p99_ms relay-floor"] = round(relay["p99_ms"] - runs["floor"]["p99_ms"], 2)
     return out

@@ -6,6 +6,7 @@ enough on Linux.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -45,6 +46,33 @@ def cpu_seconds(pid: int) -> float:
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_seconds_of(pids: Sequence[int], last: dict[int, float]) -> float:
+    """The summed CPU of ``pids``; a process that has exited counts with its last
+    reading in ``last`` (updated here), so a sum taken after it exits stays whole."""
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):  # exited: keep the last
+            last[pid] = cpu_seconds(pid)
+    return sum(last.get(pid, 0.0) for pid in pids)
+
+
+def local_broker_pid() -> int | None:
+    """The pid of the local RabbitMQ node (``beam.smp`` running ``rabbit``), when the
+    benchmarks' broker is this machine's; None when it cannot be found (then the
+    broker's CPU is not in the harness's figure, and the figure says so)."""
+    if "@127.0.0.1:" not in AMQP_URL and "@localhost:" not in AMQP_URL:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"beam.smp") and b"rabbit" in argv:
+            return int(entry.name)
+    return None
 
 
 def runqueue_wait_s(pid: int) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import importlib.util
+import os
 import secrets
 import shutil
 import time
@@ -107,16 +108,24 @@ class Harness:
     consumer: Proc | None
     proc: Proc
     started: float
+    # The harness's own processes (emulator, consumer, delay proxies, the local broker):
+    # their CPU is what is left of the machine for the target, whatever it is.
+    others: tuple[int, ...] = ()
+    broker_counted: bool = False
 
-    def sample_cpu_until_consumer_exits(self, timeout: float) -> list[tuple[float, float]]:
-        """(wall time, target CPU seconds) every 50 ms while the consumer runs."""
+    def sample_cpu_until_consumer_exits(self, timeout: float) -> list[tuple[float, float, float]]:
+        """(wall time, target CPU seconds, the harness's CPU seconds) every 50 ms while
+        the consumer runs."""
         assert self.consumer is not None
         samples = []
+        last: dict[int, float] = {}
         deadline = time.monotonic() + timeout
         while self.consumer.popen.poll() is None and time.monotonic() < deadline:
-            samples.append((time.time(), procs.cpu_seconds(self.proc.pid)))
+            others = procs.cpu_seconds_of(self.others, last)
+            samples.append((time.time(), procs.cpu_seconds(self.proc.pid), others))
             time.sleep(0.05)
-        samples.append((time.time(), procs.cpu_seconds(self.proc.pid)))
+        others = procs.cpu_seconds_of(self.others, last)
+        samples.append((time.time(), procs.cpu_seconds(self.proc.pid), others))
         return samples
 
     def received(self, expect: int, timeout: float) -> dict[str, Any]:
@@ -176,7 +185,13 @@ def harness(
         )
         started.append(proc)
         emulator.wait_listens(n_tenants, listen_timeout, proc)
-        yield Harness(target, workdir, tenants, emulator, consumer, proc, began)
+        broker = procs.local_broker_pid()
+        others = tuple(p.pid for p in started if p is not proc)
+        if broker is not None:
+            others += (broker,)
+        yield Harness(
+            target, workdir, tenants, emulator, consumer, proc, began, others, broker is not None
+        )
         ok = True
     finally:
         for p in reversed(started):
@@ -190,11 +205,13 @@ def harness(
             print(f"  (logs of the failed run kept in {workdir})")
 
 
-def cpu_at(samples: list[tuple[float, float]], when: float) -> float:
-    for wall, cpu in samples:
-        if wall >= when:
-            return cpu
-    return samples[-1][1]
+def cpu_at(samples: list[tuple[float, float, float]], when: float, index: int = 1) -> float:
+    """CPU seconds at the first sample at or after ``when``: the target's (``index``
+    1) or the harness's (2)."""
+    for sample in samples:
+        if sample[0] >= when:
+            return sample[index]
+    return samples[-1][index]
 
 
 def burst(target: str, sizes: Sizes) -> dict[str, Any]:
@@ -210,6 +227,7 @@ def measure_burst(
         mails = [{"to": h.tenants[i % n].user(), "subject": subject(i)} for i in range(expect)]
         rss_before = procs.rss_kb(h.proc.pid)
         cpu0 = procs.cpu_seconds(h.proc.pid)
+        others0 = procs.cpu_seconds_of(h.others, {})
         waited0 = procs.runqueue_wait_s(h.proc.pid)
         t0 = time.time()
         inject(h.emulator, mails)
@@ -220,6 +238,7 @@ def measure_burst(
     last = max(r for _, _, r in result["records"])
     seconds = last - t0
     cpu = cpu_at(samples, last) - cpu0
+    others = cpu_at(samples, last, 2) - others0
     return {
         "events": expect,
         "tenants": n,
@@ -232,6 +251,10 @@ def measure_burst(
         "cpu_us_per_event": round(cpu / expect * 1e6, 1),
         # Runnable but not running (all its threads): the machine's load on this run.
         "runq_wait_s": round(waited, 3),
+        # The harness's processes (emulator, consumer, proxies, broker when local) over
+        # the same window, per event: what they leave of the machine for any target.
+        "harness_cpu_us_per_event": round(others / expect * 1e6, 1),
+        "broker_counted": h.broker_counted,
         "rss_kb_before": rss_before,
         "rss_kb_after": rss_after,
     }
@@ -467,8 +490,23 @@ def wan(target: str, sizes: Sizes) -> dict[str, Any]:
                 best[prefix] = row
             slowest[prefix] = min(slowest.get(prefix, row["events_per_s"]), row["events_per_s"])
     for prefix, row in best.items():
-        for key in ("tenants", "events", "seconds", "events_per_s", "cpu_us_per_event"):
+        for key in (
+            "tenants",
+            "events",
+            "seconds",
+            "events_per_s",
+            "cpu_us_per_event",
+            "harness_cpu_us_per_event",
+        ):
             out[f"{prefix}_{key}"] = row[key]
+        # What the machine could carry if the target cost nothing: all its cores, spent
+        # only on the harness's own per-event CPU (an estimate from this rate; see
+        # docs/benchmarks.md, "The harness's ceiling").
+        harness = row["harness_cpu_us_per_event"]
+        out[f"{prefix}_harness_ceiling_events_per_s"] = (
+            round(len(os.sched_getaffinity(0)) * 1e6 / harness, 1) if harness > 0 else None
+        )
+        out["broker_counted"] = row["broker_counted"]
         out[f"{prefix}_runq_wait_s"] = row["runq_wait_s"]
         out[f"{prefix}_slowest_events_per_s"] = slowest[prefix]
     out["rounds"] = sizes.wan_rounds

@@ -85,6 +85,10 @@ def test_smoke_run_completes_without_loss(tmp_path: Path) -> None:
         assert run["one_events"] == 10 and run["many_events"] == 10, run
         # Every event crossed both proxies: the listen answer (15 ms), the publish (1 ms).
         assert run["one_seconds"] >= 0.016 and run["many_seconds"] >= 0.016, run
+        # The harness's own CPU was read (the emulator at least worked in the window),
+        # and on this machine the local broker was found and counted in it.
+        assert run["one_harness_cpu_us_per_event"] >= 0, run
+        assert run["broker_counted"] is True, run
     for shape in ("one", "many"):
         for base in ("floor", "naive"):
             assert f"{shape}_events_per_s relay/{base}" in summaries["wan"], summaries["wan"]
