@@ -259,6 +259,8 @@ class CheckpointStore:
 
     async def _session(self, connection: AbstractConnection) -> None:
         channel = await self._link.op(connection.channel(publisher_confirms=True))
+        # Closed by the broker while idle, it would pass for up until the next send.
+        self._link.watch(channel, "the checkpoint channel")
         declared: set[int] = set()
         self._link.up()
         self._observer.checkpoint_store(True)

@@ -17,6 +17,13 @@ answers :class:`~relay.sinks.Unavailable` and the drainer pauses: events wait in
 journal and go out in order when the broker returns. With tracing on, the attempt's
 W3C ``traceparent`` (and ``tracestate``) are application headers of the message.
 
+The broker may close the sink's channel alone, the connection staying up: a publish to
+an exchange deleted under the sink is refused (``404 NOT_FOUND``) and the channel is
+closed. The link watches the channel (:meth:`~relay.sinks.brokerlink.BrokerLink.watch`):
+the session ends as for a lost connection, every publish in flight on it answers
+Unavailable, and the next session declares the exchange again (or, with
+``exchange_passive``, says it is missing and is retried with backoff).
+
 A *stalled* link (packets dropped, nothing refused) must show too, and fast. Two
 guards, both sized so that readiness fails well within 30 s with the defaults:
 
@@ -57,7 +64,8 @@ from pydantic import SecretStr
 from relay.core.amqp_message import ContentMode, HeaderPrefix, MessageError, amqp_message
 from relay.core.backoff import Backoff
 from relay.core.delivery import Dead, Delivered, Delivery, Outcome, Retry, Unavailable
-from relay.sinks.brokerlink import BrokerLink, wait_until
+from relay.sinks.brokerlink import BrokerLink, LinkLost, wait_until
+from relay.sinks.connect import describe
 from relay.sinks.publish import WireProperties, publish
 
 __all__ = ["AmqpSink"]
@@ -183,8 +191,17 @@ class AmqpSink:
         """One connection: declare, then publish (``send``) until the link is lost."""
         op = self._link.op
         channel = await op(connection.channel(publisher_confirms=True, on_return_raises=True))
+        # The broker may close the channel alone (a publish to a deleted exchange): the
+        # link is then lost, and the next session declares again.
+        self._link.watch(channel, f"the channel of sink {self._name!r}")
         if self._exchange_passive:
-            exchange = await op(channel.get_exchange(self._exchange_name, ensure=True))
+            try:
+                exchange = await op(channel.get_exchange(self._exchange_name, ensure=True))
+            except aiormq.exceptions.ChannelNotFoundEntity as exc:
+                raise LinkLost(
+                    f"exchange {self._exchange_name!r} not found, and exchange_passive is "
+                    f"set: the relay does not declare it ({describe(exc)})"
+                ) from exc
         else:
             exchange = await op(
                 channel.declare_exchange(
@@ -307,7 +324,7 @@ class AmqpSink:
         ) as exc:
             if self._stalled is not None:  # rejected by the watchdog's close
                 return Unavailable(self._stalled)
-            return Unavailable(f"publish failed: {_describe(exc)}")
+            return Unavailable(f"publish failed: {describe(exc)}")
         except asyncio.CancelledError:
             # Ours (_release: its session ended) unless someone else cancelled it too.
             if not self._uncancel(ticket, task):
@@ -326,8 +343,3 @@ class AmqpSink:
             return False
         self._released.discard(ticket)
         return task.uncancel() == 0
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:200]

@@ -7,7 +7,9 @@ trouble without flooding. :class:`BrokerLink` is that, once. Its holder gives it
 *session*: a coroutine that sets the connection up (channels, declares, consumers),
 calls :meth:`BrokerLink.up`, and then works until the link is lost (raising one of
 :data:`~relay.sinks.connect.LINK_ERRORS` or :class:`LinkLost`) or the link stops
-(returning). The link then closes the connection, calls ``on_down``, waits a capped,
+(returning). A channel the session keeps is handed to :meth:`BrokerLink.watch`: the
+broker closing it alone (a refused publish or declare) loses the link just the same.
+The link then closes the connection, calls ``on_down``, waits a capped,
 jittered backoff (:class:`relay.core.backoff.Backoff`) and opens a new connection for a
 new session. It never reconnects behind the session's back (no ``connect_robust``): a
 session always knows which connection it runs on, which is what a lease held by an
@@ -24,6 +26,7 @@ Adopting it::
 
     async def _session(self, connection: AbstractConnection) -> None:
         channel = await link.op(connection.channel(publisher_confirms=True))
+        link.watch(channel, "the checkpoint channel")  # its close loses the link too
         ...                                  # declares, consumers: each through op()
         link.up()                            # connected; backoff and last_error reset
         while not link.stopping:
@@ -48,13 +51,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiormq
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from pydantic import SecretStr
 
 from relay.core.backoff import Backoff
 from relay.core.redact import redact_url, scrub
 from relay.core.throttle import LogThrottle
-from relay.sinks.connect import LINK_ERRORS, open_connection
+from relay.sinks.connect import LINK_ERRORS, describe, open_connection
 
 __all__ = ["BrokerLink", "LinkLost", "Session", "wait_until"]
 
@@ -184,6 +187,33 @@ class BrokerLink:
             except Exception as exc:  # noqa: BLE001 - re-raised by check(), in the session
                 self._deferred = exc
 
+    def watch(self, channel: AbstractChannel, what: str) -> None:
+        """Hold ``channel`` for the rest of the session: once it closes while the
+        connection stays open (the broker refused a publish to a deleted exchange, say,
+        and closed the channel), the link is lost as if the connection had closed, with
+        ``the broker closed <what>: <reply code and text>`` as ``last_error``. A session
+        on a dead channel would otherwise hold a live connection, and never reconnect.
+        Only for the channels a session keeps; not for short ones the broker may refuse.
+        """
+        connection = self._connection
+        secret = self._url.get_secret_value()
+
+        def closed(_sender: object, exc: BaseException | None = None) -> None:
+            if (
+                connection is None
+                or connection is not self._connection  # an ended session's channel
+                or connection.is_closed  # the connection's own close reports it
+                or isinstance(exc, ConnectionError)  # so does a connection closing now
+                or self._stop.is_set()
+            ):
+                return
+            why = describe(exc) if isinstance(exc, Exception) else "closed"
+            self.lose(f"the broker closed {what}: {scrub(why, [secret])}")
+
+        channel.close_callbacks.add(closed)
+        if channel.is_closed:  # closed before it was watched
+            closed(channel, None)
+
     async def abort(self, reason: str) -> None:
         """:meth:`lose`, then close the connection with ``reason`` (bounded): every
         publish still awaiting its confirm on it is rejected at once."""
@@ -227,7 +257,7 @@ class BrokerLink:
     def note_error(self, what: str, exc: BaseException, *, force: bool = False) -> None:
         """Keep ``what: <exc>`` as ``last_error`` (URL and password scrubbed) and log it,
         at most every ``log_every`` seconds unless ``force``."""
-        detail = scrub(str(exc) or type(exc).__name__, [self._url.get_secret_value()])[:200]
+        detail = scrub(describe(exc), [self._url.get_secret_value()])[:200]
         self.last_error = f"{what}: {detail}"
         self.warn(self.last_error, force=force)
 
@@ -306,7 +336,8 @@ class BrokerLink:
                 await self._session(connection)
             except (*LINK_ERRORS, LinkLost) as exc:
                 if not self._stop.is_set():
-                    self.note_error(f"{self.what} lost", exc)
+                    # "lost" once up; a session refused while setting up did not get going.
+                    self.note_error(f"{self.what} {'lost' if self._up else 'set-up failed'}", exc)
             finally:
                 came_up = self._up
                 self._up = False
@@ -331,7 +362,7 @@ class BrokerLink:
             return  # an earlier connection, closed by us and reported already
         why = ""
         if isinstance(_exc, Exception):
-            why = ": " + scrub(_describe(_exc), [self._url.get_secret_value()])
+            why = ": " + scrub(describe(_exc), [self._url.get_secret_value()])
         if not self._stop.is_set() and not self._lost.is_set():
             self.last_error = f"{self.what} to {self.target} closed{why}"
         self.lose()
@@ -346,7 +377,3 @@ async def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
             return False
         await asyncio.sleep(0.05)
     return True
-
-
-def _describe(exc: BaseException) -> str:
-    return (str(exc) or type(exc).__name__)[:200]

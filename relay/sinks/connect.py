@@ -8,6 +8,10 @@ awaited ("RuntimeWarning: coroutine 'RobustConnection.close' was never awaited")
 reported against whatever code runs at that moment. :func:`open_connection` does what
 they do and closes the object itself on failure. Used by every AMQP connection the relay
 opens: the sink, the shard leases, the checkpoint stream, ``config check --connect``.
+
+Also here: what a broker or a dead link can throw (:data:`LINK_ERRORS`), and how to say
+it (:func:`describe`): a channel the broker closed reads as the broker put it, reply code
+first (``404 NOT_FOUND - no exchange 'x' in vhost '/'``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from aio_pika.connection import make_url
 
 from relay.sinks.coalesce import CoalescingTCP, widen_write_queue
 
-__all__ = ["LINK_ERRORS", "open_connection"]
+__all__ = ["LINK_ERRORS", "describe", "open_connection"]
 
 #: What a broker or a dead link can throw at a client: anything else is a bug and
 #: surfaces. (The lease manager and the checkpoint stream catch exactly these.)
@@ -33,6 +37,27 @@ LINK_ERRORS = (
     TimeoutError,
     aio_pika.exceptions.ChannelInvalidStateError,
 )
+
+# aiormq raises a channel close with these codes as its own class, keeping only the text.
+_CHANNEL_CODES: dict[type[Exception], int] = {
+    aiormq.exceptions.ChannelAccessRefused: 403,
+    aiormq.exceptions.ChannelNotFoundEntity: 404,
+    aiormq.exceptions.ChannelLockedResource: 405,
+    aiormq.exceptions.ChannelPreconditionFailed: 406,
+}
+
+
+def describe(exc: BaseException) -> str:
+    """``exc`` in at most 200 characters: a channel the broker closed as the broker said
+    it (reply code and text), anything else as its text (or its type's name)."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, aiormq.exceptions.ChannelClosed):
+        code = _CHANNEL_CODES.get(type(exc))
+        if code is not None and len(exc.args) == 1:
+            text = f"{code} {exc.args[0]}"
+        elif len(exc.args) == 2 and isinstance(exc.args[0], int):
+            text = f"{exc.args[0]} {exc.args[1]}"  # another code: ChannelClosed(code, text)
+    return text[:200]
 
 
 async def open_connection(

@@ -1,7 +1,8 @@
 """The broker link on the real RabbitMQ: it connects, runs its holder's session, shows
 ``connected`` and ``last_error`` (no password), reconnects after a cut with a new session,
-gives a connection up on request, bounds operations, logs a lasting fault once per period,
-and a crash of the session surfaces at once and again on close."""
+gives a connection up on request or when the broker closes a channel the session keeps,
+bounds operations, logs a lasting fault once per period, and a crash of the session
+surfaces at once and again on close."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import asyncio
 import logging
 import socket
 
+import aiormq
 import pytest
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from pydantic import SecretStr
 
 from relay.core.backoff import Backoff
@@ -27,11 +29,14 @@ class Holder:
         self.sessions = 0
         self.downs = 0
         self.lost = 0
+        self.errors: list[str | None] = []  # last_error as each loss was noticed
         self.link: BrokerLink | None = None
+        self.channel: AbstractChannel | None = None
 
     async def session(self, connection: AbstractConnection) -> None:
         assert self.link is not None
-        await self.link.op(connection.channel())
+        self.channel = await self.link.op(connection.channel())
+        self.link.watch(self.channel, "the test channel")
         self.sessions += 1
         self.link.up()
         await self.link.until_lost()
@@ -41,6 +46,7 @@ class Holder:
 
     def on_lost(self) -> None:
         self.lost += 1
+        self.errors.append(self.link.last_error if self.link is not None else None)
 
 
 def linked(url: str, holder: Holder, **options: object) -> BrokerLink:
@@ -92,6 +98,30 @@ async def test_lose_gives_the_connection_up_and_a_new_session_starts() -> None:
             lambda: link.connected and link.connection is not first, seconds=20, what="again"
         )
         assert first is not None and first.is_closed, "the old connection was closed"
+
+
+async def test_a_kept_channel_closed_by_the_broker_loses_the_link_and_a_new_session_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    holder = Holder()
+    async with linked(AMQP_URL, holder) as link:
+        assert await link.wait_connected(20)
+        first, channel = link.connection, holder.channel
+        assert channel is not None
+        # A passive declare of a missing exchange: the broker closes this channel only.
+        with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+            await channel.get_exchange("test.link.no-such-exchange", ensure=True)
+        await eventually(lambda: holder.lost, seconds=5, what="the link lost")
+        [error] = holder.errors
+        assert error is not None
+        assert error.startswith("the broker closed the test channel: 404 NOT_FOUND")
+        assert "no exchange 'test.link.no-such-exchange'" in error
+        await eventually(
+            lambda: link.connected and link.connection is not first, seconds=20, what="again"
+        )
+        assert holder.sessions == 2 and holder.downs == 1 and link.last_error is None
+        assert first is not None and first.is_closed, "the old connection was closed"
+    assert "broker connection lost: the broker closed the test channel: 404" in caplog.text
 
 
 async def test_an_unreachable_broker_is_retried_logged_once_per_period_without_password(
