@@ -50,6 +50,9 @@ _API2_ONLY = (
     "encoding_aes_key",
     "encoding_aes_key_file",
     "directory_interval",
+    "directory_max_deletions",
+    "directory_max_deletion_share",
+    "directory_confirm_polls",
 )
 
 
@@ -89,6 +92,15 @@ class Api2TenantFields(Section):
     directory_interval: Duration = Field(default=300.0, ge=0, le=86400)
     """How often the whole directory is listed for ``exmail.user.*`` events (the second
     API has no change feed; docs/protocol.md, "Directory events"); 0: never."""
+    directory_max_deletions: int = Field(default=5, ge=0, le=1_000_000)
+    """A poll that would delete more members than this, and more than
+    ``directory_max_deletion_share`` of them, is held (relay.core.listing_guard)."""
+    directory_max_deletion_share: float = Field(default=0.1, ge=0, le=1)
+    """The share of the stored members (0 to 1) a poll may delete before it is held;
+    1 turns the guard off."""
+    directory_confirm_polls: int = Field(default=3, ge=0, le=1000)
+    """A held listing is committed once this many polls in a row would delete the same
+    members; 0: never (only by raising the share and restarting)."""
 
     @model_validator(mode="after")
     def _api2(self) -> Api2TenantFields:

@@ -17,6 +17,7 @@ import aiohttp
 
 from relay.app.settings import Settings, TenantSettings
 from relay.core.events import Event
+from relay.core.listing_guard import DeletionGuard
 from relay.core.shards import shard_of
 from relay.exmail import TokenCache
 from relay.exmail2 import App, Exmail2Client
@@ -30,7 +31,13 @@ from relay.runtime.observer import Observer, upstream_observer
 from relay.runtime.pacing import Pacer
 from relay.runtime.polling import DirectoryPollers
 
-__all__ = ["LISTING_CAP", "directory_pollers", "listing_store", "polled_tenants"]
+__all__ = [
+    "LISTING_CAP",
+    "deletion_guard",
+    "directory_pollers",
+    "listing_store",
+    "polled_tenants",
+]
 
 LISTING_CAP = 32 * 1024 * 1024
 
@@ -114,6 +121,7 @@ async def directory_pollers(
             state=state,
             observer=board,
             bootstrap=tenants[name].directory_bootstrap,
+            guard=deletion_guard(tenants[name]),
             carrier=carrier,
             turn=cache.turn if cache.paced else None,  # the first listing's turn
         )
@@ -134,6 +142,15 @@ def listing_store(
     sh = settings.sharding
     return ListingStore(
         link=checkpoints.link, secrets=sh.secret, prefix=sh.prefix, observer=observer
+    )
+
+
+def deletion_guard(tenant: TenantSettings) -> DeletionGuard:
+    """The tenant's mass-deletion guard (``directory_max_deletions`` and the rest)."""
+    return DeletionGuard(
+        max_deletions=tenant.directory_max_deletions,
+        max_share=tenant.directory_max_deletion_share,
+        confirm_polls=tenant.directory_confirm_polls,
     )
 
 

@@ -239,9 +239,16 @@ class Metrics:
         self.directory_polls = Counter(
             "exmail_relay_directory_polls",
             "Directory listings of api2 tenants, by outcome (changed, unchanged, baseline,"
-            " or the failure: transient, timeout, token, config, too_large, malformed,"
-            " implausible, journal, fenced).",
+            " held, or the failure: transient, timeout, token, config, too_large, malformed,"
+            " implausible, journal, fenced, waiting).",
             ["tenant", "outcome"],
+            registry=r,
+        )
+        self.directory_held_deletions = Gauge(
+            "exmail_relay_directory_held_deletions",
+            "Members the held directory listing of an api2 tenant would delete (0: none"
+            " held); held for deleting too many at once, committed once confirmed.",
+            ["tenant"],
             registry=r,
         )
         self.directory_poll_seconds = Histogram(
@@ -459,6 +466,9 @@ class PrometheusObserver(Observer):
     def directory_poll(self, tenant: str, outcome: str, seconds: float) -> None:
         self.metrics.directory_polls.labels(tenant, outcome).inc()
         self.metrics.directory_poll_seconds.observe(seconds)
+
+    def directory_held(self, tenant: str, deletions: int) -> None:
+        self.metrics.directory_held_deletions.labels(tenant).set(deletions)
 
     def takeover_gap(self, seconds: float) -> None:
         self.metrics.takeover_gap.observe(seconds)

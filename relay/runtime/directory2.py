@@ -11,7 +11,11 @@ the rows of the stored listing they change (``Journal.append(listing=...)``).
 Failures: a listing that fails (any Exmail error of either call), cannot be read
 (:class:`relay.runtime.members.BadListing`) or is implausible (empty after a non-empty
 one) commits nothing and keeps the stored listing: never "everyone deleted" because an
-answer broke. The next try comes after a capped backoff (at most the interval). Mail is
+answer broke. The next try comes after a capped backoff (at most the interval). A
+listing that would delete too many members at once (:mod:`relay.core.listing_guard`) is
+held: nothing committed, outcome ``held``, a warning, ``state.held`` and the
+``exmail_relay_directory_held_deletions`` gauge; it is committed once the same
+deletions are found on ``confirm_polls`` polls in a row. Mail is
 not this poller's business: an api2 tenant's mail arrives by callback on the HTTP server,
 so directory trouble never delays it.
 
@@ -20,7 +24,8 @@ poll a poller reads the newest listing the broker keeps for the tenant and store
 it is newer than the journal's, so a new owner diffs against the old owner's last
 committed listing instead of making a baseline. A read that fails makes the poll fail
 (outcome ``waiting``): nothing is listed until a read completes. After every poll that
-changed the stored listing, the whole listing is published; one that fails is owed and
+changed the stored listing, the whole listing is published (a held one never is:
+it was not committed); one that fails is owed and
 sent again after the next poll (docs/leases.md, "Directory polls of api2 tenants").
 """
 
@@ -33,7 +38,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -47,6 +51,7 @@ from relay.core.listing import (
     fingerprint,
     implausible,
 )
+from relay.core.listing_guard import DeletionGuard, HeldListing, Verdict, judge
 from relay.core.throttle import LogThrottle
 from relay.exmail import ExmailError, TokenFenced
 from relay.exmail2 import Department, Member
@@ -55,10 +60,16 @@ from relay.runtime.directory import classify
 from relay.runtime.listings import ListingCarrier, ListingUnavailable
 from relay.runtime.members import ROOT, BadListing, listed_members
 from relay.runtime.observer import Observer
-from relay.runtime.status import _JsonRecord
+from relay.runtime.pollstate import DirectoryPollStatus, HeldStatus, PollState
 from relay.runtime.stopping import until_stopped
 
-__all__ = ["DirectoryClient", "DirectoryPollStatus", "DirectoryPoller", "PollState"]
+__all__ = [
+    "DirectoryClient",
+    "DirectoryPollStatus",
+    "DirectoryPoller",
+    "HeldStatus",
+    "PollState",
+]
 
 log = logging.getLogger("relay.runtime.directory2")
 
@@ -75,68 +86,16 @@ class DirectoryClient(Protocol):
     ) -> list[Member]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class DirectoryPollStatus(_JsonRecord):
-    """``tenants[].directory`` of an api2 tenant on ``/status.json``."""
-
-    polling: bool  # this replica polls the tenant now (lease mode: it owns the shard)
-    interval: float
-    members: int | None  # in the stored listing (None: none stored yet)
-    last_poll_at: float | None
-    last_ok_at: float | None
-    last_seconds: float | None
-    last_outcome: str | None
-    last_changes: Mapping[str, int]  # of the last poll that found any
-    last_error: str | None
-    last_error_at: float | None
-    failures: int  # polls failed in a row
-    # Lease mode: the listing's copy on the broker (None in static mode).
-    snapshot_owed: bool | None  # committed here, not yet confirmed by the broker
-    snapshot_error: str | None  # why the last publish failed (None: it did not)
-    waiting: bool  # the first listing waits for its pacing turn ([sharding] takeover_rate)
-
-
-@dataclass
-class PollState:
-    """One tenant's polls so far (mutable, loop-owned; outlives its pollers)."""
-
-    tenant: str
-    interval: float
-    polling: bool = False
-    members: int | None = None
-    last_poll_at: float | None = None
-    last_ok_at: float | None = None
-    last_seconds: float | None = None
-    last_outcome: str | None = None
-    last_changes: dict[str, int] = field(default_factory=dict)
-    last_error: str | None = None
-    last_error_at: float | None = None
-    failures: int = 0
-    snapshot_owed: bool | None = None
-    snapshot_error: str | None = None
-    waiting: bool = False
-
-    def to_status(self) -> DirectoryPollStatus:
-        return DirectoryPollStatus(
-            polling=self.polling,
-            interval=self.interval,
-            members=self.members,
-            last_poll_at=self.last_poll_at,
-            last_ok_at=self.last_ok_at,
-            last_seconds=self.last_seconds,
-            last_outcome=self.last_outcome,
-            last_changes=dict(self.last_changes),
-            last_error=self.last_error,
-            last_error_at=self.last_error_at,
-            failures=self.failures,
-            snapshot_owed=self.snapshot_owed,
-            snapshot_error=self.snapshot_error,
-            waiting=self.waiting,
-        )
-
-
 Outcome = Literal[
-    "changed", "unchanged", "baseline", "malformed", "implausible", "journal", "fenced", "waiting"
+    "changed",
+    "unchanged",
+    "baseline",
+    "held",
+    "malformed",
+    "implausible",
+    "journal",
+    "fenced",
+    "waiting",
 ]
 
 
@@ -150,7 +109,10 @@ class DirectoryPoller:
     listing has been read; the directory token is got in the same turn
     (:meth:`relay.exmail.TokenCache.turn`). It is what spreads the first polls of many
     tenants started together (the first poll itself has no jitter). Meanwhile
-    ``state.waiting`` is true."""
+    ``state.waiting`` is true.
+
+    ``guard``: when a listing is held for its deletions (:mod:`relay.core.listing_guard`).
+    The hold lives here: a stopped poller forgets it (the next one holds again)."""
 
     def __init__(
         self,
@@ -162,6 +124,7 @@ class DirectoryPoller:
         state: PollState,
         observer: Observer | None = None,
         bootstrap: Literal["skip", "snapshot"] = "skip",
+        guard: DeletionGuard = DeletionGuard(),  # noqa: B008 (frozen: one shared default is fine)
         carrier: ListingCarrier | None = None,
         backoff: Backoff | None = None,
         jitter: float = 0.1,
@@ -176,6 +139,8 @@ class DirectoryPoller:
         self.state = state
         self._observer = observer or Observer()
         self._bootstrap: Literal["skip", "snapshot"] = bootstrap
+        self._guard = guard
+        self._held: HeldListing | None = None
         self._carrier = carrier
         self._adopted = carrier is None  # the broker's listing read (or none to read)
         self._owed: tuple[dict[str, StoredMember], float] | None = None  # to publish
@@ -219,6 +184,8 @@ class DirectoryPoller:
                 await self.wait_stopped(self._next_delay())
         finally:
             self.state.polling = False
+            if self._held is not None:  # not this poller's to hold any more
+                self._keep(None)
 
     def _next_delay(self) -> float:
         if self.state.failures:
@@ -228,8 +195,9 @@ class DirectoryPoller:
 
     async def poll(self) -> str:
         """One listing, diffed and committed. Its outcome: ``changed``, ``unchanged``,
-        ``baseline``, or the failure (an Exmail fault kind, ``malformed``,
-        ``implausible``, ``journal``, ``fenced``); a failure commits nothing."""
+        ``baseline``, ``held`` (too many deletions: nothing committed), or the failure
+        (an Exmail fault kind, ``malformed``, ``implausible``, ``journal``, ``fenced``); a
+        failure commits nothing."""
         started = self._monotonic()
         self.state.last_poll_at = self._clock()
         self._turn_seconds = 0.0
@@ -334,8 +302,20 @@ class DirectoryPoller:
         listed, diff = await asyncio.to_thread(
             _diff, self.tenant, departments, members, before, now, self._bootstrap
         )
+        verdict = judge(
+            self._guard,
+            diff,
+            members=len(before or ()),
+            listed=len(listed),
+            held=self._held,
+            now=self._clock(),
+        )
+        if verdict.action == "hold":
+            self._keep(verdict.held)
+            return "held"
         self.state.members = len(listed)
         if not diff.changed:
+            self._released(verdict)
             return "unchanged"
         await self.journal.wait_capacity()
         await self.journal.append(
@@ -350,6 +330,7 @@ class DirectoryPoller:
             for key in diff.deletes:
                 after.pop(key, None)
             self._owe(after, self._clock())
+        self._released(verdict)
         changes = Counter(added=diff.added, updated=diff.updated, deleted=diff.deleted)
         self.state.last_changes = dict(changes)
         log.info(
@@ -357,6 +338,36 @@ class DirectoryPoller:
             extra={"tenant": self.tenant, "members": len(listed), **changes},
         )
         return "baseline" if diff.baseline else "changed"
+
+    def _keep(self, held: HeldListing | None) -> None:
+        """Keep ``held`` (None: nothing held) and show it; every held poll is logged."""
+        self._held = held
+        confirm = self._guard.confirm_polls
+        self.state.held = None if held is None else HeldStatus.of(held, confirm)
+        self._observer.directory_held(self.tenant, 0 if held is None else held.deleted)
+        if held is not None:
+            log.warning(
+                "directory listing held: it would delete too many members; nothing"
+                " emitted, the stored listing is kept",
+                extra={"tenant": self.tenant, **_counts(held), "confirm_polls": confirm},
+            )
+
+    def _released(self, verdict: Verdict) -> None:
+        """After a commit (or an unchanged listing): the hold, if any, is over."""
+        before = self._held
+        if verdict.action == "confirm":
+            assert verdict.held is not None
+            log.warning(
+                "held directory deletions confirmed and committed",
+                extra={"tenant": self.tenant, **_counts(verdict.held)},
+            )
+        elif before is not None:
+            log.info(
+                "held directory listing dropped: the next listing did not delete as many",
+                extra={"tenant": self.tenant, **_counts(before)},
+            )
+        if before is not None:
+            self._keep(None)
 
     async def _take_turn(self) -> None:
         """Pacing: wait for a turn (``state.waiting``) and get the token in it."""
@@ -391,6 +402,18 @@ class DirectoryPoller:
 
 class _Implausible(Exception):
     pass
+
+
+def _counts(held: HeldListing) -> dict[str, int]:
+    """A hold's counts for a log line: never an address or a profile."""
+    return {
+        "deleted": held.deleted,
+        "added": held.added,
+        "updated": held.updated,
+        "members": held.members,
+        "listed": held.listed,
+        "polls": held.polls,
+    }
 
 
 def _diff(

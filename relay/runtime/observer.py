@@ -156,7 +156,11 @@ class Observer:
 
     def directory_poll(self, tenant: str, outcome: str, seconds: float) -> None:
         """One listing of an api2 tenant's directory took ``seconds``: ``changed``,
-        ``unchanged``, ``baseline``, or why it failed (relay.runtime.directory2)."""
+        ``unchanged``, ``baseline``, ``held``, or why it failed (relay.runtime.directory2)."""
+
+    def directory_held(self, tenant: str, deletions: int) -> None:
+        """The listing of an api2 tenant held for too many deletions would delete
+        ``deletions`` members (0: none is held now; relay.core.listing_guard)."""
 
     def callback(self, tenant: str, outcome: str, seconds: float) -> None:
         """One request to the second API's callback URL of ``tenant`` was answered after
@@ -253,6 +257,9 @@ class ForwardingObserver(Observer):
 
     def directory_poll(self, tenant: str, outcome: str, seconds: float) -> None:
         self.inner.directory_poll(tenant, outcome, seconds)
+
+    def directory_held(self, tenant: str, deletions: int) -> None:
+        self.inner.directory_held(tenant, deletions)
 
     def callback(self, tenant: str, outcome: str, seconds: float) -> None:
         self.inner.callback(tenant, outcome, seconds)

@@ -85,6 +85,21 @@ DESCRIPTIONS: dict[str, str] = {
     'change feed; docs/protocol.md, "Directory events on the second API"); 0 turns it '
     "off, otherwise at least 1 s. Default 5 min: about 2.2 MB and 0.4 s of relay CPU per poll "
     "for 10 000 members (docs/benchmarks.md).",
+    "tenants.directory_max_deletions": "`api2`: the mass-deletion guard. A poll whose "
+    "difference would delete more members than this *and* more than "
+    "`directory_max_deletion_share` of the stored ones is **held**: nothing of it is "
+    "emitted (nor its additions and updates), the stored listing is kept, and "
+    "`/status.json` (`directory.held`), `exmail_relay_directory_held_deletions` and a "
+    'warning say so (docs/protocol.md, "Mass deletions are held"). 0: the share alone '
+    "decides.",
+    "tenants.directory_max_deletion_share": "`api2`: the share of the stored members (0 to "
+    "1) one poll may delete before it is held (with `directory_max_deletions`); 0: the "
+    "count alone decides, 1 turns the guard off.",
+    "tenants.directory_confirm_polls": "`api2`: a held listing is committed (with the ids "
+    "its events would have had) once this many polls in a row would delete the same "
+    "members, the first one included: with the default interval, 10 minutes after it was "
+    "first seen. 0: never by polls; to let it through, raise "
+    "`directory_max_deletion_share` (1) for the tenant and restart.",
     "callback.max_body_bytes": "Largest callback POST body read; a larger one is refused "
     "(413) before it is decrypted.",
     "callback.max_age": "A callback whose `timestamp` is further than this from the relay's "
