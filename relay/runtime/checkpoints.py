@@ -20,12 +20,16 @@ kept. docs/leases.md says why this store and not the others.
 Publishing never blocks and never raises: :meth:`CheckpointStore.publish` records the
 Ver in a :class:`relay.core.checkpoints.CheckpointBook`; the one sender task sends, at
 most once per ``linger``, one snapshot per shard with something owed, with publisher
-confirms. A shard is published when a tenant of it commits here (so an old owner that
-lost a shard sends at most what it committed before its listeners were fenced: one or
-two snapshots, fewer than are kept) and, at once, after a complete read: the new
-owner's merged snapshot, so the kept snapshots hold the newest Vers known. (Publishing
-only "while the lease is held" would lose a handed-over shard's last commit: the lease
-manager counts a shard as released before the handoff gate's flush.)
+confirms, ``mandatory``: a snapshot the broker returns (the shard's queue deleted since
+this connection declared it) declares the queue again and goes again
+(:func:`relay.runtime.keptqueues.publish_kept`); one that keeps coming back fails the
+session like a lost confirm, and stays owed. A shard is published when a tenant of it
+commits here (so an old owner that lost a shard sends at most what it committed before
+its listeners were fenced: one or two snapshots, fewer than are kept) and, at once,
+after a complete read: the new owner's merged snapshot, so the kept snapshots hold the
+newest Vers known. (Publishing only "while the lease is held" would lose a handed-over
+shard's last commit: the lease manager counts a shard as released before the handoff
+gate's flush.)
 
 Reading: :meth:`CheckpointStore.latest` takes every message of the shard's queue with
 ``basic.get`` (no ack) until the queue says empty, then hands them all back
@@ -51,6 +55,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 from pydantic import SecretStr
 
@@ -71,6 +76,7 @@ from relay.runtime.keptqueues import (
     deployment_keys,
     kept_arguments,
     note_dropped,
+    publish_kept,
     read_kept,
     signed_message,
 )
@@ -258,7 +264,9 @@ class CheckpointStore:
     # -- the sender --------------------------------------------------------------------
 
     async def _session(self, connection: AbstractConnection) -> None:
-        channel = await self._link.op(connection.channel(publisher_confirms=True))
+        channel = await self._link.op(
+            connection.channel(publisher_confirms=True, on_return_raises=True)
+        )
         # Closed by the broker while idle, it would pass for up until the next send.
         self._link.watch(channel, "the checkpoint channel")
         declared: set[int] = set()
@@ -298,7 +306,6 @@ class CheckpointStore:
             entry = by_shard.get(shard_of(tenant, self.shards))
             if entry is not None:
                 entry[tenant] = ver
-        exchange = channel.default_exchange
         publishes = []
         for shard, vers in sorted(by_shard.items()):
             if not vers:
@@ -311,11 +318,33 @@ class CheckpointStore:
             message = signed_message(
                 KIND, body, content_type=CONTENT_TYPE, key=self._keys[0], at_ms=at_ms
             )
-            publishes.append(exchange.publish(message, routing_key=self.queue_of(shard)))
-        if publishes:
-            await self._link.op(asyncio.gather(*publishes))
-            self.published += len(publishes)
+            publishes.append(self._publish_to(channel, shard, message, declared))
+        # Each bounded on its own; all finish before a failure ends the session.
+        for result in await asyncio.gather(*publishes, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+        self.published += len(publishes)
         return len(publishes)
+
+    async def _publish_to(
+        self, channel: AbstractChannel, shard: int, message: aio_pika.Message, declared: set[int]
+    ) -> None:
+        """``message`` in ``shard``'s queue; declared again if someone deleted it since
+        this session declared it (the broker would confirm and drop the snapshot)."""
+
+        async def declare_again() -> None:
+            declared.discard(shard)
+            await self._declare(channel, shard)
+            declared.add(shard)
+
+        await publish_kept(
+            self._link,
+            channel,
+            message,
+            queue=self.queue_of(shard),
+            declare_again=declare_again,
+            logger=log,
+        )
 
     # -- the reader --------------------------------------------------------------------
 

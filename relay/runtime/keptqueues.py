@@ -12,8 +12,17 @@ a link that looks open gives the link up, so the next try gets a new connection 
 of waiting for a heartbeat check that may never notice a silent path.
 
 Both stores also publish the same way (a persistent message signed with the deployment
-secret, :func:`signed_message`, on a queue declared with :func:`kept_arguments`) and
-count what a read dropped the same way (:func:`note_dropped`).
+secret, :func:`signed_message`, on a queue declared with :func:`kept_arguments`, sent by
+:func:`publish_kept`) and count what a read dropped the same way (:func:`note_dropped`).
+
+A kept queue can be deleted under a running store (``rabbitmqctl delete_queue``, the
+management UI). The broker still confirms a message published to it, and drops it:
+there is no queue to route it to. So :func:`publish_kept` publishes ``mandatory`` and
+takes only a plain confirm as stored: a message the broker returns declares the queue
+again (with the same arguments) and goes again, a few times, then fails as
+:class:`KeptNotRouted`, a broker error like any other for its caller. A read needs
+nothing of the kind: declaring the queue it reads creates a missing one, which reads
+empty, a complete read that finds nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 from pamqp.common import FieldTable
 from pydantic import SecretStr
@@ -37,12 +47,14 @@ from relay.sinks.connect import LINK_ERRORS
 
 __all__ = [
     "Kept",
+    "KeptNotRouted",
     "KeptReadFailed",
     "bounded_read",
     "deployment_keys",
     "kept_arguments",
     "link_connection",
     "note_dropped",
+    "publish_kept",
     "read_kept",
     "signed_message",
 ]
@@ -50,6 +62,18 @@ __all__ = [
 T = TypeVar("T")
 
 Declare = Callable[[AbstractChannel], Awaitable[AbstractQueue]]
+
+#: Publishes of one message before it counts as not stored: the first, and one after
+#: each declare again.
+ROUTE_ATTEMPTS = 3
+
+
+class KeptNotRouted(aiormq.exceptions.AMQPError):
+    """The broker routed a kept message to no queue, each time it was sent (the queue
+    declared again in between): it is not stored. An AMQP error, so whatever handles a
+    failed publish on the link (:data:`relay.sinks.connect.LINK_ERRORS`) handles it."""
+
+    reason = "%s"
 
 
 class KeptReadFailed(Exception):
@@ -95,6 +119,40 @@ async def read_kept(
             with contextlib.suppress(*LINK_ERRORS):
                 await asyncio.wait_for(channel.close(), timeout=5)
     return found
+
+
+async def publish_kept(
+    link: BrokerLink,
+    channel: AbstractChannel,
+    message: aio_pika.Message,
+    *,
+    queue: str,
+    declare_again: Callable[[], Awaitable[object]],
+    logger: logging.Logger,
+    timeout: float | None = None,  # noqa: ASYNC109 - a bound per broker call, as op()
+) -> None:
+    """``message`` published to ``queue`` on ``channel`` (publisher confirms, opened
+    with ``on_return_raises=True``) and confirmed as routed. Returned by the broker
+    (the queue is gone, and what it kept with it): logged once, ``declare_again`` and
+    publish again, up to :data:`ROUTE_ATTEMPTS` publishes, then :class:`KeptNotRouted`."""
+    for attempt in range(1, ROUTE_ATTEMPTS + 1):
+        try:
+            confirm = await link.op(
+                channel.default_exchange.publish(message, routing_key=queue, mandatory=True),
+                timeout=timeout,
+            )
+        except aiormq.exceptions.PublishError:
+            confirm = None  # Basic.Return: routed to no queue
+        # Only an ack is stored: a channel without on_return_raises answers a returned
+        # message with the message itself (aio-pika), which is not.
+        if isinstance(confirm, aiormq.spec.Basic.Ack):
+            return
+        if attempt == ROUTE_ATTEMPTS:
+            break
+        if attempt == 1:
+            logger.warning("kept queue deleted: declaring it again", extra={"queue": queue})
+        await link.op(declare_again())
+    raise KeptNotRouted(f"{queue}: not stored, routed to no queue {ROUTE_ATTEMPTS} times")
 
 
 async def bounded_read(

@@ -19,7 +19,9 @@ messages are dropped and counted (``refused``), signed ones that do not check ou
 
 The store runs on the checkpoint store's :class:`relay.sinks.brokerlink.BrokerLink` (one
 connection for both; a channel per read and per publish) and reads the way it does
-(:mod:`relay.runtime.keptqueues`). A read or publish that fails or does not finish
+(:mod:`relay.runtime.keptqueues`). A publish declares the tenant's queue every time and
+is ``mandatory``: one the broker returns (the queue deleted right after the declare)
+declares it again and goes again. A read or publish that fails or does not finish
 raises :class:`ListingUnavailable`: the poller waits (a read) or owes the snapshot and
 sends it after its next poll (a publish).
 """
@@ -52,6 +54,7 @@ from relay.runtime.keptqueues import (
     kept_arguments,
     link_connection,
     note_dropped,
+    publish_kept,
     read_kept,
     signed_message,
 )
@@ -178,14 +181,22 @@ class ListingStore:
     async def _send(
         self, connection: AbstractConnection, tenant: str, body: bytes, at_ms: int
     ) -> None:
-        channel = await self._link.op(connection.channel(publisher_confirms=True))
+        channel = await self._link.op(
+            connection.channel(publisher_confirms=True, on_return_raises=True)
+        )
         try:
             await self._link.op(self._declare(channel, tenant))
             message = signed_message(
                 KIND, body, content_type=CONTENT_TYPE, key=self._keys[0], at_ms=at_ms
             )
-            await self._link.op(
-                channel.default_exchange.publish(message, routing_key=self.queue_of(tenant)),
+            # Deleted between the declare and the publish, the queue is declared again.
+            await publish_kept(
+                self._link,
+                channel,
+                message,
+                queue=self.queue_of(tenant),
+                declare_again=lambda: self._declare(channel, tenant),
+                logger=log,
                 timeout=self._publish_timeout,
             )
         finally:

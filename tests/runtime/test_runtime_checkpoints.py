@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
+from aio_pika.abc import AbstractChannel, AbstractQueue
 from pydantic import SecretStr
 
 from relay.core.backoff import Backoff
@@ -22,6 +23,7 @@ from relay.core.envelope import HEADER, sign
 from relay.core.shards import shard_of
 from relay.runtime.checkpointing import CheckpointUnavailable
 from relay.runtime.checkpoints import KEEP, CheckpointStore
+from relay.runtime.keptqueues import kept_arguments
 from relay.runtime.observer import Observer
 from tests.support import AMQP_URL, BROKER_ADDRESS, TcpProxy, eventually
 
@@ -43,9 +45,13 @@ async def prefix() -> AsyncIterator[str]:
 
 
 def store(
-    prefix: str, url: str = AMQP_URL, secret: str = SECRET, **kwargs: object
+    prefix: str,
+    url: str = AMQP_URL,
+    secret: str = SECRET,
+    kind: type[CheckpointStore] = CheckpointStore,
+    **kwargs: object,
 ) -> CheckpointStore:
-    return CheckpointStore(
+    return kind(
         url=SecretStr(url),
         secrets=[SecretStr(secret)],
         shards=SHARDS,
@@ -245,3 +251,111 @@ async def test_a_silent_link_is_replaced_and_reads_work_again(
 def test_a_store_without_a_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="secret"):
         CheckpointStore(url=SecretStr(AMQP_URL), secrets=[], shards=SHARDS)
+
+
+async def delete_queue(name: str) -> None:
+    """Someone deletes ``name`` (``rabbitmqctl delete_queue``, the management UI)."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+
+
+async def declared_as_kept(name: str) -> int:
+    """The depth of ``name``, declared with the store's own arguments (any other
+    arguments: ``PRECONDITION_FAILED``); missing: ``ChannelNotFoundEntity``."""
+    await queue_depth(name)
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, durable=True, arguments=kept_arguments(KEEP))
+        return int(queue.declaration_result.message_count or 0)
+
+
+@pytest.mark.rabbitmq
+async def test_a_checkpoint_queue_deleted_under_a_running_store_is_declared_again(
+    prefix: str, unhandled: list[dict[str, object]]
+) -> None:
+    """The store declares a shard's queue once per connection. Deleted meanwhile, the
+    next snapshot is returned by the broker (routed nowhere): the store declares the
+    queue again, as first, and sends the snapshot again, on the same connection. It
+    never counts as stored what no queue took (it used to: the confirm came, the
+    snapshot was gone, and a takeover read an old Ver or none)."""
+    (tenant,) = of_shard(2, 1)
+    queue = f"{prefix}.checkpoint.2"
+    links: list[bool] = []
+
+    class Links(Observer):
+        def checkpoint_store(self, connected: bool) -> None:
+            links.append(connected)
+
+    async with store(prefix, linger=0, observer=Links()) as s:
+        s.publish(tenant, 1)
+        assert await s.flush(10)
+        await delete_queue(queue)
+        s.publish(tenant, 2)
+        assert await s.flush(10)
+        assert s.published == 2 and s.owed == 0
+        assert await declared_as_kept(queue) == 1, "declared again, holding the newest"
+        assert s.connected and links == [False, True], "on the same connection"
+    async with store(prefix) as owner:
+        assert await owner.latest(2, [tenant]) == {tenant: 2}
+    assert unhandled == []
+
+
+@pytest.mark.rabbitmq
+async def test_a_deleted_checkpoint_queue_reads_as_no_checkpoint(prefix: str) -> None:
+    """A takeover reading a shard whose queue is gone does not fail: it declares the
+    queue and reads it empty, a complete read that finds nothing (as for a new shard)."""
+    (tenant,) = of_shard(1, 1)
+    async with store(prefix) as s:
+        s.publish(tenant, 7)
+        assert await s.flush(10)
+        await delete_queue(f"{prefix}.checkpoint.1")
+        assert await s.latest(1, [tenant]) == {}
+        assert s.connected
+
+
+class Vanishing(CheckpointStore):
+    """While ``vanish``, someone deletes a shard's queue each time right after the
+    store declared it (as fast as the store can declare it again)."""
+
+    vanish = False
+
+    async def _declare(self, channel: AbstractChannel, shard: int) -> AbstractQueue:
+        queue = await super()._declare(channel, shard)
+        if self.vanish:
+            await channel.queue_delete(self.queue_of(shard))
+        return queue
+
+
+@pytest.mark.rabbitmq
+async def test_a_snapshot_no_queue_takes_is_not_stored_but_owed(
+    prefix: str, caplog: pytest.LogCaptureFixture, unhandled: list[dict[str, object]]
+) -> None:
+    """Returned again after every declare: the publish fails as a lost confirm does (the
+    link is dropped, shown and logged; the Ver stays owed), never counted as stored;
+    sent once a queue takes it."""
+    (tenant,) = of_shard(0, 1)
+    queue = f"{prefix}.checkpoint.0"
+    async with store(prefix, linger=0, kind=Vanishing) as s:
+        assert isinstance(s, Vanishing)
+        s.publish(tenant, 1)
+        assert await s.flush(10)
+        s.vanish = True
+        await delete_queue(queue)
+        with caplog.at_level(logging.WARNING, logger="relay.runtime.checkpoints"):
+            s.publish(tenant, 2)
+            assert await s.flush(2) is False
+        assert s.owed == 1 and s.published == 1
+        lost = [r.getMessage() for r in caplog.records if "connection lost" in r.getMessage()]
+        assert lost and f"{queue}: not stored, routed to no queue 3 times" in lost[0]
+        gone = [r for r in caplog.records if r.getMessage().startswith("kept queue deleted")]
+        assert gone and gone[0].__dict__["queue"] == queue
+        s.vanish = False
+        assert await s.flush(15)
+        assert s.owed == 0 and s.published == 2
+        assert await declared_as_kept(queue) == 1
+    async with store(prefix) as owner:
+        assert await owner.latest(0, [tenant]) == {tenant: 2}
+    assert unhandled == []
