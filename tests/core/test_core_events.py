@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from relay.core import events as ev
+from relay.core import routing
 from relay.core.routing import Route, Router
 
 NOW = datetime(2026, 11, 28, 8, 0, 0, 123456, tzinfo=UTC)
@@ -224,6 +226,34 @@ def test_router_applies_type_and_tenant_filters() -> None:
     assert list(router(user)) == ["amqp", "webhook:acme-users"]
     assert list(router(other)) == ["amqp"]
     assert router.sinks == ["amqp", "webhook:mail", "webhook:acme-users"]
+
+
+def test_router_remembers_each_tenant_and_type_and_answers_as_the_routes_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    router = Router(
+        (
+            Route("amqp", types=("exmail.mail.*",)),
+            Route("webhook:acme", tenants=frozenset({"acme"})),
+        )
+    )
+    events = [
+        ev.user_changed(tenant=t, alias="a@x.com", change="added", ver=1, profile={}, now=NOW)
+        for t in ("acme", "globex")
+    ] + [_mail(), _mail()]
+    for _ in range(2):  # the second round is answered from memory
+        for event in events:
+            assert tuple(router(event)) == router.route(event)
+    assert tuple(router(events[0])) == ("webhook:acme",)
+    assert tuple(router(events[1])) == ()
+    # Bounded: past ROUTER_MEMORY pairs it starts over, and still answers right.
+    monkeypatch.setattr(routing, "ROUTER_MEMORY", 2)
+    for tenant in ("t1", "t2", "t3", "acme"):
+        event = ev.user_changed(
+            tenant=tenant, alias="a@x.com", change="added", ver=1, profile={}, now=NOW
+        )
+        assert tuple(router(event)) == router.route(event)
+        assert len(router._known) <= 2
 
 
 def test_format_time_is_the_utc_text_of_the_instant_whatever_asked_before() -> None:
