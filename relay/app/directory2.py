@@ -37,6 +37,7 @@ __all__ = [
     "directory_pollers",
     "listing_store",
     "polled_tenants",
+    "polls_directory",
 ]
 
 LISTING_CAP = 32 * 1024 * 1024
@@ -49,11 +50,13 @@ def polled_tenants(settings: Settings, hostname: str | None) -> list[TenantSetti
         if settings.sharding_mode == "lease"
         else settings.shard_tenants(hostname)
     )
-    return [
-        t
-        for t in candidates
-        if t.api == "api2" and t.contact_secret is not None and t.directory_interval > 0
-    ]
+    return [t for t in candidates if polls_directory(t)]
+
+
+def polls_directory(tenant: TenantSettings) -> bool:
+    """Whether ``tenant``'s directory is polled (on the replica that runs it)."""
+    t = tenant
+    return t.api == "api2" and t.contact_secret is not None and t.directory_interval > 0
 
 
 async def directory_pollers(

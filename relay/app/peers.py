@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from relay.app.directory2 import polls_directory
 from relay.app.settings import Settings
 from relay.core.shards import shard_of
 from relay.gateway.forwarding import Forwarder, OwnerLookup, lease_owner, static_owner
@@ -22,6 +23,7 @@ from relay.journal import Journal
 from relay.ops.admin import AdminApi
 from relay.ops.admin_peers import Peers
 from relay.runtime.leases import LeaseManager
+from relay.runtime.polling import DirectoryPollers
 
 __all__ = ["admin_api", "forwarder", "owner_lookup", "serves"]
 
@@ -104,9 +106,12 @@ async def admin_api(
     leases: LeaseManager | None,
     journal: Journal,
     configured: frozenset[str],
+    pollers: DirectoryPollers | None = None,
 ) -> AdminApi | None:
     """The admin API, when ``[http] admin_token`` is set; its peers are the live
-    replicas (lease) or the ordinals (static), reached at ``[gateway] peer_url``."""
+    replicas (lease) or the ordinals (static), reached at ``[gateway] peer_url``.
+    ``pollers``: this replica's directory polls; a tenant another replica polls is
+    forwarded to its owner, as the gateway finds it (:func:`owner_lookup`)."""
     token = settings.http.admin_token
     if token is None or not settings.http.enabled:
         return None
@@ -137,4 +142,8 @@ async def admin_api(
         configured=configured,
         shards=_shards(settings, me, leases),
         max_body_bytes=settings.gateway.max_body_bytes,
+        tenants=frozenset(t.name for t in settings.tenants if t.enabled),
+        polled=frozenset(t.name for t in settings.tenants if t.enabled and polls_directory(t)),
+        pollers=pollers,
+        owner_of=owner_lookup(settings, hostname, leases),
     )

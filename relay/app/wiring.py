@@ -403,7 +403,7 @@ async def build_service(
                 registry=observer.metrics.registry,
                 gateway=gateway,
                 admin=await admin_api(
-                    stack, settings, hostname, leases, journal, frozenset(describers)
+                    stack, settings, hostname, leases, journal, frozenset(describers), pollers
                 ),
                 callback=callback_receiver(settings, journal, router, board),
             )

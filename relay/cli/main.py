@@ -24,6 +24,7 @@ from relay.cli import (
     config_check,
     deadletters,
     demo,
+    directory,
     emulator,
     endpoint,
     journal,
@@ -49,6 +50,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     deadletters,
     endpoint,
     journal,
+    directory,
 )
 
 # Exceptions whose message is meant for the user: one line, no traceback.

@@ -32,8 +32,9 @@ The rules, with :class:`DeletionGuard`'s defaults:
   changes between the polls (an update, a new hire) do not reset the count; a member
   more or less among the deleted does. A broken answer is rarely broken the same way
   three times; a real mass deletion (a division offboarded, a domain renamed) waits
-  two more intervals. ``confirm_polls = 0``: never confirmed by polls (an operator
-  raises ``max_share`` for the tenant and restarts, docs/protocol.md).
+  two more intervals. An operator may confirm a hold at once (the admin API's
+  ``confirm-held``: the poller commits the held difference, as the confirming poll
+  would). ``confirm_polls = 0``: never confirmed by polls, only by an operator.
 
 Failed polls (no listing) neither count nor reset; a plausible listing drops the hold.
 The count lives in the poller's memory: a restart or a takeover starts it again, which

@@ -3,7 +3,9 @@
 Where it sits: a sub-application of :func:`relay.ops.http.build_app`; the handlers are in
 :mod:`relay.ops.admin_routes`, the document in :mod:`relay.ops.admin_openapi`. It does
 over HTTP what ``exmail-relay deadletters``, ``endpoint`` and ``journal check`` do on a
-journal file, on every replica at once (:mod:`relay.ops.admin_peers`).
+journal file, on every replica at once (:mod:`relay.ops.admin_peers`), and asks an api2
+tenant's directory poller, on the replica that runs it, to confirm a held listing or to
+poll now (:mod:`relay.ops.admin_directory`).
 
 - **Its own token.** ``Authorization: Bearer <[http] admin_token>``, never a
   ``[[clients]]`` key nor the status page's ``auth_token``. The offered token's SHA-256
@@ -33,10 +35,12 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import SecretStr
 
-from relay.gateway.forwarding import VIA_NAME
+from relay.gateway.forwarding import VIA_NAME, OwnerLookup
 from relay.gateway.problems import Problem
+from relay.gateway.request_body import parse_json, read_body
 from relay.journal import Journal
 from relay.ops.admin_peers import ACTOR_HEADER, Peers
+from relay.runtime.polling import DirectoryPollers
 
 __all__ = [
     "ADMIN",
@@ -50,6 +54,7 @@ __all__ = [
     "guard",
     "hopped",
     "json_answer",
+    "json_body",
     "write_audit",
 ]
 
@@ -70,7 +75,10 @@ def fingerprint(token: str) -> str:
 @dataclass(slots=True)
 class AdminApi:
     """What the admin API works on. ``endpoints``: the configured ``[[webhooks]]`` names;
-    ``configured``: the sinks this relay runs; ``shards``: the ownership document."""
+    ``configured``: the sinks this relay runs; ``shards``: the ownership document.
+    Directory polls: ``tenants`` the enabled tenants, ``polled`` those whose directories
+    are polled (on some replica), ``pollers`` this replica's (None: none), ``owner_of``
+    the replica that polls a tenant not polled here (None: nobody, or this one)."""
 
     token: SecretStr = field(repr=False)
     journal: Journal
@@ -79,6 +87,10 @@ class AdminApi:
     configured: frozenset[str] = frozenset()
     shards: Callable[[], Mapping[str, Any]] = dict
     max_body_bytes: int = 64 * 1024
+    tenants: frozenset[str] = frozenset()
+    polled: frozenset[str] = frozenset()
+    pollers: DirectoryPollers | None = None
+    owner_of: OwnerLookup = lambda tenant: None
     clock: Callable[[], float] = time.time
     _digest: bytes = field(init=False, repr=False)
 
@@ -107,6 +119,22 @@ def asked(request: web.Request) -> dict[str, Any]:
 
 def json_answer(data: object, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
+
+
+async def json_body(request: web.Request, known: frozenset[str]) -> dict[str, Any]:
+    """The request's JSON object (no body: ``{}``), only ``known`` fields; it is what
+    the call was asked, for its audit line (:data:`WHAT`)."""
+    raw = await read_body(request, request.app[ADMIN].max_body_bytes)
+    data = parse_json(raw) if raw.strip() else {}
+    if not isinstance(data, dict):
+        raise Problem(400, "invalid-request", "Invalid request", "the body must be a JSON object")
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise Problem(
+            400, "invalid-request", "Invalid request", f"unknown field(s): {', '.join(unknown)}"
+        )
+    request[WHAT] = dict(data)
+    return data
 
 
 def hopped(request: web.Request) -> bool:

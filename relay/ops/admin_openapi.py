@@ -73,6 +73,46 @@ _SWITCH_BODY = {
     "properties": {"reason": {"type": "string", "maxLength": 200}, "force": {"type": "boolean"}},
 }
 
+_HELD = {
+    "type": "object",
+    "description": "the held listing committed (counts only)",
+    "properties": {
+        **{k: {"type": "integer"} for k in ("deleted", "added", "updated", "members", "listed")},
+        "polls": {"type": "integer", "description": "polls in a row that found it"},
+        "since": {"type": "number", "description": "when the first of them ran"},
+    },
+}
+_DIRECTORY = {
+    "type": "object",
+    "description": "the tenant's tenants[].directory of /status.json after the call",
+}
+
+
+def _directory_answer(fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["tenant", "replica", *fields, "directory"],
+        "properties": {
+            "tenant": _STR,
+            "replica": {"type": "string", "description": "the replica that polls the tenant"},
+            **fields,
+            "directory": _DIRECTORY,
+        },
+    }
+
+
+_CONFIRM_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "since": {
+            "type": "number",
+            "description": "the held listing's since, as /status.json shows it: confirm "
+            "only that hold (409 hold-changed if another one is held now)",
+        }
+    },
+}
+
 # method, path, operationId, summary, parameters, body, answer, mutating
 ADMIN_ROUTES: tuple[tuple[str, str, str, str, list[dict[str, Any]], Any, Any, bool], ...] = (
     (
@@ -125,6 +165,20 @@ ADMIN_ROUTES: tuple[tuple[str, str, str, str, list[dict[str, Any]], Any, Any, bo
         "presence tells this replica)", [], None, {"type": "object"}, False,
     ),
     (
+        "post", "/admin/v1/tenants/{tenant}/directory/confirm-held", "confirmHeldListing",
+        "Commit the api2 tenant's held directory listing now (held for too many deletions), "
+        "on the replica that polls the tenant, as the poll confirming it would: the same "
+        "events and ids. Nothing held: 409 nothing-held",
+        [], _CONFIRM_BODY,
+        _directory_answer({"confirmed": _HELD, "events": {"type": "integer"}}), True,
+    ),
+    (
+        "post", "/admin/v1/tenants/{tenant}/directory/poll", "pollDirectory",
+        "Poll the api2 tenant's directory now, on the replica that polls it (after a poll "
+        "under way); the poll's outcome as exmail_relay_directory_polls_total counts it",
+        [], None, _directory_answer({"outcome": _STR}), True,
+    ),
+    (
         "get", "/admin/v1/openapi.json", "getAdminOpenApi", "This document (no token needed)",
         [], None, {"type": "object"}, False,
     ),
@@ -134,10 +188,15 @@ _ERRORS = {
     400: "Invalid filter, body or cursor",
     401: "No admin token (WWW-Authenticate)",
     403: "A token that is not the admin token",
-    404: "Admin API off (no [http] admin_token), no such route or endpoint",
+    404: "Admin API off (no [http] admin_token), no such route, endpoint or tenant",
     405: "Method not allowed (Allow)",
-    409: "Replay to a sink that is not configured (force to insist)",
+    409: "Replay to a sink that is not configured (force to insist); a tenant whose "
+    "directory is not polled, or with no held listing (or another one than since names)",
     413: "Body over the limit",
+    502: "The replica polling the tenant cannot be reached, or refused this one",
+    503: "Nobody polls the tenant right now (a takeover), or a poll under way did not end "
+    "in time: nothing done, try again (Retry-After)",
+    504: "Started, not done in time: /status.json says when it is",
 }
 
 
@@ -149,11 +208,18 @@ def _operation(route: tuple[Any, ...]) -> dict[str, Any]:
             {"name": "name", "in": "path", "required": True, "schema": _STR,
              "description": "the [[webhooks]] name"},
         ]  # fmt: skip
+    tenant = "{tenant}" in path
+    if tenant:
+        params = [
+            {"name": "tenant", "in": "path", "required": True, "schema": _STR,
+             "description": "the [[tenants]] name (an api2 tenant with directory polls)"},
+        ]  # fmt: skip
     responses: dict[str, Any] = {
         "200": {"description": "OK", "content": {"application/json": {"schema": answer}}}
     }
     if not public:
         wanted = [400, 401, 403, 404, 405] + ([409, 413] if mutating else [])
+        wanted += [502, 503, 504] if tenant else []
         for status in wanted:
             responses[str(status)] = {
                 "description": _ERRORS[status],
@@ -186,7 +252,8 @@ def admin_document() -> dict[str, Any]:
             "title": "exmail-relay admin API",
             "version": __version__,
             "description": "Dead letters, endpoints, the journal check and shard ownership, "
-            "across every replica, on the ops port. See docs/operations.md.",
+            "across every replica, and an api2 tenant's directory polls on the replica that "
+            "runs them, on the ops port. See docs/operations.md.",
         },
         "paths": paths,
         "components": {

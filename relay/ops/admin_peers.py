@@ -82,7 +82,28 @@ class Peers:
         within: float | None = None,
     ) -> dict[str, Any] | PeerFailure:
         """``method path_qs`` on ``replica`` with ``body`` as JSON: its JSON answer
-        (within ``within`` seconds, default the peers' own)."""
+        (within ``within`` seconds, default the peers' own); any other status a failure."""
+        got = await self.exchange(replica, method, path_qs, body, actor=actor, within=within)
+        if isinstance(got, PeerFailure):
+            return got
+        status, data = got
+        if status != 200:
+            detail = data.get("detail")
+            return PeerFailure(replica, f"answered {status}" + (f": {detail}" if detail else ""))
+        return data
+
+    async def exchange(
+        self,
+        replica: str,
+        method: str,
+        path_qs: str,
+        body: Any,
+        *,
+        actor: str,
+        within: float | None = None,
+    ) -> tuple[int, dict[str, Any]] | PeerFailure:
+        """As :meth:`call`, but any status with a JSON object (a problem too) is an
+        answer: ``(status, object)``; no answer or no object is the failure."""
         within = self.timeout if within is None else within
         if replica not in self.known():
             return PeerFailure(replica, "not a live replica (as presence tells)")
@@ -112,7 +133,6 @@ class Peers:
             data = json.loads(text) if text else None
         except ValueError:
             data = None
-        if status != 200 or not isinstance(data, dict):
-            detail = data.get("detail") if isinstance(data, dict) else None
-            return PeerFailure(replica, f"answered {status}" + (f": {detail}" if detail else ""))
-        return data
+        if not isinstance(data, dict):
+            return PeerFailure(replica, f"answered {status}")
+        return status, data

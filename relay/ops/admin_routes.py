@@ -9,13 +9,17 @@
 | ``POST endpoints/{name}/enable``, ``.../disable`` | switch an endpoint | every one |
 | ``GET journal/check`` | ``PRAGMA integrity_check`` and counts | each |
 | ``GET shards`` | which replica holds which shard and tenants | this one (presence) |
+| ``POST tenants/{tenant}/directory/confirm-held`` | commit the held listing | its poller |
+| ``POST tenants/{tenant}/directory/poll`` | poll the directory now | its poller |
 | ``GET openapi.json`` | the document (public) | this one |
 
 Every gathered answer has one shape: ``replicas`` (one entry per replica asked:
 ``ok`` and its figures, or ``ok: false`` and the ``error``), ``unreachable`` (the ids
 whose part is missing), ``complete`` (none is) and the route's own fields (``items``
 labelled by ``replica``, or totals). A call forwarded from another replica (``Via``)
-answers the same shape for this replica alone.
+answers the same shape for this replica alone. The directory routes
+(:mod:`relay.ops.admin_directory`) gather nothing: one replica polls a tenant, and the
+call is forwarded to it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from relay.gateway.problems import Problem
-from relay.gateway.request_body import parse_json, read_body
 from relay.journal import DeadFilter, check_file
 from relay.ops.admin import (
     ADMIN,
@@ -40,8 +43,10 @@ from relay.ops.admin import (
     guard,
     hopped,
     json_answer,
+    json_body,
     write_audit,
 )
+from relay.ops.admin_directory import confirm_held, poll_now
 from relay.ops.admin_openapi import admin_document
 from relay.ops.admin_peers import PeerFailure
 from relay.ops.admin_query import (
@@ -189,21 +194,6 @@ FILTER_BODY = frozenset({*FILTER_FIELDS, "replica", "force"})
 SWITCH_BODY = frozenset({"reason", "force"})
 
 
-async def _body(request: web.Request, known: frozenset[str]) -> dict[str, Any]:
-    admin = request.app[ADMIN]
-    raw = await read_body(request, admin.max_body_bytes)
-    data = parse_json(raw) if raw.strip() else {}
-    if not isinstance(data, dict):
-        raise Problem(400, "invalid-request", "Invalid request", "the body must be a JSON object")
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise Problem(
-            400, "invalid-request", "Invalid request", f"unknown field(s): {', '.join(unknown)}"
-        )
-    request[WHAT] = dict(data)
-    return data
-
-
 def _force(data: dict[str, Any]) -> bool:
     force = data.get("force", False)
     if not isinstance(force, bool):
@@ -213,7 +203,7 @@ def _force(data: dict[str, Any]) -> bool:
 
 async def replay_deadletters(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
-    data = await _body(request, FILTER_BODY)
+    data = await json_body(request, FILTER_BODY)
     where = parse_filter(data)
     replica = parse_replica(data.get("replica"))
     force = _force(data)
@@ -252,7 +242,7 @@ def _summary(answer: Part, total: str) -> dict[str, Any]:
 
 async def drop_deadletters(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
-    data = await _body(request, FILTER_BODY)
+    data = await json_body(request, FILTER_BODY)
     where = parse_filter(data)
     replica = parse_replica(data.get("replica"))
     if where == DeadFilter():
@@ -310,7 +300,7 @@ async def switch_endpoint(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     name = request.match_info["name"].removeprefix(WEBHOOK_PREFIX)
     enable = request.path.endswith("/enable")
-    data = await _body(request, SWITCH_BODY)
+    data = await json_body(request, SWITCH_BODY)
     request[WHAT] = {"endpoint": name, **asked(request)}
     reason = data.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
@@ -390,5 +380,7 @@ def admin_app(admin: AdminApi) -> web.Application:
     app.router.add_post("/endpoints/{name}/disable", switch_endpoint)
     app.router.add_get("/journal/check", journal_check, allow_head=False)
     app.router.add_get("/shards", shards, allow_head=False)
+    app.router.add_post("/tenants/{tenant}/directory/confirm-held", confirm_held)
+    app.router.add_post("/tenants/{tenant}/directory/poll", poll_now)
     app.router.add_get("/openapi.json", openapi, allow_head=False)
     return app

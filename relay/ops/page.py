@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 
 from relay.ops.listing import FAILING_STATES
 from relay.ops.page_script import SCRIPT, SCRIPT_READS
+from relay.runtime.pollstate import DirectoryPollStatus, HeldStatus
 from relay.runtime.status import (
     CallbackStatus,
     ClientStatus,
@@ -39,6 +40,7 @@ __all__ = [
     "REFRESH_SECONDS",
     "SCRIPT_READS",
     "deadletters_link",
+    "held_label",
     "render_status_page",
     "sink_state",
     "tenant_state",
@@ -85,14 +87,31 @@ _TENANT_LABEL = {
 }
 
 
+def held_label(held: HeldStatus) -> str:
+    """A directory listing held for its deletions (docs/protocol.md), counts only."""
+    if held.confirm_polls:
+        polls = f"poll {held.polls} of {held.confirm_polls}"
+    else:
+        polls = f"poll {held.polls}, never confirmed by polls"
+    return (
+        f"directory listing held: would delete {held.deleted} of {held.members} members"
+        f" ({polls}, since {_time(held.since)})"
+    )
+
+
 def _callback_state(tenant: TenantStatus, cb: CallbackStatus) -> tuple[str, str]:
-    """An api2 tenant: when its last callback came, or which refusals it keeps getting."""
+    """An api2 tenant: when its last callback came, or which refusals it keeps getting;
+    a directory listing held for its deletions (amber unless it refuses callbacks)."""
     if tenant.state == "refusing":
         label = f"refusing callbacks ({cb.refused_in_a_row} in a row): {cb.last_refused}"
     elif cb.last_at is None:
         label = "by callback, none yet"
     else:
         label = f"by callback, last {_time(cb.last_at)}"
+    directory = tenant.directory
+    if isinstance(directory, DirectoryPollStatus) and directory.held is not None:
+        css = "held" if tenant.state == "callback" else tenant.state
+        return css, f"{label}; {held_label(directory.held)}"
     return tenant.state, label
 
 
@@ -225,7 +244,7 @@ table{border-collapse:collapse;width:100%;font-size:.88rem}
 th,td{border-bottom:1px solid #8884;padding:.3rem .4rem;text-align:left;vertical-align:top}
 th{font-weight:600;white-space:nowrap} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .state{font-weight:600} .connected,.callback{color:#0a7a2f} .failed,.down,.refusing{color:#c0262d}
-.backoff,.paused,.starting,.waiting,.disabled{color:#b36b00} .stopped{color:#777}
+.backoff,.paused,.starting,.waiting,.disabled,.held{color:#b36b00} .stopped{color:#777}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:0;font-size:.9rem}
 dt{font-weight:600} dd{margin:0} #stale{color:#c0262d}
 #banner{padding:.4rem .6rem;border-radius:.3rem;margin:.4rem 0}

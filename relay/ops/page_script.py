@@ -11,7 +11,7 @@ each read of the data as ``var.$field``, and :func:`_bind_fields` checks, when t
 module is imported, that ``field`` is a field of the dataclass that ``var`` holds (``s``
 the status, ``t`` a tenant, ``k`` a sink, ``e`` an event, ``j`` the journal, ``p`` its last
 prune, ``o`` a sink no longer configured, ``c`` an API client, ``g`` the tenants page,
-``cb`` an api2 tenant's callbacks)
+``cb`` an api2 tenant's callbacks, ``y`` its directory polls, ``h`` a held listing)
 before it writes the plain ``var.field``. A script that reads a key the JSON does not have
 cannot load.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from relay.runtime.pollstate import DirectoryPollStatus, HeldStatus
 from relay.runtime.status import (
     CallbackStatus,
     ClientStatus,
@@ -63,13 +64,23 @@ _SCRIPT_TEMPLATE = """
       return type.replace(/^exmail\\./, "") + " " + counts[type];
     }).join(", ");
   }
-  function callbackState(t, cb) {
+  function heldLabel(h) {
+    var polls = h.$confirm_polls ? "poll " + h.$polls + " of " + h.$confirm_polls :
+      "poll " + h.$polls + ", never confirmed by polls";
+    return "directory listing held: would delete " + h.$deleted + " of " + h.$members +
+      " members (" + polls + ", since " + time(h.$since) + ")";
+  }
+  function callbackLabel(t, cb) {
     if (t.$state === "refusing") {
-      return [t.$state, "refusing callbacks (" + cb.$refused_in_a_row + " in a row): " +
-        cb.$last_refused];
+      return "refusing callbacks (" + cb.$refused_in_a_row + " in a row): " + cb.$last_refused;
     }
-    if (typeof cb.$last_at !== "number") return [t.$state, "by callback, none yet"];
-    return [t.$state, "by callback, last " + time(cb.$last_at)];
+    if (typeof cb.$last_at !== "number") return "by callback, none yet";
+    return "by callback, last " + time(cb.$last_at);
+  }
+  function callbackState(t, cb) {
+    var l = callbackLabel(t, cb), y = t.$directory, h = y ? y.$held : null;
+    if (!h) return [t.$state, l];
+    return [t.$state === "callback" ? "held" : t.$state, l + "; " + heldLabel(h)];
   }
   function tenantState(t) {
     if (t.$callbacks) return callbackState(t, t.$callbacks);
@@ -218,6 +229,8 @@ _Record = (
     | ClientStatus
     | TenantsPage
     | CallbackStatus
+    | DirectoryPollStatus
+    | HeldStatus
 )
 _SCRIPT_VARS: Mapping[str, type[_Record]] = {
     "s": Status,
@@ -230,6 +243,8 @@ _SCRIPT_VARS: Mapping[str, type[_Record]] = {
     "c": ClientStatus,
     "g": TenantsPage,
     "cb": CallbackStatus,
+    "y": DirectoryPollStatus,
+    "h": HeldStatus,
 }
 _MEMBER = re.compile(r"(?<![\w.$])([A-Za-z_]\w*)\.(\$?)(\w+)")
 

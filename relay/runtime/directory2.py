@@ -15,9 +15,10 @@ answer broke. The next try comes after a capped backoff (at most the interval). 
 listing that would delete too many members at once (:mod:`relay.core.listing_guard`) is
 held: nothing committed, outcome ``held``, a warning, ``state.held`` and the
 ``exmail_relay_directory_held_deletions`` gauge; it is committed once the same
-deletions are found on ``confirm_polls`` polls in a row. Mail is
-not this poller's business: an api2 tenant's mail arrives by callback on the HTTP server,
-so directory trouble never delays it.
+deletions are found on ``confirm_polls`` polls in a row, or when an operator
+confirms it (:meth:`DirectoryPoller.ask`, served between polls: :mod:`relay.runtime.pollasks`
+says why). Mail is not this poller's business: an api2 tenant's mail arrives by callback
+on the HTTP server, so directory trouble never delays it.
 
 Lease mode (a ``carrier``, :class:`relay.runtime.listings.ListingStore`): before its first
 poll a poller reads the newest listing the broker keeps for the tenant and stores it when
@@ -44,12 +45,9 @@ from typing import Literal, Protocol
 from relay.core.backoff import Backoff
 from relay.core.events import Event
 from relay.core.listing import (
-    ListedMember,
     ListingDiff,
     StoredMember,
-    diff_listing,
     fingerprint,
-    implausible,
 )
 from relay.core.listing_guard import DeletionGuard, HeldListing, Verdict, judge
 from relay.core.throttle import LogThrottle
@@ -58,8 +56,9 @@ from relay.exmail2 import Department, Member
 from relay.journal import Journal, JournalError, listing_write
 from relay.runtime.directory import classify
 from relay.runtime.listings import ListingCarrier, ListingUnavailable
-from relay.runtime.members import ROOT, BadListing, listed_members
+from relay.runtime.members import ROOT, BadListing, Implausible, read_listing
 from relay.runtime.observer import Observer
+from relay.runtime.pollasks import Ask, Asks, Confirmed, HoldChanged, Kind, NothingHeld, NotPolled
 from relay.runtime.pollstate import DirectoryPollStatus, HeldStatus, PollState
 from relay.runtime.stopping import until_stopped
 
@@ -74,6 +73,10 @@ __all__ = [
 log = logging.getLogger("relay.runtime.directory2")
 
 LOG_EVERY = 60.0
+
+# A held listing's difference and the stored listing it was diffed against: what an
+# operator's confirmation commits (the same as the poll that confirms it would).
+_Pending = tuple[ListingDiff, Mapping[str, StoredMember] | None]
 
 
 class DirectoryClient(Protocol):
@@ -112,7 +115,10 @@ class DirectoryPoller:
     ``state.waiting`` is true.
 
     ``guard``: when a listing is held for its deletions (:mod:`relay.core.listing_guard`).
-    The hold lives here: a stopped poller forgets it (the next one holds again)."""
+    The hold lives here: a stopped poller forgets it (the next one holds again).
+
+    :meth:`ask`: an operator's "confirm the held listing" or "poll now", served by
+    :meth:`run` between polls (:mod:`relay.runtime.pollasks`)."""
 
     def __init__(
         self,
@@ -141,6 +147,8 @@ class DirectoryPoller:
         self._bootstrap: Literal["skip", "snapshot"] = bootstrap
         self._guard = guard
         self._held: HeldListing | None = None
+        self._pending: _Pending | None = None  # the held listing's difference
+        self._asks = Asks()
         self._carrier = carrier
         self._adopted = carrier is None  # the broker's listing read (or none to read)
         self._owed: tuple[dict[str, StoredMember], float] | None = None  # to publish
@@ -161,6 +169,14 @@ class DirectoryPoller:
 
     def stop(self) -> None:
         self._stop.set()
+        self._asks.arrived.set()  # an idle loop wakes to see it
+
+    def ask(self, kind: Kind, *, since: float | None = None) -> Ask:
+        """Queue an operator's ask for :meth:`run` (:func:`relay.runtime.pollasks.answer`
+        waits for it); :class:`NotPolled` when this poller is not polling."""
+        if self._stop.is_set() or not self.state.polling:
+            raise NotPolled(self.tenant)
+        return self._asks.put(kind, since)
 
     @property
     def stopped(self) -> bool:
@@ -177,15 +193,62 @@ class DirectoryPoller:
         self.state.polling = True
         try:
             while not self._stop.is_set():
+                asked = self._asks.take("poll", every=True)  # answered by this poll
                 # Stopped mid-listing: the poll is cancelled and nothing was committed.
                 outcome = await until_stopped(self.poll(), self._stop)
+                for ask in asked:
+                    ask.settle(NotPolled(self.tenant) if outcome is None else outcome)
                 if outcome is None or outcome == "fenced":
                     return
-                await self.wait_stopped(self._next_delay())
+                await self._idle(self._next_delay())
         finally:
             self.state.polling = False
+            self._asks.fail_all(NotPolled(self.tenant))
             if self._held is not None:  # not this poller's to hold any more
                 self._keep(None)
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait ``seconds`` between polls, serving confirmations meanwhile; an ask to
+        poll (or :meth:`stop`) ends the wait."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while not self._stop.is_set():
+            self._asks.arrived.clear()
+            if taken := self._asks.take("confirm"):
+                await self._serve(taken[0])
+                continue
+            if self._asks.waiting("poll") or (left := until - loop.time()) <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._asks.arrived.wait(), left)
+
+    async def _serve(self, ask: Ask) -> None:
+        """Confirm the held listing for ``ask``; a bug goes to the caller and the owner."""
+        try:
+            done = await until_stopped(self._confirm(ask.since), self._stop)
+        except (NothingHeld, HoldChanged, JournalError) as exc:
+            ask.settle(exc)
+            return
+        except Exception as exc:
+            ask.settle(exc)
+            raise
+        ask.settle(NotPolled(self.tenant) if done is None else done)
+
+    async def _confirm(self, since: float | None) -> Confirmed:
+        """Commit the held listing's difference, as the poll confirming it would."""
+        held, pending = self._held, self._pending
+        if held is None or pending is None:
+            raise NothingHeld(self.tenant)
+        if since is not None and since != held.since:
+            raise HoldChanged(self.tenant, held)
+        diff, before = pending
+        # Served between polls by this poller alone: the stored listing is still the one
+        # the held difference was taken from (a commit would have dropped the hold).
+        await self._commit(diff, before, listed=held.listed)
+        self._released(Verdict("confirm", held), by_operator=True)
+        if self._owed is not None:
+            await self._publish()
+        return Confirmed(held, len(diff.events))
 
     def _next_delay(self) -> float:
         if self.state.failures:
@@ -212,7 +275,7 @@ class DirectoryPoller:
             outcome, error = classify(exc), f"directory listing: {exc}"
         except BadListing as exc:
             outcome, error = "malformed", f"directory listing: {exc}"
-        except _Implausible as exc:
+        except Implausible as exc:
             outcome, error = "implausible", f"directory listing refused: {exc}"
         except JournalError as exc:
             outcome, error = "journal", f"journal: {exc}"
@@ -300,7 +363,7 @@ class DirectoryPoller:
         # Pure and CPU-bound (a profile and a digest per member: ~0.2 s for 10 000): off
         # the event loop, so the callbacks it serves are not held up meanwhile.
         listed, diff = await asyncio.to_thread(
-            _diff, self.tenant, departments, members, before, now, self._bootstrap
+            read_listing, self.tenant, departments, members, before, now, self._bootstrap
         )
         verdict = judge(
             self._guard,
@@ -311,12 +374,20 @@ class DirectoryPoller:
             now=self._clock(),
         )
         if verdict.action == "hold":
-            self._keep(verdict.held)
+            self._keep(verdict.held, (diff, before))
             return "held"
         self.state.members = len(listed)
         if not diff.changed:
             self._released(verdict)
             return "unchanged"
+        await self._commit(diff, before, listed=len(listed))
+        self._released(verdict)
+        return "baseline" if diff.baseline else "changed"
+
+    async def _commit(
+        self, diff: ListingDiff, before: Mapping[str, StoredMember] | None, *, listed: int
+    ) -> None:
+        """Commit ``diff`` (taken against ``before``) with the stored rows it changes."""
         await self.journal.wait_capacity()
         await self.journal.append(
             self.tenant,
@@ -330,18 +401,18 @@ class DirectoryPoller:
             for key in diff.deletes:
                 after.pop(key, None)
             self._owe(after, self._clock())
-        self._released(verdict)
+        self.state.members = listed
         changes = Counter(added=diff.added, updated=diff.updated, deleted=diff.deleted)
         self.state.last_changes = dict(changes)
         log.info(
             "directory baseline stored" if diff.baseline else "directory changes committed",
-            extra={"tenant": self.tenant, "members": len(listed), **changes},
+            extra={"tenant": self.tenant, "members": listed, **changes},
         )
-        return "baseline" if diff.baseline else "changed"
 
-    def _keep(self, held: HeldListing | None) -> None:
+    def _keep(self, held: HeldListing | None, pending: _Pending | None = None) -> None:
         """Keep ``held`` (None: nothing held) and show it; every held poll is logged."""
         self._held = held
+        self._pending = None if held is None else pending
         confirm = self._guard.confirm_polls
         self.state.held = None if held is None else HeldStatus.of(held, confirm)
         self._observer.directory_held(self.tenant, 0 if held is None else held.deleted)
@@ -352,13 +423,15 @@ class DirectoryPoller:
                 extra={"tenant": self.tenant, **_counts(held), "confirm_polls": confirm},
             )
 
-    def _released(self, verdict: Verdict) -> None:
+    def _released(self, verdict: Verdict, *, by_operator: bool = False) -> None:
         """After a commit (or an unchanged listing): the hold, if any, is over."""
         before = self._held
         if verdict.action == "confirm":
             assert verdict.held is not None
             log.warning(
-                "held directory deletions confirmed and committed",
+                "held directory deletions confirmed by an operator and committed"
+                if by_operator
+                else "held directory deletions confirmed and committed",
                 extra={"tenant": self.tenant, **_counts(verdict.held)},
             )
         elif before is not None:
@@ -400,10 +473,6 @@ class DirectoryPoller:
             )
 
 
-class _Implausible(Exception):
-    pass
-
-
 def _counts(held: HeldListing) -> dict[str, int]:
     """A hold's counts for a log line: never an address or a profile."""
     return {
@@ -414,18 +483,3 @@ def _counts(held: HeldListing) -> dict[str, int]:
         "listed": held.listed,
         "polls": held.polls,
     }
-
-
-def _diff(
-    tenant: str,
-    departments: Sequence[Department],
-    members: Sequence[Member],
-    before: Mapping[str, StoredMember] | None,
-    now: datetime,
-    bootstrap: Literal["skip", "snapshot"],
-) -> tuple[dict[str, ListedMember], ListingDiff]:
-    """The listing read and diffed (runs on a worker thread: touches nothing shared)."""
-    listed = listed_members(departments, members)
-    if (why := implausible(None if before is None else len(before), len(listed))) is not None:
-        raise _Implausible(why)
-    return listed, diff_listing(tenant, before, listed, now=now, bootstrap=bootstrap)

@@ -1,4 +1,5 @@
-"""The second API's directory listing, turned into the profiles user events carry. Pure.
+"""The second API's directory listing, turned into the profiles user events carry, and
+diffed against the stored one (:func:`read_listing`). Pure.
 
 Where it sits: between :class:`relay.exmail2.Exmail2Client`'s ``department/list`` and
 ``user/list`` answers and :func:`relay.core.listing.diff_listing`. The profile has the
@@ -22,13 +23,22 @@ client's types.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final, Literal
 
-from relay.core.listing import ListedMember
+from relay.core.listing import ListedMember, ListingDiff, StoredMember, diff_listing, implausible
 from relay.exmail2 import Department, Member
 
-__all__ = ["ROOT", "BadListing", "department_paths", "listed_members", "profile_of_member"]
+__all__ = [
+    "ROOT",
+    "BadListing",
+    "Implausible",
+    "department_paths",
+    "listed_members",
+    "profile_of_member",
+    "read_listing",
+]
 
 ROOT: Final = 1
 _MAX_DEPTH: Final = 64  # a loop in parentid (a broken answer) ends here
@@ -36,6 +46,10 @@ _MAX_DEPTH: Final = 64  # a loop in parentid (a broken answer) ends here
 
 class BadListing(ValueError):
     """The listing cannot be believed (a duplicate member, a missing root)."""
+
+
+class Implausible(ValueError):
+    """The listing is refused (:func:`relay.core.listing.implausible` says why)."""
 
 
 def department_paths(departments: Sequence[Department]) -> dict[int, str]:
@@ -92,3 +106,19 @@ def listed_members(
             raise BadListing(f"user/list lists {member.userid!r} twice, differently")
         listed[key] = entry
     return listed
+
+
+def read_listing(
+    tenant: str,
+    departments: Sequence[Department],
+    members: Sequence[Member],
+    before: Mapping[str, StoredMember] | None,
+    now: datetime,
+    bootstrap: Literal["skip", "snapshot"],
+) -> tuple[dict[str, ListedMember], ListingDiff]:
+    """The listing read and diffed against ``before`` (the directory poller runs it on a
+    worker thread: it touches nothing shared)."""
+    listed = listed_members(departments, members)
+    if (why := implausible(None if before is None else len(before), len(listed))) is not None:
+        raise Implausible(why)
+    return listed, diff_listing(tenant, before, listed, now=now, bootstrap=bootstrap)

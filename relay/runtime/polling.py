@@ -8,6 +8,10 @@ tenant is polled only while this replica holds its shard, as its listeners would
 changes (their own subscription), and a planned release stops them before the lease
 goes (:meth:`before_release`, chained after the runner's gate).
 
+An operator's asks (:mod:`relay.runtime.pollasks`: confirm a held listing, poll now) go
+to the tenant's running poller (:meth:`DirectoryPollers.confirm_held`,
+:meth:`DirectoryPollers.poll_now`); a tenant not polled here now is :class:`NotPolled`.
+
 Every poller task is owned here: kept by tenant, awaited when its shard goes or on
 :meth:`close`. A poller that crashes (a bug) is logged with its traceback and restarted
 with backoff; it never stops another tenant's polls, nor the relay. A poller refused by
@@ -28,6 +32,7 @@ from relay.core.backoff import Backoff
 from relay.core.shards import ReleaseReason, shard_of
 from relay.runtime.directory2 import DirectoryPoller, PollState
 from relay.runtime.leases import LeaseManager
+from relay.runtime.pollasks import Confirmed, NothingHeld, NotPolled, answer
 
 __all__ = ["DirectoryPollers"]
 
@@ -76,6 +81,32 @@ class DirectoryPollers:
     @property
     def running(self) -> frozenset[str]:
         return frozenset(self._running)
+
+    def polls(self, tenant: str) -> bool:
+        """Whether this replica polls ``tenant`` now (lease mode: holds its shard)."""
+        entry = self._running.get(tenant)
+        return entry is not None and not entry.poller.stopped and entry.poller.state.polling
+
+    async def confirm_held(self, tenant: str, *, since: float | None, within: float) -> Confirmed:
+        """Commit ``tenant``'s held listing now, as the poll that confirms it would;
+        ``since``: only if it is the hold held since then. Waits ``within`` seconds for a
+        poll under way (:func:`relay.runtime.pollasks.answer`)."""
+        poller = self._poller(tenant)
+        if poller.state.held is None:  # nothing to wait for
+            raise NothingHeld(tenant)
+        done: Confirmed = await answer(poller.ask("confirm", since=since), tenant, within)
+        return done
+
+    async def poll_now(self, tenant: str, *, within: float) -> str:
+        """Poll ``tenant`` now (after a poll under way); the outcome, as a poll's."""
+        outcome: str = await answer(self._poller(tenant).ask("poll"), tenant, within)
+        return outcome
+
+    def _poller(self, tenant: str) -> DirectoryPoller:
+        entry = self._running.get(tenant)
+        if entry is None or self._closed.is_set():
+            raise NotPolled(tenant)
+        return entry.poller
 
     def _tenants_of(self, shard: int) -> list[str]:
         assert self._leases is not None

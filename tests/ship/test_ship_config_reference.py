@@ -98,8 +98,9 @@ DESCRIPTIONS: dict[str, str] = {
     "tenants.directory_confirm_polls": "`api2`: a held listing is committed (with the ids "
     "its events would have had) once this many polls in a row would delete the same "
     "members, the first one included: with the default interval, 10 minutes after it was "
-    "first seen. 0: never by polls; to let it through, raise "
-    "`directory_max_deletion_share` (1) for the tenant and restart.",
+    "first seen. An operator may confirm it at once (`exmail-relay directory confirm-held`, "
+    "the admin API). 0: never by polls, only by an operator (without the admin API: raise "
+    "`directory_max_deletion_share` to 1 for the tenant and restart).",
     "callback.max_body_bytes": "Largest callback POST body read; a larger one is refused "
     "(413) before it is decrypted.",
     "callback.max_age": "A callback whose `timestamp` is further than this from the relay's "
