@@ -8,6 +8,7 @@ Real parts: relays built from settings, the emulator, a loopback webhook receive
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -106,6 +107,9 @@ async def test_every_listed_token_is_accepted_and_the_audit_names_it(
     await disable(http, run, ADMIN_OLD)
     actors = list(dict.fromkeys(r.actor for r in audited(caplog)))  # type: ignore[attr-defined]
     assert actors == ["admin:ci-2026", fingerprint(ADMIN_OLD)]
+    # The command line reads the relay's own file: its first token, past the comment.
+    argv = ["deadletters", "list", "--relay", base(run), "--admin-token-file", str(relay[1])]
+    assert await asyncio.to_thread(cli_main, argv) == 0
     # No token anywhere: logs, status, metrics, the settings' and the relay's reprs.
     seen = [caplog.text, *(repr(vars(r)) for r in caplog.records), repr(run)]
     for path in ("status.json", "metrics", ""):
