@@ -66,6 +66,8 @@ def read_secret_file(path: Path, key: str) -> str:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:  # its message quotes a byte of the secret
+        raise ValueError(f"{key}: {path} is not UTF-8 text") from None
     value = text.strip()
     if not value:
         raise ValueError(f"{key}: {path} is empty")

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from relay.app.directory2 import polls_directory
+from relay.app.ops_tokens import token_source
 from relay.app.settings import Settings
 from relay.core.shards import shard_of
 from relay.gateway.forwarding import Forwarder, OwnerLookup, lease_owner, static_owner
@@ -109,11 +110,12 @@ async def admin_api(
     pollers: DirectoryPollers | None = None,
 ) -> AdminApi | None:
     """The admin API, when ``[http] admin_token`` is set; its peers are the live
-    replicas (lease) or the ordinals (static), reached at ``[gateway] peer_url``.
-    ``pollers``: this replica's directory polls; a tenant another replica polls is
-    forwarded to its owner, as the gateway finds it (:func:`owner_lookup`)."""
-    token = settings.http.admin_token
-    if token is None or not settings.http.enabled:
+    replicas (lease) or the ordinals (static), reached at ``[gateway] peer_url`` with the
+    first of the admin tokens (``admin_token_file`` as it reads now). ``pollers``: this
+    replica's directory polls; a tenant another replica polls is forwarded to its owner,
+    as the gateway finds it (:func:`owner_lookup`)."""
+    tokens = token_source(settings.http, "admin_token")
+    if tokens is None or not settings.http.enabled:
         return None
     if leases is not None:
         me = leases.replica_id
@@ -131,11 +133,11 @@ async def admin_api(
         live=live,
         template=g.peer_url if session is not None else None,
         session=session,
-        token=token,
+        tokens=tokens,
         timeout=g.forward_timeout,
     )
     return AdminApi(
-        token=token,
+        tokens=tokens,
         journal=journal,
         peers=peers,
         endpoints=tuple(hook.name for hook in settings.webhooks),

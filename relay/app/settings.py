@@ -35,6 +35,7 @@ from relay.app.fields import read_secret_file as _read_secret_file
 from relay.app.fields import secret_lines as _secret_lines
 from relay.app.fields import secret_list as _secret_list
 from relay.app.fields import unique as _unique
+from relay.app.http_settings import HttpSettings
 from relay.core.amqp_message import ContentMode, HeaderPrefix
 from relay.core.envelope import MIN_SECRET_LENGTH
 from relay.core.links import DEFAULT_MAX_TTL
@@ -210,34 +211,6 @@ class WebhookSettings(_Section):
         object.__setattr__(self, "secret", secrets)
         if self.ca_bundle is not None and not self.ca_bundle.is_file():
             raise ValueError(f"ca_bundle: {self.ca_bundle} is not a file")
-        return self
-
-
-class HttpSettings(_Section):
-    """``[http]``: health, metrics and the status page."""
-
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    auth_token: SecretStr | None = None
-    auth_token_file: Path | None = None
-    basic_user: str | None = None
-    basic_password: SecretStr | None = None
-    protect_probes: bool = False
-    admin_token: SecretStr | None = None
-    """Turns the admin API (``/admin/v1/``) on; never a ``[[clients]]`` key."""
-    admin_token_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _auth(self) -> HttpSettings:
-        for key in ("auth_token", "admin_token"):
-            path = getattr(self, key + "_file")
-            if path is not None:
-                object.__setattr__(self, key, SecretStr(_read_secret_file(path, key + "_file")))
-        if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 16:
-            raise ValueError("admin_token must be at least 16 characters")
-        if (self.basic_user is None) != (self.basic_password is None):
-            raise ValueError("basic_user and basic_password go together")
         return self
 
 

@@ -22,6 +22,7 @@ from relay.app.api2_clients import gateway_tenants2, open_clients2
 from relay.app.callbacks import callback_board, callback_receiver
 from relay.app.directory2 import directory_pollers, listing_store
 from relay.app.leasing import checkpoint_store, lease_manager, token_fence
+from relay.app.ops_tokens import token_source
 from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
     AmqpSettings,
@@ -395,7 +396,7 @@ async def build_service(
             )
             app = build_app(
                 service,
-                auth_token=h.auth_token,
+                auth_token=token_source(h, "auth_token"),
                 basic_auth=basic,
                 protect_probes=h.protect_probes,
                 show_content=settings.status.show_content,

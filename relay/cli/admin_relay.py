@@ -6,8 +6,10 @@ need a ``kubectl exec`` into the right pod (in lease mode, whichever holds the e
 With ``--relay`` the command calls any replica's ops port and that replica gathers from,
 or forwards to, the others (docs/operations.md, "The admin API").
 
-The token is read here, at the edge: from ``--admin-token-file FILE`` (first line) or
-the environment variable ``RELAY_ADMIN_TOKEN``. There is deliberately no
+The token is read here, at the edge: from ``--admin-token-file FILE`` (its first token,
+read as the relay reads ``[http] admin_token_file``: ``#`` comments and ``NAME TOKEN``
+lines understood, so the relay's own file serves) or the environment variable
+``RELAY_ADMIN_TOKEN``. There is deliberately no
 ``--admin-token`` flag: a flag is visible to every user of the machine in ``ps`` and
 lands in shell histories.
 
@@ -28,6 +30,7 @@ import aiohttp
 
 from relay.cli.errors import EXIT_USAGE, CommandError
 from relay.cli.through_relay import read_answer, read_secret, relay_base
+from relay.core.bearer import TokenFileError, parse_token_file
 
 __all__ = [
     "TOKEN_ENV",
@@ -74,7 +77,15 @@ def uses_relay(args: argparse.Namespace) -> bool:
 
 def _token(args: argparse.Namespace) -> str:
     missing = f"--relay needs the admin token: --admin-token-file FILE or ${TOKEN_ENV}"
-    return read_secret(args.admin_token_file, TOKEN_ENV, flag="--admin-token-file", missing=missing)
+    text = read_secret(
+        args.admin_token_file, TOKEN_ENV, flag="--admin-token-file", whole=True, missing=missing
+    )
+    if not args.admin_token_file:
+        return text
+    try:
+        return parse_token_file(text, lone_min_length=1).first.value
+    except TokenFileError as exc:
+        raise CommandError(f"--admin-token-file: {exc}", exit_code=EXIT_USAGE) from None
 
 
 def admin_call(

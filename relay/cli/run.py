@@ -44,13 +44,11 @@ def secrets_of(settings: Settings) -> Iterator[str]:
     for hook in settings.webhooks:
         for secret in hook.secret:
             yield secret.get_secret_value()
-    for maybe in (
-        settings.http.auth_token,
-        settings.http.basic_password,
-        settings.http.admin_token,
-    ):
-        if maybe is not None:
-            yield maybe.get_secret_value()
+    if settings.http.basic_password is not None:
+        yield settings.http.basic_password.get_secret_value()
+    for tokens in (settings.http.tokens("auth_token"), settings.http.tokens("admin_token")):
+        if tokens is not None:  # every token of a rotation file
+            yield from tokens.values()
     for client in settings.clients:
         for key in client.key:
             yield key.get_secret_value()

@@ -46,17 +46,18 @@ def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_secret(file: str | None, env: str, *, flag: str, missing: str) -> str:
-    """A credential read at the edge: the first line of ``file`` (given as ``flag``), else
-    the environment variable ``env``; none, or an unreadable file: exit 2 (``missing``)."""
+def read_secret(file: str | None, env: str, *, flag: str, missing: str, whole: bool = False) -> str:
+    """A credential read at the edge: the first line of ``file`` (given as ``flag``; all
+    of it with ``whole``), else the environment variable ``env``; none, or an unreadable
+    file: exit 2 (``missing``)."""
     if file:
         try:
-            lines = Path(file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise CommandError(
-                f"cannot read {flag}: {exc.strerror}", exit_code=EXIT_USAGE
-            ) from None
-        secret = lines[0].strip() if lines else ""
+            text = Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise CommandError(f"cannot read {flag}: {why}", exit_code=EXIT_USAGE) from None
+        lines = text.splitlines()
+        secret = text.strip() if whole else lines[0].strip() if lines else ""
     else:
         secret = os.environ.get(env, "").strip()
     if not secret:

@@ -8,23 +8,25 @@ tenant's directory poller, on the replica that runs it, to confirm a held listin
 poll now (:mod:`relay.ops.admin_directory`).
 
 - **Its own token.** ``Authorization: Bearer <[http] admin_token>``, never a
-  ``[[clients]]`` key nor the status page's ``auth_token``. The offered token's SHA-256
-  is compared with the expected one's in constant time (:func:`hmac.compare_digest`).
+  ``[[clients]]`` key nor the status page's ``auth_token``. ``admin_token_file`` may list
+  several (a rotation; :mod:`relay.core.bearer`), each accepted, and is read again when
+  it changes (:mod:`relay.ops.token_file`). The offered token's SHA-256 is compared with
+  every accepted one's in constant time (:meth:`~relay.core.bearer.TokenSet.match`).
   No header: 401 with a challenge; another token: 403. Without ``admin_token`` every
   path answers 404 ``admin-off``. ``/admin/v1/openapi.json`` is public.
 - **Errors are problems** (RFC 9457, :class:`relay.gateway.problems.Problem`), with the
   gateway's ``urn:exmail-relay:problem:`` types.
 - **Audit.** Every mutating call writes one ``relay.audit`` line on each replica that
-  applies it: who (:func:`fingerprint` of the token, ``admin:`` and 12 hex digits; a
-  forwarded call names the original caller and the replica it came through), what (the
-  route and its filter), and the result or the problem (a refused token too: ``anonymous``
-  or the offered token's fingerprint). Never the token.
+  applies it: who (:func:`caller`: ``admin:`` and the token's name in the file, or the
+  :func:`fingerprint` of an unnamed token, 12 hex digits; a forwarded call names the
+  original caller and the replica it came through), what (the route and its filter), and
+  the result or the problem (a refused token too: ``anonymous`` or the offered token's
+  fingerprint). Never the token.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import re
 import time
@@ -33,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
-from pydantic import SecretStr
 
+from relay.core.bearer import BearerToken, TokenSource
 from relay.gateway.forwarding import VIA_NAME, OwnerLookup
 from relay.gateway.problems import Problem
 from relay.gateway.request_body import parse_json, read_body
@@ -50,6 +52,7 @@ __all__ = [
     "admin_off_app",
     "asked",
     "audit",
+    "caller",
     "fingerprint",
     "guard",
     "hopped",
@@ -62,7 +65,8 @@ audit = logging.getLogger("relay.audit")
 log = logging.getLogger("relay.admin")
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="exmail-relay admin"'}
-_ACTOR = re.compile(r"^admin:[0-9a-f]{12}$")
+# A fingerprint (12 hex digits) or a token's name (relay.core.bearer).
+_ACTOR = re.compile(r"^admin:[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PUBLIC = frozenset({"/admin/v1/openapi.json"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -70,6 +74,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def fingerprint(token: str) -> str:
     """Who called, for the audit line: names the token without revealing it."""
     return "admin:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def caller(token: BearerToken) -> str:
+    """An accepted token for the audit line: ``admin:<name>``, or its fingerprint."""
+    return fingerprint(token.value) if token.name is None else f"admin:{token.name}"
 
 
 @dataclass(slots=True)
@@ -80,7 +89,7 @@ class AdminApi:
     are polled (on some replica), ``pollers`` this replica's (None: none), ``owner_of``
     the replica that polls a tenant not polled here (None: nobody, or this one)."""
 
-    token: SecretStr = field(repr=False)
+    tokens: TokenSource = field(repr=False)
     journal: Journal
     peers: Peers
     endpoints: tuple[str, ...] = ()
@@ -92,18 +101,14 @@ class AdminApi:
     pollers: DirectoryPollers | None = None
     owner_of: OwnerLookup = lambda tenant: None
     clock: Callable[[], float] = time.time
-    _digest: bytes = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._digest = hashlib.sha256(self.token.get_secret_value().encode()).digest()
 
     @property
     def me(self) -> str:
         return self.peers.me
 
-    def accepts(self, offered: str) -> bool:
-        digest = hashlib.sha256(offered.encode()).digest()
-        return hmac.compare_digest(digest, self._digest)
+    def match(self, offered: str) -> BearerToken | None:
+        """The accepted token ``offered`` is (the file's tokens as they are now)."""
+        return self.tokens.current().match(offered)
 
 
 ADMIN: web.AppKey[AdminApi] = web.AppKey("admin", AdminApi)
@@ -143,14 +148,19 @@ def hopped(request: web.Request) -> bool:
 
 
 _AUTHENTICATED: Final = web.RequestKey("relay.admin.authenticated", bool)
+_CALLER: Final = web.RequestKey("relay.admin.caller", str)
 
 
 def actor_of(request: web.Request) -> str:
-    """The caller's fingerprint; on a forwarded call that passed the token check, the
-    original caller's (a refused call's headers are the caller's word only)."""
+    """The caller: the accepted token's name or fingerprint (:func:`caller`); on a
+    forwarded call that passed the token check, the original caller's (a refused call's
+    headers are the caller's word only)."""
     forwarded = request.headers.get(ACTOR_HEADER, "")
     if request.get(_AUTHENTICATED) and hopped(request) and _ACTOR.match(forwarded):
         return forwarded
+    known: str | None = request.get(_CALLER)
+    if known is not None:
+        return known
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return "anonymous"
@@ -166,7 +176,7 @@ def _via(request: web.Request) -> str | None:
     return None
 
 
-def _authenticate(request: web.Request, admin: AdminApi) -> None:
+def _authenticate(request: web.Request, admin: AdminApi) -> BearerToken:
     header = request.headers.get("Authorization", "")
     scheme, _, offered = header.partition(" ")
     if scheme.lower() != "bearer" or not offered.strip():
@@ -174,11 +184,13 @@ def _authenticate(request: web.Request, admin: AdminApi) -> None:
             401, "unauthorized", "Authentication required",
             "send Authorization: Bearer <[http] admin_token>", headers=CHALLENGE,
         )  # fmt: skip
-    if not admin.accepts(offered.strip()):
+    token = admin.match(offered.strip())
+    if token is None:
         raise Problem(
             403, "forbidden", "Not the admin token",
             "this token does not open the admin API (a [[clients]] key never does)",
         )  # fmt: skip
+    return token
 
 
 def write_audit(
@@ -205,7 +217,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in _PUBLIC:
             return await handler(request)
         refused = request.match_info.http_exception
-        _authenticate(request, admin)
+        request[_CALLER] = caller(_authenticate(request, admin))
         request[_AUTHENTICATED] = True
         if isinstance(refused, web.HTTPMethodNotAllowed):
             allow = ", ".join(sorted(refused.allowed_methods))

@@ -10,10 +10,11 @@ mode from the shard count; a replica named in a request that is not among them i
 reported unreachable, never called. The address is ``[gateway] peer_url`` with the
 id for ``{replica}`` or ``{index}``, as the gateway forwards (:mod:`relay.gateway.forwarding`).
 
-A call to a peer carries the admin token (every replica has the same ``[http]
-admin_token``), ``Via: 1.1 exmail-relay-{me}`` (a replica answers such a call from its
-own journal only: one hop, no loops) and :data:`ACTOR_HEADER`, the original caller's
-token fingerprint, for the holder's audit line. A peer that cannot be reached, times out
+A call to a peer carries the admin token (every replica accepts the same ``[http]
+admin_token``; with several in ``admin_token_file``, the first, as the file reads now),
+``Via: 1.1 exmail-relay-{me}`` (a replica answers such a call from its own journal
+only: one hop, no loops) and :data:`ACTOR_HEADER`, the original caller (its token's name
+or fingerprint), for the holder's audit line. A peer that cannot be reached, times out
 or answers an error is a :class:`PeerFailure`, which the answer reports by replica.
 """
 
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from pydantic import SecretStr
 
+from relay.core.bearer import TokenSource
 from relay.core.presence import valid_replica_id
 from relay.gateway.forwarding import VIA_NAME
 
@@ -49,13 +50,14 @@ class PeerFailure:
 @dataclass(frozen=True, slots=True)
 class Peers:
     """This replica (``me``) and the others: ``live()`` every replica id known alive,
-    ``me`` included; ``template`` the peer URL (``None``: peers cannot be called)."""
+    ``me`` included; ``template`` the peer URL (``None``: peers cannot be called);
+    ``tokens`` the admin tokens, whose first is sent."""
 
     me: str
     live: Callable[[], Collection[str]]
     template: str | None = None
     session: aiohttp.ClientSession | None = None
-    token: SecretStr | None = None
+    tokens: TokenSource | None = None
     timeout: float = 15.0
 
     def __repr__(self) -> str:
@@ -107,10 +109,10 @@ class Peers:
         within = self.timeout if within is None else within
         if replica not in self.known():
             return PeerFailure(replica, "not a live replica (as presence tells)")
-        if self.template is None or self.session is None or self.token is None:
+        if self.template is None or self.session is None or self.tokens is None:
             return PeerFailure(replica, "no [gateway] peer_url: cannot call other replicas")
         headers = {
-            "Authorization": f"Bearer {self.token.get_secret_value()}",
+            "Authorization": f"Bearer {self.tokens.current().first.value}",
             "Via": f"1.1 {VIA_NAME}-{self.me}",
             ACTOR_HEADER: actor,
         }

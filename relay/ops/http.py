@@ -29,6 +29,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pydantic import SecretStr
 
+from relay.core.bearer import TokenSource
 from relay.gateway import Gateway, gateway_app
 from relay.gateway.callback import CALLBACK_PREFIX, CallbackReceiver
 from relay.gateway.routes import GATEWAY
@@ -41,6 +42,7 @@ from relay.ops.listing import PAGING_PARAMS, QueryError, page_status, parse_quer
 from relay.ops.page import render_status_page
 from relay.ops.page_charts import render_charts
 from relay.ops.sampler import Sampler
+from relay.ops.token_file import LiveTokens
 from relay.runtime.status import ClientStatus, Status
 from relay.runtime.supervisor import RelayService
 
@@ -49,6 +51,7 @@ __all__ = ["SAMPLER", "OpsServer", "build_app"]
 SERVICE: web.AppKey[RelayService] = web.AppKey("service", RelayService)
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
 SAMPLER: web.AppKey[Sampler] = web.AppKey("sampler", Sampler)
+TOKEN_FILES: web.AppKey[tuple[LiveTokens, ...]] = web.AppKey("token_files", tuple)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,12 @@ async def _status(request: web.Request) -> Status:
     status = await request.app[SERVICE].status(
         show_content=options.show_content, recent=options.recent
     )
+    files = request.app[TOKEN_FILES]
+    for live in files:
+        live.current()  # a status read checks the token files too
+    warnings = tuple(live.warning for live in files if live.warning is not None)
+    if warnings:
+        status = dataclasses.replace(status, config_warnings=warnings)
     gateway = request.app.get(GATEWAY)
     if gateway is None:
         return status
@@ -153,7 +162,7 @@ async def status_page(request: web.Request) -> web.Response:
 def build_app(
     service: RelayService,
     *,
-    auth_token: SecretStr | None = None,
+    auth_token: TokenSource | None = None,
     basic_auth: tuple[str, SecretStr] | None = None,
     protect_probes: bool = False,
     show_content: bool = False,
@@ -172,7 +181,7 @@ def build_app(
         open_paths = frozenset() if protect_probes else PROBES
         middlewares.append(
             auth_middleware(
-                token=auth_token,
+                tokens=auth_token,
                 basic=basic_auth,
                 open_paths=open_paths,
                 open_prefixes=("/v1/", "/sso/", "/admin/", CALLBACK_PREFIX),
@@ -182,6 +191,8 @@ def build_app(
     if gateway is not None:
         app[GATEWAY] = gateway
     app[SERVICE] = service
+    sources = (auth_token, None if admin is None else admin.tokens)
+    app[TOKEN_FILES] = tuple(s for s in sources if isinstance(s, LiveTokens))
     app[METRICS] = registry
     app[OPTIONS] = PageOptions(show_content=show_content, recent=recent)
     app[SAMPLER] = sampler = Sampler(

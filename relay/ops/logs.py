@@ -17,7 +17,15 @@ from typing import Any, Literal, TextIO
 
 from relay.core.redact import redact_url, scrub, scrub_value
 
-__all__ = ["JsonFormatter", "RedactFilter", "TextFormatter", "configure", "redact_url", "scrub"]
+__all__ = [
+    "JsonFormatter",
+    "RedactFilter",
+    "TextFormatter",
+    "configure",
+    "redact_also",
+    "redact_url",
+    "scrub",
+]
 
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
@@ -43,6 +51,16 @@ class RedactFilter(logging.Filter):
             )
             record.exc_info = None
         return True
+
+
+def redact_also(secrets: Iterable[str]) -> None:
+    """Teach the installed redaction filters secrets read after :func:`configure` (a
+    token file read again, :mod:`relay.ops.token_file`)."""
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, RedactFilter):
+                known = set(found.secrets)
+                found.secrets += tuple(s for s in secrets if len(s) >= 4 and s not in known)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

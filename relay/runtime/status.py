@@ -301,8 +301,7 @@ class ShardingStatus(_JsonRecord):
     standby: bool
     last_handoff: HandoffStatus | None = None
     last_error: str | None = None
-    # Lease mode: parties on the presence exchange outside our shard space, heard lately,
-    # and the presence messages dropped unread since start, by reason.
+    # Lease mode: outsiders heard lately on presence; presence dropped unread, by reason.
     conflicts: tuple[str, ...] = ()
     refused: dict[str, int] = field(default_factory=dict)
     unhealthy: str | None = None
@@ -341,6 +340,7 @@ class Status(_JsonRecord):
     clients: tuple[ClientStatus, ...] = ()
     sharding: ShardingStatus | None = field(default=None, metadata=OMIT_NONE)
     tenants_page: TenantsPage | None = field(default=None, metadata=OMIT_NONE)
+    config_warnings: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
 
 
 def _tenant(st: ListenerStatus) -> TenantStatus:

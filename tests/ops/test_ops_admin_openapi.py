@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from openapi_spec_validator import validate
-from pydantic import SecretStr
 
+from relay.core.bearer import TokenSet
 from relay.journal import Journal
 from relay.ops.admin import AdminApi
 from relay.ops.admin_openapi import admin_document
@@ -30,7 +30,7 @@ REGENERATE = "python tests/ops/test_ops_admin_openapi.py --write"
 def mounted(tmp: Path) -> set[tuple[str, str]]:
     """(method, path) of every mounted route."""
     admin = AdminApi(
-        token=SecretStr("t" * 20),
+        tokens=TokenSet.of("t" * 20),
         journal=Journal(tmp / "unused.sqlite3"),
         peers=Peers(me="0", live=lambda: {"0"}),
     )

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
+from relay.core.bearer import TokenSet
 from relay.ops.auth import auth_middleware
 
 # (token, (user, password), open paths) -> base URL of a server behind the middleware
@@ -29,7 +30,7 @@ async def serve() -> AsyncIterator[Serve]:
         token: str | None, basic: tuple[str, str] | None, open_paths: frozenset[str]
     ) -> str:
         middleware = auth_middleware(
-            token=None if token is None else SecretStr(token),
+            tokens=None if token is None else TokenSet.of(token),
             basic=None if basic is None else (basic[0], SecretStr(basic[1])),
             open_paths=open_paths,
         )

@@ -329,7 +329,8 @@ def test_key_order_and_optional_keys() -> None:
 
 
 def test_the_records_declare_exactly_the_pinned_keys() -> None:
-    assert Status.json_keys() == {*STATUS_KEYS, "tenants_page"}  # only when paged
+    # tenants_page only when paged, config_warnings only when a token file is not taken
+    assert Status.json_keys() == {*STATUS_KEYS, "tenants_page", "config_warnings"}
     assert TenantsPage.json_keys() == set(TENANTS_PAGE_KEYS)
     # ``directory``: an api2 tenant's directory polls, only when it has them (OMIT_NONE).
     assert TenantStatus.json_keys() == {*TENANT_KEYS, "directory"}

@@ -436,6 +436,24 @@ def test_the_admin_api_token_goes_through_the_secret(chart: Any, tmp_path: Path)
     assert "admin_token" not in relay_toml(off)
 
 
+def test_a_token_rotation_file_goes_through_the_secret_unchanged(
+    chart: Any, tmp_path: Path
+) -> None:
+    # adminApi.token as a YAML block: several tokens, the first one sent to peers.
+    new, old = "admin-token-new-000000000001", "admin-token-old-000000000001"
+    tokens = f"# rotation, step 2\nci-2026 {new}\n{old}\n"
+    objects = render(chart, {"adminApi": {"enabled": True, "token": tokens}})
+    data = {k: base64.b64decode(v).decode() for k, v in one(objects, "Secret")["data"].items()}
+    assert data["admin-token"] == tokens
+    settings = load_settings(_write_pod_files(objects, tmp_path, data), environ={})
+    admin = settings.http.tokens("admin_token")
+    assert admin is not None and admin.values() == (new, old) and admin.first.name == "ci-2026"
+    # Mounted as a directory, not with subPath: the kubelet swaps a changed Secret in
+    # place, and the relay reads the file again (an existing Secret rotates live).
+    mounts = [m for m in container(objects)["volumeMounts"] if m["name"] == "secrets"]
+    assert len(mounts) == 1 and "subPath" not in mounts[0]
+
+
 def test_existing_secret_replaces_the_charts_secret(chart: Any) -> None:
     values = copy.deepcopy(FULL)
     values["secrets"] = {"existingSecret": "relay-credentials"}

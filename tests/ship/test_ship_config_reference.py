@@ -187,14 +187,22 @@ DESCRIPTIONS: dict[str, str] = {
     "http.enabled": "Serve health, metrics and the status page.",
     "http.host": "Listen address. The image and the chart set `0.0.0.0`.",
     "http.port": "Listen port (0: any free port).",
-    "http.auth_token": "Bearer token required for the status page and metrics (secret).",
-    "http.auth_token_file": "File holding `auth_token`.",
+    "http.auth_token": "Bearer token for the status page and `/status.json`, and for the "
+    "probes and `/metrics` with `protect_probes` (secret).",
+    "http.auth_token_file": "File holding `auth_token`, or several during a rotation: one "
+    "per line, `NAME TOKEN` or `TOKEN`, `#` comments; every one accepted; read again when it "
+    'changes (docs/operations.md, "Rotating the ops and admin tokens"). Wins over '
+    "`auth_token`.",
     "http.basic_user": "HTTP Basic user for the status page and metrics.",
     "http.basic_password": "HTTP Basic password (secret).",
-    "http.protect_probes": "Also require authentication on `/livez` and `/readyz`.",
+    "http.protect_probes": "Also require authentication on `/livez`, `/readyz` and `/metrics`.",
     "http.admin_token": "Bearer token of the admin API (`/admin/v1/`, docs/operations.md), "
     "at least 16 characters; unset: the admin API answers 404 (secret). Never a client key.",
-    "http.admin_token_file": "File holding `admin_token` (a mounted Secret).",
+    "http.admin_token_file": "File holding `admin_token` (a mounted Secret), or several "
+    "during a rotation: one per line, `NAME TOKEN` or `TOKEN` (at least 16 characters each), "
+    "`#` comments; every one accepted, the first sent to the other replicas, the name shown in "
+    'audit lines; read again when it changes (docs/operations.md, "Rotating the ops and '
+    'admin tokens"). Wins over `admin_token`.',
     "log.format": "`auto`: JSON lines when stderr is not a TTY, text when it is.",
     "log.level": "Minimum level logged.",
     "status.show_content": "Show mail subjects and summaries on the status page.",
