@@ -1,9 +1,9 @@
 """What a command says when it cannot do what was asked, and the exit codes it uses.
 
 Exit codes: 0 done; 1 the command could not do it (an unreachable service, a journal
-that refuses, a failed check); 2 bad input: bad arguments (argparse) or bad
-configuration (:class:`relay.app.settings.ConfigError`: a file that does not parse or
-validate, bad environment overrides, refused keys).
+that refuses or that another relay holds, a busy port, a failed check); 2 bad input:
+bad arguments (argparse) or bad configuration (:class:`relay.app.settings.ConfigError`:
+a file that does not parse or validate, bad environment overrides, refused keys).
 
 :class:`CommandError` carries a message meant for the user as is; :mod:`relay.cli.main`
 prints it as one line on stderr, with no traceback, and exits with its code.

@@ -1,7 +1,9 @@
 """``exmail-relay run [--config FILE]``: the relay service.
 
 Loads the configuration (the edge), configures logging with every configured secret
-registered for redaction, opens the components and runs until SIGTERM, SIGINT or
+registered for redaction, takes the journal's single-writer lock (``<journal>.lock``:
+:class:`relay.journal.JournalLock`; another relay on the file makes this one exit 1
+with one line naming it), opens the components and runs until SIGTERM, SIGINT or
 SIGHUP, then shuts down in order and exits 0.
 
 SIGHUP is a stop, not a reload: the configuration is read once, at start. A terminal
@@ -20,9 +22,13 @@ from collections.abc import Iterator
 from relay.app.loader import load_settings
 from relay.app.settings import Settings
 from relay.cli.errors import CommandError
+from relay.journal import JournalLock
 from relay.ops.logs import configure
 
 log = logging.getLogger("relay.run")
+
+# The end of the one line a second relay on a journal in use exits with (exit code 1).
+SECOND_RELAY_ADVICE = "stop it first, or point [journal] path elsewhere"
 
 # Each one stops the relay in order (SIGHUP too: the configuration is not reloaded).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -63,10 +69,13 @@ def run(args: argparse.Namespace) -> int:
     configure(
         format=settings.log.format, level=settings.log.level, secrets=list(secrets_of(settings))
     )
-    try:
-        asyncio.run(serve(settings))
-    except OSError as exc:  # a port in use, an unwritable path: say which, no traceback
-        raise CommandError(exc.strerror or str(exc)) from None
+    # Before the journal opens (it migrates and retires orphans) and until the process
+    # ends: a second relay on the file exits here, naming the first (JournalInUse).
+    with JournalLock(settings.journal.path, command="run", advice=SECOND_RELAY_ADVICE):
+        try:
+            asyncio.run(serve(settings))
+        except OSError as exc:  # a port in use, an unwritable path: say which, no traceback
+            raise CommandError(exc.strerror or str(exc)) from None
     return 0
 
 

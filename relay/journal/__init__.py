@@ -29,7 +29,9 @@ Why it is shaped this way:
 - **Other processes are noticed.** ``exmail-relay deadletters replay`` and ``endpoint``
   open their own journal on the same file. ``PRAGMA data_version`` tells the writer that
   another connection committed; the counters are then recounted in the same transaction,
-  from a partial index sized by the backlog (``events_backlog``, schema 3).
+  from a partial index sized by the backlog (``events_backlog``, schema 3). Another
+  *relay* is not welcome: ``exmail-relay run`` holds :class:`JournalLock` (a ``flock``
+  on ``<journal>.lock``) for its whole life, and a second one on the file exits.
 - **Idempotent appends.** ``events.id`` is unique; appending an id twice stores it once.
 - **Bounded.** Past ``max_events`` or ``max_bytes`` of undelivered events,
   :meth:`Journal.wait_capacity` blocks the source until sinks drain (backpressure, not
@@ -40,21 +42,25 @@ The package: :mod:`._journal` (the :class:`Journal` facade, appends and settleme
 query-only connection and its queries), :mod:`._admin` (replay, disable, prune),
 :mod:`._schema` (tables, version, migrations, connections), :mod:`._salvage` (``journal
 check`` and ``journal salvage``: a damaged file read range by range into a new one),
-:mod:`._records` and :mod:`._exceptions`.
+:mod:`._lock` (the single-writer guard: one relay per file, a ``flock`` on
+``<journal>.lock``), :mod:`._records` and :mod:`._exceptions`.
 
 Exceptions::
 
     JournalError        the root: the journal cannot be opened, a read or a write failed
      +-- JournalClosed  the journal was used after Journal.close()
      +-- JournalCorrupt the file is damaged; the message names it and the recovery
-                        (exmail-relay journal check / journal salvage)
+     |                  (exmail-relay journal check / journal salvage)
+     +-- JournalInUse   another process holds the file's lock (JournalLock): a running
+                        relay or a salvage; the message names its pid, host and start
 """
 
-from relay.journal._exceptions import JournalClosed, JournalCorrupt, JournalError
+from relay.journal._exceptions import JournalClosed, JournalCorrupt, JournalError, JournalInUse
 from relay.journal._filter import DeadFilter
 from relay.journal._journal import Journal
 from relay.journal._listing import ListingWrite, StoredListing
 from relay.journal._listing import write as listing_write
+from relay.journal._lock import Holder, JournalLock, lock_path
 from relay.journal._records import DeadLetter, JournalStats, SinkStats
 from relay.journal._salvage import Check, Copied, Salvage, check_file, salvage_file
 
@@ -63,10 +69,13 @@ __all__ = [
     "Copied",
     "DeadFilter",
     "DeadLetter",
+    "Holder",
     "Journal",
     "JournalClosed",
     "JournalCorrupt",
     "JournalError",
+    "JournalInUse",
+    "JournalLock",
     "JournalStats",
     "ListingWrite",
     "Salvage",
@@ -74,5 +83,6 @@ __all__ = [
     "StoredListing",
     "check_file",
     "listing_write",
+    "lock_path",
     "salvage_file",
 ]

@@ -6,8 +6,10 @@ The tree::
      |                  a read or a write failed (SQLite's own error is the ``__cause__``)
      +-- JournalClosed  the journal was used after :meth:`Journal.close`
      +-- JournalCorrupt the file is damaged (SQLite: "database disk image is malformed",
-                        "file is not a database"); the message names the file and the
-                        recovery (``exmail-relay journal check`` / ``journal salvage``)
+     |                  "file is not a database"); the message names the file and the
+     |                  recovery (``exmail-relay journal check`` / ``journal salvage``)
+     +-- JournalInUse   another process holds the file's single-writer lock (a running
+                        relay, a salvage); the message names its pid, host and start
 
 Only :class:`JournalError` and its subclasses leave the package: SQLite's and the
 operating system's errors are translated at the boundary with ``raise ... from exc``
@@ -25,6 +27,7 @@ __all__ = [
     "JournalClosed",
     "JournalCorrupt",
     "JournalError",
+    "JournalInUse",
     "from_sqlite",
     "is_corrupt",
     "recovery",
@@ -55,6 +58,16 @@ class JournalClosed(JournalError):
 
 class JournalCorrupt(JournalError):
     """The journal file is damaged: the relay cannot go on with it until it is salvaged."""
+
+
+class JournalInUse(JournalError):
+    """Another process holds the journal's lock (:mod:`._lock`): ``pid`` is its process
+    id when the lock file says it."""
+
+    def __init__(self, message: str, *, path: Path, pid: int | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.pid = pid
 
 
 def is_corrupt(exc: sqlite3.Error) -> bool:

@@ -2,13 +2,17 @@
 
 Where it sits: beside the :class:`~relay.journal.Journal` facade, not under it. The
 ``exmail-relay journal check`` and ``journal salvage`` commands call these functions on a
-stopped relay's file; nothing here runs in the relay. Plain synchronous SQLite: the
-commands are short-lived and do nothing else meanwhile.
+stopped relay's file (the admin API runs ``check`` in the relay). Plain synchronous
+SQLite: the commands are short-lived and do nothing else meanwhile.
 
 Why it is shaped this way:
 
 - **The damaged file is only read.** It is opened read-only (``mode=ro``), so a salvage
   can be repeated, and the original stays for a second opinion.
+- **Not beside a running relay.** ``check`` only reads, so it may run anytime.
+  ``salvage`` holds the journal's lock (:mod:`._lock`) while it copies, so it refuses a
+  file a relay still writes (what the relay wrote after the copy would be lost at the
+  swap), and a relay cannot start on the file meanwhile.
 - **One bad page costs only its rows.** A damaged b-tree page fails every query whose
   path crosses it, and a query that fails mid-way gives nothing. So the tables are read
   by ranges of their keys (``rowid``, or ``(sink, seq)`` for ``deliveries``), and a range
@@ -32,10 +36,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from relay.journal._exceptions import JournalError
+from relay.journal._lock import JournalLock
 from relay.journal._schema import PENDING, open_writer
 
 __all__ = ["Check", "Copied", "Salvage", "check_file", "salvage_file"]
 
+_STOP_FIRST: Final = (
+    "stop it first: a salvage copies the file while nothing writes it"
+    " (docs/operations.md, Journal corruption)"
+)
 _CHUNK: Final = 512  # keys per range read; a failing range is halved down to one key
 
 Row = tuple[Any, ...]
@@ -239,6 +248,11 @@ def salvage_file(source: Path, target: Path) -> Salvage:
     for path in (target, Path(f"{target}-wal")):
         if path.exists():
             raise JournalError(f"salvage into {target}: {path} exists (refusing to overwrite)")
+    with JournalLock(source, command="journal salvage", advice=_STOP_FIRST):
+        return _salvage_locked(source, target)
+
+
+def _salvage_locked(source: Path, target: Path) -> Salvage:
     partial = target.with_name(target.name + ".salvage-partial")
     for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
         leftover.unlink(missing_ok=True)  # a salvage that died earlier: ours, by its name

@@ -169,9 +169,12 @@ def test_salvage_refuses_an_existing_target_the_source_itself_and_a_missing_sour
     junk.write_bytes(b"\xa5" * 8192)
     with pytest.raises(JournalError, match=r"nothing to salvage in .*not a database"):
         salvage_file(junk, tmp_path / "new.sqlite3")
+    # Nothing left behind but the lock file of the one salvage that got that far (the
+    # single-writer guard's file stays: relay.journal._lock).
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "j.sqlite3",
         "junk.sqlite3",
+        "junk.sqlite3.lock",
         "taken.sqlite3",
     ]
 

@@ -48,7 +48,9 @@ DESCRIPTIONS: dict[str, str] = {
     "otherwise it answers the current token (each fetch voids the token every holder "
     "uses). 0 turns the bound off.",
     "journal.path": "SQLite journal file (WAL mode; `-wal`/`-shm` files sit beside it). "
-    "The image and the chart set it to `/var/lib/exmail-relay/journal.sqlite3`.",
+    "One relay per file: `run` holds a lock on `<path>.lock` beside it, and a second "
+    'relay on the same file exits 1 naming the first (docs/operations.md, "One relay per '
+    'journal"). The image and the chart set it to `/var/lib/exmail-relay/journal.sqlite3`.',
     "journal.max_events": "Bound on stored events; past it listeners pause (backpressure).",
     "journal.max_bytes": "Bound on the journal's event bytes; past it listeners pause.",
     "journal.retention": "How long fully delivered events are kept for replay before pruning.",
