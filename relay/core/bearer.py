@@ -39,12 +39,20 @@ __all__ = [
     "TokenFileError",
     "TokenSet",
     "TokenSource",
+    "header_bytes",
     "parse_token_file",
 ]
 
 MIN_TOKEN_LENGTH = 16
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _FINGERPRINT_LIKE = re.compile(r"[0-9a-f]{12}")
+
+
+def header_bytes(text: str) -> bytes:
+    """The bytes a header value came as. aiohttp reads a header's bytes that are not
+    UTF-8 as lone surrogates (``surrogateescape``), which a plain ``encode()`` refuses:
+    a hostile ``Authorization: Bearer \\xff`` would be a 500 instead of a refusal."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 class TokenFileError(ValueError):
@@ -94,7 +102,7 @@ class TokenSet:
 
     def match(self, offered: str) -> BearerToken | None:
         """The token ``offered`` is, compared with every candidate in constant time."""
-        digest = hashlib.sha256(offered.encode()).digest()
+        digest = hashlib.sha256(header_bytes(offered)).digest()
         found: BearerToken | None = None
         for token in self.tokens:  # no early exit: every candidate is compared
             if hmac.compare_digest(digest, token.digest) and found is None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from relay.core.bearer import header_bytes
+
 __all__ = ["SCOPES", "ApiClient", "ClientRegistry", "ClientUse"]
 
 SCOPES = ("sso", "read", "write", "token")
@@ -87,4 +89,4 @@ class ClientRegistry:
 
 
 def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+    return hashlib.sha256(header_bytes(key)).digest()  # a header's bytes, as they came

@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from relay.core.bearer import BearerToken, TokenSource
+from relay.core.bearer import BearerToken, TokenSource, header_bytes
 from relay.gateway.forwarding import VIA_NAME, OwnerLookup
 from relay.gateway.problems import Problem
 from relay.gateway.request_body import parse_json, read_body
@@ -73,7 +73,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def fingerprint(token: str) -> str:
     """Who called, for the audit line: names the token without revealing it."""
-    return "admin:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+    return "admin:" + hashlib.sha256(header_bytes(token)).hexdigest()[:12]
 
 
 def caller(token: BearerToken) -> str:

@@ -6,11 +6,13 @@ receiver that fails deliveries (so they really become dead letters), the emulato
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -145,6 +147,44 @@ async def test_the_token_gates_the_admin_api_and_never_leaks(
     seen.extend(repr(vars(r)) for r in caplog.records)
     seen.append(repr(relay))
     assert all(TOKEN not in text for text in seen)
+
+
+async def raw_status(run: Running, method: str, path: str, authorization: bytes) -> int:
+    """The status of a request whose ``Authorization`` value is sent as raw bytes."""
+    where = urlsplit(url(run, ""))
+    assert where.hostname is not None and where.port is not None
+    reader, writer = await asyncio.open_connection(where.hostname, where.port)
+    try:
+        writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: {where.netloc}\r\nConnection: close\r\n"
+            "Content-Length: 0\r\n".encode()
+            + b"Authorization: "
+            + authorization
+            + b"\r\n\r\n"
+        )
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout=20)
+    finally:
+        writer.close()
+    return int(raw.split(b" ", 2)[1])
+
+
+async def test_a_credential_that_is_not_utf8_is_refused_not_a_500(
+    relay: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp reads header bytes that are not UTF-8 as lone surrogates; hashing such a
+    credential must not raise (it was a 500 on every guarded path)."""
+    caplog.set_level(logging.INFO, logger="relay")
+    for junk in (b"Bearer \xff\xfe" + TOKEN.encode(), b"Bearer " + TOKEN.encode() + b"\xc3"):
+        assert await raw_status(relay, "GET", "/admin/v1/deadletters", junk) == 403
+        assert await raw_status(relay, "POST", "/admin/v1/deadletters/drop", junk) in (400, 403)
+        assert await raw_status(relay, "GET", "/status.json", junk) == 401
+        assert await raw_status(relay, "GET", "/v1/tenants/acme/users/a@b.c", junk) == 401
+    refused = [r for r in caplog.records if r.name == "relay.audit"]
+    assert refused and all(getattr(r, "actor", "").startswith("admin:") for r in refused), (
+        "the refused drop is audited by the offered credential's fingerprint"
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_relay_without_an_admin_token_has_no_admin_api(
