@@ -17,7 +17,7 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from relay.sinks.connect import open_connection
-from relay.sinks.publish import WireProperties, frames, publish
+from relay.sinks.publish import WireProperties, _channel_lock, frames, publish
 from tests.support import AMQP_URL
 
 MAX = 131_064  # a channel's max_content_size with RabbitMQ's default frame_max
@@ -165,5 +165,61 @@ async def test_publishes_are_confirmed_returned_and_failed_as_aiormq_answers() -
         await connection.close()
         results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 10)
         assert results and all(isinstance(r, aiormq.exceptions.AMQPError) for r in results)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.rabbitmq
+async def test_a_publish_waits_its_turn_behind_a_held_channel_lock() -> None:
+    """The shortcut (``_queue_now``) is taken only when nothing could make the publish
+    wait; behind the channel lock it waits as aiormq does, and the messages still
+    arrive in their delivery-tag order. A closed channel refuses it as aiormq would."""
+    queue_name = f"test.publish.turn.{uuid.uuid4().hex[:12]}"
+    connection = await open_connection(AMQP_URL)
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        queue = await channel.declare_queue(queue_name, auto_delete=False)
+        raw = await channel.get_underlay_channel()
+        assert isinstance(raw, aiormq.Channel)
+
+        def send(i: int) -> asyncio.Task[None]:
+            return asyncio.create_task(
+                publish(
+                    raw,
+                    f"m{i}".encode(),
+                    exchange="",
+                    routing_key=queue_name,
+                    properties=WireProperties(message_id=f"id{i}"),
+                )
+            )
+
+        # The private lock the shortcut looks at is the one aiormq's Channel.lock takes.
+        async with raw.lock:
+            assert _channel_lock(raw).locked()
+            held = send(0)
+            await asyncio.sleep(0.2)
+            assert not held.done() and raw.confirmations == {}, "it waited for the lock"
+        first = send(1)  # the lock is free again: the shortcut
+        await asyncio.wait_for(asyncio.gather(held, first), 10)
+        assert not _channel_lock(raw).locked()
+
+        got = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            got.append(message.body)
+        assert got == [b"m0", b"m1"]
+        assert raw.confirmations == {} and raw.message_id_delivery_tag == {}
+
+        # A closed channel: the shortcut raises what channel.lock raises.
+        await channel.close()
+        with pytest.raises(aiormq.exceptions.ChannelInvalidStateError):
+            await publish(
+                raw,
+                b"late",
+                exchange="",
+                routing_key=queue_name,
+                properties=WireProperties(message_id="late"),
+            )
+        channel = await connection.channel()
+        await channel.queue_delete(queue_name)
     finally:
         await connection.close()
