@@ -201,13 +201,13 @@ class ShardRunner:
         conflict = self.leases.trouble()
         if conflict is not None:
             return conflict
-        since = self.leases.down_since
+        since = self.leases.link.down_since
         if since is None:
             return None
         down = time.monotonic() - since
         if down <= LEASE_DOWN_LIMIT:
             return None
-        why = self.leases.connection_error or "connecting"
+        why = self.leases.link.last_error or "connecting"
         return f"lease connection down for {down:.0f} s: {why}"
 
     # -- running -----------------------------------------------------------------------
