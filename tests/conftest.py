@@ -20,10 +20,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.broker_alarm import ResourceAlarm
 from tests.support import BROKER_ADDRESS, SocketUse, recorded_sockets
 
-# Fixtures that open a broker connection themselves (declare, proxy or clean up).
-BROKER_FIXTURES = frozenset({"broker", "amqp_names", "proxy"})
+# Fixtures that open a broker connection themselves (declare, proxy or clean up), or
+# act on the broker (a resource alarm).
+BROKER_FIXTURES = frozenset({"broker", "amqp_names", "proxy", "resource_alarm"})
 
 _BROKER_PORTS = frozenset({BROKER_ADDRESS[1], 5672})
 _BROKER_HOSTS = frozenset({BROKER_ADDRESS[0], "127.0.0.1", "::1", "localhost"})
@@ -65,3 +67,15 @@ def _broker_guard(request: pytest.FixtureRequest) -> Iterator[None]:
             f"{first.target[1]} but is not marked rabbitmq; from:\n{first.stack}",
             pytrace=False,
         )
+
+
+@pytest.fixture
+def resource_alarm() -> Iterator[ResourceAlarm]:
+    """A real disk alarm of the local RabbitMQ node (tests/broker_alarm.py), off until
+    the test raises it; cleared at teardown whatever the test did. Broker-wide: it
+    blocks every publisher on this machine while it is on."""
+    alarm = ResourceAlarm()
+    try:
+        yield alarm
+    finally:
+        alarm.clear_sync()

@@ -10,15 +10,23 @@ from relay.core.shards import shard_of
 from relay.runtime.checkpoints import CheckpointStore
 from relay.runtime.leases import LeaseManager
 from relay.runtime.observer import Observer
+from relay.sinks.brokerlink import BrokerLink
 
-__all__ = ["checkpoint_store", "lease_manager", "token_fence"]
+__all__ = ["checkpoint_store", "lease_manager", "report_blocks", "token_fence"]
+
+
+def report_blocks(link: BrokerLink, name: str, observer: Observer) -> None:
+    """``exmail_relay_broker_blocked{link=name}``: 0 now, 1 while a resource alarm of
+    RabbitMQ blocks ``link`` (the sink's too, in either mode)."""
+    observer.broker_blocked(name, False)
+    link.block_callbacks.append(lambda reason: observer.broker_blocked(name, reason is not None))
 
 
 def lease_manager(settings: Settings, hostname: str | None, observer: Observer) -> LeaseManager:
     """Lease mode's manager: its own plain connection to ``[amqp] url`` (not the
     sink's: a lease must die with exactly the connection that holds it)."""
     sh = settings.sharding
-    return LeaseManager(
+    leases = LeaseManager(
         url=settings.amqp.url,
         replica_id=sh.lease_replica_id(hostname),
         secrets=sh.secret,
@@ -29,6 +37,8 @@ def lease_manager(settings: Settings, hostname: str | None, observer: Observer) 
         tick=min(1.0, sh.heartbeat / 3),
         on_refused=lambda reason: observer.broker_message_refused("presence", reason),
     )
+    report_blocks(leases.link, "leases", observer)
+    return leases
 
 
 def checkpoint_store(
@@ -36,7 +46,7 @@ def checkpoint_store(
 ) -> CheckpointStore:
     """Lease mode's checkpoint store on ``[amqp] url``, signed with the deployment secret."""
     sh = settings.sharding
-    return CheckpointStore(
+    store = CheckpointStore(
         url=settings.amqp.url,
         secrets=sh.secret,
         shards=leases.shards,
@@ -44,6 +54,8 @@ def checkpoint_store(
         heartbeat=sh.heartbeat,
         observer=observer,
     )
+    report_blocks(store.link, "checkpoints", observer)
+    return store
 
 
 def token_fence(leases: LeaseManager, tenant: str) -> Callable[[], bool]:

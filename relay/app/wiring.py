@@ -21,7 +21,7 @@ import aiohttp
 from relay.app.api2_clients import gateway_tenants2, open_clients2
 from relay.app.callbacks import callback_board, callback_receiver
 from relay.app.directory2 import directory_pollers, listing_store
-from relay.app.leasing import checkpoint_store, lease_manager, token_fence
+from relay.app.leasing import checkpoint_store, lease_manager, report_blocks, token_fence
 from relay.app.ops_tokens import token_source
 from relay.app.peers import admin_api, forwarder, owner_lookup, serves
 from relay.app.settings import (
@@ -155,6 +155,7 @@ async def _open_sinks(
                     header_prefix=a.header_prefix,
                 )
             )
+            report_blocks(amqp.link, amqp.name, observer)
             plans.append(
                 SinkPlan(
                     amqp, Route(amqp.name), _amqp_policy(a), SinkDescription(target=amqp.target)

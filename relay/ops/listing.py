@@ -102,10 +102,11 @@ def tenant_rank(tenant: TenantStatus) -> int:
 
 
 def sink_rank(sink: SinkStatus) -> int:
-    """0 for a sink that cannot deliver, 1 for a disabled one, 2 for a healthy one."""
+    """0 for a sink that cannot deliver (not connected, or blocked by a resource alarm
+    of RabbitMQ), 1 for a disabled one, 2 for a healthy one."""
     if sink.disabled:
         return 1
-    return 2 if sink.connected else 0
+    return 2 if sink.connected and not sink.blocked else 0
 
 
 def page_status(status: Status, query: TenantQuery) -> Status:

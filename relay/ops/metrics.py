@@ -313,6 +313,13 @@ class Metrics:
             "Lease mode: 1 while the checkpoint store's broker link is up.",
             registry=r,
         )
+        self.broker_blocked = Gauge(
+            "exmail_relay_broker_blocked",
+            "1 while a RabbitMQ resource alarm (disk or memory low) blocks publishing on the"
+            " link (amqp: the sink; leases, checkpoints: lease mode).",
+            ["link"],
+            registry=r,
+        )
         self.checkpoint_waiting_shards = Gauge(
             "exmail_relay_checkpoint_waiting_shards",
             "Lease mode: held shards whose tenants wait for a complete checkpoint read.",
@@ -487,3 +494,6 @@ class PrometheusObserver(Observer):
 
     def checkpoint_waiting(self, shards: int) -> None:
         self.metrics.checkpoint_waiting_shards.set(shards)
+
+    def broker_blocked(self, link: str, blocked: bool) -> None:
+        self.metrics.broker_blocked.labels(link).set(1 if blocked else 0)

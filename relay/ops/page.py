@@ -131,9 +131,13 @@ def tenant_state(tenant: TenantStatus) -> tuple[str, str]:
 
 
 def sink_state(sink: SinkStatus) -> tuple[str, str]:
-    """(css class, label) of a sink: connected, disabled (why) or down (why)."""
+    """(css class, label) of a sink: connected, disabled (why), blocked by a resource
+    alarm of RabbitMQ (why, since when) or down (why)."""
     if sink.disabled:
         return "disabled", f"disabled: {sink.disabled}"
+    if sink.connected and sink.blocked:
+        why, since = sink.blocked["reason"], _time(float(sink.blocked["since"]))
+        return "blocked", f"blocked by RabbitMQ: {why} (resource alarm) since {since}"
     if sink.connected:
         return "connected", "connected"
     return "down", f"not connected: {sink.last_error or 'connecting'}"
@@ -244,7 +248,7 @@ table{border-collapse:collapse;width:100%;font-size:.88rem}
 th,td{border-bottom:1px solid #8884;padding:.3rem .4rem;text-align:left;vertical-align:top}
 th{font-weight:600;white-space:nowrap} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .state{font-weight:600} .connected,.callback{color:#0a7a2f} .failed,.down,.refusing{color:#c0262d}
-.backoff,.paused,.starting,.waiting,.disabled,.held{color:#b36b00} .stopped{color:#777}
+.backoff,.paused,.starting,.waiting,.disabled,.held,.blocked{color:#b36b00} .stopped{color:#777}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:0;font-size:.9rem}
 dt{font-weight:600} dd{margin:0} #stale{color:#c0262d}
 #banner{padding:.4rem .6rem;border-radius:.3rem;margin:.4rem 0}
@@ -282,6 +286,8 @@ def _sharding_line(s: ShardingStatus | None) -> str:
             text += f"; presence messages refused: {counts}"
         if s.unhealthy:
             text += f"; unhealthy, holds no shard: {_e(s.unhealthy)}"
+        for link, block in s.blocked.items():
+            text += f"; {_e(link)} blocked by RabbitMQ: {_e(str(block['reason']))}"
         if (c := s.checkpoints) is not None:
             text += f"; checkpoints: {'connected' if c.connected else 'not connected'}"
             if c.last_error:
@@ -362,7 +368,7 @@ def _banner(status: Status) -> tuple[str, str]:
     bad = (
         status.stopping
         or failed
-        or any(not s.connected or s.disabled for s in status.sinks)
+        or any(not s.connected or s.disabled or s.blocked for s in status.sinks)
         or bool(status.journal.backpressure)
     )
     if status.stopping:

@@ -97,6 +97,10 @@ _SCRIPT_TEMPLATE = """
   }
   function sinkState(k) {
     if (k.$disabled) return ["disabled", "disabled: " + k.$disabled];
+    if (k.$connected && k.$blocked) {
+      return ["blocked", "blocked by RabbitMQ: " + k.$blocked.reason + " (resource alarm) since " +
+        time(k.$blocked.since)];
+    }
     if (k.$connected) return ["connected", "connected"];
     return ["down", "not connected: " + (k.$last_error || "connecting")];
   }
@@ -185,7 +189,8 @@ _SCRIPT_TEMPLATE = """
         s.$tenants.some(function (t) { return t.$state === st; });
     });
     var bad = s.$stopping || failed ||
-      s.$sinks.some(function (k) { return !k.$connected || k.$disabled; }) || !!j.$backpressure;
+      s.$sinks.some(function (k) { return !k.$connected || k.$disabled || k.$blocked; }) ||
+      !!j.$backpressure;
     var b = document.getElementById("banner");
     b.className = bad ? "bad" : "ok";
     b.textContent = s.$stopping ? "Shutting down" : (bad ? "Degraded" : "All parts healthy");

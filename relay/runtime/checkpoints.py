@@ -185,6 +185,11 @@ class CheckpointStore:
         return self._link.down_since
 
     @property
+    def block_status(self) -> dict[str, str | float] | None:
+        """While a resource alarm blocks the link: its reason and since when."""
+        return self._link.block_status
+
+    @property
     def owed(self) -> int:
         """Tenants whose newest Ver the broker has not confirmed yet."""
         return self._book.owed

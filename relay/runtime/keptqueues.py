@@ -171,8 +171,9 @@ async def bounded_read(
     except (*LINK_ERRORS, KeptReadFailed) as exc:
         link.note_error(f"cannot read {what}", exc)
         why = link.last_error or f"{what}: read failed"
-        if isinstance(exc, TimeoutError) and link.connected:
-            # Open but silent: the next try gets a new connection.
+        if isinstance(exc, TimeoutError) and link.connected and link.blocked is None:
+            # Open but silent: the next try gets a new connection. (Not when blocked by
+            # a resource alarm: a new one would be too, and the old one left behind.)
             link.lose(f"read of {what} timed out on an open connection")
         raise unavailable(why) from exc
     if link.connected:

@@ -20,13 +20,12 @@ presence makes a replica want too many or too few shards, never hold one that an
 member queue ``<prefix>.member.<id>`` locks the replica id, and makes a replica that reconnects
 wait until the broker has dropped its previous connection (and with it the old leases).
 
-The client must stop believing before the broker stops enforcing. aiormq only notices a silent
-broker after ``3 * (heartbeat + 1)`` seconds, later than the broker frees the leases (at least
-``heartbeat`` seconds of silence), so the manager keeps its own clock: each tick's presence is
-published with a publisher confirm, a round trip, and every lease counts as held only until
-``heartbeat`` seconds after the last confirmed publish was *sent* (the broker heard from us no
-earlier than that). Past that, every shard is reported released (``connection_lost``) and the
-connection is dropped.
+The client must stop believing before the broker stops enforcing (aiormq notices a silent
+broker later than the broker frees the leases): each tick's presence is published with a
+publisher confirm, and a lease counts as held only while :mod:`relay.runtime.freshness` says
+so: ``heartbeat`` seconds after the send of the last confirmed publish, or, while a resource
+alarm blocks the connection, after the broker's last frame. Past that, every shard is
+reported released (``connection_lost``) and the connection is dropped.
 """
 
 from __future__ import annotations
@@ -62,6 +61,7 @@ from relay.core.presence import (
 )
 from relay.core.shards import DEFAULT_SHARDS, LeaseChange, ReleaseReason, plan
 from relay.core.throttle import LogThrottle
+from relay.runtime.freshness import LeaseFreshness
 from relay.sinks.brokerlink import BrokerLink, LinkLost
 from relay.sinks.connect import LINK_ERRORS as _LINK_ERRORS
 
@@ -156,8 +156,9 @@ class LeaseManager:
 
         self._owned: set[int] = set()
         self._peers: dict[str, tuple[float, frozenset[int]]] = {}
-        self._fresh_until = 0.0
-        self._expiry: asyncio.TimerHandle | None = None
+        self._fresh = LeaseFreshness(link=self._link, heartbeat=heartbeat, on_expired=self._expired)
+        self._link.block_callbacks.append(self._block_changed)
+        self._late_until = 0.0  # presence held up by an alarm may come stale until then
         self._subscribers: list[asyncio.Queue[LeaseChange | None]] = []
         self.refused: dict[str, int] = {}  # presence messages dropped unread, by reason
         self._refused_log = LogThrottle(every=30.0)
@@ -187,26 +188,21 @@ class LeaseManager:
         return next(iter(self.conflicts()), self._link.last_error)
 
     @property
+    def link(self) -> BrokerLink:
+        """The lease connection (``last_error``, ``down_since``, ``blocked``)."""
+        return self._link
+
+    @property
     def connected(self) -> bool:
         """The lease connection is up (its session set up, not lost)."""
         return self._link.connected
-
-    @property
-    def connection_error(self) -> str | None:
-        """Why the lease connection is not up, or what went wrong on it last."""
-        return self._link.last_error
-
-    @property
-    def down_since(self) -> float | None:
-        """Monotonic time since which no session is up (None: one is); readiness bounds it."""
-        return self._link.down_since
 
     def holds(self, shard: int) -> bool:
         """Whether ``shard``'s lease is held on a live, recently confirmed connection."""
         return (
             shard in self._owned
             and self._link.connected
-            and asyncio.get_running_loop().time() < self._fresh_until
+            and self._fresh.fresh(asyncio.get_running_loop().time())
         )
 
     def holder_of(self, shard: int) -> str | None:
@@ -306,8 +302,7 @@ class LeaseManager:
                     await asyncio.wait_for(self._wake.wait(), self._tick)
             await self._hand_over(control, exchange)
         finally:
-            if self._expiry is not None:
-                self._expiry.cancel()
+            self._fresh.stop()
 
     async def _rebalance(self, connection: AbstractConnection, control: AbstractChannel) -> None:
         known = {s: peer for peer, (_, owned) in self._peers.items() for s in owned}
@@ -321,7 +316,7 @@ class LeaseManager:
         for shard in p.acquire:
             if taken >= p.room or self._link.stopping:
                 break
-            if loop.time() > self._fresh_until - self._heartbeat / 2:
+            if loop.time() > self._fresh.until - self._heartbeat / 2:
                 self._wake.set()  # presence first (a round now, not a tick later), then more
                 break
             self._link.check()
@@ -402,10 +397,7 @@ class LeaseManager:
         await self._link.op(exchange.publish(message, routing_key=""))
         # Confirmed: the broker heard from this connection at ``sent`` or later, so it
         # cannot free our queues before ``sent + heartbeat``.
-        self._fresh_until = sent + self._heartbeat
-        if self._expiry is not None:
-            self._expiry.cancel()
-        self._expiry = loop.call_at(self._fresh_until, self._expired)
+        self._fresh.confirmed(sent)
 
     async def _on_presence(self, message: AbstractIncomingMessage) -> None:
         read = read_presence(
@@ -416,7 +408,8 @@ class LeaseManager:
             max_age_ms=int((self._presence_timeout + PRESENCE_SKEW) * 1000),
         )
         if isinstance(read, Refused):
-            self._refuse(read.reason)
+            if read.reason != "stale" or asyncio.get_running_loop().time() > self._late_until:
+                self._refuse(read.reason)
             return
         if read.replica == self.replica_id:
             return
@@ -468,12 +461,19 @@ class LeaseManager:
     # -- losing the link ---------------------------------------------------------------
 
     def _expired(self) -> None:
-        if asyncio.get_running_loop().time() >= self._fresh_until and self._owned:
-            log.warning(
-                "lease connection unconfirmed for a heartbeat; leases given up",
-                extra={"replica": self.replica_id},
-            )
-        self._link.lose("lease connection unconfirmed for a heartbeat")
+        why = "blocked and silent" if self._link.blocked else "unconfirmed"
+        why = f"lease connection {why} for a heartbeat"
+        if self._owned:
+            log.warning(f"{why}; leases given up", extra={"replica": self.replica_id})
+        self._link.lose(why)
+
+    def _block_changed(self, reason: str | None) -> None:
+        """A block holds every presence alike: unblocked, peers get their timeout again."""
+        if reason is not None or not self._link.connected:  # blocked, or the session ended
+            self._late_until = float("inf") if reason else 0.0
+            return
+        self._late_until = (now := asyncio.get_running_loop().time()) + self._presence_timeout
+        self._peers = {peer: (now, owned) for peer, (_, owned) in self._peers.items()}
 
     def _lost(self) -> None:
         """The link's ``on_lost`` (a close callback, the freshness timer): every lease

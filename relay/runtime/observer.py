@@ -150,6 +150,10 @@ class Observer:
     def checkpoint_waiting(self, shards: int) -> None:
         """Lease mode: how many held shards wait for a complete checkpoint read."""
 
+    def broker_blocked(self, link: str, blocked: bool) -> None:
+        """Whether a resource alarm of RabbitMQ blocks the broker link ``link`` now
+        (``amqp``: the sink; ``leases``, ``checkpoints``: lease mode's)."""
+
     def broker_message_refused(self, kind: str, reason: str) -> None:
         """Lease mode: a broker message of ``kind`` (``presence``, ``checkpoint``) was
         dropped, unread, for ``reason`` (``unsigned``, ``bad signature``, ``stale``, ...)."""
@@ -251,6 +255,9 @@ class ForwardingObserver(Observer):
 
     def checkpoint_waiting(self, shards: int) -> None:
         self.inner.checkpoint_waiting(shards)
+
+    def broker_blocked(self, link: str, blocked: bool) -> None:
+        self.inner.broker_blocked(link, blocked)
 
     def broker_message_refused(self, kind: str, reason: str) -> None:
         self.inner.broker_message_refused(kind, reason)

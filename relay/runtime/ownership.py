@@ -162,8 +162,16 @@ class ShardRunner:
             conflicts=tuple(self.leases.conflicts()),
             refused=dict(sorted(self.leases.refused.items())),
             unhealthy=self.leases.health(),
+            blocked=self._blocked(),
             checkpoints=self._checkpoint_status(),
         )
+
+    def _blocked(self) -> dict[str, dict[str, str | float]]:
+        """The broker links a resource alarm blocks now, by name: reason and since."""
+        blocked = {"leases": self.leases.link.block_status}
+        if self._store is not None:
+            blocked["checkpoints"] = self._store.block_status
+        return {name: block for name, block in blocked.items() if block is not None}
 
     def _checkpoint_status(self) -> CheckpointStatus | None:
         store = self._store
@@ -201,13 +209,13 @@ class ShardRunner:
         conflict = self.leases.trouble()
         if conflict is not None:
             return conflict
-        since = self.leases.down_since
+        since = self.leases.link.down_since
         if since is None:
             return None
         down = time.monotonic() - since
         if down <= LEASE_DOWN_LIMIT:
             return None
-        why = self.leases.connection_error or "connecting"
+        why = self.leases.link.last_error or "connecting"
         return f"lease connection down for {down:.0f} s: {why}"
 
     # -- running -----------------------------------------------------------------------

@@ -6,12 +6,8 @@ listener in place; each drainer's counters, the journal's stats and counters);
 :mod:`relay.ops.http` serves them as JSON and :mod:`relay.ops.page` renders them. Never
 built from the Prometheus registry: metrics are one view of the components, this is another.
 
-Why the field names matter: ``to_json()`` emits every field under its own name, in
-declaration order, so the dataclasses below *are* the ``/status.json`` contract (see
-``docs/operations.md``). Renaming a field renames a JSON key; the tests pin the key set.
-A field marked :data:`OMIT_NONE` is left out of the JSON while it is ``None`` (a sink's
-description, an event's subject when ``[status] show_content`` is off), as it always was.
-
+``to_json()`` emits every field by name, in order: these dataclasses *are* the
+``/status.json`` contract (the tests pin the keys); :data:`OMIT_NONE` ones only when set.
 :func:`build_status` is pure: it reads the components handed to it and does no I/O.
 """
 
@@ -201,6 +197,7 @@ class SinkStatus(_JsonRecord):
     failed: int
     dead: int
     last_error: str | None
+    blocked: Mapping[str, str | float] | None = None  # a resource alarm: reason, since
     target: str | None = field(default=None, metadata=OMIT_NONE)
     types: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
     tenants: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
@@ -306,6 +303,8 @@ class ShardingStatus(_JsonRecord):
     refused: dict[str, int] = field(default_factory=dict)
     unhealthy: str | None = None
     """Lease mode: why this replica holds no shard and takes none (``None``: healthy)."""
+    # Lease mode: the links a resource alarm blocks now (leases, checkpoints): reason, since.
+    blocked: Mapping[str, Mapping[str, str | float]] = field(default_factory=dict)
     checkpoints: CheckpointStatus | None = field(default=None, metadata=OMIT_NONE)
 
 
@@ -380,6 +379,7 @@ def _sink(
         failed=drainer.failed,
         dead=sink_stats.dead if sink_stats else 0,
         last_error=drainer.last_error,
+        blocked=getattr(drainer.sink, "block_status", None),
         target=about.target,
         types=about.types,
         tenants=about.tenants,

@@ -38,6 +38,7 @@ from relay.runtime.status import (
     Status,
     build_status,
 )
+from relay.sinks.blocking import blocked_text
 
 __all__ = ["RelayService", "silent_for"]
 
@@ -357,6 +358,10 @@ class RelayService:
             elif not drainer.sink.connected:
                 why = drainer.last_error or getattr(drainer.sink, "last_error", None)
                 failing[part] = f"not connected: {why or 'connecting'}"
+            elif (block := getattr(drainer.sink, "block_status", None)) is not None:
+                # A resource alarm: connected, but the broker takes nothing until it clears.
+                held = max(0.0, self._clock() - float(block["since"]))
+                failing[part] = blocked_text(str(block["reason"]), held)
             else:
                 ok.append(part)
         if self.runner is not None:

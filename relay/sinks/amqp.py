@@ -38,6 +38,17 @@ guards, both sized so that readiness fails well within 30 s with the defaults:
   rows stay pending and are published again after the reconnect (at-least-once: the
   broker may have had some of them).
 
+A resource alarm (disk or memory low) *blocks* the link instead
+(:mod:`relay.sinks.blocking`): the broker reads nothing and confirms nothing until the
+alarm clears, and says so. That is not a stall: the watchdog does not count the time a
+block lasts (each publish's age starts again at the unblock), nothing is dropped or sent
+again, and the sink stays connected with ``blocked`` set (the broker's reason, for
+readiness, the status page and ``exmail_relay_broker_blocked``). The publishes in flight
+wait on the connection, the drainer's window bounds them, the rest wait in the journal;
+once the alarm clears they are confirmed in order, at once. (Earlier builds took the
+block for a stall: a reconnect every ``confirm_timeout``, each old connection left on the
+broker, blocked, with its publishes, until the alarm cleared.)
+
 Every publish belongs to the session it started on. When a session ends (lost, dropped
 or closed), each of its publishes still in flight answers Unavailable, whatever it was
 waiting for: aiormq rejects the confirms a closed connection owes, but not a publisher
@@ -147,6 +158,20 @@ class AmqpSink:
     _watchdog_error: str | None = None
 
     @property
+    def link(self) -> BrokerLink:
+        return self._link
+
+    @property
+    def blocked(self) -> str | None:
+        """While RabbitMQ blocks publishing (a resource alarm): its reason."""
+        return self._link.blocked
+
+    @property
+    def block_status(self) -> dict[str, str | float] | None:
+        """While blocked: ``reason`` and ``since`` (the status document's ``blocked``)."""
+        return self._link.block_status
+
+    @property
     def connected(self) -> bool:
         channel = self._channel
         return (
@@ -247,15 +272,20 @@ class AmqpSink:
 
     async def _watch_confirms(self) -> None:
         """Every ``confirm_timeout / 4`` s (at most 1 s): is the oldest publish awaiting
-        its confirm older than ``confirm_timeout``? Then the link is stalled."""
+        its confirm older than ``confirm_timeout``? Then the link is stalled. A block
+        is not a stall: its time does not count (ages start again at the unblock)."""
         loop = asyncio.get_running_loop()
         period = min(1.0, self._confirm_timeout / 4)
+        link = self._link
         while True:
             await asyncio.sleep(period)
-            if self._stalled is not None or not self._link.connected:
-                continue  # being dropped already, or lost: its publishes are released
+            if self._stalled is not None or not link.connected or link.blocked is not None:
+                continue  # being dropped already, lost (publishes released), or blocked
             oldest = next(iter(self._unconfirmed.values()), None)
-            if oldest is not None and loop.time() - oldest[0] > self._confirm_timeout:
+            if oldest is None:
+                continue
+            age = loop.time() - max(oldest[0], link.unblocked_at)
+            if age > self._confirm_timeout:
                 await self._drop_stalled_link()
 
     async def _drop_stalled_link(self) -> None:

@@ -36,6 +36,14 @@ Adopting it::
 
     async with link: ...                     # starts the task; leaving closes it
 
+A resource alarm *blocks* the connection (:mod:`relay.sinks.blocking`): the broker reads
+nothing from it until the alarm clears, and says so. The link shows it (``blocked``, the
+broker's reason; ``blocked_since``), logs it once per block, tells ``block_callbacks``
+(the reason, then ``None``), and does not give the connection up for it: :meth:`op`
+waits through a block and gives the operation its bound again from the unblock.
+Reconnecting would help nothing (the next connection is blocked at its first publish)
+and leave the old one on the broker until the alarm clears.
+
 Callbacks (``on_lost``, ``on_down``, ``on_stop``, ``on_crash``) run synchronously on the
 event loop. ``on_lost`` runs inside aio-pika's close callback or a timer, where an
 exception would only be logged: it is kept and raised by the next :meth:`check`.
@@ -45,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -57,6 +66,7 @@ from pydantic import SecretStr
 from relay.core.backoff import Backoff
 from relay.core.redact import redact_url, scrub
 from relay.core.throttle import LogThrottle
+from relay.sinks.blocking import blocked_text, last_heard, watch_blocking
 from relay.sinks.connect import LINK_ERRORS, describe, open_connection
 
 __all__ = ["BrokerLink", "LinkLost", "Session", "wait_until"]
@@ -124,6 +134,17 @@ class BrokerLink:
         self.down_since: float | None = time.monotonic()
         #: Why the link is not up, or what went wrong last (URL redacted, no secret).
         self.last_error: str | None = None
+        #: While RabbitMQ blocks the connection (a resource alarm): its reason, e.g.
+        #: ``low on disk``; since when (monotonic, and wall clock for the status page).
+        self.blocked: str | None = None
+        self.blocked_since: float | None = None
+        self.blocked_at: float | None = None
+        #: Told ``blocked``'s reason when a block starts, ``None`` when it ends (or its
+        #: connection does). Synchronous; what one raises is raised by :meth:`check`.
+        self.block_callbacks: list[Callable[[str | None], None]] = []
+        self._unblocked = asyncio.Event()
+        self._unblocked.set()
+        self._unblocked_at = float("-inf")  # loop time of the last unblock
 
     def __repr__(self) -> str:
         return f"BrokerLink({self.target!r}, name={self._name!r}, connected={self.connected})"
@@ -149,6 +170,18 @@ class BrokerLink:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def block_status(self) -> dict[str, str | float] | None:
+        """While blocked: the broker's ``reason`` and ``since`` when (wall clock)."""
+        if self.blocked is None or self.blocked_at is None:
+            return None
+        return {"reason": self.blocked, "since": round(self.blocked_at, 3)}
+
+    @property
+    def unblocked_at(self) -> float:
+        """Loop time at which the last block ended (``-inf``: none did)."""
+        return self._unblocked_at
 
     # -- what sessions call ------------------------------------------------------------
 
@@ -227,8 +260,49 @@ class BrokerLink:
             await asyncio.wait_for(transport.connection.close(error), timeout=5)
 
     async def op(self, awaitable: Awaitable[T], timeout: float | None = None) -> T:  # noqa: ASYNC109 - a bound per broker call
-        """One broker operation, bounded (``op_timeout``, default one heartbeat)."""
-        return await asyncio.wait_for(awaitable, self._op_timeout if timeout is None else timeout)
+        """One broker operation, bounded (``op_timeout``, default one heartbeat): past
+        the bound, ``TimeoutError``. A block of the connection stops the clock: the
+        operation waits until the broker lets the connection go (or the link is lost:
+        :class:`LinkLost`; or stops: ``TimeoutError``), then has its bound again."""
+        limit = self._op_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(awaitable)
+        deadline = loop.time() + limit
+        try:
+            while True:
+                done, _ = await asyncio.wait([task], timeout=max(0.0, deadline - loop.time()))
+                if done:
+                    return task.result()
+                if self.blocked is not None and not self._stop.is_set():
+                    await self._first(self._unblocked, self._lost, self._stop)
+                    if self._lost.is_set():
+                        self.check()  # raises LinkLost
+                    deadline = loop.time() + limit
+                elif self._unblocked_at + limit > loop.time():
+                    deadline = self._unblocked_at + limit  # unblocked meanwhile
+                else:
+                    raise TimeoutError
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait([task])
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: raised above, or not wanted any more
+
+    @staticmethod
+    async def _first(*events: asyncio.Event) -> None:
+        """Wait until one of ``events`` is set."""
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    def last_heard(self) -> float | None:
+        """Loop time of the last frame from the broker on the current connection."""
+        return last_heard(self._connection)
 
     async def pause(self, seconds: float) -> bool:
         """Sleep up to ``seconds``, less once the link stops; True when stopping."""
@@ -239,14 +313,7 @@ class BrokerLink:
     async def until_lost(self) -> None:
         """For sessions with nothing to do but hold: return when the link stops, raise
         :class:`LinkLost` when it is lost."""
-        stop = asyncio.ensure_future(self._stop.wait())
-        lost = asyncio.ensure_future(self._lost.wait())
-        try:
-            await asyncio.wait([stop, lost], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (stop, lost):
-                waiter.cancel()
-            await asyncio.gather(stop, lost, return_exceptions=True)
+        await self._first(self._stop, self._lost)
         if not self._stop.is_set():
             self.check()
 
@@ -258,6 +325,8 @@ class BrokerLink:
         """Keep ``what: <exc>`` as ``last_error`` (URL and password scrubbed) and log it,
         at most every ``log_every`` seconds unless ``force``."""
         detail = scrub(describe(exc), [self._url.get_secret_value()])[:200]
+        if self.blocked is not None and isinstance(exc, TimeoutError):
+            detail = blocked_text(self.blocked)  # why nothing came back
         self.last_error = f"{what}: {detail}"
         self.warn(self.last_error, force=force)
 
@@ -331,6 +400,11 @@ class BrokerLink:
                 continue
             self._connection = connection
             connection.close_callbacks.add(self._closed)
+            watch_blocking(
+                connection,
+                blocked=functools.partial(self._block, connection),
+                unblocked=functools.partial(self._unblock, connection),
+            )
             came_up = False
             try:
                 await self._session(connection)
@@ -342,6 +416,7 @@ class BrokerLink:
                 came_up = self._up
                 self._up = False
                 self._connection = None
+                self._end_block()  # a new connection starts unblocked
                 if self.down_since is None:
                     self.down_since = time.monotonic()
                 # Closed first, whatever ended the session (a bug included): the broker
@@ -356,6 +431,46 @@ class BrokerLink:
             attempt = 0 if came_up else attempt + 1
             if not self._stop.is_set():
                 await self.pause(self._backoff.delay(attempt))
+
+    # -- blocks ----------------------------------------------------------------------
+
+    def _block(self, connection: AbstractConnection, reason: str) -> None:
+        if connection is not self._connection or self.blocked is not None:
+            return
+        self.blocked = scrub(reason, [self._url.get_secret_value()])[:100]
+        self.blocked_since, self.blocked_at = time.monotonic(), time.time()
+        self._unblocked.clear()
+        self._log.warning(
+            "RabbitMQ blocked publishing (resource alarm); waiting, not reconnecting",
+            extra={**self._extra, "link": self.what, "reason": self.blocked},
+        )
+        self._tell(self.blocked)
+
+    def _unblock(self, connection: AbstractConnection) -> None:
+        if connection is not self._connection or self.blocked_since is None:
+            return
+        seconds = round(time.monotonic() - self.blocked_since, 1)
+        self._log.info(
+            "RabbitMQ unblocked publishing",
+            extra={**self._extra, "link": self.what, "blocked_seconds": seconds},
+        )
+        self._end_block()
+
+    def _end_block(self) -> None:
+        if self.blocked is None:
+            return
+        self.blocked = self.blocked_since = self.blocked_at = None
+        self._unblocked_at = asyncio.get_running_loop().time()
+        self._unblocked.set()
+        self._tell(None)
+
+    def _tell(self, reason: str | None) -> None:
+        for callback in self.block_callbacks:
+            try:
+                callback(reason)
+            except Exception as exc:  # noqa: BLE001 - logged, and raised by the next check()
+                self._log.exception("block callback failed", extra=self._extra)
+                self._deferred = exc
 
     def _closed(self, sender: object, _exc: BaseException | None = None) -> None:
         if sender is not self._connection:

@@ -20,6 +20,7 @@ from relay.runtime.status import (
     OrphanStatus,
     PruneStatus,
     RecentEvent,
+    ShardingStatus,
     SinkStatus,
     Status,
     TenantStatus,
@@ -109,6 +110,29 @@ def test_failed_and_disabled_say_why() -> None:
     sinks = (replace(sample().sinks[0], disabled="410 Gone"),)
     page = render_status_page(sample(tenants=tenants, sinks=sinks))
     assert "failed: bad credentials" in page and "disabled: 410 Gone" in page
+
+
+def test_a_sink_blocked_by_a_resource_alarm_says_why_and_degrades_the_banner() -> None:
+    block = {"reason": "low on disk", "since": 1_799_999_990.0}
+    sinks = (replace(sample().sinks[0], connected=True, last_error=None, blocked=block),)
+    tenants = (replace(sample().tenants[0], state="connected", last_error=None),)
+    sharding = ShardingStatus(
+        mode="lease",
+        replica="r1",
+        shards=16,
+        owned=(3,),
+        live=("r1",),
+        standby=False,
+        blocked={"leases": block},
+    )
+    page = render_status_page(sample(sinks=sinks, tenants=tenants, sharding=sharding))
+    assert (
+        '<td data-k="state" class="state blocked">blocked by RabbitMQ: low on disk (resource alarm)'
+        " since 2027-01-15 07:59:50 UTC</td>"
+    ) in page
+    assert '<div id="banner" class="bad">Degraded</div>' in page
+    assert "; leases blocked by RabbitMQ: low on disk" in page
+    assert '"blocked by RabbitMQ: " + k.blocked.reason' in page, "the live script too"
 
 
 def test_a_tenant_waiting_for_its_turn_says_so_not_an_error() -> None:

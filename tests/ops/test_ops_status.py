@@ -63,6 +63,7 @@ SHARDING_KEYS = [
     "conflicts",
     "refused",
     "unhealthy",
+    "blocked",
     "checkpoints",
 ]
 HANDOFF_KEYS = ["shard", "kind", "reason", "at"]
@@ -101,6 +102,7 @@ SINK_KEYS = [
     "failed",
     "dead",
     "last_error",
+    "blocked",
 ]
 WEBHOOK_SINK_KEYS = [*SINK_KEYS, "target", "types", "tenants"]
 JOURNAL_KEYS = [
@@ -210,6 +212,7 @@ def hand_built(*, subject: str | None = None) -> Status:
             standby=False,
             last_handoff=HandoffStatus(shard=7, kind="acquired", reason=None, at=1_799_999_998.0),
             refused={"unsigned": 2},
+            blocked={"leases": {"reason": "low on disk", "since": 1_799_999_990.0}},
         ),
     )
 
@@ -247,6 +250,7 @@ def test_to_json_is_the_documented_document() -> None:
                 "failed": 0,
                 "dead": 0,
                 "last_error": None,
+                "blocked": None,
             },
             {
                 "name": "webhook:crm",
@@ -259,6 +263,7 @@ def test_to_json_is_the_documented_document() -> None:
                 "failed": 2,
                 "dead": 1,
                 "last_error": "HTTP 410",
+                "blocked": None,
                 "target": "https://crm.example.com/hook",
                 "types": ["exmail.mail.*"],
                 "tenants": [],
@@ -309,6 +314,7 @@ def test_to_json_is_the_documented_document() -> None:
             "conflicts": [],
             "refused": {"unsigned": 2},
             "unhealthy": None,
+            "blocked": {"leases": {"reason": "low on disk", "since": 1_799_999_990.0}},
         },
     }
 

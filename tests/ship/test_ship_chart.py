@@ -155,7 +155,7 @@ def test_crd_kinds_are_structurally_sound(chart: Any) -> None:
         "ExmailRelayDeadLetters", "ExmailRelayBrokerMessagesRefused",
         "ExmailRelayLeaseUnhealthy", "ExmailRelayCheckpointsWaiting",
         "ExmailRelayCallbacksRefused", "ExmailRelayDirectoryPollsFailing",
-        "ExmailRelayDirectoryDeletionsHeld",
+        "ExmailRelayDirectoryDeletionsHeld", "ExmailRelayBrokerBlocked",
     }  # fmt: skip
     for item in rules:
         assert set(item) <= {"alert", "expr", "for", "labels", "annotations"}

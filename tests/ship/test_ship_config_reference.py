@@ -169,7 +169,8 @@ DESCRIPTIONS: dict[str, str] = {
     "reads).",
     "amqp.confirm_timeout": "Age limit on unconfirmed publishes: past it the link counts "
     "as stalled, readiness fails (`publish not confirmed within N s`), the connection is "
-    "dropped and reconnected, and the deliveries stay pending (sent again, never dead).",
+    "dropped and reconnected, and the deliveries stay pending (sent again, never dead). "
+    "The time a RabbitMQ resource alarm blocks the link does not count.",
     "webhooks.name": "Endpoint name: the sink label `webhook:<name>`.",
     "webhooks.url": "Receiver URL (http or https).",
     "webhooks.secret": "Standard Webhooks signing secret(s), `whsec_` + base64 of 24-64 "
