@@ -13,10 +13,12 @@ import shutil
 import sys
 import threading
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+import aio_pika
 
 from relay.app.settings import Settings
 from relay.app.wiring import Running, build_service
@@ -234,3 +236,22 @@ async def chromium(*args: str) -> str:
     out, _ = await asyncio.wait_for(proc.communicate(), 45)
     assert proc.returncode == 0
     return out.decode()
+
+
+async def delete_lease_names(
+    prefix: str, *, shards: int = 16, listings: Iterable[str] = ()
+) -> None:
+    """Delete what relays of lease ``prefix`` (and a sink exchange and queue of that
+    name) declared on the broker: the sink's exchange and queue, the presence exchange,
+    the ``shards`` checkpoint queues and the listing queues of ``listings`` (tenants).
+    Names nobody declared are no error."""
+    connection = await aio_pika.connect(AMQP_URL, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(prefix)
+        await channel.exchange_delete(prefix)
+        await channel.exchange_delete(f"{prefix}.presence")
+        for tenant in listings:
+            await channel.queue_delete(f"{prefix}.listing.{tenant}")
+        for shard in range(shards):
+            await channel.queue_delete(f"{prefix}.checkpoint.{shard}")

@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import pytest
 
 from relay.core.events import USER_ADDED, USER_DELETED, USER_UPDATED, user_change_id
 from relay.emulator import Emulator
 from tests.chaos.support import RelayProcess, free_port
 from tests.pipeline.support import Broker, Consumer, control
-from tests.support import AMQP_URL, DEPLOYMENT_SECRET, eventually
+from tests.support import AMQP_URL, DEPLOYMENT_SECRET, delete_lease_names, eventually
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -82,15 +81,7 @@ async def names() -> AsyncIterator[str]:
     try:
         yield prefix
     finally:
-        connection = await aio_pika.connect(AMQP_URL)
-        async with connection:
-            channel = await connection.channel()
-            await channel.queue_delete(prefix)
-            await channel.queue_delete(f"{prefix}.listing.{TENANT}")
-            await channel.exchange_delete(prefix)
-            await channel.exchange_delete(f"{prefix}.presence")
-            for shard in range(16):
-                await channel.queue_delete(f"{prefix}.checkpoint.{shard}")
+        await delete_lease_names(prefix, listings=[TENANT])
 
 
 async def directory(relay: RelayProcess) -> dict[str, Any] | None:

@@ -11,14 +11,13 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aio_pika
 import aiohttp
 import pytest
 
 from relay.app.settings import Settings
 from relay.emulator._callback import CallbackSender, CallbackTarget
 from tests.pipeline.support import Broker, Consumer
-from tests.support import AMQP_URL, running_relay
+from tests.support import AMQP_URL, delete_lease_names, running_relay
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -32,14 +31,7 @@ DEPLOYMENT_SECRET = "lease-test-deployment-secret-0123456789"
 async def prefix() -> AsyncIterator[str]:
     name = f"test.cblease.{uuid.uuid4().hex[:10]}"
     yield name
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(name)
-        await channel.exchange_delete(name)
-        await channel.exchange_delete(f"{name}.presence")
-        for shard in range(16):
-            await channel.queue_delete(f"{name}.checkpoint.{shard}")
+    await delete_lease_names(name)
 
 
 def lease_settings(tmp_path: Path, replica: str, prefix: str) -> Settings:

@@ -29,7 +29,7 @@ from relay.ops.metrics import Metrics, PrometheusObserver
 from relay.runtime.directory2 import PollState
 from relay.runtime.listings import KEEP
 from tests.pipeline.support import Broker, Consumer, control
-from tests.support import AMQP_URL, eventually, running_relay
+from tests.support import AMQP_URL, delete_lease_names, eventually, running_relay
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -89,15 +89,7 @@ async def company(emulator: Emulator) -> Emulator:
 async def prefix() -> AsyncIterator[str]:
     name = f"test.dirguard.{uuid.uuid4().hex[:10]}"
     yield name
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(name)
-        await channel.queue_delete(f"{name}.listing.{TENANT}")
-        await channel.exchange_delete(name)
-        await channel.exchange_delete(f"{name}.presence")
-        for shard in range(16):
-            await channel.queue_delete(f"{name}.checkpoint.{shard}")
+    await delete_lease_names(name, listings=[TENANT])
 
 
 async def user(emu: Emulator, action: str, userid: str, **fields: Any) -> None:

@@ -13,14 +13,13 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aio_pika
 import pytest
 
 from relay.app.settings import Settings
 from relay.app.wiring import Running
 from relay.emulator import Emulator
 from tests.pipeline.support import Broker, Consumer, control
-from tests.support import AMQP_URL, eventually, running_relay
+from tests.support import AMQP_URL, delete_lease_names, eventually, running_relay
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -34,15 +33,7 @@ DEPLOYMENT_SECRET = "lease-test-deployment-secret-0123456789"
 async def prefix() -> AsyncIterator[str]:
     name = f"test.dirlease.{uuid.uuid4().hex[:10]}"
     yield name
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(name)
-        await channel.exchange_delete(name)
-        await channel.exchange_delete(f"{name}.presence")
-        await channel.queue_delete(f"{name}.listing.leaseco")
-        for shard in range(16):
-            await channel.queue_delete(f"{name}.checkpoint.{shard}")
+    await delete_lease_names(name, listings=["leaseco"])
 
 
 def lease_settings(emu: Emulator, tmp_path: Path, replica: str, prefix: str) -> Settings:

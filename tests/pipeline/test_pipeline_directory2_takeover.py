@@ -29,7 +29,7 @@ from relay.emulator import Emulator
 from relay.ops.metrics import Metrics, PrometheusObserver
 from relay.runtime.listings import KEEP
 from tests.pipeline.support import Broker, Consumer, control
-from tests.support import AMQP_URL, eventually, running_relay
+from tests.support import AMQP_URL, delete_lease_names, eventually, running_relay
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -49,15 +49,7 @@ ARGUMENTS: dict[str, Any] = {
 async def prefix() -> AsyncIterator[str]:
     name = f"test.dirtake.{uuid.uuid4().hex[:10]}"
     yield name
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(name)
-        await channel.queue_delete(f"{name}.listing.{TENANT}")
-        await channel.exchange_delete(name)
-        await channel.exchange_delete(f"{name}.presence")
-        for shard in range(16):
-            await channel.queue_delete(f"{name}.checkpoint.{shard}")
+    await delete_lease_names(name, listings=[TENANT])
 
 
 @pytest.fixture

@@ -43,7 +43,14 @@ from relay.runtime.leases import LeaseManager
 from relay.runtime.listener import Listener
 from relay.runtime.ownership import ShardRunner
 from tests.pipeline.support import control
-from tests.support import AMQP_URL, BROKER_ADDRESS, DEPLOYMENT_SECRET, TcpProxy, eventually
+from tests.support import (
+    AMQP_URL,
+    BROKER_ADDRESS,
+    DEPLOYMENT_SECRET,
+    TcpProxy,
+    delete_lease_names,
+    eventually,
+)
 
 TENANTS = [f"t{i}" for i in range(6)]
 SHARDS = 16
@@ -69,14 +76,7 @@ async def prefix() -> AsyncIterator[str]:
     """A lease prefix (and sink exchange/queue name) of this test's own."""
     name = f"test.lease.{uuid.uuid4().hex[:10]}"
     yield name
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(name)
-        await channel.exchange_delete(name)
-        await channel.exchange_delete(f"{name}.presence")
-        for shard in range(16):  # the checkpoint queues
-            await channel.queue_delete(f"{name}.checkpoint.{shard}")
+    await delete_lease_names(name)
 
 
 def tenant_settings(emu: Emulator, name: str) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import aiohttp
 import helm_python as helm
 import pytest
@@ -37,7 +36,7 @@ from relay.ops.metrics import Metrics, PrometheusObserver
 from tests.ops.conftest import Control, settings, tenant
 from tests.ship import promql
 from tests.ship.test_ship_chart import CHART, FULL, render
-from tests.support import AMQP_URL, eventually, running_relay
+from tests.support import AMQP_URL, delete_lease_names, eventually, running_relay
 
 # Labels Prometheus adds to every series it scrapes through the chart's ServiceMonitor
 # (the target's labels), and the one metric Prometheus makes itself.
@@ -269,14 +268,7 @@ async def prefix() -> AsyncIterator[str]:
     """A lease prefix (and sink exchange/queue name) of this test's own, deleted after."""
     name = f"test.dash.{uuid.uuid4().hex[:10]}"
     yield name
-    connection = await aio_pika.connect(AMQP_URL, timeout=5)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(name)
-        await channel.exchange_delete(name)
-        await channel.exchange_delete(f"{name}.presence")
-        for shard in range(4):  # the checkpoint queues
-            await channel.queue_delete(f"{name}.checkpoint.{shard}")
+    await delete_lease_names(name, shards=4)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,38 +22,13 @@ from relay.core.delivery import Dead, Delivered, Delivery, DrainPolicy, Outcome,
 from relay.core.routing import Route, Router
 from relay.journal import Journal
 from relay.sinks.amqp import AmqpSink
+from tests.sinks.conftest import Names
 from tests.support import AMQP_URL
 
 pytestmark = pytest.mark.rabbitmq
 
 SINK = "amqp"
 POLICY = DrainPolicy(schedule=[60.0], jitter=0.0)  # one retry, a minute away
-
-
-@dataclass(frozen=True)
-class Names:
-    exchange: str
-    queue: str
-
-
-@pytest.fixture
-async def names() -> AsyncIterator[Names]:
-    suffix = uuid.uuid4().hex[:12]
-    made = Names(exchange=f"test.sink.{suffix}", queue=f"test.sink.{suffix}.q")
-    yield made
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(made.queue)
-        await channel.exchange_delete(made.exchange)
-
-
-@pytest.fixture
-async def channel() -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    """The test's own channel, to bind, purge and read what the sink published."""
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    async with connection:
-        yield await connection.channel()
 
 
 @pytest.fixture

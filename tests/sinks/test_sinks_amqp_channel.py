@@ -14,12 +14,7 @@ missing, retried with backoff, and used again once someone declares it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aio_pika
 import pytest
@@ -28,17 +23,13 @@ from pydantic import SecretStr
 from relay.core.backoff import Backoff
 from relay.core.delivery import Delivered, Delivery, Outcome, Unavailable
 from relay.sinks.amqp import AmqpSink
+from tests.sinks.conftest import Names, queued_ids
+from tests.sinks.conftest import delivery as row
 from tests.support import AMQP_URL, BROKER_ADDRESS, TcpProxy, eventually
 
 pytestmark = pytest.mark.rabbitmq
 
 SINK = "events"
-
-
-@dataclass(frozen=True)
-class Names:
-    exchange: str
-    queue: str
 
 
 class CountingProxy(TcpProxy):
@@ -51,57 +42,13 @@ class CountingProxy(TcpProxy):
         await super()._accept(reader, writer)
 
 
-@pytest.fixture
-async def names() -> AsyncIterator[Names]:
-    suffix = uuid.uuid4().hex[:12]
-    made = Names(exchange=f"test.chan.{suffix}", queue=f"test.chan.{suffix}.q")
-    yield made
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(made.queue)
-        await channel.exchange_delete(made.exchange)
-
-
-@pytest.fixture
-async def channel() -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    """The test's own channel: it deletes (and declares) the exchange under the sink."""
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    async with connection:
-        yield await connection.channel()
-
-
 def delivery(n: int) -> Delivery:
-    return Delivery(
-        sink=SINK,
-        seq=n,
-        event_id=f"ev-{n}-{uuid.uuid4().hex}",
-        tenant="acme",
-        type="exmail.mail.new",
-        routing_key="acme.mail.new",
-        body=json.dumps({"specversion": "1.0", "n": n}).encode(),
-        created=time.time(),
-        attempts=0,
-    )
+    return row(n, sink=SINK)
 
 
 async def send_all(sink: AmqpSink, deliveries: list[Delivery]) -> list[Outcome]:
     """Every delivery at once (the drainer's window), each answered within a bound."""
     return await asyncio.wait_for(asyncio.gather(*map(sink.send, deliveries)), 15)
-
-
-async def queued_ids(queue_name: str) -> list[str]:
-    """The message ids sitting in ``queue_name``, in order (read and acknowledged)."""
-    found: list[str] = []
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.get_queue(queue_name)
-        while (message := await queue.get(fail=False, timeout=5)) is not None:
-            assert message.message_id is not None
-            found.append(message.message_id)
-            await message.ack()
-    return found
 
 
 async def test_a_deleted_exchange_is_declared_again_and_delivery_resumes(

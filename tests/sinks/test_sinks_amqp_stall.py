@@ -19,40 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
-import aio_pika
 import pytest
 from pydantic import SecretStr
 
 from relay.core.delivery import Delivered, Delivery, Outcome
 from relay.sinks.amqp import AmqpSink
-from tests.support import AMQP_URL, BROKER_ADDRESS, TcpProxy, eventually
+from tests.sinks.conftest import delivery, queued_ids
+from tests.support import BROKER_ADDRESS, TcpProxy, eventually
 
 pytestmark = pytest.mark.rabbitmq
 
 BURST = 400  # with the loop starved below, the burst needs seconds to pass the lock
 STARVED = 0.005  # seconds the loop is blocked on every iteration
 CONFIRM_TIMEOUT = 1.0
-
-
-def delivery(n: int) -> Delivery:
-    return Delivery(
-        sink="amqp",
-        seq=n,
-        event_id=f"ev-{n}-{uuid.uuid4().hex}",
-        tenant="acme",
-        type="exmail.mail.new",
-        routing_key="acme.mail.new",
-        body=json.dumps({"specversion": "1.0", "n": n}).encode(),
-        created=time.time(),
-        attempts=0,
-    )
 
 
 @contextlib.asynccontextmanager
@@ -70,31 +54,6 @@ async def starved_loop() -> AsyncIterator[None]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-@pytest.fixture
-async def queue_name() -> AsyncIterator[str]:
-    name = f"test.stall.{uuid.uuid4().hex[:12]}"
-    yield name
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(name)
-        await channel.exchange_delete(name)
-
-
-async def queued_ids(queue_name: str) -> set[str]:
-    """The message ids sitting in ``queue_name`` (read and acknowledged)."""
-    found: set[str] = set()
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.get_queue(queue_name)
-        while (message := await queue.get(fail=False, timeout=5)) is not None:
-            assert message.message_id is not None
-            found.add(message.message_id)
-            await message.ack()
-    return found
 
 
 @pytest.mark.parametrize("silent_broker", [True, False], ids=["silent-broker", "starved-loop"])
@@ -164,4 +123,4 @@ async def test_a_link_dropped_under_a_burst_answers_every_send_and_recovers(
     delivered |= {
         d.event_id for d, s in zip(burst, sends, strict=True) if s.result() == Delivered()
     }
-    assert delivered <= await queued_ids(queue_name)
+    assert delivered <= set(await queued_ids(queue_name))

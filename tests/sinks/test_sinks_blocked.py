@@ -10,65 +10,24 @@ every publish once, at once, when the alarm clears.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
 from pydantic import SecretStr
 
-from relay.core.delivery import Delivered, Delivery, Outcome
+from relay.core.delivery import Delivered, Outcome
 from relay.sinks.amqp import AmqpSink
 from relay.sinks.blocking import watch_blocking
 from tests.broker_alarm import ResourceAlarm
+from tests.sinks.conftest import delivery, queued_ids
 from tests.support import AMQP_URL, eventually
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 
 CONFIRM_TIMEOUT = 1.0
 HELD = 4 * CONFIRM_TIMEOUT  # how long the alarm stays on once the sink is blocked
-
-
-def delivery(n: int) -> Delivery:
-    return Delivery(
-        sink="amqp",
-        seq=n,
-        event_id=f"ev-{n}-{uuid.uuid4().hex}",
-        tenant="acme",
-        type="exmail.mail.new",
-        routing_key="acme.mail.new",
-        body=json.dumps({"specversion": "1.0", "n": n}).encode(),
-        created=time.time(),
-        attempts=0,
-    )
-
-
-@pytest.fixture
-async def queue_name() -> AsyncIterator[str]:
-    name = f"test.blocked.{uuid.uuid4().hex[:12]}"
-    yield name
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(name)
-        await channel.exchange_delete(name)
-
-
-async def queued_ids(queue_name: str) -> list[str]:
-    """The message ids in ``queue_name``, every copy (read and acknowledged)."""
-    found: list[str] = []
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.get_queue(queue_name)
-        while (message := await queue.get(fail=False, timeout=5)) is not None:
-            assert message.message_id is not None
-            found.append(message.message_id)
-            await message.ack()
-    return found
 
 
 async def test_aiormq_still_has_the_handlers_the_block_watch_wraps() -> None:
