@@ -105,12 +105,16 @@ async def _directory_call(request: web.Request, kind: Kind) -> web.Response:
 def _since(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    try:  # a JSON integer past a float's range is an OverflowError, not a 500
+        since = None if isinstance(value, bool) else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        since = None
+    if since is None or not isinstance(value, int | float) or not math.isfinite(since):
         raise Problem(
             400, "invalid-request", "Invalid request",
             "since: the held listing's since, a number as /status.json shows it",
         )  # fmt: skip
-    return float(value)
+    return since
 
 
 def _check_tenant(admin: AdminApi, tenant: str) -> None:

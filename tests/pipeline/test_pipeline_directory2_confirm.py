@@ -156,7 +156,7 @@ async def test_confirm_held_commits_once_what_the_confirming_poll_would(
         status, problem = await admin(http, running, "confirm-held", {"since": held.since - 1})
         assert status == 409 and problem["type"].endswith(":hold-changed"), problem
         assert "would delete 15 of 20 members" in problem["detail"]
-        for bad in ({"since": "yesterday"}, {"other": 1}):
+        for bad in ({"since": "yesterday"}, {"other": 1}, {"since": 10**400}, {"since": True}):
             status, problem = await admin(http, running, "confirm-held", bad)
             assert status == 400, (bad, problem)
         assert len(consumer.messages) == 1 and state.held is not None
